@@ -1,1 +1,148 @@
-fn main() {}
+//! `chaos`: the command-line entry point. Parses flags and calls into the crates; no logic of its own lives
+//! here beyond wiring (see ARCHITECTURE.md).
+
+#![allow(clippy::print_stdout)] // The CLI prints its results on stdout.
+
+mod demo;
+mod proxies_cli;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{CommandFactory, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Chaos engineering in one binary. Today: a TCP fault-injection proxy with a Toxiproxy-compatible API.
+#[derive(Parser)]
+#[command(name = "chaos", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the fault-injection proxy server (Toxiproxy-compatible admin API on loopback by default).
+    Proxy(ProxyArgs),
+    /// Manage proxies and toxics on any Toxiproxy-compatible server (like toxiproxy-cli).
+    #[command(visible_alias = "tp")]
+    Proxies(proxies_cli::ProxiesArgs),
+    /// Run the demo: a real target service behind a real proxy, with toxics injected and measured.
+    Demo(demo::DemoArgs),
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions {
+        /// The shell to generate completions for.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(clap::Args)]
+struct ProxyArgs {
+    /// Address the admin API listens on (loopback by default: the API can reconfigure traffic).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Admin API port; 0 picks a free one (the chosen address is printed on the first stdout line).
+    #[arg(long, default_value_t = 8474)]
+    port: u16,
+    /// Proxies (and their toxics) to create at start: Toxiproxy's JSON array, or YAML (.yaml/.yml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Seed for every random choice (toxicity rolls, jitter, slicer sizes), so runs are reproducible.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Serve Prometheus metrics at /metrics (as Toxiproxy's -proxy-metrics).
+    #[arg(long, visible_alias = "metrics")]
+    proxy_metrics: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chaos: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Proxy(args) => run_proxy(args).await,
+            Command::Proxies(args) => proxies_cli::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Completions { shell } => {
+                clap_complete::generate(shell, &mut Cli::command(), "chaos", &mut std::io::stdout());
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chaos: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` or Toxiproxy's `LOG_LEVEL` pick the level (default info).
+fn init_tracing() {
+    let filter = std::env::var("RUST_LOG")
+        .or_else(|_| {
+            std::env::var("LOG_LEVEL")
+                .map(|l| l.to_lowercase().replace("panic", "error").replace("fatal", "error"))
+        })
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
+    // Each proxied connection holds two sockets; the default soft limit of 1024 would cap us near 500.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "could not raise the open-file limit");
+    }
+    let server =
+        chaos_proxy::Server::new(chaos_proxy::ServerConfig { seed: args.seed, metrics: args.proxy_metrics });
+    if let Some(path) = &args.config {
+        let count = chaos_proxy::config::load(&server, path).await?;
+        tracing::info!(config = %path.display(), proxies = count, "config loaded");
+    }
+    let addr = format!("{}:{}", args.host, args.port);
+    let listener =
+        tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let bound: SocketAddr = listener.local_addr()?;
+    // The first stdout line is the contract tests and scripts use to find a port-0 server.
+    println!("listening on http://{bound}");
+    tracing::info!(api = %bound, "chaos proxy API listening");
+    chaos_proxy::serve(listener, server, shutdown_signal()).await?;
+    tracing::info!("chaos proxy stopped; every proxy closed and every toxic gone");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

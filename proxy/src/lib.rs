@@ -1,1 +1,46 @@
-//! placeholder
+//! `chaos-proxy`: a TCP fault-injection proxy whose admin API is compatible with Toxiproxy 2.x, so existing
+//! Toxiproxy clients and CI suites work unchanged, and which goes further: toxics that expire (TTL), latency
+//! distributions, live per-proxy stats and Prometheus metrics updated as bytes move.
+//!
+//! # Layout
+//! - [`server`]: the registry of proxies and toxics ([`Server`]); every API operation is a method here.
+//! - [`api`]: the HTTP admin API around a [`Server`] ([`api::router`]); [`serve`] runs it on a listener.
+//! - `proxy`: one proxy's data plane: accept loop, upstream dial, two links per connection.
+//! - `link`: one direction of a connection: socket reads → pipeline → socket writes, in one `select!` loop.
+//! - `pipeline`: the toxic chain of a link as a pure state machine, reconfigured live without losing bytes.
+//! - [`toxics`]: each toxic type's attributes and behaviour (`toxics/latency.rs`, …).
+//! - `stats`: live counters and the Prometheus rendering; [`config`]: `--config` files; [`client`]: an HTTP
+//!   client for any Toxiproxy-compatible server.
+//!
+//! This crate does not do L7 (HTTP/gRPC) faults or transparent interception yet, and keeps no state on disk:
+//! a restarted server starts empty, so no fault outlives the process that applied it.
+
+pub mod api;
+pub mod client;
+pub mod config;
+mod error;
+mod link;
+pub mod model;
+mod pipeline;
+mod proxy;
+pub mod server;
+mod stats;
+pub mod toxics;
+
+use std::future::Future;
+
+pub use error::Error;
+pub use server::{Server, ServerConfig};
+pub use stats::StatsSnapshot;
+
+/// Serves the admin API on `listener` until `shutdown` completes, then stops every proxy.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    server: Server,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = api::router(server.clone());
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    server.shutdown().await;
+    result
+}

@@ -1,0 +1,205 @@
+//! One direction of a proxied connection: reads chunks from its source socket, runs them through the
+//! direction's [`Pipeline`], and writes what comes out to the destination socket.
+//!
+//! A link is one `select!` loop over: connection close, the peer direction ending, a new toxic chain, a write,
+//! a toxic deadline, and a read. Every branch is cancel-safe (`write` and `readable` lose nothing when dropped),
+//! so a toxic change or a close is taken between two events, never after a blocked write finishes.
+
+use std::io::ErrorKind;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rand::rngs::StdRng;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::{Activated, Chain, Pipeline};
+use crate::stats::ProxyStats;
+use crate::toxics::{Chunk, Close, Direction, Item};
+
+/// The most one read takes from a socket (Toxiproxy's chunk size).
+const READ_SIZE: usize = 32 * 1024;
+/// Reads smaller than this are copied into a right-sized buffer, so queued small chunks hold little memory.
+const COPY_BELOW: usize = 4 * 1024;
+
+/// What the two links of one connection share.
+pub(crate) struct ConnControl {
+    /// Cancelled to close the connection at once: proxy disabled or deleted, a toxic closed it, a write failed.
+    pub close: CancellationToken,
+    /// Per direction: cancelled when that link must treat its source as ended (the other link closed).
+    pub source_done: [CancellationToken; 2],
+    /// Propagate a FIN one way only, keeping the other direction open (opt-in; Toxiproxy closes both).
+    pub half_close: bool,
+    /// Set before `close` is cancelled when the connection is reset: the links then drop their write halves
+    /// without the FIN tokio sends on drop, so the peers see only the RST.
+    pub reset: AtomicBool,
+}
+
+pub(crate) struct Link {
+    pub direction: Direction,
+    pub src: OwnedReadHalf,
+    pub dst: OwnedWriteHalf,
+    pub chain: watch::Receiver<Chain>,
+    pub control: Arc<ConnControl>,
+    pub stats: Arc<ProxyStats>,
+    pub rng: StdRng,
+}
+
+impl Link {
+    pub async fn run(mut self) {
+        self.drive().await;
+        if self.control.reset.load(Ordering::SeqCst) {
+            self.dst.forget();
+        }
+    }
+
+    async fn drive(&mut self) {
+        let now = Instant::now();
+        let chain = self.chain.borrow_and_update().clone();
+        let (mut pipeline, activated) = Pipeline::new(&chain, now, self.rng.clone());
+        self.record(&activated);
+        let control = self.control.clone();
+        let me = self.direction.index();
+        let mut source_ended = false;
+        loop {
+            let wake = match pipeline.pump(Instant::now()) {
+                Ok(wake) => wake,
+                Err(close) => return self.close(close),
+            };
+            match self.flush(&mut pipeline) {
+                Err(_) => return control.close.cancel(),
+                // Writing made room in the output: the stages may move again before we wait.
+                Ok(true) => continue,
+                Ok(false) => {}
+            }
+            if let Some(Item::Eof) = pipeline.front() {
+                return self.finish().await;
+            }
+            let front: Option<Bytes> = match pipeline.front() {
+                Some(Item::Data(chunk)) => Some(chunk.data.clone()),
+                _ => None,
+            };
+            let can_read = !source_ended && pipeline.accepts_input();
+            let dst = &mut self.dst;
+            tokio::select! {
+                biased;
+                _ = control.close.cancelled() => return,
+                _ = control.source_done[me].cancelled(), if !source_ended => {
+                    source_ended = true;
+                    pipeline.push(Item::Eof);
+                }
+                changed = self.chain.changed() => {
+                    if changed.is_err() {
+                        return; // The proxy is gone.
+                    }
+                    let chain = self.chain.borrow_and_update().clone();
+                    let (close, activated) = pipeline.reconfigure(&chain, Instant::now());
+                    self.record(&activated);
+                    if let Some(close) = close {
+                        return self.close(close);
+                    }
+                }
+                written = write_some(dst, front.as_ref()), if front.is_some() => match written {
+                    Ok(n) => {
+                        self.advance(&mut pipeline, n);
+                    }
+                    Err(_) => return control.close.cancel(),
+                },
+                _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
+                ready = self.src.readable(), if can_read => {
+                    if ready.is_err() || self.read_into(&mut pipeline) {
+                        source_ended = true;
+                        pipeline.push(Item::Eof);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads one chunk; returns true at end of stream (or a read error, which Toxiproxy treats the same).
+    fn read_into(&mut self, pipeline: &mut Pipeline) -> bool {
+        let mut buf = BytesMut::with_capacity(READ_SIZE);
+        match self.src.try_read_buf(&mut buf) {
+            Ok(0) => true,
+            Ok(n) => {
+                self.stats.received(self.direction, n);
+                let data = if n < COPY_BELOW { Bytes::copy_from_slice(&buf) } else { buf.freeze() };
+                pipeline.push(Item::Data(Chunk { data, at: Instant::now() }));
+                false
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+            Err(_) => true,
+        }
+    }
+
+    /// Writes as much of the output as the socket takes without waiting; true if an item left the output.
+    fn flush(&mut self, pipeline: &mut Pipeline) -> std::io::Result<bool> {
+        let mut emptied = false;
+        while let Some(Item::Data(chunk)) = pipeline.front() {
+            match self.dst.try_write(&chunk.data) {
+                Ok(n) => emptied |= self.advance(pipeline, n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(emptied)
+    }
+
+    /// Accounts `n` bytes written from the output's head; true if the head chunk is now fully written.
+    fn advance(&mut self, pipeline: &mut Pipeline, n: usize) -> bool {
+        self.stats.sent(self.direction, n);
+        if let Some(Item::Data(chunk)) = pipeline.front_mut() {
+            if n >= chunk.data.len() {
+                pipeline.pop_front();
+                return true;
+            }
+            let _ = chunk.data.split_to(n);
+        }
+        false
+    }
+
+    /// The stream ended and everything before the end was written: close the destination.
+    async fn finish(&mut self) {
+        tokio::select! {
+            _ = self.control.close.cancelled() => {}
+            _ = tokio::time::timeout(Duration::from_secs(5), self.dst.shutdown()) => {}
+        }
+        if !self.control.half_close {
+            // Toxiproxy semantics: one side ending tears the whole connection down.
+            let other = match self.direction {
+                Direction::Upstream => Direction::Downstream,
+                Direction::Downstream => Direction::Upstream,
+            };
+            self.control.source_done[other.index()].cancel();
+        }
+    }
+
+    fn close(&self, close: Close) {
+        if close == Close::Reset {
+            // Both sockets: this link reads one and writes the other. With linger 0, close sends RST.
+            let _ = socket2::SockRef::from(self.src.as_ref()).set_linger(Some(Duration::ZERO));
+            let _ = socket2::SockRef::from(self.dst.as_ref()).set_linger(Some(Duration::ZERO));
+            self.control.reset.store(true, Ordering::SeqCst);
+        }
+        self.control.close.cancel();
+    }
+
+    fn record(&self, activated: &Activated) {
+        for name in activated {
+            self.stats.toxic_activated(self.direction, name);
+        }
+    }
+}
+
+/// One `write` of the output's head chunk: cancel-safe, so a toxic change is never held up by a slow reader.
+async fn write_some(dst: &mut OwnedWriteHalf, data: Option<&Bytes>) -> std::io::Result<usize> {
+    match data {
+        Some(data) => dst.write(data).await,
+        None => std::future::pending().await,
+    }
+}

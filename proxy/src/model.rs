@@ -1,0 +1,113 @@
+//! The API's JSON: what clients send (`*Input`, decoded leniently as Toxiproxy does: unknown fields ignored,
+//! `null` = absent) and what they get back (`*View`, with Toxiproxy's field order).
+
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+/// A proxy to create (`POST /proxies`, `/populate`, config files).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ProxyInput {
+    pub name: Option<String>,
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+    pub enabled: Option<bool>,
+    /// Beyond Toxiproxy: pass a FIN one way and keep the other direction open (Toxiproxy closes both).
+    pub half_close: Option<bool>,
+    /// Toxics to add with the proxy. Honoured in config files only; the API ignores it, as Toxiproxy does.
+    pub toxics: Option<Value>,
+}
+
+/// A partial proxy update (`POST`/`PATCH /proxies/{name}`): only the fields sent change.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ProxyUpdate {
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+    pub enabled: Option<bool>,
+    pub half_close: Option<bool>,
+}
+
+/// A toxic to add (`POST /proxies/{name}/toxics`).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ToxicInput {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub stream: Option<String>,
+    /// noxious-client sends `direction`; taken when `stream` is absent.
+    pub direction: Option<String>,
+    pub toxicity: Option<f32>,
+    pub attributes: Option<Map<String, Value>>,
+    /// Beyond Toxiproxy: milliseconds after which the toxic removes itself.
+    pub ttl: Option<u64>,
+}
+
+/// A toxic update (`POST`/`PATCH /proxies/{name}/toxics/{toxic}`): attributes merge over the current ones.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ToxicUpdate {
+    pub toxicity: Option<f32>,
+    pub attributes: Option<Map<String, Value>>,
+    /// Re-arms the self-removal deadline from now.
+    pub ttl: Option<u64>,
+}
+
+/// A proxy as the API shows it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ProxyView {
+    pub name: String,
+    pub listen: String,
+    pub upstream: String,
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub half_close: bool,
+    /// Upstream chain first, then downstream, each in insertion order.
+    pub toxics: Vec<ToxicView>,
+}
+
+/// A toxic as the API shows it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ToxicView {
+    pub attributes: Map<String, Value>,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub stream: String,
+    #[serde(serialize_with = "go_float32")]
+    pub toxicity: f32,
+    /// Milliseconds the toxic lives after its last create or update; absent when it lives until removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+}
+
+/// Writes a float32 as Go does: `1` for 1.0, `0.5`, `0.1` (shortest float32 form, not `0.10000000149011612`).
+fn go_float32<S: Serializer>(v: &f32, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+        return s.serialize_i64(*v as i64);
+    }
+    match format!("{v}").parse::<f64>() {
+        Ok(f) => s.serialize_f64(f),
+        Err(_) => s.serialize_f64(f64::from(*v)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toxicity_renders_like_go() {
+        let mut t = ToxicView {
+            attributes: Map::new(),
+            name: "n".into(),
+            kind: "noop".into(),
+            stream: "downstream".into(),
+            toxicity: 1.0,
+            ttl: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"attributes":{},"name":"n","type":"noop","stream":"downstream","toxicity":1}"#
+        );
+        t.toxicity = 0.1;
+        assert!(serde_json::to_string(&t).unwrap().ends_with(r#""toxicity":0.1}"#));
+    }
+}

@@ -1,0 +1,203 @@
+//! One proxy's data plane: the listener's accept loop and each accepted connection (dial upstream, then two
+//! [`Link`]s). The registry in `server.rs` owns the configuration; this module only runs what it is given.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::error::{Error, listen_error};
+use crate::link::{ConnControl, Link};
+use crate::pipeline::Chain;
+use crate::stats::ProxyStats;
+use crate::toxics::Direction;
+
+/// How long a client waits for the upstream dial before the proxy gives up and closes it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the data plane of one proxy shares with the registry.
+pub(crate) struct ProxyShared {
+    pub name: String,
+    pub stats: Arc<ProxyStats>,
+    /// The toxic chain per direction; every live link watches its direction's channel.
+    pub chains: [watch::Sender<Chain>; 2],
+    /// Seeds each link's random generator (toxicity rolls, jitter, slicer), so `--seed` replays a run.
+    pub seed: u64,
+    /// Numbers connections, for per-link seeds.
+    pub connections: AtomicU64,
+}
+
+impl ProxyShared {
+    pub fn new(name: String, seed: u64) -> ProxyShared {
+        let empty: Chain = Arc::new(Vec::new());
+        ProxyShared {
+            name,
+            stats: Arc::new(ProxyStats::default()),
+            chains: [watch::Sender::new(empty.clone()), watch::Sender::new(empty)],
+            seed,
+            connections: AtomicU64::new(0),
+        }
+    }
+
+    fn link_rng(&self, connection: u64, direction: Direction) -> StdRng {
+        StdRng::seed_from_u64(splitmix(self.seed ^ splitmix(connection * 2 + direction.index() as u64)))
+    }
+}
+
+/// A bound, accepting proxy.
+pub(crate) struct Running {
+    pub bound: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Binds `listen` and starts accepting. Errors carry the OS text, as Toxiproxy reports them (HTTP 500).
+    pub async fn start(
+        listen: &str,
+        upstream: &str,
+        half_close: bool,
+        shared: Arc<ProxyShared>,
+        parent: &CancellationToken,
+    ) -> Result<Running, Error> {
+        let listener = bind(listen).await?;
+        let bound = listener.local_addr().map_err(|e| listen_error(listen, &e))?;
+        let stop = parent.child_token();
+        let upstream: Arc<str> = upstream.into();
+        let task = tokio::spawn(accept_loop(listener, upstream, half_close, shared, stop.clone()));
+        Ok(Running { bound, stop, task })
+    }
+
+    /// Closes the listener and every live connection. Waits only for the accept loop, which never blocks on
+    /// the data path, so the port is free when this returns.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Resolves a listen address, preferring IPv4 (clients split `listen` on `:` to connect), and binds it.
+/// An empty address binds all interfaces on a random port, as Toxiproxy does.
+pub(crate) async fn resolve_listen(listen: &str) -> Result<Vec<SocketAddr>, Error> {
+    let listen = if listen.is_empty() { "[::]:0" } else { listen };
+    let addrs: Vec<SocketAddr> =
+        tokio::net::lookup_host(listen).await.map_err(|e| listen_error(listen, &e))?.collect();
+    let (mut v4, v6): (Vec<_>, Vec<_>) = addrs.into_iter().partition(SocketAddr::is_ipv4);
+    v4.extend(v6);
+    Ok(v4)
+}
+
+async fn bind(listen: &str) -> Result<TcpListener, Error> {
+    let mut last = None;
+    let mut addrs = resolve_listen(listen).await?;
+    if listen.is_empty() {
+        // Hosts without IPv6 fall back to all IPv4 interfaces.
+        addrs.push(SocketAddr::from(([0, 0, 0, 0], 0)));
+    }
+    for addr in addrs {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(listen_error(&addr.to_string(), &e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Listen(format!("listen tcp {listen}: no addresses"))))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    upstream: Arc<str>,
+    half_close: bool,
+    shared: Arc<ProxyShared>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((client, peer)) => {
+                    debug!(proxy = %shared.name, %peer, "accepted");
+                    let conn = connection(client, upstream.clone(), half_close, shared.clone(), stop.child_token());
+                    tokio::spawn(conn);
+                }
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    warn!(proxy = %shared.name, error = %e, "accept failed");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn connection(
+    client: TcpStream,
+    upstream: Arc<str>,
+    half_close: bool,
+    shared: Arc<ProxyShared>,
+    close: CancellationToken,
+) {
+    let started = Instant::now();
+    let dialed = tokio::select! {
+        _ = close.cancelled() => return,
+        dialed = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&*upstream)) => dialed,
+    };
+    let server = match dialed {
+        Ok(Ok(server)) => server,
+        Ok(Err(e)) => {
+            shared.stats.upstream_failed();
+            debug!(proxy = %shared.name, %upstream, error = %e, "upstream dial failed; closing client");
+            return;
+        }
+        Err(_) => {
+            shared.stats.upstream_failed();
+            debug!(proxy = %shared.name, %upstream, "upstream dial timed out; closing client");
+            return;
+        }
+    };
+    // Go (and so Toxiproxy) sets TCP_NODELAY on every connection; small writes must not wait for Nagle.
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    shared.stats.connection_opened(started.elapsed());
+    let number = shared.connections.fetch_add(1, Relaxed);
+    let control = Arc::new(ConnControl {
+        close,
+        source_done: [CancellationToken::new(), CancellationToken::new()],
+        half_close,
+        reset: AtomicBool::new(false),
+    });
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    let link = |direction: Direction, src, dst| Link {
+        direction,
+        src,
+        dst,
+        chain: shared.chains[direction.index()].subscribe(),
+        control: control.clone(),
+        stats: shared.stats.clone(),
+        rng: shared.link_rng(number, direction),
+    };
+    let up = link(Direction::Upstream, client_read, server_write);
+    let down = link(Direction::Downstream, server_read, client_write);
+    tokio::join!(up.run(), down.run());
+    shared.stats.connection_closed();
+}
+
+/// SplitMix64: spreads a counter into well-mixed seeds.
+pub(crate) fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}

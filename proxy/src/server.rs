@@ -1,0 +1,455 @@
+//! The proxy registry behind the admin API: create, update, delete, populate and reset proxies; add, update
+//! and remove toxics; TTL expiry. Every operation takes one async lock, so API calls are serialised as in
+//! Toxiproxy; the data path never takes it (links only watch their chain), so a stalled connection can never
+//! hold up an API call.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::error::{Error, Result};
+use crate::model::{ProxyInput, ProxyUpdate, ProxyView, ToxicInput, ToxicUpdate, ToxicView};
+use crate::pipeline::{Chain, ToxicSpec};
+use crate::proxy::{ProxyShared, Running, resolve_listen, splitmix};
+use crate::stats::{MetricsSource, StatsSnapshot, render_prometheus};
+use crate::toxics::{Direction, ToxicKind};
+
+/// How the server runs.
+#[derive(Clone, Debug, Default)]
+pub struct ServerConfig {
+    /// Seeds every random choice (toxicity rolls, jitter, slicer sizes); random when absent.
+    pub seed: Option<u64>,
+    /// Serve `/metrics` (Toxiproxy serves it only with `-proxy-metrics`).
+    pub metrics: bool,
+}
+
+/// The proxy server: cheap to clone, shared by the API handlers.
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ServerConfig,
+    seed: u64,
+    proxies: Mutex<BTreeMap<String, ProxyEntry>>,
+    /// Parent of every proxy's listener and connections; cancelled by [`Server::shutdown`].
+    shutdown: CancellationToken,
+    /// Source of toxic ids and TTL generations, unique for the server's life.
+    ids: AtomicU64,
+}
+
+/// One proxy's configuration and, when enabled, its running listener.
+struct ProxyEntry {
+    shared: Arc<ProxyShared>,
+    /// The address as given, or the bound address while running (what the API reports).
+    listen: String,
+    upstream: String,
+    enabled: bool,
+    half_close: bool,
+    toxics: [Vec<ToxicEntry>; 2],
+    running: Option<Running>,
+}
+
+#[derive(Clone)]
+struct ToxicEntry {
+    spec: ToxicSpec,
+    direction: Direction,
+    ttl: Option<Duration>,
+    /// Identifies the TTL timer armed last; an older timer firing finds a different value and does nothing.
+    ttl_generation: u64,
+}
+
+impl Server {
+    pub fn new(config: ServerConfig) -> Server {
+        let seed = config.seed.unwrap_or_else(rand::random);
+        Server {
+            inner: Arc::new(Inner {
+                config,
+                seed,
+                proxies: Mutex::new(BTreeMap::new()),
+                shutdown: CancellationToken::new(),
+                ids: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    fn next_id(&self) -> u64 {
+        self.inner.ids.fetch_add(1, Relaxed)
+    }
+
+    /// Every proxy, keyed by name.
+    pub async fn proxies(&self) -> BTreeMap<String, ProxyView> {
+        let proxies = self.inner.proxies.lock().await;
+        proxies.iter().map(|(name, entry)| (name.clone(), entry.view())).collect()
+    }
+
+    pub async fn proxy(&self, name: &str) -> Result<ProxyView> {
+        let proxies = self.inner.proxies.lock().await;
+        proxies.get(name).map(ProxyEntry::view).ok_or(Error::ProxyNotFound)
+    }
+
+    pub async fn create_proxy(&self, input: ProxyInput) -> Result<ProxyView> {
+        let (name, upstream) = required(&input, None)?;
+        let mut proxies = self.inner.proxies.lock().await;
+        if proxies.contains_key(&name) {
+            return Err(Error::ProxyExists);
+        }
+        let entry = self.new_entry(name.clone(), upstream, &input).await?;
+        let view = entry.view();
+        info!(proxy = %name, listen = %entry.listen, upstream = %entry.upstream, "proxy created");
+        proxies.insert(name, entry);
+        Ok(view)
+    }
+
+    async fn new_entry(&self, name: String, upstream: String, input: &ProxyInput) -> Result<ProxyEntry> {
+        let seed = splitmix(self.inner.seed ^ fnv(&name));
+        let mut entry = ProxyEntry {
+            shared: Arc::new(ProxyShared::new(name, seed)),
+            listen: input.listen.clone().unwrap_or_default(),
+            upstream,
+            enabled: false,
+            half_close: input.half_close.unwrap_or(false),
+            toxics: [Vec::new(), Vec::new()],
+            running: None,
+        };
+        if input.enabled.unwrap_or(true) {
+            entry.start(&self.inner.shutdown).await?;
+        }
+        Ok(entry)
+    }
+
+    /// Partial update: a changed listen (after resolution) or upstream restarts the proxy, closing its
+    /// connections; `enabled` starts or stops it. Toxics survive. A failed bind leaves the proxy as it was.
+    pub async fn update_proxy(&self, name: &str, update: ProxyUpdate) -> Result<ProxyView> {
+        let mut proxies = self.inner.proxies.lock().await;
+        let entry = proxies.get_mut(name).ok_or(Error::ProxyNotFound)?;
+        let listen = update.listen.clone().unwrap_or_else(|| entry.listen.clone());
+        let upstream = update.upstream.clone().unwrap_or_else(|| entry.upstream.clone());
+        let enabled = update.enabled.unwrap_or(entry.enabled);
+        let half_close = update.half_close.unwrap_or(entry.half_close);
+        let listen_changed = listen != entry.listen && !same_address(&listen, &entry.listen).await;
+        let restart = listen_changed || upstream != entry.upstream || half_close != entry.half_close;
+        if restart || !enabled {
+            entry.stop().await;
+        }
+        let previous = (entry.listen.clone(), entry.upstream.clone(), entry.half_close, entry.enabled);
+        entry.listen = listen;
+        entry.upstream = upstream;
+        entry.half_close = half_close;
+        if enabled
+            && entry.running.is_none()
+            && let Err(e) = entry.start(&self.inner.shutdown).await
+        {
+            // Put the old configuration back, running again if it was.
+            (entry.listen, entry.upstream, entry.half_close, entry.enabled) = previous;
+            if entry.enabled {
+                entry.enabled = false;
+                let _ = entry.start(&self.inner.shutdown).await;
+            }
+            return Err(e);
+        }
+        Ok(entry.view())
+    }
+
+    pub async fn delete_proxy(&self, name: &str) -> Result<()> {
+        let mut proxies = self.inner.proxies.lock().await;
+        let mut entry = proxies.remove(name).ok_or(Error::ProxyNotFound)?;
+        entry.stop().await;
+        info!(proxy = %name, "proxy deleted");
+        Ok(())
+    }
+
+    /// Creates or replaces many proxies: validates every entry first; an entry identical in name, listen and
+    /// upstream to an existing proxy keeps that proxy untouched; a differing one replaces it, without toxics.
+    /// On failure returns the error with the proxies handled so far.
+    pub async fn populate(
+        &self,
+        inputs: Vec<ProxyInput>,
+    ) -> std::result::Result<Vec<ProxyView>, (Error, Vec<ProxyView>)> {
+        let mut checked = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.iter().enumerate() {
+            checked.push(required(input, Some(i + 1)).map_err(|e| (e, Vec::new()))?);
+        }
+        let mut proxies = self.inner.proxies.lock().await;
+        let mut done = Vec::with_capacity(inputs.len());
+        for (input, (name, upstream)) in inputs.iter().zip(checked) {
+            if let Some(existing) = proxies.get(&name) {
+                let listen = input.listen.clone().unwrap_or_default();
+                if existing.upstream == upstream && same_address(&listen, &existing.listen).await {
+                    done.push(existing.view());
+                    continue;
+                }
+            }
+            if let Some(mut old) = proxies.remove(&name) {
+                old.stop().await;
+            }
+            match self.new_entry(name.clone(), upstream, input).await {
+                Ok(entry) => {
+                    done.push(entry.view());
+                    proxies.insert(name, entry);
+                }
+                Err(e) => return Err((e, done)),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Re-enables every proxy and removes every toxic, both directions; deletes nothing.
+    pub async fn reset(&self) -> Result<()> {
+        let mut proxies = self.inner.proxies.lock().await;
+        for entry in proxies.values_mut() {
+            entry.toxics = [Vec::new(), Vec::new()];
+            entry.publish(Direction::Upstream);
+            entry.publish(Direction::Downstream);
+            if entry.running.is_none() {
+                entry.start(&self.inner.shutdown).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn toxics(&self, proxy: &str) -> Result<Vec<ToxicView>> {
+        let proxies = self.inner.proxies.lock().await;
+        Ok(proxies.get(proxy).ok_or(Error::ProxyNotFound)?.toxic_views())
+    }
+
+    pub async fn toxic(&self, proxy: &str, name: &str) -> Result<ToxicView> {
+        let proxies = self.inner.proxies.lock().await;
+        let entry = proxies.get(proxy).ok_or(Error::ProxyNotFound)?;
+        entry.find(name).map(|(d, i)| entry.toxics[d.index()][i].view()).ok_or(Error::ToxicNotFound)
+    }
+
+    /// Adds a toxic at the end of its direction's chain and applies it to live connections at once.
+    pub async fn add_toxic(&self, proxy: &str, input: ToxicInput) -> Result<ToxicView> {
+        let mut proxies = self.inner.proxies.lock().await;
+        let entry = proxies.get_mut(proxy).ok_or(Error::ProxyNotFound)?;
+        // Toxiproxy's order of checks: stream, default name, type, duplicate name, attributes.
+        let stream = input.stream.as_deref().or(input.direction.as_deref()).unwrap_or("");
+        let direction = if stream.is_empty() {
+            Direction::Downstream
+        } else {
+            Direction::parse(stream).ok_or(Error::InvalidStream)?
+        };
+        let type_name = input.kind.clone().unwrap_or_default();
+        let name = match input.name.as_deref() {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => format!("{type_name}_{direction}"),
+        };
+        let kind = ToxicKind::default_for(&type_name).ok_or(Error::InvalidToxicType)?;
+        if entry.find(&name).is_some() {
+            return Err(Error::ToxicExists);
+        }
+        let kind = kind.merged(input.attributes.as_ref()).map_err(|e| Error::BadRequest(e.to_string()))?;
+        let toxic = ToxicEntry {
+            spec: ToxicSpec {
+                id: self.next_id(),
+                revision: 0,
+                name: name.as_str().into(),
+                kind,
+                toxicity: input.toxicity.unwrap_or(1.0),
+            },
+            direction,
+            ttl: input.ttl.map(Duration::from_millis),
+            ttl_generation: self.next_id(),
+        };
+        let view = toxic.view();
+        self.arm_ttl(proxy, &toxic);
+        entry.toxics[direction.index()].push(toxic);
+        entry.publish(direction);
+        info!(proxy, toxic = %name, kind = %type_name, stream = %direction, "toxic added");
+        Ok(view)
+    }
+
+    /// Merges attributes over the current ones and sets toxicity; type, stream and name never change.
+    pub async fn update_toxic(&self, proxy: &str, name: &str, update: ToxicUpdate) -> Result<ToxicView> {
+        let mut proxies = self.inner.proxies.lock().await;
+        let entry = proxies.get_mut(proxy).ok_or(Error::ProxyNotFound)?;
+        let (direction, i) = entry.find(name).ok_or(Error::ToxicNotFound)?;
+        let generation = self.next_id();
+        let toxic = &mut entry.toxics[direction.index()][i];
+        let kind = toxic
+            .spec
+            .kind
+            .merged(update.attributes.as_ref())
+            .map_err(|e| Error::BadRequest(e.to_string()))?;
+        toxic.spec.kind = kind;
+        toxic.spec.toxicity = update.toxicity.unwrap_or(toxic.spec.toxicity);
+        toxic.spec.revision += 1;
+        if let Some(ttl) = update.ttl {
+            toxic.ttl = Some(Duration::from_millis(ttl));
+        }
+        // Any update re-arms a TTL from now: a runner that keeps updating keeps its fault alive.
+        toxic.ttl_generation = generation;
+        let toxic = toxic.clone();
+        self.arm_ttl(proxy, &toxic);
+        entry.publish(direction);
+        info!(proxy, toxic = %name, "toxic updated");
+        Ok(toxic.view())
+    }
+
+    /// Removes a toxic from the proxy and every live link; the bytes it held are forwarded first.
+    pub async fn remove_toxic(&self, proxy: &str, name: &str) -> Result<()> {
+        let mut proxies = self.inner.proxies.lock().await;
+        let entry = proxies.get_mut(proxy).ok_or(Error::ProxyNotFound)?;
+        let (direction, i) = entry.find(name).ok_or(Error::ToxicNotFound)?;
+        entry.toxics[direction.index()].remove(i);
+        entry.publish(direction);
+        info!(proxy, toxic = %name, "toxic removed");
+        Ok(())
+    }
+
+    pub async fn stats(&self, proxy: &str) -> Result<StatsSnapshot> {
+        let proxies = self.inner.proxies.lock().await;
+        Ok(proxies.get(proxy).ok_or(Error::ProxyNotFound)?.shared.stats.snapshot())
+    }
+
+    /// Stats of every proxy, keyed by name.
+    pub async fn all_stats(&self) -> BTreeMap<String, StatsSnapshot> {
+        let proxies = self.inner.proxies.lock().await;
+        proxies.iter().map(|(name, e)| (name.clone(), e.shared.stats.snapshot())).collect()
+    }
+
+    /// All proxies' metrics in Prometheus text format.
+    pub async fn prometheus(&self) -> String {
+        let proxies = self.inner.proxies.lock().await;
+        let sources: Vec<MetricsSource<'_>> = proxies
+            .values()
+            .map(|e| MetricsSource {
+                name: &e.shared.name,
+                listen: &e.listen,
+                upstream: &e.upstream,
+                enabled: e.running.is_some(),
+                stats: &e.shared.stats,
+            })
+            .collect();
+        render_prometheus(&sources)
+    }
+
+    /// Stops every proxy and closes every connection. Toxics are runtime state: nothing outlives the server.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let mut proxies = self.inner.proxies.lock().await;
+        for entry in proxies.values_mut() {
+            entry.stop().await;
+        }
+    }
+
+    /// Starts the timer that removes a toxic at its deadline, unless it was updated or removed since.
+    fn arm_ttl(&self, proxy: &str, toxic: &ToxicEntry) {
+        let Some(ttl) = toxic.ttl else { return };
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let (proxy, id, generation) = (proxy.to_string(), toxic.spec.id, toxic.ttl_generation);
+        tokio::spawn(async move {
+            tokio::time::sleep(ttl).await;
+            let Some(inner) = weak.upgrade() else { return };
+            let mut proxies = inner.proxies.lock().await;
+            let Some(entry) = proxies.get_mut(&proxy) else { return };
+            for direction in Direction::ALL {
+                let chain = &mut entry.toxics[direction.index()];
+                if let Some(i) = chain.iter().position(|t| t.spec.id == id && t.ttl_generation == generation)
+                {
+                    let removed = chain.remove(i);
+                    entry.publish(direction);
+                    info!(proxy = %proxy, toxic = %removed.spec.name, "toxic expired (ttl) and was removed");
+                }
+            }
+        });
+    }
+}
+
+impl ProxyEntry {
+    async fn start(&mut self, parent: &CancellationToken) -> Result<()> {
+        let running =
+            Running::start(&self.listen, &self.upstream, self.half_close, self.shared.clone(), parent)
+                .await?;
+        self.listen = running.bound.to_string();
+        self.running = Some(running);
+        self.enabled = true;
+        Ok(())
+    }
+
+    async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+        self.enabled = false;
+    }
+
+    fn find(&self, name: &str) -> Option<(Direction, usize)> {
+        Direction::ALL
+            .into_iter()
+            .find_map(|d| self.toxics[d.index()].iter().position(|t| &*t.spec.name == name).map(|i| (d, i)))
+    }
+
+    /// Sends the direction's chain to every live link.
+    fn publish(&self, direction: Direction) {
+        let chain: Chain = Arc::new(self.toxics[direction.index()].iter().map(|t| t.spec.clone()).collect());
+        self.shared.chains[direction.index()].send_replace(chain);
+    }
+
+    fn toxic_views(&self) -> Vec<ToxicView> {
+        self.toxics.iter().flatten().map(ToxicEntry::view).collect()
+    }
+
+    fn view(&self) -> ProxyView {
+        ProxyView {
+            name: self.shared.name.clone(),
+            listen: self.listen.clone(),
+            upstream: self.upstream.clone(),
+            enabled: self.enabled,
+            half_close: self.half_close,
+            toxics: self.toxic_views(),
+        }
+    }
+}
+
+impl ToxicEntry {
+    fn view(&self) -> ToxicView {
+        ToxicView {
+            attributes: self.spec.kind.attributes(),
+            name: self.spec.name.to_string(),
+            kind: self.spec.kind.type_name().to_string(),
+            stream: self.direction.to_string(),
+            toxicity: self.spec.toxicity,
+            ttl: self.ttl.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+/// Name and upstream of a proxy input, or which is missing (`at proxy N` for populate, 1-based).
+fn required(input: &ProxyInput, index: Option<usize>) -> Result<(String, String)> {
+    let at = |field: &str| match index {
+        Some(i) => Error::MissingField(format!("{field} at proxy {i}")),
+        None => Error::MissingField(field.to_string()),
+    };
+    let name = input.name.clone().filter(|n| !n.is_empty()).ok_or_else(|| at("name"))?;
+    let upstream = input.upstream.clone().filter(|u| !u.is_empty()).ok_or_else(|| at("upstream"))?;
+    Ok((name, upstream))
+}
+
+/// Whether two listen addresses name the same socket once resolved (`localhost:26379` = `127.0.0.1:26379`).
+/// A port of 0 never matches: it asks for a new random port.
+async fn same_address(a: &str, b: &str) -> bool {
+    if a == b && !a.ends_with(":0") {
+        return true;
+    }
+    match (resolve_listen(a).await, resolve_listen(b).await) {
+        (Ok(a), Ok(b)) => a.first().is_some_and(|x| x.port() != 0 && b.contains(x)),
+        _ => false,
+    }
+}
+
+/// FNV-1a, to mix a proxy's name into its seed.
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}

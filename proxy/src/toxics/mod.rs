@@ -1,0 +1,416 @@
+//! Toxics: the faults a proxy applies to a stream, as plain data ([`ToxicKind`]) and as running stages.
+//!
+//! A toxic is configured through the admin API as JSON (`type` + `attributes`, Toxiproxy's shape) and decoded
+//! into a [`ToxicKind`]. Each live link turns the toxics of its direction into [`Stage`]s: a queue of items plus a
+//! [`Behaviour`], a small state machine that decides, given the head of its queue and the time, whether to emit an
+//! item, wait until a deadline, or close the connection. Behaviours never do I/O and never sleep, so every
+//! toxic is unit-tested on a virtual clock and the link that drives them can react to updates at any moment.
+
+mod bandwidth;
+mod latency;
+mod limit_data;
+mod reset_peer;
+mod slicer;
+mod slow_close;
+mod timeout;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::Rng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+pub use bandwidth::Bandwidth;
+pub use latency::{Distribution, Latency};
+pub use limit_data::LimitData;
+pub use reset_peer::ResetPeer;
+pub use slicer::Slicer;
+pub use slow_close::SlowClose;
+pub use timeout::Timeout;
+
+/// Which way bytes flow through a link: `upstream` is client → server, `downstream` server → client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    Upstream,
+    Downstream,
+}
+
+impl Direction {
+    /// Both directions, upstream first (the order Toxiproxy lists toxics in).
+    pub const ALL: [Direction; 2] = [Direction::Upstream, Direction::Downstream];
+
+    /// Parses Toxiproxy's `stream` field, case-insensitively.
+    pub fn parse(s: &str) -> Option<Direction> {
+        match s.to_ascii_lowercase().as_str() {
+            "upstream" => Some(Direction::Upstream),
+            "downstream" => Some(Direction::Downstream),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Upstream => "upstream",
+            Direction::Downstream => "downstream",
+        }
+    }
+
+    /// Index into per-direction arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Direction::Upstream => 0,
+            Direction::Downstream => 1,
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A toxic's type and attributes, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ToxicKind {
+    Noop,
+    Latency(Latency),
+    Bandwidth(Bandwidth),
+    SlowClose(SlowClose),
+    Timeout(Timeout),
+    ResetPeer(ResetPeer),
+    Slicer(Slicer),
+    LimitData(LimitData),
+}
+
+/// Why a toxic's attributes were refused; rendered after `bad request body: `.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AttributeError {
+    #[error("attribute {name}: {message}")]
+    Type { name: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Attributes of one toxic type: a serde struct whose every field has a default of zero.
+trait Attributes: Serialize + for<'de> Deserialize<'de> + Default + Clone {
+    /// The attribute names clients may set (unknown keys are ignored, as Toxiproxy does).
+    const FIELDS: &'static [&'static str];
+    /// Checks values that would make the data path misbehave.
+    fn validate(&self) -> Result<(), AttributeError> {
+        Ok(())
+    }
+}
+
+/// Decodes `incoming` attributes over `current` ones: keys present replace, keys absent keep their value.
+fn merge<A: Attributes>(current: &A, incoming: Option<&Map<String, Value>>) -> Result<A, AttributeError> {
+    let Some(incoming) = incoming else { return Ok(current.clone()) };
+    let Value::Object(mut merged) = serde_json::to_value(current).map_err(invalid)? else {
+        return Err(AttributeError::Invalid("attributes are not an object".into()));
+    };
+    for (key, value) in incoming {
+        // JSON null leaves the current value, as decoding null into a Go int does.
+        if A::FIELDS.contains(&key.as_str()) && !value.is_null() {
+            // Check each value on its own first so the error names the attribute.
+            let mut probe = serde_json::to_value(A::default()).map_err(invalid)?;
+            if let Value::Object(map) = &mut probe {
+                map.insert(key.clone(), value.clone());
+            }
+            serde_json::from_value::<A>(probe)
+                .map_err(|e| AttributeError::Type { name: key.clone(), message: e.to_string() })?;
+            merged.insert(key.clone(), value.clone());
+        }
+    }
+    let attrs: A = serde_json::from_value(Value::Object(merged)).map_err(invalid)?;
+    attrs.validate()?;
+    Ok(attrs)
+}
+
+fn invalid(e: serde_json::Error) -> AttributeError {
+    AttributeError::Invalid(e.to_string())
+}
+
+fn to_map<A: Attributes>(a: &A) -> Map<String, Value> {
+    match serde_json::to_value(a) {
+        Ok(Value::Object(m)) => m,
+        // Attribute structs are plain structs of numbers and strings: serialising them cannot fail.
+        _ => Map::new(),
+    }
+}
+
+impl ToxicKind {
+    /// The toxic type names this proxy knows, as used in the API's `type` field.
+    pub const TYPES: &'static [&'static str] =
+        &["noop", "latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data"];
+
+    /// A toxic of type `type_name` with every attribute zero, or `None` for an unknown type.
+    pub fn default_for(type_name: &str) -> Option<ToxicKind> {
+        Some(match type_name {
+            "noop" => ToxicKind::Noop,
+            "latency" => ToxicKind::Latency(Latency::default()),
+            "bandwidth" => ToxicKind::Bandwidth(Bandwidth::default()),
+            "slow_close" => ToxicKind::SlowClose(SlowClose::default()),
+            "timeout" => ToxicKind::Timeout(Timeout::default()),
+            "reset_peer" => ToxicKind::ResetPeer(ResetPeer::default()),
+            "slicer" => ToxicKind::Slicer(Slicer::default()),
+            "limit_data" => ToxicKind::LimitData(LimitData::default()),
+            _ => return None,
+        })
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ToxicKind::Noop => "noop",
+            ToxicKind::Latency(_) => "latency",
+            ToxicKind::Bandwidth(_) => "bandwidth",
+            ToxicKind::SlowClose(_) => "slow_close",
+            ToxicKind::Timeout(_) => "timeout",
+            ToxicKind::ResetPeer(_) => "reset_peer",
+            ToxicKind::Slicer(_) => "slicer",
+            ToxicKind::LimitData(_) => "limit_data",
+        }
+    }
+
+    /// Returns this toxic with `attributes` decoded over its current values (Toxiproxy's partial update).
+    pub fn merged(&self, attributes: Option<&Map<String, Value>>) -> Result<ToxicKind, AttributeError> {
+        Ok(match self {
+            ToxicKind::Noop => ToxicKind::Noop,
+            ToxicKind::Latency(a) => ToxicKind::Latency(merge(a, attributes)?),
+            ToxicKind::Bandwidth(a) => ToxicKind::Bandwidth(merge(a, attributes)?),
+            ToxicKind::SlowClose(a) => ToxicKind::SlowClose(merge(a, attributes)?),
+            ToxicKind::Timeout(a) => ToxicKind::Timeout(merge(a, attributes)?),
+            ToxicKind::ResetPeer(a) => ToxicKind::ResetPeer(merge(a, attributes)?),
+            ToxicKind::Slicer(a) => ToxicKind::Slicer(merge(a, attributes)?),
+            ToxicKind::LimitData(a) => ToxicKind::LimitData(merge(a, attributes)?),
+        })
+    }
+
+    /// The attributes as the API shows them: every attribute of the type, in Toxiproxy's order.
+    pub fn attributes(&self) -> Map<String, Value> {
+        match self {
+            ToxicKind::Noop => Map::new(),
+            ToxicKind::Latency(a) => to_map(a),
+            ToxicKind::Bandwidth(a) => to_map(a),
+            ToxicKind::SlowClose(a) => to_map(a),
+            ToxicKind::Timeout(a) => to_map(a),
+            ToxicKind::ResetPeer(a) => to_map(a),
+            ToxicKind::Slicer(a) => to_map(a),
+            ToxicKind::LimitData(a) => to_map(a),
+        }
+    }
+
+    /// Builds the running state machine for one link.
+    pub(crate) fn behaviour(&self, now: Instant) -> Box<dyn Behaviour> {
+        match self {
+            ToxicKind::Noop => Box::new(Passthrough),
+            ToxicKind::Latency(a) => Box::new(latency::LatencyStage::new(a.clone())),
+            ToxicKind::Bandwidth(a) => Box::new(bandwidth::BandwidthStage::new(a.clone())),
+            ToxicKind::SlowClose(a) => Box::new(slow_close::SlowCloseStage::new(a.clone())),
+            ToxicKind::Timeout(a) => Box::new(timeout::TimeoutStage::new(a.clone(), now)),
+            ToxicKind::ResetPeer(a) => Box::new(reset_peer::ResetPeerStage::new(a.clone())),
+            ToxicKind::Slicer(a) => Box::new(slicer::SlicerStage::new(a.clone())),
+            ToxicKind::LimitData(a) => Box::new(limit_data::LimitDataStage::new(a.clone())),
+        }
+    }
+}
+
+/// One piece of a stream moving through a link.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Item {
+    /// Bytes read from the source, stamped with when they were read (latency counts from there).
+    Data(Chunk),
+    /// The source ended: after everything before it is written, the destination is closed.
+    Eof,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Chunk {
+    pub data: Bytes,
+    pub at: Instant,
+}
+
+/// How a toxic ends a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Close {
+    /// Close both sockets now (FIN); anything still queued is dropped.
+    Hard,
+    /// Close both sockets with SO_LINGER 0, so both peers see a TCP RST.
+    Reset,
+}
+
+/// What a behaviour wants next.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Step {
+    /// Pass this item to the next stage (or the destination).
+    Emit(Item),
+    /// Nothing to do before this instant (unless new input arrives).
+    Wait(Instant),
+    /// Nothing to do until new input arrives.
+    Idle,
+    /// End the connection.
+    Close(Close),
+}
+
+/// The running state machine of one toxic on one link. Implementations look at the head of `queue` (items that
+/// reached this toxic, oldest first) and may pop it.
+pub(crate) trait Behaviour: Send {
+    fn poll(&mut self, queue: &mut VecDeque<Item>, now: Instant, rng: &mut StdRng) -> Step;
+
+    /// How many items may wait in this toxic's queue before the previous stage is held back.
+    fn capacity(&self) -> usize {
+        1
+    }
+
+    /// Takes new attributes of the same type in place, keeping state that must survive an update
+    /// (`limit_data`'s byte count). Returns false when the kind differs and the stage must be rebuilt.
+    fn update(&mut self, kind: &ToxicKind) -> bool;
+
+    /// Called while the next stage is full, so deadlines that do not emit (timeout) still fire.
+    fn poll_blocked(&mut self, _now: Instant) -> Step {
+        Step::Idle
+    }
+
+    /// What removing this toxic from a live link does to the connection (`timeout` closes it).
+    fn on_remove(&self) -> Option<Close> {
+        None
+    }
+}
+
+/// `noop`, and any toxic whose toxicity roll did not select this link.
+pub(crate) struct Passthrough;
+
+impl Behaviour for Passthrough {
+    fn poll(&mut self, queue: &mut VecDeque<Item>, _now: Instant, _rng: &mut StdRng) -> Step {
+        queue.pop_front().map_or(Step::Idle, Step::Emit)
+    }
+
+    fn capacity(&self) -> usize {
+        1
+    }
+
+    fn update(&mut self, kind: &ToxicKind) -> bool {
+        matches!(kind, ToxicKind::Noop)
+    }
+}
+
+/// Rolls toxicity: true when this link should apply the toxic (Toxiproxy: `rand.Float32() < toxicity`).
+pub(crate) fn roll(toxicity: f32, rng: &mut StdRng) -> bool {
+    rng.random::<f32>() < toxicity
+}
+
+/// Milliseconds from the API (negative clamps to zero) as a duration.
+pub(crate) fn millis(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Drives one behaviour on a virtual clock for unit tests.
+    use super::*;
+    use rand::SeedableRng;
+
+    pub fn rng() -> StdRng {
+        StdRng::seed_from_u64(7)
+    }
+
+    pub fn data(s: &str, at: Instant) -> Item {
+        Item::Data(Chunk { data: Bytes::copy_from_slice(s.as_bytes()), at })
+    }
+
+    /// Polls until the behaviour waits or idles, collecting what it emitted.
+    pub fn drain(
+        b: &mut dyn Behaviour,
+        q: &mut VecDeque<Item>,
+        now: Instant,
+        rng: &mut StdRng,
+    ) -> (Vec<Item>, Step) {
+        let mut out = Vec::new();
+        for _ in 0..100_000 {
+            match b.poll(q, now, rng) {
+                Step::Emit(item) => out.push(item),
+                other => return (out, other),
+            }
+        }
+        panic!("behaviour never stopped emitting");
+    }
+
+    pub fn text(items: &[Item]) -> String {
+        items
+            .iter()
+            .map(|i| match i {
+                Item::Data(c) => String::from_utf8_lossy(&c.data).into_owned(),
+                Item::Eof => "<eof>".into(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    #[test]
+    fn partial_update_keeps_unmentioned_attributes() {
+        let kind = ToxicKind::default_for("latency").unwrap();
+        let kind = kind.merged(Some(&obj(json!({"latency": 100, "jitter": 5})))).unwrap();
+        let kind = kind.merged(Some(&obj(json!({"jitter": 25})))).unwrap();
+        assert_eq!(kind.attributes(), obj(json!({"latency": 100, "jitter": 25})));
+    }
+
+    #[test]
+    fn unknown_attribute_keys_and_nulls_are_ignored() {
+        let kind = ToxicKind::default_for("bandwidth").unwrap();
+        let kind = kind.merged(Some(&obj(json!({"rate": 10, "bogus": "x"})))).unwrap();
+        let kind = kind.merged(Some(&obj(json!({"rate": null})))).unwrap();
+        assert_eq!(kind.attributes(), obj(json!({"rate": 10})));
+    }
+
+    #[test]
+    fn wrong_attribute_types_name_the_attribute() {
+        let kind = ToxicKind::default_for("latency").unwrap();
+        let err = kind.merged(Some(&obj(json!({"latency": "abc"})))).unwrap_err();
+        assert!(err.to_string().starts_with("attribute latency: invalid type"), "{err}");
+        let err = kind.merged(Some(&obj(json!({"latency": 1.5})))).unwrap_err();
+        assert!(err.to_string().contains("latency"), "{err}");
+    }
+
+    #[test]
+    fn every_type_lists_all_attributes_with_zero_defaults() {
+        let expected = [
+            ("noop", json!({})),
+            ("latency", json!({"latency": 0, "jitter": 0})),
+            ("bandwidth", json!({"rate": 0})),
+            ("slow_close", json!({"delay": 0})),
+            ("timeout", json!({"timeout": 0})),
+            ("reset_peer", json!({"timeout": 0})),
+            ("slicer", json!({"average_size": 0, "size_variation": 0, "delay": 0})),
+            ("limit_data", json!({"bytes": 0})),
+        ];
+        for (name, attrs) in expected {
+            let kind = ToxicKind::default_for(name).unwrap();
+            assert_eq!(kind.type_name(), name);
+            assert_eq!(serde_json::to_string(&kind.attributes()).unwrap(), attrs.to_string(), "{name}");
+        }
+        assert!(ToxicKind::default_for("packet_loss").is_none());
+    }
+
+    #[test]
+    fn direction_parses_case_insensitively() {
+        assert_eq!(Direction::parse("UPSTREAM"), Some(Direction::Upstream));
+        assert_eq!(Direction::parse("Downstream"), Some(Direction::Downstream));
+        assert_eq!(Direction::parse("sideways"), None);
+    }
+}

@@ -1,0 +1,249 @@
+//! `chaos demo`: the quick start's main job. Starts a real target service and a real `chaos proxy` API on
+//! loopback, drives them through the HTTP admin API like any client would, injects each kind of fault, and
+//! measures what a client of the target sees. Exits non-zero if a fault did not have its effect.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chaos_proxy::client::{Client, NewProxy, NewToxic, Stream};
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Round trips measured per phase.
+    #[arg(long, default_value_t = 40)]
+    samples: usize,
+    /// Seed for the proxy's random choices (jitter, toxicity), so the demo is reproducible.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+/// Size of each request the demo client sends; the target answers with the same bytes.
+const MESSAGE: usize = 64;
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let target = start_target().await?;
+    let api = TcpListener::bind("127.0.0.1:0").await?;
+    let api_addr = api.local_addr()?;
+    let server = chaos_proxy::Server::new(chaos_proxy::ServerConfig { seed: Some(args.seed), metrics: true });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let serving = tokio::spawn(chaos_proxy::serve(api, server, stop.clone().cancelled_owned()));
+    let result = phases(&args, target, api_addr).await;
+    stop.cancel();
+    let _ = serving.await;
+    result
+}
+
+async fn phases(args: &DemoArgs, target: SocketAddr, api: SocketAddr) -> anyhow::Result<()> {
+    let client = Client::new(&format!("http://{api}"))?;
+    println!("chaos demo: target echo service on {target}, chaos proxy API on http://{api}");
+    let proxy = client
+        .create_proxy(&NewProxy {
+            name: "demo".into(),
+            listen: Some("127.0.0.1:0".into()),
+            upstream: target.to_string(),
+            enabled: None,
+            half_close: None,
+        })
+        .await?;
+    let via: SocketAddr = proxy.listen.parse().context("proxy listen address")?;
+    println!("created proxy 'demo' on {via} -> {target}\n");
+    println!("{:<44} {:>10} {:>10}  check", "phase", "p50", "p99");
+    let mut failures = Vec::new();
+    let mut check = |phase: &str, p50: String, p99: String, ok: bool, expect: &str| {
+        println!("{phase:<44} {p50:>10} {p99:>10}  {} {expect}", if ok { "ok  " } else { "FAIL" });
+        if !ok {
+            failures.push(phase.to_string());
+        }
+    };
+
+    let direct = round_trips(target, args.samples).await?;
+    check("direct to target", ms(direct.0), ms(direct.1), true, "(baseline)");
+    let clean = round_trips(via, args.samples).await?;
+    check(
+        "through proxy, no toxics",
+        ms(clean.0),
+        ms(clean.1),
+        clean.0 < direct.0 + Duration::from_millis(5),
+        "(< +5 ms)",
+    );
+
+    client.add_toxic("demo", &toxic("latency", json!({"latency": 100, "jitter": 10}), None)).await?;
+    let slow = round_trips(via, args.samples).await?;
+    let ok = slow.0 >= Duration::from_millis(90) && slow.0 < Duration::from_millis(150);
+    check("latency 100 ms ± 10 ms (downstream)", ms(slow.0), ms(slow.1), ok, "(p50 in 90..150 ms)");
+    client.remove_toxic("demo", "latency_downstream").await?;
+
+    client
+        .add_toxic(
+            "demo",
+            &toxic("latency", json!({"latency": 50, "jitter": 20, "distribution": "pareto"}), None),
+        )
+        .await?;
+    let tail = round_trips(via, args.samples).await?;
+    let ok = tail.0 >= Duration::from_millis(50) && tail.1 >= tail.0;
+    check("latency pareto, min 50 ms, mean 70 ms", ms(tail.0), ms(tail.1), ok, "(long tail, >= 50 ms)");
+    client.remove_toxic("demo", "latency_downstream").await?;
+
+    client.add_toxic("demo", &toxic("bandwidth", json!({"rate": 200}), None)).await?;
+    let rate = bulk_rate(via, 100_000).await?;
+    let ok = (rate - 200.0).abs() / 200.0 < 0.15;
+    check(
+        "bandwidth 200 KB/s (100 KB download)",
+        format!("{rate:.0} KB/s"),
+        String::new(),
+        ok,
+        "(within 15%)",
+    );
+    client.remove_toxic("demo", "bandwidth_downstream").await?;
+
+    client.add_toxic("demo", &toxic("timeout", json!({"timeout": 300}), None)).await?;
+    let (closed_after, got) = until_closed(via).await?;
+    let ok = got == 0 && closed_after >= Duration::from_millis(290);
+    check(
+        "timeout 300 ms: data dropped, then closed",
+        ms(closed_after),
+        String::new(),
+        ok,
+        "(closed, 0 bytes)",
+    );
+    client.remove_toxic("demo", "timeout_downstream").await?;
+
+    client.add_toxic("demo", &toxic("reset_peer", json!({"timeout": 50}), Some(Stream::Upstream))).await?;
+    let reset = connection_reset(via).await?;
+    check("reset_peer after 50 ms", String::new(), String::new(), reset, "(client saw ECONNRESET)");
+    client.remove_toxic("demo", "reset_peer_upstream").await?;
+
+    let mut expiring = toxic("latency", json!({"latency": 200}), None);
+    expiring.ttl = Some(500);
+    client.add_toxic("demo", &expiring).await?;
+    let started = Instant::now();
+    while !client.toxics("demo").await?.is_empty() && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let gone = started.elapsed();
+    let after = round_trips(via, args.samples / 4 + 1).await?;
+    let ok = gone >= Duration::from_millis(450) && after.0 < Duration::from_millis(100);
+    check("latency 200 ms with ttl 500 ms: removed itself", ms(gone), ms(after.0), ok, "(gone, fast again)");
+
+    client
+        .update_proxy(
+            "demo",
+            &chaos_proxy::client::ProxyUpdate { enabled: Some(false), ..Default::default() },
+        )
+        .await?;
+    let refused = matches!(TcpStream::connect(via).await, Err(e) if e.kind() == ErrorKind::ConnectionRefused);
+    check("proxy disabled (\"down\")", String::new(), String::new(), refused, "(connection refused)");
+
+    let stats = client.stats("demo").await?;
+    println!(
+        "\nproxy stats: {} connections, {} bytes upstream, {} bytes downstream",
+        stats["connections_total"], stats["upstream"]["sent_bytes"], stats["downstream"]["sent_bytes"]
+    );
+    client.delete_proxy("demo").await?;
+    if failures.is_empty() {
+        println!("demo passed: every fault had its effect and was reverted");
+        Ok(())
+    } else {
+        bail!("demo failed: {}", failures.join(", "))
+    }
+}
+
+fn toxic(kind: &str, attributes: Value, stream: Option<Stream>) -> NewToxic {
+    let attributes: Map<String, Value> = match attributes {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    NewToxic { r#type: kind.into(), stream, attributes, ..Default::default() }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The demo target: echoes every byte back, like a minimal request/response service.
+async fn start_target() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = conn.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// p50 and p99 of `n` request/response round trips over one connection.
+async fn round_trips(addr: SocketAddr, n: usize) -> anyhow::Result<(Duration, Duration)> {
+    let mut conn = TcpStream::connect(addr).await?;
+    conn.set_nodelay(true)?;
+    let request = [b'x'; MESSAGE];
+    let mut reply = [0u8; MESSAGE];
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let started = Instant::now();
+        conn.write_all(&request).await?;
+        tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut reply))
+            .await
+            .context("no reply within 10 s")??;
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    Ok((pick(0.5), pick(0.99)))
+}
+
+/// KB/s (1000 bytes) at which `bytes` come back through the echo service.
+async fn bulk_rate(addr: SocketAddr, bytes: usize) -> anyhow::Result<f64> {
+    let conn = TcpStream::connect(addr).await?;
+    let (mut r, mut w) = conn.into_split();
+    let writer = tokio::spawn(async move { w.write_all(&vec![7u8; bytes]).await.map(|_| w) });
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0;
+    let started = Instant::now();
+    while got < bytes {
+        let n = tokio::time::timeout(Duration::from_secs(20), r.read(&mut buf))
+            .await
+            .context("transfer stalled")??;
+        if n == 0 {
+            bail!("connection closed after {got} bytes");
+        }
+        got += n;
+    }
+    let _ = writer.await;
+    Ok(got as f64 / 1000.0 / started.elapsed().as_secs_f64().max(1e-6))
+}
+
+/// Sends a request and waits for the proxy to close; returns when, and how many bytes came back.
+async fn until_closed(addr: SocketAddr) -> anyhow::Result<(Duration, usize)> {
+    let mut conn = TcpStream::connect(addr).await?;
+    let started = Instant::now();
+    conn.write_all(b"hello?").await?;
+    let mut buf = [0u8; 256];
+    let mut got = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .context("never closed")?
+        {
+            Ok(0) | Err(_) => return Ok((started.elapsed(), got)),
+            Ok(n) => got += n,
+        }
+    }
+}
+
+/// Whether the proxy resets the connection after the client sends.
+async fn connection_reset(addr: SocketAddr) -> anyhow::Result<bool> {
+    let mut conn = TcpStream::connect(addr).await?;
+    conn.write_all(b"ping").await?;
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await.context("no reset")?;
+    Ok(matches!(read, Err(e) if e.kind() == ErrorKind::ConnectionReset))
+}
