@@ -169,15 +169,34 @@ fn ms(d: Duration) -> String {
 async fn start_target() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = conn.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
+    tokio::spawn(echo(listener));
     Ok(addr)
+}
+
+/// `chaos demo-target`: the echo service as its own process, until SIGINT/SIGTERM or SIGKILL.
+pub async fn serve_target(listen: &str) -> anyhow::Result<()> {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "could not raise the open-file limit");
+    }
+    let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    println!("listening on tcp://{}", listener.local_addr()?);
+    echo(listener).await;
+    Ok(())
+}
+
+async fn echo(listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((mut conn, _)) => {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = conn.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+            // Out of descriptors: wait for some to close rather than spin.
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
 
 /// p50 and p99 of `n` request/response round trips over one connection.

@@ -31,6 +31,12 @@ enum Command {
     Proxies(proxies_cli::ProxiesArgs),
     /// Run the demo: a real target service behind a real proxy, with toxics injected and measured.
     Demo(demo::DemoArgs),
+    /// Run the demo target on its own: a TCP echo service to put behind proxies (prints its address first).
+    DemoTarget {
+        /// Address to listen on; port 0 picks a free one.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         /// The shell to generate completions for.
@@ -72,6 +78,7 @@ fn main() -> ExitCode {
             Command::Proxy(args) => run_proxy(args).await,
             Command::Proxies(args) => proxies_cli::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::DemoTarget { listen } => demo::serve_target(&listen).await,
             Command::Completions { shell } => {
                 clap_complete::generate(shell, &mut Cli::command(), "chaos", &mut std::io::stdout());
                 Ok(())
@@ -103,6 +110,8 @@ fn init_tracing() {
 
 async fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
     // Each proxied connection holds two sockets; the default soft limit of 1024 would cap us near 500.
+    // Raise the hard limit too where we may (CAP_SYS_RESOURCE), else the soft one up to the hard one.
+    let _ = rlimit::Resource::NOFILE.set(1 << 20, 1 << 20);
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "could not raise the open-file limit");
     }

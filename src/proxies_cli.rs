@@ -175,6 +175,7 @@ pub async fn run(args: ProxiesArgs) -> anyhow::Result<()> {
         Err(e) => return Err(anyhow!("cannot write to stdout: {e}")),
         Ok(()) => {}
     }
+    drop(stdout);
     if let Some(hint) = output.hint.filter(|_| tty) {
         eprintln!("\nHint: {hint}");
     }

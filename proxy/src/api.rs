@@ -72,6 +72,8 @@ async fn populate(State(server): State<Server>, body: Bytes) -> Response {
         Err(e) => return populate_error(&e, None),
     };
     match server.populate(inputs).await {
+        // Go marshals an empty slice of proxies as null.
+        Ok(views) if views.is_empty() => ok_json(StatusCode::CREATED, &json!({ "proxies": null })),
         Ok(views) => ok_json(StatusCode::CREATED, &json!({ "proxies": views })),
         Err((e, done)) => populate_error(&e, if done.is_empty() { None } else { Some(done) }),
     }
@@ -82,6 +84,10 @@ async fn get_proxy(State(server): State<Server>, Path(name): Path<String>) -> Re
 }
 
 async fn update_proxy(State(server): State<Server>, Path(name): Path<String>, body: Bytes) -> Response {
+    // Toxiproxy looks the proxy up before it reads the body.
+    if let Err(e) = server.proxy(&name).await {
+        return error(&e);
+    }
     let update: ProxyUpdate = match decode(&body) {
         Ok(update) => update,
         Err(e) => return error(&e),
@@ -104,6 +110,9 @@ async fn list_toxics(State(server): State<Server>, Path(proxy): Path<String>) ->
 }
 
 async fn create_toxic(State(server): State<Server>, Path(proxy): Path<String>, body: Bytes) -> Response {
+    if let Err(e) = server.proxy(&proxy).await {
+        return error(&e);
+    }
     let input: ToxicInput = match decode(&body) {
         Ok(input) => input,
         Err(e) => return error(&e),
@@ -121,6 +130,9 @@ async fn update_toxic(
     Path((proxy, toxic)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
+    if let Err(e) = server.toxic(&proxy, &toxic).await {
+        return error(&e);
+    }
     let update: ToxicUpdate = match decode(&body) {
         Ok(update) => update,
         Err(e) => return error(&e),
@@ -157,7 +169,16 @@ async fn version() -> Response {
 }
 
 async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "404 page not found\n")
+    text_error(StatusCode::NOT_FOUND, "404 page not found\n")
+}
+
+/// A plain-text error as Go's `http.Error` writes it.
+fn text_error(status: StatusCode, text: &'static str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
+        text,
+    )
         .into_response()
 }
 
@@ -173,12 +194,7 @@ async fn guard(request: Request, next: Next) -> Response {
         .and_then(|ua| ua.to_str().ok())
         .is_some_and(|ua| ua.starts_with("Mozilla/"));
     let mut response = if browser {
-        (
-            StatusCode::FORBIDDEN,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            "User agent not allowed\n",
-        )
-            .into_response()
+        text_error(StatusCode::FORBIDDEN, "User agent not allowed\n")
     } else {
         match tokio::time::timeout(HANDLER_TIMEOUT, next.run(request)).await {
             Ok(response) => response,
@@ -233,8 +249,11 @@ fn error(e: &Error) -> Response {
     error_body(e.status(), json!({ "error": e.to_string(), "status": e.status() }))
 }
 
+/// Toxiproxy writes populate failures itself (not through `http.Error`): JSON content type, no newline.
 fn populate_error(e: &Error, done: Option<Vec<crate::model::ProxyView>>) -> Response {
-    error_body(e.status(), json!({ "error": e.to_string(), "status": e.status(), "proxies": done }))
+    let body = json!({ "error": e.to_string(), "status": e.status(), "proxies": done });
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 fn error_body(status: u16, body: serde_json::Value) -> Response {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -23,6 +23,8 @@ use crate::toxics::Direction;
 
 /// How long a client waits for the upstream dial before the proxy gives up and closes it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Listen backlog; the kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 65_535;
 
 /// What the data plane of one proxy shares with the registry.
 pub(crate) struct ProxyShared {
@@ -104,12 +106,21 @@ async fn bind(listen: &str) -> Result<TcpListener, Error> {
         addrs.push(SocketAddr::from(([0, 0, 0, 0], 0)));
     }
     for addr in addrs {
-        match TcpListener::bind(addr).await {
+        match listen_on(addr) {
             Ok(l) => return Ok(l),
             Err(e) => last = Some(listen_error(&addr.to_string(), &e)),
         }
     }
     Err(last.unwrap_or_else(|| Error::Listen(format!("listen tcp {listen}: no addresses"))))
+}
+
+/// Binds with the kernel's maximum backlog (as Go does), so a burst of connects is not dropped and retried
+/// a second later while the accept loop catches up.
+fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn accept_loop(

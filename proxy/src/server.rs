@@ -59,7 +59,8 @@ struct ProxyEntry {
 #[derive(Clone)]
 struct ToxicEntry {
     spec: ToxicSpec,
-    direction: Direction,
+    /// The `stream` text as the client sent it, shown back unchanged.
+    stream: String,
     ttl: Option<Duration>,
     /// Identifies the TTL timer armed last; an older timer firing finds a different value and does nothing.
     ttl_generation: u64,
@@ -234,16 +235,14 @@ impl Server {
         let mut proxies = self.inner.proxies.lock().await;
         let entry = proxies.get_mut(proxy).ok_or(Error::ProxyNotFound)?;
         // Toxiproxy's order of checks: stream, default name, type, duplicate name, attributes.
-        let stream = input.stream.as_deref().or(input.direction.as_deref()).unwrap_or("");
-        let direction = if stream.is_empty() {
-            Direction::Downstream
-        } else {
-            Direction::parse(stream).ok_or(Error::InvalidStream)?
-        };
+        // Absent (or null) means downstream; any text, even empty, must parse. The text is kept as sent
+        // (Toxiproxy shows `"stream":"UPSTREAM"` and names the toxic `latency_UPSTREAM`).
+        let stream = input.stream.clone().or(input.direction.clone()).unwrap_or_else(|| "downstream".into());
+        let direction = Direction::parse(&stream).ok_or(Error::InvalidStream)?;
         let type_name = input.kind.clone().unwrap_or_default();
         let name = match input.name.as_deref() {
             Some(n) if !n.is_empty() => n.to_string(),
-            _ => format!("{type_name}_{direction}"),
+            _ => format!("{type_name}_{stream}"),
         };
         let kind = ToxicKind::default_for(&type_name).ok_or(Error::InvalidToxicType)?;
         if entry.find(&name).is_some() {
@@ -258,7 +257,7 @@ impl Server {
                 kind,
                 toxicity: input.toxicity.unwrap_or(1.0),
             },
-            direction,
+            stream,
             ttl: input.ttl.map(Duration::from_millis),
             ttl_generation: self.next_id(),
         };
@@ -419,7 +418,7 @@ impl ToxicEntry {
             attributes: self.spec.kind.attributes(),
             name: self.spec.name.to_string(),
             kind: self.spec.kind.type_name().to_string(),
-            stream: self.direction.to_string(),
+            stream: self.stream.clone(),
             toxicity: self.spec.toxicity,
             ttl: self.ttl.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         }

@@ -106,3 +106,84 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
         }
     }
 }
+
+// === Helpers for the Toxiproxy client compatibility tests (compat_*.rs) ===
+
+/// Parses a proxy's reported `listen` as the `ip:port` that clients connect to (they split it on `:`).
+pub fn listen_addr(listen: &str) -> SocketAddr {
+    listen.parse().unwrap_or_else(|e| panic!("reported listen {listen:?} is not an ip:port ({e})"))
+}
+
+/// Writes `payload` and reads the same number of bytes back, as from an echo upstream, within 10 s; asserts they are
+/// unchanged and returns the round-trip time.
+pub fn round_trip(stream: &mut TcpStream, payload: &[u8]) -> Duration {
+    use std::io::{Read, Write};
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let start = Instant::now();
+    stream.write_all(payload).expect("write through the proxy");
+    let mut got = vec![0; payload.len()];
+    stream.read_exact(&mut got).expect("read the echo through the proxy");
+    let elapsed = start.elapsed();
+    assert!(got == payload, "the echo through the proxy changed the bytes");
+    elapsed
+}
+
+/// How a connection ended, as seen by [`read_until_closed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// An orderly FIN.
+    Eof,
+    /// `ECONNRESET`: the peer sent an RST.
+    Reset,
+    /// Any other read error.
+    Error(std::io::ErrorKind),
+}
+
+/// Reads until the peer closes the connection and returns what arrived and how it ended; panics if the connection is
+/// still open after `deadline`.
+pub fn read_until_closed(stream: &mut TcpStream, deadline: Duration) -> (Vec<u8>, Closed) {
+    use std::io::{ErrorKind, Read};
+    let end = Instant::now() + deadline;
+    let mut data = Vec::new();
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            panic!("connection still open after {deadline:?} ({} bytes received)", data.len());
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return (data, Closed::Eof),
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return (data, Closed::Reset),
+            Err(e) => return (data, Closed::Error(e.kind())),
+        }
+    }
+}
+
+/// Asserts that nothing accepts connections on `addr` (a disabled or deleted proxy).
+pub fn assert_refused(addr: SocketAddr) {
+    match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+        Err(e) => panic!("connect {addr}: expected connection refused, got {e}"),
+        Ok(_) => panic!("connect {addr}: expected connection refused, but it was accepted"),
+    }
+}
+
+/// A TCP server on a free loopback port that writes `greeting` to every client and then closes the connection.
+pub fn closing_server(greeting: &'static [u8]) -> SocketAddr {
+    use std::io::Write;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let _ = conn.write_all(greeting);
+        }
+    });
+    addr
+}
