@@ -10,11 +10,11 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{ChaosProxy, chaos_bin, wait_until};
+use support::{ChaosProxy, chaos_bin, http_json, wait_until};
 
 struct Target(std::process::Child);
 
@@ -37,15 +37,6 @@ fn start_target() -> (Target, SocketAddr) {
     (Target(child), addr)
 }
 
-fn get_json(api: SocketAddr, path: &str) -> serde_json::Value {
-    let mut conn = TcpStream::connect(api).unwrap();
-    write!(conn, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    let body = text.split("\r\n\r\n").nth(1).unwrap();
-    serde_json::from_str(body).unwrap()
-}
-
 #[test]
 fn ten_thousand_concurrent_connections_hold() {
     let _ = rlimit::Resource::NOFILE.set(1 << 20, 1 << 20);
@@ -62,25 +53,17 @@ fn ten_thousand_concurrent_connections_hold() {
     }
     let (_target_process, echo) = start_target();
     let server = ChaosProxy::start(&[]);
-    let mut conn = TcpStream::connect(server.api).unwrap();
     let body = format!(r#"{{"name":"scale","listen":"127.0.0.1:0","upstream":"{echo}"}}"#);
-    write!(
-        conn,
-        "POST /proxies HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut reply = String::new();
-    conn.read_to_string(&mut reply).unwrap();
-    assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
-    let proxy: serde_json::Value = serde_json::from_str(reply.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let (status, proxy) = http_json(server.api, "POST", "/proxies", Some(&body));
+    assert_eq!(status, 201, "{proxy}");
     let via: SocketAddr = proxy["listen"].as_str().unwrap().parse().unwrap();
 
     let mut clients = Vec::with_capacity(target as usize);
     for _ in 0..target {
         clients.push(support::connect(via));
     }
-    let open = |api| get_json(api, "/proxies/scale/stats")["connections_open"].as_u64().unwrap();
+    let open =
+        |api| http_json(api, "GET", "/proxies/scale/stats", None).1["connections_open"].as_u64().unwrap();
     wait_until("every connection open through the proxy", Duration::from_secs(60), || {
         open(server.api) == target
     });

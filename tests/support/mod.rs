@@ -187,3 +187,29 @@ pub fn closing_server(greeting: &'static [u8]) -> SocketAddr {
     });
     addr
 }
+
+/// One HTTP/1.1 request to an admin API over a plain socket: returns the status code and the body.
+pub fn http(api: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut conn = TcpStream::connect(api).expect("connect to the admin API");
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        conn,
+        "{method} {path} HTTP/1.1\r\nHost: chaos\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).expect("read the API's answer");
+    let status =
+        reply.get(9..12).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad reply {reply:?}"));
+    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// `http` for JSON answers.
+pub fn http_json(api: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+    let (status, text) = http(api, method, path, body);
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
