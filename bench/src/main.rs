@@ -1,1 +1,210 @@
-fn main() {}
+//! `chaos-bench`: measures `chaos proxy` against baselines (direct, HAProxy, noxious) in the same run and
+//! prints a Markdown report (DESIGN.md §9).
+
+mod backend;
+mod chaos;
+mod haproxy;
+mod memory;
+mod noxious;
+mod profile;
+mod report;
+mod rtt;
+mod stats;
+mod targets;
+mod throughput;
+mod toxics;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+
+use crate::profile::Profile;
+use crate::report::Results;
+use crate::targets::{TargetKind, Targets, Wanted};
+
+/// Benchmarks of `chaos proxy` against a direct connection, HAProxy (TCP mode) and noxious, all on 127.0.0.1.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// Reduced run (< 60 s).
+    #[arg(long)]
+    quick: bool,
+    /// Run only these benchmarks (default: all).
+    #[arg(long, value_enum, num_args = 1.., value_delimiter = ',')]
+    only: Vec<Bench>,
+    /// Targets for the throughput and round-trip benchmarks (default: all). The toxic benchmarks need chaos.
+    #[arg(long, value_enum, num_args = 1.., value_delimiter = ',')]
+    targets: Vec<TargetKind>,
+    /// The `chaos` binary (default: target/release/chaos; build it with `cargo build --release -p chaos`).
+    #[arg(long, value_name = "PATH")]
+    chaos_bin: Option<PathBuf>,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Internal: run as the backend server process.
+    #[arg(long = "serve-backend", hide = true)]
+    serve_backend: bool,
+    /// Internal: run as a noxious proxy process in front of this upstream.
+    #[arg(long = "serve-noxious", hide = true, value_name = "UPSTREAM")]
+    serve_noxious: Option<String>,
+}
+
+/// The benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Bench {
+    /// L4 bulk throughput, no toxics.
+    Throughput,
+    /// 64-byte request/response round trip, no toxics.
+    Rtt,
+    /// 100 ms latency toxic accuracy.
+    Latency,
+    /// Bandwidth toxic accuracy, 10 KB/s .. 100 MB/s.
+    Bandwidth,
+    /// Proxy RSS per idle connection.
+    Memory,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if cli.serve_backend {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        return runtime.block_on(backend::serve_process());
+    }
+    if let Some(upstream) = &cli.serve_noxious {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        return runtime.block_on(noxious::serve_process(upstream));
+    }
+    let profile = if cli.quick { Profile::quick() } else { Profile::full() };
+    let benches: Vec<Bench> =
+        if cli.only.is_empty() { Bench::value_variants().to_vec() } else { cli.only.clone() };
+    let kinds: Vec<TargetKind> = if cli.targets.is_empty() {
+        TargetKind::ALL.to_vec()
+    } else {
+        let mut k = cli.targets.clone();
+        if !k.contains(&TargetKind::Direct) {
+            k.insert(0, TargetKind::Direct); // every ratio needs the baseline
+        }
+        k
+    };
+    let has = |b: Bench| benches.contains(&b);
+    let needs_chaos_target = has(Bench::Latency) || has(Bench::Bandwidth);
+    if needs_chaos_target && !kinds.contains(&TargetKind::Chaos) {
+        bail!("the latency and bandwidth benchmarks need the chaos target (drop --targets or add chaos)");
+    }
+    // Before any child is spawned: the backend and the proxies inherit the raised limit.
+    let (mem_conns, fd_limit) = memory::raise_fd_limit(profile.mem_conns)?;
+    if has(Bench::Memory) && mem_conns < profile.mem_conns {
+        eprintln!(
+            "note: RLIMIT_NOFILE is {fd_limit} and cannot be raised here, so the memory benchmark opens \
+             {mem_conns} connections instead of {} (a proxy needs 2 descriptors per connection)",
+            profile.mem_conns
+        );
+    }
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    let limits = Limits { mem_conns, fd_limit };
+    let mut results = runtime.block_on(run(&cli, &profile, &benches, &kinds, limits))?;
+    let markdown = report::render(&mut results);
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(markdown.as_bytes())?;
+    stdout.flush()?;
+    if let Some(path) = &cli.json {
+        let json = serde_json::to_string_pretty(&results)?;
+        std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    // Let the runtime's tasks go without waiting on idle sockets.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(())
+}
+
+/// What the open-file limit allows.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    mem_conns: usize,
+    fd_limit: u64,
+}
+
+async fn run(
+    cli: &Cli,
+    profile: &Profile,
+    benches: &[Bench],
+    kinds: &[TargetKind],
+    limits: Limits,
+) -> Result<Results> {
+    let has = |b: Bench| benches.contains(&b);
+    let l4 = has(Bench::Throughput) || has(Bench::Rtt);
+    let work_dir = std::env::temp_dir().join(format!("chaos-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work_dir).with_context(|| format!("create {}", work_dir.display()))?;
+    let chaos_bin = cli.chaos_bin.clone().unwrap_or_else(targets::default_chaos_bin);
+    let wants_chaos = kinds.contains(&TargetKind::Chaos);
+    let wanted = Wanted {
+        chaos_bin: wants_chaos.then_some(chaos_bin.as_path()),
+        haproxy: kinds.contains(&TargetKind::Haproxy) && (l4 || has(Bench::Memory)),
+        noxious: kinds.contains(&TargetKind::Noxious) && (l4 || has(Bench::Memory)),
+        haproxy_maxconn: memory::conns_within(limits.fd_limit),
+        work_dir: &work_dir,
+    };
+    let mut targets = Targets::start(wanted)
+        .await
+        .with_context(|| format!("starting the targets (logs kept in {})", work_dir.display()))?;
+    let mut results = Results { profile: Some(profile.clone()), ..Results::default() };
+    results.environment = environment(&targets);
+    results.environment.push(("RLIMIT_NOFILE".to_string(), limits.fd_limit.to_string()));
+
+    if has(Bench::Throughput) {
+        results.throughput = Some(throughput::run(&mut targets, kinds, profile).await);
+    }
+    if has(Bench::Rtt) {
+        results.rtt = Some(rtt::run(&mut targets, kinds, profile).await);
+    }
+    if has(Bench::Latency) {
+        let r = toxics::latency(&mut targets, profile).await;
+        results.latency = Some(r.map_err(|e| format!("{e:#}")));
+    }
+    if has(Bench::Bandwidth) {
+        let r = toxics::bandwidth(&mut targets, profile).await;
+        results.bandwidth = Some(r.map_err(|e| format!("{e:#}")));
+    }
+    if has(Bench::Memory) {
+        let mut rows = Vec::new();
+        for kind in [TargetKind::Chaos, TargetKind::Haproxy, TargetKind::Noxious] {
+            if kinds.contains(&kind) {
+                let r = memory::measure(&mut targets, kind, limits.mem_conns).await;
+                if let Err(e) = &r {
+                    eprintln!("  error: {e:#}");
+                }
+                rows.push((kind, r.map_err(|e| format!("{e:#}"))));
+            }
+        }
+        results.memory = Some(rows);
+    }
+
+    let chaos_log = targets.chaos.as_ref().map(|(s, _)| s.log().to_path_buf());
+    let chaos_died = targets.check_chaos_alive().is_err();
+    drop(targets);
+    if chaos_died {
+        if let Some(log) = chaos_log {
+            eprintln!("chaos proxy died during the run; its stderr is kept in {}", log.display());
+        }
+    } else {
+        let _ = std::fs::remove_dir_all(&work_dir);
+    }
+    Ok(results)
+}
+
+/// Report header: machine and versions, so that numbers from different runs can be compared.
+fn environment(targets: &Targets) -> Vec<(String, String)> {
+    let read =
+        |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_else(|_| "?".into());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let mut env = vec![
+        ("cores".to_string(), cores.to_string()),
+        ("kernel".to_string(), read("/proc/sys/kernel/osrelease")),
+        ("load average at start".to_string(), read("/proc/loadavg")),
+    ];
+    env.extend(targets.versions.iter().cloned());
+    env
+}

@@ -24,6 +24,9 @@ use crate::toxics::{Chunk, Close, Direction, Item};
 
 /// The most one read takes from a socket (Toxiproxy's chunk size).
 const READ_SIZE: usize = 32 * 1024;
+/// How early a link wakes for a toxic deadline and how far ahead it releases what is due (tokio's timer
+/// resolution).
+const TIMER_LEAD: Duration = Duration::from_millis(1);
 /// Reads smaller than this are copied into a right-sized buffer, so queued small chunks hold little memory.
 const COPY_BELOW: usize = 4 * 1024;
 
@@ -67,7 +70,11 @@ impl Link {
         let me = self.direction.index();
         let mut source_ended = false;
         loop {
-            let wake = match pipeline.pump(Instant::now()) {
+            // Toxic deadlines are met within the timer's resolution: tokio's timer fires on the first 1 ms
+            // tick at or after a deadline, so a link sleeps until TIMER_LEAD before it and then releases
+            // everything due within TIMER_LEAD. Deadlines land in [-1 ms, 0] instead of [0, +1 ms] plus
+            // wake-up delay, which centres a latency toxic on its value (see the benchmark's accuracy table).
+            let wake = match pipeline.pump(Instant::now() + TIMER_LEAD) {
                 Ok(wake) => wake,
                 Err(close) => return self.close(close),
             };
@@ -110,7 +117,7 @@ impl Link {
                     }
                     Err(_) => return control.close.cancel(),
                 },
-                _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
+                _ = sleep_until(wake.map_or_else(Instant::now, |w| w - TIMER_LEAD)), if wake.is_some() => {}
                 ready = self.src.readable(), if can_read => {
                     if ready.is_err() || self.read_into(&mut pipeline) {
                         source_ended = true;

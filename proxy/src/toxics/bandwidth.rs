@@ -72,8 +72,10 @@ impl Behaviour for BandwidthStage {
     }
 
     fn capacity(&self) -> usize {
-        // A few chunks queued keep the virtual clock fed, so pacing stays exact at high rates.
-        4
+        // Enough queued chunks to cover ~20 ms at the rate keep the virtual clock fed between timer ticks,
+        // so pacing stays exact at high rates (at 100 MB/s a 32 KiB chunk lasts only 0.33 ms).
+        let bytes_per_20ms = usize::try_from(self.attrs.rate.max(0)).unwrap_or(0).saturating_mul(20);
+        (4 + bytes_per_20ms / (32 * 1024)).min(1024)
     }
 
     fn update(&mut self, kind: &ToxicKind) -> bool {

@@ -1,0 +1,328 @@
+//! Collected results and their Markdown rendering (tables of value, ratio vs baseline, budget, verdict).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::memory;
+use crate::profile::Profile;
+use crate::rtt::{self, PING};
+use crate::stats::ratio;
+use crate::targets::TargetKind;
+use crate::throughput;
+use crate::toxics::{BandwidthRow, LATENCY_MS, LatencyResult};
+
+/// Throughput budget: chaos ≥ this × direct (and ahead of noxious).
+const TPUT_MIN_RATIO: f64 = 0.8;
+/// Round-trip budgets over direct, µs.
+const RTT_P50_BUDGET_US: f64 = 30.0;
+const RTT_P99_BUDGET_US: f64 = 150.0;
+/// Latency-toxic budget, ms either side of the injected latency.
+const LATENCY_BUDGET_MS: f64 = 2.0;
+/// Bandwidth-toxic budget, percent either side.
+const BANDWIDTH_BUDGET_PCT: f64 = 5.0;
+/// Memory budget, KiB per idle proxied connection.
+const MEMORY_BUDGET_KIB: f64 = 64.0;
+
+/// Everything one run measured; `None` sections were not selected.
+#[derive(Debug, Default, Serialize)]
+pub struct Results {
+    pub profile: Option<Profile>,
+    pub environment: Vec<(String, String)>,
+    pub throughput: Option<Vec<throughput::Row>>,
+    pub rtt: Option<Vec<rtt::Row>>,
+    pub latency: Option<Result<LatencyResult, String>>,
+    pub bandwidth: Option<Result<Vec<BandwidthRow>, String>>,
+    pub memory: Option<Vec<(TargetKind, Result<memory::Row, String>)>>,
+    /// Budget verdicts: (what, passed).
+    pub verdicts: Vec<(String, bool)>,
+}
+
+fn verdict(pass: bool) -> &'static str {
+    if pass { "PASS" } else { "FAIL" }
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "–".to_string(), |v| format!("{v:.digits$}"))
+}
+
+fn signed(v: f64, digits: usize) -> String {
+    format!("{v:+.digits$}")
+}
+
+/// Renders the whole report as Markdown, recording budget verdicts into `results.verdicts`.
+pub fn render(results: &mut Results) -> String {
+    let mut out = String::new();
+    let mut verdicts = Vec::new();
+    let profile = results.profile.as_ref().map_or("?", |p| p.name);
+    let _ = writeln!(out, "# chaos benchmark ({profile} profile)\n");
+    for (k, v) in &results.environment {
+        let _ = writeln!(out, "- {k}: {v}");
+    }
+    out.push('\n');
+    if let Some(rows) = &results.throughput {
+        throughput_section(&mut out, rows, &mut verdicts);
+    }
+    if let Some(rows) = &results.rtt {
+        rtt_section(&mut out, rows, &mut verdicts);
+    }
+    if let Some(res) = &results.latency {
+        latency_section(&mut out, res, &mut verdicts);
+    }
+    if let Some(res) = &results.bandwidth {
+        bandwidth_section(&mut out, res, &mut verdicts);
+    }
+    if let Some(rows) = &results.memory {
+        let wanted = results.profile.as_ref().map_or(0, |p| p.mem_conns);
+        memory_section(&mut out, rows, wanted, &mut verdicts);
+    }
+    let passed = verdicts.iter().filter(|(_, ok)| *ok).count();
+    let _ = writeln!(out, "## Summary: {passed} of {} budget checks passed\n", verdicts.len());
+    let _ = writeln!(out, "| check | verdict |\n|---|---|");
+    for (what, ok) in &verdicts {
+        let _ = writeln!(out, "| {what} | {} |", verdict(*ok));
+    }
+    results.verdicts = verdicts;
+    out
+}
+
+fn throughput_section(out: &mut String, rows: &[throughput::Row], verdicts: &mut Vec<(String, bool)>) {
+    let _ = writeln!(out, "## 1. L4 bulk throughput, no toxics (backend → client over loopback)\n");
+    let _ = writeln!(
+        out,
+        "MB = 10^6 bytes; aggregate over all connections, counted at the receiving client; median of the \
+         interleaved rounds (each round's value listed).\n\n\
+         | target | conns | MB/s | rounds | ratio vs direct | budget | verdict |\n|---|---:|---:|---|---:|---|---|"
+    );
+    let value = |kind: TargetKind, conns: usize| {
+        rows.iter()
+            .find(|r| r.target == kind && r.conns == conns)
+            .and_then(|r| r.mb_per_s.as_ref().ok().copied())
+    };
+    for row in rows {
+        let direct = value(TargetKind::Direct, row.conns);
+        let (val, r) = match &row.mb_per_s {
+            Ok(v) => (format!("{v:.0}"), opt(direct.and_then(|d| ratio(*v, d)), 2)),
+            Err(e) => (format!("error: {e}"), "–".to_string()),
+        };
+        let (budget, verdict_cell) = match row.target {
+            TargetKind::Direct => ("baseline".to_string(), String::new()),
+            TargetKind::Chaos => {
+                let noxious = value(TargetKind::Noxious, row.conns);
+                let ok = match (&row.mb_per_s, direct) {
+                    (Ok(v), Some(d)) => *v >= TPUT_MIN_RATIO * d && noxious.is_none_or(|n| *v > n),
+                    _ => false,
+                };
+                verdicts.push((
+                    format!("throughput, {} conn(s): chaos ≥ 0.8× direct and > noxious", row.conns),
+                    ok,
+                ));
+                (format!("≥ {TPUT_MIN_RATIO:.1}× direct, > noxious"), verdict(ok).to_string())
+            }
+            _ => ("reference".to_string(), String::new()),
+        };
+        let rounds = row.rounds.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(", ");
+        let _ = writeln!(
+            out,
+            "| {} | {} | {val} | {rounds} | {r} | {budget} | {verdict_cell} |",
+            row.target, row.conns
+        );
+    }
+    out.push('\n');
+}
+
+fn rtt_section(out: &mut String, rows: &[rtt::Row], verdicts: &mut Vec<(String, bool)>) {
+    let _ = writeln!(out, "## 2. Small request/response round trip ({PING}-byte ping echoed), no toxics\n");
+    let _ = writeln!(
+        out,
+        "Closed loop per connection; Δ is the difference with direct at the same connection count.\n\n\
+         | target | conns | samples | p50 µs | p99 µs | Δp50 µs | Δp99 µs | p50 ratio | p99 ratio | budget | verdict |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    );
+    let direct = |conns: usize| {
+        rows.iter()
+            .find(|r| r.target == TargetKind::Direct && r.conns == conns)
+            .and_then(|r| r.summary.as_ref().ok().copied())
+    };
+    for row in rows {
+        let base = direct(row.conns);
+        let cells = match (&row.summary, base) {
+            (Ok(s), Some(d)) => format!(
+                "{} | {:.1} | {:.1} | {} | {} | {} | {}",
+                s.samples,
+                s.p50_us,
+                s.p99_us,
+                signed(s.p50_us - d.p50_us, 1),
+                signed(s.p99_us - d.p99_us, 1),
+                opt(ratio(s.p50_us, d.p50_us), 2),
+                opt(ratio(s.p99_us, d.p99_us), 2)
+            ),
+            (Ok(s), None) => format!("{} | {:.1} | {:.1} | – | – | – | –", s.samples, s.p50_us, s.p99_us),
+            (Err(e), _) => format!("error: {e} | | | | | |"),
+        };
+        let (budget, verdict_cell) = match row.target {
+            TargetKind::Direct => ("baseline".to_string(), String::new()),
+            TargetKind::Chaos => {
+                let ok = match (&row.summary, base) {
+                    (Ok(s), Some(d)) => {
+                        s.p50_us - d.p50_us <= RTT_P50_BUDGET_US && s.p99_us - d.p99_us <= RTT_P99_BUDGET_US
+                    }
+                    _ => false,
+                };
+                verdicts.push((
+                    format!("round trip, {} conn(s): chaos ≤ +30 µs p50, ≤ +150 µs p99", row.conns),
+                    ok,
+                ));
+                (
+                    format!("≤ +{RTT_P50_BUDGET_US:.0} p50, ≤ +{RTT_P99_BUDGET_US:.0} p99"),
+                    verdict(ok).to_string(),
+                )
+            }
+            _ => ("reference".to_string(), String::new()),
+        };
+        let _ = writeln!(out, "| {} | {} | {cells} | {budget} | {verdict_cell} |", row.target, row.conns);
+    }
+    let _ = writeln!(
+        out,
+        "\nAt many connections the load generator, the backend and the proxy share the same cores, so Δ there \
+         mostly measures the proxy's CPU cost under saturation; compare chaos's Δ with HAProxy's and noxious's.\n"
+    );
+}
+
+fn latency_section(
+    out: &mut String,
+    res: &Result<LatencyResult, String>,
+    verdicts: &mut Vec<(String, bool)>,
+) {
+    let _ = writeln!(out, "## 3. Latency toxic accuracy (latency {LATENCY_MS} ms, jitter 0, downstream)\n");
+    let r = match res {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}\n");
+            verdicts.push(("latency toxic".to_string(), false));
+            return;
+        }
+    };
+    let _ = writeln!(
+        out,
+        "{} round trips through chaos with the toxic, {} direct; in both runs every connection sends one \
+         ping per 100 ms, start times spread over the period. Added = chaos+toxic − direct; error = added − \
+         {LATENCY_MS} ms.\n\n\
+         | percentile | direct µs | chaos + toxic µs | added ms | error ms | budget | verdict |\n\
+         |---|---:|---:|---:|---:|---|---|",
+        r.toxic.samples, r.direct.samples
+    );
+    let line =
+        |out: &mut String, name: &str, d: f64, t: f64, err: f64, verdicts: &mut Vec<(String, bool)>| {
+            let ok = err.abs() <= LATENCY_BUDGET_MS;
+            verdicts.push((format!("latency toxic {name}: within ±2 ms of 100 ms"), ok));
+            let _ = writeln!(
+                out,
+                "| {name} | {d:.1} | {t:.1} | {:.3} | {} | ±{LATENCY_BUDGET_MS:.0} ms | {} |",
+                (t - d) / 1000.0,
+                signed(err, 3),
+                verdict(ok)
+            );
+        };
+    line(out, "p50", r.direct.p50_us, r.toxic.p50_us, r.p50_error_ms(), verdicts);
+    line(out, "p99", r.direct.p99_us, r.toxic.p99_us, r.p99_error_ms(), verdicts);
+    out.push('\n');
+}
+
+fn bandwidth_section(
+    out: &mut String,
+    res: &Result<Vec<BandwidthRow>, String>,
+    verdicts: &mut Vec<(String, bool)>,
+) {
+    let _ = writeln!(out, "## 4. Bandwidth toxic accuracy (downstream, KB = 1000 bytes)\n");
+    let rows = match res {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}\n");
+            verdicts.push(("bandwidth toxic".to_string(), false));
+            return;
+        }
+    };
+    let _ = writeln!(
+        out,
+        "One connection per rate; time from request sent to last byte received.\n\n\
+         | rate KB/s | bytes | seconds | achieved KB/s | error % | budget | verdict |\n|---:|---:|---:|---:|---:|---|---|"
+    );
+    for row in rows {
+        let ok = row.error_pct().is_some_and(|e| e.abs() <= BANDWIDTH_BUDGET_PCT);
+        verdicts.push((format!("bandwidth toxic {} KB/s: within ±5%", row.rate_kbps), ok));
+        let cells = match (&row.measured, row.error_pct()) {
+            (Ok((secs, kbps)), Some(err)) => format!("{secs:.3} | {kbps:.1} | {}", signed(err, 2)),
+            (Err(e), _) => format!("error: {e} | | "),
+            _ => " | | ".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {cells} | ±{BANDWIDTH_BUDGET_PCT:.0}% | {} |",
+            row.rate_kbps,
+            row.bytes,
+            verdict(ok)
+        );
+    }
+    out.push('\n');
+}
+
+fn memory_section(
+    out: &mut String,
+    rows: &[(TargetKind, Result<memory::Row, String>)],
+    wanted_conns: usize,
+    verdicts: &mut Vec<(String, bool)>,
+) {
+    let _ = writeln!(out, "## 5. Memory per proxied connection (proxy process VmRSS)\n");
+    let _ = writeln!(
+        out,
+        "Idle = connections open, nothing sent; after echo = one byte echoed on every connection.\n\n\
+         | target | conns | RSS before KiB | RSS idle KiB | KiB/conn idle | RSS after echo KiB | KiB/conn after echo | \
+         held | opening | budget | verdict |\n|---|---:|---:|---:|---:|---:|---:|---|---|---|---|"
+    );
+    for (kind, res) in rows {
+        let (cells, ok) = match res {
+            Ok(r) => {
+                let ok = r.kib_per_conn_idle() <= MEMORY_BUDGET_KIB && r.all_held();
+                let held = format!("{}/{} echoed, {} open", r.echoed, r.conns, r.backend_open);
+                let overflows = r.listen_overflows.map_or_else(|| "?".to_string(), |n| n.to_string());
+                let opening = format!("{:.1} s, {} lagging, {overflows}", r.open_secs, r.lagging_batches);
+                (
+                    format!(
+                        "{} | {} | {} | {:.1} | {} | {:.1} | {held} | {opening}",
+                        r.conns,
+                        r.rss_before_kib,
+                        r.rss_idle_kib,
+                        r.kib_per_conn_idle(),
+                        r.rss_active_kib,
+                        r.kib_per_conn_active()
+                    ),
+                    ok,
+                )
+            }
+            Err(e) => (format!("error: {e} | | | | | | |"), false),
+        };
+        let (budget, v) = if *kind == TargetKind::Chaos {
+            verdicts.push(("memory: ≤ 64 KiB per idle connection, all held".to_string(), ok));
+            (format!("≤ {MEMORY_BUDGET_KIB:.0} KiB/conn, all held"), verdict(ok))
+        } else {
+            ("reference".to_string(), "")
+        };
+        let _ = writeln!(out, "| {kind} | {cells} | {budget} | {v} |");
+    }
+    let _ = writeln!(
+        out,
+        "\nOpening: time to open all connections (100 at a time, each batch waiting up to 2 s to reach the \
+         backend), batches that had not reached it by then, and the growth of the kernel's ListenOverflows \
+         counter (system-wide: connections whose handshake was dropped because the accept queue was full).\n"
+    );
+    if let Some(opened) = rows.iter().find_map(|(_, r)| r.as_ref().ok().map(|r| r.conns))
+        && opened < wanted_conns
+    {
+        let _ = writeln!(
+            out,
+            "Only {opened} of the {wanted_conns} connections of the budget were opened: RLIMIT_NOFILE (see above) \
+             cannot be raised on this machine and a proxy needs 2 descriptors per connection.\n"
+        );
+    }
+}
