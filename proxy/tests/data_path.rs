@@ -268,7 +268,8 @@ async fn toxicity_is_rolled_per_connection_and_reproducible_with_a_seed() {
     async fn affected(seed: u64) -> Vec<bool> {
         let server = Server::new(ServerConfig { seed: Some(seed), metrics: false });
         let via = proxy_to(&server, "p", echo_upstream().await).await;
-        let mut t = toxic("l", "latency", "downstream", json!({"latency": 400}));
+        // limit_data 0 ends a selected connection on its first byte; an unselected one echoes it.
+        let mut t = toxic("cut", "limit_data", "upstream", json!({"bytes": 0}));
         t.toxicity = Some(0.3);
         server.add_toxic("p", t).await.unwrap();
         let mut out = Vec::new();
@@ -276,10 +277,11 @@ async fn toxicity_is_rolled_per_connection_and_reproducible_with_a_seed() {
             let mut conn = TcpStream::connect(via).await.unwrap();
             conn.write_all(b"q").await.unwrap();
             let mut one = [0u8; 1];
-            // A connection the toxic selected answers after 400 ms; the others at once.
-            let fast = timeout(Duration::from_millis(200), conn.read_exact(&mut one)).await.is_ok();
-            out.push(!fast);
+            let echoed = timeout(DEADLINE, conn.read(&mut one)).await.expect("neither echo nor close");
+            out.push(!matches!(echoed, Ok(1)));
         }
+        let links = server.stats("p").await.unwrap().toxic_activations.iter().map(|a| a.links).sum::<u64>();
+        assert_eq!(links as usize, out.iter().filter(|&&a| a).count(), "stats count the selected links");
         out
     }
     let first = affected(99).await;
