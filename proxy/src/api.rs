@@ -46,7 +46,7 @@ pub fn router(server: Server) -> Router {
     if server.config().metrics {
         router = router.route("/metrics", any(metrics));
     }
-    router.fallback(not_found).layer(middleware::from_fn(guard)).with_state(server)
+    router.fallback(not_found).layer(middleware::from_fn_with_state(server.clone(), guard)).with_state(server)
 }
 
 // === handlers: proxies ===
@@ -186,8 +186,10 @@ fn text_error(status: StatusCode, text: &'static str) -> Response {
 
 /// Every response gets a request id; browsers are refused (a CSRF guard since Toxiproxy 2.1.2); a handler
 /// that overruns gets Toxiproxy's empty 503.
-async fn guard(request: Request, next: Next) -> Response {
+async fn guard(State(server): State<Server>, request: Request, next: Next) -> Response {
     let id = request_id();
+    let routed = matches!(request.method().as_str(), "GET" | "POST" | "PATCH" | "DELETE");
+    let undecodable = if routed { undecodable_name(&server, request.uri().path()).await } else { None };
     let browser = request
         .headers()
         .get(header::USER_AGENT)
@@ -195,6 +197,8 @@ async fn guard(request: Request, next: Next) -> Response {
         .is_some_and(|ua| ua.starts_with("Mozilla/"));
     let mut response = if browser {
         text_error(StatusCode::FORBIDDEN, "User agent not allowed\n")
+    } else if let Some(response) = undecodable {
+        response
     } else {
         match tokio::time::timeout(HANDLER_TIMEOUT, next.run(request)).await {
             Ok(response) => response,
@@ -205,6 +209,47 @@ async fn guard(request: Request, next: Next) -> Response {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// A proxy or toxic name in the path that is not UTF-8 once percent-decoded names nothing that can exist:
+/// answer as Toxiproxy does for an unknown name, not with the router's text error.
+async fn undecodable_name(server: &Server, path: &str) -> Option<Response> {
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments.get(1) != Some(&"proxies") {
+        return None;
+    }
+    let valid = |i: usize| segments.get(i).is_none_or(|s| String::from_utf8(percent_decode(s)).is_ok());
+    if !valid(2) {
+        return Some(error(&Error::ProxyNotFound));
+    }
+    if !valid(4) {
+        let proxy = String::from_utf8(percent_decode(segments[2])).unwrap_or_default();
+        return Some(match server.proxy(&proxy).await {
+            Ok(_) => error(&Error::ToxicNotFound),
+            Err(e) => error(&e),
+        });
+    }
+    None
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// 20 characters of base32, like the xid Toxiproxy uses.

@@ -19,26 +19,40 @@ pub enum ConfigError {
     Apply { path: String, message: String },
 }
 
+/// The object form of a config file.
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum ConfigFile {
-    List(Vec<ProxyInput>),
-    Object { proxies: Vec<ProxyInput> },
+#[serde(deny_unknown_fields)]
+struct ConfigObject {
+    proxies: Vec<ProxyInput>,
 }
 
 /// Parses a config file's text; `path` decides the format (`.yaml`/`.yml` → YAML, else JSON) and names
 /// the file in errors, which carry line and column.
 pub fn parse(path: &str, text: &str) -> Result<Vec<ProxyInput>, ConfigError> {
     let yaml = path.ends_with(".yaml") || path.ends_with(".yml");
-    let parsed: Result<ConfigFile, String> = if yaml {
-        serde_saphyr::from_str(text).map_err(|e| e.to_string())
-    } else {
-        serde_json::from_str(text).map_err(|e| e.to_string())
+    // Decide the shape from the document's first significant token and decode that type directly, so serde's
+    // own message (what was wrong, at which line and column) reaches the user.
+    let object = if yaml { yaml_is_mapping(text) } else { text.trim_start().starts_with('{') };
+    let parsed: Result<Vec<ProxyInput>, String> = match (yaml, object) {
+        (true, true) => {
+            serde_saphyr::from_str::<ConfigObject>(text).map(|o| o.proxies).map_err(|e| e.to_string())
+        }
+        (true, false) => serde_saphyr::from_str::<Vec<ProxyInput>>(text).map_err(|e| e.to_string()),
+        (false, true) => {
+            serde_json::from_str::<ConfigObject>(text).map(|o| o.proxies).map_err(|e| e.to_string())
+        }
+        (false, false) => serde_json::from_str::<Vec<ProxyInput>>(text).map_err(|e| e.to_string()),
     };
-    let file = parsed.map_err(|message| ConfigError::Parse { path: path.to_string(), message })?;
-    Ok(match file {
-        ConfigFile::List(list) | ConfigFile::Object { proxies: list } => list,
-    })
+    parsed.map_err(|message| ConfigError::Parse { path: path.to_string(), message })
+}
+
+/// Whether a YAML document's top level is a mapping (`proxies: ...`) rather than a sequence (`- name: ...`).
+fn yaml_is_mapping(text: &str) -> bool {
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#') && *l != "---" && !l.starts_with('%'));
+    first.is_some_and(|l| !l.starts_with('-') && !l.starts_with('['))
 }
 
 /// Loads a config file into the server: populate, then each proxy's toxics.

@@ -140,10 +140,10 @@ impl Server {
         let half_close = update.half_close.unwrap_or(entry.half_close);
         let listen_changed = listen != entry.listen && !same_address(&listen, &entry.listen).await;
         let restart = listen_changed || upstream != entry.upstream || half_close != entry.half_close;
+        let previous = (entry.listen.clone(), entry.upstream.clone(), entry.half_close, entry.enabled);
         if restart || !enabled {
             entry.stop().await;
         }
-        let previous = (entry.listen.clone(), entry.upstream.clone(), entry.half_close, entry.enabled);
         entry.listen = listen;
         entry.upstream = upstream;
         entry.half_close = half_close;
@@ -191,32 +191,51 @@ impl Server {
                     continue;
                 }
             }
-            if let Some(mut old) = proxies.remove(&name) {
-                old.stop().await;
-            }
+            // The old proxy must release its address before the new one binds, but it is only dropped
+            // once the new one runs: if that fails, the old one is restarted as it was.
+            let old_was_enabled = match proxies.get_mut(&name) {
+                Some(old) => {
+                    let was = old.enabled;
+                    old.stop().await;
+                    Some(was)
+                }
+                None => None,
+            };
             match self.new_entry(name.clone(), upstream, input).await {
                 Ok(entry) => {
                     done.push(entry.view());
                     proxies.insert(name, entry);
                 }
-                Err(e) => return Err((e, done)),
+                Err(e) => {
+                    if let (Some(true), Some(old)) = (old_was_enabled, proxies.get_mut(&name)) {
+                        let _ = old.start(&self.inner.shutdown).await;
+                    }
+                    return Err((e, done));
+                }
             }
         }
         Ok(done)
     }
 
     /// Re-enables every proxy and removes every toxic, both directions; deletes nothing.
+    /// Every toxic goes first (that cannot fail); then every disabled proxy is started, and the first bind
+    /// error, if any, is reported after all were tried, so one unbindable proxy never leaves toxics behind.
     pub async fn reset(&self) -> Result<()> {
         let mut proxies = self.inner.proxies.lock().await;
         for entry in proxies.values_mut() {
             entry.toxics = [Vec::new(), Vec::new()];
             entry.publish(Direction::Upstream);
             entry.publish(Direction::Downstream);
-            if entry.running.is_none() {
-                entry.start(&self.inner.shutdown).await?;
+        }
+        let mut first_error = None;
+        for entry in proxies.values_mut() {
+            if entry.running.is_none()
+                && let Err(e) = entry.start(&self.inner.shutdown).await
+            {
+                first_error.get_or_insert(e);
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     pub async fn toxics(&self, proxy: &str) -> Result<Vec<ToxicView>> {
@@ -255,7 +274,7 @@ impl Server {
                 revision: 0,
                 name: name.as_str().into(),
                 kind,
-                toxicity: input.toxicity.unwrap_or(1.0),
+                toxicity: checked_toxicity(input.toxicity)?.unwrap_or(1.0),
             },
             stream,
             ttl: input.ttl.map(Duration::from_millis),
@@ -282,7 +301,7 @@ impl Server {
             .merged(update.attributes.as_ref())
             .map_err(|e| Error::BadRequest(e.to_string()))?;
         toxic.spec.kind = kind;
-        toxic.spec.toxicity = update.toxicity.unwrap_or(toxic.spec.toxicity);
+        toxic.spec.toxicity = checked_toxicity(update.toxicity)?.unwrap_or(toxic.spec.toxicity);
         toxic.spec.revision += 1;
         if let Some(ttl) = update.ttl {
             toxic.ttl = Some(Duration::from_millis(ttl));
@@ -445,6 +464,16 @@ async fn same_address(a: &str, b: &str) -> bool {
     match (resolve_listen(a).await, resolve_listen(b).await) {
         (Ok(a), Ok(b)) => a.first().is_some_and(|x| x.port() != 0 && b.contains(x)),
         _ => false,
+    }
+}
+
+/// Refuses a toxicity that does not fit a float32 (JSON `1e300` decodes to infinity), as Go's decoder does.
+fn checked_toxicity(toxicity: Option<f32>) -> Result<Option<f32>> {
+    match toxicity {
+        Some(t) if !t.is_finite() => {
+            Err(Error::BadRequest("toxicity: number out of range for a 32-bit float".into()))
+        }
+        other => Ok(other),
     }
 }
 

@@ -53,13 +53,16 @@ impl Attributes for Latency {
 impl Latency {
     /// Draws one delay.
     pub fn sample(&self, rng: &mut StdRng) -> Duration {
-        let latency = self.latency.max(0) as f64;
-        let jitter = self.jitter.max(0) as f64;
+        let latency = (self.latency.max(0) as f64).min(MAX_DELAY.as_millis() as f64);
+        let jitter = (self.jitter.max(0) as f64).min(MAX_DELAY.as_millis() as f64);
         let ms = match self.distribution {
             Distribution::Uniform => {
                 // Toxiproxy: integer milliseconds, `Int63n(2*jitter) - jitter`, negatives clamp to zero.
-                let j = if self.jitter > 0 { rng.random_range(0..2 * self.jitter) - self.jitter } else { 0 };
-                (self.latency.saturating_add(j)).max(0) as f64
+                // Both clamp to the maximum delay first, so no arithmetic here can overflow.
+                let cap = MAX_DELAY.as_millis() as i64;
+                let (base, jitter) = (self.latency.clamp(-cap, cap), self.jitter.min(cap));
+                let j = if jitter > 0 { rng.random_range(0..2 * jitter) - jitter } else { 0 };
+                (base + j).max(0) as f64
             }
             Distribution::Normal => match Normal::new(latency, jitter) {
                 Ok(d) => d.sample(rng),

@@ -109,7 +109,11 @@ trait Attributes: Serialize + for<'de> Deserialize<'de> + Default + Clone {
 
 /// Decodes `incoming` attributes over `current` ones: keys present replace, keys absent keep their value.
 fn merge<A: Attributes>(current: &A, incoming: Option<&Map<String, Value>>) -> Result<A, AttributeError> {
-    let Some(incoming) = incoming else { return Ok(current.clone()) };
+    let Some(incoming) = incoming else {
+        // No attributes: the current (or default) values must still be valid (slicer 0/0 is not).
+        current.validate()?;
+        return Ok(current.clone());
+    };
     let Value::Object(mut merged) = serde_json::to_value(current).map_err(invalid)? else {
         return Err(AttributeError::Invalid("attributes are not an object".into()));
     };

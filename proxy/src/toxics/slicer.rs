@@ -59,6 +59,8 @@ impl Slicer {
                 continue;
             }
             let mut mid = start + size / 2;
+            // A variation wider than the piece cannot move the split further than the piece itself.
+            let variation = variation.min(size);
             if variation > 0 {
                 let offset = rng.random_range(0..2 * variation) as isize - variation as isize;
                 mid = mid.saturating_add_signed(offset);
