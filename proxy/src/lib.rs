@@ -24,6 +24,7 @@ pub mod model;
 mod pipeline;
 mod proxy;
 pub mod server;
+mod splice;
 mod stats;
 pub mod toxics;
 

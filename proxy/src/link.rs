@@ -19,6 +19,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::{Activated, Chain, Pipeline};
+use crate::splice::{Pipe, would_block};
 use crate::stats::ProxyStats;
 use crate::toxics::{Chunk, Close, Direction, Item};
 
@@ -27,6 +28,8 @@ const READ_SIZE: usize = 32 * 1024;
 /// How early a link wakes for a toxic deadline and how far ahead it releases what is due (tokio's timer
 /// resolution).
 const TIMER_LEAD: Duration = Duration::from_millis(1);
+/// How long a link in zero-copy mode keeps its pipe while the sender pauses.
+const SPLICE_IDLE: Duration = Duration::from_millis(20);
 /// Reads smaller than this are copied into a right-sized buffer, so queued small chunks hold little memory.
 const COPY_BELOW: usize = 4 * 1024;
 
@@ -41,6 +44,8 @@ pub(crate) struct ConnControl {
     /// Set before `close` is cancelled when the connection is reset: the links then drop their write halves
     /// without the FIN tokio sends on drop, so the peers see only the RST.
     pub reset: AtomicBool,
+    /// Disables the zero-copy path (tests use it to compare both paths).
+    pub no_splice: bool,
 }
 
 pub(crate) struct Link {
@@ -69,6 +74,9 @@ impl Link {
         let control = self.control.clone();
         let me = self.direction.index();
         let mut source_ended = false;
+        // Set when a read filled a whole chunk: a bulk transfer, worth the kernel's zero-copy path.
+        let mut bulk = false;
+        let splice_enabled = !self.control.no_splice;
         loop {
             // Toxic deadlines are met within the timer's resolution: tokio's timer fires on the first 1 ms
             // tick at or after a deadline, so a link sleeps until TIMER_LEAD before it and then releases
@@ -87,6 +95,25 @@ impl Link {
             if let Some(Item::Eof) = pipeline.front() {
                 return self.finish().await;
             }
+            if bulk && !source_ended && pipeline.is_empty() {
+                // A bulk transfer with no toxic: forward in the kernel until it pauses or something changes.
+                bulk = false;
+                match self.splice_phase(&mut pipeline).await {
+                    SpliceEnd::Paused => {}
+                    SpliceEnd::Ended => {
+                        source_ended = true;
+                        pipeline.push(Item::Eof);
+                    }
+                    SpliceEnd::ChainChanged => {
+                        if let Some(close) = self.apply_chain(&mut pipeline) {
+                            return self.close(close);
+                        }
+                    }
+                    SpliceEnd::Closed => return,
+                    SpliceEnd::Failed => return control.close.cancel(),
+                }
+                continue;
+            }
             let front: Option<Bytes> = match pipeline.front() {
                 Some(Item::Data(chunk)) => Some(chunk.data.clone()),
                 _ => None,
@@ -104,10 +131,7 @@ impl Link {
                     if changed.is_err() {
                         return; // The proxy is gone.
                     }
-                    let chain = self.chain.borrow_and_update().clone();
-                    let (close, activated) = pipeline.reconfigure(&chain, Instant::now());
-                    self.record(&activated);
-                    if let Some(close) = close {
+                    if let Some(close) = self.apply_chain(&mut pipeline) {
                         return self.close(close);
                     }
                 }
@@ -119,29 +143,98 @@ impl Link {
                 },
                 _ = sleep_until(wake.map_or_else(Instant::now, |w| w - TIMER_LEAD)), if wake.is_some() => {}
                 ready = self.src.readable(), if can_read => {
-                    if ready.is_err() || self.read_into(&mut pipeline) {
-                        source_ended = true;
-                        pipeline.push(Item::Eof);
+                    match if ready.is_err() { Read::Ended } else { self.read_into(&mut pipeline) } {
+                        Read::Ended => {
+                            source_ended = true;
+                            pipeline.push(Item::Eof);
+                        }
+                        Read::Full => bulk = splice_enabled,
+                        Read::Partial => {}
                     }
                 }
             }
         }
     }
 
-    /// Reads one chunk; returns true at end of stream (or a read error, which Toxiproxy treats the same).
-    fn read_into(&mut self, pipeline: &mut Pipeline) -> bool {
+    /// Reads one chunk. End of stream and read errors are the same to Toxiproxy: the source is done.
+    fn read_into(&mut self, pipeline: &mut Pipeline) -> Read {
         let mut buf = BytesMut::with_capacity(READ_SIZE);
         match self.src.try_read_buf(&mut buf) {
-            Ok(0) => true,
+            Ok(0) => Read::Ended,
             Ok(n) => {
                 self.stats.received(self.direction, n);
                 let data = if n < COPY_BELOW { Bytes::copy_from_slice(&buf) } else { buf.freeze() };
                 pipeline.push(Item::Data(Chunk { data, at: Instant::now() }));
-                false
+                if n == READ_SIZE { Read::Full } else { Read::Partial }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => false,
-            Err(_) => true,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Read::Partial,
+            Err(_) => Read::Ended,
         }
+    }
+
+    /// Takes the newest chain into the pipeline; returns the close a removed toxic asks for.
+    fn apply_chain(&mut self, pipeline: &mut Pipeline) -> Option<Close> {
+        let chain = self.chain.borrow_and_update().clone();
+        let (close, activated) = pipeline.reconfigure(&chain, Instant::now());
+        self.record(&activated);
+        close
+    }
+
+    /// Forwards with `splice(2)` while the chain is empty and bytes keep coming; whatever is still in the
+    /// pipe when it stops goes back to the pipeline as one chunk, in order.
+    async fn splice_phase(&mut self, pipeline: &mut Pipeline) -> SpliceEnd {
+        let Ok(mut pipe) = Pipe::new() else { return SpliceEnd::Paused };
+        let control = self.control.clone();
+        let me = self.direction.index();
+        let end = loop {
+            if pipe.pending > 0 {
+                match pipe.drain(&self.dst) {
+                    Ok(n) => {
+                        self.stats.sent(self.direction, n);
+                        continue;
+                    }
+                    Err(e) if would_block(&e) => {}
+                    Err(_) => break SpliceEnd::Failed,
+                }
+                tokio::select! {
+                    biased;
+                    _ = control.close.cancelled() => break SpliceEnd::Closed,
+                    changed = self.chain.changed() => {
+                        break if changed.is_err() { SpliceEnd::Closed } else { SpliceEnd::ChainChanged };
+                    }
+                    _ = control.source_done[me].cancelled() => break SpliceEnd::Ended,
+                    ready = self.dst.as_ref().writable() => if ready.is_err() { break SpliceEnd::Failed },
+                }
+                continue;
+            }
+            if self.chain.has_changed().unwrap_or(true) {
+                break SpliceEnd::ChainChanged;
+            }
+            match pipe.fill(&self.src) {
+                Ok(0) => break SpliceEnd::Ended,
+                Ok(n) => self.stats.received(self.direction, n),
+                Err(e) if would_block(&e) => {
+                    // The sender paused: keep the pipe a moment (bulk senders pause often), then give it back.
+                    tokio::select! {
+                        biased;
+                        _ = control.close.cancelled() => break SpliceEnd::Closed,
+                        changed = self.chain.changed() => {
+                            break if changed.is_err() { SpliceEnd::Closed } else { SpliceEnd::ChainChanged };
+                        }
+                        _ = control.source_done[me].cancelled() => break SpliceEnd::Ended,
+                        _ = tokio::time::sleep(SPLICE_IDLE) => break SpliceEnd::Paused,
+                        ready = self.src.readable() => if ready.is_err() { break SpliceEnd::Ended },
+                    }
+                }
+                Err(_) => break SpliceEnd::Ended,
+            }
+        };
+        if pipe.pending > 0
+            && let Ok(rest) = pipe.take_rest()
+        {
+            pipeline.push(Item::Data(Chunk { data: Bytes::from(rest), at: Instant::now() }));
+        }
+        end
     }
 
     /// Writes as much of the output as the socket takes without waiting; true if an item left the output.
@@ -201,6 +294,30 @@ impl Link {
             self.stats.toxic_activated(self.direction, name);
         }
     }
+}
+
+/// What one read found.
+enum Read {
+    /// A whole `READ_SIZE` chunk: more is probably waiting.
+    Full,
+    /// Less than a chunk, or nothing yet.
+    Partial,
+    /// End of stream or a read error.
+    Ended,
+}
+
+/// Why a splice phase stopped.
+enum SpliceEnd {
+    /// The source has nothing more for now; back to ordinary reads.
+    Paused,
+    /// The source ended (or the other direction did).
+    Ended,
+    /// A new chain was published; it must be applied before anything else moves.
+    ChainChanged,
+    /// The connection is closing, or the proxy is gone.
+    Closed,
+    /// A write failed: the peer is gone.
+    Failed,
 }
 
 /// One `write` of the output's head chunk: cancel-safe, so a toxic change is never held up by a slow reader.

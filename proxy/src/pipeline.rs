@@ -105,6 +105,11 @@ impl Pipeline {
         }
     }
 
+    /// No toxic and nothing queued: bytes may bypass the pipeline.
+    pub fn is_empty(&self) -> bool {
+        self.stages.is_empty() && self.out.is_empty()
+    }
+
     pub fn push(&mut self, item: Item) {
         match self.stages.first_mut() {
             Some(stage) => stage.queue.push_back(item),

@@ -187,6 +187,7 @@ async fn connection(
         source_done: [CancellationToken::new(), CancellationToken::new()],
         half_close,
         reset: AtomicBool::new(false),
+        no_splice: !crate::splice::enabled(),
     });
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
@@ -201,7 +202,11 @@ async fn connection(
     };
     let up = link(Direction::Upstream, client_read, server_write);
     let down = link(Direction::Downstream, server_read, client_write);
-    tokio::join!(up.run(), down.run());
+    // Each direction is its own task: a wake-up for one never polls the other, and the two directions of a
+    // bulk transfer can run on both cores.
+    let down = tokio::spawn(down.run());
+    up.run().await;
+    let _ = down.await;
     shared.stats.connection_closed();
 }
 

@@ -290,3 +290,52 @@ async fn toxicity_is_rolled_per_connection_and_reproducible_with_a_seed() {
     assert!((28..=92).contains(&hits), "{hits} of 200 connections affected at toxicity 0.3");
     assert_eq!(affected(99).await, first, "same seed, same connections affected");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_transfers_switch_between_zero_copy_and_toxics_without_losing_bytes() {
+    // A bulk stream with no toxic goes through splice(2); adding toxics mid-stream hands the bytes still in
+    // the kernel pipe back to the toxic chain in order, and removing them returns to zero-copy.
+    let server = Server::new(ServerConfig::default());
+    let via = proxy_to(&server, "p", echo_upstream().await).await;
+    let total = 24_000_000;
+    let data = pattern(total);
+    let conn = TcpStream::connect(via).await.unwrap();
+    let (mut r, mut w) = conn.into_split();
+    let sent = data.clone();
+    let writer = tokio::spawn(async move { w.write_all(&sent).await.map(|_| w) });
+    let mut got = Vec::with_capacity(total);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut stage = 0;
+    while got.len() < total {
+        let n = timeout(DEADLINE, r.read(&mut buf)).await.expect("stream stalled").unwrap();
+        assert!(n > 0, "closed after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+        // Toggle toxics at a few points of the transfer, in both directions.
+        let mark = [4_000_000, 8_000_000, 12_000_000, 16_000_000];
+        if stage < mark.len() && got.len() >= mark[stage] {
+            let (remove, add) = match stage {
+                0 => (None, Some(toxic("l", "latency", "downstream", json!({"latency": 1})))),
+                1 => (Some("l"), Some(toxic("s", "slicer", "upstream", json!({"average_size": 4096})))),
+                2 => (Some("s"), Some(toxic("b", "bandwidth", "downstream", json!({"rate": 200_000})))),
+                _ => (Some("b"), None),
+            };
+            if let Some(name) = remove {
+                server.remove_toxic("p", name).await.unwrap();
+            }
+            if let Some(t) = add {
+                server.add_toxic("p", t).await.unwrap();
+            }
+            stage += 1;
+        }
+    }
+    writer.await.unwrap().unwrap();
+    assert_eq!(stage, 4, "not every toggle happened");
+    assert!(
+        got == data,
+        "stream differs (first difference at byte {:?})",
+        got.iter().zip(&data).position(|(a, b)| a != b)
+    );
+    let stats = server.stats("p").await.unwrap();
+    assert_eq!(stats.upstream.sent_bytes, total as u64, "{stats:?}");
+    assert_eq!(stats.downstream.received_bytes, total as u64, "{stats:?}");
+}
