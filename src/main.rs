@@ -4,7 +4,9 @@
 #![allow(clippy::print_stdout)] // The CLI prints its results on stdout.
 
 mod demo;
+mod demo_target;
 mod proxies_cli;
+mod run_cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +26,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run an experiment: faults against a hypothesis, judged on SLOs (exit 0 passed, 1 failed, 2 invalid,
+    /// 3 inconclusive).
+    Run(run_cli::RunArgs),
+    /// Check experiment files without touching anything (exit 0 valid, 2 invalid).
+    Validate(run_cli::ValidateArgs),
+    /// Print the JSON Schema of the experiment format.
+    Schema,
     /// Run the fault-injection proxy server (Toxiproxy-compatible admin API on loopback by default).
     Proxy(ProxyArgs),
     /// Manage proxies and toxics on any Toxiproxy-compatible server (like toxiproxy-cli).
@@ -31,11 +40,15 @@ enum Command {
     Proxies(proxies_cli::ProxiesArgs),
     /// Run the demo: a real target service behind a real proxy, with toxics injected and measured.
     Demo(demo::DemoArgs),
-    /// Run the demo target on its own: a TCP echo service to put behind proxies (prints its address first).
+    /// Run the demo target on its own: a TCP echo service, or with --http a small HTTP service (`/health`,
+    /// `/checkout`, `/slow?ms=N`, `/status/CODE`), to put behind proxies. Prints its address first.
     DemoTarget {
         /// Address to listen on; port 0 picks a free one.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
+        /// Serve HTTP instead of echoing bytes.
+        #[arg(long)]
+        http: bool,
     },
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
@@ -65,7 +78,8 @@ struct ProxyArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // Servers log their work; one-shot commands print results and progress, and log only problems.
+    init_tracing(if matches!(cli.command, Command::Proxy(_)) { "info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -78,15 +92,20 @@ fn main() -> ExitCode {
             Command::Proxy(args) => run_proxy(args).await,
             Command::Proxies(args) => proxies_cli::run(args).await,
             Command::Demo(args) => demo::run(args).await,
-            Command::DemoTarget { listen } => demo::serve_target(&listen).await,
+            Command::DemoTarget { listen, http: false } => demo::serve_target(&listen).await,
+            Command::DemoTarget { listen, http: true } => demo_target::serve(&listen).await,
+            Command::Run(args) => return run_cli::run(args).await.map(ExitCode::from),
+            Command::Validate(args) => return Ok(ExitCode::from(run_cli::validate(args))),
+            Command::Schema => run_cli::schema(),
             Command::Completions { shell } => {
                 clap_complete::generate(shell, &mut Cli::command(), "chaos", &mut std::io::stdout());
                 Ok(())
             }
         }
+        .map(|()| ExitCode::SUCCESS)
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("chaos: {e:#}");
             ExitCode::from(1)
@@ -94,14 +113,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` or Toxiproxy's `LOG_LEVEL` pick the level (default info).
-fn init_tracing() {
+/// Logs to stderr; `RUST_LOG` or Toxiproxy's `LOG_LEVEL` pick the level.
+fn init_tracing(default: &str) {
     let filter = std::env::var("RUST_LOG")
         .or_else(|_| {
             std::env::var("LOG_LEVEL")
                 .map(|l| l.to_lowercase().replace("panic", "error").replace("fatal", "error"))
         })
-        .unwrap_or_else(|_| "info".into());
+        .unwrap_or_else(|_| default.into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)

@@ -159,6 +159,9 @@ pub struct ProxyUpdate {
     /// Our extension (see [`Proxy::half_close`]); real Toxiproxy ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub half_close: Option<bool>,
+    /// Our extension: with `enabled: Some(false)`, the server re-enables the proxy after this many ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
 }
 
 /// Body of `POST /proxies/{name}/toxics`. Unset fields take the server's defaults: name `<type>_<stream>`,

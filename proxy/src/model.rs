@@ -24,6 +24,9 @@ pub struct ProxyUpdate {
     pub upstream: Option<String>,
     pub enabled: Option<bool>,
     pub half_close: Option<bool>,
+    /// Beyond Toxiproxy: with `"enabled": false`, re-enable the proxy by itself after this many milliseconds,
+    /// so "down" is a fault with a deadline like any toxic.
+    pub ttl: Option<u64>,
 }
 
 /// A toxic to add (`POST /proxies/{name}/toxics`).

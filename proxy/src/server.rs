@@ -54,6 +54,8 @@ struct ProxyEntry {
     half_close: bool,
     toxics: [Vec<ToxicEntry>; 2],
     running: Option<Running>,
+    /// Non-zero while the proxy is down with a TTL: identifies the timer that may re-enable it.
+    down_generation: u64,
 }
 
 #[derive(Clone)]
@@ -122,6 +124,7 @@ impl Server {
             half_close: input.half_close.unwrap_or(false),
             toxics: [Vec::new(), Vec::new()],
             running: None,
+            down_generation: 0,
         };
         if input.enabled.unwrap_or(true) {
             entry.start(&self.inner.shutdown).await?;
@@ -159,7 +162,34 @@ impl Server {
             }
             return Err(e);
         }
+        if !enabled && let Some(ttl) = update.ttl {
+            entry.down_generation = self.next_id();
+            self.arm_reenable(name, entry.down_generation, Duration::from_millis(ttl));
+        } else if enabled {
+            entry.down_generation = 0;
+        }
         Ok(entry.view())
+    }
+
+    /// Re-enables a proxy disabled with a TTL at its deadline, unless it was changed since.
+    fn arm_reenable(&self, proxy: &str, generation: u64, ttl: Duration) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let proxy = proxy.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(ttl).await;
+            let Some(inner) = weak.upgrade() else { return };
+            let mut proxies = inner.proxies.lock().await;
+            let Some(entry) = proxies.get_mut(&proxy) else { return };
+            if entry.down_generation == generation && entry.running.is_none() {
+                entry.down_generation = 0;
+                match entry.start(&inner.shutdown).await {
+                    Ok(()) => info!(proxy = %proxy, "proxy re-enabled at its ttl"),
+                    Err(e) => {
+                        tracing::warn!(proxy = %proxy, error = %e, "could not re-enable the proxy at its ttl")
+                    }
+                }
+            }
+        });
     }
 
     pub async fn delete_proxy(&self, name: &str) -> Result<()> {

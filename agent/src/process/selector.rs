@@ -1,0 +1,207 @@
+//! `ProcessSelector`: which processes a fault may target, by name, cmdline, pid, pidfile and user.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use super::procfs::{self, Stat};
+use crate::AgentError;
+
+/// Criteria a process must meet; every criterion given must match, and at least one must be given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessSelector {
+    /// Exact executable name as in `/proc/PID/comm` (at most 15 bytes, as the kernel truncates it).
+    pub name: Option<String>,
+    /// Regex searched in the command line, arguments joined by single spaces.
+    pub cmdline: Option<String>,
+    /// One pid.
+    pub pid: Option<i32>,
+    /// A file holding one pid (read when selecting, so a restarted daemon's new pid is found).
+    pub pidfile: Option<PathBuf>,
+    /// Owner: a user name or a numeric uid, matched against the effective uid.
+    pub user: Option<String>,
+}
+
+/// A selector resolved against the current host: regex compiled, pidfile read, user looked up.
+#[derive(Debug)]
+pub(crate) struct Matcher {
+    name: Option<String>,
+    cmdline: Option<Regex>,
+    /// Pids named by `pid` and `pidfile`; both must agree when both are given.
+    pids: Vec<i32>,
+    uid: Option<u32>,
+}
+
+// === impl ProcessSelector ===
+
+impl ProcessSelector {
+    /// Checks what can be checked without looking at the host: some criterion given, regex valid, pid positive.
+    pub fn validate(&self) -> Result<(), AgentError> {
+        let invalid = |reason: String| AgentError::Invalid { what: "process selector", reason };
+        if self.name.is_none()
+            && self.cmdline.is_none()
+            && self.pid.is_none()
+            && self.pidfile.is_none()
+            && self.user.is_none()
+        {
+            return Err(invalid(
+                "expected at least one of name, cmdline, pid, pidfile, user; found none".into(),
+            ));
+        }
+        if let Some(pattern) = &self.cmdline {
+            Regex::new(pattern).map_err(|e| invalid(format!("cmdline regex /{pattern}/: {e}")))?;
+        }
+        if let Some(pid) = self.pid
+            && pid <= 0
+        {
+            return Err(invalid(format!("expected a positive pid, found {pid}")));
+        }
+        if let Some(name) = &self.name
+            && (name.is_empty() || name.len() > 15)
+        {
+            return Err(invalid(format!(
+                "expected a process name of 1 to 15 bytes (the kernel truncates comm), found '{name}'"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Resolves the parts that depend on the host right now.
+    pub(crate) fn matcher(&self) -> Result<Matcher, AgentError> {
+        self.validate()?;
+        let cmdline = match &self.cmdline {
+            Some(pattern) => Some(Regex::new(pattern).map_err(|e| AgentError::Invalid {
+                what: "process selector",
+                reason: format!("cmdline regex /{pattern}/: {e}"),
+            })?),
+            None => None,
+        };
+        let mut pids: Vec<i32> = self.pid.into_iter().collect();
+        if let Some(path) = &self.pidfile {
+            pids.push(read_pidfile(path)?);
+        }
+        let uid = self.user.as_deref().map(resolve_user).transpose()?;
+        Ok(Matcher { name: self.name.clone(), cmdline, pids, uid })
+    }
+}
+
+impl fmt::Display for ProcessSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(name) = &self.name {
+            parts.push(format!("name={name}"));
+        }
+        if let Some(re) = &self.cmdline {
+            parts.push(format!("cmdline=/{re}/"));
+        }
+        if let Some(pid) = self.pid {
+            parts.push(format!("pid={pid}"));
+        }
+        if let Some(path) = &self.pidfile {
+            parts.push(format!("pidfile={}", path.display()));
+        }
+        if let Some(user) = &self.user {
+            parts.push(format!("user={user}"));
+        }
+        write!(f, "{{{}}}", parts.join(", "))
+    }
+}
+
+// === impl Matcher ===
+
+impl Matcher {
+    /// The pids worth reading: the named one, or every pid on the host. Disagreeing pid and pidfile give none.
+    pub fn candidate_pids(&self) -> Result<Vec<i32>, AgentError> {
+        match self.pids.as_slice() {
+            [] => procfs::pids(),
+            [first, rest @ ..] if rest.iter().all(|p| p == first) => Ok(vec![*first]),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Whether a live process meets every criterion; `Ok(false)` too when it vanished while being read.
+    pub fn matches(&self, stat: &Stat) -> Result<bool, AgentError> {
+        if !self.pids.is_empty() && !self.pids.contains(&stat.pid) {
+            return Ok(false);
+        }
+        if let Some(name) = &self.name
+            && *name != stat.comm
+        {
+            return Ok(false);
+        }
+        if let Some(uid) = self.uid
+            && procfs::effective_uid(stat.pid)? != Some(uid)
+        {
+            return Ok(false);
+        }
+        if let Some(re) = &self.cmdline {
+            return Ok(procfs::cmdline(stat.pid)?.is_some_and(|line| re.is_match(&line)));
+        }
+        Ok(true)
+    }
+}
+
+fn read_pidfile(path: &Path) -> Result<i32, AgentError> {
+    let error = |reason: String| AgentError::Pidfile { path: path.to_path_buf(), reason };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    let trimmed = text.trim();
+    match trimmed.parse::<i32>() {
+        Ok(pid) if pid > 0 => Ok(pid),
+        _ => Err(error(format!("expected a positive pid, found '{trimmed}'"))),
+    }
+}
+
+fn resolve_user(user: &str) -> Result<u32, AgentError> {
+    if let Ok(uid) = user.parse::<u32>() {
+        return Ok(uid);
+    }
+    let invalid = |reason: String| AgentError::Invalid { what: "process selector", reason };
+    match nix::unistd::User::from_name(user) {
+        Ok(Some(found)) => Ok(found.uid.as_raw()),
+        Ok(None) => Err(invalid(format!("expected a user name or uid, found unknown user '{user}'"))),
+        Err(e) => Err(invalid(format!("looking up user '{user}': {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_selector_is_refused() {
+        let err = ProcessSelector::default().validate().unwrap_err().to_string();
+        assert!(err.contains("at least one of name, cmdline, pid, pidfile, user"), "{err}");
+    }
+
+    #[test]
+    fn bad_regex_pid_and_name_are_refused() {
+        let bad_re = ProcessSelector { cmdline: Some("(".into()), ..Default::default() };
+        assert!(bad_re.validate().unwrap_err().to_string().contains("cmdline regex /(/"));
+        let bad_pid = ProcessSelector { pid: Some(0), ..Default::default() };
+        assert!(bad_pid.validate().unwrap_err().to_string().contains("found 0"));
+        let long = ProcessSelector { name: Some("a-very-long-process-name".into()), ..Default::default() };
+        assert!(long.validate().unwrap_err().to_string().contains("1 to 15 bytes"));
+    }
+
+    #[test]
+    fn display_names_every_criterion() {
+        let sel = ProcessSelector {
+            name: Some("sleep".into()),
+            cmdline: Some("x.*y".into()),
+            pid: Some(7),
+            pidfile: Some("/run/x.pid".into()),
+            user: Some("root".into()),
+        };
+        assert_eq!(sel.to_string(), "{name=sleep, cmdline=/x.*y/, pid=7, pidfile=/run/x.pid, user=root}");
+    }
+
+    #[test]
+    fn users_resolve_by_name_or_number() {
+        assert_eq!(resolve_user("root").unwrap(), 0);
+        assert_eq!(resolve_user("1234").unwrap(), 1234);
+        assert!(resolve_user("no-such-user-xyz").unwrap_err().to_string().contains("unknown user"));
+    }
+}

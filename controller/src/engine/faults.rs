@@ -1,0 +1,119 @@
+//! Applying and reverting the faults of method steps. Every fault carries its own deadline where it is
+//! applied: proxy toxics get a TTL on the proxy (the proxy removes them even if this runner dies), pauses get
+//! a lease in the agent library. Reverts are idempotent and run in reverse order on every exit path.
+
+use std::time::Duration;
+
+use chaos_proxy::client::{Client, NewToxic, ProxyUpdate, Stream};
+use serde_json::{Map, Value};
+
+/// Extra time a fault's deadline allows beyond its planned duration, so the runner's own revert comes first
+/// and the deadline is only the safety net.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
+
+/// A fault in force, with what it takes to undo it.
+pub enum Active {
+    /// A toxic on a proxy; reverted by removing it (its TTL removes it anyway).
+    Toxic { client: Client, proxy: String, toxic: String },
+    /// A disabled proxy; reverted by enabling it (its TTL does that anyway).
+    Down { client: Client, proxy: String },
+    /// Stopped processes; reverted by SIGCONT (its lease does that anyway).
+    Pause(chaos_agent::faults::PauseHandle),
+}
+
+impl Active {
+    /// What the fault is, for the journal.
+    pub fn describe(&self) -> String {
+        match self {
+            Active::Toxic { proxy, toxic, .. } => format!("toxic {toxic} on proxy {proxy}"),
+            Active::Down { proxy, .. } => format!("proxy {proxy} down"),
+            Active::Pause(handle) => {
+                let pids: Vec<String> = handle.stopped().iter().map(ToString::to_string).collect();
+                format!("paused {}", pids.join(", "))
+            }
+        }
+    }
+
+    /// Undoes the fault. Idempotent: a toxic already gone (expired, removed by hand) is not an error.
+    pub async fn revert(&self) -> Result<(), String> {
+        match self {
+            Active::Toxic { client, proxy, toxic } => match client.remove_toxic(proxy, toxic).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.is_not_found() => Ok(()),
+                Err(e) => Err(format!("removing toxic {toxic} from proxy {proxy}: {e}")),
+            },
+            Active::Down { client, proxy } => {
+                let update = ProxyUpdate { enabled: Some(true), ..Default::default() };
+                match client.update_proxy(proxy, &update).await {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(format!("re-enabling proxy {proxy}: {e}")),
+                }
+            }
+            // A few syscalls: fine to run inline on the async runtime.
+            Active::Pause(handle) => handle.revert().map_err(|e| format!("resuming paused processes: {e}")),
+        }
+    }
+}
+
+/// Adds a toxic for a `fault:` step on a proxy target, named after the step so humans can tell whose it is,
+/// with a TTL of the step's duration plus a margin: the proxy removes it even if this runner dies.
+pub async fn add_toxic(
+    client: &Client,
+    proxy: &str,
+    step_name: &str,
+    toxic: ToxicFault<'_>,
+    duration: Duration,
+) -> Result<Active, String> {
+    let name = format!("chaos-{}-{}", sanitize(step_name), toxic.toxic_type);
+    let new = NewToxic {
+        name: Some(name.clone()),
+        r#type: toxic.toxic_type.to_string(),
+        stream: Some(toxic.stream),
+        toxicity: Some(toxic.toxicity),
+        attributes: toxic.attributes.clone(),
+        ttl: Some(millis(duration + DEADLINE_MARGIN)),
+    };
+    client
+        .add_toxic(proxy, &new)
+        .await
+        .map_err(|e| format!("adding {} toxic to proxy {proxy}: {e}", toxic.toxic_type))?;
+    Ok(Active::Toxic { client: client.clone(), proxy: proxy.to_string(), toxic: name })
+}
+
+/// What a toxic fault step asks for (the experiment's checked fault parameters).
+pub struct ToxicFault<'a> {
+    pub toxic_type: &'a str,
+    pub stream: Stream,
+    pub toxicity: f32,
+    pub attributes: &'a Map<String, Value>,
+}
+
+/// Takes a proxy down (listener and connections closed) with a TTL after which the proxy re-enables itself.
+pub async fn take_down(client: &Client, proxy: &str, duration: Duration) -> Result<Active, String> {
+    let update = ProxyUpdate {
+        enabled: Some(false),
+        ttl: Some(millis(duration + DEADLINE_MARGIN)),
+        ..Default::default()
+    };
+    client.update_proxy(proxy, &update).await.map_err(|e| format!("taking proxy {proxy} down: {e}"))?;
+    Ok(Active::Down { client: client.clone(), proxy: proxy.to_string() })
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Toxic names stay URL-path friendly.
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toxic_names_are_path_safe() {
+        assert_eq!(sanitize("slow payments/2"), "slow-payments-2");
+    }
+}

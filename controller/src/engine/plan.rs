@@ -1,0 +1,233 @@
+//! Target resolution (what `--dry-run` prints) and fault application per target type.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use chaos_proxy::client::{Client, NewProxy};
+
+use super::MethodContext;
+use super::faults::{self, Active, DEADLINE_MARGIN};
+use crate::experiment::checked::Fault;
+use crate::experiment::faults::FaultParams;
+use crate::experiment::model::{Count, Experiment, ProcessSelector, Step};
+
+/// A target as resolved before anything runs.
+#[derive(Clone)]
+pub enum ResolvedTarget {
+    Proxy {
+        client: Client,
+        api: String,
+        name: String,
+        /// Whether this run created the proxy (and so deletes it at the end).
+        create: Option<(String, String)>,
+    },
+    Processes {
+        selector: ProcessSelector,
+        count: Option<Count>,
+        /// Pids the selection resolves to now (the run re-resolves when the fault fires).
+        pids: Vec<u32>,
+    },
+}
+
+/// Every target of an experiment, resolved.
+#[derive(Clone, Default)]
+pub struct Plan {
+    pub targets: BTreeMap<String, ResolvedTarget>,
+}
+
+impl Plan {
+    /// Resolves the targets: proxy APIs are reached (and their proxies checked), process selectors are run
+    /// through the agent's policy with the run's seed. Nothing is changed.
+    pub async fn resolve(exp: &Experiment, seed: u64) -> Result<Plan, String> {
+        let mut targets = BTreeMap::new();
+        for (name, target) in &exp.targets {
+            let resolved = if let Some(p) = &target.proxy {
+                let client = Client::new(&p.api).map_err(|e| format!("target {name}: {e}"))?;
+                client
+                    .version()
+                    .await
+                    .map_err(|e| format!("target {name}: proxy API {} unreachable: {e}", p.api))?;
+                let create = match (&p.listen, &p.upstream) {
+                    (Some(listen), Some(upstream)) => Some((listen.clone(), upstream.clone())),
+                    _ => {
+                        client
+                            .proxy(&p.name)
+                            .await
+                            .map_err(|e| format!("target {name}: proxy {}: {e}", p.name))?;
+                        None
+                    }
+                };
+                ResolvedTarget::Proxy { client, api: p.api.clone(), name: p.name.clone(), create }
+            } else if let Some(selector) = &target.processes {
+                let pids = select(selector, target.count, seed)?;
+                ResolvedTarget::Processes { selector: selector.clone(), count: target.count, pids }
+            } else {
+                return Err(format!("target {name} names neither a proxy nor processes"));
+            };
+            targets.insert(name.clone(), resolved);
+        }
+        Ok(Plan { targets })
+    }
+
+    /// The plan in words, for `--dry-run`: exactly what would be hit.
+    pub fn describe(&self, exp: &Experiment) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "plan for {:?}", exp.title);
+        for (name, target) in &self.targets {
+            match target {
+                ResolvedTarget::Proxy { api, name: proxy, create, .. } => {
+                    let how = match create {
+                        Some((listen, upstream)) => format!("created by the run: {listen} -> {upstream}"),
+                        None => "existing".to_string(),
+                    };
+                    let _ = writeln!(out, "  target {name}: proxy {proxy} at {api} ({how})");
+                }
+                ResolvedTarget::Processes { pids, .. } => {
+                    let _ = writeln!(out, "  target {name}: processes {pids:?}");
+                }
+            }
+        }
+        for load in &exp.load {
+            let _ = writeln!(out, "  load {}: {} at {}", load.name, load.http.url, load.rate);
+        }
+        describe_steps(&mut out, &exp.method, 1);
+        out
+    }
+
+    /// Creates the proxies the experiment declares with listen and upstream.
+    pub async fn create_proxies(&self) -> Result<Vec<(Client, String)>, String> {
+        let mut created = Vec::new();
+        for target in self.targets.values() {
+            if let ResolvedTarget::Proxy { client, name, create: Some((listen, upstream)), .. } = target {
+                let proxy = NewProxy {
+                    name: name.clone(),
+                    listen: Some(listen.clone()),
+                    upstream: upstream.clone(),
+                    enabled: None,
+                    half_close: None,
+                };
+                match client.create_proxy(&proxy).await {
+                    Ok(_) => created.push((client.clone(), name.clone())),
+                    Err(e) => {
+                        for (c, n) in &created {
+                            let _ = c.delete_proxy(n).await;
+                        }
+                        return Err(format!("creating proxy {name}: {e}"));
+                    }
+                }
+            }
+        }
+        Ok(created)
+    }
+}
+
+fn describe_steps(out: &mut String, steps: &[Step], depth: usize) {
+    for (i, step) in steps.iter().enumerate() {
+        let indent = "  ".repeat(depth);
+        let name = step.name.clone().unwrap_or_else(|| format!("step {}", i + 1));
+        if let Some(wait) = step.wait {
+            let _ = writeln!(out, "{indent}{name}: wait {wait}");
+        } else if let Some(group) = &step.parallel {
+            let _ = writeln!(out, "{indent}{name}: in parallel:");
+            describe_steps(out, group, depth + 1);
+        } else {
+            let duration = step.duration.map(|d| format!(" for {d}")).unwrap_or_default();
+            let with = if step.with.is_empty() {
+                String::new()
+            } else {
+                format!(" with {}", serde_json::Value::Object(step.with.clone()))
+            };
+            let _ = writeln!(
+                out,
+                "{indent}{name}: {} on {}{with}{duration}",
+                step.fault.as_deref().unwrap_or("?"),
+                step.target.as_deref().unwrap_or("?")
+            );
+        }
+    }
+}
+
+fn agent_count(count: Option<Count>) -> chaos_agent::Count {
+    match count {
+        None => chaos_agent::Count::Exactly(1),
+        Some(Count::Exactly(n)) => chaos_agent::Count::Exactly(n),
+        Some(Count::Percent(p)) => chaos_agent::Count::Percent(p.0),
+    }
+}
+
+fn agent_selector(s: &ProcessSelector) -> chaos_agent::process::ProcessSelector {
+    chaos_agent::process::ProcessSelector {
+        name: s.name.clone(),
+        cmdline: s.cmdline.clone(),
+        pid: s.pid.and_then(|p| i32::try_from(p).ok()),
+        pidfile: s.pidfile.clone().map(Into::into),
+        user: s.user.clone(),
+    }
+}
+
+fn select(selector: &ProcessSelector, count: Option<Count>, seed: u64) -> Result<Vec<u32>, String> {
+    let policy = chaos_agent::process::Policy::default();
+    chaos_agent::process::select(&agent_selector(selector), agent_count(count), seed, &policy)
+        .map(|ids| ids.iter().filter_map(|id| u32::try_from(id.pid).ok()).collect())
+        .map_err(|e| e.to_string())
+}
+
+/// Applies one fault step; returns what must be reverted (None for faults with no revert, like kill).
+pub(crate) async fn apply(
+    ctx: &MethodContext,
+    step_name: &str,
+    fault: &Fault<'_>,
+) -> Result<Option<Active>, String> {
+    let target = fault.target;
+    let resolved = ctx.plan.targets.get(target).ok_or_else(|| format!("unknown target {target:?}"))?;
+    let duration = fault.duration.map(|d| d.0);
+    match (resolved, &fault.params) {
+        (
+            ResolvedTarget::Proxy { client, name, .. },
+            FaultParams::Toxic { toxic_type, stream, toxicity, attributes },
+        ) => {
+            let duration = duration.ok_or_else(|| format!("{toxic_type} on {target} needs a duration"))?;
+            let stream = match stream {
+                crate::experiment::faults::Stream::Upstream => chaos_proxy::client::Stream::Upstream,
+                crate::experiment::faults::Stream::Downstream => chaos_proxy::client::Stream::Downstream,
+            };
+            let toxic = faults::ToxicFault { toxic_type, stream, toxicity: *toxicity, attributes };
+            faults::add_toxic(client, name, step_name, toxic, duration).await.map(Some)
+        }
+        (ResolvedTarget::Proxy { client, name, .. }, FaultParams::Down) => {
+            let duration = duration.ok_or_else(|| format!("down on {target} needs a duration"))?;
+            faults::take_down(client, name, duration).await.map(Some)
+        }
+        (
+            ResolvedTarget::Processes { selector, count, .. },
+            params @ (FaultParams::Kill { .. } | FaultParams::Pause),
+        ) => {
+            let policy = chaos_agent::process::Policy::default();
+            let ids = chaos_agent::process::select(
+                &agent_selector(selector),
+                agent_count(*count),
+                ctx.seed,
+                &policy,
+            )
+            .map_err(|e| format!("{} on {target}: {e}", fault.kind.name()))?;
+            if let FaultParams::Kill { signal } = params {
+                let signal = chaos_agent::Signal::parse(&signal.to_string()).map_err(|e| e.to_string())?;
+                let report =
+                    chaos_agent::faults::kill(&ids, signal).map_err(|e| format!("kill on {target}: {e}"))?;
+                let hit: Vec<String> = report.signalled.iter().map(ToString::to_string).collect();
+                ctx.note(
+                    "fault_injected",
+                    step_name,
+                    format!("{} sent to {}", report.signal, hit.join(", ")),
+                    Some(true),
+                );
+                return Ok(None);
+            }
+            let lease = duration.map(|d| d + DEADLINE_MARGIN);
+            let handle =
+                chaos_agent::faults::pause(&ids, lease).map_err(|e| format!("pause on {target}: {e}"))?;
+            Ok(Some(Active::Pause(handle)))
+        }
+        _ => Err(format!("fault {} does not apply to target {target}", fault.kind.name())),
+    }
+}

@@ -1,0 +1,523 @@
+//! `execute`: one experiment from plan to verdict, with every exit path reverting what it applied.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Abort, DEFAULT_BASELINE, DEFAULT_RECOVERY, Logs, MethodContext, Plan, RunConfig, TimelineEvent,
+    run_steps, sources,
+};
+use crate::experiment::model::{Experiment, Slo};
+use crate::load::LoadGenerator;
+use crate::probes::{self, ProbeResult};
+use crate::signals::{Event, EventLog};
+
+/// What a run produced: the verdict and everything the reports need.
+#[derive(Debug)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub reasons: Vec<String>,
+    pub timeline: Vec<TimelineEvent>,
+    pub probes_before: Vec<ProbeResult>,
+    pub probes_after: Vec<ProbeResult>,
+    pub slos: Vec<crate::slo::SloResult>,
+    /// Per SLO: time from the last fault's end until its signal was back within objective.
+    pub recovery: Vec<(String, Option<Duration>)>,
+    pub logs: Logs,
+    pub duration: Duration,
+    pub method_window: Option<(Duration, Duration)>,
+}
+
+/// DESIGN §4 verdicts and their exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Passed,
+    Failed,
+    Invalid,
+    Inconclusive,
+}
+
+impl Verdict {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Passed => 0,
+            Verdict::Failed => 1,
+            Verdict::Invalid => 2,
+            Verdict::Inconclusive => 3,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Passed => "passed",
+            Verdict::Failed => "failed",
+            Verdict::Invalid => "invalid",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// Key of an SLO's event log.
+pub fn source_key(slo: &Slo) -> String {
+    if let Some(l) = &slo.source.load {
+        format!("load:{l}")
+    } else if let Some(p) = &slo.source.proxy {
+        format!("proxy:{p}")
+    } else if let Some(h) = &slo.source.host {
+        format!("host:{h}")
+    } else {
+        "prometheus".to_string()
+    }
+}
+
+/// Runs `exp` (already validated) against a resolved `plan`. `interrupt` is cancelled by SIGINT/SIGTERM.
+pub async fn execute(
+    exp: &Experiment,
+    plan: Plan,
+    config: &RunConfig,
+    interrupt: CancellationToken,
+) -> Outcome {
+    let run_start = Instant::now();
+    let ctx = Arc::new(MethodContext {
+        plan,
+        seed: config.seed,
+        run_start,
+        active: Mutex::new(Vec::new()),
+        next_id: AtomicU64::new(1),
+        abort: interrupt.child_token(),
+        abort_reason: Mutex::new(None),
+        timeline: Mutex::new(Vec::new()),
+        current: Mutex::new(None),
+    });
+    let mut outcome = Outcome {
+        verdict: Verdict::Passed,
+        reasons: Vec::new(),
+        timeline: Vec::new(),
+        probes_before: Vec::new(),
+        probes_after: Vec::new(),
+        slos: Vec::new(),
+        recovery: Vec::new(),
+        logs: BTreeMap::new(),
+        duration: Duration::ZERO,
+        method_window: None,
+    };
+
+    // Proxies the experiment declares are created first: the steady state is checked through them.
+    let created = match ctx.plan.create_proxies().await {
+        Ok(created) => created,
+        Err(e) => {
+            outcome.verdict = Verdict::Inconclusive;
+            outcome.reasons.push(format!("infrastructure: {e}"));
+            return finish(outcome, &ctx).await;
+        }
+    };
+    // Preflight: the steady state must hold before anything is injected.
+    ctx.note("phase", "preflight", "steady-state probes".into(), None);
+    for probe in &exp.steady_state {
+        let result = probes::run(probe).await;
+        ctx.note("probe", &result.name, result.detail.clone(), Some(result.ok));
+        outcome.probes_before.push(result);
+    }
+    if let Some(bad) = outcome.probes_before.iter().find(|p| !p.ok) {
+        outcome.verdict = Verdict::Inconclusive;
+        outcome.reasons.push(format!("not steady before the method: probe {}: {}", bad.name, bad.detail));
+        delete_proxies(&ctx, created).await;
+        return finish(outcome, &ctx).await;
+    }
+
+    // Signals: load generators and proxy stats, one event log per SLO source.
+    let stop_signals = CancellationToken::new();
+    let mut logs: Logs = BTreeMap::new();
+    let mut generators = Vec::new();
+    for load in &exp.load {
+        let log = Arc::new(EventLog::default());
+        logs.insert(format!("load:{}", load.name), log.clone());
+        match LoadGenerator::start(load, run_start, log, stop_signals.clone()) {
+            Ok(handle) => generators.push(handle),
+            Err(e) => {
+                stop_signals.cancel();
+                outcome.verdict = Verdict::Inconclusive;
+                outcome.reasons.push(format!("load {}: {e}", load.name));
+                delete_proxies(&ctx, created).await;
+                return finish(outcome, &ctx).await;
+            }
+        }
+    }
+    let mut pollers = Vec::new();
+    for slo in &exp.slos {
+        if let Some(proxy_target) = &slo.source.proxy {
+            let key = format!("proxy:{proxy_target}");
+            if logs.contains_key(&key) {
+                continue;
+            }
+            let log = Arc::new(EventLog::default());
+            logs.insert(key, log.clone());
+            if let Some(super::ResolvedTarget::Proxy { client, name, .. }) =
+                ctx.plan.targets.get(proxy_target)
+            {
+                pollers.push(tokio::spawn(sources::poll_proxy(
+                    client.clone(),
+                    name.clone(),
+                    run_start,
+                    log,
+                    stop_signals.clone(),
+                )));
+            }
+        }
+    }
+
+    // Baseline.
+    let baseline = exp.baseline.map_or(DEFAULT_BASELINE, |d| d.0);
+    ctx.note("phase", "baseline", format!("{} s of signal before any fault", baseline.as_secs_f64()), None);
+    let baseline_start = run_start.elapsed();
+    interruptible_sleep(&ctx, baseline).await;
+
+    // Method, watched by the guardrails every second.
+    let method_start = run_start.elapsed();
+    let method_result = if ctx.abort.is_cancelled() {
+        Err(Abort::Interrupted)
+    } else {
+        ctx.note("phase", "method", format!("{} steps", exp.method.len()), None);
+        let guard = tokio::spawn(guardrails(
+            ctx.clone(),
+            exp.clone(),
+            logs.clone(),
+            baseline_start,
+            method_start,
+            config.progress.clone(),
+        ));
+        let result = run_steps(&ctx, &exp.method).await;
+        guard.abort();
+        result
+    };
+    // Every exit path reverts: normal end, guardrail trip, error, interrupt.
+    ctx.revert_all().await;
+    let method_end = run_start.elapsed();
+    outcome.method_window = Some((method_start, method_end));
+
+    // Recovery window: signals keep flowing; time to recover is measured afterwards.
+    if method_result.is_ok() {
+        let recovery = exp.recovery.map_or(DEFAULT_RECOVERY, |d| d.0);
+        ctx.note("phase", "recovery", format!("{} s to come back within SLO", recovery.as_secs_f64()), None);
+        interruptible_sleep(&ctx, recovery).await;
+    }
+    stop_signals.cancel();
+    for g in generators {
+        let _ = g.stop().await;
+    }
+    for p in pollers {
+        let _ = p.await;
+    }
+    let end = run_start.elapsed();
+
+    // Judge the SLOs over the method window; time to recover from the end of the last fault.
+    let window = crate::slo::Phase::new("method", method_start, method_end);
+    let baseline_len = method_start.saturating_sub(baseline_start).as_secs_f64();
+    for slo in &exp.slos {
+        let key = source_key(slo);
+        let log = logs.get(&key);
+        let events: Vec<Event> = log.map(|l| l.between(method_start, method_end)).unwrap_or_default();
+        let baseline_events = log.map(|l| l.between(baseline_start, method_start).len()).unwrap_or(0);
+        let mut observed = crate::slo::Observations::events(&events);
+        if baseline_len > 0.0 {
+            observed = observed.with_baseline_rate(baseline_events as f64 / baseline_len);
+        }
+        outcome.slos.push(crate::slo::evaluate(slo, &observed, &window));
+        if crate::slo::is_event_ratio(slo.signal) {
+            let after: Vec<Event> = log.map(|l| l.between(method_end, end)).unwrap_or_default();
+            let ttr = crate::slo::time_to_recover(slo, &after, method_end, Duration::from_secs(1));
+            outcome.recovery.push((slo.name.clone(), ttr));
+        }
+    }
+
+    // Steady state again, then rollbacks.
+    if !matches!(method_result, Err(Abort::Interrupted)) {
+        ctx.note("phase", "steady state", "probes after the method".into(), None);
+        for probe in &exp.steady_state {
+            let result = probes::run(probe).await;
+            ctx.note("probe", &result.name, result.detail.clone(), Some(result.ok));
+            outcome.probes_after.push(result);
+        }
+    }
+    if !exp.rollbacks.is_empty() {
+        ctx.note("phase", "rollbacks", format!("{} steps", exp.rollbacks.len()), None);
+        // Rollbacks run even after an abort: give them their own context.
+        let rollback_ctx = MethodContext {
+            plan: ctx.plan.clone(),
+            seed: config.seed,
+            run_start,
+            active: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            abort: CancellationToken::new(),
+            abort_reason: Mutex::new(None),
+            timeline: Mutex::new(Vec::new()),
+            current: Mutex::new(None),
+        };
+        let _ = run_steps(&rollback_ctx, &exp.rollbacks).await;
+        rollback_ctx.revert_all().await;
+        if let (Ok(mut main), Ok(mut extra)) = (ctx.timeline.lock(), rollback_ctx.timeline.lock()) {
+            main.append(&mut extra);
+        }
+    }
+    delete_proxies(&ctx, created).await;
+
+    // Verdict.
+    match &method_result {
+        Err(Abort::Interrupted) => {
+            outcome.verdict = Verdict::Inconclusive;
+            outcome.reasons.push("interrupted: every fault was reverted".into());
+        }
+        Err(Abort::Error(e)) => {
+            outcome.verdict = Verdict::Inconclusive;
+            outcome.reasons.push(format!("infrastructure: {e}"));
+        }
+        Err(Abort::Guardrail(reason)) => {
+            outcome.verdict = Verdict::Failed;
+            outcome.reasons.push(format!("guardrail aborted the run: {reason}"));
+        }
+        Ok(()) => {}
+    }
+    if method_result.is_ok() || matches!(method_result, Err(Abort::Guardrail(_))) {
+        for slo in &outcome.slos {
+            match slo.passed {
+                Some(true) => {}
+                Some(false) => {
+                    outcome.verdict = Verdict::Failed;
+                    outcome.reasons.push(slo.reason.clone());
+                }
+                None => {
+                    if outcome.verdict == Verdict::Passed {
+                        outcome.verdict = Verdict::Inconclusive;
+                    }
+                    outcome.reasons.push(slo.reason.clone());
+                }
+            }
+        }
+        for probe in outcome.probes_after.iter().filter(|p| !p.ok) {
+            outcome.verdict = Verdict::Failed;
+            outcome.reasons.push(format!(
+                "steady state broken after the method: probe {}: {}",
+                probe.name, probe.detail
+            ));
+        }
+    }
+    if outcome.verdict == Verdict::Passed {
+        for slo in &outcome.slos {
+            outcome.reasons.push(slo.reason.clone());
+        }
+    }
+    outcome.logs = logs;
+    outcome.duration = end;
+    finish(outcome, &ctx).await
+}
+
+async fn finish(mut outcome: Outcome, ctx: &MethodContext) -> Outcome {
+    ctx.revert_all().await;
+    if let Ok(t) = ctx.timeline.lock() {
+        outcome.timeline = t.clone();
+    }
+    if outcome.duration.is_zero() {
+        outcome.duration = ctx.run_start.elapsed();
+    }
+    outcome
+}
+
+/// Deletes the proxies the run created (their toxics go with them).
+async fn delete_proxies(ctx: &MethodContext, created: Vec<(chaos_proxy::client::Client, String)>) {
+    for (client, name) in created {
+        if let Err(e) = client.delete_proxy(&name).await {
+            ctx.note("note", &name, format!("could not delete the run's proxy: {e}"), Some(false));
+        }
+    }
+}
+
+async fn interruptible_sleep(ctx: &MethodContext, d: Duration) {
+    tokio::select! {
+        _ = ctx.abort.cancelled() => {}
+        _ = tokio::time::sleep(d) => {}
+    }
+}
+
+/// Every second: evaluates the guardrails (and reports progress); a trip aborts the method.
+///
+/// The guardrails watch the events of the first errors or latency SLO's source (the run's main signal).
+async fn guardrails(
+    ctx: Arc<MethodContext>,
+    exp: Experiment,
+    logs: Logs,
+    baseline_start: Duration,
+    method_start: Duration,
+    progress: Option<super::Progress>,
+) {
+    let main = exp.slos.iter().find(|s| crate::slo::is_event_ratio(s.signal)).map(source_key);
+    let log = main.as_ref().and_then(|k| logs.get(k)).cloned();
+    let baseline_len = method_start.saturating_sub(baseline_start).as_secs_f64();
+    let baseline_rate = log
+        .as_ref()
+        .filter(|_| baseline_len > 0.0)
+        .map(|l| l.between(baseline_start, method_start).len() as f64 / baseline_len);
+    let mut basis = crate::slo::GuardrailBasis::from_slos(&exp.slos);
+    basis.start = method_start;
+    basis.baseline_rate = baseline_rate;
+    basis.planned = Some(planned_length(&exp.method));
+    basis.settle =
+        exp.load.iter().filter_map(|l| l.timeout.map(|t| t.0)).max().unwrap_or(crate::http::DEFAULT_TIMEOUT);
+    let mut state = crate::slo::GuardrailState::new(&exp.guardrails.clone().unwrap_or_default(), basis);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = ctx.run_start.elapsed();
+        let events = log.as_ref().map(|l| l.between(method_start, now)).unwrap_or_default();
+        if log.is_some()
+            && let Some(trip) = state.check(now, &events)
+        {
+            ctx.note("guardrail", "guardrail", trip.reason.clone(), Some(false));
+            ctx.trip(Abort::Guardrail(trip.reason));
+            return;
+        }
+        if let Some(progress) = &progress {
+            progress(progress_line(&ctx, &exp, &logs, method_start, now));
+        }
+    }
+}
+
+/// `[  12.0s] slow payments (18s left) | availability 99.8% (objective 99.5%) | fast 97.1% (objective 99%)`
+fn progress_line(
+    ctx: &MethodContext,
+    exp: &Experiment,
+    logs: &Logs,
+    method_start: Duration,
+    now: Duration,
+) -> String {
+    let current = ctx.current.lock().ok().and_then(|c| c.clone());
+    let step = match current {
+        Some((name, started, Some(d))) => {
+            format!("{name} ({:.0}s left)", d.saturating_sub(started.elapsed()).as_secs_f64())
+        }
+        Some((name, _, None)) => name,
+        None => "starting".into(),
+    };
+    let window = crate::slo::Phase::new("method", method_start, now);
+    let slos: Vec<String> = exp
+        .slos
+        .iter()
+        .filter(|s| crate::slo::is_event_ratio(s.signal))
+        .map(|slo| {
+            let events = logs.get(&source_key(slo)).map(|l| l.between(method_start, now)).unwrap_or_default();
+            let r = crate::slo::evaluate_events(slo, &events, &window);
+            let mark = match r.passed {
+                Some(true) => "ok",
+                Some(false) => "MISS",
+                None => "…",
+            };
+            format!("{} {:.2}% (objective {}%) {mark}", slo.name, r.observed * 100.0, r.objective * 100.0)
+        })
+        .collect();
+    format!("[{:>6.1}s] {step} | {}", now.as_secs_f64(), slos.join(" | "))
+}
+
+/// The method's planned length: waits and fault durations, parallel groups by their longest branch.
+fn planned_length(steps: &[crate::experiment::model::Step]) -> Duration {
+    steps
+        .iter()
+        .map(|s| {
+            if let Some(w) = s.wait {
+                w.0
+            } else if let Some(group) = &s.parallel {
+                group.iter().map(|g| planned_length(std::slice::from_ref(g))).max().unwrap_or_default()
+            } else {
+                s.duration.map(|d| d.0).unwrap_or_default()
+            }
+        })
+        .sum()
+}
+
+/// The journal of a run: what the reports (JSON, JUnit, Markdown) are made from.
+pub fn journal(
+    exp: &Experiment,
+    config: &RunConfig,
+    outcome: &Outcome,
+    started: std::time::SystemTime,
+) -> crate::report::Journal {
+    use crate::report::{
+        self, ExperimentInfo, Journal, ProbeOutcome, ProbePhase, RecoveryOutcome, TimelineEntry, TimelineKind,
+    };
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let kind = |k: &str| match k {
+        "phase" => TimelineKind::Phase,
+        "step_started" => TimelineKind::StepStarted,
+        "fault_injected" => TimelineKind::FaultInjected,
+        "fault_reverted" => TimelineKind::FaultReverted,
+        "probe" => TimelineKind::Probe,
+        "guardrail" => TimelineKind::Guardrail,
+        "signal" => TimelineKind::Signal,
+        _ => TimelineKind::Note,
+    };
+    let probes = |phase: ProbePhase, list: &[ProbeResult]| -> Vec<ProbeOutcome> {
+        list.iter()
+            .map(|p| ProbeOutcome {
+                name: p.name.clone(),
+                phase,
+                ok: p.ok,
+                detail: p.detail.clone(),
+                elapsed_ms: ms(p.elapsed),
+            })
+            .collect()
+    };
+    let mut all_probes = probes(ProbePhase::Before, &outcome.probes_before);
+    all_probes.extend(probes(ProbePhase::After, &outcome.probes_after));
+    let mut signals = Vec::new();
+    for (source, log) in &outcome.logs {
+        let events = log.between(Duration::ZERO, outcome.duration + Duration::from_secs(1));
+        signals.extend(report::signal_samples(
+            source,
+            &events,
+            Duration::ZERO,
+            outcome.duration,
+            Duration::from_secs(1),
+        ));
+    }
+    Journal {
+        chaos_version: env!("CARGO_PKG_VERSION").to_string(),
+        experiment: ExperimentInfo {
+            title: exp.title.clone(),
+            hypothesis: exp.hypothesis.clone(),
+            file: Some(config.file.clone()),
+        },
+        seed: config.seed,
+        started_at: report::format_rfc3339(started),
+        duration_ms: ms(outcome.duration),
+        verdict: match outcome.verdict {
+            Verdict::Passed => report::Verdict::Passed,
+            Verdict::Failed => report::Verdict::Failed,
+            Verdict::Invalid => report::Verdict::Invalid,
+            Verdict::Inconclusive => report::Verdict::Inconclusive,
+        },
+        reasons: outcome.reasons.clone(),
+        timeline: outcome
+            .timeline
+            .iter()
+            .map(|t| TimelineEntry {
+                at_ms: ms(t.at),
+                kind: kind(t.kind),
+                name: t.name.clone(),
+                detail: t.detail.clone(),
+                ok: t.ok,
+            })
+            .collect(),
+        probes: all_probes,
+        slos: outcome.slos.clone(),
+        recovery: outcome
+            .recovery
+            .iter()
+            .map(|(slo, ttr)| RecoveryOutcome { slo: slo.clone(), time_to_recover_ms: ttr.map(ms) })
+            .collect(),
+        signals,
+    }
+}

@@ -1,0 +1,421 @@
+//! Checked views of the model: which variant a step, target, source or probe is, an SLO's objective, a
+//! Prometheus comparison. Each accessor returns `Err` with a message only for a document that did not pass
+//! validation; for an [`Experiment`] returned by [`super::parse`] or [`super::load`] they always succeed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::faults::{self, FaultKind, FaultParams, TargetType};
+use super::model::{
+    CommandProbe, Duration, Experiment, HttpProbe, Percent, ProcessSelector, PrometheusProbe,
+    PrometheusSource, ProxyTarget, Signal, Slo, Source, Step, Target, TcpProbe,
+};
+
+// === steps ===
+
+/// What a step is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepKind<'a> {
+    Fault(Fault<'a>),
+    Wait(Duration),
+    /// Steps that start together; the group ends when all have ended.
+    Parallel(&'a [Step]),
+}
+
+/// A fault step, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fault<'a> {
+    pub kind: FaultKind,
+    /// The name of the target in `targets:`.
+    pub target: &'a str,
+    /// How long the fault lasts (`None` only for `kill`).
+    pub duration: Option<Duration>,
+    pub params: FaultParams,
+}
+
+impl Step {
+    /// Which kind of step this is, with the fault's parameters checked and normalised.
+    pub fn kind(&self) -> Result<StepKind<'_>, String> {
+        match (&self.fault, self.wait, &self.parallel) {
+            (Some(fault), None, None) => {
+                let kind: FaultKind = fault.parse()?;
+                let target =
+                    self.target.as_deref().ok_or_else(|| format!("fault `{kind}` needs a `target`"))?;
+                let params = faults::params(kind, &self.with)
+                    .map_err(|errors| errors.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; "))?;
+                Ok(StepKind::Fault(Fault { kind, target, duration: self.duration, params }))
+            }
+            (None, Some(wait), None) => Ok(StepKind::Wait(wait)),
+            (None, None, Some(steps)) => Ok(StepKind::Parallel(steps)),
+            (None, None, None) => Err("a step needs one of `fault`, `wait` or `parallel`".into()),
+            _ => Err("a step takes exactly one of `fault`, `wait` or `parallel`".into()),
+        }
+    }
+
+    /// The step's name, or a description of it for reports (`latency on payments`, `wait 10s`).
+    pub fn label(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        match (&self.fault, &self.target, self.wait, &self.parallel) {
+            (Some(fault), Some(target), _, _) => format!("{fault} on {target}"),
+            (Some(fault), None, _, _) => fault.clone(),
+            (None, _, Some(wait), _) => format!("wait {wait}"),
+            (None, _, None, Some(steps)) => format!("parallel ({} steps)", steps.len()),
+            _ => "step".into(),
+        }
+    }
+}
+
+// === targets ===
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TargetKind<'a> {
+    Proxy(&'a ProxyTarget),
+    Processes(&'a ProcessSelector),
+}
+
+impl Target {
+    pub fn kind(&self) -> Result<TargetKind<'_>, String> {
+        match (&self.proxy, &self.processes) {
+            (Some(proxy), None) => Ok(TargetKind::Proxy(proxy)),
+            (None, Some(processes)) => Ok(TargetKind::Processes(processes)),
+            (None, None) => Err("a target needs one of `proxy` or `processes`".into()),
+            (Some(_), Some(_)) => {
+                Err("a target takes exactly one of `proxy` or `processes`, found both".into())
+            }
+        }
+    }
+
+    pub fn target_type(&self) -> Option<TargetType> {
+        match self.kind() {
+            Ok(TargetKind::Proxy(_)) => Some(TargetType::Proxy),
+            Ok(TargetKind::Processes(_)) => Some(TargetType::Processes),
+            Err(_) => None,
+        }
+    }
+}
+
+impl ProcessSelector {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.cmdline.is_none()
+            && self.pid.is_none()
+            && self.pidfile.is_none()
+            && self.user.is_none()
+    }
+}
+
+// === SLO sources ===
+
+/// A host resource, for saturation SLOs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostMetric {
+    Cpu,
+    Memory,
+}
+
+impl FromStr for HostMetric {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(HostMetric::Cpu),
+            "memory" => Ok(HostMetric::Memory),
+            other => Err(format!("unknown host metric {other:?} (expected cpu or memory)")),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SourceKind<'a> {
+    /// A `load:` entry by name.
+    Load(&'a str),
+    /// A proxy target by name.
+    Proxy(&'a str),
+    Prometheus(&'a PrometheusSource),
+    Host(HostMetric),
+}
+
+impl Source {
+    pub fn kind(&self) -> Result<SourceKind<'_>, String> {
+        let mut found = Vec::new();
+        if let Some(load) = &self.load {
+            found.push(SourceKind::Load(load));
+        }
+        if let Some(proxy) = &self.proxy {
+            found.push(SourceKind::Proxy(proxy));
+        }
+        if let Some(prometheus) = &self.prometheus {
+            found.push(SourceKind::Prometheus(prometheus));
+        }
+        if let Some(host) = &self.host {
+            found.push(SourceKind::Host(host.parse()?));
+        }
+        match found.as_slice() {
+            [one] => Ok(*one),
+            [] => Err("a source needs one of `load`, `proxy`, `prometheus` or `host`".into()),
+            _ => Err("a source takes exactly one of `load`, `proxy`, `prometheus` or `host`".into()),
+        }
+    }
+}
+
+/// How a Prometheus source counts good and total events.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PrometheusQuery<'a> {
+    /// Two counters (PromQL), good and total.
+    Counters { good: &'a str, total: &'a str },
+    /// One PromQL expression giving the good/total ratio.
+    Ratio(&'a str),
+}
+
+impl PrometheusSource {
+    pub fn query(&self) -> Result<PrometheusQuery<'_>, String> {
+        match (&self.good, &self.total, &self.ratio) {
+            (Some(good), Some(total), None) => Ok(PrometheusQuery::Counters { good, total }),
+            (None, None, Some(ratio)) => Ok(PrometheusQuery::Ratio(ratio)),
+            _ => Err("a prometheus source needs either `good` and `total`, or `ratio`".into()),
+        }
+    }
+}
+
+// === SLOs ===
+
+/// What an SLO requires, by signal.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Objective {
+    /// At least `objective` of requests answer within `threshold`.
+    Latency { objective: Percent, threshold: Duration },
+    /// At least `objective` of requests succeed.
+    Errors { objective: Percent },
+    /// The rate stays at or above `min` of the baseline rate.
+    Traffic { min: Percent },
+    /// The resource stays at or below `max`.
+    Saturation { max: Percent },
+}
+
+impl Slo {
+    /// The SLO's objective, reading `percentile: p99 < 800ms` as objective 99% with threshold 800 ms.
+    pub fn objective(&self) -> Result<Objective, String> {
+        let signal = self.signal;
+        let extra = |fields: &[(&str, bool)]| -> Result<(), String> {
+            match fields.iter().find(|(_, present)| *present) {
+                Some((name, _)) => {
+                    let signal = signal_name(signal);
+                    let article = if signal.starts_with('e') { "an" } else { "a" };
+                    Err(format!("`{name}` does not apply to {article} {signal} SLO"))
+                }
+                None => Ok(()),
+            }
+        };
+        match signal {
+            Signal::Latency => {
+                extra(&[("min", self.min.is_some()), ("max", self.max.is_some())])?;
+                match (&self.percentile, self.objective, self.threshold) {
+                    (Some(p), None, None) => {
+                        let (objective, threshold) = parse_percentile(p)?;
+                        Ok(Objective::Latency { objective, threshold })
+                    }
+                    (Some(_), _, _) => Err("write either `percentile` or `objective` with `threshold`, not both".into()),
+                    (None, Some(objective), Some(threshold)) => Ok(Objective::Latency { objective, threshold }),
+                    (None, _, _) => Err(
+                        "a latency SLO needs `threshold` and `objective` (or `percentile` like `p99 < 800ms`)".into(),
+                    ),
+                }
+            }
+            Signal::Errors => {
+                extra(&[
+                    ("threshold", self.threshold.is_some()),
+                    ("percentile", self.percentile.is_some()),
+                    ("min", self.min.is_some()),
+                    ("max", self.max.is_some()),
+                ])?;
+                let objective = self.objective.ok_or("an errors SLO needs `objective` (like 99.5%)")?;
+                Ok(Objective::Errors { objective })
+            }
+            Signal::Traffic => {
+                extra(&[
+                    ("objective", self.objective.is_some()),
+                    ("threshold", self.threshold.is_some()),
+                    ("percentile", self.percentile.is_some()),
+                    ("max", self.max.is_some()),
+                ])?;
+                let min = self
+                    .min
+                    .ok_or("a traffic SLO needs `min` (a fraction of the baseline rate, like 50%)")?;
+                Ok(Objective::Traffic { min })
+            }
+            Signal::Saturation => {
+                extra(&[
+                    ("objective", self.objective.is_some()),
+                    ("threshold", self.threshold.is_some()),
+                    ("percentile", self.percentile.is_some()),
+                    ("min", self.min.is_some()),
+                ])?;
+                let max = self.max.ok_or("a saturation SLO needs `max` (like 90%)")?;
+                Ok(Objective::Saturation { max })
+            }
+        }
+    }
+
+    /// The fraction of good events required and, for latency, the threshold of a good event; `None` for
+    /// traffic and saturation SLOs (see [`Slo::objective`]).
+    pub fn objective_and_threshold(&self) -> Option<(Percent, Option<Duration>)> {
+        match self.objective().ok()? {
+            Objective::Latency { objective, threshold } => Some((objective, Some(threshold))),
+            Objective::Errors { objective } => Some((objective, None)),
+            Objective::Traffic { .. } | Objective::Saturation { .. } => None,
+        }
+    }
+}
+
+pub(crate) fn signal_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Latency => "latency",
+        Signal::Errors => "errors",
+        Signal::Traffic => "traffic",
+        Signal::Saturation => "saturation",
+    }
+}
+
+/// Reads `p99 < 800ms` (also `p99.9 <= 1s`, `P50<200ms`) as objective 99% and threshold 800 ms.
+pub fn parse_percentile(text: &str) -> Result<(Percent, Duration), String> {
+    let bad = || format!("expected a percentile like `p99 < 800ms`, found {text:?}");
+    let t = text.trim();
+    let rest = t.strip_prefix(['p', 'P']).ok_or_else(bad)?;
+    let op = rest.find('<').ok_or_else(bad)?;
+    let number = rest[..op].trim();
+    let threshold = rest[op + 1..].strip_prefix('=').unwrap_or(&rest[op + 1..]).trim();
+    if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(bad());
+    }
+    let objective: Percent = format!("{number}%").parse().map_err(|_| bad())?;
+    if objective.0 <= 0.0 {
+        return Err(format!("percentile p{number} must be above 0 and at most 100"));
+    }
+    let threshold: Duration =
+        threshold.parse().map_err(|e: String| format!("in percentile {text:?}: {e}"))?;
+    Ok((objective, threshold))
+}
+
+// === probes ===
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ProbeKind<'a> {
+    Http(&'a HttpProbe),
+    Tcp(&'a TcpProbe),
+    Command(&'a CommandProbe),
+    Prometheus(&'a PrometheusProbe),
+}
+
+impl super::model::Probe {
+    pub fn kind(&self) -> Result<ProbeKind<'_>, String> {
+        let mut found = Vec::new();
+        if let Some(p) = &self.http {
+            found.push(ProbeKind::Http(p));
+        }
+        if let Some(p) = &self.tcp {
+            found.push(ProbeKind::Tcp(p));
+        }
+        if let Some(p) = &self.command {
+            found.push(ProbeKind::Command(p));
+        }
+        if let Some(p) = &self.prometheus {
+            found.push(ProbeKind::Prometheus(p));
+        }
+        match found.as_slice() {
+            [one] => Ok(*one),
+            [] => Err("a probe needs one of `http`, `tcp`, `command` or `prometheus`".into()),
+            _ => Err("a probe takes exactly one of `http`, `tcp`, `command` or `prometheus`".into()),
+        }
+    }
+}
+
+/// A Prometheus probe's comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Comparison {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+}
+
+impl Comparison {
+    /// Whether `value op bound` holds.
+    pub fn holds(self, value: f64, bound: f64) -> bool {
+        match self {
+            Comparison::Lt => value < bound,
+            Comparison::Le => value <= bound,
+            Comparison::Gt => value > bound,
+            Comparison::Ge => value >= bound,
+            Comparison::Eq => value == bound,
+        }
+    }
+}
+
+impl FromStr for Comparison {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "<" => Ok(Comparison::Lt),
+            "<=" => Ok(Comparison::Le),
+            ">" => Ok(Comparison::Gt),
+            ">=" => Ok(Comparison::Ge),
+            "==" => Ok(Comparison::Eq),
+            other => Err(format!("unknown comparison {other:?} (expected one of <, <=, >, >=, ==)")),
+        }
+    }
+}
+
+impl fmt::Display for Comparison {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Comparison::Lt => "<",
+            Comparison::Le => "<=",
+            Comparison::Gt => ">",
+            Comparison::Ge => ">=",
+            Comparison::Eq => "==",
+        })
+    }
+}
+
+impl PrometheusProbe {
+    pub fn comparison(&self) -> Result<Comparison, String> {
+        self.op.parse()
+    }
+}
+
+// === experiment ===
+
+impl Experiment {
+    /// Every step of the method, depth first (parallel groups, then their members).
+    pub fn method_steps(&self) -> Vec<&Step> {
+        fn walk<'a>(steps: &'a [Step], out: &mut Vec<&'a Step>) {
+            for step in steps {
+                out.push(step);
+                if let Some(inner) = &step.parallel {
+                    walk(inner, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.method, &mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let ms = |n| Duration(std::time::Duration::from_millis(n));
+        assert_eq!(parse_percentile("p99 < 800ms"), Ok((Percent(0.99), ms(800))));
+        assert_eq!(parse_percentile("P50<=200ms"), Ok((Percent(0.5), ms(200))));
+        assert_eq!(parse_percentile(" p99.9 < 1s ").map(|(_, d)| d), Ok(ms(1000)));
+        for bad in ["99 < 800ms", "p99 > 800ms", "p0 < 1s", "p101 < 1s", "p99 < soon", "p < 1s", "p-1 < 1s"] {
+            assert!(parse_percentile(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The native experiment format (`apiVersion: chaos/v1`, YAML or JSON): read, substitute, type, validate.
+//!
+//! # Pipeline
+//! 1. [`node`]: the text becomes a tree of positioned nodes (YAML through serde-saphyr's spans; JSON checked
+//!    by serde_json, then read by a small positioned reader). Syntax errors stop here.
+//! 2. [`vars`]: `${name}`, `${env:NAME}` and `$${` are substituted in string values of the tree, so
+//!    positions stay those of the original file.
+//! 3. [`de`]: the typed [`model`] is deserialised from the tree; unknown fields, wrong types and bad
+//!    durations, percentages or rates are reported at the offending node.
+//! 4. [`validate`](validate::validate): semantic checks, all collected, each at its node.
+//!
+//! Every problem is a [`Diagnostic`] `file:line:column: message`. [`checked`] adds accessors that read
+//! the validated model as enums ([`Step::kind`], [`Slo::objective`], …); [`json_schema`] describes the format.
+
+pub mod checked;
+mod de;
+pub mod faults;
+pub mod model;
+mod node;
+mod validate;
+mod vars;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use checked::{
+    Comparison, Fault, HostMetric, Objective, ProbeKind, PrometheusQuery, SourceKind, StepKind, TargetKind,
+    parse_percentile,
+};
+pub use faults::{FaultKind, FaultParams, Stream, TargetType};
+pub use model::*;
+pub use validate::API_VERSION;
+
+/// One problem in an experiment file. `line` and `column` are 1-based (column in characters); both are 0
+/// only when the file could not be read at all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+        }
+    }
+}
+
+/// Every problem found in one file, in file order; displayed one per line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", render(.0))]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+fn render(list: &[Diagnostic]) -> String {
+    list.iter().map(Diagnostic::to_string).collect::<Vec<_>>().join("\n")
+}
+
+impl Diagnostics {
+    pub fn iter(&self) -> std::slice::Iter<'_, Diagnostic> {
+        self.0.iter()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The document's syntax, from the file name (`.json` is JSON, `.yaml`/`.yml` YAML); other names are JSON
+/// when the text starts with `{`, else YAML.
+fn is_json(name: &str, text: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with(".json") {
+        true
+    } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+        false
+    } else {
+        text.trim_start_matches('\u{feff}').trim_start().starts_with('{')
+    }
+}
+
+/// Reads and validates an experiment file. `overrides` are `--var name=value` pairs; they take precedence
+/// over `vars:` and are used literally.
+pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<Experiment, Diagnostics> {
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&name, &text, overrides),
+        Err(e) => Err(Diagnostics(vec![Diagnostic {
+            file: name,
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        }])),
+    }
+}
+
+/// Parses and validates an experiment from text; `name` is the file name used in diagnostics and to choose
+/// the syntax. `${env:NAME}` reads the process environment.
+pub fn parse(name: &str, text: &str, overrides: &[(String, String)]) -> Result<Experiment, Diagnostics> {
+    parse_with_env(name, text, overrides, &|var| std::env::var(var).ok())
+}
+
+/// [`parse`] with `${env:NAME}` answered by `env` instead of the process environment.
+pub fn parse_with_env(
+    name: &str,
+    text: &str,
+    overrides: &[(String, String)],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Experiment, Diagnostics> {
+    let diagnostic = |pos: node::Pos, message: String| Diagnostic {
+        file: name.to_string(),
+        line: pos.line,
+        column: pos.column,
+        message: one_line(&message),
+    };
+    let parsed = if is_json(name, text) { node::from_json(text) } else { node::from_yaml(text) };
+    let mut root = parsed.map_err(|e| Diagnostics(vec![diagnostic(e.pos, e.message)]))?;
+    if !matches!(root.value, node::Value::Map(_)) {
+        let message =
+            format!("expected an experiment (a mapping with apiVersion, title, …), found {}", root.kind());
+        return Err(Diagnostics(vec![diagnostic(root.pos, message)]));
+    }
+    let var_errors = vars::substitute(&mut root, text, overrides, &FnEnv(env));
+    if !var_errors.is_empty() {
+        return Err(Diagnostics(var_errors.into_iter().map(|e| diagnostic(e.pos, e.message)).collect()));
+    }
+    let experiment: Experiment = de::from_node(&root).map_err(|e| {
+        let pos = e.pos.unwrap_or(root.pos);
+        Diagnostics(vec![diagnostic(pos, e.message)])
+    })?;
+    let errors = validate::validate(&experiment, &root);
+    if errors.is_empty() {
+        Ok(experiment)
+    } else {
+        Err(Diagnostics(errors.into_iter().map(|(pos, message)| diagnostic(pos, message)).collect()))
+    }
+}
+
+/// Control characters (from keys or values quoted in a message) escaped, so a diagnostic is one line.
+fn one_line(message: &str) -> String {
+    if !message.chars().any(char::is_control) {
+        return message.to_string();
+    }
+    message
+        .chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
+}
+
+struct FnEnv<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl vars::Env for FnEnv<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+    }
+}
+
+/// Splits a `--var name=value` argument.
+pub fn parse_override(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('=') {
+        Some((name, value)) if vars::valid_name(name) => Ok((name.to_string(), value.to_string())),
+        Some((name, _)) => Err(format!("invalid variable name {name:?} in --var {arg:?}")),
+        None => Err(format!("expected --var name=value, found {arg:?}")),
+    }
+}
+
+/// `chaos validate`: checks each file; the report has `FILE: ok` or the file's diagnostics, one per line,
+/// and the flag says whether all files are valid (exit 0) or not (exit 2).
+pub fn validate_files(paths: &[PathBuf], overrides: &[(String, String)]) -> (String, bool) {
+    let mut report = String::new();
+    let mut all_ok = true;
+    for path in paths {
+        match load(path, overrides) {
+            Ok(_) => report.push_str(&format!("{}: ok\n", path.display())),
+            Err(diagnostics) => {
+                all_ok = false;
+                report.push_str(&format!("{diagnostics}\n"));
+            }
+        }
+    }
+    (report, all_ok)
+}
+
+/// The JSON Schema (draft 2020-12) of the format, for editors; `chaos schema` prints it.
+pub fn json_schema() -> serde_json::Value {
+    schemars::schema_for!(Experiment).to_value()
+}

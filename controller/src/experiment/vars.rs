@@ -1,0 +1,371 @@
+//! Variables: `${name}` from `vars:` (overridden by `--var name=value`), `${env:NAME}` from the environment,
+//! and `$${` for a literal `${`. Substitution happens on the positioned tree's string values, so every later
+//! error still points at the original file, and a bad reference is reported where it is written.
+
+use std::collections::BTreeMap;
+
+use super::node::{Key, Node, Pos, Value};
+
+/// A substitution problem at a position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VarError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+/// Where variable values come from.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// Whether `name` may be used as a variable name: a letter or `_`, then letters, digits, `_`, `-` or `.`.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// One piece of a string with references.
+#[derive(Debug, PartialEq)]
+enum Piece<'a> {
+    Text(&'a str),
+    Var(&'a str),
+    EnvVar(&'a str),
+}
+
+/// Splits a string into text and references; the error is (byte offset, message).
+fn pieces(s: &str) -> Result<Vec<Piece<'_>>, (usize, String)> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    let mut offset = 0;
+    while let Some(i) = rest.find('$') {
+        let after = &rest[i..];
+        if after.starts_with("$${") {
+            out.push(Piece::Text(&rest[..i]));
+            out.push(Piece::Text("${"));
+            rest = &rest[i + 3..];
+            offset += i + 3;
+        } else if after.starts_with("${") {
+            out.push(Piece::Text(&rest[..i]));
+            let Some(end) = after.find('}') else {
+                return Err((
+                    offset + i,
+                    "unterminated `${`: close it with `}` or write `$${` for a literal".into(),
+                ));
+            };
+            let inner = &after[2..end];
+            let piece = match inner.strip_prefix("env:") {
+                Some(name)
+                    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                {
+                    Piece::EnvVar(name)
+                }
+                Some(name) => {
+                    return Err((offset + i, format!("invalid environment variable name {name:?}")));
+                }
+                None if valid_name(inner) => Piece::Var(inner),
+                None => return Err((offset + i, format!("invalid variable name {inner:?}"))),
+            };
+            out.push(piece);
+            rest = &after[end + 1..];
+            offset += i + end + 1;
+        } else {
+            out.push(Piece::Text(&rest[..=i]));
+            rest = &rest[i + 1..];
+            offset += i + 1;
+        }
+    }
+    out.push(Piece::Text(rest));
+    Ok(out)
+}
+
+/// Whether `s` holds a reference or an escape (and so needs substitution).
+fn has_dollar_brace(s: &str) -> bool {
+    s.contains("${")
+}
+
+/// Substitutes in the whole document: resolves `vars:` (with `overrides` taking precedence), writes the
+/// resolved values back into `vars:` (so the run records what it used), and substitutes every other string
+/// value. Keys are not substituted. Returns every error found.
+pub fn substitute(
+    root: &mut Node,
+    source: &str,
+    overrides: &[(String, String)],
+    env: &dyn Env,
+) -> Vec<VarError> {
+    let mut errors = Vec::new();
+    let Value::Map(entries) = &mut root.value else { return errors };
+
+    // Raw definitions: the file's `vars:`, then overrides (taken literally).
+    let mut raw: BTreeMap<String, (Option<Node>, String)> = BTreeMap::new();
+    let vars_index = entries.iter().position(|(k, _)| k.name == "vars");
+    if let Some(index) = vars_index
+        && let Value::Map(vars) = &entries[index].1.value
+    {
+        {
+            for (key, value) in vars {
+                if !valid_name(&key.name) {
+                    errors.push(VarError {
+                        pos: key.pos,
+                        message: format!(
+                            "invalid variable name {:?} (use letters, digits, `_`, `-`, `.`)",
+                            key.name
+                        ),
+                    });
+                }
+                let text = match &value.value {
+                    Value::Str(s) => s.clone(),
+                    Value::Int(n) => n.to_string(),
+                    Value::UInt(n) => n.to_string(),
+                    Value::Float(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => continue, // the typed read reports the wrong type
+                };
+                raw.insert(key.name.clone(), (Some(value.clone()), text));
+            }
+        }
+    }
+    for (name, value) in overrides {
+        raw.insert(name.clone(), (None, value.clone()));
+    }
+
+    let mut resolver = Resolver { raw: &raw, source, env, resolved: BTreeMap::new(), errors: Vec::new() };
+    let names: Vec<String> = raw.keys().cloned().collect();
+    for name in &names {
+        resolver.resolve(name, &mut Vec::new());
+    }
+    let resolved = resolver.resolved;
+    errors.append(&mut resolver.errors);
+
+    // Write the resolved values back into `vars:` (adding names only given as overrides).
+    let vars_pos = vars_index.map_or(root.pos, |i| entries[i].1.pos);
+    let mut vars_entries: Vec<(Key, Node)> = Vec::new();
+    if let Some(index) = vars_index
+        && let Value::Map(vars) = &entries[index].1.value
+    {
+        vars_entries = vars.clone();
+    }
+    for (name, value) in &resolved {
+        match vars_entries.iter_mut().find(|(k, _)| &k.name == name) {
+            Some((_, node)) => {
+                node.value = Value::Str(value.clone());
+                node.substituted = false;
+            }
+            None => vars_entries.push((
+                Key { name: name.clone(), pos: vars_pos },
+                Node::new(Value::Str(value.clone()), vars_pos),
+            )),
+        }
+    }
+    match vars_index {
+        Some(index) => {
+            if matches!(entries[index].1.value, Value::Map(_)) {
+                entries[index].1.value = Value::Map(vars_entries);
+            }
+        }
+        None if !vars_entries.is_empty() => {
+            let key = Key { name: "vars".into(), pos: root.pos };
+            entries.push((key, Node::new(Value::Map(vars_entries), root.pos)));
+        }
+        None => {}
+    }
+
+    let lookup = Lookup { vars: &resolved, defined: &raw, env, source };
+    for (key, node) in entries.iter_mut() {
+        if key.name != "vars" {
+            walk(node, &lookup, &mut errors);
+        }
+    }
+    errors.sort_by_key(|e| e.pos);
+    errors.dedup();
+    errors
+}
+
+struct Lookup<'a> {
+    vars: &'a BTreeMap<String, String>,
+    /// Every defined name, including those whose value failed to resolve (already reported).
+    defined: &'a BTreeMap<String, (Option<Node>, String)>,
+    env: &'a dyn Env,
+    source: &'a str,
+}
+
+fn walk(node: &mut Node, lookup: &Lookup<'_>, errors: &mut Vec<VarError>) {
+    match &mut node.value {
+        Value::Str(s) if has_dollar_brace(s) => {
+            let pos = node.pos;
+            match expand(s, |piece| match piece {
+                Piece::Var(name) => match lookup.vars.get(*name) {
+                    Some(value) => Ok(value.clone()),
+                    None if lookup.defined.contains_key(*name) => Err(String::new()),
+                    None => Err(format!("unknown variable `{name}`")),
+                },
+                Piece::EnvVar(name) => {
+                    lookup.env.var(name).ok_or_else(|| format!("environment variable `{name}` is not set"))
+                }
+                Piece::Text(t) => Ok(t.to_string()),
+            }) {
+                Ok(out) => {
+                    node.value = Value::Str(out);
+                    node.substituted = true;
+                }
+                // An empty message stands for a variable whose own definition failed: reported there.
+                Err(found) => {
+                    errors.extend(found.into_iter().filter(|(_, m)| !m.is_empty()).map(|(token, message)| {
+                        VarError { pos: locate(lookup.source, pos, token.as_deref()), message }
+                    }))
+                }
+            }
+        }
+        Value::Seq(items) => items.iter_mut().for_each(|n| walk(n, lookup, errors)),
+        Value::Map(entries) => entries.iter_mut().for_each(|(_, n)| walk(n, lookup, errors)),
+        _ => {}
+    }
+}
+
+/// Expands one string; errors are (the reference's text, if any, to locate it; message).
+fn expand(
+    s: &str,
+    mut value_of: impl FnMut(&Piece<'_>) -> Result<String, String>,
+) -> Result<String, Vec<(Option<String>, String)>> {
+    let pieces = pieces(s).map_err(|(offset, message)| {
+        let token = s[offset..].chars().take(2).collect::<String>();
+        vec![(Some(token), message)]
+    })?;
+    let mut out = String::new();
+    let mut errors = Vec::new();
+    for piece in &pieces {
+        match value_of(piece) {
+            Ok(text) => out.push_str(&text),
+            Err(message) => {
+                let token = match piece {
+                    Piece::Var(name) => format!("${{{name}}}"),
+                    Piece::EnvVar(name) => format!("${{env:{name}}}"),
+                    Piece::Text(t) => t.to_string(),
+                };
+                errors.push((Some(token), message));
+            }
+        }
+    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
+}
+
+/// The position of `token` in the source at or after `start` (a string's first character), so that an error
+/// points at the reference itself; the string's position when the token is not written literally.
+fn locate(source: &str, start: Pos, token: Option<&str>) -> Pos {
+    let Some(token) = token else { return start };
+    let mut line_start = 0;
+    for _ in 1..start.line {
+        match source[line_start..].find('\n') {
+            Some(i) => line_start += i + 1,
+            None => return start,
+        }
+    }
+    let from = source[line_start..]
+        .char_indices()
+        .nth(start.column - 1)
+        .map_or(source.len(), |(i, _)| line_start + i);
+    let Some(found) = source[from..].find(token) else { return start };
+    let at = from + found;
+    let line = start.line + source[from..at].matches('\n').count();
+    let this_line_start = source[..at].rfind('\n').map_or(0, |i| i + 1);
+    Pos::new(line, source[this_line_start..at].chars().count() + 1)
+}
+
+struct Resolver<'a> {
+    raw: &'a BTreeMap<String, (Option<Node>, String)>,
+    source: &'a str,
+    env: &'a dyn Env,
+    resolved: BTreeMap<String, String>,
+    errors: Vec<VarError>,
+}
+
+impl Resolver<'_> {
+    /// Resolves a variable's value (which may itself use `${other}` and `${env:X}`), refusing cycles.
+    fn resolve(&mut self, name: &str, stack: &mut Vec<String>) -> Option<String> {
+        if let Some(v) = self.resolved.get(name) {
+            return Some(v.clone());
+        }
+        let raw = self.raw;
+        let (node, text) = raw.get(name)?;
+        let pos = node.as_ref().map_or(Pos::START, |n| n.pos);
+        // Overrides are literal: they come from the command line, where `$` means what the shell left.
+        if node.is_none() {
+            self.resolved.insert(name.to_string(), text.clone());
+            return Some(text.clone());
+        }
+        if stack.iter().any(|s| s == name) {
+            self.errors.push(VarError {
+                pos,
+                message: format!("variable `{name}` refers to itself through {}", stack.join(" -> ")),
+            });
+            return None;
+        }
+        stack.push(name.to_string());
+        let env = self.env;
+        let result = {
+            let mut value_of = |piece: &Piece<'_>| match piece {
+                Piece::Var(other) => {
+                    if raw.contains_key(*other) {
+                        self.resolve(other, stack).ok_or_else(String::new)
+                    } else {
+                        Err(format!("unknown variable `{other}`"))
+                    }
+                }
+                Piece::EnvVar(var) => {
+                    env.var(var).ok_or_else(|| format!("environment variable `{var}` is not set"))
+                }
+                Piece::Text(t) => Ok(t.to_string()),
+            };
+            expand(text, &mut value_of)
+        };
+        stack.pop();
+        match result {
+            Ok(value) => {
+                self.resolved.insert(name.to_string(), value.clone());
+                Some(value)
+            }
+            Err(found) => {
+                for (token, message) in found {
+                    // An empty message means the referenced variable failed: that one was reported already.
+                    if !message.is_empty() {
+                        let pos = locate(self.source, pos, token.as_deref());
+                        self.errors.push(VarError { pos, message });
+                    }
+                }
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_split_references_and_escapes() {
+        assert_eq!(
+            pieces("a${b}c$${d}$e${env:HOME}").unwrap(),
+            vec![
+                Piece::Text("a"),
+                Piece::Var("b"),
+                Piece::Text("c"),
+                Piece::Text("${"),
+                Piece::Text("d}$"),
+                Piece::Text("e"),
+                Piece::EnvVar("HOME"),
+                Piece::Text(""),
+            ]
+        );
+        assert!(pieces("${unclosed").is_err());
+        assert!(pieces("${}").is_err());
+        assert!(pieces("${env:}").is_err());
+    }
+
+    #[test]
+    fn locate_finds_the_reference() {
+        let source = "a: 1\nb: \"x ${nope}\"\n";
+        assert_eq!(locate(source, Pos::new(2, 4), Some("${nope}")), Pos::new(2, 7));
+        assert_eq!(locate(source, Pos::new(2, 4), Some("${gone}")), Pos::new(2, 4));
+    }
+}

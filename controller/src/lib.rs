@@ -1,0 +1,22 @@
+//! `chaos-controller`: the engine behind `chaos run` (and later `chaos controller`).
+//!
+//! # Layout
+//! - [`experiment`]: the native experiment format: model, parser with file:line:column errors, variables,
+//!   validation into checked types, JSON Schema.
+//! - [`load`]: the built-in open-loop load generator, measuring every request.
+//! - [`probes`]: steady-state probes: http, tcp, command, prometheus.
+//! - [`slo`]: signals, SLO evaluation (latency as a ratio), guardrails (budget, burn-rate tripwire, traffic
+//!   floor, no data).
+//! - [`report`]: journal JSON, JUnit XML, Markdown summary.
+//! - [`engine`]: the run lifecycle: plan, preflight, baseline, method, recovery, steady state, rollbacks, verdict.
+//!
+//! It does not run a server or keep a store yet; the controller issue adds those around this engine.
+
+pub mod engine;
+pub mod experiment;
+pub mod http;
+pub mod load;
+pub mod probes;
+pub mod report;
+pub mod signals;
+pub mod slo;

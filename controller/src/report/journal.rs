@@ -1,0 +1,264 @@
+//! The journal: the whole run as JSON (experiment, verdict with reasons, every step, fault, probe, guardrail,
+//! SLO result, time to recover and per-second signal summaries). Stable field names: other tools read it.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::{ReportError, write_atomically};
+use crate::signals::Event;
+use crate::slo::SloResult;
+use crate::slo::stats::{WindowStats, latency_summary};
+
+/// The outcome of a run, with its exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// The hypothesis held: every SLO met, steady state before and after.
+    Passed,
+    /// The hypothesis was refuted: an SLO missed, steady state broken after the method, or a guardrail aborted.
+    Failed,
+    /// Bad file or usage; nothing was touched.
+    Invalid,
+    /// Could not judge: not steady before, a probe or source erred, infrastructure failed, interrupted, too few
+    /// events.
+    Inconclusive,
+}
+
+impl Verdict {
+    /// `passed` 0, `failed` 1, `invalid` 2, `inconclusive` 3.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Passed => 0,
+            Verdict::Failed => 1,
+            Verdict::Invalid => 2,
+            Verdict::Inconclusive => 3,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Passed => "passed",
+            Verdict::Failed => "failed",
+            Verdict::Invalid => "invalid",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The whole run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Journal {
+    /// The version of chaos that ran it.
+    pub chaos_version: String,
+    pub experiment: ExperimentInfo,
+    /// Every random choice of the run came from this seed; `--seed` with it reproduces the run.
+    pub seed: u64,
+    /// RFC 3339, UTC, milliseconds ([`format_rfc3339`]).
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub verdict: Verdict,
+    /// Why, in words and numbers, most important first.
+    pub reasons: Vec<String>,
+    pub timeline: Vec<TimelineEntry>,
+    pub probes: Vec<ProbeOutcome>,
+    pub slos: Vec<SloResult>,
+    pub recovery: Vec<RecoveryOutcome>,
+    /// Per-second summaries of each source.
+    pub signals: Vec<SignalSample>,
+}
+
+/// Which experiment ran.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExperimentInfo {
+    pub title: String,
+    pub hypothesis: Option<String>,
+    /// The file it was read from, as given on the command line; `None` for stdin or an API submission.
+    pub file: Option<String>,
+}
+
+/// One thing that happened, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// Since the run started.
+    pub at_ms: u64,
+    pub kind: TimelineKind,
+    /// The phase, step, fault, probe, guardrail or signal it is about.
+    pub name: String,
+    /// In words; empty when the kind and name say it all.
+    pub detail: String,
+    /// Whether it went well, where that applies (probes, reverts, guardrails).
+    pub ok: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimelineKind {
+    /// A lifecycle phase began: preflight, baseline, method, recovery, steady state, rollbacks.
+    Phase,
+    StepStarted,
+    FaultInjected,
+    FaultReverted,
+    Probe,
+    Guardrail,
+    Signal,
+    Note,
+}
+
+/// A steady-state probe, before or after the method.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeOutcome {
+    pub name: String,
+    pub phase: ProbePhase,
+    pub ok: bool,
+    /// What was expected and what was found.
+    pub detail: String,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbePhase {
+    Before,
+    After,
+}
+
+impl ProbePhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbePhase::Before => "before",
+            ProbePhase::After => "after",
+        }
+    }
+}
+
+/// How long an SLO took to come back after the last fault.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryOutcome {
+    pub slo: String,
+    /// `None`: not back within the recovery window.
+    pub time_to_recover_ms: Option<u64>,
+}
+
+/// One second (or one step) of one source.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SignalSample {
+    /// Start of the bucket, since the run started.
+    pub at_ms: u64,
+    pub source: String,
+    pub requests: u64,
+    pub errors: u64,
+    /// `None` without requests.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Requests per second over the bucket.
+    pub rate: f64,
+}
+
+/// Per-`step` summaries of `events` from `from` to `to` (the last bucket may be shorter), for the journal's
+/// `signals` and the report charts. Buckets without events are kept, with zero requests: a gap is a finding.
+pub fn signal_samples(
+    source: &str,
+    events: &[Event],
+    from: Duration,
+    to: Duration,
+    step: Duration,
+) -> Vec<SignalSample> {
+    if step.is_zero() || to <= from {
+        return Vec::new();
+    }
+    let step_ns = step.as_nanos();
+    let buckets = (to - from).as_nanos().div_ceil(step_ns);
+    let mut grouped: Vec<Vec<Event>> = (0..buckets).map(|_| Vec::new()).collect();
+    for e in events.iter().filter(|e| e.at >= from && e.at < to) {
+        let i = (e.at - from).as_nanos() / step_ns;
+        if let Some(bucket) = usize::try_from(i).ok().and_then(|i| grouped.get_mut(i)) {
+            bucket.push(*e);
+        }
+    }
+    grouped
+        .iter()
+        .enumerate()
+        .map(|(i, bucket)| {
+            let start = from + step * u32::try_from(i).unwrap_or(u32::MAX);
+            let end = (start + step).min(to);
+            let stats = WindowStats::of(bucket);
+            let latency = latency_summary(bucket);
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            SignalSample {
+                at_ms: millis(start),
+                source: source.to_string(),
+                requests: stats.total,
+                errors: stats.bad,
+                p50_ms: latency.map(|l| ms(l.p50)),
+                p99_ms: latency.map(|l| ms(l.p99)),
+                rate: stats.rate(end - start),
+            }
+        })
+        .collect()
+}
+
+/// A duration in whole milliseconds, saturating.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `SystemTime` as RFC 3339 in UTC with milliseconds: `2026-11-25T12:52:29.123Z`. Times before 1970 print as
+/// the epoch. Hand-written (days to civil date, H. Hinnant's algorithm) to keep chrono out of the engine for one
+/// timestamp.
+pub fn format_rfc3339(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Writes the journal as pretty JSON (with a final newline).
+pub fn write_journal(path: &Path, journal: &Journal) -> Result<(), ReportError> {
+    let mut json = serde_json::to_vec_pretty(journal)?;
+    json.push(b'\n');
+    write_atomically(path, &json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_instants() {
+        let at = |secs: u64, ms: u64| UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(ms);
+        assert_eq!(format_rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_rfc3339(at(951_782_400, 5)), "2000-02-29T00:00:00.005Z");
+        assert_eq!(format_rfc3339(at(1_795_606_044, 142)), "2026-11-25T11:27:24.142Z");
+        assert_eq!(format_rfc3339(at(4_107_542_399, 999)), "2100-02-28T23:59:59.999Z");
+        assert_eq!(format_rfc3339(UNIX_EPOCH - Duration::from_secs(5)), "1970-01-01T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,169 @@
+//! A Markdown summary for CI step summaries (`$GITHUB_STEP_SUMMARY` and the like): the verdict as a headline,
+//! the hypothesis, the reasons, then tables of SLOs, steady-state probes, the fault timeline and time to
+//! recover. Plain GitHub-flavoured Markdown, no HTML.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use super::journal::{Journal, TimelineKind, Verdict};
+use crate::experiment::model::Signal;
+use crate::slo::{SloResult, format};
+
+/// The summary of one run.
+pub fn render_markdown(journal: &Journal) -> String {
+    let mut md = String::new();
+    let icon = match journal.verdict {
+        Verdict::Passed => "✅",
+        Verdict::Failed => "❌",
+        Verdict::Invalid => "⛔",
+        Verdict::Inconclusive => "⚠️",
+    };
+    // Writing to a String cannot fail, so the `fmt::Result`s below are ignored on purpose.
+    let _ = writeln!(md, "## {icon} {}: {}\n", journal.verdict, inline(&journal.experiment.title));
+    if let Some(hypothesis) = &journal.experiment.hypothesis {
+        let _ = writeln!(md, "> {}\n", inline(hypothesis));
+    }
+    let _ = writeln!(
+        md,
+        "Exit code {} · seed {} · {} · started {}{}\n",
+        journal.verdict.exit_code(),
+        journal.seed,
+        format::duration(Duration::from_millis(journal.duration_ms)),
+        journal.started_at,
+        journal.experiment.file.as_ref().map(|f| format!(" · `{}`", f.replace('`', "'"))).unwrap_or_default(),
+    );
+    for reason in &journal.reasons {
+        let _ = writeln!(md, "- {}", inline(reason));
+    }
+    if !journal.reasons.is_empty() {
+        md.push('\n');
+    }
+
+    if !journal.slos.is_empty() {
+        md.push_str("### SLOs\n\n| SLO | signal | window | observed | objective | result | reason |\n");
+        md.push_str("|---|---|---|---:|---:|---|---|\n");
+        for slo in &journal.slos {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                cell(&slo.name),
+                signal_name(slo.signal),
+                cell(&slo.window),
+                observed(slo),
+                objective(slo),
+                outcome(slo.passed),
+                cell(&slo.reason),
+            );
+        }
+        md.push('\n');
+    }
+
+    if !journal.probes.is_empty() {
+        md.push_str(
+            "### Steady state\n\n| probe | when | result | time | detail |\n|---|---|---|---:|---|\n",
+        );
+        for probe in &journal.probes {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                cell(&probe.name),
+                probe.phase.as_str(),
+                outcome(Some(probe.ok)),
+                format::duration(Duration::from_millis(probe.elapsed_ms)),
+                cell(&probe.detail),
+            );
+        }
+        md.push('\n');
+    }
+
+    let faults: Vec<_> = journal
+        .timeline
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                TimelineKind::FaultInjected | TimelineKind::FaultReverted | TimelineKind::Guardrail
+            )
+        })
+        .collect();
+    if !faults.is_empty() {
+        md.push_str("### Faults\n\n| at | event | name | detail |\n|---:|---|---|---|\n");
+        for entry in faults {
+            let event = match (entry.kind, entry.ok) {
+                (TimelineKind::FaultInjected, Some(false)) => "injection failed",
+                (TimelineKind::FaultInjected, _) => "injected",
+                (TimelineKind::FaultReverted, Some(false)) => "revert failed",
+                (TimelineKind::FaultReverted, _) => "reverted",
+                (_, Some(false)) => "guardrail tripped",
+                _ => "guardrail",
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {event} | {} | {} |",
+                format::duration(Duration::from_millis(entry.at_ms)),
+                cell(&entry.name),
+                cell(&entry.detail),
+            );
+        }
+        md.push('\n');
+    }
+
+    if !journal.recovery.is_empty() {
+        md.push_str("### Time to recover\n\n| SLO | time to recover |\n|---|---:|\n");
+        for r in &journal.recovery {
+            let time = r.time_to_recover_ms.map_or_else(
+                || "not recovered".to_string(),
+                |ms| format::duration(Duration::from_millis(ms)),
+            );
+            let _ = writeln!(md, "| {} | {time} |", cell(&r.slo));
+        }
+        md.push('\n');
+    }
+    md
+}
+
+fn signal_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Latency => "latency",
+        Signal::Errors => "errors",
+        Signal::Traffic => "traffic",
+        Signal::Saturation => "saturation",
+    }
+}
+
+fn observed(slo: &SloResult) -> String {
+    if slo.total == 0 {
+        return "no data".to_string();
+    }
+    match slo.signal {
+        Signal::Errors | Signal::Latency => format::ratio_percent(slo.good, slo.total, slo.objective),
+        Signal::Traffic => format!("{} of baseline", format::percent(slo.observed, 1)),
+        Signal::Saturation => format!("peak {}", format::percent(slo.observed, 1)),
+    }
+}
+
+fn objective(slo: &SloResult) -> String {
+    let target = format::objective(slo.objective);
+    match slo.signal {
+        Signal::Saturation => format!("≤ {target}"),
+        _ => format!("≥ {target}"),
+    }
+}
+
+fn outcome(passed: Option<bool>) -> &'static str {
+    match passed {
+        Some(true) => "✅ passed",
+        Some(false) => "❌ failed",
+        None => "⚠️ inconclusive",
+    }
+}
+
+/// Text on one line (headline, quote, list item).
+fn inline(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Text inside a table cell: one line, pipes escaped.
+fn cell(text: &str) -> String {
+    inline(text).replace('|', "\\|")
+}

@@ -1,0 +1,323 @@
+//! SLO verdicts over a window, and time to recover after a fault. The rules are listed in the module docs of
+//! [`crate::slo`].
+
+use std::time::Duration;
+
+use super::format;
+use super::stats::{WindowStats, is_fast, micros, rate_per_second};
+use super::{Observations, Phase, SloResult};
+use crate::experiment::model::{Signal, Slo};
+use crate::signals::Event;
+
+/// Float slack for comparing ratios with objectives (`0.99 × 3000` is not exactly `2970` in binary).
+pub(crate) const TOLERANCE: f64 = 1e-9;
+
+/// A fraction read from a percentage without binary noise: `99.9% / 100` is `0.9990000000000001`; this makes
+/// it `0.999` (slo-math §7.4: compute budgets in decimal).
+pub(crate) fn decimal(fraction: f64) -> f64 {
+    (fraction * 1e12).round() / 1e12
+}
+
+/// How many consecutive good buckets make a recovery (see [`time_to_recover`]).
+pub const RECOVERY_BUCKETS: usize = 3;
+
+/// Whether the signal is a ratio of good to total events, with an objective, a budget and a time to recover
+/// (errors, latency), rather than a threshold on a level (traffic, saturation).
+pub fn is_event_ratio(signal: Signal) -> bool {
+    matches!(signal, Signal::Errors | Signal::Latency)
+}
+
+/// The events needed to judge objective `objective`: `ceil(1 / (1 − objective))`, the count below which a single
+/// bad event alone would decide the verdict (`reference/slo-math.md` §3 with burn threshold 1). `1` for a 100 %
+/// objective, where any bad event fails whatever the count.
+pub fn min_events(objective: f64) -> u64 {
+    let budget = 1.0 - objective;
+    if budget <= TOLERANCE {
+        return 1;
+    }
+    // The small slack keeps 1 / 0.01 = 100.000…01 from asking for 101 events.
+    ((1.0 / budget) - 1e-6).ceil().max(1.0) as u64
+}
+
+/// The objective and threshold of a latency SLO: `objective` + `threshold`, or `percentile` written `p99`
+/// (with `threshold`) or `p99 < 800ms` / `p99.9 <= 1s`.
+pub fn latency_target(slo: &Slo) -> Result<(f64, Duration), String> {
+    let mut objective = slo.objective.map(|p| decimal(p.0));
+    let mut threshold = slo.threshold.map(|d| d.0);
+    if let Some(text) = &slo.percentile {
+        let (q, bound) = parse_percentile(text)?;
+        objective = objective.or(Some(q));
+        threshold = threshold.or(bound);
+    }
+    match (objective, threshold) {
+        (Some(o), Some(t)) => Ok((decimal(o), t)),
+        (None, _) => {
+            Err("a latency SLO needs an objective (e.g. 99%) or a percentile (e.g. p99)".to_string())
+        }
+        (_, None) => Err("a latency SLO needs a threshold (e.g. 800ms)".to_string()),
+    }
+}
+
+/// `p99` → (0.99, None); `p99.9 < 800ms` → (0.999, Some(800 ms)).
+fn parse_percentile(text: &str) -> Result<(f64, Option<Duration>), String> {
+    let bad = || format!("expected a percentile like p99 or \"p99 < 800ms\", found {text:?}");
+    let t = text.trim();
+    let rest = t.strip_prefix('p').or_else(|| t.strip_prefix('P')).ok_or_else(bad)?;
+    let split = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    let (number, bound) = rest.split_at(split);
+    let q: f64 = number.parse().map_err(|_| bad())?;
+    if !(0.0..=100.0).contains(&q) {
+        return Err(bad());
+    }
+    let bound = bound.trim();
+    if bound.is_empty() {
+        return Ok((decimal(q / 100.0), None));
+    }
+    let value = bound.strip_prefix("<=").or_else(|| bound.strip_prefix('<')).ok_or_else(bad)?;
+    let d: crate::experiment::model::Duration = value.trim().parse()?;
+    Ok((decimal(q / 100.0), Some(d.0)))
+}
+
+/// Judges one SLO over `window`. Only events (and samples) whose `at` lies in the window count.
+pub fn evaluate(slo: &Slo, observed: &Observations<'_>, window: &Phase) -> SloResult {
+    let during = format!("during '{}'", window.name);
+    let mut result = SloResult {
+        name: slo.name.clone(),
+        signal: slo.signal,
+        window: window.name.clone(),
+        passed: None,
+        observed: 0.0,
+        objective: 0.0,
+        good: 0,
+        total: 0,
+        reason: String::new(),
+    };
+    let outcome = match slo.signal {
+        Signal::Errors => match slo.objective {
+            Some(o) => {
+                ratio(&mut result, decimal(o.0), observed.events, window, |e| e.ok, "succeeded", &during)
+            }
+            None => Err("an errors SLO needs an objective (e.g. 99.5%)".to_string()),
+        },
+        Signal::Latency => latency_target(slo).and_then(|(objective, threshold)| {
+            let fast = format!("≤ {}", format::duration(threshold));
+            let is_good = move |e: &Event| is_fast(e, threshold);
+            ratio(&mut result, objective, observed.events, window, is_good, &fast, &during)
+        }),
+        Signal::Traffic => traffic(&mut result, slo, observed, window, &during),
+        Signal::Saturation => saturation(&mut result, slo, observed, window, &during),
+    };
+    if let Err(why) = outcome {
+        result.passed = None;
+        result.reason = format!("{}: cannot judge {during}: {why}", slo.name);
+    }
+    result
+}
+
+/// [`evaluate`] for the SLOs that need only events (errors, latency).
+pub fn evaluate_events(slo: &Slo, events: &[Event], window: &Phase) -> SloResult {
+    evaluate(slo, &Observations::events(events), window)
+}
+
+/// Errors and latency: `good / total ≥ objective`, with the minimum-events rule.
+fn ratio(
+    result: &mut SloResult,
+    objective: f64,
+    events: &[Event],
+    window: &Phase,
+    is_good: impl Fn(&Event) -> bool,
+    what: &str,
+    during: &str,
+) -> Result<(), String> {
+    let (mut good, mut total) = (0u64, 0u64);
+    for e in events.iter().filter(|e| window.contains(e.at)) {
+        total += 1;
+        good += u64::from(is_good(e));
+    }
+    let needed = min_events(objective);
+    result.objective = objective;
+    result.good = good;
+    result.total = total;
+    result.observed = if total > 0 { good as f64 / total as f64 } else { 0.0 };
+    let name = &result.name;
+    let target = format::objective(objective);
+    if total < needed {
+        // Pad the window to the minimum with good events: if it still misses, more data could not save it.
+        let padded = (good + (needed - total)) as f64 / needed as f64;
+        if padded < objective - TOLERANCE {
+            result.passed = Some(false);
+            result.reason = format!(
+                "{name}: {} of {} requests {what} {during}, objective {target} ({} bad: more than {} \
+                 requests would allow)",
+                format::ratio_percent(good, total, objective),
+                format::count(total),
+                format::count(total - good),
+                format::count(needed),
+            );
+        } else {
+            result.passed = None;
+            let seen = if total == 0 { "no requests".to_string() } else { format!("only {}", plural(total)) };
+            result.reason = format!(
+                "{name}: {seen} {during}, at least {} needed to judge objective {target}",
+                format::count(needed)
+            );
+        }
+        return Ok(());
+    }
+    result.passed = Some(result.observed >= objective - TOLERANCE);
+    result.reason = format!(
+        "{name}: {} of {} requests {what} {during}, objective {target}",
+        format::ratio_percent(good, total, objective),
+        format::count(total),
+    );
+    Ok(())
+}
+
+fn plural(n: u64) -> String {
+    if n == 1 { "1 request".to_string() } else { format!("{} requests", format::count(n)) }
+}
+
+/// Traffic: the window's rate against the baseline rate.
+fn traffic(
+    result: &mut SloResult,
+    slo: &Slo,
+    observed: &Observations<'_>,
+    window: &Phase,
+    during: &str,
+) -> Result<(), String> {
+    let min = slo.min.or(slo.objective).map(|p| decimal(p.0)).ok_or("a traffic SLO needs min (e.g. 50%)")?;
+    let baseline = observed.baseline_rate.ok_or("no baseline rate to compare with")?;
+    if !(baseline.is_finite() && baseline > 0.0) {
+        return Err("the baseline had no traffic to compare with".to_string());
+    }
+    if window.is_empty() {
+        return Err("the window is empty".to_string());
+    }
+    let total = observed.events.iter().filter(|e| window.contains(e.at)).count() as u64;
+    let rate = rate_per_second(total, window.len());
+    let share = rate / baseline;
+    result.objective = min;
+    result.good = total;
+    result.total = total;
+    result.observed = share;
+    result.passed = Some(share >= min - TOLERANCE);
+    result.reason = format!(
+        "{}: {} {during} is {} of the baseline {}, minimum {}",
+        result.name,
+        format::rate(rate),
+        format::percent(share, 1),
+        format::rate(baseline),
+        format::objective(min),
+    );
+    Ok(())
+}
+
+/// Saturation: the peak utilisation against a ceiling.
+fn saturation(
+    result: &mut SloResult,
+    slo: &Slo,
+    observed: &Observations<'_>,
+    window: &Phase,
+    during: &str,
+) -> Result<(), String> {
+    let ceiling =
+        slo.max.or(slo.objective).map(|p| decimal(p.0)).ok_or("a saturation SLO needs max (e.g. 90%)")?;
+    result.objective = ceiling;
+    let samples = observed.saturation.iter().filter(|s| window.contains(s.at) && s.value.is_finite());
+    let (mut peak, mut within, mut total) = (f64::NEG_INFINITY, 0u64, 0u64);
+    for s in samples {
+        total += 1;
+        within += u64::from(s.value <= ceiling + TOLERANCE);
+        peak = peak.max(s.value);
+    }
+    result.good = within;
+    result.total = total;
+    if total == 0 {
+        result.reason = format!(
+            "{}: no saturation samples {during}, ceiling {}",
+            result.name,
+            format::objective(ceiling)
+        );
+        return Ok(());
+    }
+    result.observed = peak;
+    result.passed = Some(within == total);
+    result.reason = format!(
+        "{}: peak {} over {} samples {during}, ceiling {}",
+        result.name,
+        format::percent(peak, 1),
+        format::count(total),
+        format::objective(ceiling),
+    );
+    Ok(())
+}
+
+/// Time from `fault_end` until the SLO holds again: the events after `fault_end` are cut into buckets of
+/// `step` (the first starts at `fault_end`); a bucket is good when it has events and its good fraction meets
+/// the objective. The result is the start of the first run of [`RECOVERY_BUCKETS`] consecutive good buckets,
+/// as an offset from `fault_end` (`Some(0)` when the signal never left its objective). `None` when it never
+/// recovered within the events given, or when the SLO is not an event ratio (traffic, saturation), has no
+/// objective, or `step` is zero. Buckets run up to the bucket of the latest event.
+pub fn time_to_recover(slo: &Slo, events: &[Event], fault_end: Duration, step: Duration) -> Option<Duration> {
+    if step.is_zero() {
+        return None;
+    }
+    let (objective, threshold) = match slo.signal {
+        Signal::Errors => (decimal(slo.objective?.0), None),
+        Signal::Latency => {
+            let (o, t) = latency_target(slo).ok()?;
+            (o, Some(t))
+        }
+        Signal::Traffic | Signal::Saturation => return None,
+    };
+    let step_us = micros(step);
+    let start_us = micros(fault_end);
+    let last = events.iter().filter(|e| e.at >= fault_end).map(|e| micros(e.at)).max()?;
+    let buckets = usize::try_from((last - start_us) / step_us + 1).ok()?;
+    let mut counts = vec![WindowStats::default(); buckets];
+    for e in events.iter().filter(|e| e.at >= fault_end) {
+        let i = usize::try_from((micros(e.at) - start_us) / step_us).ok()?;
+        if let Some(b) = counts.get_mut(i) {
+            let good = match threshold {
+                Some(t) => is_fast(e, t),
+                None => e.ok,
+            };
+            b.total += 1;
+            b.bad += u64::from(!good);
+        }
+    }
+    let mut run = 0usize;
+    for (i, b) in counts.iter().enumerate() {
+        let good = b.total > 0 && b.good() as f64 / b.total as f64 >= objective - TOLERANCE;
+        run = if good { run + 1 } else { 0 };
+        if run == RECOVERY_BUCKETS {
+            let first = (i + 1 - RECOVERY_BUCKETS) as u64;
+            return Some(Duration::from_micros(first * step_us));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_events_follows_one_over_budget() {
+        for (objective, needed) in
+            [(0.99, 100), (0.995, 200), (0.999, 1000), (0.9999, 10_000), (0.5, 2), (1.0, 1)]
+        {
+            assert_eq!(min_events(objective), needed, "objective {objective}");
+        }
+    }
+
+    #[test]
+    fn percentiles_parse() {
+        assert_eq!(parse_percentile("p99"), Ok((0.99, None)));
+        assert_eq!(parse_percentile("p99 < 800ms"), Ok((0.99, Some(Duration::from_millis(800)))));
+        assert_eq!(parse_percentile("p99.9<=1s"), Ok((0.999, Some(Duration::from_secs(1)))));
+        assert!(parse_percentile("99").is_err());
+        assert!(parse_percentile("p99 > 1s").is_err());
+        assert!(parse_percentile("p101").is_err());
+    }
+}

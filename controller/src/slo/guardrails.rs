@@ -1,0 +1,274 @@
+//! Guardrails: the limits the engine checks every second while the method runs, aborting the run before real
+//! damage (`reference/slo-math.md` §5). Pure: the engine passes the current time and the events; tests use
+//! synthetic streams.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::evaluate::{TOLERANCE, decimal, latency_target};
+use super::format;
+use super::stats::{is_fast, rate_per_second};
+use crate::experiment::model::{Guardrails, Signal, Slo};
+use crate::signals::Event;
+
+/// How far back the traffic floor looks.
+pub const TRAFFIC_WINDOW: Duration = Duration::from_secs(5);
+
+/// The shortest short window of the tripwire (`window / 12` otherwise).
+const MIN_SHORT_WINDOW: Duration = Duration::from_secs(1);
+
+/// Which guardrail tripped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TripKind {
+    Budget,
+    Tripwire,
+    TrafficFloor,
+    NoData,
+}
+
+/// A guardrail that tripped: the run must abort (verdict failed).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trip {
+    pub kind: TripKind,
+    /// When it tripped, since the run started.
+    pub at: Duration,
+    /// In words and numbers, e.g. `budget: 71 bad of 1,200 events since the method started, allowance 60`.
+    pub reason: String,
+}
+
+/// What the guardrails measure against, besides the limits themselves.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GuardrailBasis {
+    /// When the method started: guardrails count events from here (the baseline is not the experiment's to
+    /// spend).
+    pub start: Duration,
+    /// Objective `S` for burn rates (`B = 1 − S`): the strictest errors or latency SLO. Without one the
+    /// tripwire is off.
+    pub objective: Option<f64>,
+    /// Events slower than this count as bad too: the tightest latency SLO threshold.
+    pub latency_threshold: Option<Duration>,
+    /// Events per second during the baseline window (traffic floor; budget allowance with `planned`).
+    pub baseline_rate: Option<f64>,
+    /// How long the method is planned to last; with `baseline_rate` it fixes the expected event count.
+    pub planned: Option<Duration>,
+    /// How long an event can take to land in the log after its `at` (the load generator's request timeout):
+    /// every rule looks only at events sent before `now − settle`, so requests still in flight do not look
+    /// like missing traffic.
+    pub settle: Duration,
+}
+
+impl GuardrailBasis {
+    /// The objective and latency threshold taken from the SLOs (strictest objective among errors and latency
+    /// SLOs, tightest latency threshold); the rest default to zero / unknown.
+    pub fn from_slos(slos: &[Slo]) -> Self {
+        let mut basis = GuardrailBasis::default();
+        for slo in slos {
+            let (objective, threshold) = match slo.signal {
+                Signal::Errors => (slo.objective.map(|p| decimal(p.0)), None),
+                Signal::Latency => match latency_target(slo) {
+                    Ok((o, t)) => (Some(o), Some(t)),
+                    Err(_) => (None, None),
+                },
+                Signal::Traffic | Signal::Saturation => (None, None),
+            };
+            if let Some(o) = objective {
+                basis.objective = Some(basis.objective.map_or(o, |b| b.max(o)));
+            }
+            if let Some(t) = threshold {
+                basis.latency_threshold = Some(basis.latency_threshold.map_or(t, |b| b.min(t)));
+            }
+        }
+        basis
+    }
+}
+
+/// The guardrails of one run, checked every second by the engine with [`GuardrailState::check`].
+///
+/// An event is **bad** when it failed, or when it is slower than [`GuardrailBasis::latency_threshold`]. Only
+/// events sent in `[start, now − settle)` count ("the run so far"); `now' = now − settle` below.
+///
+/// In the order checked (the first that holds is reported):
+/// 1. **No data** (`no_data: D`): the latest event of the run so far (or `start`, if none yet) is `D` or more
+///    before `now'`. Fails closed: a source that went silent aborts.
+/// 2. **Budget** (`budget: f`): the run may spend `allowance = f × max(expected, total, ceil(1/f))` bad events,
+///    where `expected = baseline_rate × planned` (0 when unknown) and `total` the events so far. Trips when
+///    `bad > allowance`. `expected` fixes the allowance up front (slo-math §5.2 with the planned run as the
+///    period); `total` lets it grow with more traffic than planned; the `ceil(1/f)` floor keeps a single early
+///    failure from aborting.
+/// 3. **Tripwire** (`window: W`, `burn_rate: th`, objective `S`, `B = 1 − S`): burn over a window is
+///    `(bad / total) / B`; trips when the burn over the last `W` and over the last `max(W/12, 1 s)` are both
+///    above `th` (slo-math §2, §5.3), with at least `ceil(1 / (th × B))` events in the long window so one
+///    failure cannot trip it (§3) and at least one in the short. Windows are clipped to the run so far.
+/// 4. **Traffic floor** (`min_traffic: p`): once [`TRAFFIC_WINDOW`] of the run has passed, the rate over the
+///    last [`TRAFFIC_WINDOW`] is below `p × baseline_rate`. Off without a positive baseline rate.
+#[derive(Clone, Debug)]
+pub struct GuardrailState {
+    limits: Guardrails,
+    basis: GuardrailBasis,
+    /// The first trip, repeated by later checks: once aborted, a run stays aborted.
+    tripped: Option<Trip>,
+}
+
+impl GuardrailState {
+    pub fn new(guardrails: &Guardrails, basis: GuardrailBasis) -> Self {
+        GuardrailState { limits: guardrails.clone(), basis, tripped: None }
+    }
+
+    pub fn basis(&self) -> &GuardrailBasis {
+        &self.basis
+    }
+
+    /// Checks every guardrail at `now` (since the run started) over `events` (the run's events, any order,
+    /// any times: those outside the run so far are ignored). Returns the trip, if any; after a trip every
+    /// later check returns that same trip.
+    pub fn check(&mut self, now: Duration, events: &[Event]) -> Option<Trip> {
+        if let Some(trip) = &self.tripped {
+            return Some(trip.clone());
+        }
+        let until = now.saturating_sub(self.basis.settle);
+        let trip = self
+            .no_data(until, events)
+            .map(|r| (TripKind::NoData, r))
+            .or_else(|| self.budget(until, events).map(|r| (TripKind::Budget, r)))
+            .or_else(|| self.tripwire(until, events).map(|r| (TripKind::Tripwire, r)))
+            .or_else(|| self.traffic_floor(until, events).map(|r| (TripKind::TrafficFloor, r)))
+            .map(|(kind, reason)| Trip { kind, at: now, reason });
+        self.tripped.clone_from(&trip);
+        trip
+    }
+
+    fn is_bad(&self, e: &Event) -> bool {
+        match self.basis.latency_threshold {
+            Some(t) => !is_fast(e, t),
+            None => !e.ok,
+        }
+    }
+
+    /// `(total, bad)` among events sent in `[from, to)`.
+    fn count(&self, events: &[Event], from: Duration, to: Duration) -> (u64, u64) {
+        let (mut total, mut bad) = (0, 0);
+        for e in events.iter().filter(|e| e.at >= from && e.at < to) {
+            total += 1;
+            bad += u64::from(self.is_bad(e));
+        }
+        (total, bad)
+    }
+
+    fn no_data(&self, until: Duration, events: &[Event]) -> Option<String> {
+        let limit = self.limits.no_data?.0;
+        let start = self.basis.start;
+        let last = events.iter().filter(|e| e.at >= start && e.at < until).map(|e| e.at).max();
+        let quiet = until.saturating_sub(last.unwrap_or(start));
+        (until > start && quiet >= limit).then(|| match last {
+            Some(at) => format!(
+                "no data: no events for {} (the last was sent {} into the run), limit {}",
+                format::duration(quiet),
+                format::duration(at),
+                format::duration(limit)
+            ),
+            None => format!(
+                "no data: no events in the {} since the method started, limit {}",
+                format::duration(quiet),
+                format::duration(limit)
+            ),
+        })
+    }
+
+    fn budget(&self, until: Duration, events: &[Event]) -> Option<String> {
+        let f = decimal(self.limits.budget?.0);
+        if f <= 0.0 {
+            // A zero budget allows nothing: the first bad event trips.
+            let (_, bad) = self.count(events, self.basis.start, until);
+            return (bad > 0).then(|| format!("budget: {} bad events, budget 0%", format::count(bad)));
+        }
+        let (total, bad) = self.count(events, self.basis.start, until);
+        let expected = match (self.basis.baseline_rate, self.basis.planned) {
+            (Some(rate), Some(planned)) if rate.is_finite() && rate > 0.0 => rate * planned.as_secs_f64(),
+            _ => 0.0,
+        };
+        let floor = (1.0 / f - TOLERANCE).ceil();
+        let counted = expected.max(total as f64).max(floor);
+        let allowance = f * counted;
+        (bad as f64 > allowance + TOLERANCE).then(|| {
+            format!(
+                "budget: {} bad of {} events since the method started, over the allowance of {} ({} of {} \
+                 events)",
+                format::count(bad),
+                format::count(total),
+                trim(allowance),
+                format::objective(f),
+                format::count(counted.round() as u64),
+            )
+        })
+    }
+
+    fn tripwire(&self, until: Duration, events: &[Event]) -> Option<String> {
+        let tripwire = self.limits.tripwire.as_ref()?;
+        let objective = self.basis.objective?;
+        let (long, th) = (tripwire.window.0, tripwire.burn_rate);
+        let short = (long / 12).max(MIN_SHORT_WINDOW).min(long);
+        let budget = 1.0 - objective;
+        let start = self.basis.start;
+        let from = |w: Duration| until.saturating_sub(w).max(start);
+        let (long_total, long_bad) = self.count(events, from(long), until);
+        let (short_total, short_bad) = self.count(events, from(short), until);
+        let needed = if budget * th > TOLERANCE { (1.0 / (th * budget) - 1e-6).ceil() as u64 } else { 1 };
+        if long_total < needed.max(1) || short_total == 0 {
+            return None;
+        }
+        let burn = |bad: u64, total: u64| {
+            let ratio = bad as f64 / total as f64;
+            if budget > TOLERANCE {
+                ratio / budget
+            } else if bad > 0 {
+                f64::INFINITY
+            } else {
+                0.0
+            }
+        };
+        let (long_burn, short_burn) = (burn(long_bad, long_total), burn(short_bad, short_total));
+        (long_burn > th && short_burn > th).then(|| {
+            format!(
+                "tripwire: burn rate {long_burn:.1} over {} ({} bad of {}) and {short_burn:.1} over {} ({} bad of \
+                 {}), both above {} (objective {})",
+                format::duration(long),
+                format::count(long_bad),
+                format::count(long_total),
+                format::duration(short),
+                format::count(short_bad),
+                format::count(short_total),
+                trim(th),
+                format::objective(objective),
+            )
+        })
+    }
+
+    fn traffic_floor(&self, until: Duration, events: &[Event]) -> Option<String> {
+        let floor = decimal(self.limits.min_traffic?.0);
+        let baseline = self.basis.baseline_rate.filter(|r| r.is_finite() && *r > 0.0)?;
+        let start = self.basis.start;
+        if until < start + TRAFFIC_WINDOW {
+            return None;
+        }
+        let (total, _) = self.count(events, until - TRAFFIC_WINDOW, until);
+        let rate = rate_per_second(total, TRAFFIC_WINDOW);
+        (rate < floor * baseline - TOLERANCE).then(|| {
+            format!(
+                "traffic floor: {} over the last {} is {} of the baseline {}, floor {}",
+                format::rate(rate),
+                format::duration(TRAFFIC_WINDOW),
+                format::percent(rate / baseline, 1),
+                format::rate(baseline),
+                format::objective(floor),
+            )
+        })
+    }
+}
+
+/// A float without noise: `60`, `14.4`, `0.2`.
+fn trim(x: f64) -> String {
+    let s = format!("{x:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}

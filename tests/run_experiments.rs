@@ -1,0 +1,242 @@
+//! End-to-end tests of `chaos run` with real processes: a `chaos proxy`, an HTTP demo target, and the
+//! runner itself. A passing experiment, one refuted by an SLO, one aborted by the tripwire (fault verified
+//! removed), one interrupted by SIGTERM (fault removed, report written, exit 3), an invalid file (exit 2 with
+//! file:line:column, nothing touched), and `--dry-run`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{ChaosProxy, chaos_bin, free_port, http_json, wait_until};
+
+/// `chaos demo-target --http` on a free port, killed on drop.
+struct Target {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Target {
+    fn start() -> Target {
+        let mut child = Command::new(chaos_bin())
+            .args(["demo-target", "--http", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("listening on http://").unwrap().parse().unwrap();
+        Target { child, addr }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("run-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(file: &Path, vars: &[(&str, String)], out: &Path) -> Command {
+    let mut cmd = Command::new(chaos_bin());
+    cmd.arg("run").arg(file).args(["--seed", "7", "--quiet"]);
+    for (k, v) in vars {
+        cmd.arg("--var").arg(format!("{k}={v}"));
+    }
+    cmd.arg("--journal").arg(out.join("journal.json"));
+    cmd.arg("--junit").arg(out.join("junit.xml"));
+    cmd.arg("--summary").arg(out.join("summary.md"));
+    cmd
+}
+
+fn journal(out: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("journal.json")).unwrap()).unwrap()
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A proxy that exists before the run (so the test can look at its toxics after the run).
+fn existing_proxy(server: &ChaosProxy, name: &str, upstream: SocketAddr) -> String {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let body = format!(r#"{{"name":"{name}","listen":"{listen}","upstream":"{upstream}"}}"#);
+    let (status, answer) = http_json(server.api, "POST", "/proxies", Some(&body));
+    assert_eq!(status, 201, "{answer}");
+    answer["listen"].as_str().unwrap().to_string()
+}
+
+fn toxics(server: &ChaosProxy, proxy: &str) -> usize {
+    http_json(server.api, "GET", &format!("/proxies/{proxy}/toxics"), None)
+        .1
+        .as_array()
+        .map_or(usize::MAX, Vec::len)
+}
+
+#[test]
+fn a_hypothesis_that_holds_passes_with_reports() {
+    let server = ChaosProxy::start(&[]);
+    let target = Target::start();
+    let out = temp("pass");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let vars = [("api", server.url()), ("upstream", target.addr.to_string()), ("listen", listen)];
+    let output = run(&repo("experiments/latency-on-dependency.yaml"), &vars, &out).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let j = journal(&out);
+    assert_eq!(j["verdict"], "passed");
+    assert_eq!(j["seed"], 7);
+    let kinds: Vec<&str> =
+        j["timeline"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"fault_injected") && kinds.contains(&"fault_reverted"), "{kinds:?}");
+    assert!(j["slos"].as_array().unwrap().iter().all(|s| s["passed"] == true), "{}", j["slos"]);
+    let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase").count(), 4, "2 SLOs + the probe before and after:\n{junit}");
+    assert!(std::fs::read_to_string(out.join("summary.md")).unwrap().contains("passed"));
+    // The proxy the run created is gone, and with it every toxic.
+    let (_, proxies) = http_json(server.api, "GET", "/proxies", None);
+    assert_eq!(proxies, serde_json::json!({}));
+}
+
+#[test]
+fn a_refuted_hypothesis_fails_with_numbers() {
+    let server = ChaosProxy::start(&[]);
+    let target = Target::start();
+    let out = temp("refuted");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let vars = [("api", server.url()), ("upstream", target.addr.to_string()), ("listen", listen)];
+    let output = run(&repo("experiments/error-burst.yaml"), &vars, &out).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let j = journal(&out);
+    assert_eq!(j["verdict"], "failed");
+    let reason = j["reasons"][0].as_str().unwrap();
+    assert!(
+        reason.starts_with("availability: ")
+            && reason.contains("requests")
+            && reason.contains("objective 99%"),
+        "{reason}"
+    );
+    let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    assert!(junit.contains("<failure"), "{junit}");
+}
+
+#[test]
+fn the_tripwire_aborts_and_the_fault_is_removed() {
+    let server = ChaosProxy::start(&[]);
+    let target = Target::start();
+    let listen = existing_proxy(&server, "existing", target.addr);
+    let out = temp("tripwire");
+    let vars = [("api", server.url()), ("listen", listen)];
+    let started = Instant::now();
+    let output = run(&repo("tests/data/tripwire.yaml"), &vars, &out).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(started.elapsed() < Duration::from_secs(45), "the 60 s fault was not cut short");
+    let j = journal(&out);
+    assert_eq!(j["verdict"], "failed");
+    assert!(
+        j["reasons"][0].as_str().unwrap().starts_with("guardrail aborted the run: tripwire"),
+        "{}",
+        j["reasons"]
+    );
+    assert_eq!(toxics(&server, "existing"), 0, "the fault outlived the abort");
+}
+
+#[test]
+fn sigterm_reverts_reports_and_exits_3() {
+    let server = ChaosProxy::start(&[]);
+    let target = Target::start();
+    let listen = existing_proxy(&server, "existing", target.addr);
+    let out = temp("sigterm");
+    let vars = [("api", server.url()), ("listen", listen)];
+    let mut child = run(&repo("tests/data/long-fault.yaml"), &vars, &out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the fault to be injected", Duration::from_secs(20), || toxics(&server, "existing") == 1);
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < end, "chaos run did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(3));
+    assert_eq!(toxics(&server, "existing"), 0, "the fault outlived SIGTERM");
+    let j = journal(&out);
+    assert_eq!(j["verdict"], "inconclusive");
+    assert!(j["reasons"][0].as_str().unwrap().starts_with("interrupted"), "{}", j["reasons"]);
+}
+
+#[test]
+fn an_invalid_file_exits_2_with_its_position_and_touches_nothing() {
+    let server = ChaosProxy::start(&[]);
+    let output = Command::new(chaos_bin())
+        .args(["run", "tests/data/invalid.yaml", "--var", &format!("api={}", server.url())])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("tests/data/invalid.yaml:6:43: unknown target `shoop`"), "{stderr}");
+    let validate = Command::new(chaos_bin())
+        .args(["validate", "tests/data/invalid.yaml", "experiments/latency-on-dependency.yaml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(validate.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&validate.stdout).contains("experiments/latency-on-dependency.yaml: ok"));
+    assert_eq!(http_json(server.api, "GET", "/proxies", None).1, serde_json::json!({}));
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_touches_nothing() {
+    let server = ChaosProxy::start(&[]);
+    let output = Command::new(chaos_bin())
+        .args([
+            "run",
+            "--dry-run",
+            "experiments/latency-on-dependency.yaml",
+            "--var",
+            &format!("api={}", server.url()),
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("target shop: proxy shop-latency") && stdout.contains("slow shop: latency on shop"),
+        "{stdout}"
+    );
+    assert_eq!(http_json(server.api, "GET", "/proxies", None).1, serde_json::json!({}));
+}
+
+#[test]
+fn schema_is_json_schema() {
+    let output = Command::new(chaos_bin()).arg("schema").output().unwrap();
+    assert!(output.status.success());
+    let schema: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(schema["$schema"].as_str().unwrap().contains("json-schema.org"));
+}
