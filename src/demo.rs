@@ -1,6 +1,7 @@
-//! `chaos demo`: the quick start's main job. Starts a real target service and a real `chaos proxy` API on
-//! loopback, drives them through the HTTP admin API like any client would, injects each kind of fault, and
-//! measures what a client of the target sees. Exits non-zero if a fault did not have its effect.
+//! `chaos demo`: the quick start's main job. Starts a real HTTP target service and a real `chaos proxy` API on
+//! loopback and runs the example experiment `experiments/latency-on-dependency.yaml` against them, end to end:
+//! live progress, a verdict, and the journal, JUnit and Markdown reports. `chaos demo --tour` instead walks
+//! through every L4 fault by hand through the admin API and measures what a client sees.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -14,7 +15,13 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
-    /// Round trips measured per phase.
+    /// Walk through every L4 fault by hand instead of running the example experiment.
+    #[arg(long)]
+    tour: bool,
+    /// Where the experiment's reports go (journal.json, junit.xml, summary.md).
+    #[arg(long, default_value = "chaos-demo-report")]
+    reports: std::path::PathBuf,
+    /// Round trips measured per phase (with --tour).
     #[arg(long, default_value_t = 40)]
     samples: usize,
     /// Seed for the proxy's random choices (jitter, toxicity), so the demo is reproducible.
@@ -25,7 +32,47 @@ pub struct DemoArgs {
 /// Size of each request the demo client sends; the target answers with the same bytes.
 const MESSAGE: usize = 64;
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+/// The example the demo runs, shipped in the binary so the quick start needs nothing else.
+const EXAMPLE: &str = include_str!("../experiments/latency-on-dependency.yaml");
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
+    if args.tour {
+        return tour(args).await.map(|()| 0);
+    }
+    let http = TcpListener::bind("127.0.0.1:0").await?;
+    let upstream = http.local_addr()?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let target = tokio::spawn(crate::demo_target::run(http, stop.clone().cancelled_owned()));
+    let api = TcpListener::bind("127.0.0.1:0").await?;
+    let api_addr = api.local_addr()?;
+    let server = chaos_proxy::Server::new(chaos_proxy::ServerConfig { seed: Some(args.seed), metrics: true });
+    let serving = tokio::spawn(chaos_proxy::serve(api, server, stop.clone().cancelled_owned()));
+    // A free port for the proxy the experiment creates in front of the target.
+    let listen = TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
+    eprintln!("chaos demo: HTTP target on {upstream}, chaos proxy API on http://{api_addr}");
+    let vars = [
+        ("api".to_string(), format!("http://{api_addr}")),
+        ("upstream".to_string(), upstream.to_string()),
+        ("listen".to_string(), listen.to_string()),
+    ];
+    let file = "experiments/latency-on-dependency.yaml";
+    let exp =
+        chaos_controller::experiment::parse(file, EXAMPLE, &vars).map_err(|d| anyhow::anyhow!("{d}"))?;
+    std::fs::create_dir_all(&args.reports)?;
+    let reports = crate::run_cli::Reports {
+        journal: Some(args.reports.join("journal.json")),
+        junit: Some(args.reports.join("junit.xml")),
+        summary: Some(args.reports.join("summary.md")),
+    };
+    let code = crate::run_cli::run_experiment(&exp, file, args.seed, false, &reports, true).await;
+    stop.cancel();
+    let _ = serving.await;
+    let _ = target.await;
+    println!("reports: {}/journal.json, junit.xml, summary.md", args.reports.display());
+    code
+}
+
+async fn tour(args: DemoArgs) -> anyhow::Result<()> {
     let target = start_target().await?;
     let api = TcpListener::bind("127.0.0.1:0").await?;
     let api_addr = api.local_addr()?;

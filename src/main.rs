@@ -38,7 +38,7 @@ enum Command {
     /// Manage proxies and toxics on any Toxiproxy-compatible server (like toxiproxy-cli).
     #[command(visible_alias = "tp")]
     Proxies(proxies_cli::ProxiesArgs),
-    /// Run the demo: a real target service behind a real proxy, with toxics injected and measured.
+    /// Run the demo: the example experiment against a built-in HTTP target behind a built-in proxy.
     Demo(demo::DemoArgs),
     /// Run the demo target on its own: a TCP echo service, or with --http a small HTTP service (`/health`,
     /// `/checkout`, `/slow?ms=N`, `/status/CODE`), to put behind proxies. Prints its address first.
@@ -91,7 +91,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Proxy(args) => run_proxy(args).await,
             Command::Proxies(args) => proxies_cli::run(args).await,
-            Command::Demo(args) => demo::run(args).await,
+            Command::Demo(args) => return demo::run(args).await.map(ExitCode::from),
             Command::DemoTarget { listen, http: false } => demo::serve_target(&listen).await,
             Command::DemoTarget { listen, http: true } => demo_target::serve(&listen).await,
             Command::Run(args) => return run_cli::run(args).await.map(ExitCode::from),

@@ -41,6 +41,14 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected NAME=VALUE, found {s:?}"))
 }
 
+/// Where a run writes its reports.
+#[derive(Default)]
+pub struct Reports {
+    pub journal: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
+    pub summary: Option<PathBuf>,
+}
+
 /// Runs one experiment file; returns the process exit code.
 pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let exp = match experiment::load(&args.file, &args.vars) {
@@ -50,37 +58,67 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(Verdict::Invalid.exit_code());
         }
     };
+    let reports = Reports { journal: args.journal, junit: args.junit, summary: args.summary };
     let seed = args.seed.unwrap_or_else(rand::random);
-    let plan = match Plan::resolve(&exp, seed).await {
+    run_experiment(&exp, &args.file.display().to_string(), seed, args.dry_run, &reports, !args.quiet).await
+}
+
+/// Resolves, runs and reports a validated experiment; returns the exit code (the verdict's).
+pub async fn run_experiment(
+    exp: &experiment::Experiment,
+    file: &str,
+    seed: u64,
+    dry_run: bool,
+    reports: &Reports,
+    progress: bool,
+) -> anyhow::Result<u8> {
+    let started = std::time::SystemTime::now();
+    let config = RunConfig {
+        seed,
+        file: file.to_string(),
+        progress: if progress { Some(Arc::new(|line: String| eprintln!("{line}"))) } else { None },
+    };
+    let plan = match Plan::resolve(exp, seed).await {
         Ok(plan) => plan,
         Err(e) => {
-            eprintln!("chaos run: {}: cannot resolve targets: {e}", args.file.display());
-            return Ok(Verdict::Inconclusive.exit_code());
+            eprintln!("chaos run: {file}: cannot resolve targets: {e}");
+            // Nothing was touched, but CI still gets its reports, saying why.
+            let outcome =
+                engine::Outcome::inconclusive(format!("infrastructure: cannot resolve targets: {e}"));
+            return report(exp, &config, &outcome, started, reports);
         }
     };
-    if args.dry_run {
-        print!("{}", plan.describe(&exp));
+    if dry_run {
+        print!("{}", plan.describe(exp));
         println!("dry run: nothing was touched");
         return Ok(0);
     }
     let interrupt = CancellationToken::new();
     let signals = tokio::spawn(on_signal(interrupt.clone()));
-    let config = RunConfig {
-        seed,
-        file: args.file.display().to_string(),
-        progress: if args.quiet { None } else { Some(Arc::new(|line: String| eprintln!("{line}"))) },
-    };
-    let started = std::time::SystemTime::now();
-    let outcome = engine::execute(&exp, plan, &config, interrupt).await;
+    if progress {
+        eprintln!("chaos run: {} (seed {seed})", exp.title);
+    }
+    let outcome = engine::execute(exp, plan, &config, interrupt).await;
     signals.abort();
-    let journal = engine::journal(&exp, &config, &outcome, started);
-    if let Some(path) = &args.journal {
+    report(exp, &config, &outcome, started, reports)
+}
+
+/// Writes the reports asked for and prints the verdict with its reasons; returns the exit code.
+fn report(
+    exp: &experiment::Experiment,
+    config: &RunConfig,
+    outcome: &engine::Outcome,
+    started: std::time::SystemTime,
+    reports: &Reports,
+) -> anyhow::Result<u8> {
+    let journal = engine::journal(exp, config, outcome, started);
+    if let Some(path) = &reports.journal {
         chaos_controller::report::write_journal(path, &journal)?;
     }
-    if let Some(path) = &args.junit {
+    if let Some(path) = &reports.junit {
         chaos_controller::report::write_junit(path, &journal)?;
     }
-    if let Some(path) = &args.summary {
+    if let Some(path) = &reports.summary {
         std::fs::write(path, chaos_controller::report::render_markdown(&journal))?;
     }
     println!("{}: {}", exp.title, outcome.verdict.as_str().to_uppercase());

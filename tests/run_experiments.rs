@@ -240,3 +240,17 @@ fn schema_is_json_schema() {
     let schema: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(schema["$schema"].as_str().unwrap().contains("json-schema.org"));
 }
+
+#[test]
+fn the_quick_start_demo_runs_the_example_end_to_end() {
+    let out = temp("demo");
+    let output = Command::new(chaos_bin()).args(["demo", "--reports"]).arg(&out).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("fault injected: slow shop") && stderr.contains("fault reverted: slow shop"),
+        "{stderr}"
+    );
+    assert_eq!(journal(&out)["verdict"], "passed");
+    assert!(out.join("junit.xml").exists() && out.join("summary.md").exists());
+}

@@ -5,7 +5,9 @@
 //! report.
 
 mod faults;
+mod host;
 mod plan;
+mod prometheus;
 mod run;
 mod sources;
 
@@ -69,6 +71,8 @@ pub(crate) struct MethodContext {
     pub timeline: Mutex<Vec<TimelineEvent>>,
     /// The step running now, for progress.
     pub current: Mutex<Option<(String, Instant, Option<Duration>)>>,
+    /// Where milestones (phases, faults, probes, guardrail trips) are reported live.
+    pub progress: Option<Progress>,
 }
 
 /// One entry of the run's timeline, in the engine's own terms (mapped to the journal by the caller).
@@ -85,6 +89,18 @@ impl MethodContext {
     pub fn note(&self, kind: &'static str, name: &str, detail: String, ok: Option<bool>) {
         let at = self.run_start.elapsed();
         tracing::info!(kind, name, %detail, "{kind}");
+        if let Some(progress) = &self.progress {
+            let mark = match ok {
+                Some(true) => " ok",
+                Some(false) => " FAILED",
+                None => "",
+            };
+            progress(format!(
+                "[{:>6.1}s] {}: {name}: {detail}{mark}",
+                at.as_secs_f64(),
+                kind.replace('_', " ")
+            ));
+        }
         if let Ok(mut t) = self.timeline.lock() {
             t.push(TimelineEvent { at, kind, name: name.to_string(), detail, ok });
         }

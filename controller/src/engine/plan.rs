@@ -59,7 +59,7 @@ impl Plan {
                 };
                 ResolvedTarget::Proxy { client, api: p.api.clone(), name: p.name.clone(), create }
             } else if let Some(selector) = &target.processes {
-                let pids = select(selector, target.count, seed)?;
+                let pids = select(selector, target.count, seed).map_err(|e| format!("target {name}: {e}"))?;
                 ResolvedTarget::Processes { selector: selector.clone(), count: target.count, pids }
             } else {
                 return Err(format!("target {name} names neither a proxy nor processes"));

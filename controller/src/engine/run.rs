@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Abort, DEFAULT_BASELINE, DEFAULT_RECOVERY, Logs, MethodContext, Plan, RunConfig, TimelineEvent,
+    Abort, DEFAULT_BASELINE, DEFAULT_RECOVERY, Logs, MethodContext, Plan, RunConfig, TimelineEvent, host,
     run_steps, sources,
 };
 use crate::experiment::model::{Experiment, Slo};
@@ -18,7 +18,7 @@ use crate::probes::{self, ProbeResult};
 use crate::signals::{Event, EventLog};
 
 /// What a run produced: the verdict and everything the reports need.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Outcome {
     pub verdict: Verdict,
     pub reasons: Vec<String>,
@@ -33,9 +33,17 @@ pub struct Outcome {
     pub method_window: Option<(Duration, Duration)>,
 }
 
+impl Outcome {
+    /// A run that could not start (targets unresolvable): nothing was touched.
+    pub fn inconclusive(reason: String) -> Outcome {
+        Outcome { verdict: Verdict::Inconclusive, reasons: vec![reason], ..Outcome::default() }
+    }
+}
+
 /// DESIGN §4 verdicts and their exit codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Verdict {
+    #[default]
     Passed,
     Failed,
     Invalid,
@@ -70,6 +78,8 @@ pub fn source_key(slo: &Slo) -> String {
         format!("proxy:{p}")
     } else if let Some(h) = &slo.source.host {
         format!("host:{h}")
+    } else if let Some(p) = &slo.source.prometheus {
+        super::prometheus::key(p)
     } else {
         "prometheus".to_string()
     }
@@ -93,6 +103,7 @@ pub async fn execute(
         abort_reason: Mutex::new(None),
         timeline: Mutex::new(Vec::new()),
         current: Mutex::new(None),
+        progress: config.progress.clone(),
     });
     let mut outcome = Outcome {
         verdict: Verdict::Passed,
@@ -169,6 +180,32 @@ pub async fn execute(
                 )));
             }
         }
+        if let Some(source) = &slo.source.prometheus
+            && !logs.contains_key(&source_key(slo))
+        {
+            let log = Arc::new(EventLog::default());
+            logs.insert(source_key(slo), log.clone());
+            let (source, stop) = (source.clone(), stop_signals.clone());
+            pollers.push(tokio::spawn(async move {
+                super::prometheus::poll_prometheus(&source, run_start, log, stop).await
+            }));
+        }
+    }
+
+    // Host saturation: one sampler per host metric the SLOs name, its samples judged like events below.
+    let mut host_samples: BTreeMap<String, Arc<Mutex<Vec<crate::slo::SaturationSample>>>> = BTreeMap::new();
+    for slo in &exp.slos {
+        let Some(Ok(metric)) = slo.source.host.as_deref().map(str::parse::<crate::experiment::HostMetric>)
+        else {
+            continue;
+        };
+        let key = source_key(slo);
+        if host_samples.contains_key(&key) {
+            continue;
+        }
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        host_samples.insert(key, samples.clone());
+        pollers.push(tokio::spawn(host::sample_host(metric, run_start, samples, stop_signals.clone())));
     }
 
     // Baseline.
@@ -214,6 +251,20 @@ pub async fn execute(
         let _ = p.await;
     }
     let end = run_start.elapsed();
+    // Time to recover counts from the moment the last fault ended: its revert, or its injection for faults
+    // with nothing to revert (a kill); without faults, from the end of the method.
+    let fault_end = ctx
+        .timeline
+        .lock()
+        .ok()
+        .and_then(|t| {
+            t.iter()
+                .rev()
+                .find(|e| matches!(e.kind, "fault_reverted" | "fault_injected") && e.ok == Some(true))
+                .map(|e| e.at)
+        })
+        .unwrap_or(method_end)
+        .min(method_end);
 
     // Judge the SLOs over the method window; time to recover from the end of the last fault.
     let window = crate::slo::Phase::new("method", method_start, method_end);
@@ -223,14 +274,16 @@ pub async fn execute(
         let log = logs.get(&key);
         let events: Vec<Event> = log.map(|l| l.between(method_start, method_end)).unwrap_or_default();
         let baseline_events = log.map(|l| l.between(baseline_start, method_start).len()).unwrap_or(0);
-        let mut observed = crate::slo::Observations::events(&events);
+        let saturation =
+            host_samples.get(&key).and_then(|s| s.lock().ok().map(|s| s.clone())).unwrap_or_default();
+        let mut observed = crate::slo::Observations::events(&events).with_saturation(&saturation);
         if baseline_len > 0.0 {
             observed = observed.with_baseline_rate(baseline_events as f64 / baseline_len);
         }
         outcome.slos.push(crate::slo::evaluate(slo, &observed, &window));
         if crate::slo::is_event_ratio(slo.signal) {
-            let after: Vec<Event> = log.map(|l| l.between(method_end, end)).unwrap_or_default();
-            let ttr = crate::slo::time_to_recover(slo, &after, method_end, Duration::from_secs(1));
+            let after: Vec<Event> = log.map(|l| l.between(fault_end, end)).unwrap_or_default();
+            let ttr = crate::slo::time_to_recover(slo, &after, fault_end, Duration::from_secs(1));
             outcome.recovery.push((slo.name.clone(), ttr));
         }
     }
@@ -257,6 +310,7 @@ pub async fn execute(
             abort_reason: Mutex::new(None),
             timeline: Mutex::new(Vec::new()),
             current: Mutex::new(None),
+            progress: config.progress.clone(),
         };
         let _ = run_steps(&rollback_ctx, &exp.rollbacks).await;
         rollback_ctx.revert_all().await;

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::checked::{HostMetric, SourceKind, TargetKind, parse_percentile, signal_name};
+use super::checked::{HostMetric, PrometheusQuery, SourceKind, TargetKind, parse_percentile, signal_name};
 use super::faults::{self, FaultKind, TargetType};
 use super::model::{Count, Experiment, HttpRequest, Probe, Signal, Slo, Step, Target};
 use super::node::{Node, Pos, Seg};
@@ -304,8 +304,21 @@ impl Validator<'_> {
             SourceKind::Prometheus(prometheus) => {
                 let p = join(path, &[Seg::K("prometheus")]);
                 self.http_url(&join(&p, &[Seg::K("url")]), &prometheus.url, "`url`");
-                if let Err(e) = prometheus.query() {
-                    self.at(&p, e);
+                match prometheus.query() {
+                    Ok(PrometheusQuery::Counters { .. }) => {}
+                    // A ratio has no event counts to add across windows or to feed the guardrails.
+                    Ok(PrometheusQuery::Ratio(_)) => self.at(
+                        &join(&p, &[Seg::K("ratio")]),
+                        "ratio queries are not supported as an SLO source yet: use good/total counters, which add \
+                         across windows"
+                            .into(),
+                    ),
+                    Err(_) => self.at(
+                        &p,
+                        "a prometheus source needs `good` and `total` (PromQL counters, like \
+                         `sum(http_requests_total{code!~\"5..\"})` and `sum(http_requests_total)`)"
+                            .into(),
+                    ),
                 }
             }
             _ => {}

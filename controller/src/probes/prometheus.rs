@@ -92,6 +92,25 @@ fn encode(text: &str) -> String {
 
 /// The single number an instant query answered (NaN and ±Inf included), or why there is none.
 fn instant_value(status: u16, body: &[u8]) -> Result<f64, String> {
+    match instant_sample(status, body)? {
+        Some(sample) => Ok(sample.value),
+        None => Err("query returned no data (empty result)".to_string()),
+    }
+}
+
+/// One sample of an instant query's answer: the evaluation time Prometheus used and the value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Sample {
+    /// Unix seconds, fractional, as Prometheus wrote them (passed back as `time=`, a query is evaluated at the
+    /// same instant).
+    pub time: f64,
+    /// NaN and ±Inf included.
+    pub value: f64,
+}
+
+/// The single sample an instant query answered, `None` for an empty result, or why the answer is unusable
+/// (an error status or body, non-JSON, several series, a matrix). Shared by the probe and the SLO source.
+pub(crate) fn instant_sample(status: u16, body: &[u8]) -> Result<Option<Sample>, String> {
     let text = String::from_utf8_lossy(body);
     let json: Option<Value> = serde_json::from_slice(body).ok();
     let api_error = json.as_ref().filter(|j| j["status"] == "error").map(|j| {
@@ -122,8 +141,8 @@ fn instant_value(status: u16, body: &[u8]) -> Result<f64, String> {
         Some("vector") => {
             let series = data["result"].as_array().map(Vec::as_slice).unwrap_or_default();
             match series {
-                [] => Err("query returned no data (empty result)".to_string()),
-                [one] => sample_value(&one["value"]),
+                [] => Ok(None),
+                [one] => sample_value(&one["value"]).map(Some),
                 many => Err(format!(
                     "query returned {} series, expected one (aggregate it, e.g. with sum): {}",
                     many.len(),
@@ -131,17 +150,22 @@ fn instant_value(status: u16, body: &[u8]) -> Result<f64, String> {
                 )),
             }
         }
-        Some("scalar") => sample_value(&data["result"]),
+        Some("scalar") => sample_value(&data["result"]).map(Some),
         Some(other) => Err(format!("query returned a {other}, expected an instant vector or a scalar")),
         None => Err(format!("expected data.resultType in the answer, got {}", snippet(text.trim(), QUOTED))),
     }
 }
 
 /// `[timestamp, "value"]`: values are JSON strings, `"NaN"`, `"+Inf"` and `"-Inf"` included.
-fn sample_value(sample: &Value) -> Result<f64, String> {
-    sample[1].as_str().and_then(|v| v.parse::<f64>().ok()).ok_or_else(|| {
-        format!("expected a sample [time, \"value\"], got {}", snippet(&sample.to_string(), QUOTED))
-    })
+fn sample_value(sample: &Value) -> Result<Sample, String> {
+    let time = sample[0].as_f64();
+    let value = sample[1].as_str().and_then(|v| v.parse::<f64>().ok());
+    match (time, value) {
+        (Some(time), Some(value)) => Ok(Sample { time, value }),
+        _ => {
+            Err(format!("expected a sample [time, \"value\"], got {}", snippet(&sample.to_string(), QUOTED)))
+        }
+    }
 }
 
 /// The series' label sets, to say which ones came back.
@@ -179,6 +203,9 @@ mod tests {
         assert_eq!(instant_value(200, scalar), Ok(2.0));
         let nan = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"NaN"]}]}}"#;
         assert!(instant_value(200, nan).unwrap().is_nan());
+        let empty = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert_eq!(instant_sample(200, empty), Ok(None));
+        assert_eq!(instant_sample(200, ok), Ok(Some(Sample { time: 1795606044.142, value: 0.02 })));
         let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
         assert!(instant_value(200, matrix).unwrap_err().contains("returned a matrix"));
         let html = b"<html>bad gateway</html>";
