@@ -130,18 +130,7 @@ fn report(
 
 /// Cancels `token` on SIGINT or SIGTERM: the run reverts everything, reports, and exits 3.
 async fn on_signal(token: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
+    crate::shutdown_signal().await;
     tracing::warn!("interrupted: reverting every fault, then reporting");
     token.cancel();
 }

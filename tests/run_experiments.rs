@@ -6,51 +6,16 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{ChaosProxy, chaos_bin, free_port, http_json, wait_until};
-
-/// `chaos demo-target --http` on a free port, killed on drop.
-struct Target {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Target {
-    fn start() -> Target {
-        let mut child = Command::new(chaos_bin())
-            .args(["demo-target", "--http", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening on http://").unwrap().parse().unwrap();
-        Target { child, addr }
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("run-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use support::{
+    ChaosProxy, DemoTarget, chaos_bin, describe_output, free_port, http_json, read_journal, repo_path,
+    temp_dir, wait_until,
+};
 
 fn run(file: &Path, vars: &[(&str, String)], out: &Path) -> Command {
     let mut cmd = Command::new(chaos_bin());
@@ -62,19 +27,6 @@ fn run(file: &Path, vars: &[(&str, String)], out: &Path) -> Command {
     cmd.arg("--junit").arg(out.join("junit.xml"));
     cmd.arg("--summary").arg(out.join("summary.md"));
     cmd
-}
-
-fn journal(out: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(out.join("journal.json")).unwrap()).unwrap()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// A proxy that exists before the run (so the test can look at its toxics after the run).
@@ -96,13 +48,13 @@ fn toxics(server: &ChaosProxy, proxy: &str) -> usize {
 #[test]
 fn a_hypothesis_that_holds_passes_with_reports() {
     let server = ChaosProxy::start(&[]);
-    let target = Target::start();
-    let out = temp("pass");
+    let target = DemoTarget::start();
+    let out = temp_dir("run", "pass");
     let listen = format!("127.0.0.1:{}", free_port());
     let vars = [("api", server.url()), ("upstream", target.addr.to_string()), ("listen", listen)];
-    let output = run(&repo("experiments/latency-on-dependency.yaml"), &vars, &out).output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    let j = journal(&out);
+    let output = run(&repo_path("experiments/latency-on-dependency.yaml"), &vars, &out).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe_output(&output));
+    let j = read_journal(&out);
     assert_eq!(j["verdict"], "passed");
     assert_eq!(j["seed"], 7);
     let kinds: Vec<&str> =
@@ -120,13 +72,13 @@ fn a_hypothesis_that_holds_passes_with_reports() {
 #[test]
 fn a_refuted_hypothesis_fails_with_numbers() {
     let server = ChaosProxy::start(&[]);
-    let target = Target::start();
-    let out = temp("refuted");
+    let target = DemoTarget::start();
+    let out = temp_dir("run", "refuted");
     let listen = format!("127.0.0.1:{}", free_port());
     let vars = [("api", server.url()), ("upstream", target.addr.to_string()), ("listen", listen)];
-    let output = run(&repo("experiments/error-burst.yaml"), &vars, &out).output().unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
-    let j = journal(&out);
+    let output = run(&repo_path("experiments/error-burst.yaml"), &vars, &out).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe_output(&output));
+    let j = read_journal(&out);
     assert_eq!(j["verdict"], "failed");
     let reason = j["reasons"][0].as_str().unwrap();
     assert!(
@@ -142,15 +94,15 @@ fn a_refuted_hypothesis_fails_with_numbers() {
 #[test]
 fn the_tripwire_aborts_and_the_fault_is_removed() {
     let server = ChaosProxy::start(&[]);
-    let target = Target::start();
+    let target = DemoTarget::start();
     let listen = existing_proxy(&server, "existing", target.addr);
-    let out = temp("tripwire");
+    let out = temp_dir("run", "tripwire");
     let vars = [("api", server.url()), ("listen", listen)];
     let started = Instant::now();
-    let output = run(&repo("tests/data/tripwire.yaml"), &vars, &out).output().unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let output = run(&repo_path("tests/data/tripwire.yaml"), &vars, &out).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe_output(&output));
     assert!(started.elapsed() < Duration::from_secs(45), "the 60 s fault was not cut short");
-    let j = journal(&out);
+    let j = read_journal(&out);
     assert_eq!(j["verdict"], "failed");
     assert!(
         j["reasons"][0].as_str().unwrap().starts_with("guardrail aborted the run: tripwire"),
@@ -163,11 +115,11 @@ fn the_tripwire_aborts_and_the_fault_is_removed() {
 #[test]
 fn sigterm_reverts_reports_and_exits_3() {
     let server = ChaosProxy::start(&[]);
-    let target = Target::start();
+    let target = DemoTarget::start();
     let listen = existing_proxy(&server, "existing", target.addr);
-    let out = temp("sigterm");
+    let out = temp_dir("run", "sigterm");
     let vars = [("api", server.url()), ("listen", listen)];
-    let mut child = run(&repo("tests/data/long-fault.yaml"), &vars, &out)
+    let mut child = run(&repo_path("tests/data/long-fault.yaml"), &vars, &out)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -184,7 +136,7 @@ fn sigterm_reverts_reports_and_exits_3() {
     };
     assert_eq!(status.code(), Some(3));
     assert_eq!(toxics(&server, "existing"), 0, "the fault outlived SIGTERM");
-    let j = journal(&out);
+    let j = read_journal(&out);
     assert_eq!(j["verdict"], "inconclusive");
     assert!(j["reasons"][0].as_str().unwrap().starts_with("interrupted"), "{}", j["reasons"]);
 }
@@ -197,7 +149,7 @@ fn an_invalid_file_exits_2_with_its_position_and_touches_nothing() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert_eq!(output.status.code(), Some(2), "{}", describe_output(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("tests/data/invalid.yaml:6:43: unknown target `shoop`"), "{stderr}");
     let validate = Command::new(chaos_bin())
@@ -224,7 +176,7 @@ fn dry_run_prints_the_plan_and_touches_nothing() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", describe_output(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("target shop: proxy shop-latency") && stdout.contains("slow shop: latency on shop"),
@@ -243,14 +195,14 @@ fn schema_is_json_schema() {
 
 #[test]
 fn the_quick_start_demo_runs_the_example_end_to_end() {
-    let out = temp("demo");
+    let out = temp_dir("run", "demo");
     let output = Command::new(chaos_bin()).args(["demo", "--reports"]).arg(&out).output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", describe_output(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("fault injected: slow shop") && stderr.contains("fault reverted: slow shop"),
         "{stderr}"
     );
-    assert_eq!(journal(&out)["verdict"], "passed");
+    assert_eq!(read_journal(&out)["verdict"], "passed");
     assert!(out.join("junit.xml").exists() && out.join("summary.md").exists());
 }

@@ -11,12 +11,11 @@ mod support;
 
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use support::{chaos_bin, free_port, wait_until};
+use support::{chaos_bin, describe_output, free_port, read_journal, repo_path, temp_dir, wait_until};
 
 /// How long one `chaos run` may take before the test gives up on it (the experiments take about 9 s).
 const RUN_DEADLINE: Duration = Duration::from_secs(25);
@@ -97,16 +96,6 @@ fn children(parent: u32) -> Vec<(u32, String)> {
     found
 }
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kill-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// `chaos run FILE --seed 7 --quiet --journal OUT/journal.json --var ...`, waited for with a deadline.
 fn run(file: &Path, vars: &[(&str, String)], out: &Path) -> Output {
     let mut cmd = Command::new(chaos_bin());
@@ -127,26 +116,13 @@ fn run(file: &Path, vars: &[(&str, String)], out: &Path) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn journal(out: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(out.join("journal.json")).unwrap()).unwrap()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 #[test]
 fn a_killed_target_is_restarted_by_its_supervisor_and_its_recovery_is_measured() {
     let shop = Supervised::start();
     let before = shop.target().unwrap();
-    let out = temp("restart");
-    let output = run(&repo("experiments/process-kill.yaml"), &[("listen", shop.addr.to_string())], &out);
-    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let out = temp_dir("kill", "restart");
+    let output = run(&repo_path("experiments/process-kill.yaml"), &[("listen", shop.addr.to_string())], &out);
+    assert_eq!(output.status.code(), Some(0), "{}", describe_output(&output));
 
     // The kill really happened, and the supervisor started a new target in its place.
     let mut after = None;
@@ -154,7 +130,7 @@ fn a_killed_target_is_restarted_by_its_supervisor_and_its_recovery_is_measured()
         after = shop.target();
         after.is_some_and(|pid| pid != before)
     });
-    let j = journal(&out);
+    let j = read_journal(&out);
     assert_eq!(j["verdict"], "passed", "{}", j["reasons"]);
     let kill = j["timeline"]
         .as_array()
@@ -177,10 +153,10 @@ fn a_killed_target_is_restarted_by_its_supervisor_and_its_recovery_is_measured()
 #[test]
 fn a_selector_that_matches_nothing_is_inconclusive_and_touches_nothing() {
     // A port nobody listens on: no process has it on its command line.
-    let out = temp("no-match");
+    let out = temp_dir("kill", "no-match");
     let listen = format!("127.0.0.1:{}", free_port());
-    let output = run(&repo("experiments/process-kill.yaml"), &[("listen", listen.clone())], &out);
-    assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
+    let output = run(&repo_path("experiments/process-kill.yaml"), &[("listen", listen.clone())], &out);
+    assert_eq!(output.status.code(), Some(3), "{}", describe_output(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("cannot resolve targets: target shop: selector")
@@ -191,10 +167,10 @@ fn a_selector_that_matches_nothing_is_inconclusive_and_touches_nothing() {
 
 #[test]
 fn host_saturation_slos_are_judged_on_cpu_and_memory_samples() {
-    let out = temp("saturation");
-    let output = run(&repo("tests/data/host-saturation.yaml"), &[], &out);
-    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    let j = journal(&out);
+    let out = temp_dir("kill", "saturation");
+    let output = run(&repo_path("tests/data/host-saturation.yaml"), &[], &out);
+    assert_eq!(output.status.code(), Some(0), "{}", describe_output(&output));
+    let j = read_journal(&out);
     assert_eq!(j["verdict"], "passed", "{}", j["reasons"]);
     let slos = j["slos"].as_array().unwrap();
     assert_eq!(slos.len(), 2, "{slos:?}");

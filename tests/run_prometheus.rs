@@ -9,41 +9,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{ChaosProxy, chaos_bin, free_port};
-
-/// `chaos demo-target --http` on a free port, killed on drop.
-struct Target {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Target {
-    fn start() -> Target {
-        let mut child = Command::new(chaos_bin())
-            .args(["demo-target", "--http", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening on http://").unwrap().parse().unwrap();
-        Target { child, addr }
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{ChaosProxy, DemoTarget, chaos_bin, describe_output, free_port, repo_path, temp_dir};
 
 /// A `prometheus` process on a free loopback port that scrapes one target every second under the job
 /// `chaos-proxy`; killed and its directory removed on drop.
@@ -55,7 +28,7 @@ struct Prometheus {
 
 impl Prometheus {
     fn start(name: &str, scrape: SocketAddr) -> Prometheus {
-        let dir = temp(&format!("prometheus-{name}"));
+        let dir = temp_dir("run", &format!("prometheus-{name}"));
         // Nothing but the one loopback target: no alertmanager, no remote write, no self-scrape.
         let config = format!(
             "global: {{ scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s }}\n\
@@ -127,17 +100,6 @@ fn get(addr: SocketAddr, path: &str) -> Option<Value> {
     serde_json::from_str(reply.split_once("\r\n\r\n")?.1).ok()
 }
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("run-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn run(file: &Path, vars: &[(&str, String)], out: &Path) -> Output {
     let mut cmd = Command::new(chaos_bin());
     cmd.arg("run").arg(file).args(["--seed", "7", "--quiet"]);
@@ -148,19 +110,10 @@ fn run(file: &Path, vars: &[(&str, String)], out: &Path) -> Output {
     cmd.output().unwrap()
 }
 
-fn describe(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 /// The proxy, the target and Prometheus, up and scraping.
-fn stack(name: &str) -> (ChaosProxy, Target, Prometheus) {
+fn stack(name: &str) -> (ChaosProxy, DemoTarget, Prometheus) {
     let server = ChaosProxy::start(&["--proxy-metrics"]);
-    let target = Target::start();
+    let target = DemoTarget::start();
     let mut prometheus = Prometheus::start(name, server.api);
     prometheus.wait_scraped(Duration::from_secs(15));
     (server, target, prometheus)
@@ -178,15 +131,21 @@ fn availability(journal: &Value) -> &Value {
 #[test]
 fn an_slo_on_prometheus_counters_passes_with_the_counted_numbers() {
     let (server, target, prometheus) = stack("pass");
-    let out = temp("journal-pass");
+    let out = temp_dir("run", "journal-pass");
     let vars = [
         ("api", server.url()),
         ("upstream", target.addr.to_string()),
         ("listen", format!("127.0.0.1:{}", free_port())),
         ("prometheus", prometheus.url()),
     ];
-    let output = run(&repo("experiments/prometheus-slo.yaml"), &vars, &out);
-    assert_eq!(output.status.code(), Some(0), "{}\nprometheus log:\n{}", describe(&output), prometheus.log());
+    let output = run(&repo_path("experiments/prometheus-slo.yaml"), &vars, &out);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\nprometheus log:\n{}",
+        describe_output(&output),
+        prometheus.log()
+    );
     let j: Value = serde_json::from_str(&std::fs::read_to_string(out.join("journal.json")).unwrap()).unwrap();
     assert_eq!(j["verdict"], "passed", "{}", j["reasons"]);
     let slo = availability(&j);
@@ -210,7 +169,7 @@ fn an_slo_on_prometheus_counters_passes_with_the_counted_numbers() {
 #[test]
 fn an_slo_on_prometheus_counters_is_refuted_by_upstream_failures() {
     let (server, target, prometheus) = stack("refuted");
-    let out = temp("journal-refuted");
+    let out = temp_dir("run", "journal-refuted");
     let vars = [
         ("api", server.url()),
         ("upstream", target.addr.to_string()),
@@ -218,8 +177,14 @@ fn an_slo_on_prometheus_counters_is_refuted_by_upstream_failures() {
         ("hop", format!("127.0.0.1:{}", free_port())),
         ("prometheus", prometheus.url()),
     ];
-    let output = run(&repo("tests/data/prometheus-refuted.yaml"), &vars, &out);
-    assert_eq!(output.status.code(), Some(1), "{}\nprometheus log:\n{}", describe(&output), prometheus.log());
+    let output = run(&repo_path("tests/data/prometheus-refuted.yaml"), &vars, &out);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}\nprometheus log:\n{}",
+        describe_output(&output),
+        prometheus.log()
+    );
     let j: Value = serde_json::from_str(&std::fs::read_to_string(out.join("journal.json")).unwrap()).unwrap();
     assert_eq!(j["verdict"], "failed");
     let slo = availability(&j);

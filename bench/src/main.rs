@@ -1,14 +1,17 @@
-//! `chaos-bench`: measures `chaos proxy` against baselines (direct, HAProxy, noxious) in the same run and
-//! prints a Markdown report (DESIGN.md §9).
+//! `chaos-bench`: measures `chaos proxy` against baselines (direct, HAProxy, noxious), `chaos run` against
+//! Chaos Toolkit, and the engine's SLO tick against copying its data, in the same run, and prints a Markdown
+//! report (DESIGN.md §9).
 
 mod backend;
 mod chaos;
+mod chaos_run;
 mod haproxy;
 mod memory;
 mod noxious;
 mod profile;
 mod report;
 mod rtt;
+mod slo;
 mod stats;
 mod targets;
 mod throughput;
@@ -24,7 +27,8 @@ use crate::profile::Profile;
 use crate::report::Results;
 use crate::targets::{TargetKind, Targets, Wanted};
 
-/// Benchmarks of `chaos proxy` against a direct connection, HAProxy (TCP mode) and noxious, all on 127.0.0.1.
+/// Benchmarks of `chaos proxy` against a direct connection, HAProxy (TCP mode) and noxious, of `chaos run`
+/// against Chaos Toolkit, and of the engine's SLO evaluation tick; all on 127.0.0.1.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {
@@ -64,6 +68,10 @@ enum Bench {
     Bandwidth,
     /// Proxy RSS per idle connection.
     Memory,
+    /// `chaos run` wall time of a trivial experiment vs Chaos Toolkit.
+    Run,
+    /// SLO evaluation cost per engine tick (100 SLOs, 10k events/s).
+    Slo,
 }
 
 fn main() -> Result<()> {
@@ -136,12 +144,13 @@ async fn run(
 ) -> Result<Results> {
     let has = |b: Bench| benches.contains(&b);
     let l4 = has(Bench::Throughput) || has(Bench::Rtt);
+    let needs_proxy = l4 || has(Bench::Latency) || has(Bench::Bandwidth) || has(Bench::Memory);
     let work_dir = std::env::temp_dir().join(format!("chaos-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work_dir).with_context(|| format!("create {}", work_dir.display()))?;
     let chaos_bin = cli.chaos_bin.clone().unwrap_or_else(targets::default_chaos_bin);
     let wants_chaos = kinds.contains(&TargetKind::Chaos);
     let wanted = Wanted {
-        chaos_bin: wants_chaos.then_some(chaos_bin.as_path()),
+        chaos_bin: (wants_chaos && needs_proxy).then_some(chaos_bin.as_path()),
         haproxy: kinds.contains(&TargetKind::Haproxy) && (l4 || has(Bench::Memory)),
         noxious: kinds.contains(&TargetKind::Noxious) && (l4 || has(Bench::Memory)),
         haproxy_maxconn: memory::conns_within(limits.fd_limit),
@@ -180,6 +189,30 @@ async fn run(
             }
         }
         results.memory = Some(rows);
+    }
+    if has(Bench::Run) {
+        let (bin, dir, p) = (chaos_bin.clone(), work_dir.clone(), profile.clone());
+        let r = tokio::task::spawn_blocking(move || chaos_run::run(&bin, &dir, &p))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r);
+        if let Err(e) = &r {
+            eprintln!("  error: {e:#}");
+        }
+        if let Ok(r) = &r {
+            results
+                .environment
+                .push(("chaos run".to_string(), format!("{} (the `run` benchmark)", chaos_bin.display())));
+            results.environment.push((
+                "Chaos Toolkit".to_string(),
+                format!("{} (pip, venv under target/bench-venv)", r.chaostoolkit_version),
+            ));
+        }
+        results.run = Some(r.map_err(|e| format!("{e:#}")));
+    }
+    if has(Bench::Slo) {
+        let p = profile.clone();
+        results.slo = Some(tokio::task::spawn_blocking(move || slo::run(&p)).await?);
     }
 
     let chaos_log = targets.chaos.as_ref().map(|(s, _)| s.log().to_path_buf());

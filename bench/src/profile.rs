@@ -33,6 +33,13 @@ pub struct Profile {
     pub bw_max_bytes: u64,
     /// Memory: idle connections to open.
     pub mem_conns: usize,
+    /// `chaos run` vs Chaos Toolkit: discarded warm-up rounds, then measured rounds (each round runs every
+    /// command once, interleaved).
+    pub run_warmup: usize,
+    pub run_runs: usize,
+    /// SLO tick layouts: (sources the 10k events/s are split over, seconds of method before the measured
+    /// tick, ticks measured).
+    pub slo_layouts: Vec<(usize, u64, usize)>,
 }
 
 impl Profile {
@@ -53,6 +60,9 @@ impl Profile {
             bw_seconds: 2.0,
             bw_max_bytes: 256_000_000,
             mem_conns: 10_000,
+            run_warmup: 3,
+            run_runs: 20,
+            slo_layouts: vec![(10, 10, 100), (1, 10, 20), (1, 60, 3)],
         }
     }
 
@@ -73,6 +83,9 @@ impl Profile {
             bw_seconds: 0.6,
             bw_max_bytes: 64_000_000,
             mem_conns: 10_000,
+            run_warmup: 1,
+            run_runs: 5,
+            slo_layouts: vec![(10, 10, 20), (1, 10, 5)],
         }
     }
 }

@@ -4,9 +4,11 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::chaos_run::{self, Tool};
 use crate::memory;
 use crate::profile::Profile;
 use crate::rtt::{self, PING};
+use crate::slo;
 use crate::stats::ratio;
 use crate::targets::TargetKind;
 use crate::throughput;
@@ -23,6 +25,10 @@ const LATENCY_BUDGET_MS: f64 = 2.0;
 const BANDWIDTH_BUDGET_PCT: f64 = 5.0;
 /// Memory budget, KiB per idle proxied connection.
 const MEMORY_BUDGET_KIB: f64 = 64.0;
+/// `chaos run` of a trivial experiment, median wall ms.
+const RUN_BUDGET_MS: f64 = 50.0;
+/// The engine evaluates guardrails and progress once per this interval.
+const TICK_INTERVAL_US: f64 = 1e6;
 
 /// Everything one run measured; `None` sections were not selected.
 #[derive(Debug, Default, Serialize)]
@@ -34,6 +40,9 @@ pub struct Results {
     pub latency: Option<Result<LatencyResult, String>>,
     pub bandwidth: Option<Result<Vec<BandwidthRow>, String>>,
     pub memory: Option<Vec<(TargetKind, Result<memory::Row, String>)>>,
+    pub run: Option<Result<chaos_run::RunResult, String>>,
+    /// SLO tick, per layout (number of sources, seconds into the method).
+    pub slo: Option<Vec<slo::Measured>>,
     /// Budget verdicts: (what, passed).
     pub verdicts: Vec<(String, bool)>,
 }
@@ -75,6 +84,12 @@ pub fn render(results: &mut Results) -> String {
     if let Some(rows) = &results.memory {
         let wanted = results.profile.as_ref().map_or(0, |p| p.mem_conns);
         memory_section(&mut out, rows, wanted, &mut verdicts);
+    }
+    if let Some(res) = &results.run {
+        run_section(&mut out, res, &mut verdicts);
+    }
+    if let Some(rows) = &results.slo {
+        slo_section(&mut out, rows, &mut verdicts);
     }
     let passed = verdicts.iter().filter(|(_, ok)| *ok).count();
     let _ = writeln!(out, "## Summary: {passed} of {} budget checks passed\n", verdicts.len());
@@ -325,4 +340,108 @@ fn memory_section(
              cannot be raised on this machine and a proxy needs 2 descriptors per connection.\n"
         );
     }
+}
+
+fn run_section(
+    out: &mut String,
+    res: &Result<chaos_run::RunResult, String>,
+    verdicts: &mut Vec<(String, bool)>,
+) {
+    let _ = writeln!(out, "## 6. `chaos run` of a trivial experiment vs Chaos Toolkit (process wall time)\n");
+    let r = match res {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}\n");
+            verdicts.push(("chaos run: trivial experiment ≤ 50 ms wall".to_string(), false));
+            return;
+        }
+    };
+    let _ = writeln!(
+        out,
+        "Both experiments: one HTTP steady-state probe against a local `chaos demo-target --http`, before and after \
+         one no-op step (chaos: `wait: 0s`, `baseline: 0s`, `recovery: 0s`; Chaos Toolkit: a `sleep 0` process \
+         action, run with `--no-version-check --no-log-file`). Spawn to exit, output captured; commands \
+         interleaved, warm-up rounds discarded. The `--version` rows are each tool's process-start floor.\n\n\
+         | command | runs | median ms | p90 ms | min ms | max ms | ratio vs Chaos Toolkit | budget | verdict |\n\
+         |---|---:|---:|---:|---:|---:|---:|---|---|"
+    );
+    let ctk = r.row(Tool::Chaostoolkit).map(|k| k.median_ms);
+    for row in &r.rows {
+        let ratio_cell = match row.tool {
+            Tool::ChaosRun => opt(ctk.and_then(|k| ratio(row.median_ms, k)), 3),
+            Tool::Chaostoolkit => "baseline".to_string(),
+            _ => String::new(),
+        };
+        let (budget, v) = if row.tool == Tool::ChaosRun {
+            let ok = row.median_ms <= RUN_BUDGET_MS;
+            verdicts.push(("chaos run: trivial experiment ≤ 50 ms wall (median)".to_string(), ok));
+            (format!("≤ {RUN_BUDGET_MS:.0} ms wall (Chaos Toolkit ~150–200 ms)"), verdict(ok))
+        } else {
+            (String::new(), "")
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {ratio_cell} | {budget} | {v} |",
+            row.tool.label(),
+            row.runs,
+            row.median_ms,
+            row.p90_ms,
+            row.min_ms,
+            row.max_ms
+        );
+    }
+    out.push('\n');
+}
+
+fn slo_section(out: &mut String, rows: &[slo::Measured], verdicts: &mut Vec<(String, bool)>) {
+    let _ = writeln!(
+        out,
+        "## 7. SLO evaluation per engine tick ({} SLOs, {} events/s)\n",
+        slo::SLOS,
+        slo::EVENTS_PER_SEC
+    );
+    let _ = writeln!(
+        out,
+        "In-process (chaos-controller): one tick as `chaos run` does it each second, at the given seconds into \
+         the method: the guardrails (`EventLog::between` + `GuardrailState::check`: budget, tripwire, traffic \
+         floor, no data) on the main source, then per SLO `between` + `evaluate_events` + the progress text. \
+         50 errors and 50 latency SLOs, spread over the sources; 2 s of baseline events precede the method. \
+         Baseline: the same `between` calls alone (copying the events a tick reads). Median of the ticks.\n\n\
+         | sources | method s | events in logs | events read per tick | ticks | tick p50 µs | tick p90 µs | \
+         copy only p50 µs | tick / copy | share of the 1 s tick | budget | verdict |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    );
+    for ((sources, secs), res) in rows {
+        let what = format!("SLO tick, {sources} source(s), {secs} s into the method");
+        match res {
+            Ok(r) => {
+                let ok = r.tick_p50_us < TICK_INTERVAL_US;
+                verdicts.push((format!("{what}: fits in the 1 s tick interval"), ok));
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {:.2}% | < 1 s per tick | {} |",
+                    r.sources,
+                    r.method_secs,
+                    r.events_total,
+                    r.events_read_per_tick,
+                    r.ticks,
+                    r.tick_p50_us,
+                    r.tick_p90_us,
+                    r.copy_p50_us,
+                    opt(ratio(r.tick_p50_us, r.copy_p50_us), 2),
+                    r.tick_fraction() * 100.0,
+                    verdict(ok)
+                );
+            }
+            Err(e) => {
+                verdicts.push((what, false));
+                let _ = writeln!(out, "| {sources} | {secs} | error: {e} | | | | | | | | | |");
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nEvery tick re-reads all events since the method started, once per SLO, so its cost grows with the \
+         method's length and with the number of SLOs sharing a source.\n"
+    );
 }

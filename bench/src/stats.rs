@@ -34,7 +34,7 @@ impl Summary {
 }
 
 /// Nearest-rank percentile of sorted, non-empty `sorted`.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }

@@ -213,3 +213,58 @@ pub fn http_json(api: SocketAddr, method: &str, path: &str, body: Option<&str>) 
     let (status, text) = http(api, method, path, body);
     (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
 }
+
+/// `chaos demo-target --http` on a free loopback port, killed on drop.
+pub struct DemoTarget {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl DemoTarget {
+    pub fn start() -> DemoTarget {
+        let mut child = Command::new(chaos_bin())
+            .args(["demo-target", "--http", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("listening on http://").unwrap().parse().unwrap();
+        DemoTarget { child, addr }
+    }
+}
+
+impl Drop for DemoTarget {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A path in the repository.
+pub fn repo_path(path: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A fresh directory for one test's outputs.
+pub fn temp_dir(prefix: &str, name: &str) -> PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{prefix}-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The journal a `chaos run --journal OUT/journal.json` wrote.
+pub fn read_journal(out: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("journal.json")).unwrap()).unwrap()
+}
+
+/// Exit code, stdout and stderr of a finished command, for assertion messages.
+pub fn describe_output(output: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}

@@ -11,7 +11,7 @@ mod prometheus;
 mod run;
 mod sources;
 
-pub use run::{Outcome, Verdict, execute, journal, source_key};
+pub use run::{Outcome, Verdict, execute, journal, source_key, watch_tick};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -142,6 +142,9 @@ impl MethodContext {
 
     /// Sleeps `d` unless the method is aborted first; returns false when aborted.
     async fn wait(&self, d: Duration) -> bool {
+        if d.is_zero() {
+            return !self.abort.is_cancelled();
+        }
         tokio::select! {
             _ = self.abort.cancelled() => false,
             _ = tokio::time::sleep(d) => true,

@@ -12,10 +12,11 @@ use crate::slo::SloResult;
 use crate::slo::stats::{WindowStats, latency_summary};
 
 /// The outcome of a run, with its exit code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// The hypothesis held: every SLO met, steady state before and after.
+    #[default]
     Passed,
     /// The hypothesis was refuted: an SLO missed, steady state broken after the method, or a guardrail aborted.
     Failed,
@@ -28,7 +29,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// `passed` 0, `failed` 1, `invalid` 2, `inconclusive` 3.
-    pub fn exit_code(self) -> i32 {
+    pub fn exit_code(self) -> u8 {
         match self {
             Verdict::Passed => 0,
             Verdict::Failed => 1,
