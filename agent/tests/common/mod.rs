@@ -110,8 +110,9 @@ pub fn is_stopped(pid: i32) -> bool {
     state(pid) == Some('T')
 }
 
+/// Alive and not stopped: running, sleeping, or briefly in uninterruptible sleep ('D', seen under load).
 pub fn is_running(pid: i32) -> bool {
-    matches!(state(pid), Some('S' | 'R'))
+    matches!(state(pid), Some('S' | 'R' | 'D'))
 }
 
 /// Polls `condition` until it holds or `DEADLINE` passes; returns whether it held.
