@@ -206,3 +206,26 @@ fn the_quick_start_demo_runs_the_example_end_to_end() {
     assert_eq!(read_journal(&out)["verdict"], "passed");
     assert!(out.join("junit.xml").exists() && out.join("summary.md").exists());
 }
+
+#[test]
+fn a_sigkilled_runner_leaves_no_fault_past_its_deadline() {
+    // SIGKILL runs no revert code: the toxic's TTL on the proxy (duration + 10 s) is what removes it.
+    let server = ChaosProxy::start(&[]);
+    let target = DemoTarget::start();
+    existing_proxy(&server, "existing", target.addr);
+    let out = temp_dir("run", "sigkill");
+    let vars = [("api", server.url())];
+    let mut child = run(&repo_path("tests/data/short-fault.yaml"), &vars, &out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the fault to be injected", Duration::from_secs(20), || toxics(&server, "existing") == 1);
+    let killed = Instant::now();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let (_, list) = http_json(server.api, "GET", "/proxies/existing/toxics", None);
+    assert_eq!(list[0]["ttl"], 11_000, "the toxic carries its deadline: {list}");
+    wait_until("the toxic to expire by itself", Duration::from_secs(20), || toxics(&server, "existing") == 0);
+    assert!(killed.elapsed() < Duration::from_secs(12), "removed only after {:?}", killed.elapsed());
+}
