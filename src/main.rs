@@ -152,25 +152,37 @@ async fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
+/// Completes on SIGINT, SIGTERM, SIGHUP (the terminal went away) or SIGQUIT: every fault is then reverted.
 async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut streams = Vec::new();
+    for kind in [SignalKind::terminate(), SignalKind::hangup(), SignalKind::quit()] {
+        if let Ok(stream) = signal(kind) {
+            streams.push(stream);
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+    let any = async {
+        let waits = streams.iter_mut().map(|s| Box::pin(s.recv()));
+        let _ = futures_select_any(waits.collect()).await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = any => {}
     }
+}
+
+/// Completes when the first of `futures` does.
+async fn futures_select_any<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Option<F::Output> {
+    if futures.is_empty() {
+        return std::future::pending().await;
+    }
+    std::future::poll_fn(|cx| {
+        for f in futures.iter_mut() {
+            if let std::task::Poll::Ready(v) = std::pin::Pin::new(f).poll(cx) {
+                return std::task::Poll::Ready(Some(v));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }

@@ -1,6 +1,7 @@
 //! `chaos run`, `chaos validate` and `chaos schema`: the experiment commands. Results on stdout, live
 //! progress on stderr, and the exit code is the verdict (0 passed, 1 failed, 2 invalid, 3 inconclusive).
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -76,7 +77,14 @@ pub async fn run_experiment(
     let config = RunConfig {
         seed,
         file: file.to_string(),
-        progress: if progress { Some(Arc::new(|line: String| eprintln!("{line}"))) } else { None },
+        // A closed stderr (e.g. `| head`) must not panic the run mid-fault: write errors are ignored.
+        progress: if progress {
+            Some(Arc::new(|line: String| {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }))
+        } else {
+            None
+        },
     };
     let plan = match Plan::resolve(exp, seed).await {
         Ok(plan) => plan,

@@ -229,3 +229,30 @@ fn a_sigkilled_runner_leaves_no_fault_past_its_deadline() {
     wait_until("the toxic to expire by itself", Duration::from_secs(20), || toxics(&server, "existing") == 0);
     assert!(killed.elapsed() < Duration::from_secs(12), "removed only after {:?}", killed.elapsed());
 }
+
+#[test]
+fn sigterm_during_recovery_is_still_inconclusive() {
+    let server = ChaosProxy::start(&[]);
+    let target = DemoTarget::start();
+    let listen = existing_proxy(&server, "existing", target.addr);
+    let out = temp_dir("run", "sigterm-recovery");
+    let vars = [("api", server.url()), ("listen", listen)];
+    let mut child = run(&repo_path("tests/data/long-recovery.yaml"), &vars, &out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the fault to be injected", Duration::from_secs(20), || toxics(&server, "existing") == 1);
+    wait_until("the fault to be reverted", Duration::from_secs(20), || toxics(&server, "existing") == 0);
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < end, "chaos run did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(3), "an interrupted run is inconclusive even after its faults ended");
+    assert_eq!(read_journal(&out)["verdict"], "inconclusive");
+}

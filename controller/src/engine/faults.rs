@@ -14,7 +14,7 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
 /// A fault in force, with what it takes to undo it.
 pub enum Active {
     /// A toxic on a proxy; reverted by removing it (its TTL removes it anyway).
-    Toxic { client: Client, proxy: String, toxic: String },
+    Toxic { client: Client, proxy: String, toxic: String, deadline: bool },
     /// A disabled proxy; reverted by enabling it (its TTL does that anyway).
     Down { client: Client, proxy: String },
     /// Stopped processes; reverted by SIGCONT (its lease does that anyway).
@@ -25,7 +25,10 @@ impl Active {
     /// What the fault is, for the journal.
     pub fn describe(&self) -> String {
         match self {
-            Active::Toxic { proxy, toxic, .. } => format!("toxic {toxic} on proxy {proxy}"),
+            Active::Toxic { proxy, toxic, deadline: true, .. } => format!("toxic {toxic} on proxy {proxy}"),
+            Active::Toxic { proxy, toxic, deadline: false, .. } => {
+                format!("toxic {toxic} on proxy {proxy} (no deadline: the proxy ignores ttl)")
+            }
             Active::Down { proxy, .. } => format!("proxy {proxy} down"),
             Active::Pause(handle) => {
                 let pids: Vec<String> = handle.stopped().iter().map(ToString::to_string).collect();
@@ -37,7 +40,7 @@ impl Active {
     /// Undoes the fault. Idempotent: a toxic already gone (expired, removed by hand) is not an error.
     pub async fn revert(&self) -> Result<(), String> {
         match self {
-            Active::Toxic { client, proxy, toxic } => match client.remove_toxic(proxy, toxic).await {
+            Active::Toxic { client, proxy, toxic, .. } => match client.remove_toxic(proxy, toxic).await {
                 Ok(()) => Ok(()),
                 Err(e) if e.is_not_found() => Ok(()),
                 Err(e) => Err(format!("removing toxic {toxic} from proxy {proxy}: {e}")),
@@ -73,11 +76,17 @@ pub async fn add_toxic(
         attributes: toxic.attributes.clone(),
         ttl: Some(millis(duration + DEADLINE_MARGIN)),
     };
-    client
+    let added = client
         .add_toxic(proxy, &new)
         .await
         .map_err(|e| format!("adding {} toxic to proxy {proxy}: {e}", toxic.toxic_type))?;
-    Ok(Active::Toxic { client: client.clone(), proxy: proxy.to_string(), toxic: name })
+    // A server that echoes no `ttl` (a real Toxiproxy ignores it) enforces no deadline: this runner's revert
+    // is then the only one, and the journal says so.
+    let deadline = added.ttl.is_some();
+    if !deadline {
+        tracing::warn!(proxy, toxic = %name, "the proxy API ignored the toxic's ttl: no deadline on the proxy side");
+    }
+    Ok(Active::Toxic { client: client.clone(), proxy: proxy.to_string(), toxic: name, deadline })
 }
 
 /// What a toxic fault step asks for (the experiment's checked fault parameters).

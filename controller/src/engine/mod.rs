@@ -41,6 +41,9 @@ pub struct RunConfig {
     pub progress: Option<Progress>,
 }
 
+/// How many times a revert is tried before it is reported as failed.
+const REVERT_ATTEMPTS: u32 = 3;
+
 /// Default baseline window when the experiment sets none.
 pub const DEFAULT_BASELINE: Duration = Duration::from_secs(2);
 /// Default recovery window when the experiment sets none.
@@ -73,6 +76,8 @@ pub(crate) struct MethodContext {
     pub current: Mutex<Option<(String, Instant, Option<Duration>)>>,
     /// Where milestones (phases, faults, probes, guardrail trips) are reported live.
     pub progress: Option<Progress>,
+    /// Faults whose revert failed even after retries (their own deadline still removes them).
+    pub revert_failures: Mutex<Vec<String>>,
 }
 
 /// One entry of the run's timeline, in the engine's own terms (mapped to the journal by the caller).
@@ -127,15 +132,33 @@ impl MethodContext {
         Some(active.remove(i).1)
     }
 
-    /// Reverts every fault still in force, newest first. Failures are recorded and do not stop the others.
+    /// Reverts every fault still in force, newest first, each retried a few times. A fault that still cannot be
+    /// reverted is recorded (the verdict says so) and does not stop the others.
     pub async fn revert_all(&self) {
         loop {
             let next = self.active.lock().ok().and_then(|mut a| a.pop());
             let Some((_, fault)) = next else { return };
             let what = fault.describe();
-            match fault.revert().await {
+            let mut last = Ok(());
+            for attempt in 0..REVERT_ATTEMPTS {
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                last = fault.revert().await;
+                if last.is_ok() {
+                    break;
+                }
+            }
+            match last {
                 Ok(()) => self.note("fault_reverted", &what, "reverted".into(), Some(true)),
-                Err(e) => self.note("fault_reverted", &what, format!("revert failed: {e}"), Some(false)),
+                Err(e) => {
+                    self.note("fault_reverted", &what, format!("revert failed: {e}"), Some(false));
+                    if let Ok(mut failures) = self.revert_failures.lock() {
+                        failures.push(format!(
+                            "{what} could not be reverted: {e} (its own deadline still removes it)"
+                        ));
+                    }
+                }
             }
         }
     }
@@ -168,7 +191,14 @@ pub(crate) async fn run_steps(ctx: &MethodContext, steps: &[Step]) -> Result<(),
 
 async fn run_step(ctx: &MethodContext, step: &Step, index: usize) -> Result<(), Abort> {
     let name = step.name.clone().unwrap_or_else(|| format!("step {}: {}", index + 1, step.label()));
-    let kind = step.kind().map_err(Abort::Error)?;
+    let kind = match step.kind() {
+        Ok(kind) => kind,
+        Err(e) => {
+            let abort = Abort::Error(e);
+            ctx.trip(abort.clone());
+            return Err(abort);
+        }
+    };
     let fault = match kind {
         StepKind::Wait(wait) => {
             set_current(ctx, &name, Some(wait.0));
@@ -205,7 +235,11 @@ async fn run_step(ctx: &MethodContext, step: &Step, index: usize) -> Result<(), 
         let what = applied.describe();
         match applied.revert().await {
             Ok(()) => ctx.note("fault_reverted", &name, what, Some(true)),
-            Err(e) => ctx.note("fault_reverted", &name, format!("{what}: {e}"), Some(false)),
+            Err(e) => {
+                // Back into the active list: the method's final revert_all retries it.
+                ctx.note("fault_reverted", &name, format!("{what}: {e} (will retry)"), Some(false));
+                ctx.push_active(applied);
+            }
         }
     }
     Ok(())

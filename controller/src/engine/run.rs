@@ -77,6 +77,7 @@ pub async fn execute(
         timeline: Mutex::new(Vec::new()),
         current: Mutex::new(None),
         progress: config.progress.clone(),
+        revert_failures: Mutex::new(Vec::new()),
     });
     let mut outcome = Outcome {
         verdict: Verdict::Passed,
@@ -189,7 +190,7 @@ pub async fn execute(
 
     // Method, watched by the guardrails every second.
     let method_start = run_start.elapsed();
-    let method_result = if ctx.abort.is_cancelled() {
+    let mut method_result = if ctx.abort.is_cancelled() {
         Err(Abort::Interrupted)
     } else {
         ctx.note("phase", "method", format!("{} steps", exp.method.len()), None);
@@ -201,7 +202,17 @@ pub async fn execute(
             method_start,
             config.progress.clone(),
         ));
-        let result = run_steps(&ctx, &exp.method).await;
+        // The steps run in their own task, so a panic in one becomes an error here and the reverts below
+        // still run.
+        let (steps_ctx, steps) = (ctx.clone(), exp.method.clone());
+        let result = match tokio::spawn(async move { run_steps(&steps_ctx, &steps).await }).await {
+            Ok(result) => result,
+            Err(e) => {
+                let abort = Abort::Error(format!("a method step failed unexpectedly: {e}"));
+                ctx.trip(abort.clone());
+                Err(abort)
+            }
+        };
         guard.abort();
         result
     };
@@ -215,6 +226,11 @@ pub async fn execute(
         let recovery = exp.recovery.map_or(DEFAULT_RECOVERY, |d| d.0);
         ctx.note("phase", "recovery", format!("{} s to come back within SLO", recovery.as_secs_f64()), None);
         interruptible_sleep(&ctx, recovery).await;
+    }
+    // An interrupt (or a late guardrail trip) during the recovery window still makes the run inconclusive.
+    if method_result.is_ok() && ctx.abort.is_cancelled() {
+        method_result =
+            Err(ctx.abort_reason.lock().ok().and_then(|r| r.clone()).unwrap_or(Abort::Interrupted));
     }
     stop_signals.cancel();
     for g in generators {
@@ -246,7 +262,9 @@ pub async fn execute(
         let key = source_key(slo);
         let log = logs.get(&key);
         let events: Vec<Event> = log.map(|l| l.between(method_start, method_end)).unwrap_or_default();
-        let baseline_events = log.map(|l| l.between(baseline_start, method_start).len()).unwrap_or(0);
+        // Served events: the baseline rate traffic is compared with.
+        let baseline_events =
+            log.map(|l| l.between(baseline_start, method_start).iter().filter(|e| e.ok).count()).unwrap_or(0);
         let saturation =
             host_samples.get(&key).and_then(|s| s.lock().ok().map(|s| s.clone())).unwrap_or_default();
         let mut observed = crate::slo::Observations::events(&events).with_saturation(&saturation);
@@ -284,6 +302,7 @@ pub async fn execute(
             timeline: Mutex::new(Vec::new()),
             current: Mutex::new(None),
             progress: config.progress.clone(),
+            revert_failures: Mutex::new(Vec::new()),
         };
         let _ = run_steps(&rollback_ctx, &exp.rollbacks).await;
         rollback_ctx.revert_all().await;
@@ -297,7 +316,7 @@ pub async fn execute(
     match &method_result {
         Err(Abort::Interrupted) => {
             outcome.verdict = Verdict::Inconclusive;
-            outcome.reasons.push("interrupted: every fault was reverted".into());
+            outcome.reasons.push("interrupted: every fault in force was reverted".into());
         }
         Err(Abort::Error(e)) => {
             outcome.verdict = Verdict::Inconclusive;
@@ -332,6 +351,13 @@ pub async fn execute(
                 probe.name, probe.detail
             ));
         }
+    }
+    let failures = ctx.revert_failures.lock().map(|f| f.clone()).unwrap_or_default();
+    if !failures.is_empty() {
+        if outcome.verdict == Verdict::Passed {
+            outcome.verdict = Verdict::Inconclusive;
+        }
+        outcome.reasons.extend(failures.into_iter().map(|f| format!("infrastructure: {f}")));
     }
     if outcome.verdict == Verdict::Passed {
         for slo in &outcome.slos {
@@ -387,10 +413,9 @@ async fn guardrails(
     let main = exp.slos.iter().find(|s| crate::slo::is_event_ratio(s.signal)).map(source_key);
     let log = main.as_ref().and_then(|k| logs.get(k)).cloned();
     let baseline_len = method_start.saturating_sub(baseline_start).as_secs_f64();
-    let baseline_rate = log
-        .as_ref()
-        .filter(|_| baseline_len > 0.0)
-        .map(|l| l.between(baseline_start, method_start).len() as f64 / baseline_len);
+    let baseline_rate = log.as_ref().filter(|_| baseline_len > 0.0).map(|l| {
+        l.between(baseline_start, method_start).iter().filter(|e| e.ok).count() as f64 / baseline_len
+    });
     let mut basis = crate::slo::GuardrailBasis::from_slos(&exp.slos);
     basis.start = method_start;
     basis.baseline_rate = baseline_rate;
@@ -418,9 +443,16 @@ async fn guardrails(
         })
         .await
         else {
+            // A judge that cannot judge must not leave the method unguarded.
+            ctx.note("guardrail", "guardrail", "guardrail evaluation failed".into(), Some(false));
+            ctx.trip(Abort::Error("guardrail evaluation failed".into()));
             return;
         };
         state = returned;
+        if ctx.abort.is_cancelled() {
+            // Interrupted meanwhile: the interrupt, not a late trip, is the reason.
+            return;
+        }
         if let Some(trip) = trip {
             ctx.note("guardrail", "guardrail", trip.reason.clone(), Some(false));
             ctx.trip(Abort::Guardrail(trip.reason));

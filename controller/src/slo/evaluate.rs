@@ -177,7 +177,7 @@ fn plural(n: u64) -> String {
     if n == 1 { "1 request".to_string() } else { format!("{} requests", format::count(n)) }
 }
 
-/// Traffic: the window's rate against the baseline rate.
+/// Traffic: the window's rate of served (good) events against the baseline rate.
 fn traffic(
     result: &mut SloResult,
     slo: &Slo,
@@ -193,7 +193,9 @@ fn traffic(
     if window.is_empty() {
         return Err("the window is empty".to_string());
     }
-    let total = observed.events.iter().filter(|e| window.contains(e.at)).count() as u64;
+    // Traffic is what was served: an open-loop load generator logs every request it schedules, failed or not,
+    // so counting all events would make a fault that stops service look like steady traffic.
+    let total = observed.events.iter().filter(|e| window.contains(e.at) && e.ok).count() as u64;
     let rate = rate_per_second(total, window.len());
     let share = rate / baseline;
     result.objective = min;

@@ -252,8 +252,9 @@ impl GuardrailState {
         if until < start + TRAFFIC_WINDOW {
             return None;
         }
-        let (total, _) = self.count(events, until - TRAFFIC_WINDOW, until);
-        let rate = rate_per_second(total, TRAFFIC_WINDOW);
+        // Served events only: failed requests are not traffic (see `evaluate::traffic`).
+        let (total, bad) = self.count(events, until - TRAFFIC_WINDOW, until);
+        let rate = rate_per_second(total - bad, TRAFFIC_WINDOW);
         (rate < floor * baseline - TOLERANCE).then(|| {
             format!(
                 "traffic floor: {} over the last {} is {} of the baseline {}, floor {}",
