@@ -125,15 +125,7 @@ fn sigterm_reverts_reports_and_exits_3() {
         .spawn()
         .unwrap();
     wait_until("the fault to be injected", Duration::from_secs(20), || toxics(&server, "existing") == 1);
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let end = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < end, "chaos run did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_after_sigterm(&mut child);
     assert_eq!(status.code(), Some(3));
     assert_eq!(toxics(&server, "existing"), 0, "the fault outlived SIGTERM");
     let j = read_journal(&out);
@@ -244,15 +236,20 @@ fn sigterm_during_recovery_is_still_inconclusive() {
         .unwrap();
     wait_until("the fault to be injected", Duration::from_secs(20), || toxics(&server, "existing") == 1);
     wait_until("the fault to be reverted", Duration::from_secs(20), || toxics(&server, "existing") == 0);
+    let status = exit_after_sigterm(&mut child);
+    assert_eq!(status.code(), Some(3), "an interrupted run is inconclusive even after its faults ended");
+    assert_eq!(read_journal(&out)["verdict"], "inconclusive");
+}
+
+/// Sends SIGTERM to a running `chaos run` and waits (with a deadline) for it to exit.
+fn exit_after_sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let end = Instant::now() + Duration::from_secs(20);
-    let status = loop {
+    loop {
         if let Some(status) = child.try_wait().unwrap() {
-            break status;
+            return status;
         }
         assert!(Instant::now() < end, "chaos run did not stop after SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(3), "an interrupted run is inconclusive even after its faults ended");
-    assert_eq!(read_journal(&out)["verdict"], "inconclusive");
+    }
 }
