@@ -67,7 +67,8 @@ pub async fn add_toxic(
     toxic: ToxicFault<'_>,
     duration: Duration,
 ) -> Result<Active, String> {
-    let name = format!("chaos-{}-{}", sanitize(step_name), toxic.toxic_type);
+    // A run id keeps two runs of the same experiment against one shared proxy from colliding.
+    let name = format!("chaos-{}-{}-{}", sanitize(step_name), toxic.toxic_type, run_id());
     let new = NewToxic {
         name: Some(name.clone()),
         r#type: toxic.toxic_type.to_string(),
@@ -110,6 +111,12 @@ pub async fn take_down(client: &Client, proxy: &str, duration: Duration) -> Resu
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A short id, the same for every fault of this process's run.
+fn run_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| format!("{:06x}", rand::random::<u32>() & 0xff_ffff))
 }
 
 /// Toxic names stay URL-path friendly.
