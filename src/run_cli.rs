@@ -74,7 +74,9 @@ pub async fn run_experiment(
     progress: bool,
 ) -> anyhow::Result<u8> {
     let started = std::time::SystemTime::now();
+    let stop_rollbacks = CancellationToken::new();
     let config = RunConfig {
+        stop_rollbacks: stop_rollbacks.clone(),
         seed,
         file: file.to_string(),
         // A closed stderr (e.g. `| head`) must not panic the run mid-fault: write errors are ignored.
@@ -102,7 +104,7 @@ pub async fn run_experiment(
         return Ok(0);
     }
     let interrupt = CancellationToken::new();
-    let signals = tokio::spawn(on_signal(interrupt.clone()));
+    let signals = tokio::spawn(on_signal(interrupt.clone(), stop_rollbacks));
     if progress {
         eprintln!("chaos run: {} (seed {seed})", exp.title);
     }
@@ -137,10 +139,15 @@ fn report(
 }
 
 /// Cancels `token` on SIGINT or SIGTERM: the run reverts everything, reports, and exits 3.
-async fn on_signal(token: CancellationToken) {
+async fn on_signal(token: CancellationToken, stop_rollbacks: CancellationToken) {
     crate::shutdown_signal().await;
-    tracing::warn!("interrupted: reverting every fault, then reporting");
+    tracing::warn!(
+        "interrupted: reverting every fault, then reporting (interrupt again to skip the rollbacks)"
+    );
     token.cancel();
+    crate::shutdown_signal().await;
+    tracing::warn!("interrupted again: stopping the rollbacks");
+    stop_rollbacks.cancel();
 }
 
 #[derive(clap::Args)]

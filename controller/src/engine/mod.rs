@@ -39,6 +39,8 @@ pub struct RunConfig {
     pub file: String,
     /// Where live progress goes, if anywhere.
     pub progress: Option<Progress>,
+    /// Cancelled by a second interrupt: stops the rollbacks, which the first interrupt lets run.
+    pub stop_rollbacks: CancellationToken,
 }
 
 /// How many times a revert is tried before it is reported as failed.

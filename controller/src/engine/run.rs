@@ -297,7 +297,7 @@ pub async fn execute(
             run_start,
             active: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
-            abort: CancellationToken::new(),
+            abort: config.stop_rollbacks.child_token(),
             abort_reason: Mutex::new(None),
             timeline: Mutex::new(Vec::new()),
             current: Mutex::new(None),
