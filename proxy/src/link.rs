@@ -187,6 +187,13 @@ impl Link {
         let control = self.control.clone();
         let me = self.direction.index();
         let end = loop {
+            // A sender that never pauses must still see a close or the other direction's end.
+            if control.close.is_cancelled() {
+                break SpliceEnd::Closed;
+            }
+            if control.source_done[me].is_cancelled() {
+                break SpliceEnd::Ended;
+            }
             if pipe.pending > 0 {
                 match pipe.drain(&self.dst) {
                     Ok(n) => {
