@@ -43,15 +43,7 @@ impl ChaosServer {
             .spawn()
             .with_context(|| format!("spawn {} proxy", bin.display()))?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout pipe"))?;
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            // Keep draining so the server never blocks on a full pipe.
-            for _ in lines.map_while(Result::ok) {}
-        });
+        let rx = first_line(stdout);
         let mut server = Self { child, admin: SocketAddr::from(([127, 0, 0, 1], 0)), log };
         let first = match rx.recv_timeout(Duration::from_secs(15)) {
             Ok(line) => line,
@@ -170,6 +162,20 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>
     tokio::time::timeout(Duration::from_secs(10), fut)
         .await
         .with_context(|| format!("{method} {path}: admin API did not answer within 10 s"))?
+}
+
+/// Sends the first line a child prints on `stdout` (its "listening on" contract), then keeps draining the
+/// pipe so the child never blocks on it.
+pub fn first_line(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(first)) = lines.next() {
+            let _ = tx.send(first);
+        }
+        for _ in lines.map_while(Result::ok) {}
+    });
+    rx
 }
 
 fn parse_response(raw: &[u8]) -> Result<(u16, String)> {

@@ -5,7 +5,6 @@
 //!
 //! Chaos Toolkit is installed with pip into a venv under the target directory, created once and reused.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -275,15 +274,7 @@ fn demo_target(chaos_bin: &Path) -> Result<(Guard, String)> {
         .with_context(|| format!("spawn {} demo-target --http", chaos_bin.display()))?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout pipe"))?;
     let guard = Guard(child);
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(first)) = lines.next() {
-            let _ = tx.send(first);
-        }
-        for _ in lines.map_while(Result::ok) {}
-    });
-    let first = rx
+    let first = crate::chaos::first_line(stdout)
         .recv_timeout(Duration::from_secs(10))
         .map_err(|_| anyhow!("`chaos demo-target --http` printed no listening line within 10 s"))?;
     let addr = first
