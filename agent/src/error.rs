@@ -56,4 +56,36 @@ pub enum AgentError {
     /// A lease needs a tokio runtime to run its deadline task, and none is current.
     #[error("a lease needs a tokio runtime; none is running on this thread")]
     NoRuntime,
+
+    /// The fault needs something this host does not have (a kernel feature, a program); nothing was applied.
+    #[error("{fault} is not supported on this host: {missing}")]
+    Unsupported { fault: String, missing: String },
+
+    /// An external program (`nft`, `tc`, `ip`) failed; `detail` holds its exit status and stderr.
+    #[error("`{command}` failed: {detail}")]
+    Command { command: String, detail: String },
+
+    /// A file or system call failed while applying or reverting.
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+
+    /// The undo journal could not be written, read or parsed.
+    #[error("undo journal {}: {reason}", .path.display())]
+    Journal { path: PathBuf, reason: String },
+
+    /// A policy rule other than the per-process ones refused the fault; nothing was touched.
+    #[error("policy rule '{rule}' refused: {detail}")]
+    Forbidden { rule: String, detail: String },
+}
+
+impl AgentError {
+    /// An [`AgentError::Io`] saying what was being done.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> AgentError {
+        AgentError::Io { what: what.into(), source }
+    }
+
+    /// An [`AgentError::Invalid`] for a spec field.
+    pub fn invalid(what: &'static str, reason: impl Into<String>) -> AgentError {
+        AgentError::Invalid { what, reason: reason.into() }
+    }
 }

@@ -23,6 +23,8 @@
 
 mod error;
 pub mod faults;
+pub mod journal;
+pub mod net;
 pub mod process;
 mod signal;
 

@@ -45,11 +45,19 @@ pub trait ActiveFault: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FaultId(u64);
 
-/// The kinds of fault this crate applies. Grows with resource and network faults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The kinds of fault this crate applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FaultKind {
     ProcessKill,
     ProcessPause,
+    CpuStress,
+    MemoryStress,
+    DiskFill,
+    IoStress,
+    NetworkPartition,
+    NetworkLoss,
+    NetworkBandwidth,
+    NetworkLatency,
 }
 
 // === impl FaultId ===
@@ -70,11 +78,43 @@ impl fmt::Display for FaultId {
 // === impl FaultKind ===
 
 impl FaultKind {
+    pub const ALL: [FaultKind; 10] = [
+        FaultKind::ProcessKill,
+        FaultKind::ProcessPause,
+        FaultKind::CpuStress,
+        FaultKind::MemoryStress,
+        FaultKind::DiskFill,
+        FaultKind::IoStress,
+        FaultKind::NetworkPartition,
+        FaultKind::NetworkLoss,
+        FaultKind::NetworkBandwidth,
+        FaultKind::NetworkLatency,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::ProcessKill => "process-kill",
             FaultKind::ProcessPause => "process-pause",
+            FaultKind::CpuStress => "cpu-stress",
+            FaultKind::MemoryStress => "memory-stress",
+            FaultKind::DiskFill => "disk-fill",
+            FaultKind::IoStress => "io-stress",
+            FaultKind::NetworkPartition => "network-partition",
+            FaultKind::NetworkLoss => "network-loss",
+            FaultKind::NetworkBandwidth => "network-bandwidth",
+            FaultKind::NetworkLatency => "network-latency",
         }
+    }
+
+    /// The kind named `name` (as [`FaultKind::as_str`] writes it).
+    pub fn parse(name: &str) -> Result<FaultKind, AgentError> {
+        FaultKind::ALL.into_iter().find(|k| k.as_str() == name).ok_or_else(|| {
+            let names: Vec<&str> = FaultKind::ALL.iter().map(|k| k.as_str()).collect();
+            AgentError::invalid(
+                "fault kind",
+                format!("unknown kind {name:?} (expected one of {})", names.join(", ")),
+            )
+        })
     }
 }
 

@@ -1,0 +1,474 @@
+//! The undo journal: what to do to take each applied fault back, written and fsync'd before the host changes.
+//!
+//! One JSON file per applied fault in the journal directory, named after its owner and fault id. A record is
+//! written (temporary file, fsync, rename, fsync of the directory) before the fault touches anything, rewritten
+//! when the fault learns more (the pids of the workers it started), and deleted once the fault is reverted. A
+//! process killed with SIGKILL therefore leaves exactly the records of the faults it still held.
+//!
+//! [`replay`] reverts those: at start an agent (or `chaos run`) replays the records whose owner is no longer
+//! running ([`ReplayMode::Orphaned`]); `chaos agent revert-all` replays every record ([`ReplayMode::All`]), the
+//! break-glass path that needs no server and no live owner. Each [`Undo`] step is idempotent, so a record replayed
+//! twice, or replayed while its owner also reverts, does no harm.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::faults::{Delivery, FaultId, FaultKind, deliver};
+use crate::process::ProcessId;
+use crate::{AgentError, Signal};
+
+/// The default state directory of an agent running as root.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/chaos/agent";
+
+/// The journal directory of one state directory; records of every process using it live side by side.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    owner: ProcessId,
+    boot_id: String,
+    next_seq: AtomicU64,
+}
+
+/// One step that takes (part of) a fault back. Every step is idempotent: undoing what is already undone succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "undo", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Undo {
+    /// SIGCONT to each process that is still the one stopped (same pid and start time).
+    Resume { targets: Vec<ProcessId> },
+    /// SIGKILL to each worker process that is still the one started.
+    KillWorkers { workers: Vec<ProcessId> },
+    /// Delete a file this fault created (a fill file, an IO stress file).
+    RemoveFile { path: PathBuf },
+    /// Delete a whole nftables table of family `inet` that this fault created.
+    DeleteNftTable {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        netns: Option<String>,
+        table: String,
+    },
+    /// Delete the root qdisc of `device` if it is still the one this fault added (same handle).
+    DeleteQdisc {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        netns: Option<String>,
+        device: String,
+        handle: String,
+    },
+}
+
+/// The record of one applied fault, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    pub version: u32,
+    pub fault_id: String,
+    pub kind: String,
+    /// The process that applied the fault; its records are orphaned once it is gone.
+    pub owner: ProcessId,
+    /// `/proc/sys/kernel/random/boot_id` when written: after a reboot, pids in the record mean nothing.
+    pub boot_id: String,
+    /// When the record was first written, in milliseconds since the Unix epoch; replay goes newest first.
+    pub written_unix_ms: u64,
+    /// Orders records written in the same millisecond by one owner.
+    pub seq: u64,
+    /// Steps to undo the fault, in the order they were taken; reverting runs them backwards.
+    pub undo: Vec<Undo>,
+}
+
+/// A record on disk, held by the fault it belongs to. [`Entry::finish`] deletes it after a complete revert.
+#[derive(Debug)]
+pub struct Entry {
+    journal: Journal,
+    path: PathBuf,
+    record: std::sync::Mutex<Record>,
+}
+
+/// Which records [`replay`] reverts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayMode {
+    /// Only records whose owner is not running (any more, or on this boot): what a starting agent does.
+    Orphaned,
+    /// Every record, live owner or not: the break-glass `chaos agent revert-all`.
+    All,
+}
+
+/// What [`replay`] found and did.
+#[derive(Debug, Default)]
+pub struct ReplayReport {
+    /// Records reverted completely and deleted.
+    pub reverted: Vec<Record>,
+    /// Records left alone because their owner is still running (only in [`ReplayMode::Orphaned`]).
+    pub live: Vec<Record>,
+    /// Records whose revert failed, kept for the next replay, with the first error.
+    pub failed: Vec<(Record, AgentError)>,
+    /// Files in the journal that could not be read or parsed; kept, and named here.
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
+// === impl Journal ===
+
+impl Journal {
+    /// Opens (creating, mode 0700) the journal under `state_dir`, as the current process.
+    pub fn open(state_dir: impl AsRef<Path>) -> Result<Journal, AgentError> {
+        let dir = state_dir.as_ref().join("journal");
+        create_private_dir(&dir)?;
+        let owner = ProcessId::of(std::process::id() as i32)?;
+        Ok(Journal {
+            inner: Arc::new(Inner { dir, owner, boot_id: boot_id()?, next_seq: AtomicU64::new(0) }),
+        })
+    }
+
+    /// The directory the records live in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Writes and fsyncs the record of a fault about to be applied. Call before changing anything; if this fails,
+    /// the fault must not be applied.
+    pub fn begin(&self, id: FaultId, kind: FaultKind, undo: Vec<Undo>) -> Result<Entry, AgentError> {
+        let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
+        let record = Record {
+            version: 1,
+            fault_id: id.to_string(),
+            kind: kind.to_string(),
+            owner: self.inner.owner,
+            boot_id: self.inner.boot_id.clone(),
+            written_unix_ms: unix_ms(),
+            seq,
+            undo,
+        };
+        let name = format!("{}-{}-{}.json", self.inner.owner.pid, self.inner.owner.start_time, id);
+        let path = self.inner.dir.join(name);
+        write_durably(&path, &record)?;
+        Ok(Entry { journal: self.clone(), path, record: std::sync::Mutex::new(record) })
+    }
+
+    /// Reverts the records `mode` selects, newest first; see [`replay`].
+    pub fn replay(&self, mode: ReplayMode) -> ReplayReport {
+        replay_dir(&self.inner.dir, mode, Some(self.inner.owner))
+    }
+
+    /// Every record in the journal, oldest first, and the files that could not be read.
+    pub fn records(&self) -> (Vec<(PathBuf, Record)>, Vec<(PathBuf, String)>) {
+        read_all(&self.inner.dir)
+    }
+}
+
+/// Reverts the records under `state_dir` that `mode` selects, newest first, without opening the journal as an
+/// owner: what `chaos agent revert-all` runs. A missing directory means there is nothing to do.
+pub fn replay(state_dir: impl AsRef<Path>, mode: ReplayMode) -> ReplayReport {
+    replay_dir(&state_dir.as_ref().join("journal"), mode, None)
+}
+
+/// The records under `state_dir` without touching them (for `chaos agent status`).
+pub fn list(state_dir: impl AsRef<Path>) -> (Vec<(PathBuf, Record)>, Vec<(PathBuf, String)>) {
+    read_all(&state_dir.as_ref().join("journal"))
+}
+
+fn replay_dir(dir: &Path, mode: ReplayMode, me: Option<ProcessId>) -> ReplayReport {
+    let mut report = ReplayReport::default();
+    let (mut records, unreadable) = read_all(dir);
+    report.unreadable = unreadable;
+    records.reverse();
+    let boot = boot_id().ok();
+    for (path, record) in records {
+        let same_boot = boot.as_deref() == Some(record.boot_id.as_str());
+        let mine = me == Some(record.owner);
+        if mode == ReplayMode::Orphaned && same_boot && (mine || record.owner.check().is_ok()) {
+            report.live.push(record);
+            continue;
+        }
+        match run_steps(&record.undo, same_boot) {
+            Ok(()) => match remove_durably(&path) {
+                Ok(()) => {
+                    tracing::info!(fault_id = %record.fault_id, kind = %record.kind, owner = %record.owner,
+                        "reverted from the undo journal");
+                    report.reverted.push(record);
+                }
+                Err(e) => report.failed.push((record, e)),
+            },
+            Err(e) => {
+                tracing::warn!(fault_id = %record.fault_id, kind = %record.kind, error = %e,
+                    "revert from the undo journal failed");
+                report.failed.push((record, e));
+            }
+        }
+    }
+    report
+}
+
+/// Runs `steps` backwards, attempting every one; returns the first error. Process steps are skipped when the
+/// record comes from another boot (its pids belong to other processes now).
+fn run_steps(steps: &[Undo], same_boot: bool) -> Result<(), AgentError> {
+    let mut first_error = None;
+    for step in steps.iter().rev() {
+        let process_step = matches!(step, Undo::Resume { .. } | Undo::KillWorkers { .. });
+        if process_step && !same_boot {
+            continue;
+        }
+        if let Err(e) = step.run() {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+// === impl Entry ===
+
+impl Entry {
+    /// Replaces the undo steps (for example once worker pids are known) and fsyncs the record again.
+    pub fn update(&self, undo: Vec<Undo>) -> Result<(), AgentError> {
+        let mut record = self.lock();
+        let mut next = record.clone();
+        next.undo = undo;
+        write_durably(&self.path, &next)?;
+        *record = next;
+        Ok(())
+    }
+
+    /// The undo steps as last written.
+    pub fn undo(&self) -> Vec<Undo> {
+        self.lock().undo.clone()
+    }
+
+    /// Runs the undo steps backwards and, if all succeeded, deletes the record. Idempotent: after a complete
+    /// revert the record is gone and further calls do nothing.
+    pub fn revert(&self) -> Result<(), AgentError> {
+        if !self.path.exists() {
+            return Ok(());
+        }
+        run_steps(&self.undo(), true)?;
+        self.finish()
+    }
+
+    /// Deletes the record: the fault has been reverted by other means.
+    pub fn finish(&self) -> Result<(), AgentError> {
+        remove_durably(&self.path)
+    }
+
+    /// Where the record lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The journal this entry belongs to.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Record> {
+        self.record.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+// === impl Undo ===
+
+impl Undo {
+    /// Takes this step. Succeeds when there is nothing (left) to undo.
+    pub fn run(&self) -> Result<(), AgentError> {
+        match self {
+            Undo::Resume { targets } => signal_each(targets, Signal::CONT),
+            Undo::KillWorkers { workers } => signal_each(workers, Signal::KILL),
+            Undo::RemoveFile { path } => match fs::remove_file(path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(AgentError::io(format!("removing {}", path.display()), e)),
+            },
+            Undo::DeleteNftTable { netns, table } => crate::net::delete_table(netns.as_deref(), table),
+            Undo::DeleteQdisc { netns, device, handle } => {
+                crate::net::delete_qdisc(netns.as_deref(), device, handle)
+            }
+        }
+    }
+}
+
+fn signal_each(targets: &[ProcessId], signal: Signal) -> Result<(), AgentError> {
+    let mut first_error = None;
+    for target in targets {
+        match deliver(target, signal) {
+            Ok(Delivery::Sent | Delivery::Gone(_)) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+// === files ===
+
+fn read_all(dir: &Path) -> (Vec<(PathBuf, Record)>, Vec<(PathBuf, String)>) {
+    let (mut records, mut unreadable) = (Vec::new(), Vec::new());
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (records, unreadable),
+        Err(e) => {
+            unreadable.push((dir.to_path_buf(), e.to_string()));
+            return (records, unreadable);
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        // Temporary files are records whose rename never happened: the change they announce never began.
+        if name.starts_with('.') || !name.ends_with(".json") {
+            continue;
+        }
+        match fs::read(&path).map_err(|e| e.to_string()).and_then(|bytes| {
+            serde_json::from_slice::<Record>(&bytes).map_err(|e| format!("not an undo record: {e}"))
+        }) {
+            Ok(record) => records.push((path, record)),
+            Err(reason) => unreadable.push((path, reason)),
+        }
+    }
+    records.sort_by_key(|(_, r)| (r.written_unix_ms, r.owner, r.seq));
+    (records, unreadable)
+}
+
+fn write_durably(path: &Path, record: &Record) -> Result<(), AgentError> {
+    let fail = |reason: String| AgentError::Journal { path: path.to_path_buf(), reason };
+    let bytes = serde_json::to_vec_pretty(record).map_err(|e| fail(e.to_string()))?;
+    let dir = path.parent().ok_or_else(|| fail("no parent directory".into()))?;
+    let name = path.file_name().ok_or_else(|| fail("no file name".into()))?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| fail(format!("creating {}: {e}", tmp.display())))?;
+    file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(|e| fail(format!("writing: {e}")))?;
+    fs::rename(&tmp, path).map_err(|e| fail(format!("renaming into place: {e}")))?;
+    sync_dir(dir).map_err(|e| fail(format!("syncing the directory: {e}")))
+}
+
+fn remove_durably(path: &Path) -> Result<(), AgentError> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(AgentError::Journal { path: path.to_path_buf(), reason: format!("deleting: {e}") });
+        }
+    }
+    match path.parent() {
+        Some(dir) => sync_dir(dir)
+            .map_err(|e| AgentError::Journal { path: path.to_path_buf(), reason: format!("syncing: {e}") }),
+        None => Ok(()),
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), AgentError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| AgentError::Journal {
+        path: dir.to_path_buf(),
+        reason: format!("creating the directory: {e}"),
+    })
+}
+
+/// This boot's id; records from another boot have pids that mean nothing now.
+pub fn boot_id() -> Result<String, AgentError> {
+    let path = "/proc/sys/kernel/random/boot_id";
+    fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| AgentError::Proc { path: path.into(), source: e })
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("chaos-journal-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn a_record_is_on_disk_until_reverted_and_replay_skips_live_owners() {
+        let dir = temp_dir("live");
+        let journal = Journal::open(&dir).unwrap();
+        let file = dir.join("fill.bin");
+        fs::write(&file, b"x").unwrap();
+        let entry = journal
+            .begin(FaultId::next(), FaultKind::ProcessPause, vec![Undo::RemoveFile { path: file.clone() }])
+            .unwrap();
+        assert!(entry.path().exists());
+        let (records, bad) = journal.records();
+        assert_eq!((records.len(), bad.len()), (1, 0));
+        // The owner (this process) is alive: an orphan replay leaves it alone.
+        let report = journal.replay(ReplayMode::Orphaned);
+        assert_eq!((report.live.len(), report.reverted.len()), (1, 0));
+        assert!(file.exists());
+        entry.revert().unwrap();
+        assert!(!file.exists() && !entry.path().exists());
+        entry.revert().unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn replay_all_reverts_and_unreadable_files_are_kept_and_named() {
+        let dir = temp_dir("all");
+        let journal = Journal::open(&dir).unwrap();
+        let file = dir.join("fill.bin");
+        fs::write(&file, b"x").unwrap();
+        let entry = journal.begin(FaultId::next(), FaultKind::ProcessPause, vec![]).unwrap();
+        entry.update(vec![Undo::RemoveFile { path: file.clone() }]).unwrap();
+        fs::write(journal.dir().join("garbage.json"), b"{not json").unwrap();
+        let report = replay(&dir, ReplayMode::All);
+        assert_eq!(report.reverted.len(), 1);
+        assert_eq!(report.unreadable.len(), 1);
+        assert!(report.unreadable[0].1.contains("not an undo record"), "{:?}", report.unreadable);
+        assert!(!file.exists() && !entry.path().exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn records_of_a_dead_owner_are_orphans() {
+        let dir = temp_dir("orphan");
+        let journal = Journal::open(&dir).unwrap();
+        let file = dir.join("fill.bin");
+        fs::write(&file, b"x").unwrap();
+        let entry = journal
+            .begin(FaultId::next(), FaultKind::ProcessPause, vec![Undo::RemoveFile { path: file.clone() }])
+            .unwrap();
+        // Rewrite the record as if a process that has exited had written it.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = ProcessId { pid: child.id() as i32, start_time: 1 };
+        child.wait().unwrap();
+        let mut record = entry.lock().clone();
+        record.owner = dead;
+        write_durably(entry.path(), &record).unwrap();
+        let report = replay(&dir, ReplayMode::Orphaned);
+        assert_eq!(report.reverted.len(), 1, "{report:?}");
+        assert!(!file.exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn undo_steps_are_idempotent_and_serialise_by_name() {
+        let step = Undo::DeleteQdisc { netns: None, device: "eth0".into(), handle: "1ca0:".into() };
+        let json = serde_json::to_string(&step).unwrap();
+        assert_eq!(json, r#"{"undo":"delete-qdisc","device":"eth0","handle":"1ca0:"}"#);
+        Undo::RemoveFile { path: "/nonexistent/chaos".into() }.run().unwrap();
+        let gone = ProcessId { pid: i32::MAX - 1, start_time: 1 };
+        Undo::Resume { targets: vec![gone] }.run().unwrap();
+    }
+}
