@@ -101,6 +101,9 @@ pub enum ReplayMode {
     All,
 }
 
+/// The records of a journal directory, oldest first, and the files in it that could not be read (with why).
+pub type Listing = (Vec<(PathBuf, Record)>, Vec<(PathBuf, String)>);
+
 /// What [`replay`] found and did.
 #[derive(Debug, Default)]
 pub struct ReplayReport {
@@ -158,7 +161,7 @@ impl Journal {
     }
 
     /// Every record in the journal, oldest first, and the files that could not be read.
-    pub fn records(&self) -> (Vec<(PathBuf, Record)>, Vec<(PathBuf, String)>) {
+    pub fn records(&self) -> Listing {
         read_all(&self.inner.dir)
     }
 }
@@ -170,7 +173,7 @@ pub fn replay(state_dir: impl AsRef<Path>, mode: ReplayMode) -> ReplayReport {
 }
 
 /// The records under `state_dir` without touching them (for `chaos agent status`).
-pub fn list(state_dir: impl AsRef<Path>) -> (Vec<(PathBuf, Record)>, Vec<(PathBuf, String)>) {
+pub fn list(state_dir: impl AsRef<Path>) -> Listing {
     read_all(&state_dir.as_ref().join("journal"))
 }
 
@@ -306,7 +309,7 @@ fn signal_each(targets: &[ProcessId], signal: Signal) -> Result<(), AgentError> 
 
 // === files ===
 
-fn read_all(dir: &Path) -> (Vec<(PathBuf, Record)>, Vec<(PathBuf, String)>) {
+fn read_all(dir: &Path) -> Listing {
     let (mut records, mut unreadable) = (Vec::new(), Vec::new());
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
