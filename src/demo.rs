@@ -63,6 +63,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         journal: Some(args.reports.join("journal.json")),
         junit: Some(args.reports.join("junit.xml")),
         summary: Some(args.reports.join("summary.md")),
+        host: Default::default(),
     };
     let code = crate::run_cli::run_experiment(&exp, file, args.seed, false, &reports, true).await;
     stop.cancel();

@@ -3,6 +3,7 @@
 
 #![allow(clippy::print_stdout)] // The CLI prints its results on stdout.
 
+mod agent_cli;
 mod demo;
 mod demo_target;
 mod proxies_cli;
@@ -50,6 +51,8 @@ enum Command {
         #[arg(long)]
         http: bool,
     },
+    /// Host faults on this machine: inject from a spec file, journal status, break-glass revert-all.
+    Agent(agent_cli::AgentArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         /// The shell to generate completions for.
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
             Command::DemoTarget { listen, http: false } => demo::serve_target(&listen).await,
             Command::DemoTarget { listen, http: true } => demo_target::serve(&listen).await,
             Command::Run(args) => return run_cli::run(args).await.map(ExitCode::from),
+            Command::Agent(args) => return agent_cli::run(args).await.map(ExitCode::from),
             Command::Validate(args) => return Ok(ExitCode::from(run_cli::validate(args))),
             Command::Schema => run_cli::schema(),
             Command::Completions { shell } => {
@@ -153,7 +157,7 @@ async fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
 }
 
 /// Completes on SIGINT, SIGTERM, SIGHUP (the terminal went away) or SIGQUIT: every fault is then reverted.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut streams = Vec::new();
     for kind in [SignalKind::terminate(), SignalKind::hangup(), SignalKind::quit()] {

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chaos_controller::engine::{self, Plan, RunConfig, Verdict};
+use chaos_controller::engine::{self, HostOptions, Plan, RunConfig, Verdict};
 use chaos_controller::experiment;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +34,13 @@ pub struct RunArgs {
     /// No live progress on stderr.
     #[arg(long, short)]
     quiet: bool,
+    /// Where host faults (pause, stress, network) keep their undo journal; at start, faults a killed run left
+    /// there are reverted.
+    #[arg(long, env = "CHAOS_STATE_DIR", value_name = "DIR", default_value_os_t = chaos_agent::journal::default_state_dir())]
+    state_dir: PathBuf,
+    /// Agent policy file limiting host faults (allowed kinds, protected processes, stress ceilings, fill paths).
+    #[arg(long, value_name = "FILE")]
+    agent_policy: Option<PathBuf>,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -48,6 +55,8 @@ pub struct Reports {
     pub journal: Option<PathBuf>,
     pub junit: Option<PathBuf>,
     pub summary: Option<PathBuf>,
+    /// The local agent's state directory and policy, for host faults.
+    pub host: HostOptions,
 }
 
 /// Runs one experiment file; returns the process exit code.
@@ -59,7 +68,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(Verdict::Invalid.exit_code());
         }
     };
-    let reports = Reports { journal: args.journal, junit: args.junit, summary: args.summary };
+    let host = HostOptions { state_dir: args.state_dir, policy: args.agent_policy };
+    let reports = Reports { journal: args.journal, junit: args.junit, summary: args.summary, host };
     let seed = args.seed.unwrap_or_else(rand::random);
     run_experiment(&exp, &args.file.display().to_string(), seed, args.dry_run, &reports, !args.quiet).await
 }
@@ -88,7 +98,7 @@ pub async fn run_experiment(
             None
         },
     };
-    let plan = match Plan::resolve(exp, seed).await {
+    let mut plan = match Plan::resolve(exp, seed).await {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("chaos run: {file}: cannot resolve targets: {e}");
@@ -98,10 +108,29 @@ pub async fn run_experiment(
             return report(exp, &config, &outcome, started, reports);
         }
     };
+    let needs_host = Plan::needs_host(exp);
     if dry_run {
+        if needs_host && let Err(e) = Plan::check_host_faults(exp, &reports.host) {
+            eprintln!("chaos run: {file}: {e}");
+            return Ok(Verdict::Invalid.exit_code());
+        }
         print!("{}", plan.describe(exp));
         println!("dry run: nothing was touched");
         return Ok(0);
+    }
+    if needs_host {
+        match plan.start_host(&reports.host, seed).await {
+            Ok(notes) => {
+                for note in notes {
+                    eprintln!("chaos run: {note}");
+                }
+            }
+            Err(e) => {
+                eprintln!("chaos run: {file}: {e}");
+                let outcome = engine::Outcome::inconclusive(format!("infrastructure: {e}"));
+                return report(exp, &config, &outcome, started, reports);
+            }
+        }
     }
     let interrupt = CancellationToken::new();
     let signals = tokio::spawn(on_signal(interrupt.clone(), stop_rollbacks));

@@ -26,6 +26,21 @@ use crate::{AgentError, Signal};
 /// The default state directory of an agent running as root.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/chaos/agent";
 
+/// Where the state (and so the journal) lives unless told otherwise: `$CHAOS_STATE_DIR`, else
+/// [`DEFAULT_STATE_DIR`] for root, else `$XDG_STATE_HOME/chaos/agent` (or `~/.local/state/chaos/agent`).
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CHAOS_STATE_DIR") {
+        return dir.into();
+    }
+    if nix::unistd::geteuid().is_root() {
+        return DEFAULT_STATE_DIR.into();
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")));
+    base.unwrap_or_else(std::env::temp_dir).join("chaos/agent")
+}
+
 /// The journal directory of one state directory; records of every process using it live side by side.
 #[derive(Debug, Clone)]
 pub struct Journal {

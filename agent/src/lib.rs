@@ -23,10 +23,15 @@
 
 mod error;
 pub mod faults;
+pub mod host;
 pub mod journal;
 pub mod net;
+pub mod policy;
 pub mod process;
+pub mod sample;
 mod signal;
+pub mod spec;
+pub mod stress;
 
 pub use error::AgentError;
 pub use process::Count;

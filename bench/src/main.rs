@@ -1,7 +1,9 @@
 //! `chaos-bench`: measures `chaos proxy` against baselines (direct, HAProxy, noxious), `chaos run` against
-//! Chaos Toolkit, and the engine's SLO tick against copying its data, in the same run, and prints a Markdown
-//! report (DESIGN.md §9).
+//! Chaos Toolkit, the engine's SLO tick against copying its data, and the agent's process sampling and fault
+//! reverts against `/proc` reads, `ps` and raw syscalls, in the same run, and prints a Markdown report
+//! (DESIGN.md §9).
 
+mod agent;
 mod backend;
 mod chaos;
 mod chaos_run;
@@ -28,7 +30,8 @@ use crate::report::Results;
 use crate::targets::{TargetKind, Targets, Wanted};
 
 /// Benchmarks of `chaos proxy` against a direct connection, HAProxy (TCP mode) and noxious, of `chaos run`
-/// against Chaos Toolkit, and of the engine's SLO evaluation tick; all on 127.0.0.1.
+/// against Chaos Toolkit, of the engine's SLO evaluation tick, and of the agent's process sampling and fault
+/// reverts; all on 127.0.0.1 and this host.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {
@@ -72,6 +75,8 @@ enum Bench {
     Run,
     /// SLO evaluation cost per engine tick (100 SLOs, 10k events/s).
     Slo,
+    /// Agent: sampling 1,000 processes vs `/proc` reads and `ps`; fault revert latency vs the raw syscall.
+    Agent,
 }
 
 fn main() -> Result<()> {
@@ -114,12 +119,23 @@ fn main() -> Result<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
     let limits = Limits { mem_conns, fd_limit };
     let mut results = runtime.block_on(run(&cli, &profile, &benches, &kinds, limits))?;
-    let markdown = report::render(&mut results);
+    // In-process and synchronous: no targets, no runtime.
+    let agent = has(Bench::Agent).then(|| agent::run(&agent::Sizes::new(cli.quick)));
+    let mut markdown = report::render(&mut results);
+    if let Some(agent) = &agent {
+        // Before the budget summary, after the other sections.
+        let at = markdown.find("## Summary").unwrap_or(markdown.len());
+        markdown.insert_str(at, &agent::render(agent));
+    }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(markdown.as_bytes())?;
     stdout.flush()?;
     if let Some(path) = &cli.json {
-        let json = serde_json::to_string_pretty(&results)?;
+        let mut json = serde_json::to_value(&results)?;
+        if let (Some(agent), Some(fields)) = (&agent, json.as_object_mut()) {
+            fields.insert("agent".to_string(), serde_json::to_value(agent)?);
+        }
+        let json = serde_json::to_string_pretty(&json)?;
         std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use kill::{Kill, KillReport, Skip, kill};
 pub use lease::Lease;
-pub use pause::{Pause, PauseHandle, pause};
+pub use pause::{Pause, PauseHandle, pause, pause_journaled};
 pub use registry::{FaultRegistry, RevertAllReport};
 
 use crate::process::ProcessId;

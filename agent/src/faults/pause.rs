@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{ActiveFault, Delivery, Fault, FaultId, FaultKind, Lease, Skip, deliver, pid_list};
+use crate::journal::{Entry, Journal, Undo};
 use crate::process::ProcessId;
 use crate::{AgentError, Signal};
 
@@ -12,6 +13,9 @@ use crate::{AgentError, Signal};
 pub struct Pause {
     pub targets: Vec<ProcessId>,
     pub lease: Option<Duration>,
+    /// Where the undo record goes before the first SIGSTOP, so a successor resumes the targets if this process
+    /// dies holding the pause. `None`: no record (the pause then lasts at most as long as this process).
+    pub journal: Option<Journal>,
 }
 
 /// An applied pause. Reverting is synchronous (a few syscalls) and idempotent.
@@ -35,12 +39,23 @@ struct PauseState {
     skipped: Vec<(ProcessId, Skip)>,
     /// Targets still to resume; `None` once a revert has finished.
     pending: Mutex<Option<Vec<ProcessId>>>,
+    /// The undo record, deleted once every target is resumed.
+    entry: Option<Entry>,
 }
 
 /// Stops `targets`, re-checking each start time first. With `lease`, they resume at the deadline even if nobody
 /// calls [`PauseHandle::revert`] (a lease needs a tokio runtime). On error nothing is left stopped.
 pub fn pause(targets: &[ProcessId], lease: Option<Duration>) -> Result<PauseHandle, AgentError> {
-    Pause { targets: targets.to_vec(), lease }.apply()
+    Pause { targets: targets.to_vec(), lease, journal: None }.apply()
+}
+
+/// [`pause`] with an undo record in `journal`, written and fsync'd before the first SIGSTOP.
+pub fn pause_journaled(
+    targets: &[ProcessId],
+    lease: Option<Duration>,
+    journal: &Journal,
+) -> Result<PauseHandle, AgentError> {
+    Pause { targets: targets.to_vec(), lease, journal: Some(journal.clone()) }.apply()
 }
 
 // === impl Pause ===
@@ -66,14 +81,23 @@ impl Fault for Pause {
         let id = FaultId::next();
         let kind = self.kind();
         let (mut stopped, mut already_stopped, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+        let mut to_stop = Vec::new();
         for target in &self.targets {
-            let outcome = match target.live_stat() {
-                Ok(stat) if matches!(stat.state, 'T' | 't') => {
-                    already_stopped.push(*target);
-                    continue;
-                }
-                _ => deliver(target, Signal::STOP),
-            };
+            match target.live_stat() {
+                Ok(stat) if matches!(stat.state, 'T' | 't') => already_stopped.push(*target),
+                _ => to_stop.push(*target),
+            }
+        }
+        // The record names every target about to be stopped before the first signal: resuming one that in the
+        // end was not stopped (it exited) is harmless, missing one that was is not.
+        let entry = match &self.journal {
+            Some(journal) => {
+                Some(journal.begin(id, kind, vec![Undo::Resume { targets: to_stop.clone() }])?)
+            }
+            None => None,
+        };
+        for target in &to_stop {
+            let outcome = deliver(target, Signal::STOP);
             match outcome {
                 Ok(Delivery::Sent) => stopped.push(*target),
                 Ok(Delivery::Gone(skip)) => skipped.push((*target, skip)),
@@ -83,6 +107,9 @@ impl Fault for Pause {
                     for done in &stopped {
                         let _ = deliver(done, Signal::CONT);
                     }
+                    if let Some(entry) = &entry {
+                        let _ = entry.finish();
+                    }
                     return Err(e);
                 }
             }
@@ -91,12 +118,16 @@ impl Fault for Pause {
             let list: Vec<String> = skipped.iter().map(|(t, s)| format!("{t} {s:?}")).collect();
             let e = AgentError::NoTargetLeft(list.join(", "));
             tracing::warn!(fault_id = %id, %kind, pids = %pid_list(&self.targets), error = %e, "failed");
+            if let Some(entry) = &entry {
+                let _ = entry.finish();
+            }
             return Err(e);
         }
         tracing::info!(fault_id = %id, %kind, pids = %pid_list(&stopped), "injected");
         let state = Arc::new(PauseState {
             id,
             pending: Mutex::new(Some(stopped.clone())),
+            entry,
             stopped,
             already_stopped,
             skipped,
@@ -210,6 +241,12 @@ impl PauseState {
         match first_error {
             None => {
                 tracing::info!(fault_id = %self.id, %kind, pids = %pid_list(&resumed), by, "reverted");
+                if let Some(entry) = &self.entry
+                    && let Err(e) = entry.finish()
+                {
+                    // Every target runs again; a record left behind only makes a later replay resume them again.
+                    tracing::warn!(fault_id = %self.id, %kind, error = %e, "undo record not deleted");
+                }
                 Ok(())
             }
             Some(e) => {

@@ -13,7 +13,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use choose::Count;
-pub use policy::{DEFAULT_PROTECTED_NAMES, Policy, PolicyRule};
+pub use policy::{DEFAULT_PROTECTED_CMDLINES, DEFAULT_PROTECTED_NAMES, Policy, PolicyRule};
 pub use selector::ProcessSelector;
 
 use crate::AgentError;

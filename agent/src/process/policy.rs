@@ -3,11 +3,17 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use regex::Regex;
+
 use super::procfs::{self, Stat};
 use crate::AgentError;
 
 /// Names never targeted unless the caller builds a policy without them on purpose.
 pub const DEFAULT_PROTECTED_NAMES: [&str; 3] = ["sshd", "systemd", "init"];
+
+/// Command lines never targeted by default: chaos's own controller and agent daemons (on any host, not only the
+/// agent's own process, which the self-or-ancestor rule covers).
+pub const DEFAULT_PROTECTED_CMDLINES: [&str; 1] = [r"(^|/)chaos (controller|agent)( |$)"];
 
 /// Agent-side limits on what a selection may hit. Checked against every matched process, not only the ones
 /// chosen, so whether a selection is allowed does not depend on the seed.
@@ -15,6 +21,12 @@ pub const DEFAULT_PROTECTED_NAMES: [&str; 3] = ["sshd", "systemd", "init"];
 pub struct Policy {
     /// Exact `comm` names that are never targeted (`sshd`, `systemd`, `init` by default).
     pub protected_names: Vec<String>,
+    /// Regexes over the command line (arguments joined by spaces) of processes never targeted.
+    pub protected_cmdlines: Vec<String>,
+    /// When not empty, a target's command line must match one of these regexes.
+    pub allow_cmdlines: Vec<String>,
+    /// A target whose command line matches one of these regexes is refused.
+    pub deny_cmdlines: Vec<String>,
     /// Most processes one selection may choose; `None` means no limit beyond the other rules.
     pub max_count: Option<usize>,
 }
@@ -32,13 +44,25 @@ pub enum PolicyRule {
     KernelThread,
     /// More processes chosen than `Policy::max_count`.
     MaxCount,
+    /// The command line matches one of `Policy::protected_cmdlines`.
+    ProtectedCmdline,
+    /// `Policy::allow_cmdlines` is set and the command line matches none of it.
+    NotAllowed,
+    /// The command line matches one of `Policy::deny_cmdlines`.
+    Denied,
 }
 
 // === impl Policy ===
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { protected_names: DEFAULT_PROTECTED_NAMES.map(String::from).to_vec(), max_count: None }
+        Policy {
+            protected_names: DEFAULT_PROTECTED_NAMES.map(String::from).to_vec(),
+            protected_cmdlines: DEFAULT_PROTECTED_CMDLINES.map(String::from).to_vec(),
+            allow_cmdlines: Vec::new(),
+            deny_cmdlines: Vec::new(),
+            max_count: None,
+        }
     }
 }
 
@@ -55,10 +79,40 @@ impl Policy {
         self
     }
 
+    /// Compiles the command-line patterns; an invalid one is refused with its list and position.
+    pub fn validate(&self) -> Result<(), AgentError> {
+        self.patterns().map(|_| ())
+    }
+
+    fn patterns(&self) -> Result<Patterns, AgentError> {
+        let compile = |list: &[String], what: &'static str| -> Result<Vec<Regex>, AgentError> {
+            list.iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    Regex::new(p).map_err(|e| AgentError::invalid(what, format!("pattern {i} ({p:?}): {e}")))
+                })
+                .collect()
+        };
+        Ok(Patterns {
+            protected: compile(&self.protected_cmdlines, "protected_cmdlines")?,
+            allow: compile(&self.allow_cmdlines, "allow_cmdlines")?,
+            deny: compile(&self.deny_cmdlines, "deny_cmdlines")?,
+        })
+    }
+
     /// Refuses the first matched process that breaks a rule.
     pub(crate) fn check_all(&self, matched: &[Stat]) -> Result<(), AgentError> {
         let protected_lineage = own_lineage()?;
-        matched.iter().try_for_each(|stat| self.check(stat, &protected_lineage))
+        let patterns = self.patterns()?;
+        matched.iter().try_for_each(|stat| {
+            self.check(stat, &protected_lineage)?;
+            if patterns.is_empty() {
+                return Ok(());
+            }
+            // A process that exited since it was matched has no command line; the signal step skips it.
+            let cmdline = procfs::cmdline(stat.pid)?.unwrap_or_default();
+            patterns.check(stat, &cmdline)
+        })
     }
 
     fn check(&self, stat: &Stat, lineage: &HashSet<i32>) -> Result<(), AgentError> {
@@ -96,6 +150,42 @@ impl Policy {
     }
 }
 
+/// The compiled command-line rules of a [`Policy`].
+struct Patterns {
+    protected: Vec<Regex>,
+    allow: Vec<Regex>,
+    deny: Vec<Regex>,
+}
+
+impl Patterns {
+    fn is_empty(&self) -> bool {
+        self.protected.is_empty() && self.allow.is_empty() && self.deny.is_empty()
+    }
+
+    fn check(&self, stat: &Stat, cmdline: &str) -> Result<(), AgentError> {
+        let refuse = |rule: PolicyRule, detail: String| AgentError::Refused {
+            rule,
+            pid: stat.pid,
+            comm: stat.comm.clone(),
+            detail,
+        };
+        if let Some(p) = self.protected.iter().find(|p| p.is_match(cmdline)) {
+            let detail = format!("the command line matches the protected pattern {:?}", p.as_str());
+            return Err(refuse(PolicyRule::ProtectedCmdline, detail));
+        }
+        if let Some(p) = self.deny.iter().find(|p| p.is_match(cmdline)) {
+            return Err(refuse(
+                PolicyRule::Denied,
+                format!("the command line matches the deny pattern {:?}", p.as_str()),
+            ));
+        }
+        if !self.allow.is_empty() && !self.allow.iter().any(|p| p.is_match(cmdline)) {
+            return Err(refuse(PolicyRule::NotAllowed, "the command line matches no allow pattern".into()));
+        }
+        Ok(())
+    }
+}
+
 /// The current process and every ancestor up to (not including) pid 1, read fresh for each selection.
 fn own_lineage() -> Result<HashSet<i32>, AgentError> {
     let mut lineage = HashSet::new();
@@ -120,6 +210,9 @@ impl fmt::Display for PolicyRule {
             PolicyRule::ProtectedName => "protected-name",
             PolicyRule::KernelThread => "kernel-thread",
             PolicyRule::MaxCount => "max-count",
+            PolicyRule::ProtectedCmdline => "protected-cmdline",
+            PolicyRule::NotAllowed => "process-allow",
+            PolicyRule::Denied => "process-deny",
         })
     }
 }
@@ -153,6 +246,38 @@ mod tests {
             assert!(err.starts_with(&format!("policy rule '{rule}' refused pid {}", stat.pid)), "{err}");
         }
         assert!(policy.check(&stat(5003, "sleep", 1, 0), &lineage).is_ok());
+    }
+
+    #[test]
+    fn cmdline_rules_name_themselves() {
+        let patterns = Policy {
+            allow_cmdlines: vec!["^sleep ".into(), "^python3 ".into()],
+            deny_cmdlines: vec!["--prod".into()],
+            ..Policy::default()
+        }
+        .patterns()
+        .unwrap();
+        let s = stat(5000, "x", 1, 0);
+        let cases = [
+            ("/usr/bin/chaos agent --state-dir /x", Some("protected-cmdline")),
+            ("chaos controller", Some("protected-cmdline")),
+            ("sleep 10 --prod", Some("process-deny")),
+            ("nginx -g daemon off;", Some("process-allow")),
+            ("sleep 10", None),
+            ("chaos run x.yaml", Some("process-allow")),
+        ];
+        for (cmdline, rule) in cases {
+            let got = patterns.check(&s, cmdline).err().map(|e| e.to_string());
+            match rule {
+                None => assert!(got.is_none(), "{cmdline}: {got:?}"),
+                Some(rule) => {
+                    let got = got.unwrap_or_default();
+                    assert!(got.starts_with(&format!("policy rule '{rule}'")), "{cmdline}: {got}");
+                }
+            }
+        }
+        let bad = Policy { deny_cmdlines: vec!["(".into()], ..Policy::default() };
+        assert!(bad.validate().unwrap_err().to_string().starts_with("invalid deny_cmdlines: pattern 0"));
     }
 
     #[test]

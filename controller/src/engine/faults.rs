@@ -1,6 +1,6 @@
 //! Applying and reverting the faults of method steps. Every fault carries its own deadline where it is
-//! applied: proxy toxics get a TTL on the proxy (the proxy removes them even if this runner dies), pauses get
-//! a lease in the agent library. Reverts are idempotent and run in reverse order on every exit path.
+//! applied: proxy toxics get a TTL on the proxy (the proxy removes them even if this runner dies), host faults
+//! (pause, stress, network) a lease in the agent library plus an undo record that the next start replays. Reverts are idempotent and run in reverse order on every exit path.
 
 use std::time::Duration;
 
@@ -17,8 +17,9 @@ pub enum Active {
     Toxic { client: Client, proxy: String, toxic: String, deadline: bool },
     /// A disabled proxy; reverted by enabling it (its TTL does that anyway).
     Down { client: Client, proxy: String },
-    /// Stopped processes; reverted by SIGCONT (its lease does that anyway).
-    Pause(chaos_agent::faults::PauseHandle),
+    /// A fault the local agent applied (a pause, a stress, a network rule), journaled before it was applied;
+    /// reverted through the agent (its lease does that anyway, and a later start replays the journal).
+    Host { agent: chaos_agent::host::HostAgent, id: chaos_agent::faults::FaultId, description: String },
 }
 
 impl Active {
@@ -30,10 +31,7 @@ impl Active {
                 format!("toxic {toxic} on proxy {proxy} (no deadline: the proxy ignores ttl)")
             }
             Active::Down { proxy, .. } => format!("proxy {proxy} down"),
-            Active::Pause(handle) => {
-                let pids: Vec<String> = handle.stopped().iter().map(ToString::to_string).collect();
-                format!("paused {}", pids.join(", "))
-            }
+            Active::Host { id, description, .. } => format!("{description} ({id})"),
         }
     }
 
@@ -52,8 +50,15 @@ impl Active {
                     Err(e) => Err(format!("re-enabling proxy {proxy}: {e}")),
                 }
             }
-            // A few syscalls: fine to run inline on the async runtime.
-            Active::Pause(handle) => handle.revert().map_err(|e| format!("resuming paused processes: {e}")),
+            // Signals, reaping workers, `nft`/`tc`: blocking work, off the async threads.
+            Active::Host { agent, id, description } => {
+                let (agent, id) = (agent.clone(), *id);
+                match tokio::task::spawn_blocking(move || agent.revert(id)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(format!("reverting {description}: {e}")),
+                    Err(e) => Err(format!("reverting {description}: the revert task failed: {e}")),
+                }
+            }
         }
     }
 }

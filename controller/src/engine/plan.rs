@@ -3,11 +3,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use chaos_agent::host::HostAgent;
+use chaos_agent::policy::AgentPolicy;
+use chaos_agent::spec::{CountSpec, FaultSpec};
 use chaos_proxy::client::{Client, NewProxy};
 
 use super::MethodContext;
 use super::faults::{self, Active, DEADLINE_MARGIN};
-use crate::experiment::checked::Fault;
+use crate::experiment::checked::{Fault, StepKind};
 use crate::experiment::faults::FaultParams;
 use crate::experiment::model::{Count, Experiment, ProcessSelector, Step};
 
@@ -33,6 +36,32 @@ pub enum ResolvedTarget {
 #[derive(Clone, Default)]
 pub struct Plan {
     pub targets: BTreeMap<String, ResolvedTarget>,
+    /// The agent that applies host faults (and pauses) on this host; started by [`Plan::start_host`] when the
+    /// experiment has any.
+    pub host: Option<HostAgent>,
+}
+
+/// Where the local agent keeps its undo journal, and the policy file limiting what it may do.
+#[derive(Clone, Debug)]
+pub struct HostOptions {
+    pub state_dir: std::path::PathBuf,
+    pub policy: Option<std::path::PathBuf>,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        HostOptions { state_dir: chaos_agent::journal::default_state_dir(), policy: None }
+    }
+}
+
+impl HostOptions {
+    /// The policy file's policy, or the built-in one.
+    pub fn load_policy(&self) -> Result<AgentPolicy, String> {
+        match &self.policy {
+            Some(path) => AgentPolicy::load(path).map_err(|e| e.to_string()),
+            None => Ok(AgentPolicy::default()),
+        }
+    }
 }
 
 impl Plan {
@@ -66,7 +95,62 @@ impl Plan {
             };
             targets.insert(name.clone(), resolved);
         }
-        Ok(Plan { targets })
+        Ok(Plan { targets, host: None })
+    }
+
+    /// Whether any step (method or rollbacks) needs the local agent: host faults and pauses do.
+    pub fn needs_host(exp: &Experiment) -> bool {
+        fn any(steps: &[Step]) -> bool {
+            steps.iter().any(|step| match step.kind() {
+                Ok(StepKind::Fault(f)) => matches!(f.params, FaultParams::Host(_) | FaultParams::Pause),
+                Ok(StepKind::Parallel(inner)) => any(inner),
+                _ => false,
+            })
+        }
+        any(&exp.method) || any(&exp.rollbacks)
+    }
+
+    /// Checks every host fault against the agent policy (what `--dry-run` does instead of starting the agent).
+    pub fn check_host_faults(exp: &Experiment, options: &HostOptions) -> Result<(), String> {
+        let policy = options.load_policy()?;
+        fn each(steps: &[Step], policy: &AgentPolicy) -> Result<(), String> {
+            for step in steps {
+                match step.kind() {
+                    Ok(StepKind::Fault(f)) => {
+                        if let FaultParams::Host(spec) = &f.params {
+                            let lease = f.duration.map(|d| d.0 + DEADLINE_MARGIN);
+                            policy.check(spec, lease).map_err(|e| format!("{}: {e}", step.label()))?;
+                        }
+                    }
+                    Ok(StepKind::Parallel(inner)) => each(inner, policy)?,
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+        each(&exp.method, &policy)?;
+        each(&exp.rollbacks, &policy)
+    }
+
+    /// Starts the local agent: opens its undo journal under `options.state_dir` and reverts what a previous
+    /// process left there. Returns the left-overs it reverted, for the run to report.
+    pub async fn start_host(&mut self, options: &HostOptions, seed: u64) -> Result<Vec<String>, String> {
+        let policy = options.load_policy()?;
+        let dir = options.state_dir.clone();
+        let (agent, replay) = tokio::task::spawn_blocking(move || HostAgent::start(&dir, policy, seed))
+            .await
+            .map_err(|e| format!("starting the host agent: {e}"))?
+            .map_err(|e| format!("starting the host agent: {e}"))?;
+        let mut notes: Vec<String> = replay
+            .reverted
+            .iter()
+            .map(|r| format!("reverted {} {} left by pid {}", r.fault_id, r.kind, r.owner.pid))
+            .collect();
+        notes.extend(
+            replay.failed.iter().map(|(r, e)| format!("could not revert {} {}: {e}", r.fault_id, r.kind)),
+        );
+        self.host = Some(agent);
+        Ok(notes)
     }
 
     /// The plan in words, for `--dry-run`: exactly what would be hit.
@@ -137,11 +221,14 @@ fn describe_steps(out: &mut String, steps: &[Step], depth: usize) {
             } else {
                 format!(" with {}", serde_json::Value::Object(step.with.clone()))
             };
+            let target = match step.kind() {
+                Ok(StepKind::Fault(f)) => f.target.to_string(),
+                _ => step.target.clone().unwrap_or_else(|| "?".into()),
+            };
             let _ = writeln!(
                 out,
-                "{indent}{name}: {} on {}{with}{duration}",
-                step.fault.as_deref().unwrap_or("?"),
-                step.target.as_deref().unwrap_or("?")
+                "{indent}{name}: {} on {target}{with}{duration}",
+                step.fault.as_deref().unwrap_or("?")
             );
         }
     }
@@ -179,8 +266,14 @@ pub(crate) async fn apply(
     fault: &Fault<'_>,
 ) -> Result<Option<Active>, String> {
     let target = fault.target;
-    let resolved = ctx.plan.targets.get(target).ok_or_else(|| format!("unknown target {target:?}"))?;
     let duration = fault.duration.map(|d| d.0);
+    if let FaultParams::Host(spec) = &fault.params {
+        return apply_on_host(ctx, spec, duration)
+            .await
+            .map(Some)
+            .map_err(|e| format!("{} on {target}: {e}", fault.kind.name()));
+    }
+    let resolved = ctx.plan.targets.get(target).ok_or_else(|| format!("unknown target {target:?}"))?;
     match (resolved, &fault.params) {
         (
             ResolvedTarget::Proxy { client, name, .. },
@@ -198,10 +291,7 @@ pub(crate) async fn apply(
             let duration = duration.ok_or_else(|| format!("down on {target} needs a duration"))?;
             faults::take_down(client, name, duration).await.map(Some)
         }
-        (
-            ResolvedTarget::Processes { selector, count, .. },
-            params @ (FaultParams::Kill { .. } | FaultParams::Pause),
-        ) => {
+        (ResolvedTarget::Processes { selector, count, .. }, FaultParams::Kill { signal }) => {
             let policy = chaos_agent::process::Policy::default();
             let ids = chaos_agent::process::select(
                 &agent_selector(selector),
@@ -210,24 +300,45 @@ pub(crate) async fn apply(
                 &policy,
             )
             .map_err(|e| format!("{} on {target}: {e}", fault.kind.name()))?;
-            if let FaultParams::Kill { signal } = params {
-                let signal = chaos_agent::Signal::parse(&signal.to_string()).map_err(|e| e.to_string())?;
-                let report =
-                    chaos_agent::faults::kill(&ids, signal).map_err(|e| format!("kill on {target}: {e}"))?;
-                let hit: Vec<String> = report.signalled.iter().map(ToString::to_string).collect();
-                ctx.note(
-                    "fault_injected",
-                    step_name,
-                    format!("{} sent to {}", report.signal, hit.join(", ")),
-                    Some(true),
-                );
-                return Ok(None);
-            }
-            let lease = duration.map(|d| d + DEADLINE_MARGIN);
-            let handle =
-                chaos_agent::faults::pause(&ids, lease).map_err(|e| format!("pause on {target}: {e}"))?;
-            Ok(Some(Active::Pause(handle)))
+            let signal = chaos_agent::Signal::parse(&signal.to_string()).map_err(|e| e.to_string())?;
+            let report =
+                chaos_agent::faults::kill(&ids, signal).map_err(|e| format!("kill on {target}: {e}"))?;
+            let hit: Vec<String> = report.signalled.iter().map(ToString::to_string).collect();
+            ctx.note(
+                "fault_injected",
+                step_name,
+                format!("{} sent to {}", report.signal, hit.join(", ")),
+                Some(true),
+            );
+            Ok(None)
+        }
+        // Through the agent, so the pause is journaled: a runner killed mid-pause leaves a record that the next
+        // start (or `chaos agent revert-all`) replays, resuming the processes.
+        (ResolvedTarget::Processes { selector, count, .. }, FaultParams::Pause) => {
+            let spec = FaultSpec::ProcessPause {
+                target: agent_selector(selector),
+                count: CountSpec(agent_count(*count)),
+            };
+            apply_on_host(ctx, &spec, duration).await.map(Some).map_err(|e| format!("pause on {target}: {e}"))
         }
         _ => Err(format!("fault {} does not apply to target {target}", fault.kind.name())),
     }
+}
+
+/// Applies `spec` through the local agent with a lease of `duration` plus the margin, off the async threads.
+async fn apply_on_host(
+    ctx: &MethodContext,
+    spec: &FaultSpec,
+    duration: Option<std::time::Duration>,
+) -> Result<Active, String> {
+    let agent = ctx.plan.host.clone().ok_or("the host agent was not started")?;
+    let duration = duration.ok_or("a duration is needed")?;
+    let lease = duration + DEADLINE_MARGIN;
+    let (for_apply, spec) = (agent.clone(), spec.clone());
+    let applied = tokio::task::spawn_blocking(move || for_apply.apply(&spec, Some(lease)))
+        .await
+        .map_err(|e| format!("the apply task failed: {e}"))?
+        .map_err(|e| e.to_string())?;
+    let id = applied.id.ok_or("the agent returned no fault id")?;
+    Ok(Active::Host { agent, id, description: applied.description })
 }

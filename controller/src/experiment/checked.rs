@@ -22,6 +22,9 @@ pub enum StepKind<'a> {
     Parallel(&'a [Step]),
 }
 
+/// What [`Fault::target`] says for host faults, which act on the host running the experiment.
+pub const HOST_TARGET: &str = "this host";
+
 /// A fault step, checked.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fault<'a> {
@@ -39,8 +42,14 @@ impl Step {
         match (&self.fault, self.wait, &self.parallel) {
             (Some(fault), None, None) => {
                 let kind: FaultKind = fault.parse()?;
-                let target =
-                    self.target.as_deref().ok_or_else(|| format!("fault `{kind}` needs a `target`"))?;
+                let target = match (self.target.as_deref(), kind.target_type()) {
+                    (None, TargetType::Host) => HOST_TARGET,
+                    (Some(_), TargetType::Host) => {
+                        return Err(format!("fault `{kind}` acts on this host and takes no `target`"));
+                    }
+                    (Some(target), _) => target,
+                    (None, _) => return Err(format!("fault `{kind}` needs a `target`")),
+                };
                 let params = faults::params(kind, &self.with)
                     .map_err(|errors| errors.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; "))?;
                 Ok(StepKind::Fault(Fault { kind, target, duration: self.duration, params }))

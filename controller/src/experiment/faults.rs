@@ -8,7 +8,8 @@ use serde_json::{Map, Number, Value};
 
 use super::model::{Duration, Percent};
 
-/// What a fault step does. The first eight act on a proxy target, `kill` and `pause` on process targets.
+/// What a fault step does. The first eight act on a proxy target, `kill` and `pause` on process targets, the
+/// rest on the host that runs the experiment (no target).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FaultKind {
     Latency,
@@ -24,6 +25,16 @@ pub enum FaultKind {
     Kill,
     /// `SIGSTOP` for the duration, then `SIGCONT`.
     Pause,
+    /// Host faults, applied by the agent library on this host with an undo journal; `with:` holds the fields
+    /// of the agent's fault spec of the same kind.
+    CpuStress,
+    MemoryStress,
+    DiskFill,
+    IoStress,
+    NetworkPartition,
+    NetworkLoss,
+    NetworkBandwidth,
+    NetworkLatency,
 }
 
 /// Which kind of target a fault acts on.
@@ -31,6 +42,8 @@ pub enum FaultKind {
 pub enum TargetType {
     Proxy,
     Processes,
+    /// The host that runs the experiment: these faults take no `target`.
+    Host,
 }
 
 impl fmt::Display for TargetType {
@@ -38,12 +51,13 @@ impl fmt::Display for TargetType {
         f.write_str(match self {
             TargetType::Proxy => "proxy",
             TargetType::Processes => "process",
+            TargetType::Host => "host",
         })
     }
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 18] = [
         FaultKind::Latency,
         FaultKind::Bandwidth,
         FaultKind::SlowClose,
@@ -54,6 +68,14 @@ impl FaultKind {
         FaultKind::Down,
         FaultKind::Kill,
         FaultKind::Pause,
+        FaultKind::CpuStress,
+        FaultKind::MemoryStress,
+        FaultKind::DiskFill,
+        FaultKind::IoStress,
+        FaultKind::NetworkPartition,
+        FaultKind::NetworkLoss,
+        FaultKind::NetworkBandwidth,
+        FaultKind::NetworkLatency,
     ];
 
     /// The name written in `fault:` (for toxics, also the Toxiproxy toxic type).
@@ -69,21 +91,46 @@ impl FaultKind {
             FaultKind::Down => "down",
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
+            FaultKind::CpuStress => "cpu_stress",
+            FaultKind::MemoryStress => "memory_stress",
+            FaultKind::DiskFill => "disk_fill",
+            FaultKind::IoStress => "io_stress",
+            FaultKind::NetworkPartition => "network_partition",
+            FaultKind::NetworkLoss => "network_loss",
+            FaultKind::NetworkBandwidth => "network_bandwidth",
+            FaultKind::NetworkLatency => "network_latency",
         }
     }
 
     pub fn target_type(self) -> TargetType {
         match self {
             FaultKind::Kill | FaultKind::Pause => TargetType::Processes,
+            k if k.agent_kind().is_some() => TargetType::Host,
             _ => TargetType::Proxy,
         }
     }
 
+    /// The agent's fault kind, for the host faults.
+    pub fn agent_kind(self) -> Option<chaos_agent::faults::FaultKind> {
+        use chaos_agent::faults::FaultKind as A;
+        Some(match self {
+            FaultKind::CpuStress => A::CpuStress,
+            FaultKind::MemoryStress => A::MemoryStress,
+            FaultKind::DiskFill => A::DiskFill,
+            FaultKind::IoStress => A::IoStress,
+            FaultKind::NetworkPartition => A::NetworkPartition,
+            FaultKind::NetworkLoss => A::NetworkLoss,
+            FaultKind::NetworkBandwidth => A::NetworkBandwidth,
+            FaultKind::NetworkLatency => A::NetworkLatency,
+            _ => return None,
+        })
+    }
+
     /// The Toxiproxy toxic type, for the kinds that are toxics.
     pub fn toxic_type(self) -> Option<&'static str> {
-        match self {
-            FaultKind::Down | FaultKind::Kill | FaultKind::Pause => None,
-            other => Some(other.name()),
+        match self.target_type() {
+            TargetType::Proxy if self != FaultKind::Down => Some(self.name()),
+            _ => None,
         }
     }
 
@@ -103,6 +150,8 @@ impl FaultKind {
             FaultKind::LimitData => &["bytes", "stream", "toxicity"],
             FaultKind::Down | FaultKind::Pause => &[],
             FaultKind::Kill => &["signal"],
+            // Host faults: the agent's spec decides (its deserialiser names the fields it takes).
+            _ => &[],
         }
     }
 
@@ -187,6 +236,8 @@ pub enum FaultParams {
         signal: i32,
     },
     Pause,
+    /// A host fault as the agent applies it.
+    Host(chaos_agent::spec::FaultSpec),
 }
 
 /// A problem with one `with:` key (`None`: with the whole map).
@@ -198,6 +249,9 @@ pub struct ParamError {
 
 /// Checks and normalises `with:` for `kind`; returns every problem found.
 pub fn params(kind: FaultKind, with: &Map<String, Value>) -> Result<FaultParams, Vec<ParamError>> {
+    if let Some(agent_kind) = kind.agent_kind() {
+        return host_params(agent_kind, with).map(FaultParams::Host).map_err(|e| vec![e]);
+    }
     let mut errors = Vec::new();
     let allowed = kind.keys();
     for key in with.keys() {
@@ -278,6 +332,38 @@ pub fn params(kind: FaultKind, with: &Map<String, Value>) -> Result<FaultParams,
         }
     };
     if errors.is_empty() { Ok(params) } else { Err(errors) }
+}
+
+/// `with:` read as the agent's spec of `kind`, then checked by the agent (ranges, syntax; nothing applied).
+fn host_params(
+    kind: chaos_agent::faults::FaultKind,
+    with: &Map<String, Value>,
+) -> Result<chaos_agent::spec::FaultSpec, ParamError> {
+    if with.contains_key("kind") {
+        return Err(ParamError {
+            key: Some("kind".into()),
+            message: "the fault kind comes from `fault:`; `with` takes its parameters only".into(),
+        });
+    }
+    let mut object = Map::new();
+    object.insert("kind".into(), Value::String(kind.as_str().into()));
+    object.extend(with.clone());
+    let spec: chaos_agent::spec::FaultSpec = serde_json::from_value(Value::Object(object)).map_err(|e| {
+        let message = e.to_string();
+        // serde names the offending field in backquotes: point at it when it is one of ours.
+        let key = message.split('`').nth(1).filter(|k| with.contains_key(*k)).map(str::to_string);
+        ParamError { key, message: format!("`with`: {message}") }
+    })?;
+    spec.validate().map_err(|e| {
+        let key = match &e {
+            chaos_agent::AgentError::Invalid { what, .. } if with.contains_key(*what) => {
+                Some((*what).to_string())
+            }
+            _ => None,
+        };
+        ParamError { key, message: e.to_string() }
+    })?;
+    Ok(spec)
 }
 
 fn show(value: &Value) -> String {

@@ -285,7 +285,7 @@ impl Validator<'_> {
             }
             SourceKind::Proxy(proxy) => match exp.targets.get(proxy).map(Target::target_type) {
                 Some(Some(TargetType::Proxy)) | Some(None) => {}
-                Some(Some(TargetType::Processes)) => {
+                Some(Some(TargetType::Processes | TargetType::Host)) => {
                     self.at(
                         &join(path, &[Seg::K("proxy")]),
                         format!("target `{proxy}` is a process target, not a proxy"),
@@ -429,6 +429,11 @@ impl Validator<'_> {
             Err(e) => return self.at(&join(path, &[Seg::K("fault")]), e),
         };
         match &step.target {
+            Some(_) if kind.target_type() == TargetType::Host => self.at_key(
+                &join(path, &[Seg::K("target")]),
+                format!("fault `{kind}` acts on the host that runs the experiment and takes no `target`"),
+            ),
+            None if kind.target_type() == TargetType::Host => {}
             None => self.at(path, format!("fault `{kind}` needs a `target`")),
             Some(target) => match exp.targets.get(target).map(Target::target_type) {
                 None => {

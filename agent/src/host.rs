@@ -1,0 +1,317 @@
+//! [`HostAgent`]: the one entry point that applies any [`FaultSpec`] on this host with a lease, an undo record and
+//! the policy checked first; what `chaos run` and `chaos agent` use.
+//!
+//! Starting one replays the undo journal (reverting what a dead predecessor left) and probes the network
+//! capabilities once. Every applied fault is held until it is reverted by [`HostAgent::revert`],
+//! [`HostAgent::revert_all`], its lease, or the agent being dropped.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::faults::{ActiveFault, FaultId, FaultKind, Lease};
+use crate::journal::{Journal, ReplayMode, ReplayReport};
+use crate::net::Capabilities;
+use crate::policy::AgentPolicy;
+use crate::process::{self, ProcessId};
+use crate::spec::FaultSpec;
+use crate::{AgentError, Signal, faults};
+
+/// Applies faults on this host. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct HostAgent {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    journal: Journal,
+    state_dir: PathBuf,
+    policy: AgentPolicy,
+    capabilities: Capabilities,
+    seed: u64,
+    /// Active faults, oldest first.
+    active: Mutex<Vec<Held>>,
+}
+
+struct Held {
+    id: FaultId,
+    kind: FaultKind,
+    description: String,
+    fault: Arc<dyn ActiveFault>,
+    lease: Option<Lease>,
+}
+
+/// What [`HostAgent::apply`] did.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// `None` for a fault with nothing to revert (a kill).
+    pub id: Option<FaultId>,
+    pub kind: String,
+    /// Processes hit, workers started, files written, rules added: one line for people.
+    pub description: String,
+}
+
+/// One fault still active, for status listings.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActiveInfo {
+    pub id: String,
+    pub kind: String,
+    pub description: String,
+}
+
+/// What [`HostAgent::revert_all`] did: reverted ids newest first, and failures (kept for a retry).
+#[derive(Debug, Default)]
+pub struct RevertReport {
+    pub reverted: Vec<FaultId>,
+    pub failed: Vec<(FaultId, AgentError)>,
+}
+
+// === impl HostAgent ===
+
+impl HostAgent {
+    /// Opens the journal under `state_dir`, replays what dead owners left there, and probes capabilities.
+    pub fn start(
+        state_dir: impl AsRef<Path>,
+        policy: AgentPolicy,
+        seed: u64,
+    ) -> Result<(HostAgent, ReplayReport), AgentError> {
+        policy.validate()?;
+        let journal = Journal::open(state_dir.as_ref())?;
+        let replay = journal.replay(ReplayMode::Orphaned);
+        let capabilities = Capabilities::probe();
+        let inner = Inner {
+            journal,
+            state_dir: state_dir.as_ref().to_path_buf(),
+            policy,
+            capabilities,
+            seed,
+            active: Mutex::new(Vec::new()),
+        };
+        Ok((HostAgent { inner: Arc::new(inner) }, replay))
+    }
+
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    pub fn policy(&self) -> &AgentPolicy {
+        &self.inner.policy
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.inner.state_dir
+    }
+
+    /// Everything `apply` would check, without changing anything: spec, policy, capabilities, and for process
+    /// faults the processes that would be hit. Returns the same one-line description `apply` reports.
+    pub fn plan(&self, spec: &FaultSpec, duration: Option<Duration>) -> Result<String, AgentError> {
+        self.check(spec, duration)?;
+        Ok(match spec {
+            FaultSpec::ProcessKill { .. } | FaultSpec::ProcessPause { .. } => {
+                let targets = self.select(spec)?;
+                let shown: Vec<String> = targets
+                    .iter()
+                    .map(|id| match process::inspect(id) {
+                        Ok(info) => format!("{} ({})", id.pid, info.comm),
+                        Err(_) => id.pid.to_string(),
+                    })
+                    .collect();
+                format!("{} on pid {}", spec.kind(), shown.join(", "))
+            }
+            other => format!("{other}"),
+        })
+    }
+
+    /// Applies `spec` for `duration` (reverted at the deadline by a lease; `None`: until reverted). Needs a tokio
+    /// runtime for the lease; makes blocking system calls and runs `nft`/`tc`, so call it from a blocking
+    /// context in async code. On error nothing is left applied.
+    pub fn apply(&self, spec: &FaultSpec, duration: Option<Duration>) -> Result<Applied, AgentError> {
+        self.check(spec, duration)?;
+        if duration.is_some() && tokio::runtime::Handle::try_current().is_err() {
+            return Err(AgentError::NoRuntime);
+        }
+        let journal = &self.inner.journal;
+        let caps = &self.inner.capabilities;
+        let kind = spec.kind();
+        let (fault, description): (Arc<dyn ActiveFault>, String) = match spec {
+            FaultSpec::ProcessKill { signal, .. } => {
+                let targets = self.select(spec)?;
+                let report = faults::kill(&targets, Signal::parse(signal)?)?;
+                let pids: Vec<String> = report.signalled.iter().map(|p| p.pid.to_string()).collect();
+                let description = format!("SIG{} sent to pid {}", report.signal, pids.join(", "));
+                return Ok(Applied { id: None, kind: kind.to_string(), description });
+            }
+            FaultSpec::ProcessPause { .. } => {
+                let targets = self.select(spec)?;
+                let handle = faults::pause_journaled(&targets, None, journal)?;
+                let pids: Vec<String> = handle.stopped().iter().map(|p| p.pid.to_string()).collect();
+                (Arc::new(handle), format!("stopped pid {}", pids.join(", ")))
+            }
+            FaultSpec::CpuStress(s) => {
+                let handle = s.apply(journal)?;
+                let description = format!(
+                    "{} cpu workers at {}% ({})",
+                    s.effective_workers(),
+                    s.load,
+                    workers(handle.workers())
+                );
+                (Arc::new(handle), description)
+            }
+            FaultSpec::MemoryStress(s) => {
+                let handle = s.apply(journal)?;
+                let description = format!("{} bytes held by {}", s.bytes()?, workers(handle.workers()));
+                (Arc::new(handle), description)
+            }
+            FaultSpec::DiskFill(s) => {
+                let handle = s.apply(journal)?;
+                let files: Vec<String> = handle.files().iter().map(|p| p.display().to_string()).collect();
+                (Arc::new(handle), format!("filled {}", files.join(", ")))
+            }
+            FaultSpec::IoStress(s) => {
+                let handle = s.apply(journal)?;
+                let description = format!(
+                    "{} io workers ({}) writing in {}",
+                    s.workers,
+                    workers(handle.workers()),
+                    s.path.display()
+                );
+                (Arc::new(handle), description)
+            }
+            FaultSpec::NetworkPartition(s) => net(s.apply(journal, caps)?),
+            FaultSpec::NetworkLoss(s) => net(s.apply(journal, caps)?),
+            FaultSpec::NetworkBandwidth(s) => net(s.apply(journal, caps)?),
+            FaultSpec::NetworkLatency(s) => net(s.apply(journal, caps)?),
+        };
+        let id = fault.id();
+        let lease = match duration {
+            Some(ttl) => {
+                // Weak: a lease must not keep a dropped agent alive (its drop reverts everything at once).
+                let agent = Arc::downgrade(&self.inner);
+                Some(Lease::arm(ttl, move || {
+                    let Some(inner) = agent.upgrade() else { return };
+                    let agent = HostAgent { inner };
+                    // The revert may run `nft`/`tc` or reap workers: keep it off the async worker threads.
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = agent.revert(id) {
+                            tracing::warn!(fault_id = %id, error = %e, "revert at the lease deadline failed");
+                        }
+                    });
+                })?)
+            }
+            None => None,
+        };
+        let applied = Applied { id: Some(id), kind: kind.to_string(), description: description.clone() };
+        self.lock().push(Held { id, kind, description, fault, lease });
+        Ok(applied)
+    }
+
+    /// Moves the deadline of fault `id` to `ttl` from now.
+    pub fn renew(&self, id: FaultId, ttl: Duration) -> Result<(), AgentError> {
+        let active = self.lock();
+        let held = active.iter().find(|h| h.id == id).ok_or_else(|| unknown(id))?;
+        match &held.lease {
+            Some(lease) => {
+                lease.renew(ttl);
+                Ok(())
+            }
+            None => Err(AgentError::invalid("renew", format!("{id} has no lease to renew"))),
+        }
+    }
+
+    /// Reverts fault `id` (synchronously). Reverting a fault that is no longer active succeeds.
+    pub fn revert(&self, id: FaultId) -> Result<(), AgentError> {
+        let fault = {
+            let active = self.lock();
+            match active.iter().find(|h| h.id == id) {
+                Some(held) => held.fault.clone(),
+                None => return Ok(()),
+            }
+        };
+        fault.revert()?;
+        let mut active = self.lock();
+        if let Some(pos) = active.iter().position(|h| h.id == id) {
+            let held = active.remove(pos);
+            if let Some(lease) = held.lease {
+                lease.cancel();
+            }
+        }
+        Ok(())
+    }
+
+    /// Reverts every active fault, newest first, attempting each; failures stay active for a retry.
+    pub fn revert_all(&self) -> RevertReport {
+        let ids: Vec<FaultId> = self.lock().iter().rev().map(|h| h.id).collect();
+        let mut report = RevertReport::default();
+        for id in ids {
+            match self.revert(id) {
+                Ok(()) => report.reverted.push(id),
+                Err(e) => report.failed.push((id, e)),
+            }
+        }
+        report
+    }
+
+    /// The faults still active, oldest first.
+    pub fn active(&self) -> Vec<ActiveInfo> {
+        self.lock()
+            .iter()
+            .map(|h| ActiveInfo {
+                id: h.id.to_string(),
+                kind: h.kind.to_string(),
+                description: h.description.clone(),
+            })
+            .collect()
+    }
+
+    fn check(&self, spec: &FaultSpec, duration: Option<Duration>) -> Result<(), AgentError> {
+        spec.validate()?;
+        self.inner.policy.check(spec, duration)?;
+        self.inner.capabilities.require(spec.kind())
+    }
+
+    fn select(&self, spec: &FaultSpec) -> Result<Vec<ProcessId>, AgentError> {
+        let (target, count) = match spec {
+            FaultSpec::ProcessKill { target, count, .. } | FaultSpec::ProcessPause { target, count } => {
+                (target, count)
+            }
+            _ => return Ok(Vec::new()),
+        };
+        process::select(target, count.0, self.inner.seed, &self.inner.policy.process_policy())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Held>> {
+        // Entries are pushed and removed whole; a panic elsewhere cannot leave one half-written.
+        self.inner.active.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: nobody can revert these any more, so revert them now, newest first.
+        let held = std::mem::take(self.active.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        for h in held.into_iter().rev() {
+            if let Some(lease) = &h.lease {
+                lease.cancel();
+            }
+            if let Err(e) = h.fault.revert() {
+                tracing::warn!(fault_id = %h.id, kind = %h.kind, error = %e, "revert on drop failed");
+            }
+        }
+    }
+}
+
+fn net(handle: crate::net::NetHandle) -> (Arc<dyn ActiveFault>, String) {
+    let description = handle.target().to_string();
+    (Arc::new(handle), description)
+}
+
+fn workers(ids: &[ProcessId]) -> String {
+    let pids: Vec<String> = ids.iter().map(|p| p.pid.to_string()).collect();
+    format!("pid {}", pids.join(", "))
+}
+
+fn unknown(id: FaultId) -> AgentError {
+    AgentError::invalid("fault id", format!("{id} is not active here"))
+}

@@ -1,0 +1,325 @@
+//! [`AgentPolicy`]: the host owner's limits on what any fault may do here, read from a policy file.
+//!
+//! ```yaml
+//! allowed_faults: [process-pause, cpu-stress, network-partition]   # default: every kind
+//! max_duration: 30m                                                 # longest lease; default 1h
+//! processes:
+//!   protected_names: [sshd, systemd, init, postgres]                # default: sshd, systemd, init
+//!   protected_cmdlines: ['(^|/)chaos (controller|agent)( |$)']      # the default
+//!   allow_cmdlines: ['^/srv/shop/']                                 # empty (the default): any
+//!   deny_cmdlines: ['--prod']
+//!   max_count: 5
+//! stress:
+//!   max_cpu_workers: 8          # default: 4 × CPUs
+//!   max_cpu_load: 90            # percent per worker; default 100
+//!   max_memory: 50%             # of MemTotal, or bytes like 2GiB; default 80%
+//!   max_disk_fill: 10GiB        # bytes, or percent of the free space; default 95%
+//!   fill_paths: [/tmp, /var/tmp]  # where disk fill and IO stress may write; the default
+//!   max_io_workers: 4           # default 16
+//! ```
+//!
+//! PID 1, the agent itself and its ancestors, and kernel threads are refused whatever the file says. Every
+//! refusal names the rule (`policy rule 'max-memory' refused: ...`) and comes before anything changes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::AgentError;
+use crate::faults::FaultKind;
+use crate::process::Policy as ProcessPolicy;
+use crate::spec::FaultSpec;
+use crate::stress::Size;
+
+/// Limits on every fault this agent applies. `Default` is what an agent without a policy file enforces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentPolicy {
+    /// Kinds that may be applied (`process-kill`, `cpu-stress`, ...); `None`: all.
+    pub allowed_faults: Option<Vec<String>>,
+    /// The longest lease (fault duration) accepted, like `30m`, `90s`, `1h`.
+    pub max_duration: String,
+    pub processes: ProcessRules,
+    pub stress: StressLimits,
+}
+
+/// The process rules: names and command lines never targeted, allow and deny lists, how many at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessRules {
+    pub protected_names: Vec<String>,
+    pub protected_cmdlines: Vec<String>,
+    pub allow_cmdlines: Vec<String>,
+    pub deny_cmdlines: Vec<String>,
+    pub max_count: Option<usize>,
+}
+
+/// Ceilings for resource faults, and where they may write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StressLimits {
+    /// Default: four workers per CPU.
+    pub max_cpu_workers: Option<u32>,
+    pub max_cpu_load: u8,
+    /// Bytes, or a percentage of MemTotal.
+    pub max_memory: Size,
+    /// Bytes, or a percentage of the free space where the file goes.
+    pub max_disk_fill: Size,
+    /// Directories (and everything under them) where disk fill and IO stress may create files.
+    pub fill_paths: Vec<PathBuf>,
+    pub max_io_workers: u32,
+}
+
+// === impl AgentPolicy ===
+
+impl Default for AgentPolicy {
+    fn default() -> Self {
+        AgentPolicy {
+            allowed_faults: None,
+            max_duration: "1h".into(),
+            processes: ProcessRules::default(),
+            stress: StressLimits::default(),
+        }
+    }
+}
+
+impl AgentPolicy {
+    /// Reads a policy file (YAML or JSON); errors carry the file, line and column, and every rule is checked.
+    pub fn load(path: &Path) -> Result<AgentPolicy, AgentError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| AgentError::io(format!("reading policy file {}", path.display()), e))?;
+        let policy: AgentPolicy = serde_saphyr::from_str(&text)
+            .map_err(|e| AgentError::invalid("policy file", format!("{}: {e}", path.display())))?;
+        policy
+            .validate()
+            .map_err(|e| AgentError::invalid("policy file", format!("{}: {e}", path.display())))?;
+        Ok(policy)
+    }
+
+    /// Checks the policy itself: known fault kinds, a duration that parses, patterns that compile.
+    pub fn validate(&self) -> Result<(), AgentError> {
+        if let Some(kinds) = &self.allowed_faults {
+            for kind in kinds {
+                FaultKind::parse(kind)?;
+            }
+        }
+        self.max_duration()?;
+        self.process_policy().validate()?;
+        if !(1..=100).contains(&self.stress.max_cpu_load) {
+            let found = self.stress.max_cpu_load;
+            return Err(AgentError::invalid("max_cpu_load", format!("expected 1 to 100, found {found}")));
+        }
+        Ok(())
+    }
+
+    /// The longest lease accepted.
+    pub fn max_duration(&self) -> Result<Duration, AgentError> {
+        parse_duration(&self.max_duration).ok_or_else(|| {
+            AgentError::invalid(
+                "max_duration",
+                format!("{:?} is not a duration like 30m, 90s or 1h", self.max_duration),
+            )
+        })
+    }
+
+    /// The process part as the selection code takes it.
+    pub fn process_policy(&self) -> ProcessPolicy {
+        let rules = &self.processes;
+        ProcessPolicy {
+            protected_names: rules.protected_names.clone(),
+            protected_cmdlines: rules.protected_cmdlines.clone(),
+            allow_cmdlines: rules.allow_cmdlines.clone(),
+            deny_cmdlines: rules.deny_cmdlines.clone(),
+            max_count: rules.max_count,
+        }
+    }
+
+    /// Refuses `spec` held for `duration` if a rule forbids it. Process targets are checked when they are
+    /// selected (see [`process::select`]); this checks the kind, the duration and the resource ceilings.
+    pub fn check(&self, spec: &FaultSpec, duration: Option<Duration>) -> Result<(), AgentError> {
+        let kind = spec.kind();
+        if let Some(allowed) = &self.allowed_faults
+            && !allowed.iter().any(|k| k == kind.as_str())
+        {
+            return Err(forbid(
+                "allowed-faults",
+                format!("{kind} is not in the allowed faults ({})", allowed.join(", ")),
+            ));
+        }
+        if let Some(duration) = duration {
+            let max = self.max_duration()?;
+            if duration > max {
+                return Err(forbid(
+                    "max-duration",
+                    format!("{kind} for {} is longer than the {} allowed", show(duration), self.max_duration),
+                ));
+            }
+        }
+        let limits = &self.stress;
+        match spec {
+            FaultSpec::CpuStress(cpu) => {
+                let workers = cpu.effective_workers();
+                let max = limits.max_cpu_workers.unwrap_or_else(|| 4 * cpus());
+                if workers > max {
+                    return Err(forbid(
+                        "max-cpu-workers",
+                        format!("{workers} workers asked, at most {max} allowed"),
+                    ));
+                }
+                if cpu.load > limits.max_cpu_load {
+                    return Err(forbid(
+                        "max-cpu-load",
+                        format!("load {}% asked, at most {}% allowed", cpu.load, limits.max_cpu_load),
+                    ));
+                }
+            }
+            FaultSpec::MemoryStress(memory) => {
+                let asked = memory.bytes()?;
+                let max = limits.max_memory.of(memory_total()?);
+                if asked > max {
+                    return Err(forbid(
+                        "max-memory",
+                        format!(
+                            "{asked} bytes asked, at most {max} allowed ({} of MemTotal)",
+                            limits.max_memory
+                        ),
+                    ));
+                }
+            }
+            FaultSpec::DiskFill(fill) => {
+                self.check_path(&fill.path)?;
+                let asked = fill.bytes()?;
+                let max = limits.max_disk_fill.of(crate::stress::free_space(&fill.path)?);
+                if asked > max {
+                    return Err(forbid(
+                        "max-disk-fill",
+                        format!(
+                            "{asked} bytes asked, at most {max} allowed ({} of the free space)",
+                            limits.max_disk_fill
+                        ),
+                    ));
+                }
+            }
+            FaultSpec::IoStress(io) => {
+                self.check_path(&io.path)?;
+                if io.workers > limits.max_io_workers {
+                    return Err(forbid(
+                        "max-io-workers",
+                        format!("{} workers asked, at most {} allowed", io.workers, limits.max_io_workers),
+                    ));
+                }
+            }
+            FaultSpec::ProcessKill { .. }
+            | FaultSpec::ProcessPause { .. }
+            | FaultSpec::NetworkPartition(_)
+            | FaultSpec::NetworkLoss(_)
+            | FaultSpec::NetworkBandwidth(_)
+            | FaultSpec::NetworkLatency(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Refuses a path outside every `fill_paths` entry (both resolved, so `..` and symlinks cannot escape).
+    fn check_path(&self, path: &Path) -> Result<(), AgentError> {
+        let real =
+            path.canonicalize().map_err(|e| AgentError::io(format!("resolving {}", path.display()), e))?;
+        let allowed =
+            self.stress.fill_paths.iter().filter_map(|p| p.canonicalize().ok()).any(|p| real.starts_with(p));
+        if allowed {
+            return Ok(());
+        }
+        let list: Vec<String> = self.stress.fill_paths.iter().map(|p| p.display().to_string()).collect();
+        Err(forbid(
+            "fill-paths",
+            format!("{} is not under any allowed path ({})", path.display(), list.join(", ")),
+        ))
+    }
+}
+
+impl Default for ProcessRules {
+    fn default() -> Self {
+        let defaults = ProcessPolicy::default();
+        ProcessRules {
+            protected_names: defaults.protected_names,
+            protected_cmdlines: defaults.protected_cmdlines,
+            allow_cmdlines: Vec::new(),
+            deny_cmdlines: Vec::new(),
+            max_count: None,
+        }
+    }
+}
+
+impl Default for StressLimits {
+    fn default() -> Self {
+        let mut fill_paths = vec![PathBuf::from("/tmp"), PathBuf::from("/var/tmp")];
+        let temp = std::env::temp_dir();
+        if !fill_paths.contains(&temp) {
+            fill_paths.push(temp);
+        }
+        StressLimits {
+            max_cpu_workers: None,
+            max_cpu_load: 100,
+            max_memory: Size::Percent(80.0),
+            max_disk_fill: Size::Percent(95.0),
+            fill_paths,
+            max_io_workers: 16,
+        }
+    }
+}
+
+fn forbid(rule: &str, detail: String) -> AgentError {
+    AgentError::Forbidden { rule: rule.into(), detail }
+}
+
+fn cpus() -> u32 {
+    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+}
+
+fn memory_total() -> Result<u64, AgentError> {
+    crate::stress::mem_total()
+}
+
+/// `250ms`, `90s`, `30m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return None,
+    };
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
+fn show(d: Duration) -> String {
+    format!("{:.3}s", d.as_secs_f64()).replace(".000s", "s")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("5d"), None);
+    }
+
+    #[test]
+    fn the_default_policy_is_valid_and_protects_the_usual_names() {
+        let policy = AgentPolicy::default();
+        policy.validate().unwrap();
+        assert!(policy.processes.protected_names.contains(&"sshd".to_string()));
+        assert_eq!(policy.max_duration().unwrap(), Duration::from_secs(3600));
+    }
+}

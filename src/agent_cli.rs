@@ -1,0 +1,266 @@
+//! `chaos agent`: host faults on this machine without a server: inject faults from a spec file and hold them,
+//! list what the undo journal holds, revert everything from it (break glass), show capabilities.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chaos_agent::host::HostAgent;
+use chaos_agent::journal::{self, ReplayMode, ReplayReport};
+use chaos_agent::policy::{AgentPolicy, parse_duration};
+use chaos_agent::spec::FaultSpec;
+use serde::Deserialize;
+
+#[derive(clap::Args)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    command: AgentCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum AgentCommand {
+    /// Apply the faults in FILE (one spec, or a list) on this host, hold them for --duration (or until
+    /// interrupted), then revert them newest first. Each is journaled before it is applied.
+    Inject(InjectArgs),
+    /// Revert every fault recorded in the undo journal, whoever applied it and whether or not it is still
+    /// running: the break-glass command. Exit 0 when nothing is left, 1 when a revert failed.
+    RevertAll(StateArgs),
+    /// List the undo journal: faults applied on this host and not yet reverted, with their owner.
+    Status {
+        #[command(flatten)]
+        state: StateArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Probe which network fault kinds this host's kernel and tools support (in a throwaway namespace).
+    Capabilities {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct StateArgs {
+    /// Where the undo journal lives.
+    #[arg(long, env = "CHAOS_STATE_DIR", value_name = "DIR", default_value_os_t = journal::default_state_dir())]
+    state_dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct InjectArgs {
+    /// Fault spec file (YAML or JSON): one mapping with `kind:`, or a list of them. `-` reads stdin.
+    file: PathBuf,
+    /// How long to hold the faults; each also gets a lease of this length, so it reverts on time even if this
+    /// process hangs. Without it, hold until SIGINT/SIGTERM (leases then last the policy's max_duration).
+    #[arg(long, value_parser = duration_arg)]
+    duration: Option<Duration>,
+    /// Check everything (spec, policy, capabilities, which processes) and print the plan; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Policy file limiting what may be injected (see the README); default: the built-in policy.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Seed for choosing among matching processes.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    Many(Vec<FaultSpec>),
+    One(FaultSpec),
+}
+
+fn duration_arg(text: &str) -> Result<Duration, String> {
+    parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration like 30s, 5m or 250ms"))
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<u8> {
+    match args.command {
+        AgentCommand::Inject(args) => inject(args).await,
+        AgentCommand::RevertAll(state) => {
+            let report =
+                tokio::task::spawn_blocking(move || journal::replay(&state.state_dir, ReplayMode::All))
+                    .await
+                    .context("the revert task panicked")?;
+            print_replay(&report, "reverted");
+            if report.reverted.is_empty() && report.failed.is_empty() && report.unreadable.is_empty() {
+                println!("nothing to revert");
+            }
+            Ok(if report.failed.is_empty() && report.unreadable.is_empty() { 0 } else { 1 })
+        }
+        AgentCommand::Status { state, json } => {
+            let (records, unreadable) = journal::list(&state.state_dir);
+            if json {
+                let records: Vec<_> = records.iter().map(|(_, r)| r).collect();
+                println!("{}", serde_json::to_string_pretty(&records)?);
+            } else if records.is_empty() {
+                println!("no fault in the undo journal at {}", state.state_dir.display());
+            } else {
+                println!("{:<10} {:<18} {:<22} {:<6} undo", "fault", "kind", "owner", "alive");
+                for (_, r) in &records {
+                    let alive = if r.owner.check().is_ok() { "yes" } else { "no" };
+                    let steps: Vec<String> =
+                        r.undo.iter().map(|u| serde_json::to_string(u).unwrap_or_default()).collect();
+                    println!(
+                        "{:<10} {:<18} {:<22} {:<6} {}",
+                        r.fault_id,
+                        r.kind,
+                        r.owner.to_string(),
+                        alive,
+                        steps.join(" ")
+                    );
+                }
+            }
+            for (path, reason) in &unreadable {
+                eprintln!("chaos: unreadable journal file {}: {reason}", path.display());
+            }
+            Ok(0)
+        }
+        AgentCommand::Capabilities { json } => {
+            let caps = tokio::task::spawn_blocking(chaos_agent::net::Capabilities::probe).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&caps)?);
+            } else {
+                let rows = [
+                    ("ip", "iproute2, to enter named network namespaces", &caps.ip),
+                    ("nft", "nftables: network-partition, network-loss", &caps.nft),
+                    ("tc", "iproute2 tc: network-bandwidth, network-latency", &caps.tc),
+                    ("tbf", "tbf qdisc: network-bandwidth", &caps.tbf),
+                    ("netem", "netem qdisc: network-latency", &caps.netem),
+                ];
+                for (name, what, support) in rows {
+                    match support.reason() {
+                        None => println!("{name:<6} ok       {what}"),
+                        Some(why) => println!("{name:<6} missing  {what}: {why}"),
+                    }
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+async fn inject(args: InjectArgs) -> anyhow::Result<u8> {
+    let text = if args.file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading the spec from stdin")?
+    } else {
+        std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?
+    };
+    let specs = match serde_saphyr::from_str::<OneOrMany>(&text) {
+        Ok(OneOrMany::Many(list)) => list,
+        Ok(OneOrMany::One(spec)) => vec![spec],
+        // The untagged error says nothing useful; parse as one spec again to get the real message.
+        Err(_) => match FaultSpec::parse(&text) {
+            Ok(spec) => vec![spec],
+            Err(e) => {
+                eprintln!("chaos: {}: {e}", args.file.display());
+                return Ok(2);
+            }
+        },
+    };
+    if specs.is_empty() {
+        eprintln!("chaos: {}: no fault in the file", args.file.display());
+        return Ok(2);
+    }
+    let policy = match &args.policy {
+        Some(path) => AgentPolicy::load(path)?,
+        None => AgentPolicy::default(),
+    };
+    let lease = match args.duration {
+        Some(d) => d,
+        None => policy.max_duration()?,
+    };
+    let state_dir = args.state.state_dir.clone();
+    let seed = args.seed;
+    let (agent, replay) = tokio::task::spawn_blocking(move || HostAgent::start(state_dir, policy, seed))
+        .await
+        .context("the agent start panicked")??;
+    print_replay(&replay, "reverted, left by a previous process");
+
+    // Check every spec before applying any, so a bad second fault does not leave the first applied.
+    for (i, spec) in specs.iter().enumerate() {
+        let agent = agent.clone();
+        let spec = spec.clone();
+        let planned = tokio::task::spawn_blocking(move || agent.plan(&spec, Some(lease))).await?;
+        match planned {
+            Ok(plan) if args.dry_run => println!("would apply fault {}: {plan}", i + 1),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("chaos: {}: fault {}: {e}", args.file.display(), i + 1);
+                return Ok(2);
+            }
+        }
+    }
+    if args.dry_run {
+        return Ok(0);
+    }
+    for spec in specs {
+        let for_apply = agent.clone();
+        let applied = tokio::task::spawn_blocking(move || for_apply.apply(&spec, Some(lease))).await?;
+        match applied {
+            Ok(applied) => {
+                let id = applied.id.map_or_else(|| "-".to_string(), |id| id.to_string());
+                println!("injected {id} {}: {}", applied.kind, applied.description)
+            }
+            Err(e) => {
+                eprintln!("chaos: applying a fault failed: {e}; reverting what was applied");
+                revert_all(&agent).await;
+                return Ok(1);
+            }
+        }
+    }
+    let hold = async {
+        match args.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let interrupted = tokio::select! {
+        () = hold => false,
+        () = crate::shutdown_signal() => true,
+    };
+    let ok = revert_all(&agent).await;
+    if interrupted {
+        println!("interrupted: every fault reverted");
+    }
+    if !ok {
+        bail!("some faults could not be reverted; `chaos agent revert-all` retries from the journal");
+    }
+    Ok(0)
+}
+
+async fn revert_all(agent: &HostAgent) -> bool {
+    let agent = agent.clone();
+    let report = match tokio::task::spawn_blocking(move || agent.revert_all()).await {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("chaos: the revert task failed: {e}");
+            return false;
+        }
+    };
+    for id in &report.reverted {
+        println!("reverted {id}");
+    }
+    for (id, e) in &report.failed {
+        eprintln!("chaos: reverting {id} failed: {e}");
+    }
+    report.failed.is_empty()
+}
+
+fn print_replay(report: &ReplayReport, verb: &str) {
+    for r in &report.reverted {
+        println!("{verb}: {} {} (applied by pid {})", r.fault_id, r.kind, r.owner.pid);
+    }
+    for (r, e) in &report.failed {
+        eprintln!("chaos: could not revert {} {} from the journal: {e}", r.fault_id, r.kind);
+    }
+    for (path, reason) in &report.unreadable {
+        eprintln!("chaos: unreadable journal file {}: {reason}", path.display());
+    }
+}
