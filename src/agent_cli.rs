@@ -9,7 +9,6 @@ use chaos_agent::host::HostAgent;
 use chaos_agent::journal::{self, ReplayMode, ReplayReport};
 use chaos_agent::policy::{AgentPolicy, parse_duration};
 use chaos_agent::spec::FaultSpec;
-use serde::Deserialize;
 
 #[derive(clap::Args)]
 pub struct AgentArgs {
@@ -69,11 +68,13 @@ struct InjectArgs {
     state: StateArgs,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    Many(Vec<FaultSpec>),
-    One(FaultSpec),
+/// One spec, or a list of them; the error of whichever shape the document has (with its line and column).
+fn parse_specs(text: &str) -> Result<Vec<FaultSpec>, String> {
+    if serde_saphyr::from_str::<Vec<serde::de::IgnoredAny>>(text).is_ok() {
+        return serde_saphyr::from_str::<Vec<FaultSpec>>(text)
+            .map_err(|e| format!("invalid fault spec list: {e}"));
+    }
+    FaultSpec::parse(text).map(|spec| vec![spec]).map_err(|e| e.to_string())
 }
 
 fn duration_arg(text: &str) -> Result<Duration, String> {
@@ -152,17 +153,12 @@ async fn inject(args: InjectArgs) -> anyhow::Result<u8> {
     } else {
         std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?
     };
-    let specs = match serde_saphyr::from_str::<OneOrMany>(&text) {
-        Ok(OneOrMany::Many(list)) => list,
-        Ok(OneOrMany::One(spec)) => vec![spec],
-        // The untagged error says nothing useful; parse as one spec again to get the real message.
-        Err(_) => match FaultSpec::parse(&text) {
-            Ok(spec) => vec![spec],
-            Err(e) => {
-                eprintln!("chaos: {}: {e}", args.file.display());
-                return Ok(2);
-            }
-        },
+    let specs = match parse_specs(&text) {
+        Ok(specs) => specs,
+        Err(e) => {
+            eprintln!("chaos: {}: {e}", args.file.display());
+            return Ok(2);
+        }
     };
     if specs.is_empty() {
         eprintln!("chaos: {}: no fault in the file", args.file.display());

@@ -105,7 +105,8 @@ impl HostAgent {
     }
 
     /// Everything `apply` would check, without changing anything: spec, policy, capabilities, and for process
-    /// faults the processes that would be hit. Returns the same one-line description `apply` reports.
+    /// faults the processes that would be hit. Returns one line saying what `apply` would do (the processes by
+    /// pid and name, or the spec).
     pub fn plan(&self, spec: &FaultSpec, duration: Option<Duration>) -> Result<String, AgentError> {
         self.check(spec, duration)?;
         Ok(match spec {
@@ -129,7 +130,9 @@ impl HostAgent {
     /// context in async code. On error nothing is left applied.
     pub fn apply(&self, spec: &FaultSpec, duration: Option<Duration>) -> Result<Applied, AgentError> {
         self.check(spec, duration)?;
-        if duration.is_some() && tokio::runtime::Handle::try_current().is_err() {
+        // A kill has nothing to revert, so no lease: it needs no runtime.
+        let leased = duration.is_some() && !matches!(spec, FaultSpec::ProcessKill { .. });
+        if leased && tokio::runtime::Handle::try_current().is_err() {
             return Err(AgentError::NoRuntime);
         }
         let journal = &self.inner.journal;
@@ -185,6 +188,10 @@ impl HostAgent {
             FaultSpec::NetworkLatency(s) => net(s.apply(journal, caps)?),
         };
         let id = fault.id();
+        // Held while the lease is armed and until the fault is listed: a lease that expires at once (a short
+        // duration on a busy host) then finds the fault in the list. Without the lock its revert could run first,
+        // find nothing, and leave the fault applied with no lease.
+        let mut active = self.lock();
         let lease = match duration {
             Some(ttl) => {
                 // Weak: a lease must not keep a dropped agent alive (its drop reverts everything at once).
@@ -203,21 +210,28 @@ impl HostAgent {
             None => None,
         };
         let applied = Applied { id: Some(id), kind: kind.to_string(), description: description.clone() };
-        self.lock().push(Held { id, kind, description, fault, lease });
+        active.push(Held { id, kind, description, fault, lease });
         Ok(applied)
     }
 
-    /// Moves the deadline of fault `id` to `ttl` from now.
+    /// Moves the deadline of fault `id` to `ttl` from now. Refused, changing nothing, when `ttl` is longer than
+    /// the policy's `max_duration`, when the fault has no lease, and once its lease has expired (the revert is
+    /// then under way).
     pub fn renew(&self, id: FaultId, ttl: Duration) -> Result<(), AgentError> {
         let active = self.lock();
         let held = active.iter().find(|h| h.id == id).ok_or_else(|| unknown(id))?;
-        match &held.lease {
-            Some(lease) => {
-                lease.renew(ttl);
-                Ok(())
-            }
-            None => Err(AgentError::invalid("renew", format!("{id} has no lease to renew"))),
+        let Some(lease) = &held.lease else {
+            return Err(AgentError::invalid("renew", format!("{id} has no lease to renew")));
+        };
+        self.inner.policy.check_duration(held.kind, ttl)?;
+        if lease.is_finished() {
+            return Err(AgentError::invalid(
+                "renew",
+                format!("{id} has a lease that has expired already; it is being reverted"),
+            ));
         }
+        lease.renew(ttl);
+        Ok(())
     }
 
     /// Reverts fault `id` (synchronously). Reverting a fault that is no longer active succeeds.

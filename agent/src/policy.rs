@@ -37,8 +37,10 @@ use crate::stress::Size;
 #[serde(default, deny_unknown_fields)]
 pub struct AgentPolicy {
     /// Kinds that may be applied (`process-kill`, `cpu-stress`, ...); `None`: all.
+    #[serde(deserialize_with = "checked::fault_kinds")]
     pub allowed_faults: Option<Vec<String>>,
     /// The longest lease (fault duration) accepted, like `30m`, `90s`, `1h`.
+    #[serde(deserialize_with = "checked::duration")]
     pub max_duration: String,
     pub processes: ProcessRules,
     pub stress: StressLimits,
@@ -49,8 +51,11 @@ pub struct AgentPolicy {
 #[serde(default, deny_unknown_fields)]
 pub struct ProcessRules {
     pub protected_names: Vec<String>,
+    #[serde(deserialize_with = "checked::protected_cmdlines")]
     pub protected_cmdlines: Vec<String>,
+    #[serde(deserialize_with = "checked::allow_cmdlines")]
     pub allow_cmdlines: Vec<String>,
+    #[serde(deserialize_with = "checked::deny_cmdlines")]
     pub deny_cmdlines: Vec<String>,
     pub max_count: Option<usize>,
 }
@@ -61,6 +66,7 @@ pub struct ProcessRules {
 pub struct StressLimits {
     /// Default: four workers per CPU.
     pub max_cpu_workers: Option<u32>,
+    #[serde(deserialize_with = "checked::cpu_load")]
     pub max_cpu_load: u8,
     /// Bytes, or a percentage of MemTotal.
     pub max_memory: Size,
@@ -106,21 +112,12 @@ impl AgentPolicy {
         }
         self.max_duration()?;
         self.process_policy().validate()?;
-        if !(1..=100).contains(&self.stress.max_cpu_load) {
-            let found = self.stress.max_cpu_load;
-            return Err(AgentError::invalid("max_cpu_load", format!("expected 1 to 100, found {found}")));
-        }
-        Ok(())
+        check_cpu_load(self.stress.max_cpu_load)
     }
 
     /// The longest lease accepted.
     pub fn max_duration(&self) -> Result<Duration, AgentError> {
-        parse_duration(&self.max_duration).ok_or_else(|| {
-            AgentError::invalid(
-                "max_duration",
-                format!("{:?} is not a duration like 30m, 90s or 1h", self.max_duration),
-            )
-        })
+        check_duration(&self.max_duration)
     }
 
     /// The process part as the selection code takes it.
@@ -148,13 +145,7 @@ impl AgentPolicy {
             ));
         }
         if let Some(duration) = duration {
-            let max = self.max_duration()?;
-            if duration > max {
-                return Err(forbid(
-                    "max-duration",
-                    format!("{kind} for {} is longer than the {} allowed", show(duration), self.max_duration),
-                ));
-            }
+            self.check_duration(kind, duration)?;
         }
         let limits = &self.stress;
         match spec {
@@ -220,6 +211,18 @@ impl AgentPolicy {
         Ok(())
     }
 
+    /// Refuses holding a fault of `kind` for `duration` (a lease, or its renewal) above `max_duration`.
+    pub fn check_duration(&self, kind: FaultKind, duration: Duration) -> Result<(), AgentError> {
+        let max = self.max_duration()?;
+        if duration > max {
+            return Err(forbid(
+                "max-duration",
+                format!("{kind} for {} is longer than the {} allowed", show(duration), self.max_duration),
+            ));
+        }
+        Ok(())
+    }
+
     /// Refuses a path outside every `fill_paths` entry (both resolved, so `..` and symlinks cannot escape).
     fn check_path(&self, path: &Path) -> Result<(), AgentError> {
         let real =
@@ -268,6 +271,20 @@ impl Default for StressLimits {
     }
 }
 
+fn check_duration(text: &str) -> Result<Duration, AgentError> {
+    parse_duration(text).ok_or_else(|| {
+        AgentError::invalid("max_duration", format!("{text:?} is not a duration like 30m, 90s or 1h"))
+    })
+}
+
+fn check_cpu_load(load: u8) -> Result<(), AgentError> {
+    if (1..=100).contains(&load) {
+        Ok(())
+    } else {
+        Err(AgentError::invalid("max_cpu_load", format!("expected 1 to 100, found {load}")))
+    }
+}
+
 fn forbid(rule: &str, detail: String) -> AgentError {
     AgentError::Forbidden { rule: rule.into(), detail }
 }
@@ -280,7 +297,8 @@ fn memory_total() -> Result<u64, AgentError> {
     crate::stress::mem_total()
 }
 
-/// `250ms`, `90s`, `30m`, `1h`, or a bare number of seconds.
+/// `250ms`, `90s`, `30m`, `1h`, or a bare number of seconds; `None` for anything else, including a duration too
+/// long to represent.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
@@ -293,11 +311,108 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "h" => number * 3600.0,
         _ => return None,
     };
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+    // `from_secs_f64` panics above u64::MAX seconds (`99999999999999999999h`): refuse instead.
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 fn show(d: Duration) -> String {
     format!("{:.3}s", d.as_secs_f64()).replace(".000s", "s")
+}
+
+/// Field deserializers that check as they read, so an error in a policy file carries the line and column of
+/// the bad value (a check after reading could only name the field).
+mod checked {
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Error, SeqAccess, Visitor};
+    use serde::{Deserialize, Deserializer};
+
+    use crate::faults::FaultKind;
+
+    pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let text = String::deserialize(d)?;
+        super::check_duration(&text).map_err(D::Error::custom)?;
+        Ok(text)
+    }
+
+    pub(super) fn cpu_load<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+        // Read wider than u8, so 300 or -1 get the message a 0 gets rather than the format's own.
+        let load = i64::deserialize(d)?;
+        match u8::try_from(load) {
+            Ok(load) => super::check_cpu_load(load).map(|()| load).map_err(D::Error::custom),
+            Err(_) => Err(D::Error::custom(format!("invalid max_cpu_load: expected 1 to 100, found {load}"))),
+        }
+    }
+
+    pub(super) fn fault_kinds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        /// One kind, refused as it is read.
+        struct Kind(String);
+
+        impl<'de> Deserialize<'de> for Kind {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Kind, D::Error> {
+                let name = String::deserialize(d)?;
+                FaultKind::parse(&name).map_err(D::Error::custom)?;
+                Ok(Kind(name))
+            }
+        }
+
+        let kinds = Option::<Vec<Kind>>::deserialize(d)?;
+        Ok(kinds.map(|kinds| kinds.into_iter().map(|Kind(name)| name).collect()))
+    }
+
+    pub(super) fn protected_cmdlines<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        d.deserialize_seq(Patterns("protected_cmdlines"))
+    }
+
+    pub(super) fn allow_cmdlines<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        d.deserialize_seq(Patterns("allow_cmdlines"))
+    }
+
+    pub(super) fn deny_cmdlines<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        d.deserialize_seq(Patterns("deny_cmdlines"))
+    }
+
+    /// A list of regexes, each compiled as it is read; the message is the one `Policy::validate` gives.
+    struct Patterns(&'static str);
+
+    impl<'de> Visitor<'de> for Patterns {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a list of regular expressions for {}", self.0)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut patterns = Vec::new();
+            while let Some(pattern) =
+                seq.next_element_seed(Pattern { list: self.0, index: patterns.len() })?
+            {
+                patterns.push(pattern);
+            }
+            Ok(patterns)
+        }
+    }
+
+    /// One regex of a list, refused while it is being read so the error points at it, not at the list.
+    struct Pattern {
+        list: &'static str,
+        index: usize,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Pattern {
+        type Value = String;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+            let pattern = String::deserialize(d)?;
+            match regex::Regex::new(&pattern) {
+                Ok(_) => Ok(pattern),
+                Err(e) => Err(D::Error::custom(format!(
+                    "invalid {}: pattern {} ({pattern:?}): {e}",
+                    self.list, self.index
+                ))),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

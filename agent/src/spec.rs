@@ -100,9 +100,144 @@ impl FaultSpec {
         }
     }
 
-    /// Reads a spec from YAML or JSON text; errors name the line and column.
+    /// Reads a spec from YAML or JSON text; errors name the line and column of what is wrong.
     pub fn parse(text: &str) -> Result<FaultSpec, AgentError> {
-        serde_saphyr::from_str(text).map_err(|e| AgentError::invalid("fault spec", e.to_string()))
+        serde_saphyr::from_str::<FaultSpec>(text).map_err(|first| {
+            // The derived reader buffers the whole map to find `kind` first, and a buffered value has lost its
+            // position: an unknown field or a bad count would be reported without a line. So read the fields of
+            // the kind again from the text itself, only for an error that has one; else keep the first error.
+            let located = kind_of(text).and_then(|kind| {
+                serde_saphyr::with_deserializer_from_str(text, |d| {
+                    serde::de::DeserializeSeed::deserialize(located::Fields(kind), d)
+                })
+                .err()
+            });
+            AgentError::invalid("fault spec", located.unwrap_or(first).to_string())
+        })
+    }
+}
+
+/// The `kind` of a spec as written, `None` when it is missing or unknown (the derived reader's error then says
+/// so, with its position and the kinds there are).
+fn kind_of(text: &str) -> Option<FaultKind> {
+    #[derive(Deserialize)]
+    struct KindOnly {
+        kind: String,
+    }
+    let KindOnly { kind } = serde_saphyr::from_str::<KindOnly>(text).ok()?;
+    FaultKind::parse(&kind).ok()
+}
+
+/// The fields of one kind, read in place from a map that also holds `kind` (wherever it is), so each error
+/// carries the position of what it is about. The values are dropped: see [`FaultSpec::parse`].
+mod located {
+    use std::fmt;
+
+    use serde::de::value::MapAccessDeserializer;
+    use serde::de::{DeserializeSeed, Error, IgnoredAny, IntoDeserializer, MapAccess, Visitor};
+    use serde::{Deserialize, Deserializer};
+
+    use super::{CountSpec, default_signal, one};
+    use crate::faults::FaultKind;
+    use crate::process::ProcessSelector;
+    use crate::{net, stress};
+
+    /// The fields of [`super::FaultSpec::ProcessKill`], as the derive reads them there (keep in step).
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct KillFields {
+        #[serde(rename = "target")]
+        _target: ProcessSelector,
+        #[serde(rename = "count", default = "one")]
+        _count: CountSpec,
+        #[serde(rename = "signal", default = "default_signal")]
+        _signal: String,
+    }
+
+    /// The fields of [`super::FaultSpec::ProcessPause`] (keep in step).
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PauseFields {
+        #[serde(rename = "target")]
+        _target: ProcessSelector,
+        #[serde(rename = "count", default = "one")]
+        _count: CountSpec,
+    }
+
+    /// Reads the fields of kind `.0` from a map.
+    pub(super) struct Fields(pub(super) FaultKind);
+
+    impl<'de> DeserializeSeed<'de> for Fields {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Fields {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "the fields of a {} fault", self.0)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+            let rest = MapAccessDeserializer::new(WithoutKind(map));
+            match self.0 {
+                FaultKind::ProcessKill => KillFields::deserialize(rest).map(drop),
+                FaultKind::ProcessPause => PauseFields::deserialize(rest).map(drop),
+                FaultKind::CpuStress => stress::CpuStress::deserialize(rest).map(drop),
+                FaultKind::MemoryStress => stress::MemoryStress::deserialize(rest).map(drop),
+                FaultKind::DiskFill => stress::DiskFill::deserialize(rest).map(drop),
+                FaultKind::IoStress => stress::IoStress::deserialize(rest).map(drop),
+                FaultKind::NetworkPartition => net::Partition::deserialize(rest).map(drop),
+                FaultKind::NetworkLoss => net::Loss::deserialize(rest).map(drop),
+                FaultKind::NetworkBandwidth => net::Bandwidth::deserialize(rest).map(drop),
+                FaultKind::NetworkLatency => net::Latency::deserialize(rest).map(drop),
+            }
+        }
+    }
+
+    /// A map with its `kind` entry skipped.
+    struct WithoutKind<A>(A);
+
+    impl<'de, A: MapAccess<'de>> MapAccess<'de> for WithoutKind<A> {
+        type Error = A::Error;
+
+        fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+            let mut seed = Some(seed);
+            loop {
+                match self.0.next_key_seed(Key(&mut seed))? {
+                    None => return Ok(None),
+                    Some(Some(key)) => return Ok(Some(key)),
+                    Some(None) => {
+                        self.0.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+        }
+
+        fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+            self.0.next_value_seed(seed)
+        }
+    }
+
+    /// Reads one key; `None` for `kind`. The field's own seed reads the others inside the format's key, so an
+    /// unknown field is reported where it is written.
+    struct Key<'a, K>(&'a mut Option<K>);
+
+    impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for Key<'_, K> {
+        type Value = Option<K::Value>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<K::Value>, D::Error> {
+            let key = String::deserialize(d)?;
+            if key == "kind" {
+                return Ok(None);
+            }
+            let seed = self.0.take().ok_or_else(|| D::Error::custom("a key was read twice"))?;
+            seed.deserialize(key.into_deserializer()).map(Some)
+        }
     }
 }
 
@@ -117,41 +252,82 @@ impl fmt::Display for FaultSpec {
 
 // === impl CountSpec ===
 
+impl CountSpec {
+    /// Reads `2`, `"2"` or `"30%"`; refuses zero, a percentage outside `(0%, 100%]`, and anything else, with a
+    /// message that quotes what was written.
+    fn parse(text: &str) -> Result<CountSpec, AgentError> {
+        let trimmed = text.trim();
+        let count = if let Some(number) = trimmed.strip_suffix('%') {
+            match number.trim().parse::<f64>() {
+                Ok(percent) if percent > 0.0 && percent <= 100.0 => Count::Percent(percent / 100.0),
+                Ok(_) => {
+                    return Err(AgentError::invalid(
+                        "count",
+                        format!("expected a percentage above 0% and at most 100%, found {text:?}"),
+                    ));
+                }
+                Err(_) => return Err(bad_count(text)),
+            }
+        } else {
+            match trimmed.parse::<u32>() {
+                Ok(0) => {
+                    return Err(AgentError::invalid("count", "expected at least 1 process, found 0"));
+                }
+                Ok(n) => Count::Exactly(n),
+                Err(_) => return Err(bad_count(text)),
+            }
+        };
+        count.validate()?;
+        Ok(CountSpec(count))
+    }
+}
+
+fn bad_count(found: &str) -> AgentError {
+    AgentError::invalid(
+        "count",
+        format!("expected a number of processes or a percentage like \"30%\", found {found:?}"),
+    )
+}
+
 impl Serialize for CountSpec {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.0 {
             Count::Exactly(n) => s.serialize_u32(n),
-            Count::Percent(p) => s.serialize_str(&format!("{}%", p * 100.0)),
+            // 0.07 × 100 is 7.000000000000001: round off the floating-point noise so "7%" reads back as written.
+            Count::Percent(p) => s.serialize_str(&format!("{}%", (p * 100.0 * 1e9).round() / 1e9)),
         }
     }
 }
 
 impl<'de> Deserialize<'de> for CountSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(u32),
-            Text(String),
-        }
-        let count = match Raw::deserialize(d)? {
-            Raw::Number(n) => Count::Exactly(n),
-            Raw::Text(text) => {
-                let percent = text.trim().strip_suffix('%').and_then(|p| p.trim().parse::<f64>().ok());
-                match percent {
-                    Some(p) => Count::Percent(p / 100.0),
-                    None => match text.trim().parse::<u32>() {
-                        Ok(n) => Count::Exactly(n),
-                        Err(_) => {
-                            return Err(serde::de::Error::custom(format!(
-                                "invalid count {text:?}: expected a number of processes or a percentage like 30%"
-                            )));
-                        }
-                    },
-                }
-            }
-        };
-        count.validate().map_err(serde::de::Error::custom)?;
-        Ok(CountSpec(count))
+        d.deserialize_any(CountVisitor)
+    }
+}
+
+/// Accepts an integer or a string; a negative or fractional number gets the same message as any bad count.
+struct CountVisitor;
+
+impl serde::de::Visitor<'_> for CountVisitor {
+    type Value = CountSpec;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number of processes or a percentage like \"30%\"")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<CountSpec, E> {
+        CountSpec::parse(&n.to_string()).map_err(E::custom)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<CountSpec, E> {
+        CountSpec::parse(&n.to_string()).map_err(E::custom)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<CountSpec, E> {
+        CountSpec::parse(&n.to_string()).map_err(E::custom)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<CountSpec, E> {
+        CountSpec::parse(text).map_err(E::custom)
     }
 }

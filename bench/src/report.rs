@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::agent::{self, AgentResult, Method, Outcome, Sampling};
 use crate::chaos_run::{self, Tool};
 use crate::memory;
 use crate::profile::Profile;
@@ -43,6 +44,8 @@ pub struct Results {
     pub run: Option<Result<chaos_run::RunResult, String>>,
     /// SLO tick, per layout (number of sources, seconds into the method).
     pub slo: Option<Vec<slo::Measured>>,
+    /// The agent: process sampling and the revert latency of each fault kind.
+    pub agent: Option<AgentResult>,
     /// Budget verdicts: (what, passed).
     pub verdicts: Vec<(String, bool)>,
 }
@@ -90,6 +93,9 @@ pub fn render(results: &mut Results) -> String {
     }
     if let Some(rows) = &results.slo {
         slo_section(&mut out, rows, &mut verdicts);
+    }
+    if let Some(r) = &results.agent {
+        agent_section(&mut out, r);
     }
     let passed = verdicts.iter().filter(|(_, ok)| *ok).count();
     let _ = writeln!(out, "## Summary: {passed} of {} budget checks passed\n", verdicts.len());
@@ -444,4 +450,124 @@ fn slo_section(out: &mut String, rows: &[slo::Measured], verdicts: &mut Vec<(Str
         "\nEvery tick re-reads all events since the method started, once per SLO, so its cost grows with the \
          method's length and with the number of SLOs sharing a source.\n"
     );
+}
+
+/// A table cell: no `|` or line break to split the row.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn agent_section(out: &mut String, r: &AgentResult) {
+    let _ = writeln!(out, "## 8. Agent: sampling {} processes, revert latency of each fault kind\n", r.sizes.processes);
+    let _ = writeln!(out, "### Sampling target processes (CPU time and RSS of each)\n");
+    match &r.sampling {
+        Ok(s) => sampling_table(out, s),
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}\n");
+        }
+    }
+    let rounds = &r.sizes.revert_rounds;
+    let tools: Vec<String> = r.tools.iter().map(|(_, version)| version.clone()).collect();
+    let _ = writeln!(out, "### Revert latency (revert request → fault gone)\n");
+    let _ = writeln!(
+        out,
+        "One fault applied and reverted per round, through chaos-agent and the raw way alternately, the first \
+         rounds discarded as warm-up ({} for signals, {} otherwise). The clock starts at the revert request and \
+         stops when the \"gone\" check, polled without sleeping, first sees the effect absent, so every figure \
+         includes at least one check; \"one check\" is a check alone, timed once more after each measured \
+         revert. Rounds: {} for signals, {} for faults with worker processes or files, {} for nftables and tc \
+         faults (with fewer than 100 rounds, p99 is the max). The agent's resource and network faults are \
+         journalled in a temporary state directory, as an agent does: their revert includes deleting the record \
+         and fsyncing its directory. Network faults each run in a network namespace made for the case (`ip \
+         netns add`, deleted afterwards); the nftables faults match only {} (TEST-NET-3), and the agent and \
+         the baseline both run their commands through `ip netns exec` ({}).\n\n\
+         | fault kind | reverted by | fault gone when | rounds | p50 µs | p99 µs | max µs | one check p50 µs | \
+         p50 ratio vs raw | p99 ratio vs raw |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        agent::Cost::Signal.warmup(),
+        agent::Cost::Process.warmup(),
+        rounds.signal,
+        rounds.process,
+        rounds.command,
+        agent::TEST_NET_HOST,
+        if tools.is_empty() { "versions unknown".to_string() } else { tools.join("; ") }
+    );
+    for row in &r.revert {
+        match &row.outcome {
+            Outcome::Measured(t) => {
+                let _ = writeln!(
+                    out,
+                    "| {} | chaos-agent: {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
+                    row.case,
+                    t.agent_how,
+                    t.gone_when,
+                    t.agent.samples,
+                    t.agent.p50_us,
+                    t.agent.p99_us,
+                    t.agent.max_us,
+                    t.check.p50_us,
+                    opt(ratio(t.agent.p50_us, t.raw.p50_us), 2),
+                    opt(ratio(t.agent.p99_us, t.raw.p99_us), 2)
+                );
+                let _ = writeln!(
+                    out,
+                    "| {} | raw: {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | baseline | baseline |",
+                    row.case,
+                    t.raw_how,
+                    t.gone_when,
+                    t.raw.samples,
+                    t.raw.p50_us,
+                    t.raw.p99_us,
+                    t.raw.max_us,
+                    t.check.p50_us
+                );
+            }
+            Outcome::NotSupported(why) => {
+                let _ = writeln!(out, "| {} | not supported here: {} | | | | | | | | |", row.case, cell(why));
+            }
+            Outcome::Error(e) => {
+                let _ = writeln!(out, "| {} | error: {} | | | | | | | | |", row.case, cell(e));
+            }
+        }
+    }
+    out.push('\n');
+    for (kind, why) in agent::NOT_REVERTED {
+        let _ = writeln!(out, "Not measured: {kind} ({why}).\n");
+    }
+}
+
+fn sampling_table(out: &mut String, s: &Sampling) {
+    let _ = writeln!(
+        out,
+        "{} `sleep 600` children; one sweep reads every target's CPU time and RSS. chaos-agent refreshes only the \
+         target pids through sysinfo, then checks each one's start time; the `/proc` baseline reads `stat` + \
+         `statm` per pid (parsed, start time compared), the least a sampler reads; the ps baseline ({}) is one \
+         process, spawn to exit. The three interleave, one warm-up round discarded; the agent's first sweep \
+         (every target new) took {:.1} ms.\n\n\
+         | method | processes | rounds | median ms/sweep | p90 ms/sweep | µs/process | ratio vs /proc reads | \
+         ratio vs ps |\n|---|---:|---:|---:|---:|---:|---:|---:|",
+        s.processes, s.ps_version, s.first_sweep_ms
+    );
+    let base = |m: Method| s.row(m).map(|r| r.p50_ms);
+    for row in &s.rows {
+        let vs = |m: Method| {
+            if row.method == m {
+                "baseline".to_string()
+            } else {
+                opt(base(m).and_then(|b| ratio(row.p50_ms, b)), 2)
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {} |",
+            row.method.label(),
+            s.processes,
+            row.rounds,
+            row.p50_ms,
+            row.p90_ms,
+            row.us_per_process,
+            vs(Method::ProcFiles),
+            vs(Method::Ps)
+        );
+    }
+    out.push('\n');
 }

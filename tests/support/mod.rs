@@ -222,11 +222,21 @@ pub struct DemoTarget {
 
 impl DemoTarget {
     pub fn start() -> DemoTarget {
-        let mut child = Command::new(chaos_bin())
-            .args(["demo-target", "--http", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        Self::start_in(None, "127.0.0.1:0")
+    }
+
+    /// The target listening on `listen`, inside network namespace `netns` when given (`ip netns exec`).
+    pub fn start_in(netns: Option<&str>, listen: &str) -> DemoTarget {
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(chaos_bin());
+                c
+            }
+            None => Command::new(chaos_bin()),
+        };
+        let mut child =
+            cmd.args(["demo-target", "--http", "--listen", listen]).stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let addr = line.trim().strip_prefix("listening on http://").unwrap().parse().unwrap();
@@ -267,4 +277,99 @@ pub fn describe_output(output: &std::process::Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// Two fresh network namespaces joined by a veth pair, `a` at 10.X.Y.1/30 and `b` at 10.X.Y.2/30, links up;
+/// deleted on drop. X and Y come from the pid and a counter so parallel tests never share a subnet.
+pub struct NetnsPair {
+    pub a: String,
+    pub b: String,
+    pub addr_a: std::net::Ipv4Addr,
+    pub addr_b: std::net::Ipv4Addr,
+}
+
+impl NetnsPair {
+    pub fn new() -> NetnsPair {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        let (x, y) = (192 + (pid % 48) as u8, (n % 64) as u8);
+        let pair = NetnsPair {
+            a: format!("chaos-e2e-{pid}-{n}-a"),
+            b: format!("chaos-e2e-{pid}-{n}-b"),
+            addr_a: std::net::Ipv4Addr::new(10, x, y * 4, 1),
+            addr_b: std::net::Ipv4Addr::new(10, x, y * 4, 2),
+        };
+        let (a, b) = (pair.a.as_str(), pair.b.as_str());
+        sh(&["ip", "netns", "add", a]);
+        sh(&["ip", "netns", "add", b]);
+        sh(&["ip", "-n", a, "link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b", "netns", b]);
+        sh(&["ip", "-n", a, "addr", "add", &format!("{}/30", pair.addr_a), "dev", "veth-a"]);
+        sh(&["ip", "-n", b, "addr", "add", &format!("{}/30", pair.addr_b), "dev", "veth-b"]);
+        for (ns, dev) in [(a, "veth-a"), (a, "lo"), (b, "veth-b"), (b, "lo")] {
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        pair
+    }
+
+    /// The nftables tables in namespace `ns` whose names the agent uses.
+    pub fn chaos_tables(&self, ns: &str) -> Vec<String> {
+        sh(&["ip", "netns", "exec", ns, "nft", "list", "tables"])
+            .lines()
+            .filter_map(|l| l.strip_prefix("table inet "))
+            .filter(|t| t.starts_with("chaos_agent_"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for NetnsPair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The state letter of `pid` in /proc (`S`, `R`, `T`, ...), `None` once it is gone.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().next()?.chars().next()
+}
+
+/// Pids of live (not zombie) processes whose comm is `comm` and whose parent is `parent`.
+pub fn children_named(parent: u32, comm: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let name = head.split_once('(').map(|(_, n)| n).unwrap_or("");
+        let mut fields = rest.split_whitespace();
+        let (state, ppid) = (fields.next(), fields.next().and_then(|p| p.parse::<u32>().ok()));
+        if name == comm && ppid == Some(parent) && state != Some("Z") {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Whether a TCP connection to `addr` succeeds within a second from inside network namespace `ns`.
+pub fn connects_from(ns: &str, addr: SocketAddr) -> bool {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        // The namespace applies to this thread only, and the thread ends right after.
+        let file = std::fs::File::open(path).unwrap();
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+    })
+    .join()
+    .unwrap()
 }
