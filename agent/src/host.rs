@@ -142,15 +142,31 @@ impl HostAgent {
             FaultSpec::ProcessKill { signal, .. } => {
                 let targets = self.select(spec)?;
                 let report = faults::kill(&targets, Signal::parse(signal)?)?;
-                let pids: Vec<String> = report.signalled.iter().map(|p| p.pid.to_string()).collect();
-                let description = format!("SIG{} sent to pid {}", report.signal, pids.join(", "));
+                // The signal displays with its prefix already (`SIGKILL`).
+                let mut description = format!("{} sent to {}", report.signal, workers(&report.signalled));
+                let gone: Vec<ProcessId> = report.skipped.iter().map(|(id, _)| *id).collect();
+                if !gone.is_empty() {
+                    description.push_str(&format!("; {} gone already", workers(&gone)));
+                }
                 return Ok(Applied { id: None, kind: kind.to_string(), description });
             }
             FaultSpec::ProcessPause { .. } => {
                 let targets = self.select(spec)?;
                 let handle = faults::pause_journaled(&targets, None, journal)?;
-                let pids: Vec<String> = handle.stopped().iter().map(|p| p.pid.to_string()).collect();
-                (Arc::new(handle), format!("stopped pid {}", pids.join(", ")))
+                // Every part that is not empty: a target stopped by someone else is left stopped on revert.
+                let gone: Vec<ProcessId> = handle.skipped().iter().map(|(id, _)| *id).collect();
+                let parts = [
+                    (handle.stopped(), "stopped "),
+                    (handle.already_stopped(), "already stopped (left so on revert): "),
+                    (gone.as_slice(), "gone already: "),
+                ];
+                let description: Vec<String> = parts
+                    .iter()
+                    .filter(|(ids, _)| !ids.is_empty())
+                    .map(|(ids, what)| format!("{what}{}", workers(ids)))
+                    .collect();
+                let description = description.join("; ");
+                (Arc::new(handle), description)
             }
             FaultSpec::CpuStress(s) => {
                 let handle = s.apply(journal)?;
@@ -321,6 +337,7 @@ fn net(handle: crate::net::NetHandle) -> (Arc<dyn ActiveFault>, String) {
     (Arc::new(handle), description)
 }
 
+/// `pid 1, 2`.
 fn workers(ids: &[ProcessId]) -> String {
     let pids: Vec<String> = ids.iter().map(|p| p.pid.to_string()).collect();
     format!("pid {}", pids.join(", "))

@@ -1,25 +1,31 @@
-//! `chaos-agent`: faults on the local host, each a value with a revert and, optionally, a lease.
+//! `chaos-agent`: faults on the local host, each with a deadline (lease), a revert, and an undo record written
+//! before anything changes.
 //!
-//! `chaos run` links this crate to inject process faults on the machine it runs on. A later issue wraps the same
-//! types in a daemon (gRPC, leases renewed by the controller, an undo journal).
+//! `chaos run` and `chaos agent` link this crate to inject faults on the machine they run on; the controller
+//! issue wraps [`host::HostAgent`] in a daemon (gRPC, leases renewed by the controller).
 //!
 //! # Layout
+//! - [`host`]: [`host::HostAgent`], the entry point: policy, capabilities, journal replay at start, leases.
+//! - [`spec`]: [`spec::FaultSpec`], every fault as data; [`policy`]: the policy file ([`policy::AgentPolicy`]).
+//! - [`journal`]: the fsync'd undo journal and its replay (orphans at start, everything for break glass).
 //! - [`process`]: discovery from `/proc` ([`process::ProcessSelector`]), identity by pid + start time
 //!   ([`process::ProcessId`]), seeded choice ([`Count`]) and the blast-radius [`process::Policy`], all behind
 //!   [`process::select`].
 //! - [`faults`]: the [`faults::Fault`] / [`faults::ActiveFault`] traits, [`faults::kill`] and [`faults::pause`],
 //!   the [`faults::Lease`] that reverts at a deadline, and the [`faults::FaultRegistry`] that reverts everything.
+//! - [`stress`]: CPU, memory, disk fill and IO stress with forked workers; [`net`]: nftables and tc faults and
+//!   the capability probe; [`sample`]: host and per-process saturation via sysinfo.
 //! - [`Signal`]: signal names and numbers; [`AgentError`]: every refusal and failure.
 //!
 //! # Architecture invariants
 //! - No signal is sent before the target's start time is re-checked: a reused pid is never hit.
 //! - The policy is checked against every matched process before anything is touched.
+//! - The undo record is on disk (fsync'd) before the host changes; it is deleted only after a complete revert.
 //! - A failed apply leaves nothing applied; a revert is idempotent.
 //!
 //! # Not yet
-//! No daemon or gRPC, no undo journal (so a runner killed with SIGKILL leaves a pause in place until someone sends
-//! SIGCONT), no resource (CPU, memory, disk, IO) or network faults, no pidfd (a microsecond window remains between
-//! the start-time check and `kill(2)`), no namespaces or containers.
+//! No daemon or gRPC (the controller issue), no pidfd (a microsecond window remains between the start-time
+//! check and `kill(2)`), no container or cgroup targeting, no forwarded-traffic (router) network faults.
 
 mod error;
 pub mod faults;

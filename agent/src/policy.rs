@@ -428,6 +428,8 @@ mod tests {
         assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
         assert_eq!(parse_duration("soon"), None);
         assert_eq!(parse_duration("5d"), None);
+        // Too long for a `Duration`: refused, not a panic.
+        assert_eq!(parse_duration("99999999999999999999h"), None);
     }
 
     #[test]

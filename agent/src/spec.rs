@@ -331,3 +331,30 @@ impl serde::de::Visitor<'_> for CountVisitor {
         CountSpec::parse(text).map_err(E::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::de::DeserializeSeed;
+
+    use super::*;
+
+    /// The mirrors `located` reads the process kinds with accept every field the spec has.
+    #[test]
+    fn located_fields_accept_every_field_of_the_process_kinds() {
+        let target = ProcessSelector { pid: Some(5), ..ProcessSelector::default() };
+        let specs = [
+            FaultSpec::ProcessKill {
+                target: target.clone(),
+                count: CountSpec(Count::Exactly(2)),
+                signal: "TERM".into(),
+            },
+            FaultSpec::ProcessPause { target, count: CountSpec(Count::Percent(0.3)) },
+        ];
+        for spec in specs {
+            let text = spec.to_string();
+            assert_eq!(FaultSpec::parse(&text).unwrap(), spec);
+            serde_saphyr::with_deserializer_from_str(&text, |d| located::Fields(spec.kind()).deserialize(d))
+                .unwrap();
+        }
+    }
+}
