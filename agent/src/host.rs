@@ -19,6 +19,9 @@ use crate::process::{self, ProcessId};
 use crate::spec::FaultSpec;
 use crate::{AgentError, Signal, faults};
 
+/// How many times a lease tries to revert its fault before leaving it to `revert_all` and the journal.
+const LEASE_REVERT_ATTEMPTS: u32 = 5;
+
 /// Applies faults on this host. Cheap to clone (shared state).
 #[derive(Clone)]
 pub struct HostAgent {
@@ -125,13 +128,18 @@ impl HostAgent {
         })
     }
 
-    /// Applies `spec` for `duration` (reverted at the deadline by a lease; `None`: until reverted). Needs a tokio
-    /// runtime for the lease; makes blocking system calls and runs `nft`/`tc`, so call it from a blocking
-    /// context in async code. On error nothing is left applied.
+    /// Applies `spec` for `duration`, reverted at the deadline by a lease; `None` means the policy's
+    /// `max_duration`, so every fault has a deadline. Needs a tokio runtime for the lease; makes blocking system
+    /// calls and runs `nft`/`tc`, so call it from a blocking context in async code. On error nothing is left
+    /// applied.
     pub fn apply(&self, spec: &FaultSpec, duration: Option<Duration>) -> Result<Applied, AgentError> {
         self.check(spec, duration)?;
         // A kill has nothing to revert, so no lease: it needs no runtime.
-        let leased = duration.is_some() && !matches!(spec, FaultSpec::ProcessKill { .. });
+        let duration = match spec {
+            FaultSpec::ProcessKill { .. } => None,
+            _ => Some(duration.map_or_else(|| self.inner.policy.max_duration(), Ok)?),
+        };
+        let leased = duration.is_some();
         if leased && tokio::runtime::Handle::try_current().is_err() {
             return Err(AgentError::NoRuntime);
         }
@@ -216,9 +224,18 @@ impl HostAgent {
                     let Some(inner) = agent.upgrade() else { return };
                     let agent = HostAgent { inner };
                     // The revert may run `nft`/`tc` or reap workers: keep it off the async worker threads.
+                    // A failed revert (a busy `nft`, EPERM) is retried a few times a second apart; what
+                    // still fails stays listed for `revert_all` and in the journal for the next start.
                     tokio::task::spawn_blocking(move || {
-                        if let Err(e) = agent.revert(id) {
-                            tracing::warn!(fault_id = %id, error = %e, "revert at the lease deadline failed");
+                        for attempt in 1..=LEASE_REVERT_ATTEMPTS {
+                            match agent.revert(id) {
+                                Ok(()) => return,
+                                Err(e) => {
+                                    tracing::warn!(fault_id = %id, attempt, error = %e,
+                                        "revert at the lease deadline failed");
+                                    std::thread::sleep(Duration::from_secs(1));
+                                }
+                            }
                         }
                     });
                 })?)

@@ -194,6 +194,18 @@ impl AgentPolicy {
             }
             FaultSpec::IoStress(io) => {
                 self.check_path(&io.path)?;
+                // IO stress files take disk space too: the fill ceiling bounds them.
+                let asked = io.total_bytes()?;
+                let max = limits.max_disk_fill.of(crate::stress::free_space(&io.path)?);
+                if asked > max {
+                    return Err(forbid(
+                        "max-disk-fill",
+                        format!(
+                            "io-stress files take {asked} bytes, at most {max} allowed ({} of the free space)",
+                            limits.max_disk_fill
+                        ),
+                    ));
+                }
                 if io.workers > limits.max_io_workers {
                     return Err(forbid(
                         "max-io-workers",

@@ -212,10 +212,10 @@ async fn renew_extends_a_lease_until_reverted() {
 
     let err = agent.renew(id, LONG).unwrap_err().to_string();
     assert_eq!(err, format!("invalid fault id: {id} is not active here"));
-    let unleased = agent.apply(&fill(fixture.data(), Size::kib(4)), None).unwrap().id.unwrap();
-    let err = agent.renew(unleased, LONG).unwrap_err().to_string();
-    assert_eq!(err, format!("invalid renew: {unleased} has no lease to renew"));
-    agent.revert(unleased).unwrap();
+    // Without a duration the lease is the policy's max_duration: every fault has a deadline.
+    let default = agent.apply(&fill(fixture.data(), Size::kib(4)), None).unwrap().id.unwrap();
+    agent.renew(default, LONG).unwrap();
+    agent.revert(default).unwrap();
     assert!(fixture.data_files().is_empty());
 }
 
@@ -258,8 +258,9 @@ fn a_kill_has_nothing_to_revert_and_needs_no_lease() {
     assert_eq!(fixture.records(), 0);
 }
 
-#[test]
-fn a_process_stopped_by_someone_else_is_left_stopped() {
+// A runtime for the leases (every applied fault has one).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_stopped_by_someone_else_is_left_stopped() {
     use nix::sys::signal::{Signal as NixSignal, kill};
     use nix::unistd::Pid;
 
@@ -358,8 +359,9 @@ const VICTIM_ENV: &str = "CHAOS_HOST_VICTIM";
 
 /// In a normal run this does nothing. Re-run by `start_replays_what_a_killed_owner_left` with `CHILD_ENV` set,
 /// it fills the disk and pauses the victim through a `HostAgent`, prints what it did, and sleeps until killed.
-#[test]
-fn helper_host_apply_then_sleep() {
+// A runtime for the leases (every applied fault has one).
+#[tokio::test(flavor = "multi_thread")]
+async fn helper_host_apply_then_sleep() {
     let Some(dir) = std::env::var_os(CHILD_ENV) else { return };
     let dir = PathBuf::from(dir);
     let victim: i32 = std::env::var(VICTIM_ENV).unwrap().parse().unwrap();
@@ -493,6 +495,9 @@ impl Refusals<'_> {
 #[test]
 fn policy_refusals_name_the_rule_and_change_nothing() {
     let _workers = WORKERS.blocking_lock();
+    // A runtime for the leases (every applied fault has one), entered after the lock is taken.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
     let fixture = Fixture::new();
     let allowed = fixture.data();
     let outside = fixture.dir.path.join("outside");
