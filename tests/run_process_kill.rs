@@ -1,7 +1,7 @@
 //! End-to-end tests of `chaos run` with process faults and host signals: `experiments/process-kill.yaml`
 //! against a demo target under a shell-loop supervisor (the kill really happens, the supervisor restarts the
 //! target, the time to recover is reported), a selector that matches nothing (inconclusive, nothing touched),
-//! and saturation SLOs on this host's CPU and memory.
+//! and saturation SLOs on this host's CPU, memory and load.
 //!
 //! Only processes these tests start are ever signalled: the experiment's selector names a free port nobody
 //! else uses, and the supervisor runs in its own process group, killed whole on drop.
@@ -173,18 +173,25 @@ fn host_saturation_slos_are_judged_on_cpu_and_memory_samples() {
     let j = read_journal(&out);
     assert_eq!(j["verdict"], "passed", "{}", j["reasons"]);
     let slos = j["slos"].as_array().unwrap();
-    assert_eq!(slos.len(), 2, "{slos:?}");
+    assert_eq!(slos.len(), 3, "{slos:?}");
     for slo in slos {
         assert_eq!(slo["signal"], "saturation");
         assert_eq!(slo["passed"], true, "{slo}");
-        // A 3 s method sampled once a second: at least 2 samples, all within the 100% ceiling.
+        // A 3 s method sampled once a second: at least 2 samples, all within the ceiling.
         assert!(slo["total"].as_u64().unwrap() >= 2, "{slo}");
         assert_eq!(slo["good"], slo["total"], "{slo}");
+        assert!(slo["reason"].as_str().unwrap().contains("peak "), "{slo}");
+    }
+    for name in ["cpu", "memory"] {
+        let slo = slos.iter().find(|s| s["name"] == name).unwrap();
         let peak = slo["observed"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&peak), "{slo}");
-        assert!(slo["reason"].as_str().unwrap().contains("peak "), "{slo}");
     }
     // Memory in use is never zero on a running host; an idle CPU may read 0.
     let memory = slos.iter().find(|s| s["name"] == "memory").unwrap();
     assert!(memory["observed"].as_f64().unwrap() > 0.0, "{memory}");
+    // The load per CPU may exceed 100% (a busy host), never go below 0; the ceiling is read above 100%.
+    let load = slos.iter().find(|s| s["name"] == "load").unwrap();
+    assert!(load["observed"].as_f64().unwrap() >= 0.0, "{load}");
+    assert_eq!(load["objective"], 100.0, "{load}");
 }

@@ -56,6 +56,14 @@ struct Cli {
     /// Internal: run as a noxious proxy process in front of this upstream.
     #[arg(long = "serve-noxious", hide = true, value_name = "UPSTREAM")]
     serve_noxious: Option<String>,
+    /// Internal: hold this many bytes of touched memory until stdin closes (the agent benchmark's baseline for
+    /// memory stress).
+    #[arg(long = "hold-memory", hide = true, value_name = "BYTES")]
+    hold_memory: Option<usize>,
+    /// Internal: rewrite FILE block by block with fdatasync until stdin closes (the agent benchmark's baseline
+    /// for IO stress).
+    #[arg(long = "write-loop", hide = true, value_name = "FILE")]
+    write_loop: Option<PathBuf>,
 }
 
 /// The benchmarks.
@@ -75,7 +83,8 @@ enum Bench {
     Run,
     /// SLO evaluation cost per engine tick (100 SLOs, 10k events/s).
     Slo,
-    /// Agent: sampling 1,000 processes vs `/proc` reads and `ps`; fault revert latency vs the raw syscall.
+    /// Agent: sampling 1,000 processes vs `/proc` reads and `ps`; revert latency of each fault kind vs its raw
+    /// undo (signal, kill + waitpid, remove_file, nft, tc).
     Agent,
 }
 
@@ -88,6 +97,12 @@ fn main() -> Result<()> {
     if let Some(upstream) = &cli.serve_noxious {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         return runtime.block_on(noxious::serve_process(upstream));
+    }
+    if let Some(bytes) = cli.hold_memory {
+        return agent::hold_memory(bytes);
+    }
+    if let Some(path) = &cli.write_loop {
+        return agent::write_loop(path);
     }
     let profile = if cli.quick { Profile::quick() } else { Profile::full() };
     let benches: Vec<Bench> =
@@ -119,23 +134,16 @@ fn main() -> Result<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
     let limits = Limits { mem_conns, fd_limit };
     let mut results = runtime.block_on(run(&cli, &profile, &benches, &kinds, limits))?;
-    // In-process and synchronous: no targets, no runtime.
-    let agent = has(Bench::Agent).then(|| agent::run(&agent::Sizes::new(cli.quick)));
-    let mut markdown = report::render(&mut results);
-    if let Some(agent) = &agent {
-        // Before the budget summary, after the other sections.
-        let at = markdown.find("## Summary").unwrap_or(markdown.len());
-        markdown.insert_str(at, &agent::render(agent));
+    // In-process and synchronous, after the targets are gone: nothing else runs meanwhile.
+    if has(Bench::Agent) {
+        results.agent = Some(agent::run(&agent::Sizes::new(cli.quick)));
     }
+    let markdown = report::render(&mut results);
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(markdown.as_bytes())?;
     stdout.flush()?;
     if let Some(path) = &cli.json {
-        let mut json = serde_json::to_value(&results)?;
-        if let (Some(agent), Some(fields)) = (&agent, json.as_object_mut()) {
-            fields.insert("agent".to_string(), serde_json::to_value(agent)?);
-        }
-        let json = serde_json::to_string_pretty(&json)?;
+        let json = serde_json::to_string_pretty(&results)?;
         std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }

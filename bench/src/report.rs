@@ -458,7 +458,11 @@ fn cell(text: &str) -> String {
 }
 
 fn agent_section(out: &mut String, r: &AgentResult) {
-    let _ = writeln!(out, "## 8. Agent: sampling {} processes, revert latency of each fault kind\n", r.sizes.processes);
+    let _ = writeln!(
+        out,
+        "## 8. Agent: sampling {} processes, revert latency of each fault kind\n",
+        r.sizes.processes
+    );
     let _ = writeln!(out, "### Sampling target processes (CPU time and RSS of each)\n");
     match &r.sampling {
         Ok(s) => sampling_table(out, s),

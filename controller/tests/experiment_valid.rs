@@ -172,6 +172,10 @@ fn every_variant_is_readable_through_the_accessors() {
                     assert_eq!(*stream, Stream::Upstream)
                 }
                 (FaultKind::Kill, FaultParams::Kill { signal }) => assert!(*signal == 15 || *signal == 9),
+                (kind, FaultParams::Host(spec)) => {
+                    assert_eq!(f.target, HOST_TARGET);
+                    assert_eq!(Some(spec.kind()), kind.agent_kind(), "{kind}");
+                }
                 _ => {}
             }
         }

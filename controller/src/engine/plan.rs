@@ -242,7 +242,7 @@ fn agent_count(count: Option<Count>) -> chaos_agent::Count {
     }
 }
 
-fn agent_selector(s: &ProcessSelector) -> chaos_agent::process::ProcessSelector {
+pub(crate) fn agent_selector(s: &ProcessSelector) -> chaos_agent::process::ProcessSelector {
     chaos_agent::process::ProcessSelector {
         name: s.name.clone(),
         cmdline: s.cmdline.clone(),

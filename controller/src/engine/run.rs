@@ -12,6 +12,7 @@ use super::{
     Abort, DEFAULT_BASELINE, DEFAULT_RECOVERY, Logs, MethodContext, Plan, RunConfig, TimelineEvent, host,
     run_steps, sources,
 };
+use crate::experiment::SourceKind;
 use crate::experiment::model::{Experiment, Slo};
 use crate::load::LoadGenerator;
 use crate::probes::{self, ProbeResult};
@@ -51,6 +52,8 @@ pub fn source_key(slo: &Slo) -> String {
         format!("proxy:{p}")
     } else if let Some(h) = &slo.source.host {
         format!("host:{h}")
+    } else if let Some(t) = &slo.source.processes {
+        format!("processes:{t}:{}", slo.source.metric.as_deref().unwrap_or_default())
     } else if let Some(p) = &slo.source.prometheus {
         super::prometheus::key(p)
     } else {
@@ -166,20 +169,40 @@ pub async fn execute(
         }
     }
 
-    // Host saturation: one sampler per host metric the SLOs name, its samples judged like events below.
-    let mut host_samples: BTreeMap<String, Arc<Mutex<Vec<crate::slo::SaturationSample>>>> = BTreeMap::new();
+    // Saturation: one sampler per host metric, and per process target and metric, the SLOs name; its samples
+    // are judged like events below.
+    let mut saturation_samples: BTreeMap<String, Arc<Mutex<Vec<crate::slo::SaturationSample>>>> =
+        BTreeMap::new();
     for slo in &exp.slos {
-        let Some(Ok(metric)) = slo.source.host.as_deref().map(str::parse::<crate::experiment::HostMetric>)
-        else {
-            continue;
-        };
         let key = source_key(slo);
-        if host_samples.contains_key(&key) {
+        if saturation_samples.contains_key(&key) {
             continue;
         }
         let samples = Arc::new(Mutex::new(Vec::new()));
-        host_samples.insert(key, samples.clone());
-        pollers.push(tokio::spawn(host::sample_host(metric, run_start, samples, stop_signals.clone())));
+        let stop = stop_signals.clone();
+        let poller = match slo.source.kind() {
+            Ok(SourceKind::Host(metric)) => {
+                tokio::spawn(host::sample_host(metric, run_start, samples.clone(), stop))
+            }
+            Ok(SourceKind::Processes { target, metric }) => {
+                // Validation made it a process target; unresolved, the SLO has no samples (inconclusive).
+                let Some(super::ResolvedTarget::Processes { selector, .. }) = ctx.plan.targets.get(target)
+                else {
+                    continue;
+                };
+                tokio::spawn(host::sample_processes(
+                    target.to_string(),
+                    selector.clone(),
+                    metric,
+                    run_start,
+                    samples.clone(),
+                    stop,
+                ))
+            }
+            _ => continue,
+        };
+        saturation_samples.insert(key, samples);
+        pollers.push(poller);
     }
 
     // Baseline.
@@ -266,7 +289,7 @@ pub async fn execute(
         let baseline_events =
             log.map(|l| l.between(baseline_start, method_start).iter().filter(|e| e.ok).count()).unwrap_or(0);
         let saturation =
-            host_samples.get(&key).and_then(|s| s.lock().ok().map(|s| s.clone())).unwrap_or_default();
+            saturation_samples.get(&key).and_then(|s| s.lock().ok().map(|s| s.clone())).unwrap_or_default();
         let mut observed = crate::slo::Observations::events(&events).with_saturation(&saturation);
         if baseline_len > 0.0 {
             observed = observed.with_baseline_rate(baseline_events as f64 / baseline_len);

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use super::faults::{self, FaultKind, FaultParams, TargetType};
 use super::model::{
-    CommandProbe, Duration, Experiment, HttpProbe, Percent, ProcessSelector, PrometheusProbe,
+    Ceiling, CommandProbe, Duration, Experiment, HttpProbe, Percent, ProcessSelector, PrometheusProbe,
     PrometheusSource, ProxyTarget, Signal, Slo, Source, Step, Target, TcpProbe,
 };
 
@@ -117,11 +117,17 @@ impl ProcessSelector {
 
 // === SLO sources ===
 
-/// A host resource, for saturation SLOs.
+/// A host resource, for saturation SLOs (`source: { host: ... }`). Every value is a fraction of the host's
+/// capacity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HostMetric {
+    /// Busy share of all CPUs' time between two samples, `0..=1`.
     Cpu,
+    /// `1 − MemAvailable/MemTotal`, `0..=1`.
     Memory,
+    /// The 1-minute load average divided by the number of CPUs: above 1 (100%) when more tasks are runnable
+    /// or waiting on I/O than there are CPUs.
+    Load,
 }
 
 impl FromStr for HostMetric {
@@ -130,7 +136,29 @@ impl FromStr for HostMetric {
         match s {
             "cpu" => Ok(HostMetric::Cpu),
             "memory" => Ok(HostMetric::Memory),
-            other => Err(format!("unknown host metric {other:?} (expected cpu or memory)")),
+            "load" => Ok(HostMetric::Load),
+            other => Err(format!("unknown host metric {other:?} (expected cpu, memory or load)")),
+        }
+    }
+}
+
+/// What the processes of a target use, for saturation SLOs (`source: { processes: TARGET, metric: ... }`),
+/// summed over every matching process and taken as a fraction of the whole host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessMetric {
+    /// CPU time over wall time, as a share of all the host's CPUs: `1` is every CPU busy with them.
+    Cpu,
+    /// Resident set size over MemTotal.
+    Memory,
+}
+
+impl FromStr for ProcessMetric {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(ProcessMetric::Cpu),
+            "memory" => Ok(ProcessMetric::Memory),
+            other => Err(format!("unknown process metric {other:?} (expected cpu or memory)")),
         }
     }
 }
@@ -143,7 +171,15 @@ pub enum SourceKind<'a> {
     Proxy(&'a str),
     Prometheus(&'a PrometheusSource),
     Host(HostMetric),
+    /// A `processes` target by name, and what of its processes is sampled.
+    Processes {
+        target: &'a str,
+        metric: ProcessMetric,
+    },
 }
+
+/// What [`Source::kind`] says when a source has none or several of its kinds.
+const SOURCE_KINDS: &str = "`load`, `proxy`, `prometheus`, `host` or `processes`";
 
 impl Source {
     pub fn kind(&self) -> Result<SourceKind<'_>, String> {
@@ -160,10 +196,18 @@ impl Source {
         if let Some(host) = &self.host {
             found.push(SourceKind::Host(host.parse()?));
         }
+        match (&self.processes, &self.metric) {
+            (Some(target), Some(metric)) => {
+                found.push(SourceKind::Processes { target, metric: metric.parse()? });
+            }
+            (Some(_), None) => return Err("a `processes` source needs `metric` (cpu or memory)".into()),
+            (None, Some(_)) => return Err("`metric` applies to a `processes` source only".into()),
+            (None, None) => {}
+        }
         match found.as_slice() {
             [one] => Ok(*one),
-            [] => Err("a source needs one of `load`, `proxy`, `prometheus` or `host`".into()),
-            _ => Err("a source takes exactly one of `load`, `proxy`, `prometheus` or `host`".into()),
+            [] => Err(format!("a source needs one of {SOURCE_KINDS}")),
+            _ => Err(format!("a source takes exactly one of {SOURCE_KINDS}")),
         }
     }
 }
@@ -198,8 +242,8 @@ pub enum Objective {
     Errors { objective: Percent },
     /// The rate stays at or above `min` of the baseline rate.
     Traffic { min: Percent },
-    /// The resource stays at or below `max`.
-    Saturation { max: Percent },
+    /// The resource stays at or below `max` (which may exceed 100%).
+    Saturation { max: Ceiling },
 }
 
 impl Slo {

@@ -24,8 +24,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use checked::{
-    Comparison, Fault, HostMetric, Objective, ProbeKind, PrometheusQuery, SourceKind, StepKind, TargetKind,
-    parse_percentile,
+    Comparison, Fault, HOST_TARGET, HostMetric, Objective, ProbeKind, ProcessMetric, PrometheusQuery,
+    SourceKind, StepKind, TargetKind, parse_percentile,
 };
 pub use faults::{FaultKind, FaultParams, Stream, TargetType};
 pub use model::*;

@@ -144,11 +144,12 @@ pub struct Slo {
     /// `p99 < 800ms` style: read as objective 99% with threshold 800ms.
     #[serde(default)]
     pub percentile: Option<String>,
-    /// Traffic: minimum rate as a fraction of the baseline (`50%`); saturation: ceiling (`90%`).
+    /// Traffic: minimum rate as a fraction of the baseline (`50%`).
     #[serde(default)]
     pub min: Option<Percent>,
+    /// Saturation: the ceiling the peak sample must stay at or below (`90%`; above 100% for `host: load`).
     #[serde(default)]
-    pub max: Option<Percent>,
+    pub max: Option<Ceiling>,
     pub source: Source,
 }
 
@@ -161,7 +162,8 @@ pub enum Signal {
     Saturation,
 }
 
-/// Where an SLO's events come from (exactly one field).
+/// Where an SLO's events or samples come from: exactly one of `load`, `proxy`, `prometheus`, `host` or
+/// `processes` (the last with `metric`).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
@@ -173,9 +175,19 @@ pub struct Source {
     pub proxy: Option<String>,
     #[serde(default)]
     pub prometheus: Option<PrometheusSource>,
-    /// This host's CPU or memory (`cpu` | `memory`), for saturation.
+    /// This host, sampled every second, for saturation: `cpu` (busy share of all CPUs), `memory`
+    /// (`1 − MemAvailable/MemTotal`) or `load` (1-minute load average per CPU, above 100% when more tasks are
+    /// runnable than there are CPUs).
     #[serde(default)]
     pub host: Option<String>,
+    /// A `processes` target by name, for saturation: every second its selector is re-resolved on this host
+    /// and `metric` is summed over all the processes it matches.
+    #[serde(default)]
+    pub processes: Option<String>,
+    /// With `processes`: `cpu` (their CPU summed, as a share of all this host's CPUs: 100% is the whole
+    /// machine busy) or `memory` (their resident memory summed, as a share of MemTotal).
+    #[serde(default)]
+    pub metric: Option<String>,
 }
 
 /// PromQL good/total counters, or a ratio query.
@@ -314,6 +326,12 @@ pub struct Duration(pub std::time::Duration);
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
 pub struct Percent(pub f64);
 
+/// A saturation ceiling written `90%` or `150%` (or a fraction up to 1, `0.9`), kept as a fraction ≥ 0.
+/// Unlike a [`Percent`] it may exceed 100%, which `host: load` can reach; above 100% it must be written with
+/// `%`, so a bare `90` (meant as 90%) is refused rather than read as 9000%.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct Ceiling(pub f64);
+
 /// A rate written `50/s`, `600/m` or `2/ms`, kept as events per second.
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
 pub struct Rate(pub f64);
@@ -374,12 +392,45 @@ impl FromStr for Percent {
 
 impl fmt::Display for Percent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Shown by shifting the fraction's shortest text, so that the text reads back as the same value.
-        let fraction = self.0.to_string();
-        match shift_decimal(&fraction, 2) {
-            Some(percent) => write!(f, "{percent}%"),
-            None => write!(f, "{fraction}"),
+        write_percent(f, self.0)
+    }
+}
+
+impl FromStr for Ceiling {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let Some(p) = t.strip_suffix('%') else {
+            // A bare fraction, as for a `Percent`: at most 1.
+            return t.parse::<Percent>().map(|p| Ceiling(p.0)).map_err(|_| {
+                format!("expected a percentage like 90% (above 100% only with the % sign), found {s:?}")
+            });
+        };
+        let fraction = match shift_decimal(p.trim(), -2) {
+            Some(shifted) => shifted.parse::<f64>(),
+            None => p.trim().parse::<f64>().map(|v| v / 100.0),
         }
+        .map_err(|_| format!("expected a percentage like 90%, found {s:?}"))?;
+        if !fraction.is_finite() || fraction < 0.0 {
+            return Err(format!("percentage {s:?} must be 0% or more"));
+        }
+        Ok(Ceiling(fraction))
+    }
+}
+
+impl fmt::Display for Ceiling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_percent(f, self.0)
+    }
+}
+
+/// `fraction` as a percentage, by shifting the fraction's shortest text, so that the text reads back as the
+/// same value.
+fn write_percent(f: &mut fmt::Formatter<'_>, fraction: f64) -> fmt::Result {
+    let fraction = fraction.to_string();
+    match shift_decimal(&fraction, 2) {
+        Some(percent) => write!(f, "{percent}%"),
+        None => write!(f, "{fraction}"),
     }
 }
 
@@ -450,6 +501,7 @@ macro_rules! serde_via_str {
 }
 serde_via_str!(Duration);
 serde_via_str!(Percent);
+serde_via_str!(Ceiling);
 serde_via_str!(Rate);
 
 impl<'de> Deserialize<'de> for Count {
@@ -543,6 +595,22 @@ impl JsonSchema for Percent {
     }
 }
 
+impl JsonSchema for Ceiling {
+    fn schema_name() -> Cow<'static, str> {
+        "Ceiling".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A saturation ceiling: a percentage (also above 100%) or a fraction up to 1.",
+            "type": ["string", "number"],
+            "pattern": patterns::PERCENT,
+            "minimum": 0,
+            "maximum": 1,
+            "examples": ["90%", "150%", 0.9],
+        })
+    }
+}
+
 impl JsonSchema for Rate {
     fn schema_name() -> Cow<'static, str> {
         "Rate".into()
@@ -569,5 +637,34 @@ impl JsonSchema for Count {
             "pattern": patterns::COUNT,
             "examples": [1, "50%"],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ceiling_may_exceed_100_percent_when_written_as_a_percentage() {
+        assert_eq!("90%".parse(), Ok(Ceiling(0.9)));
+        assert_eq!("150%".parse(), Ok(Ceiling(1.5)));
+        assert_eq!(" 10000 % ".parse(), Ok(Ceiling(100.0)));
+        assert_eq!("0.9".parse(), Ok(Ceiling(0.9)));
+        assert_eq!("1".parse(), Ok(Ceiling(1.0)));
+        for text in ["90%", "150%", "12.5%", "0.390625%", "10000%"] {
+            assert_eq!(text.parse::<Ceiling>().unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn a_bare_number_above_one_or_a_negative_ceiling_is_refused() {
+        assert_eq!(
+            "90".parse::<Ceiling>(),
+            Err("expected a percentage like 90% (above 100% only with the % sign), found \"90\"".into())
+        );
+        assert_eq!("-5%".parse::<Ceiling>(), Err("percentage \"-5%\" must be 0% or more".into()));
+        for bad in ["inf%", "NaN%", "%", "ninety%", "soon"] {
+            assert!(bad.parse::<Ceiling>().is_err(), "{bad}");
+        }
     }
 }

@@ -4,7 +4,9 @@
 
 use std::collections::HashSet;
 
-use super::checked::{HostMetric, PrometheusQuery, SourceKind, TargetKind, parse_percentile, signal_name};
+use super::checked::{
+    HostMetric, ProcessMetric, PrometheusQuery, SourceKind, TargetKind, parse_percentile, signal_name,
+};
 use super::faults::{self, FaultKind, TargetType};
 use super::model::{Count, Experiment, HttpRequest, Probe, Signal, Slo, Step, Target};
 use super::node::{Node, Pos, Seg};
@@ -268,15 +270,43 @@ impl Validator<'_> {
         {
             return self.at(&join(path, &[Seg::K("host")]), e);
         }
+        match (&source.processes, &source.metric) {
+            (None, Some(_)) => {
+                return self.at_key(
+                    &join(path, &[Seg::K("metric")]),
+                    "`metric` applies to a `processes` source only".into(),
+                );
+            }
+            (Some(_), None) => {
+                return self.at(path, "a `processes` source needs `metric` (cpu or memory)".into());
+            }
+            (Some(_), Some(metric)) => {
+                if let Err(e) = metric.parse::<ProcessMetric>() {
+                    return self.at(&join(path, &[Seg::K("metric")]), e);
+                }
+            }
+            (None, None) => {}
+        }
         let kind = match source.kind() {
             Ok(kind) => kind,
             Err(e) => return self.at(path, e),
         };
-        let is_host = matches!(kind, SourceKind::Host(_));
-        if slo.signal == Signal::Saturation && !is_host {
-            self.at(path, "a saturation SLO needs a `host` source (cpu or memory)".into());
-        } else if slo.signal != Signal::Saturation && is_host {
-            self.at_key(&join(path, &[Seg::K("host")]), "a `host` source is for saturation SLOs only".into());
+        // Saturation is sampled (host, processes); the other signals count events (load, proxy, prometheus).
+        let sampled = match kind {
+            SourceKind::Host(_) => Some("host"),
+            SourceKind::Processes { .. } => Some("processes"),
+            _ => None,
+        };
+        match (slo.signal == Signal::Saturation, sampled) {
+            (true, None) => self.at(
+                path,
+                "a saturation SLO needs a `host` source (cpu, memory or load) or a `processes` source".into(),
+            ),
+            (false, Some(field)) => self.at_key(
+                &join(path, &[Seg::K(field)]),
+                format!("a `{field}` source is for saturation SLOs only"),
+            ),
+            _ => {}
         }
         match kind {
             SourceKind::Load(load) if !exp.load.iter().any(|l| l.name == load) => {
@@ -301,6 +331,32 @@ impl Validator<'_> {
                     );
                 }
             },
+            SourceKind::Processes { target, .. } => {
+                let p = join(path, &[Seg::K("processes")]);
+                match exp.targets.get(target) {
+                    Some(t) if t.target_type() == Some(TargetType::Processes) => {
+                        // The sampler reads this host's /proc: processes on other agents are out of sight.
+                        if t.hosts.is_some() {
+                            let e = format!(
+                                "target `{target}` has `hosts`: a `processes` source samples this host only"
+                            );
+                            self.at(&p, e);
+                        }
+                    }
+                    // A target that is itself invalid is reported where it is declared.
+                    Some(t) if t.target_type().is_none() => {}
+                    Some(_) => self.at(&p, format!("target `{target}` is a proxy, not a process target")),
+                    None => {
+                        let names = declared(
+                            exp.targets
+                                .iter()
+                                .filter(|(_, t)| t.processes.is_some())
+                                .map(|(n, _)| n.as_str()),
+                        );
+                        self.at(&p, format!("unknown process target `{target}` ({names})"));
+                    }
+                }
+            }
             SourceKind::Prometheus(prometheus) => {
                 let p = join(path, &[Seg::K("prometheus")]);
                 self.http_url(&join(&p, &[Seg::K("url")]), &prometheus.url, "`url`");

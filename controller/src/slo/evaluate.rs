@@ -214,7 +214,7 @@ fn traffic(
     Ok(())
 }
 
-/// Saturation: the peak utilisation against a ceiling.
+/// Saturation: the peak utilisation against a ceiling (either may be above 100%).
 fn saturation(
     result: &mut SloResult,
     slo: &Slo,
@@ -222,8 +222,13 @@ fn saturation(
     window: &Phase,
     during: &str,
 ) -> Result<(), String> {
-    let ceiling =
-        slo.max.or(slo.objective).map(|p| decimal(p.0)).ok_or("a saturation SLO needs max (e.g. 90%)")?;
+    // Samples may exceed 1 (`host: load` does), and so may the ceiling: both are compared as they are.
+    let ceiling = slo
+        .max
+        .map(|c| c.0)
+        .or(slo.objective.map(|p| p.0))
+        .map(decimal)
+        .ok_or("a saturation SLO needs max (e.g. 90%)")?;
     result.objective = ceiling;
     let samples = observed.saturation.iter().filter(|s| window.contains(s.at) && s.value.is_finite());
     let (mut peak, mut within, mut total) = (f64::NEG_INFINITY, 0u64, 0u64);

@@ -10,7 +10,8 @@
 //!   integer microseconds; `p99 < 800ms` reads as objective 99 %, threshold 800 ms.
 //! - **Traffic**: the rate during the window against the baseline rate; pass when `rate ≥ min × baseline`, so a
 //!   fault that stops traffic does not look healthy.
-//! - **Saturation**: samples of a 0..1 utilisation; pass when the peak is `≤ max`.
+//! - **Saturation**: samples of a utilisation, a fraction of a capacity (usually 0..1; the load per CPU can
+//!   exceed 1); pass when the peak is `≤ max`, which may be above 100% too.
 //! - **Minimum events** (`reference/slo-math.md` §3 with burn threshold 1): judging objective `S` needs
 //!   `N_min = ceil(1 / (1 − S))` events, the count below which one bad event alone decides the verdict. With
 //!   fewer, the result is *failed* only if it would miss the objective even had the window held `N_min`
@@ -70,7 +71,8 @@ impl Phase {
 pub struct SaturationSample {
     /// When it was measured, since the run started.
     pub at: Duration,
-    /// Utilisation in 0..=1.
+    /// Utilisation as a fraction of the capacity: in 0..=1 for CPU and memory, above 1 for a host whose load
+    /// average exceeds its CPU count.
     pub value: f64,
 }
 
