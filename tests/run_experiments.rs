@@ -18,12 +18,7 @@ use support::{
 };
 
 fn run(file: &Path, vars: &[(&str, String)], out: &Path) -> Command {
-    let mut cmd = Command::new(chaos_bin());
-    cmd.arg("run").arg(file).args(["--seed", "7", "--quiet"]);
-    for (k, v) in vars {
-        cmd.arg("--var").arg(format!("{k}={v}"));
-    }
-    cmd.arg("--journal").arg(out.join("journal.json"));
+    let mut cmd = support::chaos_run(None, file, vars, out);
     cmd.arg("--junit").arg(out.join("junit.xml"));
     cmd.arg("--summary").arg(out.join("summary.md"));
     cmd

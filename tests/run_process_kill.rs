@@ -11,11 +11,13 @@ mod support;
 
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt as _;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
-use support::{chaos_bin, describe_output, free_port, read_journal, repo_path, temp_dir, wait_until};
+use support::{
+    chaos_bin, chaos_run, describe_output, free_port, output_within, read_journal, repo_path, temp_dir,
+    wait_until,
+};
 
 /// How long one `chaos run` may take before the test gives up on it (the experiments take about 9 s).
 const RUN_DEADLINE: Duration = Duration::from_secs(25);
@@ -96,32 +98,20 @@ fn children(parent: u32) -> Vec<(u32, String)> {
     found
 }
 
-/// `chaos run FILE --seed 7 --quiet --journal OUT/journal.json --var ...`, waited for with a deadline.
-fn run(file: &Path, vars: &[(&str, String)], out: &Path) -> Output {
-    let mut cmd = Command::new(chaos_bin());
-    cmd.arg("run").arg(file).args(["--seed", "7", "--quiet"]);
-    for (k, v) in vars {
-        cmd.arg("--var").arg(format!("{k}={v}"));
-    }
-    cmd.arg("--journal").arg(out.join("journal.json"));
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let end = Instant::now() + RUN_DEADLINE;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > end {
-            let _ = child.kill();
-            panic!("chaos run {} took more than {RUN_DEADLINE:?}", file.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn a_killed_target_is_restarted_by_its_supervisor_and_its_recovery_is_measured() {
     let shop = Supervised::start();
     let before = shop.target().unwrap();
     let out = temp_dir("kill", "restart");
-    let output = run(&repo_path("experiments/process-kill.yaml"), &[("listen", shop.addr.to_string())], &out);
+    let output = output_within(
+        &mut chaos_run(
+            None,
+            &repo_path("experiments/process-kill.yaml"),
+            &[("listen", shop.addr.to_string())],
+            &out,
+        ),
+        RUN_DEADLINE,
+    );
     assert_eq!(output.status.code(), Some(0), "{}", describe_output(&output));
 
     // The kill really happened, and the supervisor started a new target in its place.
@@ -155,7 +145,15 @@ fn a_selector_that_matches_nothing_is_inconclusive_and_touches_nothing() {
     // A port nobody listens on: no process has it on its command line.
     let out = temp_dir("kill", "no-match");
     let listen = format!("127.0.0.1:{}", free_port());
-    let output = run(&repo_path("experiments/process-kill.yaml"), &[("listen", listen.clone())], &out);
+    let output = output_within(
+        &mut chaos_run(
+            None,
+            &repo_path("experiments/process-kill.yaml"),
+            &[("listen", listen.clone())],
+            &out,
+        ),
+        RUN_DEADLINE,
+    );
     assert_eq!(output.status.code(), Some(3), "{}", describe_output(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -168,7 +166,10 @@ fn a_selector_that_matches_nothing_is_inconclusive_and_touches_nothing() {
 #[test]
 fn host_saturation_slos_are_judged_on_cpu_and_memory_samples() {
     let out = temp_dir("kill", "saturation");
-    let output = run(&repo_path("tests/data/host-saturation.yaml"), &[], &out);
+    let output = output_within(
+        &mut chaos_run(None, &repo_path("tests/data/host-saturation.yaml"), &[], &out),
+        RUN_DEADLINE,
+    );
     assert_eq!(output.status.code(), Some(0), "{}", describe_output(&output));
     let j = read_journal(&out);
     assert_eq!(j["verdict"], "passed", "{}", j["reasons"]);

@@ -11,12 +11,12 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{ChaosProxy, DemoTarget, chaos_bin, describe_output, free_port, repo_path, temp_dir};
+use support::{ChaosProxy, DemoTarget, chaos_run, describe_output, free_port, repo_path, temp_dir};
 
 /// A `prometheus` process on a free loopback port that scrapes one target every second under the job
 /// `chaos-proxy`; killed and its directory removed on drop.
@@ -100,16 +100,6 @@ fn get(addr: SocketAddr, path: &str) -> Option<Value> {
     serde_json::from_str(reply.split_once("\r\n\r\n")?.1).ok()
 }
 
-fn run(file: &Path, vars: &[(&str, String)], out: &Path) -> Output {
-    let mut cmd = Command::new(chaos_bin());
-    cmd.arg("run").arg(file).args(["--seed", "7", "--quiet"]);
-    for (k, v) in vars {
-        cmd.arg("--var").arg(format!("{k}={v}"));
-    }
-    cmd.arg("--journal").arg(out.join("journal.json"));
-    cmd.output().unwrap()
-}
-
 /// The proxy, the target and Prometheus, up and scraping.
 fn stack(name: &str) -> (ChaosProxy, DemoTarget, Prometheus) {
     let server = ChaosProxy::start(&["--proxy-metrics"]);
@@ -138,7 +128,8 @@ fn an_slo_on_prometheus_counters_passes_with_the_counted_numbers() {
         ("listen", format!("127.0.0.1:{}", free_port())),
         ("prometheus", prometheus.url()),
     ];
-    let output = run(&repo_path("experiments/prometheus-slo.yaml"), &vars, &out);
+    let output =
+        chaos_run(None, &repo_path("experiments/prometheus-slo.yaml"), &vars, &out).output().unwrap();
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -177,7 +168,8 @@ fn an_slo_on_prometheus_counters_is_refuted_by_upstream_failures() {
         ("hop", format!("127.0.0.1:{}", free_port())),
         ("prometheus", prometheus.url()),
     ];
-    let output = run(&repo_path("tests/data/prometheus-refuted.yaml"), &vars, &out);
+    let output =
+        chaos_run(None, &repo_path("tests/data/prometheus-refuted.yaml"), &vars, &out).output().unwrap();
     assert_eq!(
         output.status.code(),
         Some(1),

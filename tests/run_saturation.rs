@@ -7,11 +7,10 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
-use support::{chaos_bin, describe_output, read_journal, repo_path, temp_dir, wait_until};
+use support::{chaos_run, describe_output, output_within, read_journal, repo_path, temp_dir, wait_until};
 
 /// How long one `chaos run` may take before the test gives up on it (the experiment takes about 4 s).
 const RUN_DEADLINE: Duration = Duration::from_secs(25);
@@ -57,26 +56,6 @@ fn cpus() -> usize {
         .count()
 }
 
-/// `chaos run FILE --seed 7 --quiet --journal OUT/journal.json --var ...`, waited for with a deadline.
-fn run(file: &Path, vars: &[(&str, String)], out: &Path) -> Output {
-    let mut cmd = Command::new(chaos_bin());
-    cmd.arg("run").arg(file).args(["--seed", "7", "--quiet"]);
-    for (k, v) in vars {
-        cmd.arg("--var").arg(format!("{k}={v}"));
-    }
-    cmd.arg("--journal").arg(out.join("journal.json"));
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let end = Instant::now() + RUN_DEADLINE;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > end {
-            let _ = child.kill();
-            panic!("chaos run {} took more than {RUN_DEADLINE:?}", file.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn a_busy_process_refutes_a_cpu_ceiling_and_its_memory_is_sampled() {
     let busy = Busy::start();
@@ -86,7 +65,10 @@ fn a_busy_process_refutes_a_cpu_ceiling_and_its_memory_is_sampled() {
     let max = 0.25 / cpus as f64;
     let out = temp_dir("saturation", "busy");
     let vars = [("marker", busy.marker.clone()), ("max", format!("{:.6}%", max * 100.0))];
-    let output = run(&repo_path("tests/data/process-saturation.yaml"), &vars, &out);
+    let output = output_within(
+        &mut chaos_run(None, &repo_path("tests/data/process-saturation.yaml"), &vars, &out),
+        RUN_DEADLINE,
+    );
     // Exit 1: the hypothesis was refuted.
     assert_eq!(output.status.code(), Some(1), "{}", describe_output(&output));
 

@@ -373,3 +373,46 @@ pub fn connects_from(ns: &str, addr: SocketAddr) -> bool {
     .join()
     .unwrap()
 }
+
+/// `chaos run FILE --seed 7 --quiet --journal OUT/journal.json --var K=V...`, inside network namespace `netns`
+/// when given; the caller adds flags and spawns it.
+pub fn chaos_run(
+    netns: Option<&str>,
+    file: &std::path::Path,
+    vars: &[(&str, String)],
+    out: &std::path::Path,
+) -> Command {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(chaos_bin());
+            c
+        }
+        None => Command::new(chaos_bin()),
+    };
+    cmd.arg("run").arg(file).args(["--seed", "7", "--quiet"]);
+    for (k, v) in vars {
+        cmd.arg("--var").arg(format!("{k}={v}"));
+    }
+    cmd.arg("--journal").arg(out.join("journal.json"));
+    cmd
+}
+
+/// Runs `cmd` with stdout and stderr captured, killing it (and failing the test) after `deadline`.
+pub fn output_within(cmd: &mut Command, deadline: Duration) -> std::process::Output {
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_within(child, deadline)
+}
+
+/// Waits for `child` (spawned with piped outputs) for at most `deadline`; kills it and fails the test after.
+pub fn wait_within(mut child: Child, deadline: Duration) -> std::process::Output {
+    let end = Instant::now() + deadline;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("the command took more than {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
