@@ -191,9 +191,13 @@ fn regex_escape(s: &str) -> String {
 
 /// Starts `chaos run tests/data/long-pause.yaml`, waits until the pause, the fill and the CPU worker are all in
 /// place, then SIGKILLs the runner. Returns the scratch directory.
-fn kill_a_run_holding_faults(victim: &Victim, out: &Path, name: &str) -> std::path::PathBuf {
+fn kill_a_run_holding_faults(victim: &Victim, net: &NetnsPair, out: &Path, name: &str) -> std::path::PathBuf {
     let scratch = scratch_dir(name);
-    let vars = [("victim", victim.marker.clone()), ("scratch", scratch.display().to_string())];
+    let vars = [
+        ("victim", victim.marker.clone()),
+        ("scratch", scratch.display().to_string()),
+        ("netns", net.a.clone()),
+    ];
     let mut child = run_command(None, &repo_path("tests/data/long-pause.yaml"), &vars, out)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -204,6 +208,7 @@ fn kill_a_run_holding_faults(victim: &Victim, out: &Path, name: &str) -> std::pa
         process_state(victim.pid()) == Some('T')
             && files(&scratch, "chaos-fill-").len() == 1
             && children_named(runner, "chaos-cpu").len() == 1
+            && net.chaos_tables(&net.a).len() == 1
     });
     let worker = children_named(runner, "chaos-cpu")[0];
     child.kill().unwrap(); // SIGKILL: no revert path runs in the runner.
@@ -214,15 +219,17 @@ fn kill_a_run_holding_faults(victim: &Victim, out: &Path, name: &str) -> std::pa
     });
     assert_eq!(process_state(victim.pid()), Some('T'), "the pause should outlive a SIGKILLed runner");
     assert_eq!(files(&scratch, "chaos-fill-").len(), 1);
-    assert_eq!(journal_records(&out.join("state")), 3, "one undo record per fault");
+    assert_eq!(net.chaos_tables(&net.a).len(), 1, "the table should outlive a SIGKILLed runner");
+    assert_eq!(journal_records(&out.join("state")), 4, "one undo record per fault");
     scratch
 }
 
 #[test]
 fn after_a_sigkill_the_break_glass_revert_all_puts_everything_back() {
     let victim = Victim::start("1");
+    let net = NetnsPair::new();
     let out = temp_dir("host", "sigkill-revert-all");
-    let scratch = kill_a_run_holding_faults(&victim, &out, &format!("kill-{}", victim.pid()));
+    let scratch = kill_a_run_holding_faults(&victim, &net, &out, &format!("kill-{}", victim.pid()));
     let state = out.join("state");
     let state_arg = state.display().to_string();
 
@@ -230,17 +237,18 @@ fn after_a_sigkill_the_break_glass_revert_all_puts_everything_back() {
     assert!(status.status.success(), "{}", describe_output(&status));
     let records: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let kinds: Vec<&str> = records.as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds.len(), 3, "{kinds:?}");
-    for kind in ["process-pause", "disk-fill", "cpu-stress"] {
+    assert_eq!(kinds.len(), 4, "{kinds:?}");
+    for kind in ["process-pause", "disk-fill", "cpu-stress", "network-partition"] {
         assert!(kinds.contains(&kind), "{kinds:?}");
     }
 
     let revert = chaos(&["agent", "revert-all", "--state-dir", &state_arg]);
     assert_eq!(revert.status.code(), Some(0), "{}", describe_output(&revert));
     let stdout = String::from_utf8_lossy(&revert.stdout);
-    assert_eq!(stdout.matches("reverted: fault-").count(), 3, "{stdout}");
+    assert_eq!(stdout.matches("reverted: fault-").count(), 4, "{stdout}");
     assert_ne!(process_state(victim.pid()), Some('T'), "the victim is still stopped");
     assert!(files(&scratch, "chaos-").is_empty());
+    assert!(net.chaos_tables(&net.a).is_empty(), "the table is still there");
     assert_eq!(journal_records(&state), 0);
 
     // Nothing left: a second break-glass run finds nothing and succeeds.
@@ -252,8 +260,9 @@ fn after_a_sigkill_the_break_glass_revert_all_puts_everything_back() {
 #[test]
 fn after_a_sigkill_the_next_run_replays_the_journal_first() {
     let victim = Victim::start("2");
+    let net = NetnsPair::new();
     let out = temp_dir("host", "sigkill-next-run");
-    let scratch = kill_a_run_holding_faults(&victim, &out, &format!("kill-{}", victim.pid()));
+    let scratch = kill_a_run_holding_faults(&victim, &net, &out, &format!("kill-{}", victim.pid()));
 
     // The next run that needs the host agent replays the orphaned records before anything else.
     let spec = out.join("short.yaml");
@@ -263,9 +272,10 @@ fn after_a_sigkill_the_next_run_replays_the_journal_first() {
         chaos(&["agent", "inject", spec.to_str().unwrap(), "--duration", "100ms", "--state-dir", &state]);
     assert_eq!(next.status.code(), Some(0), "{}", describe_output(&next));
     let stdout = String::from_utf8_lossy(&next.stdout);
-    assert_eq!(stdout.matches("reverted, left by a previous process").count(), 3, "{stdout}");
+    assert_eq!(stdout.matches("reverted, left by a previous process").count(), 4, "{stdout}");
     assert_ne!(process_state(victim.pid()), Some('T'), "the victim is still stopped");
     assert!(files(&scratch, "chaos-").is_empty());
+    assert!(net.chaos_tables(&net.a).is_empty(), "the table is still there");
     assert_eq!(journal_records(&out.join("state")), 0);
 }
 
