@@ -188,7 +188,9 @@ fn text_error(status: StatusCode, text: &'static str) -> Response {
 /// that overruns gets Toxiproxy's empty 503.
 async fn guard(State(server): State<Server>, request: Request, next: Next) -> Response {
     let id = request_id();
-    let routed = matches!(request.method().as_str(), "GET" | "POST" | "PATCH" | "DELETE");
+    // HEAD is served by the GET routes, so it must be spared the router's own 400 for such names too.
+    let head = request.method() == axum::http::Method::HEAD;
+    let routed = head || matches!(request.method().as_str(), "GET" | "POST" | "PATCH" | "DELETE");
     let undecodable = if routed { undecodable_name(&server, request.uri().path()).await } else { None };
     let browser = request
         .headers()
@@ -197,7 +199,11 @@ async fn guard(State(server): State<Server>, request: Request, next: Next) -> Re
         .is_some_and(|ua| ua.starts_with("Mozilla/"));
     let mut response = if browser {
         text_error(StatusCode::FORBIDDEN, "User agent not allowed\n")
-    } else if let Some(response) = undecodable {
+    } else if let Some(mut response) = undecodable {
+        if head {
+            // A HEAD answer has no body, as the router gives the answers of the GET handlers.
+            *response.body_mut() = Body::empty();
+        }
         response
     } else {
         match tokio::time::timeout(HANDLER_TIMEOUT, next.run(request)).await {

@@ -5,7 +5,9 @@
 //! carries `User-Agent: chaos/<version>`. Non-2xx answers become [`ClientError::Api`] with the server's
 //! `{"error": "...", "status": N}` text. The wire types ([`Proxy`], [`Toxic`], [`NewProxy`], [`ProxyUpdate`],
 //! [`NewToxic`], [`ToxicUpdate`]) follow the Toxiproxy JSON shapes; toxic attributes stay a JSON map because
-//! each toxic type has its own.
+//! each toxic type has its own. Beyond Toxiproxy: [`ProxyOptions`] creates `http` proxies (our server only),
+//! and [`Stats`] reads the stats endpoint typed, HTTP golden signals included ([`HttpStats`]); every field of
+//! it has a serde default, so an older server's answer still decodes.
 //!
 //! Not here: TLS, retries (the caller decides whether an operation is safe to repeat), and any knowledge of
 //! toxic types or their attributes.
@@ -162,6 +164,118 @@ pub struct ProxyUpdate {
     /// Our extension: with `enabled: Some(false)`, the server re-enables the proxy after this many ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u64>,
+    /// Our extension: `tcp` or `http`; a change restarts the proxy. Real Toxiproxy ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// Our extension: extra latency histogram bounds (ms), e.g. an SLO's thresholds; replaces the previous set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_buckets_ms: Option<Vec<f64>>,
+}
+
+/// Our extensions to a new proxy, sent along with a [`NewProxy`] by [`Client::create_proxy_with`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProxyOptions {
+    /// `tcp` (the default) or `http`: HTTP/1.1 and HTTP/2 requests, L7 toxics, per-request stats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// Extra latency histogram bounds (ms), so "the share of requests within T" is exact for each T.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_buckets_ms: Option<Vec<f64>>,
+}
+
+/// `GET /proxies/{name}/stats` of our server, typed. Every field defaults, so older answers decode.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Stats {
+    pub connections_open: u64,
+    pub connections_total: u64,
+    pub upstream_connect_failures: u64,
+    /// Client → server bytes.
+    pub upstream: DirectionStats,
+    /// Server → client bytes.
+    pub downstream: DirectionStats,
+    pub toxic_activations: Vec<ToxicActivation>,
+    /// Per-request golden signals; `None` for TCP proxies and for servers without HTTP mode.
+    pub http: Option<HttpStats>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DirectionStats {
+    pub received_bytes: u64,
+    pub sent_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ToxicActivation {
+    pub name: String,
+    pub stream: String,
+    /// Links (connection × direction) the toxic was applied to.
+    pub links: u64,
+}
+
+/// The golden signals of an `http` proxy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpStats {
+    /// Completed requests, plain HTTP and gRPC.
+    pub requests_total: u64,
+    /// Completed plain HTTP requests: method class (`GET`, `HEAD`, `POST`, `PUT`, `DELETE`, `PATCH`, `OPTIONS`,
+    /// `OTHER`) → status class (`1xx`…`5xx`) → count.
+    pub requests: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Completed gRPC requests by status name (`OK`, `UNAVAILABLE`, …).
+    pub grpc: BTreeMap<String, u64>,
+    pub in_flight: u64,
+    /// Requests the upstream failed (no connection, no valid response, a response broken off).
+    pub upstream_failures: u64,
+    /// Requests whose client left before the response was complete (in no class).
+    pub abandoned: u64,
+    pub latency: LatencyStats,
+    pub faults_injected: Vec<FaultCount>,
+}
+
+impl HttpStats {
+    /// Completed requests that failed: HTTP 5xx and gRPC statuses other than `OK`.
+    pub fn errors(&self) -> u64 {
+        let http: u64 = self.requests.values().filter_map(|classes| classes.get("5xx")).sum();
+        let grpc: u64 = self.grpc.iter().filter(|(code, _)| *code != "OK").map(|(_, n)| n).sum();
+        http + grpc
+    }
+
+    /// Completed requests that took at most `ms`, when `ms` is one of the histogram's bounds.
+    pub fn within_ms(&self, ms: f64) -> Option<u64> {
+        self.latency.buckets.iter().find(|b| b.le_ms == ms).map(|b| b.count)
+    }
+}
+
+/// Latency from a request's head to the end of its response.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LatencyStats {
+    /// Cumulative, ascending: requests that took at most `le_ms`; the +Inf bucket is `count`.
+    pub buckets: Vec<LatencyBucket>,
+    pub count: u64,
+    pub sum_ms: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LatencyBucket {
+    pub le_ms: f64,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FaultCount {
+    /// The toxic's name.
+    pub name: String,
+    /// The toxic's type (`http_abort`, `http_delay`, `grpc_abort`).
+    #[serde(rename = "type")]
+    pub r#type: String,
+    /// Requests it faulted.
+    pub requests: u64,
 }
 
 /// Body of `POST /proxies/{name}/toxics`. Unset fields take the server's defaults: name `<type>_<stream>`,
@@ -282,6 +396,22 @@ impl Client {
         self.json(Method::POST, "/proxies", Some(encode(proxy)?)).await
     }
 
+    /// `POST /proxies` with our extensions (an `http` proxy, latency bounds); only our server knows them.
+    pub async fn create_proxy_with(
+        &self,
+        proxy: &NewProxy,
+        options: &ProxyOptions,
+    ) -> Result<Proxy, ClientError> {
+        let mut body = serde_json::to_value(proxy).map_err(|e| ClientError::Decode {
+            url: String::from("(request body)"),
+            message: format!("cannot encode the request: {e}"),
+        })?;
+        if let (Value::Object(body), Ok(Value::Object(extra))) = (&mut body, serde_json::to_value(options)) {
+            body.extend(extra);
+        }
+        self.json(Method::POST, "/proxies", Some(encode(&body)?)).await
+    }
+
     /// `PATCH /proxies/{name}`: changes only the fields set in `update`.
     pub async fn update_proxy(&self, name: &str, update: &ProxyUpdate) -> Result<Proxy, ClientError> {
         self.json(Method::PATCH, &proxy_path(name), Some(encode(update)?)).await
@@ -338,6 +468,16 @@ impl Client {
     /// `GET /proxies/{name}/stats`: our extension with live counters; the shape is the server's to define.
     pub async fn stats(&self, proxy: &str) -> Result<Value, ClientError> {
         self.json(Method::GET, &format!("{}/stats", proxy_path(proxy)), None).await
+    }
+
+    /// `GET /proxies/{name}/stats`, typed (HTTP golden signals in [`Stats::http`]).
+    pub async fn proxy_stats(&self, proxy: &str) -> Result<Stats, ClientError> {
+        self.json(Method::GET, &format!("{}/stats", proxy_path(proxy)), None).await
+    }
+
+    /// `GET /stats`, typed: every proxy's stats, keyed by name.
+    pub async fn all_proxy_stats(&self) -> Result<BTreeMap<String, Stats>, ClientError> {
+        self.json(Method::GET, "/stats", None).await
     }
 
     /// `GET /stats`: our extension, the live counters of every proxy.
@@ -596,6 +736,29 @@ mod tests {
         assert_eq!(serde_json::to_value(new).unwrap(), json!({"type": "latency"}));
         let update = ToxicUpdate::default();
         assert_eq!(serde_json::to_value(update).unwrap(), json!({}));
+    }
+
+    #[test]
+    fn stats_decode_from_older_and_newer_servers() {
+        let old: Stats =
+            serde_json::from_value(json!({"connections_total": 3, "upstream": {"sent_bytes": 5}})).unwrap();
+        assert_eq!((old.connections_total, old.upstream.sent_bytes, old.http), (3, 5, None));
+        let new: Stats = serde_json::from_value(json!({
+            "http": {
+                "requests_total": 4,
+                "requests": {"GET": {"2xx": 2, "5xx": 1}},
+                "grpc": {"OK": 0, "UNAVAILABLE": 1},
+                "latency": {"buckets": [{"le_ms": 800, "count": 3}], "count": 4, "sum_ms": 12.5},
+                "faults_injected": [{"name": "abort", "type": "http_abort", "requests": 1}],
+                "something_new": true
+            }
+        }))
+        .unwrap();
+        let http = new.http.unwrap();
+        assert_eq!((http.errors(), http.within_ms(800.0), http.within_ms(1.0)), (2, Some(3), None));
+        assert_eq!(http.faults_injected[0].r#type, "http_abort");
+        let update = ProxyUpdate { latency_buckets_ms: Some(vec![800.0]), ..ProxyUpdate::default() };
+        assert_eq!(serde_json::to_value(update).unwrap(), json!({"latency_buckets_ms": [800.0]}));
     }
 
     /// Serves one canned HTTP answer on a loopback port and hands back the raw request it received.

@@ -1,6 +1,7 @@
 //! `chaos-proxy`: a TCP fault-injection proxy whose admin API is compatible with Toxiproxy 2.x, so existing
 //! Toxiproxy clients and CI suites work unchanged, and which goes further: toxics that expire (TTL), latency
-//! distributions, live per-proxy stats and Prometheus metrics updated as bytes move.
+//! distributions, live per-proxy stats and Prometheus metrics updated as bytes move, and an HTTP mode
+//! (`"protocol": "http"`: HTTP/1.1, HTTP/2 and gRPC) with per-request faults and golden signals.
 //!
 //! # Layout
 //! - [`server`]: the registry of proxies and toxics ([`Server`]); every API operation is a method here.
@@ -9,16 +10,20 @@
 //! - `link`: one direction of a connection: socket reads → pipeline → socket writes, in one `select!` loop.
 //! - `pipeline`: the toxic chain of a link as a pure state machine, reconfigured live without losing bytes.
 //! - [`toxics`]: each toxic type's attributes and behaviour (`toxics/latency.rs`, …).
+//! - `http`: the data plane of `http` proxies: hyper serves each connection, requests are forwarded by a pooled
+//!   client, L7 toxics (`http_abort`, `http_delay`, `grpc_abort`) apply per request, golden signals are counted.
 //! - `stats`: live counters and the Prometheus rendering; [`config`]: `--config` files; [`client`]: an HTTP
 //!   client for any Toxiproxy-compatible server.
 //!
-//! This crate does not do L7 (HTTP/gRPC) faults or transparent interception yet, and keeps no state on disk:
+//! This crate does not do transparent interception yet, and keeps no state on disk:
 //! a restarted server starts empty, so no fault outlives the process that applied it.
 
 pub mod api;
 pub mod client;
 pub mod config;
 mod error;
+mod http;
+pub mod intercept;
 mod link;
 pub mod model;
 mod pipeline;
@@ -30,6 +35,7 @@ pub mod toxics;
 
 use std::future::Future;
 
+pub use crate::http::signals::HttpSnapshot;
 pub use error::Error;
 pub use server::{Server, ServerConfig};
 pub use stats::StatsSnapshot;

@@ -1,5 +1,6 @@
-//! One proxy's data plane: the listener's accept loop and each accepted connection (dial upstream, then two
-//! [`Link`]s). The registry in `server.rs` owns the configuration; this module only runs what it is given.
+//! One proxy's data plane: the listener's accept loop and each accepted connection: for a `tcp` proxy, dial
+//! the upstream, then two [`Link`]s; for an `http` proxy, hand the connection to `crate::http`. The registry in
+//! `server.rs` owns the configuration; this module only runs what it is given.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::error::{Error, listen_error};
+use crate::http::Plane;
+use crate::http::rules::RuleSet;
 use crate::link::{ConnControl, Link};
+use crate::model::Protocol;
 use crate::pipeline::Chain;
 use crate::stats::ProxyStats;
 use crate::toxics::Direction;
@@ -32,10 +36,15 @@ pub(crate) struct ProxyShared {
     pub stats: Arc<ProxyStats>,
     /// The toxic chain per direction; every live link watches its direction's channel.
     pub chains: [watch::Sender<Chain>; 2],
-    /// Seeds each link's random generator (toxicity rolls, jitter, slicer), so `--seed` replays a run.
+    /// The L7 toxics of an `http` proxy; each request reads the newest set.
+    pub rules: watch::Sender<RuleSet>,
+    /// Seeds each link's random generator (toxicity rolls, jitter, slicer) and each request's, so `--seed`
+    /// replays a run.
     pub seed: u64,
     /// Numbers connections, for per-link seeds.
     pub connections: AtomicU64,
+    /// Numbers the requests of an `http` proxy, for per-request seeds.
+    pub requests: AtomicU64,
 }
 
 impl ProxyShared {
@@ -45,14 +54,31 @@ impl ProxyShared {
             name,
             stats: Arc::new(ProxyStats::default()),
             chains: [watch::Sender::new(empty.clone()), watch::Sender::new(empty)],
+            rules: watch::Sender::new(Arc::new(Vec::new())),
             seed,
             connections: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
         }
     }
 
     fn link_rng(&self, connection: u64, direction: Direction) -> StdRng {
         StdRng::seed_from_u64(splitmix(self.seed ^ splitmix(connection * 2 + direction.index() as u64)))
     }
+}
+
+/// How a running proxy serves its connections, fixed for as long as it runs.
+pub(crate) struct Route<'a> {
+    pub upstream: &'a str,
+    pub half_close: bool,
+    pub protocol: Protocol,
+}
+
+/// What each connection of a running proxy is given.
+struct Plan {
+    upstream: Arc<str>,
+    half_close: bool,
+    /// Set for `http` proxies: their request forwarder.
+    http: Option<Arc<Plane>>,
 }
 
 /// A bound, accepting proxy.
@@ -66,16 +92,17 @@ impl Running {
     /// Binds `listen` and starts accepting. Errors carry the OS text, as Toxiproxy reports them (HTTP 500).
     pub async fn start(
         listen: &str,
-        upstream: &str,
-        half_close: bool,
+        route: Route<'_>,
         shared: Arc<ProxyShared>,
         parent: &CancellationToken,
     ) -> Result<Running, Error> {
         let listener = bind(listen).await?;
         let bound = listener.local_addr().map_err(|e| listen_error(listen, &e))?;
         let stop = parent.child_token();
-        let upstream: Arc<str> = upstream.into();
-        let task = tokio::spawn(accept_loop(listener, upstream, half_close, shared, stop.clone()));
+        let upstream: Arc<str> = route.upstream.into();
+        let http = (route.protocol == Protocol::Http).then(|| Arc::new(Plane::new(upstream.clone())));
+        let plan = Arc::new(Plan { upstream, half_close: route.half_close, http });
+        let task = tokio::spawn(accept_loop(listener, plan, shared, stop.clone()));
         Ok(Running { bound, stop, task })
     }
 
@@ -125,8 +152,7 @@ fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 async fn accept_loop(
     listener: TcpListener,
-    upstream: Arc<str>,
-    half_close: bool,
+    plan: Arc<Plan>,
     shared: Arc<ProxyShared>,
     stop: CancellationToken,
 ) {
@@ -136,8 +162,7 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((client, peer)) => {
                     debug!(proxy = %shared.name, %peer, "accepted");
-                    let conn = connection(client, upstream.clone(), half_close, shared.clone(), stop.child_token());
-                    tokio::spawn(conn);
+                    spawn_connection(client, &plan, shared.clone(), stop.child_token());
                 }
                 Err(e) => {
                     // Out of file descriptors and similar: back off instead of spinning.
@@ -148,6 +173,18 @@ async fn accept_loop(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Serves one accepted connection in its own task: bytes and links for `tcp`, hyper for `http`.
+fn spawn_connection(client: TcpStream, plan: &Plan, shared: Arc<ProxyShared>, close: CancellationToken) {
+    match &plan.http {
+        Some(http) => {
+            tokio::spawn(crate::http::serve_connection(client, http.clone(), shared, plan.half_close, close));
+        }
+        None => {
+            tokio::spawn(connection(client, plan.upstream.clone(), plan.half_close, shared, close));
         }
     }
 }
@@ -181,6 +218,19 @@ async fn connection(
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     shared.stats.connection_opened(started.elapsed());
+    run_links(client, server, half_close, shared.clone(), close).await;
+    shared.stats.connection_closed();
+}
+
+/// Runs the two links between `client` and `server` (each direction with its chain) until both have ended.
+/// Also the L4 layer of an `http` proxy's connections while it has L4 toxics (`server` is then the hop to hyper).
+pub(crate) async fn run_links(
+    client: TcpStream,
+    server: TcpStream,
+    half_close: bool,
+    shared: Arc<ProxyShared>,
+    close: CancellationToken,
+) {
     let number = shared.connections.fetch_add(1, Relaxed);
     let control = Arc::new(ConnControl {
         close,
@@ -207,7 +257,6 @@ async fn connection(
     let down = tokio::spawn(down.run());
     up.run().await;
     let _ = down.await;
-    shared.stats.connection_closed();
 }
 
 /// SplitMix64: spreads a counter into well-mixed seeds.

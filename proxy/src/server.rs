@@ -1,7 +1,12 @@
 //! The proxy registry behind the admin API: create, update, delete, populate and reset proxies; add, update
 //! and remove toxics; TTL expiry. Every operation takes one async lock, so API calls are serialised as in
-//! Toxiproxy; the data path never takes it (links only watch their chain), so a stalled connection can never
-//! hold up an API call.
+//! Toxiproxy; the data path never takes it (links only watch their chain, requests read the L7 rule set), so a
+//! stalled connection can never hold up an API call.
+//!
+//! An `http` proxy keeps every toxic in the same two per-direction lists as a `tcp` one (so views, names,
+//! TTLs and updates work alike), but publishes them split: L4 toxics to the links' chains, L7 toxics
+//! (`http_abort`, `http_delay`, `grpc_abort`) to the request rule set. L7 toxics are refused on `tcp` proxies,
+//! and a proxy that has some cannot be switched to `tcp`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -13,9 +18,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::error::{Error, Result};
-use crate::model::{ProxyInput, ProxyUpdate, ProxyView, ToxicInput, ToxicUpdate, ToxicView};
+use crate::http::rules;
+use crate::http::signals::checked_bounds;
+use crate::model::{Protocol, ProxyInput, ProxyUpdate, ProxyView, ToxicInput, ToxicUpdate, ToxicView};
 use crate::pipeline::{Chain, ToxicSpec};
-use crate::proxy::{ProxyShared, Running, resolve_listen, splitmix};
+use crate::proxy::{ProxyShared, Route, Running, resolve_listen, splitmix};
 use crate::stats::{MetricsSource, StatsSnapshot, render_prometheus};
 use crate::toxics::{Direction, ToxicKind};
 
@@ -52,6 +59,9 @@ struct ProxyEntry {
     upstream: String,
     enabled: bool,
     half_close: bool,
+    protocol: Protocol,
+    /// Extra latency histogram bounds (ms), sorted, as registered.
+    latency_buckets: Vec<f64>,
     toxics: [Vec<ToxicEntry>; 2],
     running: Option<Running>,
     /// Non-zero while the proxy is down with a TTL: identifies the timer that may re-enable it.
@@ -103,25 +113,36 @@ impl Server {
 
     pub async fn create_proxy(&self, input: ProxyInput) -> Result<ProxyView> {
         let (name, upstream) = required(&input, None)?;
+        let options = options(&input, None)?;
         let mut proxies = self.inner.proxies.lock().await;
         if proxies.contains_key(&name) {
             return Err(Error::ProxyExists);
         }
-        let entry = self.new_entry(name.clone(), upstream, &input).await?;
+        let entry = self.new_entry(name.clone(), upstream, &input, options).await?;
         let view = entry.view();
         info!(proxy = %name, listen = %entry.listen, upstream = %entry.upstream, "proxy created");
         proxies.insert(name, entry);
         Ok(view)
     }
 
-    async fn new_entry(&self, name: String, upstream: String, input: &ProxyInput) -> Result<ProxyEntry> {
+    async fn new_entry(
+        &self,
+        name: String,
+        upstream: String,
+        input: &ProxyInput,
+        (protocol, latency_buckets): (Protocol, Vec<f64>),
+    ) -> Result<ProxyEntry> {
         let seed = splitmix(self.inner.seed ^ fnv(&name));
+        let shared = Arc::new(ProxyShared::new(name, seed));
+        shared.stats.http.set_extra_bounds(&latency_buckets);
         let mut entry = ProxyEntry {
-            shared: Arc::new(ProxyShared::new(name, seed)),
+            shared,
             listen: input.listen.clone().unwrap_or_default(),
             upstream,
             enabled: false,
             half_close: input.half_close.unwrap_or(false),
+            protocol,
+            latency_buckets,
             toxics: [Vec::new(), Vec::new()],
             running: None,
             down_generation: 0,
@@ -132,36 +153,58 @@ impl Server {
         Ok(entry)
     }
 
-    /// Partial update: a changed listen (after resolution) or upstream restarts the proxy, closing its
-    /// connections; `enabled` starts or stops it. Toxics survive. A failed bind leaves the proxy as it was.
+    /// Partial update: a changed listen (after resolution), upstream or protocol restarts the proxy, closing
+    /// its connections; `enabled` starts or stops it. Toxics survive. A failed bind leaves the proxy as it was.
+    /// `latency_buckets_ms` replaces the extra histogram bounds without a restart.
     pub async fn update_proxy(&self, name: &str, update: ProxyUpdate) -> Result<ProxyView> {
         let mut proxies = self.inner.proxies.lock().await;
         let entry = proxies.get_mut(name).ok_or(Error::ProxyNotFound)?;
+        let protocol = match &update.protocol {
+            Some(text) => Protocol::parse(text).map_err(Error::BadRequest)?,
+            None => entry.protocol,
+        };
+        if protocol == Protocol::Tcp && entry.toxics.iter().flatten().any(|t| t.spec.kind.is_l7()) {
+            return Err(Error::BadRequest(format!(
+                "protocol: expected \"http\" while proxy {name} has http toxics \
+                 (remove them first), found \"tcp\""
+            )));
+        }
+        let latency_buckets = match &update.latency_buckets_ms {
+            Some(bounds) => checked_bounds(bounds).map_err(Error::BadRequest)?,
+            None => entry.latency_buckets.clone(),
+        };
         let listen = update.listen.clone().unwrap_or_else(|| entry.listen.clone());
         let upstream = update.upstream.clone().unwrap_or_else(|| entry.upstream.clone());
         let enabled = update.enabled.unwrap_or(entry.enabled);
         let half_close = update.half_close.unwrap_or(entry.half_close);
         let listen_changed = listen != entry.listen && !same_address(&listen, &entry.listen).await;
-        let restart = listen_changed || upstream != entry.upstream || half_close != entry.half_close;
-        let previous = (entry.listen.clone(), entry.upstream.clone(), entry.half_close, entry.enabled);
+        let restart = listen_changed
+            || upstream != entry.upstream
+            || half_close != entry.half_close
+            || protocol != entry.protocol;
+        let previous =
+            (entry.listen.clone(), entry.upstream.clone(), entry.half_close, entry.protocol, entry.enabled);
         if restart || !enabled {
             entry.stop().await;
         }
         entry.listen = listen;
         entry.upstream = upstream;
         entry.half_close = half_close;
+        entry.protocol = protocol;
         if enabled
             && entry.running.is_none()
             && let Err(e) = entry.start(&self.inner.shutdown).await
         {
             // Put the old configuration back, running again if it was.
-            (entry.listen, entry.upstream, entry.half_close, entry.enabled) = previous;
+            (entry.listen, entry.upstream, entry.half_close, entry.protocol, entry.enabled) = previous;
             if entry.enabled {
                 entry.enabled = false;
                 let _ = entry.start(&self.inner.shutdown).await;
             }
             return Err(e);
         }
+        entry.shared.stats.http.set_extra_bounds(&latency_buckets);
+        entry.latency_buckets = latency_buckets;
         if !enabled && let Some(ttl) = update.ttl {
             entry.down_generation = self.next_id();
             self.arm_reenable(name, entry.down_generation, Duration::from_millis(ttl));
@@ -209,14 +252,24 @@ impl Server {
     ) -> std::result::Result<Vec<ProxyView>, (Error, Vec<ProxyView>)> {
         let mut checked = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
-            checked.push(required(input, Some(i + 1)).map_err(|e| (e, Vec::new()))?);
+            let (name, upstream) = required(input, Some(i + 1)).map_err(|e| (e, Vec::new()))?;
+            let options = options(input, Some(i + 1)).map_err(|e| (e, Vec::new()))?;
+            checked.push((name, upstream, options));
         }
         let mut proxies = self.inner.proxies.lock().await;
         let mut done = Vec::with_capacity(inputs.len());
-        for (input, (name, upstream)) in inputs.iter().zip(checked) {
-            if let Some(existing) = proxies.get(&name) {
+        for (input, (name, upstream, options)) in inputs.iter().zip(checked) {
+            if let Some(existing) = proxies.get_mut(&name) {
                 let listen = input.listen.clone().unwrap_or_default();
-                if existing.upstream == upstream && same_address(&listen, &existing.listen).await {
+                if existing.upstream == upstream
+                    && existing.protocol == options.0
+                    && same_address(&listen, &existing.listen).await
+                {
+                    // Bounds given with an otherwise identical proxy apply in place, like an update.
+                    if input.latency_buckets_ms.is_some() {
+                        existing.shared.stats.http.set_extra_bounds(&options.1);
+                        existing.latency_buckets = options.1;
+                    }
                     done.push(existing.view());
                     continue;
                 }
@@ -231,7 +284,7 @@ impl Server {
                 }
                 None => None,
             };
-            match self.new_entry(name.clone(), upstream, input).await {
+            match self.new_entry(name.clone(), upstream, input, options).await {
                 Ok(entry) => {
                     done.push(entry.view());
                     proxies.insert(name, entry);
@@ -294,10 +347,18 @@ impl Server {
             _ => format!("{type_name}_{stream}"),
         };
         let kind = ToxicKind::default_for(&type_name).ok_or(Error::InvalidToxicType)?;
+        if kind.is_l7() && entry.protocol != Protocol::Http {
+            return Err(Error::BadRequest(format!(
+                "toxic type {type_name} needs a proxy with \"protocol\": \"http\", \
+                 found proxy {proxy} with \"{}\"",
+                entry.protocol.as_str()
+            )));
+        }
         if entry.find(&name).is_some() {
             return Err(Error::ToxicExists);
         }
         let kind = kind.merged(input.attributes.as_ref()).map_err(|e| Error::BadRequest(e.to_string()))?;
+        kind.check_required().map_err(|e| Error::BadRequest(e.to_string()))?;
         let toxic = ToxicEntry {
             spec: ToxicSpec {
                 id: self.next_id(),
@@ -330,8 +391,11 @@ impl Server {
             .kind
             .merged(update.attributes.as_ref())
             .map_err(|e| Error::BadRequest(e.to_string()))?;
+        kind.check_required().map_err(|e| Error::BadRequest(e.to_string()))?;
+        // Checked before anything changes: a refused update leaves the toxic as it was.
+        let toxicity = checked_toxicity(update.toxicity)?.unwrap_or(toxic.spec.toxicity);
         toxic.spec.kind = kind;
-        toxic.spec.toxicity = checked_toxicity(update.toxicity)?.unwrap_or(toxic.spec.toxicity);
+        toxic.spec.toxicity = toxicity;
         toxic.spec.revision += 1;
         if let Some(ttl) = update.ttl {
             toxic.ttl = Some(Duration::from_millis(ttl));
@@ -358,13 +422,14 @@ impl Server {
 
     pub async fn stats(&self, proxy: &str) -> Result<StatsSnapshot> {
         let proxies = self.inner.proxies.lock().await;
-        Ok(proxies.get(proxy).ok_or(Error::ProxyNotFound)?.shared.stats.snapshot())
+        let entry = proxies.get(proxy).ok_or(Error::ProxyNotFound)?;
+        Ok(entry.shared.stats.snapshot_for(entry.protocol))
     }
 
     /// Stats of every proxy, keyed by name.
     pub async fn all_stats(&self) -> BTreeMap<String, StatsSnapshot> {
         let proxies = self.inner.proxies.lock().await;
-        proxies.iter().map(|(name, e)| (name.clone(), e.shared.stats.snapshot())).collect()
+        proxies.iter().map(|(name, e)| (name.clone(), e.shared.stats.snapshot_for(e.protocol))).collect()
     }
 
     /// All proxies' metrics in Prometheus text format.
@@ -378,6 +443,7 @@ impl Server {
                 upstream: &e.upstream,
                 enabled: e.running.is_some(),
                 stats: &e.shared.stats,
+                http: e.protocol == Protocol::Http,
             })
             .collect();
         render_prometheus(&sources)
@@ -417,9 +483,8 @@ impl Server {
 
 impl ProxyEntry {
     async fn start(&mut self, parent: &CancellationToken) -> Result<()> {
-        let running =
-            Running::start(&self.listen, &self.upstream, self.half_close, self.shared.clone(), parent)
-                .await?;
+        let route = Route { upstream: &self.upstream, half_close: self.half_close, protocol: self.protocol };
+        let running = Running::start(&self.listen, route, self.shared.clone(), parent).await?;
         self.listen = running.bound.to_string();
         self.running = Some(running);
         self.enabled = true;
@@ -439,10 +504,15 @@ impl ProxyEntry {
             .find_map(|d| self.toxics[d.index()].iter().position(|t| &*t.spec.name == name).map(|i| (d, i)))
     }
 
-    /// Sends the direction's chain to every live link.
+    /// Sends the direction's L4 chain to every live link, and the L7 rule set (both directions' L7 toxics, in
+    /// view order) to every request from the next one on.
     fn publish(&self, direction: Direction) {
-        let chain: Chain = Arc::new(self.toxics[direction.index()].iter().map(|t| t.spec.clone()).collect());
+        let l4 = self.toxics[direction.index()].iter().filter(|t| !t.spec.kind.is_l7());
+        let chain: Chain = Arc::new(l4.map(|t| t.spec.clone()).collect());
         self.shared.chains[direction.index()].send_replace(chain);
+        let previous = self.shared.rules.borrow().clone();
+        let l7 = rules::build(self.toxics.iter().flatten().map(|t| &t.spec), &previous);
+        self.shared.rules.send_replace(l7);
     }
 
     fn toxic_views(&self) -> Vec<ToxicView> {
@@ -456,6 +526,8 @@ impl ProxyEntry {
             upstream: self.upstream.clone(),
             enabled: self.enabled,
             half_close: self.half_close,
+            protocol: self.protocol,
+            latency_buckets_ms: self.latency_buckets.clone(),
             toxics: self.toxic_views(),
         }
     }
@@ -483,6 +555,20 @@ fn required(input: &ProxyInput, index: Option<usize>) -> Result<(String, String)
     let name = input.name.clone().filter(|n| !n.is_empty()).ok_or_else(|| at("name"))?;
     let upstream = input.upstream.clone().filter(|u| !u.is_empty()).ok_or_else(|| at("upstream"))?;
     Ok((name, upstream))
+}
+
+/// The protocol and extra latency bounds of a proxy input, checked (`at proxy N` for populate, 1-based).
+fn options(input: &ProxyInput, index: Option<usize>) -> Result<(Protocol, Vec<f64>)> {
+    let at = |message: String| match index {
+        Some(i) => Error::BadRequest(format!("{message} at proxy {i}")),
+        None => Error::BadRequest(message),
+    };
+    let protocol = match &input.protocol {
+        Some(text) => Protocol::parse(text).map_err(at)?,
+        None => Protocol::Tcp,
+    };
+    let bounds = checked_bounds(input.latency_buckets_ms.as_deref().unwrap_or_default()).map_err(at)?;
+    Ok((protocol, bounds))
 }
 
 /// Whether two listen addresses name the same socket once resolved (`localhost:26379` = `127.0.0.1:26379`).

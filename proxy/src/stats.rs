@@ -4,6 +4,7 @@
 //! Toxiproxy adds byte counts only when a link finishes; here every read and write counts at once, so a
 //! scrape during a long transfer sees it. Metric names and labels of Toxiproxy are kept where they exist
 //! (`toxiproxy_proxy_received_bytes_total`, `toxiproxy_proxy_sent_bytes_total`); the rest are `chaos_proxy_*`.
+//! `http` proxies add per-request families (`chaos_proxy_http_*`, `chaos_proxy_grpc_*`; see `http::signals`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,6 +14,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::http::signals::{self, HttpSnapshot, HttpStats};
+use crate::model::Protocol;
 use crate::toxics::Direction;
 
 /// Upper bounds (seconds) of the upstream connect-time histogram.
@@ -38,6 +41,8 @@ pub struct ProxyStats {
     connect_sum_nanos: AtomicU64,
     /// How many links each toxic was applied to (its toxicity roll came up), by direction and name.
     activations: Mutex<BTreeMap<(Direction, String), u64>>,
+    /// Per-request signals; only `http` proxies count any.
+    pub(crate) http: HttpStats,
 }
 
 impl ProxyStats {
@@ -58,6 +63,12 @@ impl ProxyStats {
         self.connect_sum_nanos.fetch_add(u64::try_from(connect_time.as_nanos()).unwrap_or(u64::MAX), Relaxed);
     }
 
+    /// A client connection of an `http` proxy: open and total count it; it has no upstream dial of its own.
+    pub(crate) fn client_connected(&self) {
+        self.connections_open.fetch_add(1, Relaxed);
+        self.connections_total.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn connection_closed(&self) {
         self.connections_open.fetch_sub(1, Relaxed);
     }
@@ -70,6 +81,15 @@ impl ProxyStats {
         if let Ok(mut map) = self.activations.lock() {
             *map.entry((d, name.to_string())).or_default() += 1;
         }
+    }
+
+    /// A point-in-time copy for the JSON stats endpoint, with the `http` object for an `http` proxy.
+    pub(crate) fn snapshot_for(&self, protocol: Protocol) -> StatsSnapshot {
+        let mut snapshot = self.snapshot();
+        if protocol == Protocol::Http {
+            snapshot.http = Some(self.http.snapshot());
+        }
+        snapshot
     }
 
     /// A point-in-time copy for the JSON stats endpoint.
@@ -98,6 +118,7 @@ impl ProxyStats {
             upstream: dir(Direction::Upstream),
             downstream: dir(Direction::Downstream),
             toxic_activations: activations,
+            http: None,
         }
     }
 }
@@ -113,6 +134,9 @@ pub struct StatsSnapshot {
     /// Server → client bytes.
     pub downstream: DirectionSnapshot,
     pub toxic_activations: Vec<ToxicActivations>,
+    /// Per-request golden signals; present for `http` proxies only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpSnapshot>,
 }
 
 #[derive(Debug, Serialize)]
@@ -136,6 +160,8 @@ pub(crate) struct MetricsSource<'a> {
     pub upstream: &'a str,
     pub enabled: bool,
     pub stats: &'a ProxyStats,
+    /// Whether the proxy is an `http` one, whose request families are rendered.
+    pub http: bool,
 }
 
 /// Prometheus text exposition format 0.0.4 for all proxies.
@@ -209,6 +235,13 @@ pub(crate) fn render_prometheus(proxies: &[MetricsSource<'_>]) -> String {
         let _ = writeln!(out, "{name}_sum{{proxy=\"{proxy}\"}} {sum}");
         let _ = writeln!(out, "{name}_count{{proxy=\"{proxy}\"}} {cumulative}");
     }
+    // The request families appear only once some proxy is an `http` one, so a server of TCP proxies renders
+    // exactly what it did before HTTP mode existed.
+    let http: Vec<(&str, &HttpStats)> =
+        proxies.iter().filter(|p| p.http).map(|p| (p.name, &p.stats.http)).collect();
+    if !http.is_empty() {
+        signals::render(&mut out, &http, escape);
+    }
     out
 }
 
@@ -243,6 +276,7 @@ mod tests {
             upstream: "localhost:6379",
             enabled: true,
             stats: &stats,
+            http: false,
         }]);
         assert!(text.contains(
             "toxiproxy_proxy_received_bytes_total{direction=\"upstream\",listener=\"127.0.0.1:26379\",proxy=\"redis\",upstream=\"localhost:6379\"} 10"

@@ -288,7 +288,24 @@ fn proxy_input(rng: &mut StdRng) -> Value {
     if rng.random_bool(0.1) {
         v["half_close"] = json!(rng.random_bool(0.5));
     }
+    // HTTP mode: most proxies speak http, so L7 toxics are accepted as often as refused.
+    if rng.random_bool(0.5) {
+        v["protocol"] = json!(random_protocol(rng));
+    }
+    if rng.random_bool(0.1) {
+        v["latency_buckets_ms"] = random_bounds(rng);
+    }
     v
+}
+
+fn random_protocol(rng: &mut StdRng) -> &'static str {
+    ["http", "http", "HTTP", "tcp", "udp", ""][rng.random_range(0..6)]
+}
+
+/// Extra latency bounds, sometimes out of range (zero, negative).
+fn random_bounds(rng: &mut StdRng) -> Value {
+    let n = rng.random_range(0..4);
+    json!((0..n).map(|_| f64::from(rng.random_range(-1..2000)) / 2.0).collect::<Vec<f64>>())
 }
 
 fn proxy_update(rng: &mut StdRng) -> Value {
@@ -305,6 +322,12 @@ fn proxy_update(rng: &mut StdRng) -> Value {
     if rng.random_bool(0.2) {
         v["half_close"] = json!(rng.random_bool(0.5));
     }
+    if rng.random_bool(0.15) {
+        v["protocol"] = json!(random_protocol(rng));
+    }
+    if rng.random_bool(0.1) {
+        v["latency_buckets_ms"] = random_bounds(rng);
+    }
     v
 }
 
@@ -318,6 +341,22 @@ fn attributes(rng: &mut StdRng, kind: &str) -> Value {
             json!({"average_size": rng.random_range(1..100), "size_variation": rng.random_range(0..50)})
         }
         "limit_data" => json!({"bytes": rng.random_range(0..100_000)}),
+        // Mostly valid, sometimes out of range (status 700, percentage 101, code 17, a bad regex).
+        "http_abort" => {
+            let status = [503, 500, 429, 700][rng.random_range(0..4)];
+            let percentage = rng.random_range(0..=101);
+            json!({"status": status, "path_prefix": "/checkout", "method": "POST", "percentage": percentage})
+        }
+        "http_delay" => {
+            let regex = ["^/a", "(", ""][rng.random_range(0..3)];
+            let (delay, max_active) = (rng.random_range(-1..2000), rng.random_range(0..5));
+            let jitter = rng.random_range(0..100);
+            json!({"delay": delay, "jitter": jitter, "path_regex": regex, "max_active": max_active})
+        }
+        "grpc_abort" => {
+            let code = [json!(14), json!("UNAVAILABLE"), json!(17)][rng.random_range(0..3)].clone();
+            json!({"code": code, "message": "injected", "headers": {"x-tenant": "a"}})
+        }
         _ => json!({}),
     }
 }

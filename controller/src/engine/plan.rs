@@ -18,7 +18,8 @@ use crate::experiment::model::{Count, Experiment, ProcessSelector, Step};
 #[derive(Clone)]
 pub enum ResolvedTarget {
     Proxy {
-        client: Client,
+        /// Boxed: a client (with its connection pool) is much larger than the other variant.
+        client: Box<Client>,
         api: String,
         name: String,
         /// Whether this run created the proxy (and so deletes it at the end).
@@ -86,7 +87,12 @@ impl Plan {
                         None
                     }
                 };
-                ResolvedTarget::Proxy { client, api: p.api.clone(), name: p.name.clone(), create }
+                ResolvedTarget::Proxy {
+                    client: Box::new(client),
+                    api: p.api.clone(),
+                    name: p.name.clone(),
+                    create,
+                }
             } else if let Some(selector) = &target.processes {
                 let pids = select(selector, target.count, seed).map_err(|e| format!("target {name}: {e}"))?;
                 ResolvedTarget::Processes { selector: selector.clone(), count: target.count, pids }
@@ -191,7 +197,7 @@ impl Plan {
                     half_close: None,
                 };
                 match client.create_proxy(&proxy).await {
-                    Ok(_) => created.push((client.clone(), name.clone())),
+                    Ok(_) => created.push(((**client).clone(), name.clone())),
                     Err(e) => {
                         for (c, n) in &created {
                             let _ = c.delete_proxy(n).await;

@@ -149,7 +149,7 @@ pub async fn execute(
                 ctx.plan.targets.get(proxy_target)
             {
                 pollers.push(tokio::spawn(sources::poll_proxy(
-                    client.clone(),
+                    (**client).clone(),
                     name.clone(),
                     run_start,
                     log,

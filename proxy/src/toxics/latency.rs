@@ -32,7 +32,7 @@ pub enum Distribution {
 }
 
 impl Distribution {
-    fn is_uniform(&self) -> bool {
+    pub(crate) fn is_uniform(&self) -> bool {
         *self == Distribution::Uniform
     }
 }

@@ -5,8 +5,12 @@
 //! [`Behaviour`], a small state machine that decides, given the head of its queue and the time, whether to emit an
 //! item, wait until a deadline, or close the connection. Behaviours never do I/O and never sleep, so every
 //! toxic is unit-tested on a virtual clock and the link that drives them can react to updates at any moment.
+//!
+//! The L7 types of `http` proxies (`http_abort`, `http_delay`, `grpc_abort`, in `toxics/http.rs`) share the
+//! API, the attribute merging and the TTL of the others but act per request: they never become stages.
 
 mod bandwidth;
+mod http;
 mod latency;
 mod limit_data;
 mod reset_peer;
@@ -26,6 +30,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 pub use bandwidth::Bandwidth;
+pub use http::{CodeAttribute, GrpcAbort, GrpcCode, HttpAbort, HttpDelay, Pattern, RequestMatch};
 pub use latency::{Distribution, Latency};
 pub use limit_data::LimitData;
 pub use reset_peer::ResetPeer;
@@ -86,6 +91,9 @@ pub enum ToxicKind {
     ResetPeer(ResetPeer),
     Slicer(Slicer),
     LimitData(LimitData),
+    HttpAbort(HttpAbort),
+    HttpDelay(HttpDelay),
+    GrpcAbort(GrpcAbort),
 }
 
 /// Why a toxic's attributes were refused; rendered after `bad request body: `.
@@ -97,7 +105,8 @@ pub enum AttributeError {
     Invalid(String),
 }
 
-/// Attributes of one toxic type: a serde struct whose every field has a default of zero.
+/// Attributes of one toxic type: a serde struct whose every field has a default of zero (or, for L7 toxics,
+/// of "none", which `validate` refuses where a value is required).
 trait Attributes: Serialize + for<'de> Deserialize<'de> + Default + Clone {
     /// The attribute names clients may set (unknown keys are ignored, as Toxiproxy does).
     const FIELDS: &'static [&'static str];
@@ -149,8 +158,19 @@ fn to_map<A: Attributes>(a: &A) -> Map<String, Value> {
 
 impl ToxicKind {
     /// The toxic type names this proxy knows, as used in the API's `type` field.
-    pub const TYPES: &'static [&'static str] =
-        &["noop", "latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data"];
+    pub const TYPES: &'static [&'static str] = &[
+        "noop",
+        "latency",
+        "bandwidth",
+        "slow_close",
+        "timeout",
+        "reset_peer",
+        "slicer",
+        "limit_data",
+        "http_abort",
+        "http_delay",
+        "grpc_abort",
+    ];
 
     /// A toxic of type `type_name` with every attribute zero, or `None` for an unknown type.
     pub fn default_for(type_name: &str) -> Option<ToxicKind> {
@@ -163,6 +183,9 @@ impl ToxicKind {
             "reset_peer" => ToxicKind::ResetPeer(ResetPeer::default()),
             "slicer" => ToxicKind::Slicer(Slicer::default()),
             "limit_data" => ToxicKind::LimitData(LimitData::default()),
+            "http_abort" => ToxicKind::HttpAbort(HttpAbort::default()),
+            "http_delay" => ToxicKind::HttpDelay(HttpDelay::default()),
+            "grpc_abort" => ToxicKind::GrpcAbort(GrpcAbort::default()),
             _ => return None,
         })
     }
@@ -177,7 +200,21 @@ impl ToxicKind {
             ToxicKind::ResetPeer(_) => "reset_peer",
             ToxicKind::Slicer(_) => "slicer",
             ToxicKind::LimitData(_) => "limit_data",
+            ToxicKind::HttpAbort(_) => "http_abort",
+            ToxicKind::HttpDelay(_) => "http_delay",
+            ToxicKind::GrpcAbort(_) => "grpc_abort",
         }
+    }
+
+    /// Refuses a toxic that lacks an attribute its type cannot do without (an L7 toxic's `status`, `delay` or
+    /// `code`); the registry checks this on create and update, after the merge.
+    pub fn check_required(&self) -> Result<(), AttributeError> {
+        http::check_required(self)
+    }
+
+    /// Whether this toxic acts on HTTP requests (and so only on `http` proxies) rather than on a link's bytes.
+    pub fn is_l7(&self) -> bool {
+        matches!(self, ToxicKind::HttpAbort(_) | ToxicKind::HttpDelay(_) | ToxicKind::GrpcAbort(_))
     }
 
     /// Returns this toxic with `attributes` decoded over its current values (Toxiproxy's partial update).
@@ -191,6 +228,9 @@ impl ToxicKind {
             ToxicKind::ResetPeer(a) => ToxicKind::ResetPeer(merge(a, attributes)?),
             ToxicKind::Slicer(a) => ToxicKind::Slicer(merge(a, attributes)?),
             ToxicKind::LimitData(a) => ToxicKind::LimitData(merge(a, attributes)?),
+            ToxicKind::HttpAbort(a) => ToxicKind::HttpAbort(merge(a, attributes)?),
+            ToxicKind::HttpDelay(a) => ToxicKind::HttpDelay(merge(a, attributes)?),
+            ToxicKind::GrpcAbort(a) => ToxicKind::GrpcAbort(merge(a, attributes)?),
         })
     }
 
@@ -205,13 +245,20 @@ impl ToxicKind {
             ToxicKind::ResetPeer(a) => to_map(a),
             ToxicKind::Slicer(a) => to_map(a),
             ToxicKind::LimitData(a) => to_map(a),
+            ToxicKind::HttpAbort(a) => to_map(a),
+            ToxicKind::HttpDelay(a) => to_map(a),
+            ToxicKind::GrpcAbort(a) => to_map(a),
         }
     }
 
     /// Builds the running state machine for one link.
     pub(crate) fn behaviour(&self, now: Instant) -> Box<dyn Behaviour> {
         match self {
-            ToxicKind::Noop => Box::new(Passthrough),
+            // L7 toxics never reach a link (the registry filters them out of the chains); passing bytes
+            // through is the only sound behaviour should one ever get there.
+            ToxicKind::Noop | ToxicKind::HttpAbort(_) | ToxicKind::HttpDelay(_) | ToxicKind::GrpcAbort(_) => {
+                Box::new(Passthrough)
+            }
             ToxicKind::Latency(a) => Box::new(latency::LatencyStage::new(a.clone())),
             ToxicKind::Bandwidth(a) => Box::new(bandwidth::BandwidthStage::new(a.clone())),
             ToxicKind::SlowClose(a) => Box::new(slow_close::SlowCloseStage::new(a.clone())),

@@ -1,0 +1,211 @@
+//! The data plane of `http` proxies: each accepted connection is served by hyper (HTTP/1.1, or HTTP/2 with
+//! prior knowledge, which is how gRPC speaks over cleartext), and each request is forwarded to the upstream by
+//! a pooled client, with the proxy's L7 toxics applied per request and its golden signals recorded.
+//!
+//! ```text
+//!  client ─TCP─▶ hyper server ─request─▶ forward::handle ─pooled client─▶ upstream
+//!                                          │ rules (watch channel): delay, abort, grpc abort
+//!                                          └ signals: classes, histogram, in flight, faults
+//! ```
+//!
+//! L4 toxics keep their meaning underneath: when either of the proxy's L4 chains holds a toxic at accept time,
+//! the connection is routed through the usual pair of links to a private loopback hop that hyper serves, so
+//! `latency`, `bandwidth`, `timeout`, … act on the client's bytes exactly as on a TCP proxy (`upstream` = the
+//! requests, `downstream` = the responses). Otherwise hyper serves the client socket directly (no extra hop).
+//! The choice is made once per connection: a connection accepted before an L4 toxic was added keeps the
+//! direct path, and one accepted while an L4 toxic existed keeps its hop (and so follows later L4 changes) for
+//! its life. L7 toxics apply to every request of every connection from the next request on.
+//!
+//! Layout: `forward` (one request: faults, forwarding, hop-by-hop rules, 502s), `rules` (L7 toxics compiled and
+//! decided per request), `body` (the response body that records the signals when it ends), `signals` (the
+//! counters, histogram and their rendering).
+
+pub(crate) mod body;
+pub(crate) mod forward;
+pub(crate) mod rules;
+pub(crate) mod signals;
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::uri::Authority;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::proxy::{ProxyShared, run_links};
+use crate::stats::ProxyStats;
+use crate::toxics::Direction;
+
+/// How long a client may take to send a request head before hyper closes the connection.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the pooled client waits for a connection to the upstream.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an idle pooled upstream connection is kept.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+/// How long setting up the loopback hop of an L4-toxic connection may take.
+const HOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What every connection of one running `http` proxy shares: the upstream, the pooled clients and hyper's
+/// server settings. Built when the proxy starts; dropping it closes the pooled upstream connections.
+pub(crate) struct Plane {
+    /// The upstream as configured, for messages.
+    pub upstream: Arc<str>,
+    /// The upstream as a URI authority; `None` when it is not `host:port` (every request then gets a 502).
+    authority: Option<Authority>,
+    /// HTTP/1.1 to the upstream, for requests that came in over HTTP/1.x.
+    h1: Client<HttpConnector, Incoming>,
+    /// HTTP/2 with prior knowledge, for requests that came in over HTTP/2 (gRPC).
+    h2: Client<HttpConnector, Incoming>,
+    server: auto::Builder<TokioExecutor>,
+}
+
+impl Plane {
+    pub fn new(upstream: Arc<str>) -> Plane {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let client = |h2: bool| {
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder.pool_idle_timeout(POOL_IDLE).pool_timer(TokioTimer::new()).http2_only(h2);
+            builder.build(connector.clone())
+        };
+        let mut server = auto::Builder::new(TokioExecutor::new());
+        server.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+        server.http2().timer(TokioTimer::new());
+        Plane { authority: upstream.parse().ok(), upstream, h1: client(false), h2: client(true), server }
+    }
+}
+
+/// Serves one accepted client connection until it ends or `close` is cancelled (proxy stopped).
+pub(crate) async fn serve_connection(
+    client: TcpStream,
+    plane: Arc<Plane>,
+    shared: Arc<ProxyShared>,
+    half_close: bool,
+    close: CancellationToken,
+) {
+    // Go (and so Toxiproxy) sets TCP_NODELAY on every connection; so do we.
+    let _ = client.set_nodelay(true);
+    shared.stats.client_connected();
+    let l4 = Direction::ALL.iter().any(|d| !shared.chains[d.index()].borrow().is_empty());
+    if l4 {
+        match tokio::time::timeout(HOP_TIMEOUT, loopback_hop()).await {
+            Ok(Ok((outer, inner))) => {
+                let links = run_links(client, outer, half_close, shared.clone(), close.clone());
+                let links = tokio::spawn(links);
+                serve(inner, &plane, &shared, &close).await;
+                let _ = links.await;
+            }
+            Ok(Err(e)) => debug!(proxy = %shared.name, error = %e, "no loopback hop for l4 toxics; closing"),
+            Err(_) => debug!(proxy = %shared.name, "loopback hop for l4 toxics timed out; closing"),
+        }
+    } else {
+        serve(Counted { inner: client, stats: shared.stats.clone() }, &plane, &shared, &close).await;
+    }
+    shared.stats.connection_closed();
+}
+
+async fn serve<I>(io: I, plane: &Arc<Plane>, shared: &Arc<ProxyShared>, close: &CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = {
+        let (plane, shared) = (plane.clone(), shared.clone());
+        service_fn(move |request| forward::handle(request, plane.clone(), shared.clone()))
+    };
+    let connection = plane.server.serve_connection(TokioIo::new(io), service);
+    tokio::select! {
+        _ = close.cancelled() => {}
+        served = connection => {
+            // Malformed requests end here too: hyper has answered 400 (or closed) and the proxy goes on.
+            if let Err(e) = served {
+                debug!(proxy = %shared.name, error = %e, "http connection ended with an error");
+            }
+        }
+    }
+}
+
+/// A connected pair of loopback sockets private to one connection: the links write to `outer`, hyper serves
+/// `inner`. A stranger connecting to the short-lived listener first is turned away by its address.
+async fn loopback_hop() -> io::Result<(TcpStream, TcpStream)> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let outer = TcpStream::connect(listener.local_addr()?).await?;
+    let ours = outer.local_addr()?;
+    loop {
+        let (inner, peer) = listener.accept().await?;
+        if peer == ours {
+            let _ = inner.set_nodelay(true);
+            let _ = outer.set_nodelay(true);
+            return Ok((outer, inner));
+        }
+    }
+}
+
+/// The client socket of a direct-path connection, counting its bytes as the links count a TCP proxy's:
+/// reads are the upstream direction's received bytes, writes the downstream direction's sent bytes.
+struct Counted {
+    inner: TcpStream,
+    stats: Arc<ProxyStats>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.stats.received(Direction::Upstream, n);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.stats.sent(Direction::Downstream, n);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.stats.sent(Direction::Downstream, n);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
