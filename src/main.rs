@@ -77,6 +77,25 @@ struct ProxyArgs {
     /// Serve Prometheus metrics at /metrics (as Toxiproxy's -proxy-metrics).
     #[arg(long, visible_alias = "metrics")]
     proxy_metrics: bool,
+    /// Take over a port on this host: `PORT=PROXY` redirects every TCP connection to PORT (from this host and
+    /// through it) to proxy PROXY's listener with an nftables rule in a table of its own, removed on exit (and
+    /// by the next start after a crash). PROXY comes from --config, listens on 0.0.0.0 or [::], and dials its
+    /// upstream (`original` = the destination the client asked for) unredirected. Needs root. Repeatable.
+    #[arg(long, value_name = "PORT=PROXY", value_parser = parse_intercept)]
+    intercept: Vec<(u16, String)>,
+    /// With --intercept: only connections from these source addresses or CIDRs (repeatable; default any).
+    #[arg(long, value_name = "CIDR")]
+    intercept_source: Vec<String>,
+}
+
+fn parse_intercept(s: &str) -> Result<(u16, String), String> {
+    let (port, proxy) = s.split_once('=').ok_or_else(|| format!("expected PORT=PROXY, found {s:?}"))?;
+    let port: u16 =
+        port.trim().parse().map_err(|_| format!("expected a port number before `=`, found {port:?}"))?;
+    if proxy.trim().is_empty() {
+        return Err(format!("expected a proxy name after `=`, found {s:?}"));
+    }
+    Ok((port, proxy.trim().to_string()))
 }
 
 fn main() -> ExitCode {
@@ -144,6 +163,16 @@ async fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
         let count = chaos_proxy::config::load(&server, path).await?;
         tracing::info!(config = %path.display(), proxies = count, "config loaded");
     }
+    // Interception tables a crashed predecessor left behind go first, whether or not this run intercepts.
+    match chaos_proxy::intercept::remove_stale(None) {
+        Ok(removed) => {
+            for table in removed {
+                tracing::warn!(%table, "removed an interception table left by a process that is gone");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "no stale interception check (nftables unavailable)"),
+    }
+    let interceptions = intercept(&server, &args).await?;
     let addr = format!("{}:{}", args.host, args.port);
     let listener =
         tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
@@ -152,8 +181,48 @@ async fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
     println!("listening on http://{bound}");
     tracing::info!(api = %bound, "chaos proxy API listening");
     chaos_proxy::serve(listener, server, shutdown_signal()).await?;
-    tracing::info!("chaos proxy stopped; every proxy closed and every toxic gone");
+    for interception in &interceptions {
+        if let Err(e) = interception.remove() {
+            tracing::warn!(table = interception.table(), error = %e, "removing the interception failed");
+        }
+    }
+    tracing::info!("chaos proxy stopped; every proxy closed, every toxic and interception gone");
     Ok(())
+}
+
+/// Installs the `--intercept` redirects (after marking this process's upstream dials, so no proxy ever catches
+/// its own traffic). On error, those already installed are removed as they drop.
+async fn intercept(
+    server: &chaos_proxy::Server,
+    args: &ProxyArgs,
+) -> anyhow::Result<Vec<chaos_proxy::intercept::Interception>> {
+    use chaos_proxy::intercept::{InterceptSpec, Interception, check, mark_upstream_dials};
+    if args.intercept.is_empty() {
+        return Ok(Vec::new());
+    }
+    check().context("--intercept")?;
+    mark_upstream_dials();
+    let mut installed = Vec::new();
+    for (port, name) in &args.intercept {
+        let view = server
+            .proxy(name)
+            .await
+            .map_err(|e| anyhow::anyhow!("--intercept {port}={name}: {e} (declare the proxy in --config)"))?;
+        let listen: SocketAddr = view
+            .listen
+            .parse()
+            .with_context(|| format!("--intercept {port}={name}: listen address {:?}", view.listen))?;
+        let spec = InterceptSpec {
+            sources: args.intercept_source.clone(),
+            ..InterceptSpec::new(*port, listen.port())
+        };
+        let interception = tokio::task::spawn_blocking(move || Interception::apply(&spec))
+            .await?
+            .with_context(|| format!("--intercept {port}={name}"))?;
+        tracing::info!(port, proxy = %name, table = interception.table(), "intercepting");
+        installed.push(interception);
+    }
+    Ok(installed)
 }
 
 /// Completes on SIGINT, SIGTERM, SIGHUP (the terminal went away) or SIGQUIT: every fault is then reverted.

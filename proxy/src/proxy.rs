@@ -199,7 +199,7 @@ async fn connection(
     let started = Instant::now();
     let dialed = tokio::select! {
         _ = close.cancelled() => return,
-        dialed = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&*upstream)) => dialed,
+        dialed = tokio::time::timeout(CONNECT_TIMEOUT, crate::intercept::dial_for(&client, &upstream)) => dialed,
     };
     let server = match dialed {
         Ok(Ok(server)) => server,

@@ -36,7 +36,6 @@ use http::uri::Authority;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -65,26 +64,55 @@ pub(crate) struct Plane {
     /// The upstream as a URI authority; `None` when it is not `host:port` (every request then gets a 502).
     authority: Option<Authority>,
     /// HTTP/1.1 to the upstream, for requests that came in over HTTP/1.x.
-    h1: Client<HttpConnector, Incoming>,
+    h1: Client<Dialer, Incoming>,
     /// HTTP/2 with prior knowledge, for requests that came in over HTTP/2 (gRPC).
-    h2: Client<HttpConnector, Incoming>,
+    h2: Client<Dialer, Incoming>,
     server: auto::Builder<TokioExecutor>,
 }
 
 impl Plane {
     pub fn new(upstream: Arc<str>) -> Plane {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let client = |h2: bool| {
             let mut builder = Client::builder(TokioExecutor::new());
             builder.pool_idle_timeout(POOL_IDLE).pool_timer(TokioTimer::new()).http2_only(h2);
-            builder.build(connector.clone())
+            builder.build(Dialer)
         };
         let mut server = auto::Builder::new(TokioExecutor::new());
         server.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
         server.http2().timer(TokioTimer::new());
         Plane { authority: upstream.parse().ok(), upstream, h1: client(false), h2: client(true), server }
+    }
+}
+
+/// Dials upstream connections for the pooled clients through [`crate::intercept::dial`], so that in a process
+/// that intercepts ports they are marked like every other upstream dial (never redirected back to a proxy).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dialer;
+
+impl tower::Service<http::Uri> for Dialer {
+    type Response = TokioIo<TcpStream>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        Box::pin(async move {
+            let invalid =
+                |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string());
+            let host = uri.host().ok_or_else(|| invalid("the upstream URI has no host"))?;
+            let port = uri.port_u16().unwrap_or(80);
+            // An IPv6 literal keeps its brackets in the URI host; `lookup_host` wants them too.
+            let address = format!("{host}:{port}");
+            let stream =
+                tokio::time::timeout(CONNECT_TIMEOUT, crate::intercept::dial(&address)).await.map_err(
+                    |_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting to the upstream"),
+                )??;
+            let _ = stream.set_nodelay(true);
+            Ok(TokioIo::new(stream))
+        })
     }
 }
 
