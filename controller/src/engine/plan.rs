@@ -24,6 +24,8 @@ pub enum ResolvedTarget {
         name: String,
         /// Whether this run created the proxy (and so deletes it at the end).
         create: Option<(String, String)>,
+        /// The protocol to create it with (`tcp` when `None`).
+        protocol: Option<String>,
     },
     Processes {
         selector: ProcessSelector,
@@ -91,6 +93,7 @@ impl Plan {
                     client: Box::new(client),
                     api: p.api.clone(),
                     name: p.name.clone(),
+                    protocol: p.protocol.clone(),
                     create,
                 }
             } else if let Some(selector) = &target.processes {
@@ -188,7 +191,10 @@ impl Plan {
     pub async fn create_proxies(&self) -> Result<Vec<(Client, String)>, String> {
         let mut created = Vec::new();
         for target in self.targets.values() {
-            if let ResolvedTarget::Proxy { client, name, create: Some((listen, upstream)), .. } = target {
+            if let ResolvedTarget::Proxy {
+                client, name, create: Some((listen, upstream)), protocol, ..
+            } = target
+            {
                 let proxy = NewProxy {
                     name: name.clone(),
                     listen: Some(listen.clone()),
@@ -196,7 +202,9 @@ impl Plan {
                     enabled: None,
                     half_close: None,
                 };
-                match client.create_proxy(&proxy).await {
+                let options =
+                    chaos_proxy::client::ProxyOptions { protocol: protocol.clone(), ..Default::default() };
+                match client.create_proxy_with(&proxy, &options).await {
                     Ok(_) => created.push(((**client).clone(), name.clone())),
                     Err(e) => {
                         for (c, n) in &created {

@@ -148,9 +148,18 @@ pub async fn execute(
             if let Some(super::ResolvedTarget::Proxy { client, name, .. }) =
                 ctx.plan.targets.get(proxy_target)
             {
+                // Every latency threshold judged on this proxy becomes a histogram bound (http proxies).
+                let thresholds: Vec<std::time::Duration> = exp
+                    .slos
+                    .iter()
+                    .filter(|s| s.source.proxy.as_deref() == Some(proxy_target.as_str()))
+                    .filter(|s| s.signal == crate::experiment::model::Signal::Latency)
+                    .filter_map(|s| crate::slo::latency_target(s).ok().map(|(_, t)| t))
+                    .collect();
                 pollers.push(tokio::spawn(sources::poll_proxy(
                     (**client).clone(),
                     name.clone(),
+                    thresholds,
                     run_start,
                     log,
                     stop_signals.clone(),

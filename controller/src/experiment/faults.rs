@@ -21,6 +21,11 @@ pub enum FaultKind {
     LimitData,
     /// Disables the proxy (connections refused and cut) for the duration.
     Down,
+    /// L7 faults on a proxy created with `protocol: http`: an HTTP status, a delay, a gRPC status, for the
+    /// requests that match, with a percentage.
+    HttpAbort,
+    HttpDelay,
+    GrpcAbort,
     /// Sends a signal once (default `KILL`); there is nothing to revert.
     Kill,
     /// `SIGSTOP` for the duration, then `SIGCONT`.
@@ -57,7 +62,7 @@ impl fmt::Display for TargetType {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 18] = [
+    pub const ALL: [FaultKind; 21] = [
         FaultKind::Latency,
         FaultKind::Bandwidth,
         FaultKind::SlowClose,
@@ -66,6 +71,9 @@ impl FaultKind {
         FaultKind::Slicer,
         FaultKind::LimitData,
         FaultKind::Down,
+        FaultKind::HttpAbort,
+        FaultKind::HttpDelay,
+        FaultKind::GrpcAbort,
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::CpuStress,
@@ -89,6 +97,9 @@ impl FaultKind {
             FaultKind::Slicer => "slicer",
             FaultKind::LimitData => "limit_data",
             FaultKind::Down => "down",
+            FaultKind::HttpAbort => "http_abort",
+            FaultKind::HttpDelay => "http_delay",
+            FaultKind::GrpcAbort => "grpc_abort",
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
             FaultKind::CpuStress => "cpu_stress",
@@ -150,6 +161,44 @@ impl FaultKind {
             FaultKind::LimitData => &["bytes", "stream", "toxicity"],
             FaultKind::Down | FaultKind::Pause => &[],
             FaultKind::Kill => &["signal"],
+            FaultKind::HttpAbort => &[
+                "status",
+                "body",
+                "response_headers",
+                "method",
+                "path_prefix",
+                "path_regex",
+                "headers",
+                "header_regex",
+                "percentage",
+                "max_active",
+                "toxicity",
+            ],
+            FaultKind::HttpDelay => &[
+                "delay",
+                "jitter",
+                "distribution",
+                "method",
+                "path_prefix",
+                "path_regex",
+                "headers",
+                "header_regex",
+                "percentage",
+                "max_active",
+                "toxicity",
+            ],
+            FaultKind::GrpcAbort => &[
+                "code",
+                "message",
+                "method",
+                "path_prefix",
+                "path_regex",
+                "headers",
+                "header_regex",
+                "percentage",
+                "max_active",
+                "toxicity",
+            ],
             // Host faults: the agent's spec decides (its deserialiser names the fields it takes).
             _ => &[],
         }
@@ -163,6 +212,9 @@ impl FaultKind {
             FaultKind::SlowClose => &["delay"],
             FaultKind::Slicer => &["average_size"],
             FaultKind::LimitData => &["bytes"],
+            FaultKind::HttpAbort => &["status"],
+            FaultKind::HttpDelay => &["delay"],
+            FaultKind::GrpcAbort => &["code"],
             _ => &[],
         }
     }
@@ -290,6 +342,46 @@ pub fn params(kind: FaultKind, with: &Map<String, Value>) -> Result<FaultParams,
                 }),
             };
             FaultParams::Kill { signal }
+        }
+        FaultKind::HttpAbort | FaultKind::HttpDelay | FaultKind::GrpcAbort => {
+            // Values go to the proxy as written (it checks them: status range, regexes, code names); times may
+            // be durations like `300ms`, sent as Toxiproxy milliseconds.
+            let mut toxicity = 1.0f32;
+            let mut attributes = Map::new();
+            for (key, value) in with {
+                match key.as_str() {
+                    "toxicity" => match toxicity_of(value) {
+                        Ok(t) => toxicity = t,
+                        Err(m) => err(key, m),
+                    },
+                    "delay" | "jitter" => match integer(Unit::Millis, value) {
+                        Ok(n) => {
+                            attributes.insert(key.clone(), Value::Number(Number::from(n)));
+                        }
+                        Err(m) => err(key, format!("`{key}`: {m}")),
+                    },
+                    "percentage" => match value.as_f64().or_else(|| {
+                        value
+                            .as_str()
+                            .and_then(|s| s.trim().strip_suffix('%'))
+                            .and_then(|p| p.trim().parse().ok())
+                    }) {
+                        Some(p) if (0.0..=100.0).contains(&p) => {
+                            attributes.insert(key.clone(), serde_json::json!(p));
+                        }
+                        _ => err(
+                            key,
+                            format!("`percentage` must be 0 to 100 (or like `5%`), found {}", show(value)),
+                        ),
+                    },
+                    k if allowed.contains(&k) => {
+                        attributes.insert(key.clone(), value.clone());
+                    }
+                    _ => {}
+                }
+            }
+            let toxic_type = kind.toxic_type().unwrap_or("noop");
+            FaultParams::Toxic { toxic_type, stream: Stream::Downstream, toxicity, attributes }
         }
         _ => {
             let mut stream = Stream::Downstream;

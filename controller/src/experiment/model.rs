@@ -77,6 +77,10 @@ pub struct ProxyTarget {
     pub listen: Option<String>,
     #[serde(default)]
     pub upstream: Option<String>,
+    /// With `listen`/`upstream`: `tcp` (default) or `http` (HTTP/1.1 and HTTP/2, L7 faults, per-request
+    /// signals). Our proxy only; a real Toxiproxy ignores it.
+    #[serde(default)]
+    pub protocol: Option<String>,
 }
 
 /// Local processes, by any combination of criteria (all must match).

@@ -120,6 +120,14 @@ impl Validator<'_> {
                 }
                 let p = join(&path, &[Seg::K("proxy")]);
                 self.http_url(&join(&p, &[Seg::K("api")]), &proxy.api, "`api`");
+                if let Some(protocol) = &proxy.protocol
+                    && !matches!(protocol.as_str(), "tcp" | "http")
+                {
+                    self.at(
+                        &join(&p, &[Seg::K("protocol")]),
+                        format!("`protocol` must be tcp or http, found {protocol:?}"),
+                    );
+                }
                 if proxy.name.trim().is_empty() {
                     self.at(&join(&p, &[Seg::K("name")]), "the proxy `name` must not be empty".into());
                 }
