@@ -15,8 +15,11 @@
 //! - `stats`: live counters and the Prometheus rendering; [`config`]: `--config` files; [`client`]: an HTTP
 //!   client for any Toxiproxy-compatible server.
 //!
-//! This crate does not do transparent interception yet, and keeps no state on disk:
-//! a restarted server starts empty, so no fault outlives the process that applied it.
+//! - [`intercept`]: transparent interception (an nftables REDIRECT table per intercepted port, SO_ORIGINAL_DST,
+//!   marked upstream dials, removal of tables left by dead processes).
+//!
+//! The crate keeps no state on disk: a restarted server starts empty, so no toxic outlives the process that
+//! applied it; an interception table outlives a SIGKILLed one only until the next start removes it.
 
 pub mod api;
 pub mod client;
