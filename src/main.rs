@@ -86,6 +86,10 @@ struct ProxyArgs {
     /// With --intercept: only connections from these source addresses or CIDRs (repeatable; default any).
     #[arg(long, value_name = "CIDR")]
     intercept_source: Vec<String>,
+    /// With --intercept: only connections made by processes in this cgroup v2 (e.g.
+    /// `/system.slice/shop.service`); connections passing through the host are then not intercepted.
+    #[arg(long, value_name = "PATH")]
+    intercept_cgroup: Option<String>,
 }
 
 fn parse_intercept(s: &str) -> Result<(u16, String), String> {
@@ -214,6 +218,9 @@ async fn intercept(
             .with_context(|| format!("--intercept {port}={name}: listen address {:?}", view.listen))?;
         let spec = InterceptSpec {
             sources: args.intercept_source.clone(),
+            cgroup: args.intercept_cgroup.clone(),
+            // A cgroup only matches sockets of this host: forwarded connections have none.
+            forwarded: args.intercept_cgroup.is_none(),
             ..InterceptSpec::new(*port, listen.port())
         };
         let interception = tokio::task::spawn_blocking(move || Interception::apply(&spec))
