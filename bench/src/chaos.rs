@@ -91,6 +91,20 @@ impl ChaosServer {
     pub async fn create_proxy(&self, name: &str, upstream: SocketAddr) -> Result<SocketAddr> {
         let body =
             serde_json::json!({"name": name, "listen": "127.0.0.1:0", "upstream": upstream.to_string()});
+        self.create(&body).await
+    }
+
+    /// `POST /proxies` with `"protocol": "http"` (requests parsed and forwarded, L7 toxics); returns the bound
+    /// listen address.
+    pub async fn create_http_proxy(&self, name: &str, upstream: SocketAddr) -> Result<SocketAddr> {
+        let body = serde_json::json!({
+            "name": name, "listen": "127.0.0.1:0", "upstream": upstream.to_string(), "protocol": "http"
+        });
+        self.create(&body).await
+    }
+
+    /// `POST /proxies` with `body`; the bound listen address from the response.
+    async fn create(&self, body: &Value) -> Result<SocketAddr> {
         let (status, resp) = http(self.admin, "POST", "/proxies", Some(&body.to_string())).await?;
         if status != 201 {
             bail!("POST /proxies returned {status}, expected 201: {resp}");

@@ -1,4 +1,5 @@
-//! HAProxy baseline: a `mode tcp` HAProxy process with a generated config, killed on drop.
+//! HAProxy baseline: a `mode tcp` (or, for the `http` benchmark, `mode http`) HAProxy process with a
+//! generated config, killed on drop.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use crate::targets::free_port;
 /// Candidate locations when `haproxy` is not on `PATH` (Debian installs it in /usr/sbin).
 const FALLBACK_PATHS: [&str; 2] = ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy"];
 
-/// A running HAProxy forwarding 127.0.0.1:`listen` to the upstream in TCP mode.
+/// A running HAProxy forwarding 127.0.0.1:`listen` to the upstream in TCP or HTTP mode.
 pub struct Haproxy {
     child: Child,
     listen: SocketAddr,
@@ -39,14 +40,31 @@ pub fn version(bin: &Path) -> Option<String> {
 }
 
 impl Haproxy {
-    /// Writes a config into `dir`, starts HAProxy in the foreground and waits (bounded) until it accepts.
+    /// Writes a TCP-mode config into `dir`, starts HAProxy in the foreground and waits (bounded) until it
+    /// accepts.
     pub async fn start(bin: &Path, dir: &Path, upstream: SocketAddr, maxconn: usize) -> Result<Self> {
+        Self::launch(bin, dir, "haproxy", |listen| config(listen, upstream, maxconn)).await
+    }
+
+    /// Same in HTTP mode (keep-alive on both sides, server connections reused across clients), for the
+    /// `http` benchmark; its config and log are `haproxy-http.cfg` and `haproxy-http.log` in `dir`.
+    pub async fn start_http(bin: &Path, dir: &Path, upstream: SocketAddr) -> Result<Self> {
+        Self::launch(bin, dir, "haproxy-http", |listen| http_config(listen, upstream)).await
+    }
+
+    /// Writes `config(listen)` to `dir/{name}.cfg`, starts HAProxy in the foreground with its output in
+    /// `dir/{name}.log` and waits (bounded) until it accepts.
+    async fn launch(
+        bin: &Path,
+        dir: &Path,
+        name: &str,
+        config: impl FnOnce(SocketAddr) -> String,
+    ) -> Result<Self> {
         let port = free_port()?;
         let listen = SocketAddr::from(([127, 0, 0, 1], port));
-        let cfg_path = dir.join("haproxy.cfg");
-        std::fs::write(&cfg_path, config(listen, upstream, maxconn))
-            .with_context(|| format!("write {}", cfg_path.display()))?;
-        let log = dir.join("haproxy.log");
+        let cfg_path = dir.join(format!("{name}.cfg"));
+        std::fs::write(&cfg_path, config(listen)).with_context(|| format!("write {}", cfg_path.display()))?;
+        let log = dir.join(format!("{name}.log"));
         let out = File::create(&log).with_context(|| format!("create {}", log.display()))?;
         let err = out.try_clone()?;
         let child = Command::new(bin)
@@ -112,5 +130,32 @@ fn config(listen: SocketAddr, upstream: SocketAddr, maxconn: usize) -> String {
          \x20   default_backend bench_out\n\
          backend bench_out\n\
          \x20   server upstream {upstream} maxconn {maxconn}\n"
+    )
+}
+
+/// Connections the HTTP-mode config admits (the `http` benchmark opens 50 at a time).
+const HTTP_MAXCONN: usize = 1024;
+
+/// An HTTP-mode configuration: keep-alive with the client, server connections kept and shared by every
+/// client (`http-reuse always`), so a request costs HAProxy a parse and a forward, not a connect.
+pub fn http_config(listen: SocketAddr, upstream: SocketAddr) -> String {
+    format!(
+        "global\n\
+         \x20   maxconn {HTTP_MAXCONN}\n\
+         defaults\n\
+         \x20   mode http\n\
+         \x20   option http-keep-alive\n\
+         \x20   http-reuse always\n\
+         \x20   maxconn {HTTP_MAXCONN}\n\
+         \x20   timeout connect 5s\n\
+         \x20   timeout client 30s\n\
+         \x20   timeout server 30s\n\
+         \x20   timeout http-request 10s\n\
+         \x20   timeout http-keep-alive 30s\n\
+         frontend bench_http_in\n\
+         \x20   bind {listen}\n\
+         \x20   default_backend bench_http_out\n\
+         backend bench_http_out\n\
+         \x20   server upstream {upstream} maxconn {HTTP_MAXCONN}\n"
     )
 }

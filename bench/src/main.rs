@@ -1,13 +1,14 @@
-//! `chaos-bench`: measures `chaos proxy` against baselines (direct, HAProxy, noxious), `chaos run` against
-//! Chaos Toolkit, the engine's SLO tick against copying its data, and the agent's process sampling and fault
-//! reverts against `/proc` reads, `ps` and raw syscalls, in the same run, and prints a Markdown report
-//! (DESIGN.md §9).
+//! `chaos-bench`: measures `chaos proxy` against baselines (direct, HAProxy, noxious; over HTTP, direct and
+//! HAProxy in HTTP mode under wrk), `chaos run` against Chaos Toolkit, the engine's SLO tick against copying
+//! its data, and the agent's process sampling and fault reverts against `/proc` reads, `ps` and raw syscalls,
+//! in the same run, and prints a Markdown report (DESIGN.md §9).
 
 mod agent;
 mod backend;
 mod chaos;
 mod chaos_run;
 mod haproxy;
+mod http;
 mod memory;
 mod noxious;
 mod profile;
@@ -29,9 +30,10 @@ use crate::profile::Profile;
 use crate::report::Results;
 use crate::targets::{TargetKind, Targets, Wanted};
 
-/// Benchmarks of `chaos proxy` against a direct connection, HAProxy (TCP mode) and noxious, of `chaos run`
-/// against Chaos Toolkit, of the engine's SLO evaluation tick, and of the agent's process sampling and fault
-/// reverts; all on 127.0.0.1 and this host.
+/// Benchmarks of `chaos proxy` against a direct connection, HAProxy (TCP mode) and noxious, of its HTTP mode
+/// against a direct connection and HAProxy (HTTP mode) under wrk, of `chaos run` against Chaos Toolkit, of the
+/// engine's SLO evaluation tick, and of the agent's process sampling and fault reverts; all on 127.0.0.1 and
+/// this host.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {
@@ -86,6 +88,9 @@ enum Bench {
     /// Agent: sampling 1,000 processes vs `/proc` reads and `ps`; revert latency of each fault kind vs its raw
     /// undo (signal, kill + waitpid, remove_file, nft, tc).
     Agent,
+    /// HTTP/1.1 keep-alive requests/s and p50/p99 under wrk: direct, `chaos proxy` in http mode (no toxics, and
+    /// an `http_abort` matching 0% of requests), HAProxy in mode http (whatever --targets says).
+    Http,
 }
 
 fn main() -> Result<()> {
@@ -238,15 +243,35 @@ async fn run(
         let p = profile.clone();
         results.slo = Some(tokio::task::spawn_blocking(move || slo::run(&p)).await?);
     }
+    let mut http_chaos_died = false;
+    if has(Bench::Http) {
+        let r = http::run(&chaos_bin, &work_dir, profile).await;
+        match &r {
+            Ok(r) => {
+                for (k, v) in &r.versions {
+                    if !results.environment.iter().any(|(have, _)| have == k) {
+                        results.environment.push((k.clone(), v.clone()));
+                    }
+                }
+                http_chaos_died = r.chaos_died;
+            }
+            Err(e) => eprintln!("  error: {e:#}"),
+        }
+        results.http = Some(r.map_err(|e| format!("{e:#}")));
+    }
 
     let chaos_log = targets.chaos.as_ref().map(|(s, _)| s.log().to_path_buf());
     let chaos_died = targets.check_chaos_alive().is_err();
     drop(targets);
+    if http_chaos_died {
+        let log = work_dir.join("http/chaos-proxy.stderr.log");
+        eprintln!("the http benchmark's chaos proxy died; its stderr is kept in {}", log.display());
+    }
     if chaos_died {
         if let Some(log) = chaos_log {
             eprintln!("chaos proxy died during the run; its stderr is kept in {}", log.display());
         }
-    } else {
+    } else if !http_chaos_died {
         let _ = std::fs::remove_dir_all(&work_dir);
     }
     Ok(results)

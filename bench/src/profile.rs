@@ -40,6 +40,13 @@ pub struct Profile {
     /// SLO tick layouts: (sources the 10k events/s are split over, seconds of method before the measured
     /// tick, ticks measured).
     pub slo_layouts: Vec<(usize, u64, usize)>,
+    /// HTTP keep-alive: rounds (every case once per round, interleaved; the median round is reported), and
+    /// each wrk run's warm-up and measured duration.
+    pub http_rounds: usize,
+    #[serde(serialize_with = "secs")]
+    pub http_warmup: Duration,
+    #[serde(serialize_with = "secs")]
+    pub http_duration: Duration,
 }
 
 impl Profile {
@@ -63,6 +70,9 @@ impl Profile {
             run_warmup: 3,
             run_runs: 20,
             slo_layouts: vec![(10, 10, 100), (1, 10, 20), (1, 60, 3)],
+            http_rounds: 3,
+            http_warmup: Duration::from_secs(1),
+            http_duration: Duration::from_secs(5),
         }
     }
 
@@ -86,6 +96,9 @@ impl Profile {
             run_warmup: 1,
             run_runs: 5,
             slo_layouts: vec![(10, 10, 20), (1, 10, 5)],
+            http_rounds: 1,
+            http_warmup: Duration::from_secs(1),
+            http_duration: Duration::from_secs(2),
         }
     }
 }

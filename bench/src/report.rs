@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::agent::{self, AgentResult, Method, Outcome, Sampling};
 use crate::chaos_run::{self, Tool};
+use crate::http::{self, Case, HttpResult};
 use crate::memory;
 use crate::profile::Profile;
 use crate::rtt::{self, PING};
@@ -30,6 +31,8 @@ const MEMORY_BUDGET_KIB: f64 = 64.0;
 const RUN_BUDGET_MS: f64 = 50.0;
 /// The engine evaluates guardrails and progress once per this interval.
 const TICK_INTERVAL_US: f64 = 1e6;
+/// HTTP keep-alive budget: chaos ≥ this × HAProxy's requests/s.
+const HTTP_MIN_RATIO: f64 = 0.8;
 
 /// Everything one run measured; `None` sections were not selected.
 #[derive(Debug, Default, Serialize)]
@@ -46,6 +49,8 @@ pub struct Results {
     pub slo: Option<Vec<slo::Measured>>,
     /// The agent: process sampling and the revert latency of each fault kind.
     pub agent: Option<AgentResult>,
+    /// HTTP/1.1 keep-alive requests/s and latency: direct, chaos (http mode), HAProxy (mode http).
+    pub http: Option<Result<HttpResult, String>>,
     /// Budget verdicts: (what, passed).
     pub verdicts: Vec<(String, bool)>,
 }
@@ -96,6 +101,9 @@ pub fn render(results: &mut Results) -> String {
     }
     if let Some(r) = &results.agent {
         agent_section(&mut out, r);
+    }
+    if let Some(res) = &results.http {
+        http_section(&mut out, res, results.profile.as_ref(), &mut verdicts);
     }
     let passed = verdicts.iter().filter(|(_, ok)| *ok).count();
     let _ = writeln!(out, "## Summary: {passed} of {} budget checks passed\n", verdicts.len());
@@ -449,6 +457,97 @@ fn slo_section(out: &mut String, rows: &[slo::Measured], verdicts: &mut Vec<(Str
         out,
         "\nEvery tick re-reads all events since the method started, once per SLO, so its cost grows with the \
          method's length and with the number of SLOs sharing a source.\n"
+    );
+}
+
+/// The verdict line of a chaos case of the `http` benchmark.
+fn http_check(case: Case) -> String {
+    format!("HTTP keep-alive, {}: ≥ 0.8× HAProxy's requests/s, no errors", case.label())
+}
+
+fn http_section(
+    out: &mut String,
+    res: &Result<HttpResult, String>,
+    profile: Option<&Profile>,
+    verdicts: &mut Vec<(String, bool)>,
+) {
+    let _ = writeln!(
+        out,
+        "## 9. HTTP/1.1 keep-alive requests/s and latency (wrk, {} connections)\n",
+        http::WRK_CONNS
+    );
+    let r = match res {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}\n");
+            for case in [Case::Chaos, Case::ChaosFault] {
+                verdicts.push((http_check(case), false));
+            }
+            return;
+        }
+    };
+    let secs = |f: fn(&Profile) -> std::time::Duration| profile.map_or(0, |p| f(p).as_secs());
+    let rounds = profile.map_or(0, |p| p.http_rounds);
+    let _ = writeln!(
+        out,
+        "`wrk --latency -t{} -c{} -d{}s http://ADDR/` after a {} s wrk warm-up, against `GET /` of an in-process \
+         hyper HTTP/1.1 server (keep-alive, {}-byte body, one runtime thread of its own). chaos: one `chaos \
+         proxy` with two `protocol: http` proxies, the second holding an `http_abort` toxic (status 503) with \
+         `percentage: 0`, so every request is matched and none faulted. HAProxy: `mode http`, `option \
+         http-keep-alive`, `http-reuse always`, default threads. The cases interleave over {rounds} round(s); \
+         the run with the median req/s is shown with its p50/p99 (wrk's latency distribution), every round's \
+         req/s listed; errors (responses ≥ 400, socket errors) are summed over all runs.\n\n\
+         | case | req/s | p50 µs | p99 µs | rounds req/s | errors | ratio vs HAProxy | ratio vs direct | budget \
+         | verdict |\n|---|---:|---:|---:|---|---|---:|---:|---|---|",
+        http::WRK_THREADS,
+        http::WRK_CONNS,
+        secs(|p| p.http_duration),
+        secs(|p| p.http_warmup),
+        http::BODY.len()
+    );
+    let rps = |case: Case| r.row(case).and_then(http::Row::requests_per_sec);
+    let clean = |case: Case| r.row(case).is_some_and(|row| row.median.is_ok() && row.error_count() == 0);
+    let (haproxy, direct) = (rps(Case::Haproxy), rps(Case::Direct));
+    for row in &r.rows {
+        let cells = match &row.median {
+            Ok(m) => {
+                let (non_2xx, socket) = row.errors();
+                format!(
+                    "{:.0} | {:.0} | {:.0} | {} | {} | {} | {}",
+                    m.requests_per_sec,
+                    m.p50_us,
+                    m.p99_us,
+                    row.runs
+                        .iter()
+                        .map(|run| format!("{:.0}", run.requests_per_sec))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    http::errors_text(non_2xx, socket),
+                    opt(haproxy.and_then(|h| ratio(m.requests_per_sec, h)), 2),
+                    opt(direct.and_then(|d| ratio(m.requests_per_sec, d)), 2)
+                )
+            }
+            Err(e) => format!("error: {} | | | | | |", cell(e)),
+        };
+        let (budget, verdict_cell) = match row.case {
+            Case::Haproxy => ("baseline".to_string(), String::new()),
+            Case::Direct => ("reference".to_string(), String::new()),
+            Case::Chaos | Case::ChaosFault => {
+                let ok = match (rps(row.case), haproxy) {
+                    (Some(v), Some(h)) => v >= HTTP_MIN_RATIO * h && clean(row.case) && clean(Case::Haproxy),
+                    _ => false,
+                };
+                verdicts.push((http_check(row.case), ok));
+                (format!("≥ {HTTP_MIN_RATIO:.1}× HAProxy req/s, no errors"), verdict(ok).to_string())
+            }
+        };
+        let _ = writeln!(out, "| {} | {cells} | {budget} | {verdict_cell} |", row.case.label());
+    }
+    let _ = writeln!(
+        out,
+        "\nwrk, the backend and the proxy share this machine's cores, so a proxied case also pays for the CPU the \
+         proxy takes from the other two; ratio vs direct is the cost of the extra hop, the budget is against \
+         HAProxy doing the same hop.\n"
     );
 }
 
