@@ -32,6 +32,7 @@ pub(crate) async fn handle(
     request: Request<Incoming>,
     plane: Arc<Plane>,
     shared: Arc<ProxyShared>,
+    pinned: Arc<Pinned>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
@@ -61,7 +62,7 @@ pub(crate) async fn handle(
         None if parts.method == Method::CONNECT => {
             made(StatusCode::NOT_IMPLEMENTED, "connect is not proxied\n")
         }
-        None => match forward(&plane, parts, body).await {
+        None => match forward(&plane, &pinned, parts, body).await {
             Ok(response) => {
                 let (mut head, body) = response.into_parts();
                 strip_hop_by_hop(&mut head.headers);
@@ -149,8 +150,17 @@ struct Failure {
     reason: String,
 }
 
+/// The upstream HTTP/1.1 connection of one client connection. HTTP/1 requests on a connection come one after
+/// the other, so each client connection gets its own upstream connection, dialed at its first request and
+/// redialed when the upstream closes it: no pool checkout per request (the pooled client serves HTTP/2).
+#[derive(Default)]
+pub(crate) struct Pinned {
+    sender: tokio::sync::Mutex<Option<hyper::client::conn::http1::SendRequest<Incoming>>>,
+}
+
 async fn forward(
     plane: &Plane,
+    pinned: &Pinned,
     mut parts: http::request::Parts,
     body: Incoming,
 ) -> Result<Response<Incoming>, Failure> {
@@ -166,8 +176,14 @@ async fn forward(
         // The upstream request's :authority is the upstream; a Host header would contradict it.
         parts.headers.remove(HOST);
     }
+    if !h2 {
+        // Origin form on a connection of our own; the client's Host header goes along as it was.
+        parts.uri =
+            Uri::from(parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
+        return forward_pinned(plane, pinned, Request::from_parts(parts, body)).await;
+    }
     let request = Request::from_parts(parts, body);
-    let client = if h2 { &plane.h2 } else { &plane.h1 };
+    let client = &plane.h2;
     client.request(request).await.map_err(|e| {
         let connect = e.is_connect();
         let reason = if connect {
@@ -178,6 +194,58 @@ async fn forward(
         debug!(error = ?e, "upstream request failed");
         Failure { connect, reason }
     })
+}
+
+/// Sends an HTTP/1.1 request on the client connection's own upstream connection, (re)dialing it first when
+/// there is none or the upstream has closed it.
+async fn forward_pinned(
+    plane: &Plane,
+    pinned: &Pinned,
+    request: Request<Incoming>,
+) -> Result<Response<Incoming>, Failure> {
+    let mut slot = pinned.sender.lock().await;
+    let usable = match slot.as_mut() {
+        Some(sender) => sender.ready().await.is_ok(),
+        None => false,
+    };
+    if !usable {
+        *slot = Some(dial_http1(plane).await?);
+    }
+    let Some(sender) = slot.as_mut() else {
+        return Err(Failure {
+            connect: true,
+            reason: format!("cannot connect to upstream {}", plane.upstream),
+        });
+    };
+    sender.send_request(request).await.map_err(|e| {
+        debug!(error = ?e, "upstream request failed");
+        // A connection that failed mid-request is not reused.
+        *slot = None;
+        Failure { connect: false, reason: format!("upstream {} sent no valid response", plane.upstream) }
+    })
+}
+
+async fn dial_http1(plane: &Plane) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, Failure> {
+    let refused = |detail: String| {
+        debug!(upstream = %plane.upstream, error = %detail, "upstream dial failed");
+        Failure { connect: true, reason: format!("cannot connect to upstream {}", plane.upstream) }
+    };
+    let stream = tokio::time::timeout(super::CONNECT_TIMEOUT, crate::intercept::dial(&plane.upstream))
+        .await
+        .map_err(|_| refused("timed out".into()))?
+        .map_err(|e| refused(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| refused(e.to_string()))?;
+    // Drives the connection; it ends when the sender is dropped (the client connection is gone) or the
+    // upstream closes.
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
 }
 
 /// `http://<upstream><path and query>`: the pooled client dials the URI's authority.

@@ -1,9 +1,10 @@
 //! The data plane of `http` proxies: each accepted connection is served by hyper (HTTP/1.1, or HTTP/2 with
-//! prior knowledge, which is how gRPC speaks over cleartext), and each request is forwarded to the upstream by
-//! a pooled client, with the proxy's L7 toxics applied per request and its golden signals recorded.
+//! prior knowledge, which is how gRPC speaks over cleartext), and each request is forwarded to the upstream —
+//! HTTP/1.1 on an upstream connection of the client connection's own, HTTP/2 by a pooled client — with the
+//! proxy's L7 toxics applied per request and its golden signals recorded.
 //!
 //! ```text
-//!  client ─TCP─▶ hyper server ─request─▶ forward::handle ─pooled client─▶ upstream
+//!  client ─TCP─▶ hyper server ─request─▶ forward::handle ─pinned h1 / pooled h2─▶ upstream
 //!                                          │ rules (watch channel): delay, abort, grpc abort
 //!                                          └ signals: classes, histogram, in flight, faults
 //! ```
@@ -50,7 +51,7 @@ use crate::toxics::Direction;
 /// How long a client may take to send a request head before hyper closes the connection.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the pooled client waits for a connection to the upstream.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(60);
 /// How long setting up the loopback hop of an L4-toxic connection may take.
@@ -63,8 +64,6 @@ pub(crate) struct Plane {
     pub upstream: Arc<str>,
     /// The upstream as a URI authority; `None` when it is not `host:port` (every request then gets a 502).
     authority: Option<Authority>,
-    /// HTTP/1.1 to the upstream, for requests that came in over HTTP/1.x.
-    h1: Client<Dialer, Incoming>,
     /// HTTP/2 with prior knowledge, for requests that came in over HTTP/2 (gRPC).
     h2: Client<Dialer, Incoming>,
     server: auto::Builder<TokioExecutor>,
@@ -72,6 +71,7 @@ pub(crate) struct Plane {
 
 impl Plane {
     pub fn new(upstream: Arc<str>) -> Plane {
+        // HTTP/1.1 requests go on a connection of their client connection's own (`forward::Pinned`).
         let client = |h2: bool| {
             let mut builder = Client::builder(TokioExecutor::new());
             builder.pool_idle_timeout(POOL_IDLE).pool_timer(TokioTimer::new()).http2_only(h2);
@@ -80,7 +80,7 @@ impl Plane {
         let mut server = auto::Builder::new(TokioExecutor::new());
         server.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
         server.http2().timer(TokioTimer::new());
-        Plane { authority: upstream.parse().ok(), upstream, h1: client(false), h2: client(true), server }
+        Plane { authority: upstream.parse().ok(), upstream, h2: client(true), server }
     }
 }
 
@@ -151,7 +151,8 @@ where
 {
     let service = {
         let (plane, shared) = (plane.clone(), shared.clone());
-        service_fn(move |request| forward::handle(request, plane.clone(), shared.clone()))
+        let pinned = Arc::new(forward::Pinned::default());
+        service_fn(move |request| forward::handle(request, plane.clone(), shared.clone(), pinned.clone()))
     };
     let connection = plane.server.serve_connection(TokioIo::new(io), service);
     tokio::select! {
