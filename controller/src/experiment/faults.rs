@@ -4,6 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chaos_proxy::toxics::{AttributeError, ToxicKind};
 use serde_json::{Map, Number, Value};
 
 use super::model::{Duration, Percent};
@@ -150,58 +151,28 @@ impl FaultKind {
         self != FaultKind::Kill
     }
 
-    /// The `with:` keys this kind takes.
-    pub fn keys(self) -> &'static [&'static str] {
-        match self {
+    /// The `with:` keys this kind takes (host faults: none here; the agent's spec decides and names them).
+    pub fn keys(self) -> Vec<&'static str> {
+        let own: &[&str] = match self {
             FaultKind::Latency => &["latency", "jitter", "stream", "toxicity"],
             FaultKind::Bandwidth => &["rate", "stream", "toxicity"],
             FaultKind::SlowClose => &["delay", "stream", "toxicity"],
             FaultKind::Timeout | FaultKind::ResetPeer => &["timeout", "stream", "toxicity"],
             FaultKind::Slicer => &["average_size", "size_variation", "delay", "stream", "toxicity"],
             FaultKind::LimitData => &["bytes", "stream", "toxicity"],
-            FaultKind::Down | FaultKind::Pause => &[],
             FaultKind::Kill => &["signal"],
-            FaultKind::HttpAbort => &[
-                "status",
-                "body",
-                "response_headers",
-                "method",
-                "path_prefix",
-                "path_regex",
-                "headers",
-                "header_regex",
-                "percentage",
-                "max_active",
-                "toxicity",
-            ],
-            FaultKind::HttpDelay => &[
-                "delay",
-                "jitter",
-                "distribution",
-                "method",
-                "path_prefix",
-                "path_regex",
-                "headers",
-                "header_regex",
-                "percentage",
-                "max_active",
-                "toxicity",
-            ],
-            FaultKind::GrpcAbort => &[
-                "code",
-                "message",
-                "method",
-                "path_prefix",
-                "path_regex",
-                "headers",
-                "header_regex",
-                "percentage",
-                "max_active",
-                "toxicity",
-            ],
-            // Host faults: the agent's spec decides (its deserialiser names the fields it takes).
+            FaultKind::HttpAbort => &["status", "body", "response_headers"],
+            FaultKind::HttpDelay => &["delay", "jitter", "distribution"],
+            FaultKind::GrpcAbort => &["code", "message"],
             _ => &[],
-        }
+        };
+        let shared: &[&str] =
+            if matches!(self, FaultKind::HttpAbort | FaultKind::HttpDelay | FaultKind::GrpcAbort) {
+                &L7_SHARED_KEYS
+            } else {
+                &[]
+            };
+        [own, shared].concat()
     }
 
     /// Keys without which the fault would do nothing.
@@ -244,6 +215,18 @@ impl FromStr for FaultKind {
         })
     }
 }
+
+/// The request match and odds every L7 fault takes after its own keys (the proxy's attribute names).
+const L7_SHARED_KEYS: [&str; 8] = [
+    "method",
+    "path_prefix",
+    "path_regex",
+    "headers",
+    "header_regex",
+    "percentage",
+    "max_active",
+    "toxicity",
+];
 
 #[derive(Clone, Copy)]
 enum Unit {
@@ -381,6 +364,18 @@ pub fn params(kind: FaultKind, with: &Map<String, Value>) -> Result<FaultParams,
                 }
             }
             let toxic_type = kind.toxic_type().unwrap_or("noop");
+            // The proxy's own checks (status range, regexes, code names, required values), here, so a bad value
+            // is an error at its place in the file rather than a fault that fails to apply mid-run.
+            if errors.is_empty()
+                && let Some(default) = ToxicKind::default_for(toxic_type)
+                && let Err(e) = default.merged(Some(&attributes)).and_then(|k| k.check_required().map(|()| k))
+            {
+                let key = match &e {
+                    AttributeError::Type { name, .. } if with.contains_key(name) => Some(name.clone()),
+                    _ => None,
+                };
+                errors.push(ParamError { key, message: format!("fault `{kind}`: {e}") });
+            }
             FaultParams::Toxic { toxic_type, stream: Stream::Downstream, toxicity, attributes }
         }
         _ => {

@@ -514,6 +514,18 @@ impl Validator<'_> {
                 Some(_) => {}
             },
         }
+        // L7 faults need an http proxy; when the run creates the proxy, the file says which it is.
+        if matches!(kind, FaultKind::HttpAbort | FaultKind::HttpDelay | FaultKind::GrpcAbort)
+            && let Some(proxy) =
+                step.target.as_ref().and_then(|t| exp.targets.get(t)).and_then(|t| t.proxy.as_ref())
+            && proxy.listen.is_some()
+            && proxy.protocol.as_deref() != Some("http")
+        {
+            self.at(
+                &join(path, &[Seg::K("target")]),
+                format!("fault `{kind}` needs a proxy with `protocol: http`, and `{}` is tcp", proxy.name),
+            );
+        }
         if let Err(errors) = faults::params(kind, &step.with) {
             for e in errors {
                 match e.key {
