@@ -16,6 +16,13 @@ pub struct AgentArgs {
     command: AgentCommand,
 }
 
+impl AgentArgs {
+    /// Whether this is the long-running daemon (which logs its work).
+    pub fn is_daemon(&self) -> bool {
+        matches!(self.command, AgentCommand::Serve(_))
+    }
+}
+
 #[derive(clap::Subcommand)]
 enum AgentCommand {
     /// Apply the faults in FILE (one spec, or a list) on this host, hold them for --duration (or until
@@ -32,12 +39,52 @@ enum AgentCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The agent daemon: dial a controller, keep the stream open (reconnecting with backoff), apply and revert
+    /// the faults it asks for. Faults are leased: cut off from the controller, the agent reverts them when
+    /// their leases lapse. SIGINT/SIGTERM reverts everything held, then exits.
+    Serve(ServeArgs),
     /// Probe which network fault kinds this host's kernel and tools support (in a throwaway namespace).
     Capabilities {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// The controller's URL (`https://` for TLS).
+    #[arg(long, env = "CHAOS_CONTROLLER", value_name = "URL", default_value = "http://127.0.0.1:7400")]
+    controller: String,
+    /// Agent enrolment token (else --token-file).
+    #[arg(long, env = "CHAOS_AGENT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the enrolment token (its first token), e.g. the controller's agent.token.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// This agent's id in the fleet (default: the hostname).
+    #[arg(long)]
+    id: Option<String>,
+    /// A label for selectors, `KEY=VALUE` (repeatable): `--label role=web --label zone=a`.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = crate::fleet_cli::parse_label)]
+    labels: Vec<(String, String)>,
+    /// CA bundle (PEM) to verify the controller's certificate.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS; with --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Client key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Name to verify in the controller's certificate when it differs from the URL's host.
+    #[arg(long, value_name = "NAME")]
+    tls_domain: Option<String>,
+    /// Agent policy file limiting what the controller may ask for (kinds, protected processes, ceilings).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    #[command(flatten)]
+    state: StateArgs,
 }
 
 #[derive(clap::Args)]
@@ -123,6 +170,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
+        AgentCommand::Serve(args) => serve(args).await,
         AgentCommand::Capabilities { json } => {
             let caps = tokio::task::spawn_blocking(chaos_agent::net::Capabilities::probe).await?;
             if json {
@@ -258,5 +306,77 @@ fn print_replay(report: &ReplayReport, verb: &str) {
     }
     for (path, reason) in &report.unreadable {
         eprintln!("chaos: unreadable journal file {}: {reason}", path.display());
+    }
+}
+
+/// `chaos agent serve`: replays the journal, then keeps a stream to the controller until SIGINT/SIGTERM, when
+/// every fault held is reverted. Exit 1 when the controller refuses the token, or a revert at exit fails.
+async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
+    let token = match (args.token, &args.token_file) {
+        (Some(t), _) => Some(t),
+        (None, Some(file)) => {
+            let text =
+                std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            let token = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(|l| l.split_whitespace().last().unwrap_or(l).to_string());
+            Some(token.with_context(|| format!("{}: no token in the file", file.display()))?)
+        }
+        (None, None) => None,
+    };
+    let agent_id = match args.id {
+        Some(id) => id,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .context("cannot read the hostname: give --id")?,
+    };
+    let config = chaos_proto::transport::ClientConfig {
+        url: args.controller.clone(),
+        ca: args.ca,
+        cert: args.cert,
+        key: args.key,
+        domain: args.tls_domain,
+    };
+    let endpoint = chaos_proto::transport::endpoint(&config)?;
+    let policy = match &args.policy {
+        Some(path) => AgentPolicy::load(path)?,
+        None => AgentPolicy::default(),
+    };
+    let state_dir = args.state.state_dir.clone();
+    let (agent, replay) =
+        tokio::task::spawn_blocking(move || HostAgent::start(state_dir, policy, rand::random()))
+            .await
+            .context("the agent start panicked")??;
+    print_replay(&replay, "reverted, left by a previous process");
+    let options = chaos_agent::remote::ServeOptions {
+        endpoint,
+        token,
+        agent_id: agent_id.clone(),
+        labels: args.labels.into_iter().collect(),
+        backoff_min: chaos_agent::remote::DEFAULT_BACKOFF_MIN,
+        backoff_max: chaos_agent::remote::DEFAULT_BACKOFF_MAX,
+    };
+    tracing::info!(agent = %agent_id, controller = %args.controller, "agent starting");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let signal = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            crate::shutdown_signal().await;
+            tracing::info!("shutting down: reverting every fault held");
+            shutdown.cancel();
+        }
+    });
+    let result = chaos_agent::remote::serve(options, agent, shutdown).await;
+    signal.abort();
+    match result {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            eprintln!("chaos agent serve: {e}");
+            Ok(1)
+        }
     }
 }

@@ -6,6 +6,7 @@
 mod agent_cli;
 mod demo;
 mod demo_target;
+mod fleet_cli;
 mod proxies_cli;
 mod run_cli;
 
@@ -51,8 +52,25 @@ enum Command {
         #[arg(long)]
         http: bool,
     },
-    /// Host faults on this machine: inject from a spec file, journal status, break-glass revert-all.
+    /// Host faults on this machine: inject from a spec file, journal status, break-glass revert-all, and
+    /// `serve`: the daemon that connects to a controller.
     Agent(agent_cli::AgentArgs),
+    /// Run the controller: the gRPC API for runs, schedules and halts, and the endpoint agents dial.
+    Controller(fleet_cli::ControllerArgs),
+    /// Runs on a controller: list, show, watch, halt, and the audit log.
+    Runs(fleet_cli::RunsArgs),
+    /// The agents connected to a controller, with labels and health.
+    Agents(fleet_cli::AgentsArgs),
+    /// Schedules on a controller (game days): add, list, rm.
+    Schedule(fleet_cli::ScheduleArgs),
+    /// Halt every run and revert every fault on every agent (`chaos halt --all [--freeze]`).
+    Halt(fleet_cli::HaltArgs),
+    /// Stop new runs (by hand or by schedule) from starting until `chaos unfreeze`.
+    Freeze(fleet_cli::FreezeArgs),
+    /// Let runs start again after `chaos freeze` or `chaos halt --all --freeze`.
+    Unfreeze(fleet_cli::FreezeArgs),
+    /// Generate a development CA and TLS certificates for a controller, its agents and clients.
+    Certs(fleet_cli::CertsArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         /// The shell to generate completions for.
@@ -105,7 +123,12 @@ fn parse_intercept(s: &str) -> Result<(u16, String), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Servers log their work; one-shot commands print results and progress, and log only problems.
-    init_tracing(if matches!(cli.command, Command::Proxy(_)) { "info" } else { "warn" });
+    let server = match &cli.command {
+        Command::Proxy(_) | Command::Controller(_) => true,
+        Command::Agent(args) => args.is_daemon(),
+        _ => false,
+    };
+    init_tracing(if server { "info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -122,6 +145,14 @@ fn main() -> ExitCode {
             Command::DemoTarget { listen, http: true } => demo_target::serve(&listen).await,
             Command::Run(args) => return run_cli::run(args).await.map(ExitCode::from),
             Command::Agent(args) => return agent_cli::run(args).await.map(ExitCode::from),
+            Command::Controller(args) => fleet_cli::controller(args).await,
+            Command::Runs(args) => return fleet_cli::runs(args).await.map(ExitCode::from),
+            Command::Agents(args) => return fleet_cli::agents(args).await.map(ExitCode::from),
+            Command::Schedule(args) => return fleet_cli::schedule(args).await.map(ExitCode::from),
+            Command::Halt(args) => return fleet_cli::halt(args).await.map(ExitCode::from),
+            Command::Freeze(args) => return fleet_cli::freeze(args, true).await.map(ExitCode::from),
+            Command::Unfreeze(args) => return fleet_cli::freeze(args, false).await.map(ExitCode::from),
+            Command::Certs(args) => fleet_cli::certs(args),
             Command::Validate(args) => return Ok(ExitCode::from(run_cli::validate(args))),
             Command::Schema => run_cli::schema(),
             Command::Completions { shell } => {

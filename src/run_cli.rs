@@ -41,6 +41,11 @@ pub struct RunArgs {
     /// Agent policy file limiting host faults (allowed kinds, protected processes, stress ceilings, fill paths).
     #[arg(long, value_name = "FILE")]
     agent_policy: Option<PathBuf>,
+    /// Run through a controller (`--controller URL`, or CHAOS_CONTROLLER): the experiment is submitted, runs
+    /// there (reaching other hosts through its agents), and its progress, verdict, reports and exit code come
+    /// back here as for a local run.
+    #[command(flatten)]
+    remote: crate::fleet_cli::ClientArgs,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -61,6 +66,19 @@ pub struct Reports {
 
 /// Runs one experiment file; returns the process exit code.
 pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
+    if args.remote.controller.is_some() {
+        let remote = crate::fleet_cli::RemoteRun {
+            file: args.file,
+            vars: args.vars,
+            seed: args.seed,
+            dry_run: args.dry_run,
+            quiet: args.quiet,
+            journal: args.journal,
+            junit: args.junit,
+            summary: args.summary,
+        };
+        return crate::fleet_cli::run_remote(&args.remote, remote).await;
+    }
     let exp = match experiment::load(&args.file, &args.vars) {
         Ok(exp) => exp,
         Err(diagnostics) => {

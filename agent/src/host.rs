@@ -111,10 +111,20 @@ impl HostAgent {
     /// faults the processes that would be hit. Returns one line saying what `apply` would do (the processes by
     /// pid and name, or the spec).
     pub fn plan(&self, spec: &FaultSpec, duration: Option<Duration>) -> Result<String, AgentError> {
+        self.plan_seeded(spec, duration, self.inner.seed)
+    }
+
+    /// [`HostAgent::plan`] with process selection seeded by `seed` instead of the agent's own seed.
+    pub fn plan_seeded(
+        &self,
+        spec: &FaultSpec,
+        duration: Option<Duration>,
+        seed: u64,
+    ) -> Result<String, AgentError> {
         self.check(spec, duration)?;
         Ok(match spec {
             FaultSpec::ProcessKill { .. } | FaultSpec::ProcessPause { .. } => {
-                let targets = self.select(spec)?;
+                let targets = self.select(spec, seed)?;
                 let shown: Vec<String> = targets
                     .iter()
                     .map(|id| match process::inspect(id) {
@@ -133,6 +143,17 @@ impl HostAgent {
     /// calls and runs `nft`/`tc`, so call it from a blocking context in async code. On error nothing is left
     /// applied.
     pub fn apply(&self, spec: &FaultSpec, duration: Option<Duration>) -> Result<Applied, AgentError> {
+        self.apply_seeded(spec, duration, self.inner.seed)
+    }
+
+    /// [`HostAgent::apply`] with process selection seeded by `seed` (a controller's run seed) instead of the
+    /// agent's own seed.
+    pub fn apply_seeded(
+        &self,
+        spec: &FaultSpec,
+        duration: Option<Duration>,
+        seed: u64,
+    ) -> Result<Applied, AgentError> {
         self.check(spec, duration)?;
         // A kill has nothing to revert, so no lease: it needs no runtime.
         let duration = match spec {
@@ -148,7 +169,7 @@ impl HostAgent {
         let kind = spec.kind();
         let (fault, description): (Arc<dyn ActiveFault>, String) = match spec {
             FaultSpec::ProcessKill { signal, .. } => {
-                let targets = self.select(spec)?;
+                let targets = self.select(spec, seed)?;
                 let report = faults::kill(&targets, Signal::parse(signal)?)?;
                 // The signal displays with its prefix already (`SIGKILL`).
                 let mut description = format!("{} sent to {}", report.signal, workers(&report.signalled));
@@ -159,7 +180,7 @@ impl HostAgent {
                 return Ok(Applied { id: None, kind: kind.to_string(), description });
             }
             FaultSpec::ProcessPause { .. } => {
-                let targets = self.select(spec)?;
+                let targets = self.select(spec, seed)?;
                 let handle = faults::pause_journaled(&targets, None, journal)?;
                 // Every part that is not empty: a target stopped by someone else is left stopped on revert.
                 let gone: Vec<ProcessId> = handle.skipped().iter().map(|(id, _)| *id).collect();
@@ -318,14 +339,14 @@ impl HostAgent {
         self.inner.capabilities.require(spec.kind())
     }
 
-    fn select(&self, spec: &FaultSpec) -> Result<Vec<ProcessId>, AgentError> {
+    fn select(&self, spec: &FaultSpec, seed: u64) -> Result<Vec<ProcessId>, AgentError> {
         let (target, count) = match spec {
             FaultSpec::ProcessKill { target, count, .. } | FaultSpec::ProcessPause { target, count } => {
                 (target, count)
             }
             _ => return Ok(Vec::new()),
         };
-        process::select(target, count.0, self.inner.seed, &self.inner.policy.process_policy())
+        process::select(target, count.0, seed, &self.inner.policy.process_policy())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Held>> {

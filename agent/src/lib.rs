@@ -24,8 +24,10 @@
 //! - A failed apply leaves nothing applied; a revert is idempotent.
 //!
 //! # Not yet
-//! No daemon or gRPC (the controller issue), no pidfd (a microsecond window remains between the start-time
+//! No pidfd (a microsecond window remains between the start-time
 //! check and `kill(2)`), no container or cgroup targeting, no forwarded-traffic (router) network faults.
+
+extern crate self as chaos_agent;
 
 mod error;
 pub mod faults;
@@ -34,6 +36,7 @@ pub mod journal;
 pub mod net;
 pub mod policy;
 pub mod process;
+pub mod remote;
 pub mod sample;
 mod signal;
 pub mod spec;

@@ -14,9 +14,13 @@
 
 pub mod engine;
 pub mod experiment;
+pub mod fleet;
 pub mod http;
 pub mod load;
 pub mod probes;
 pub mod report;
+pub mod schedule;
+pub mod server;
 pub mod signals;
 pub mod slo;
+pub mod store;

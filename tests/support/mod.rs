@@ -416,3 +416,77 @@ pub fn wait_within(mut child: Child, deadline: Duration) -> std::process::Output
     }
     child.wait_with_output().unwrap()
 }
+
+/// Hosts on one LAN: a network namespace per host, each with a veth into a bridge in a switch namespace,
+/// addresses 10.X.Y.(i+1)/24 in order. Deleted on drop.
+pub struct Lan {
+    pub switch: String,
+    pub hosts: Vec<(String, std::net::Ipv4Addr)>,
+}
+
+impl Lan {
+    pub fn new(names: &[&str]) -> Lan {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        let (x, y) = (64 + (pid % 64) as u8, (n % 200) as u8);
+        let switch = format!("chaos-lan-{pid}-{n}-sw");
+        sh(&["ip", "netns", "add", &switch]);
+        sh(&["ip", "-n", &switch, "link", "add", "br0", "type", "bridge"]);
+        sh(&["ip", "-n", &switch, "link", "set", "br0", "up"]);
+        let mut lan = Lan { switch: switch.clone(), hosts: Vec::new() };
+        for (i, name) in names.iter().enumerate() {
+            let ns = format!("chaos-lan-{pid}-{n}-{name}");
+            let addr = std::net::Ipv4Addr::new(10, x, y, i as u8 + 1);
+            sh(&["ip", "netns", "add", &ns]);
+            let port = format!("p{i}");
+            sh(&[
+                "ip", "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns",
+                &switch,
+            ]);
+            sh(&["ip", "-n", &switch, "link", "set", &port, "master", "br0"]);
+            sh(&["ip", "-n", &switch, "link", "set", &port, "up"]);
+            sh(&["ip", "-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+            sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+            sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+            lan.hosts.push((ns, addr));
+        }
+        lan
+    }
+
+    /// The namespace and address of host `i` (in the order given to `new`).
+    pub fn host(&self, i: usize) -> (&str, std::net::Ipv4Addr) {
+        (&self.hosts[i].0, self.hosts[i].1)
+    }
+
+    /// The agent's nftables tables in host `i`'s namespace.
+    pub fn chaos_tables(&self, i: usize) -> Vec<String> {
+        sh(&["ip", "netns", "exec", &self.hosts[i].0, "nft", "list", "tables"])
+            .lines()
+            .filter_map(|l| l.strip_prefix("table inet "))
+            .filter(|t| t.starts_with("chaos_agent_"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for (ns, _) in &self.hosts {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.switch]).status();
+    }
+}
+
+/// `ip netns exec NS chaos ARGS...` (or plain `chaos ARGS...` without a namespace).
+pub fn chaos_in(netns: Option<&str>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(chaos_bin());
+            c
+        }
+        None => Command::new(chaos_bin()),
+    }
+}

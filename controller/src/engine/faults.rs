@@ -20,6 +20,9 @@ pub enum Active {
     /// A fault the local agent applied (a pause, a stress, a network rule), journaled before it was applied;
     /// reverted through the agent (its lease does that anyway, and a later start replays the journal).
     Host { agent: chaos_agent::host::HostAgent, id: chaos_agent::faults::FaultId, description: String },
+    /// Faults on other hosts, one per agent, applied through the controller's fleet with leases the fleet
+    /// renews; reverted through the fleet (the agents' leases do that anyway once renewals stop).
+    Remote { fleet: crate::fleet::Fleet, faults: Vec<(String, String)>, description: String },
 }
 
 impl Active {
@@ -32,6 +35,7 @@ impl Active {
             }
             Active::Down { proxy, .. } => format!("proxy {proxy} down"),
             Active::Host { id, description, .. } => format!("{description} ({id})"),
+            Active::Remote { description, .. } => description.clone(),
         }
     }
 
@@ -58,6 +62,17 @@ impl Active {
                     Ok(Err(e)) => Err(format!("reverting {description}: {e}")),
                     Err(e) => Err(format!("reverting {description}: the revert task failed: {e}")),
                 }
+            }
+            Active::Remote { fleet, faults, .. } => {
+                let mut reverts = tokio::task::JoinSet::new();
+                for (_, fault_id) in faults {
+                    let (fleet, fault_id) = (fleet.clone(), fault_id.clone());
+                    reverts.spawn(async move { fleet.revert(&fault_id).await });
+                }
+                let mut errors: Vec<String> =
+                    reverts.join_all().await.into_iter().filter_map(Result::err).collect();
+                errors.sort();
+                if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
             }
         }
     }

@@ -2,6 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::SeedableRng as _;
+use rand::seq::SliceRandom as _;
 
 use chaos_agent::host::HostAgent;
 use chaos_agent::policy::AgentPolicy;
@@ -33,6 +39,32 @@ pub enum ResolvedTarget {
         /// Pids the selection resolves to now (the run re-resolves when the fault fires).
         pids: Vec<u32>,
     },
+    /// Processes on other hosts (`processes` with `hosts`): looked for on every agent listed, through the
+    /// controller; `count` applies on each host.
+    RemoteProcesses { selector: ProcessSelector, count: Option<Count>, agents: Vec<String> },
+    /// Agents chosen by label (`hosts` alone): host faults apply on each of them, through the controller.
+    Hosts { selector: BTreeMap<String, String>, agents: Vec<String> },
+}
+
+/// How a run reaches other hosts: the controller's fleet, and whose run it is.
+#[derive(Clone)]
+pub struct Remote {
+    pub fleet: crate::fleet::Fleet,
+    pub run_id: String,
+    /// Who started the run (audit).
+    pub actor: String,
+    next_fault: Arc<AtomicU64>,
+}
+
+impl Remote {
+    pub fn new(fleet: crate::fleet::Fleet, run_id: String, actor: String) -> Remote {
+        Remote { fleet, run_id, actor, next_fault: Arc::new(AtomicU64::new(1)) }
+    }
+
+    /// A fault id unique to this controller: run id, a counter, the agent.
+    fn fault_id(&self, agent: &str) -> String {
+        format!("{}.{}.{agent}", self.run_id, self.next_fault.fetch_add(1, Ordering::Relaxed))
+    }
 }
 
 /// Every target of an experiment, resolved.
@@ -42,6 +74,10 @@ pub struct Plan {
     /// The agent that applies host faults (and pauses) on this host; started by [`Plan::start_host`] when the
     /// experiment has any.
     pub host: Option<HostAgent>,
+    /// The fleet, for targets on other hosts (runs through a controller).
+    pub remote: Option<Remote>,
+    /// What each agent said it would do, per step (filled by [`Plan::check_remote`]).
+    pub remote_plan: Vec<String>,
 }
 
 /// Where the local agent keeps its undo journal, and the policy file limiting what it may do.
@@ -71,8 +107,39 @@ impl Plan {
     /// Resolves the targets: proxy APIs are reached (and their proxies checked), process selectors are run
     /// through the agent's policy with the run's seed. Nothing is changed.
     pub async fn resolve(exp: &Experiment, seed: u64) -> Result<Plan, String> {
+        Plan::resolve_with(exp, seed, None).await
+    }
+
+    /// [`Plan::resolve`] with a fleet for targets on other hosts (`hosts:` label selectors): the agents are
+    /// chosen now, among those connected, with the seed.
+    pub async fn resolve_with(exp: &Experiment, seed: u64, remote: Option<Remote>) -> Result<Plan, String> {
         let mut targets = BTreeMap::new();
         for (name, target) in &exp.targets {
+            if let Some(labels) = &target.hosts {
+                let Some(remote) = &remote else {
+                    return Err(format!(
+                        "target {name} selects hosts by label (`hosts`): run it through a controller \
+                         (`chaos run --controller URL`)"
+                    ));
+                };
+                let agents = choose_agents(
+                    &remote.fleet,
+                    name,
+                    labels,
+                    seed,
+                    target.processes.is_none().then_some(target.count),
+                )?;
+                let resolved = match &target.processes {
+                    Some(selector) => ResolvedTarget::RemoteProcesses {
+                        selector: selector.clone(),
+                        count: target.count,
+                        agents,
+                    },
+                    None => ResolvedTarget::Hosts { selector: labels.clone(), agents },
+                };
+                targets.insert(name.clone(), resolved);
+                continue;
+            }
             let resolved = if let Some(p) = &target.proxy {
                 let client = Client::new(&p.api).map_err(|e| format!("target {name}: {e}"))?;
                 client
@@ -104,41 +171,120 @@ impl Plan {
             };
             targets.insert(name.clone(), resolved);
         }
-        Ok(Plan { targets, host: None })
+        Ok(Plan { targets, host: None, remote, remote_plan: Vec::new() })
+    }
+
+    /// Every agent the plan would touch, by id.
+    pub fn agents(&self) -> Vec<String> {
+        let mut agents: Vec<String> = self
+            .targets
+            .values()
+            .flat_map(|t| match t {
+                ResolvedTarget::RemoteProcesses { agents, .. } | ResolvedTarget::Hosts { agents, .. } => {
+                    agents.clone()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        agents.sort();
+        agents.dedup();
+        agents
+    }
+
+    /// Asks every agent a remote step would touch what it would do (its policy and capabilities are checked
+    /// there; nothing changes) and keeps the answers for [`Plan::describe`]. The first refusal is the error:
+    /// a run must not start when one of its faults would be refused half-way.
+    pub async fn check_remote(&mut self, exp: &Experiment, seed: u64) -> Result<(), String> {
+        let Some(remote) = self.remote.clone() else { return Ok(()) };
+        let mut steps = Vec::new();
+        collect_steps(&exp.method, &mut steps);
+        collect_steps(&exp.rollbacks, &mut steps);
+        let mut lines = Vec::new();
+        for step in steps {
+            let Ok(StepKind::Fault(fault)) = step.kind() else { continue };
+            let Some((agents, spec)) = self.remote_spec(&fault) else { continue };
+            let json = serde_json::to_string(&spec).map_err(|e| format!("{}: {e}", step.label()))?;
+            let duration = fault.duration.map(|d| d.0);
+            let mut checks = tokio::task::JoinSet::new();
+            for agent in agents {
+                let (fleet, json, agent) = (remote.fleet.clone(), json.clone(), agent.clone());
+                checks.spawn(async move {
+                    let answer = fleet.plan(&agent, &json, duration, seed).await;
+                    (agent, answer)
+                });
+            }
+            let mut answers = checks.join_all().await;
+            answers.sort_by(|a, b| a.0.cmp(&b.0));
+            for (agent, answer) in answers {
+                match answer {
+                    Ok(text) => lines.push(format!("{}: on {agent}: {text}", step.label())),
+                    Err(e) => return Err(format!("{}: {e}", step.label())),
+                }
+            }
+        }
+        self.remote_plan = lines;
+        Ok(())
+    }
+
+    /// For a fault step on another host: the agents and the spec each gets.
+    fn remote_spec(&self, fault: &Fault<'_>) -> Option<(Vec<String>, FaultSpec)> {
+        match (self.targets.get(fault.target)?, &fault.params) {
+            (ResolvedTarget::Hosts { agents, .. }, FaultParams::Host(spec)) => {
+                Some((agents.clone(), spec.clone()))
+            }
+            (ResolvedTarget::RemoteProcesses { selector, count, agents }, FaultParams::Kill { signal }) => {
+                let spec = FaultSpec::ProcessKill {
+                    target: agent_selector(selector),
+                    count: CountSpec(agent_count(*count)),
+                    signal: signal.to_string(),
+                };
+                Some((agents.clone(), spec))
+            }
+            (ResolvedTarget::RemoteProcesses { selector, count, agents }, FaultParams::Pause) => {
+                let spec = FaultSpec::ProcessPause {
+                    target: agent_selector(selector),
+                    count: CountSpec(agent_count(*count)),
+                };
+                Some((agents.clone(), spec))
+            }
+            _ => None,
+        }
     }
 
     /// Whether any step (method or rollbacks) needs the local agent: host faults and pauses do.
     pub fn needs_host(exp: &Experiment) -> bool {
-        fn any(steps: &[Step]) -> bool {
+        fn any(exp: &Experiment, steps: &[Step]) -> bool {
             steps.iter().any(|step| match step.kind() {
-                Ok(StepKind::Fault(f)) => matches!(f.params, FaultParams::Host(_) | FaultParams::Pause),
-                Ok(StepKind::Parallel(inner)) => any(inner),
+                Ok(StepKind::Fault(f)) => is_local_host_fault(exp, &f),
+                Ok(StepKind::Parallel(inner)) => any(exp, inner),
                 _ => false,
             })
         }
-        any(&exp.method) || any(&exp.rollbacks)
+        any(exp, &exp.method) || any(exp, &exp.rollbacks)
     }
 
     /// Checks every host fault against the agent policy (what `--dry-run` does instead of starting the agent).
     pub fn check_host_faults(exp: &Experiment, options: &HostOptions) -> Result<(), String> {
         let policy = options.load_policy()?;
-        fn each(steps: &[Step], policy: &AgentPolicy) -> Result<(), String> {
+        fn each(exp: &Experiment, steps: &[Step], policy: &AgentPolicy) -> Result<(), String> {
             for step in steps {
                 match step.kind() {
                     Ok(StepKind::Fault(f)) => {
-                        if let FaultParams::Host(spec) = &f.params {
+                        if let FaultParams::Host(spec) = &f.params
+                            && is_local_host_fault(exp, &f)
+                        {
                             let lease = f.duration.map(|d| d.0 + DEADLINE_MARGIN);
                             policy.check(spec, lease).map_err(|e| format!("{}: {e}", step.label()))?;
                         }
                     }
-                    Ok(StepKind::Parallel(inner)) => each(inner, policy)?,
+                    Ok(StepKind::Parallel(inner)) => each(exp, inner, policy)?,
                     _ => {}
                 }
             }
             Ok(())
         }
-        each(&exp.method, &policy)?;
-        each(&exp.rollbacks, &policy)
+        each(exp, &exp.method, &policy)?;
+        each(exp, &exp.rollbacks, &policy)
     }
 
     /// Starts the local agent: opens its undo journal under `options.state_dir` and reverts what a previous
@@ -178,7 +324,22 @@ impl Plan {
                 ResolvedTarget::Processes { pids, .. } => {
                     let _ = writeln!(out, "  target {name}: processes {pids:?}");
                 }
+                ResolvedTarget::RemoteProcesses { agents, .. } => {
+                    let _ = writeln!(out, "  target {name}: processes on agents {}", agents.join(", "));
+                }
+                ResolvedTarget::Hosts { selector, agents } => {
+                    let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let _ = writeln!(
+                        out,
+                        "  target {name}: agents {} (labels {})",
+                        agents.join(", "),
+                        labels.join(",")
+                    );
+                }
             }
+        }
+        for line in &self.remote_plan {
+            let _ = writeln!(out, "  {line}");
         }
         for load in &exp.load {
             let _ = writeln!(out, "  load {}: {} at {}", load.name, load.http.url, load.rate);
@@ -281,7 +442,14 @@ pub(crate) async fn apply(
 ) -> Result<Option<Active>, String> {
     let target = fault.target;
     let duration = fault.duration.map(|d| d.0);
-    if let FaultParams::Host(spec) = &fault.params {
+    if let Some((agents, spec)) = ctx.plan.remote_spec(fault) {
+        return apply_remote(ctx, step_name, &agents, &spec, duration)
+            .await
+            .map_err(|e| format!("{} on {target}: {e}", fault.kind.name()));
+    }
+    if let FaultParams::Host(spec) = &fault.params
+        && target == crate::experiment::HOST_TARGET
+    {
         return apply_on_host(ctx, spec, duration)
             .await
             .map(Some)
@@ -336,6 +504,133 @@ pub(crate) async fn apply(
             apply_on_host(ctx, &spec, duration).await.map(Some).map_err(|e| format!("pause on {target}: {e}"))
         }
         _ => Err(format!("fault {} does not apply to target {target}", fault.kind.name())),
+    }
+}
+
+/// Applies `spec` on every agent in `agents` at once, through the controller's fleet. All or nothing: when one
+/// agent refuses, the others are reverted and the step fails. A kill has nothing to revert (`Ok(None)`).
+async fn apply_remote(
+    ctx: &MethodContext,
+    step_name: &str,
+    agents: &[String],
+    spec: &FaultSpec,
+    duration: Option<Duration>,
+) -> Result<Option<Active>, String> {
+    let remote = ctx.plan.remote.clone().ok_or("no controller to reach other hosts")?;
+    let kill = matches!(spec, FaultSpec::ProcessKill { .. });
+    if !kill && duration.is_none() {
+        return Err("a duration is needed".into());
+    }
+    let spec_json = serde_json::to_string(spec).map_err(|e| format!("encoding the fault: {e}"))?;
+    let mut applies = tokio::task::JoinSet::new();
+    for agent in agents {
+        let request = crate::fleet::ApplyRequest {
+            agent: agent.clone(),
+            run: remote.run_id.clone(),
+            fault_id: remote.fault_id(agent),
+            spec_json: spec_json.clone(),
+            duration: if kill { None } else { duration },
+            seed: ctx.seed,
+            actor: remote.actor.clone(),
+        };
+        let fleet = remote.fleet.clone();
+        applies.spawn(async move {
+            let result = fleet.apply(request.clone()).await;
+            (request, result)
+        });
+    }
+    let mut applied = Vec::new();
+    let mut failed = Vec::new();
+    for (request, result) in applies.join_all().await {
+        match result {
+            Ok(description) => applied.push((request.agent, request.fault_id, description)),
+            Err(e) => failed.push(format!("{}: {e}", request.agent)),
+        }
+    }
+    applied.sort();
+    if !failed.is_empty() {
+        for (_, fault_id, _) in &applied {
+            let _ = remote.fleet.revert(fault_id).await;
+        }
+        failed.sort();
+        return Err(failed.join("; "));
+    }
+    let description: Vec<String> = applied.iter().map(|(agent, _, d)| format!("{agent}: {d}")).collect();
+    if kill {
+        ctx.note("fault_injected", step_name, description.join("; "), Some(true));
+        return Ok(None);
+    }
+    Ok(Some(Active::Remote {
+        fleet: remote.fleet,
+        faults: applied.into_iter().map(|(agent, id, _)| (agent, id)).collect(),
+        description: description.join("; "),
+    }))
+}
+
+/// Picks the agents a `hosts` target selects: every connected agent whose labels match, then `count` of them
+/// (a number, or a percentage rounded up) by a seeded shuffle; `count: None` for processes targets (every
+/// matching host), `Some(None)` for a hosts target without `count` (one agent).
+fn choose_agents(
+    fleet: &crate::fleet::Fleet,
+    target: &str,
+    labels: &BTreeMap<String, String>,
+    seed: u64,
+    count: Option<Option<Count>>,
+) -> Result<Vec<String>, String> {
+    let mut matching: Vec<String> = fleet.select(labels).into_iter().map(|a| a.id).collect();
+    matching.sort();
+    let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if matching.is_empty() {
+        let connected = fleet.connected();
+        let connected = if connected.is_empty() { "none".to_string() } else { connected.join(", ") };
+        return Err(format!(
+            "target {target}: no connected agent has the labels {} (connected: {connected})",
+            wanted.join(",")
+        ));
+    }
+    let n = match count {
+        None => matching.len(),
+        Some(None) => 1,
+        Some(Some(Count::Exactly(n))) => {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            if n > matching.len() {
+                return Err(format!(
+                    "target {target}: count {n} but only {} connected agents have the labels {}",
+                    matching.len(),
+                    wanted.join(",")
+                ));
+            }
+            n
+        }
+        Some(Some(Count::Percent(p))) => {
+            ((matching.len() as f64 * p.0 / 100.0).ceil() as usize).clamp(1, matching.len())
+        }
+    };
+    // The target's name is mixed into the seed so two targets over the same agents pick independently.
+    let mixed = target.bytes().fold(seed, |h, b| h.rotate_left(5) ^ u64::from(b));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(mixed);
+    matching.shuffle(&mut rng);
+    matching.truncate(n);
+    matching.sort();
+    Ok(matching)
+}
+
+/// Whether a fault step acts on this host (through the local agent): host faults without a target, and
+/// pauses of local processes.
+fn is_local_host_fault(exp: &Experiment, f: &Fault<'_>) -> bool {
+    match f.params {
+        FaultParams::Host(_) => f.target == crate::experiment::HOST_TARGET,
+        FaultParams::Pause => exp.targets.get(f.target).is_some_and(|t| t.hosts.is_none()),
+        _ => false,
+    }
+}
+
+fn collect_steps<'a>(steps: &'a [Step], out: &mut Vec<&'a Step>) {
+    for step in steps {
+        match &step.parallel {
+            Some(inner) => collect_steps(inner, out),
+            None => out.push(step),
+        }
     }
 }
 

@@ -44,9 +44,7 @@ impl Step {
                 let kind: FaultKind = fault.parse()?;
                 let target = match (self.target.as_deref(), kind.target_type()) {
                     (None, TargetType::Host) => HOST_TARGET,
-                    (Some(_), TargetType::Host) => {
-                        return Err(format!("fault `{kind}` acts on this host and takes no `target`"));
-                    }
+                    // A `hosts` target: the agents it selects, through a controller.
                     (Some(target), _) => target,
                     (None, _) => return Err(format!("fault `{kind}` needs a `target`")),
                 };
@@ -82,6 +80,9 @@ impl Step {
 pub enum TargetKind<'a> {
     Proxy(&'a ProxyTarget),
     Processes(&'a ProcessSelector),
+    /// Agents selected by their labels (`hosts: { role: web }` alone): host faults apply on each of them,
+    /// through a controller.
+    Hosts(&'a std::collections::BTreeMap<String, String>),
 }
 
 impl Target {
@@ -89,7 +90,10 @@ impl Target {
         match (&self.proxy, &self.processes) {
             (Some(proxy), None) => Ok(TargetKind::Proxy(proxy)),
             (None, Some(processes)) => Ok(TargetKind::Processes(processes)),
-            (None, None) => Err("a target needs one of `proxy` or `processes`".into()),
+            (None, None) => match &self.hosts {
+                Some(hosts) => Ok(TargetKind::Hosts(hosts)),
+                None => Err("a target needs one of `proxy`, `processes` or `hosts`".into()),
+            },
             (Some(_), Some(_)) => {
                 Err("a target takes exactly one of `proxy` or `processes`, found both".into())
             }
@@ -100,6 +104,7 @@ impl Target {
         match self.kind() {
             Ok(TargetKind::Proxy(_)) => Some(TargetType::Proxy),
             Ok(TargetKind::Processes(_)) => Some(TargetType::Processes),
+            Ok(TargetKind::Hosts(_)) => Some(TargetType::Host),
             Err(_) => None,
         }
     }

@@ -56,11 +56,15 @@ pub struct Target {
     pub proxy: Option<ProxyTarget>,
     #[serde(default)]
     pub processes: Option<ProcessSelector>,
-    /// Agent label selector (`{ role: web }`): the processes are looked for on the agents whose labels all
-    /// match; without it, on this host. Only with `processes`.
+    /// Agent label selector (`{ role: web }`), for runs through a controller (`chaos run --controller`). With
+    /// `processes`: the processes are looked for on every connected agent whose labels all match (`count`
+    /// then applies on each of those hosts); without it, on this host. Alone: the target is those agents
+    /// themselves, for host faults (`cpu_stress`, `network_partition`, ...), and `count` picks how many of
+    /// them (seeded).
     #[serde(default)]
     pub hosts: Option<BTreeMap<String, String>>,
-    /// How many of the matched processes a fault hits: a number (`2`) or a percentage (`"50%"`).
+    /// How many of the matched processes (or, for a `hosts` target, agents) a fault hits: a number (`2`) or a
+    /// percentage (`"50%"`).
     #[serde(default)]
     pub count: Option<Count>,
 }

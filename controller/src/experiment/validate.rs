@@ -159,19 +159,29 @@ impl Validator<'_> {
                         format!("`cmdline` is not a valid regular expression: {detail}"),
                     );
                 }
-                match target.count {
-                    Some(Count::Exactly(0)) => {
-                        self.at(&join(&path, &[Seg::K("count")]), "`count` must be at least 1".into())
-                    }
-                    Some(Count::Percent(p)) if p.0 <= 0.0 => {
-                        self.at(&join(&path, &[Seg::K("count")]), "`count` must be above 0%".into());
-                    }
-                    _ => {}
-                }
+                self.count(&path, target.count);
                 if target.hosts.as_ref().is_some_and(|h| h.is_empty()) {
                     self.at(&join(&path, &[Seg::K("hosts")]), "`hosts` must name at least one label".into());
                 }
             }
+            Ok(TargetKind::Hosts(hosts)) => {
+                if hosts.is_empty() {
+                    self.at(&join(&path, &[Seg::K("hosts")]), "`hosts` must name at least one label".into());
+                }
+                self.count(&path, target.count);
+            }
+        }
+    }
+
+    fn count(&mut self, path: &[Seg<'_>], count: Option<Count>) {
+        match count {
+            Some(Count::Exactly(0)) => {
+                self.at(&join(path, &[Seg::K("count")]), "`count` must be at least 1".into())
+            }
+            Some(Count::Percent(p)) if p.0 <= 0.0 => {
+                self.at(&join(path, &[Seg::K("count")]), "`count` must be above 0%".into());
+            }
+            _ => {}
         }
     }
 
@@ -493,10 +503,6 @@ impl Validator<'_> {
             Err(e) => return self.at(&join(path, &[Seg::K("fault")]), e),
         };
         match &step.target {
-            Some(_) if kind.target_type() == TargetType::Host => self.at_key(
-                &join(path, &[Seg::K("target")]),
-                format!("fault `{kind}` acts on the host that runs the experiment and takes no `target`"),
-            ),
             None if kind.target_type() == TargetType::Host => {}
             None => self.at(path, format!("fault `{kind}` needs a `target`")),
             Some(target) => match exp.targets.get(target).map(Target::target_type) {

@@ -1,0 +1,722 @@
+//! The agents connected to this controller, and every remote fault in force.
+//!
+//! Each agent keeps one `AgentService.Connect` stream open (it dials us, so agents behind NAT work). A
+//! [`Session`] is that stream: requests go out as `ControllerMessage`s with a request id, answers come back
+//! as `FaultStatus`es with the same id and complete the waiting [`Fleet::request`].
+//!
+//! The dead-man's switch: a remote fault is applied with a short lease (`FleetConfig::lease`, capped by the
+//! fault's own duration plus [`DEADLINE_MARGIN`]) and a renewer task renews it every third of that while the
+//! fault is wanted. When this controller dies, or cannot reach the agent, renewals stop and the agent reverts
+//! the fault by itself when the lease lapses. On reconnect the agent's hello lists what it still holds: what
+//! we still want keeps being renewed, the rest is reverted at once.
+//!
+//! Every apply, revert, expiry and halt is written to the store's append-only audit log, with who asked.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chaos_proto::v1::{
+    self, AgentMessage, ControllerMessage, FaultState, FaultStatus, Hello, agent_message, controller_message,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_stream::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::engine::DEADLINE_MARGIN;
+use crate::store::{AgentRecord, NewAudit, Store};
+
+/// Timing of the agent protocol.
+#[derive(Clone, Debug)]
+pub struct FleetConfig {
+    /// How often agents send heartbeats; an agent is late after one missed and gone after three.
+    pub heartbeat: Duration,
+    /// The longest lease a remote fault gets at a time; renewed every third of it while wanted. An agent cut
+    /// off from the controller reverts within this.
+    pub lease: Duration,
+    /// How long a request waits for the agent's answer.
+    pub request_timeout: Duration,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            heartbeat: Duration::from_secs(1),
+            lease: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What an agent said about itself in its hello.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentInfo {
+    pub id: String,
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
+    pub capabilities: Vec<String>,
+    pub version: String,
+    pub boot_id: String,
+    pub peer: String,
+}
+
+/// An agent as listed: what it said, how healthy it is, and its last saturation sample.
+#[derive(Clone, Debug)]
+pub struct AgentView {
+    pub info: AgentInfo,
+    /// `connected`, `late` or `gone`.
+    pub health: &'static str,
+    pub last_seen_ms: i64,
+    pub active_faults: u32,
+    pub sample: Option<v1::HostSample>,
+}
+
+/// The agents and the remote faults in force. Cheap to clone.
+#[derive(Clone)]
+pub struct Fleet {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: FleetConfig,
+    store: Arc<dyn Store>,
+    sessions: RwLock<BTreeMap<String, Arc<Session>>>,
+    faults: Mutex<HashMap<String, Held>>,
+    next_request: AtomicU64,
+    next_session: AtomicU64,
+}
+
+/// One agent's open stream.
+struct Session {
+    info: AgentInfo,
+    id: u64,
+    tx: mpsc::Sender<Result<ControllerMessage, Status>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<FaultStatus>>>,
+    last_seen: Mutex<(Instant, i64)>,
+    sample: Mutex<Option<v1::HostSample>>,
+    active_faults: AtomicU32,
+    closed: CancellationToken,
+}
+
+/// A remote fault the controller applied and has not seen reverted.
+struct Held {
+    agent: String,
+    run: String,
+    actor: String,
+    /// After this, renewals stop: the fault's own duration plus the margin.
+    deadline: Instant,
+    /// Set once a revert was asked for (even if it could not be delivered): renewals stop, so the agent's
+    /// lease reverts it at the latest.
+    reverting: bool,
+}
+
+/// What [`Fleet::apply`] asks an agent to do.
+#[derive(Clone, Debug)]
+pub struct ApplyRequest {
+    pub agent: String,
+    pub run: String,
+    pub fault_id: String,
+    /// The agent's `FaultSpec` as JSON.
+    pub spec_json: String,
+    /// The fault's planned duration (`None` for a kill, which has nothing to revert).
+    pub duration: Option<Duration>,
+    pub seed: u64,
+    pub actor: String,
+}
+
+/// What [`Fleet::halt_all`] got back.
+#[derive(Clone, Debug, Default)]
+pub struct HaltReport {
+    pub acknowledged: Vec<String>,
+    pub missing: Vec<String>,
+    pub reverted: u32,
+    pub failed: u32,
+    pub elapsed: Duration,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Checks an agent id from a hello: what the store, logs and selectors can hold safely.
+pub fn check_agent_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 128 {
+        return Err(format!("agent id must be 1 to 128 characters, found {}", id.len()));
+    }
+    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))) {
+        return Err(format!("agent id {id:?} has {c:?}: use letters, digits, '-', '_', '.' and ':'"));
+    }
+    Ok(())
+}
+
+impl Fleet {
+    pub fn new(config: FleetConfig, store: Arc<dyn Store>) -> Fleet {
+        Fleet {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                sessions: RwLock::new(BTreeMap::new()),
+                faults: Mutex::new(HashMap::new()),
+                next_request: AtomicU64::new(1),
+                next_session: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &FleetConfig {
+        &self.inner.config
+    }
+
+    fn audit(&self, entry: NewAudit) {
+        if let Err(e) = self.inner.store.append_audit(&entry) {
+            tracing::error!(error = %e, action = %entry.action, "could not write the audit log");
+        }
+    }
+
+    fn session(&self, agent: &str) -> Result<Arc<Session>, String> {
+        let sessions = self.inner.sessions.read().unwrap_or_else(|p| p.into_inner());
+        sessions.get(agent).cloned().ok_or_else(|| format!("agent {agent} is not connected"))
+    }
+
+    /// Registers an agent's stream after its hello (the caller checked its token and id): replaces an older
+    /// session of the same agent, reconciles the faults it says it holds, and serves its messages until the
+    /// stream ends. Returns the stream of messages to send it, starting with the welcome.
+    pub fn attach<S>(
+        &self,
+        hello: Hello,
+        peer: String,
+        inbound: S,
+    ) -> tokio_stream::wrappers::ReceiverStream<Result<ControllerMessage, Status>>
+    where
+        S: Stream<Item = Result<AgentMessage, Status>> + Send + Unpin + 'static,
+    {
+        let (tx, rx) = mpsc::channel(256);
+        let info = AgentInfo {
+            id: hello.agent_id.clone(),
+            hostname: hello.hostname.clone(),
+            labels: hello.labels.clone().into_iter().collect(),
+            capabilities: hello.capabilities.clone(),
+            version: hello.version.clone(),
+            boot_id: hello.boot_id.clone(),
+            peer,
+        };
+        let session = Arc::new(Session {
+            info: info.clone(),
+            id: self.inner.next_session.fetch_add(1, Ordering::Relaxed),
+            tx: tx.clone(),
+            pending: Mutex::new(HashMap::new()),
+            last_seen: Mutex::new((Instant::now(), now_ms())),
+            sample: Mutex::new(None),
+            active_faults: AtomicU32::new(u32::try_from(hello.active_faults.len()).unwrap_or(u32::MAX)),
+            closed: CancellationToken::new(),
+        });
+        let welcome = ControllerMessage {
+            request_id: 0,
+            body: Some(controller_message::Body::Welcome(v1::Welcome {
+                heartbeat_ms: millis(self.inner.config.heartbeat),
+            })),
+        };
+        // Fresh channel with room: cannot fail.
+        let _ = tx.try_send(Ok(welcome));
+        let old = {
+            let mut sessions = self.inner.sessions.write().unwrap_or_else(|p| p.into_inner());
+            sessions.insert(info.id.clone(), session.clone())
+        };
+        if let Some(old) = old {
+            tracing::info!(agent = %info.id, "agent reconnected: the older stream is closed");
+            old.closed.cancel();
+        }
+        let record = AgentRecord {
+            id: info.id.clone(),
+            hostname: info.hostname.clone(),
+            labels: info.labels.clone(),
+            capabilities: info.capabilities.clone(),
+            version: info.version.clone(),
+            boot_id: info.boot_id.clone(),
+            first_seen_ms: now_ms(),
+            last_seen_ms: now_ms(),
+            peer: info.peer.clone(),
+        };
+        if let Err(e) = self.inner.store.upsert_agent(&record) {
+            tracing::error!(agent = %info.id, error = %e, "could not record the agent");
+        }
+        tracing::info!(agent = %info.id, host = %info.hostname, peer = %info.peer, faults = hello.active_faults.len(), "agent connected");
+        self.reconcile(&info.id, &hello.active_faults);
+        let fleet = self.clone();
+        tokio::spawn(async move { fleet.serve_session(session, inbound).await });
+        tokio_stream::wrappers::ReceiverStream::new(rx)
+    }
+
+    /// The agent lists what it holds: keep what a live run still wants, revert the rest; forget what we
+    /// thought it held but it no longer does (its lease lapsed while we were apart).
+    fn reconcile(&self, agent: &str, held: &[v1::ActiveFault]) {
+        let mut revert = Vec::new();
+        let mut lost = Vec::new();
+        {
+            let mut faults = lock(&self.inner.faults);
+            for fault in held {
+                match faults.get(&fault.fault_id) {
+                    Some(h) if h.agent == agent && !h.reverting => {}
+                    _ => revert.push(fault.fault_id.clone()),
+                }
+            }
+            faults.retain(|id, h| {
+                let keep = h.agent != agent || held.iter().any(|f| &f.fault_id == id);
+                if !keep {
+                    lost.push((id.clone(), h.run.clone()));
+                }
+                keep
+            });
+        }
+        for (fault_id, run) in lost {
+            self.audit(NewAudit {
+                at_ms: now_ms(),
+                actor: "agent".into(),
+                action: "fault_expired".into(),
+                agent_id: Some(agent.to_string()),
+                run_id: Some(run),
+                fault_id: Some(fault_id),
+                detail: "the agent no longer holds it after reconnecting (its lease lapsed)".into(),
+            });
+        }
+        for fault_id in revert {
+            let fleet = self.clone();
+            let agent = agent.to_string();
+            tokio::spawn(async move {
+                let body = controller_message::Body::Revert(v1::Revert { fault_id: fault_id.clone() });
+                let result = fleet.request(&agent, body).await;
+                let detail = match &result {
+                    Ok(status) => format!("reconciled: not wanted any more ({})", status.detail),
+                    Err(e) => format!("reconcile revert failed: {e} (its lease still reverts it)"),
+                };
+                fleet.audit(NewAudit {
+                    at_ms: now_ms(),
+                    actor: "controller".into(),
+                    action: "fault_reverted".into(),
+                    agent_id: Some(agent.clone()),
+                    run_id: None,
+                    fault_id: Some(fault_id),
+                    detail,
+                });
+            });
+        }
+    }
+
+    async fn serve_session<S>(&self, session: Arc<Session>, mut inbound: S)
+    where
+        S: Stream<Item = Result<AgentMessage, Status>> + Send + Unpin + 'static,
+    {
+        let agent = session.info.id.clone();
+        loop {
+            let message = tokio::select! {
+                _ = session.closed.cancelled() => break,
+                m = inbound.next() => m,
+            };
+            let message = match message {
+                Some(Ok(m)) => m,
+                Some(Err(status)) => {
+                    tracing::info!(agent = %agent, %status, "agent stream broke");
+                    break;
+                }
+                None => break,
+            };
+            *lock(&session.last_seen) = (Instant::now(), now_ms());
+            match message.body {
+                Some(agent_message::Body::Heartbeat(hb)) => {
+                    session.active_faults.store(hb.active_faults, Ordering::Relaxed);
+                    *lock(&session.sample) = hb.sample;
+                }
+                Some(agent_message::Body::FaultStatus(status)) => self.on_status(&session, status),
+                Some(agent_message::Body::Hello(_)) => {
+                    tracing::warn!(agent = %agent, "a second hello on one stream is ignored");
+                }
+                None => {}
+            }
+        }
+        session.closed.cancel();
+        // Fail waiting requests now rather than at their timeout.
+        lock(&session.pending).clear();
+        let mut sessions = self.inner.sessions.write().unwrap_or_else(|p| p.into_inner());
+        if sessions.get(&agent).is_some_and(|s| s.id == session.id) {
+            sessions.remove(&agent);
+            tracing::info!(agent = %agent, "agent disconnected");
+        }
+    }
+
+    fn on_status(&self, session: &Session, status: FaultStatus) {
+        if status.request_id != 0 {
+            if let Some(waiter) = lock(&session.pending).remove(&status.request_id) {
+                let _ = waiter.send(status);
+            }
+            return;
+        }
+        if status.state == FaultState::Expired as i32 {
+            let held = lock(&self.inner.faults).remove(&status.fault_id);
+            self.audit(NewAudit {
+                at_ms: now_ms(),
+                actor: "agent".into(),
+                action: "fault_expired".into(),
+                agent_id: Some(session.info.id.clone()),
+                run_id: held.map(|h| h.run),
+                fault_id: Some(status.fault_id.clone()),
+                detail: format!("the lease lapsed on the agent: {}", status.detail),
+            });
+        }
+    }
+
+    /// Sends one request to `agent` and waits for its answer.
+    pub async fn request(&self, agent: &str, body: controller_message::Body) -> Result<FaultStatus, String> {
+        let session = self.session(agent)?;
+        let request_id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&session.pending).insert(request_id, tx);
+        let message = ControllerMessage { request_id, body: Some(body) };
+        let timeout = self.inner.config.request_timeout;
+        let sent = tokio::time::timeout(timeout, session.tx.send(Ok(message))).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            lock(&session.pending).remove(&request_id);
+            return Err(format!("agent {agent}: its stream is closed or full"));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(status)) => Ok(status),
+            Ok(Err(_)) => Err(format!("agent {agent} disconnected before answering")),
+            Err(_) => {
+                lock(&session.pending).remove(&request_id);
+                Err(format!("agent {agent} did not answer within {timeout:?}"))
+            }
+        }
+    }
+
+    /// Applies a fault on an agent; returns the agent's description of what it did. A fault with a duration is
+    /// renewed until reverted (or its duration plus the margin passes).
+    pub async fn apply(&self, req: ApplyRequest) -> Result<String, String> {
+        let lease = match req.duration {
+            Some(d) => self.inner.config.lease.min(d + DEADLINE_MARGIN),
+            None => self.inner.config.lease,
+        };
+        let body = controller_message::Body::Apply(v1::Apply {
+            fault_id: req.fault_id.clone(),
+            run_id: req.run.clone(),
+            spec_json: req.spec_json.clone(),
+            lease_ms: millis(lease),
+            seed: req.seed,
+            actor: req.actor.clone(),
+        });
+        let applied_at = Instant::now();
+        let result = self.request(&req.agent, body).await;
+        let (ok, detail) = match &result {
+            Ok(s) if s.state == FaultState::Applied as i32 => (true, s.detail.clone()),
+            Ok(s) => (false, s.detail.clone()),
+            Err(e) => (false, e.clone()),
+        };
+        self.audit(NewAudit {
+            at_ms: now_ms(),
+            actor: req.actor.clone(),
+            action: if ok { "fault_applied" } else { "fault_failed" }.into(),
+            agent_id: Some(req.agent.clone()),
+            run_id: Some(req.run.clone()),
+            fault_id: Some(req.fault_id.clone()),
+            detail: format!("{}: {detail}", req.spec_json),
+        });
+        if !ok {
+            // A request that timed out may still have been applied: revert to be sure (idempotent).
+            if result.is_err() {
+                let fleet = self.clone();
+                let (agent, fault_id) = (req.agent.clone(), req.fault_id.clone());
+                tokio::spawn(async move {
+                    let body = controller_message::Body::Revert(v1::Revert { fault_id });
+                    let _ = fleet.request(&agent, body).await;
+                });
+            }
+            return Err(detail);
+        }
+        if let Some(duration) = req.duration {
+            let held = Held {
+                agent: req.agent.clone(),
+                run: req.run.clone(),
+                actor: req.actor.clone(),
+                deadline: applied_at + duration + DEADLINE_MARGIN,
+                reverting: false,
+            };
+            lock(&self.inner.faults).insert(req.fault_id.clone(), held);
+            let fleet = self.clone();
+            tokio::spawn(async move { fleet.renew_until_reverted(req.fault_id, lease).await });
+        }
+        Ok(detail)
+    }
+
+    async fn renew_until_reverted(&self, fault_id: String, lease: Duration) {
+        let period = (lease / 3).max(Duration::from_millis(50));
+        loop {
+            tokio::time::sleep(period).await;
+            let (agent, deadline) = {
+                let faults = lock(&self.inner.faults);
+                match faults.get(&fault_id) {
+                    Some(h) if !h.reverting => (h.agent.clone(), h.deadline),
+                    _ => return,
+                }
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return;
+            }
+            let ttl = lease.min(remaining);
+            let body = controller_message::Body::Renew(v1::Renew {
+                fault_id: fault_id.clone(),
+                lease_ms: millis(ttl),
+            });
+            match self.request(&agent, body).await {
+                Ok(s) if s.state == FaultState::Renewed as i32 => {}
+                Ok(s) => {
+                    tracing::warn!(fault = %fault_id, agent = %agent, detail = %s.detail, "renewal refused: the fault is gone");
+                    lock(&self.inner.faults).remove(&fault_id);
+                    return;
+                }
+                // Not connected now: keep trying; the agent's lease decides if we never reach it.
+                Err(e) => tracing::debug!(fault = %fault_id, error = %e, "renewal not delivered"),
+            }
+        }
+    }
+
+    /// Reverts a remote fault. Idempotent: a fault that is gone already (reverted, expired, halted) is fine.
+    /// When the agent cannot be reached, renewals stop (its lease reverts the fault) and the error says so.
+    pub async fn revert(&self, fault_id: &str) -> Result<(), String> {
+        let (agent, run, actor) = {
+            let mut faults = lock(&self.inner.faults);
+            match faults.get_mut(fault_id) {
+                Some(h) => {
+                    h.reverting = true;
+                    (h.agent.clone(), h.run.clone(), h.actor.clone())
+                }
+                None => return Ok(()),
+            }
+        };
+        let body = controller_message::Body::Revert(v1::Revert { fault_id: fault_id.to_string() });
+        let result = self.request(&agent, body).await;
+        let outcome = match &result {
+            Ok(s) if s.state == FaultState::Reverted as i32 => Ok(()),
+            Ok(s) => Err(format!("agent {agent}: {}", s.detail)),
+            Err(e) => Err(format!("{e}; its lease reverts it")),
+        };
+        if outcome.is_ok() {
+            lock(&self.inner.faults).remove(fault_id);
+        }
+        self.audit(NewAudit {
+            at_ms: now_ms(),
+            actor,
+            action: if outcome.is_ok() { "fault_reverted" } else { "fault_revert_failed" }.into(),
+            agent_id: Some(agent),
+            run_id: Some(run),
+            fault_id: Some(fault_id.to_string()),
+            detail: match &outcome {
+                Ok(()) => "reverted".into(),
+                Err(e) => e.clone(),
+            },
+        });
+        outcome
+    }
+
+    /// Asks `agent` what a fault would do (policy and capabilities checked there), changing nothing.
+    pub async fn plan(
+        &self,
+        agent: &str,
+        spec_json: &str,
+        duration: Option<Duration>,
+        seed: u64,
+    ) -> Result<String, String> {
+        let lease = duration.map_or(self.inner.config.lease, |d| d + DEADLINE_MARGIN);
+        let body = controller_message::Body::Plan(v1::Plan {
+            spec_json: spec_json.to_string(),
+            lease_ms: millis(lease),
+            seed,
+        });
+        let status = self.request(agent, body).await?;
+        if status.state == FaultState::Planned as i32 {
+            Ok(status.detail)
+        } else {
+            Err(format!("agent {agent} refuses: {}", status.detail))
+        }
+    }
+
+    /// Sends halt-all to every connected agent at once and waits (up to `timeout`) for each to acknowledge.
+    /// Every remote fault stops being renewed first, so an agent that misses the halt still reverts at its
+    /// lease.
+    pub async fn halt_all(&self, reason: &str, actor: &str, timeout: Duration) -> HaltReport {
+        let started = Instant::now();
+        for held in lock(&self.inner.faults).values_mut() {
+            held.reverting = true;
+        }
+        let sessions: Vec<Arc<Session>> =
+            self.inner.sessions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let mut tasks = tokio::task::JoinSet::new();
+        for session in sessions {
+            let fleet = self.clone();
+            let reason = reason.to_string();
+            tasks.spawn(async move {
+                let body = controller_message::Body::HaltAll(v1::HaltAll { reason });
+                let id = session.info.id.clone();
+                let answer = tokio::time::timeout(timeout, fleet.request(&id, body)).await;
+                (id, answer)
+            });
+        }
+        let mut report = HaltReport::default();
+        let mut entries = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let Ok((agent, answer)) = joined else { continue };
+            let detail = match answer {
+                Ok(Ok(s)) if s.state == FaultState::Halted as i32 => {
+                    report.reverted += s.reverted;
+                    report.failed += s.failed;
+                    report.acknowledged.push(agent.clone());
+                    lock(&self.inner.faults).retain(|_, h| h.agent != agent);
+                    format!("acknowledged: {} reverted, {} failed", s.reverted, s.failed)
+                }
+                Ok(Ok(s)) => {
+                    report.missing.push(agent.clone());
+                    format!("unexpected answer: {}", s.detail)
+                }
+                Ok(Err(e)) => {
+                    report.missing.push(agent.clone());
+                    e
+                }
+                Err(_) => {
+                    report.missing.push(agent.clone());
+                    format!("no acknowledgement within {timeout:?}")
+                }
+            };
+            entries.push(NewAudit {
+                at_ms: now_ms(),
+                actor: actor.to_string(),
+                action: "halt_all".into(),
+                agent_id: Some(agent),
+                run_id: None,
+                fault_id: None,
+                detail: format!("{reason}: {detail}"),
+            });
+        }
+        report.elapsed = started.elapsed();
+        report.acknowledged.sort();
+        report.missing.sort();
+        if let Err(e) = self.inner.store.append_audit_batch(&entries) {
+            tracing::error!(error = %e, "could not write the halt to the audit log");
+        }
+        report
+    }
+
+    /// Connected agents (heartbeats arriving) whose labels include every pair of `selector`, by id.
+    pub fn select(&self, selector: &BTreeMap<String, String>) -> Vec<AgentInfo> {
+        let gone_after = self.inner.config.heartbeat * 3;
+        let sessions = self.inner.sessions.read().unwrap_or_else(|p| p.into_inner());
+        sessions
+            .values()
+            .filter(|s| lock(&s.last_seen).0.elapsed() <= gone_after)
+            .filter(|s| selector.iter().all(|(k, v)| s.info.labels.get(k) == Some(v)))
+            .map(|s| s.info.clone())
+            .collect()
+    }
+
+    /// Ids of the connected agents.
+    pub fn connected(&self) -> Vec<String> {
+        self.inner.sessions.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    }
+
+    /// Every agent ever seen (from the store), with the health of the connected ones, filtered by `selector`.
+    pub fn list(&self, selector: &BTreeMap<String, String>) -> Result<Vec<AgentView>, String> {
+        let heartbeat = self.inner.config.heartbeat;
+        let sessions = self.inner.sessions.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut views: BTreeMap<String, AgentView> = BTreeMap::new();
+        for record in self.inner.store.agents().map_err(|e| e.to_string())? {
+            let info = AgentInfo {
+                id: record.id.clone(),
+                hostname: record.hostname,
+                labels: record.labels,
+                capabilities: record.capabilities,
+                version: record.version,
+                boot_id: record.boot_id,
+                peer: record.peer,
+            };
+            let view = AgentView {
+                info,
+                health: "gone",
+                last_seen_ms: record.last_seen_ms,
+                active_faults: 0,
+                sample: None,
+            };
+            views.insert(record.id, view);
+        }
+        for (id, s) in sessions {
+            let (seen, seen_ms) = *lock(&s.last_seen);
+            let silent = seen.elapsed();
+            let health = if silent <= heartbeat * 3 / 2 {
+                "connected"
+            } else if silent <= heartbeat * 3 {
+                "late"
+            } else {
+                "gone"
+            };
+            views.insert(
+                id,
+                AgentView {
+                    info: s.info.clone(),
+                    health,
+                    last_seen_ms: seen_ms,
+                    active_faults: s.active_faults.load(Ordering::Relaxed),
+                    sample: *lock(&s.sample),
+                },
+            );
+        }
+        Ok(views
+            .into_values()
+            .filter(|v| selector.iter().all(|(k, val)| v.info.labels.get(k) == Some(val)))
+            .collect())
+    }
+
+    /// Closes the streams of agents silent for three heartbeats (they are gone; their leases revert their
+    /// faults). Runs until `stop`.
+    pub async fn reap_silent(&self, stop: CancellationToken) {
+        let heartbeat = self.inner.config.heartbeat;
+        let mut tick = tokio::time::interval(heartbeat);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let silent: Vec<Arc<Session>> = self
+                .inner
+                .sessions
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .filter(|s| lock(&s.last_seen).0.elapsed() > heartbeat * 3)
+                .cloned()
+                .collect();
+            for s in silent {
+                tracing::warn!(agent = %s.info.id, "agent missed three heartbeats: marked gone");
+                s.closed.cancel();
+            }
+        }
+    }
+
+    /// Remote faults in force: (fault id, agent, run).
+    pub fn held(&self) -> Vec<(String, String, String)> {
+        let mut held: Vec<_> = lock(&self.inner.faults)
+            .iter()
+            .map(|(id, h)| (id.clone(), h.agent.clone(), h.run.clone()))
+            .collect();
+        held.sort();
+        held
+    }
+}

@@ -1,0 +1,156 @@
+//! `chaos controller`: the engine as a service. One gRPC server carries both the `ControllerService` (people
+//! and CI) and the `AgentService` (agents dial in), over TLS (optionally mutual) when configured, bound to
+//! loopback by default. State lives in an embedded SQLite store; a scheduler fires schedules.
+//!
+//! At start, runs the previous controller left `running` are marked `interrupted` (their faults were reverted
+//! by the agents' leases when renewals stopped). On shutdown every run in progress is halted and reverted
+//! before the server stops.
+
+pub mod api;
+pub mod auth;
+pub mod runs;
+pub mod scheduler;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chaos_proto::v1::agent_service_server::AgentServiceServer;
+use chaos_proto::v1::controller_service_server::ControllerServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::fleet::{Fleet, FleetConfig};
+use crate::store::{SqliteStore, Store};
+
+pub use runs::Limits;
+
+/// The largest message an agent may send (a hello lists its faults; heartbeats are small).
+pub const MAX_AGENT_MESSAGE: usize = 256 * 1024;
+
+/// Where the controller keeps its database and token files unless told otherwise.
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os("CHAOS_CONTROLLER_DIR")
+        .map_or_else(|| PathBuf::from("/var/lib/chaos/controller"), PathBuf::from)
+}
+
+/// How a controller is set up.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    pub listen: SocketAddr,
+    /// Holds `controller.db` and, unless given elsewhere, `api.token` and `agent.token`.
+    pub data_dir: PathBuf,
+    pub api_token_file: Option<PathBuf>,
+    pub agent_token_file: Option<PathBuf>,
+    pub tls: Option<chaos_proto::transport::ServerTls>,
+    pub fleet: FleetConfig,
+    pub limits: Limits,
+    /// The largest API message (an experiment submitted inline).
+    pub max_message_bytes: usize,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            data_dir: default_data_dir(),
+            api_token_file: None,
+            agent_token_file: None,
+            tls: None,
+            fleet: FleetConfig::default(),
+            limits: Limits::default(),
+            max_message_bytes: chaos_proto::MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+/// A controller that has opened its store and bound its port, ready to serve.
+pub struct Controller {
+    pub api: api::Api,
+    pub local_addr: SocketAddr,
+    listener: TcpListener,
+    config: ControllerConfig,
+    /// Runs the previous controller left unfinished, marked interrupted now.
+    pub interrupted: Vec<String>,
+}
+
+impl Controller {
+    /// Opens the store (marking unfinished runs interrupted), loads or creates the token files, and binds.
+    pub async fn bind(config: ControllerConfig) -> Result<Controller, String> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| format!("creating the data directory {}: {e}", config.data_dir.display()))?;
+        let db = config.data_dir.join("controller.db");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).map_err(|e| e.to_string())?);
+        let interrupted = store
+            .interrupt_unfinished(
+                runs::now_ms(),
+                "interrupted: the controller stopped during the run; the agents' leases reverted its faults",
+            )
+            .map_err(|e| e.to_string())?;
+        for id in &interrupted {
+            tracing::warn!(run = %id, "a run the previous controller left unfinished is marked interrupted");
+        }
+        let api_file = config.api_token_file.clone().unwrap_or_else(|| config.data_dir.join("api.token"));
+        let agent_file =
+            config.agent_token_file.clone().unwrap_or_else(|| config.data_dir.join("agent.token"));
+        let tokens = Arc::new(auth::Tokens::load_or_create(&api_file, &agent_file)?);
+        let fleet = Fleet::new(config.fleet.clone(), store.clone());
+        let runs = runs::Runs::new(store.clone(), fleet.clone(), config.limits.clone())?;
+        let listener =
+            TcpListener::bind(config.listen).await.map_err(|e| format!("binding {}: {e}", config.listen))?;
+        let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let api = api::Api { store, fleet, runs, tokens, schedules_changed: Arc::new(Notify::new()) };
+        Ok(Controller { api, local_addr, listener, config, interrupted })
+    }
+
+    /// Serves until `shutdown`; then halts every run in progress (reverting its faults) and returns.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), String> {
+        let Controller { api, listener, config, .. } = self;
+        let background = CancellationToken::new();
+        let reaper = tokio::spawn({
+            let (fleet, stop) = (api.fleet.clone(), background.clone());
+            async move { fleet.reap_silent(stop).await }
+        });
+        let scheduler = tokio::spawn(scheduler::run(
+            api.store.clone(),
+            api.runs.clone(),
+            api.schedules_changed.clone(),
+            background.clone(),
+        ));
+        let mut builder = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .tcp_nodelay(true);
+        if let Some(tls) = &config.tls {
+            builder =
+                builder.tls_config(tls.config().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        }
+        let controller = ControllerServiceServer::new(api.clone())
+            .max_decoding_message_size(config.max_message_bytes)
+            .max_encoding_message_size(config.max_message_bytes * 4);
+        let agents = AgentServiceServer::new(api::Agents { api: api.clone() })
+            .max_decoding_message_size(MAX_AGENT_MESSAGE);
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let runs = api.runs.clone();
+        let stopping = shutdown.clone();
+        let served = builder
+            .add_service(controller)
+            .add_service(agents)
+            .serve_with_incoming_shutdown(incoming, async move {
+                stopping.cancelled().await;
+                // Halt and revert before the streams close: the agents are still reachable now.
+                let halted = runs.halt_all_runs("controller", "the controller is shutting down");
+                if !halted.is_empty() {
+                    tracing::warn!(runs = ?halted, "shutting down: halting the runs in progress");
+                    runs.drain(Duration::from_secs(60)).await;
+                }
+            })
+            .await;
+        background.cancel();
+        let _ = reaper.await;
+        let _ = scheduler.await;
+        served.map_err(|e| format!("serving: {e}"))
+    }
+}

@@ -1,0 +1,436 @@
+//! Runs started through the controller: the same engine as `chaos run`, with targets on other hosts reached
+//! through the fleet, every progress line kept as an event (for `watch`), the verdict and journal stored, and
+//! per-agent locks so two runs never fault the same host at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::engine::{self, Plan, Remote, RunConfig};
+use crate::experiment::{self, Experiment};
+use crate::fleet::Fleet;
+use crate::store::{EventRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, Store};
+
+/// Limits checked before any run starts.
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+    /// The most agents one run may touch.
+    pub max_agents_per_run: Option<usize>,
+    /// The largest share of the connected fleet one run may touch, in percent.
+    pub max_fleet_percent: Option<f64>,
+}
+
+/// Every run of this controller.
+pub struct Runs {
+    store: Arc<dyn Store>,
+    fleet: Fleet,
+    limits: Limits,
+    active: Mutex<HashMap<String, Arc<ActiveRun>>>,
+    /// Agent id → the run holding it.
+    locks: Mutex<BTreeMap<String, String>>,
+    frozen: Mutex<Option<FreezeRecord>>,
+}
+
+/// A run in progress.
+pub struct ActiveRun {
+    pub id: String,
+    pub schedule_id: Option<String>,
+    halt: CancellationToken,
+    halted: std::sync::atomic::AtomicBool,
+    events: broadcast::Sender<EventRecord>,
+    /// The last event's number; held while an event is stored and sent, so watchers see them in order.
+    seq: Mutex<u64>,
+    started: tokio::time::Instant,
+    done: CancellationToken,
+}
+
+/// What [`Runs::start`] is asked.
+#[derive(Clone, Debug)]
+pub struct StartRequest {
+    pub experiment: ExperimentRecord,
+    pub seed: Option<u64>,
+    pub dry_run: bool,
+    pub actor: String,
+    pub schedule_id: Option<String>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub(crate) fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+/// A run id: the time in hex and a random suffix, so ids never repeat across controller restarts.
+fn new_run_id() -> String {
+    let suffix: u16 = rand::random();
+    format!("r-{:x}-{suffix:04x}", now_ms())
+}
+
+impl Runs {
+    pub fn new(store: Arc<dyn Store>, fleet: Fleet, limits: Limits) -> Result<Arc<Runs>, String> {
+        let frozen = store.freeze().map_err(|e| e.to_string())?;
+        Ok(Arc::new(Runs {
+            store,
+            fleet,
+            limits,
+            active: Mutex::new(HashMap::new()),
+            locks: Mutex::new(BTreeMap::new()),
+            frozen: Mutex::new(frozen),
+        }))
+    }
+
+    pub fn frozen(&self) -> Option<FreezeRecord> {
+        lock(&self.frozen).clone()
+    }
+
+    /// Freezes (`Some`) or unfreezes (`None`), persistently.
+    pub fn set_frozen(&self, freeze: Option<FreezeRecord>) -> Result<(), Status> {
+        self.store.set_freeze(freeze.as_ref()).map_err(internal)?;
+        *lock(&self.frozen) = freeze;
+        Ok(())
+    }
+
+    pub fn active(&self, id: &str) -> Option<Arc<ActiveRun>> {
+        lock(&self.active).get(id).cloned()
+    }
+
+    /// Whether a run started by `schedule_id` is still going.
+    pub fn schedule_running(&self, schedule_id: &str) -> bool {
+        lock(&self.active).values().any(|r| r.schedule_id.as_deref() == Some(schedule_id))
+    }
+
+    /// Ids of the runs in progress.
+    pub fn active_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = lock(&self.active).keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    fn audit(&self, actor: &str, action: &str, run: Option<&str>, detail: String) {
+        let entry = NewAudit {
+            at_ms: now_ms(),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            agent_id: None,
+            run_id: run.map(str::to_string),
+            fault_id: None,
+            detail,
+        };
+        if let Err(e) = self.store.append_audit(&entry) {
+            tracing::error!(error = %e, "could not write the audit log");
+        }
+    }
+
+    /// Checks, plans and starts a run (or, with `dry_run`, only plans it). Everything that can refuse a run
+    /// (frozen, bad targets, blast-radius caps, agent policy, locks) refuses it before anything is touched.
+    pub async fn start(self: &Arc<Self>, req: StartRequest) -> Result<RunRecord, Status> {
+        if !req.dry_run
+            && let Some(f) = self.frozen()
+        {
+            return Err(Status::failed_precondition(format!(
+                "the controller is frozen (by {}: {}): no run starts until `chaos unfreeze`",
+                f.by, f.reason
+            )));
+        }
+        let rec = &req.experiment;
+        let vars: Vec<(String, String)> = rec.vars.clone().into_iter().collect();
+        let exp = experiment::parse(&rec.file, &rec.source, &vars)
+            .map_err(|d| Status::invalid_argument(d.to_string()))?;
+        if Plan::needs_host(&exp) {
+            return Err(Status::failed_precondition(
+                "host faults without a target (and pauses of local processes) act on the host running the \
+                 experiment: through a controller, give them a target with `hosts:` labels",
+            ));
+        }
+        let id = new_run_id();
+        let seed = req.seed.unwrap_or_else(rand::random);
+        let remote = Remote::new(self.fleet.clone(), id.clone(), req.actor.clone());
+        let mut plan = Plan::resolve_with(&exp, seed, Some(remote))
+            .await
+            .map_err(|e| Status::failed_precondition(format!("cannot resolve targets: {e}")))?;
+        let agents = plan.agents();
+        self.check_blast_radius(&agents)?;
+        plan.check_remote(&exp, seed)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("preflight: {e}")))?;
+        let mut record = RunRecord {
+            id: id.clone(),
+            experiment_id: rec.id.clone(),
+            title: exp.title.clone(),
+            state: "planned".into(),
+            verdict: None,
+            reasons: Vec::new(),
+            seed,
+            started_ms: now_ms(),
+            finished_ms: None,
+            actor: req.actor.clone(),
+            schedule_id: req.schedule_id.clone(),
+            plan: plan.describe(&exp),
+            journal_json: None,
+            exit_code: None,
+        };
+        if req.dry_run {
+            record.finished_ms = Some(record.started_ms);
+            record.exit_code = Some(0);
+            self.store.insert_run(&record).map_err(internal)?;
+            return Ok(record);
+        }
+        self.lock_agents(&id, &agents)?;
+        record.state = "running".into();
+        if let Err(e) = self.store.insert_run(&record) {
+            self.unlock_agents(&id);
+            return Err(internal(e));
+        }
+        let (events, _) = broadcast::channel(1024);
+        let active = Arc::new(ActiveRun {
+            id: id.clone(),
+            schedule_id: req.schedule_id.clone(),
+            halt: CancellationToken::new(),
+            halted: std::sync::atomic::AtomicBool::new(false),
+            events,
+            seq: Mutex::new(0),
+            started: tokio::time::Instant::now(),
+            done: CancellationToken::new(),
+        });
+        lock(&self.active).insert(id.clone(), active.clone());
+        self.audit(
+            &req.actor,
+            "run_started",
+            Some(&id),
+            format!("{} (seed {seed}) on agents [{}]", exp.title, agents.join(", ")),
+        );
+        let runs = self.clone();
+        let started_record = record.clone();
+        tokio::spawn(async move { runs.execute(exp, plan, record, active).await });
+        Ok(started_record)
+    }
+
+    fn check_blast_radius(&self, agents: &[String]) -> Result<(), Status> {
+        if let Some(max) = self.limits.max_agents_per_run
+            && agents.len() > max
+        {
+            return Err(Status::failed_precondition(format!(
+                "blast radius: the run would touch {} agents ({}), above the cap of {max} per run",
+                agents.len(),
+                agents.join(", ")
+            )));
+        }
+        if let Some(max) = self.limits.max_fleet_percent
+            && !agents.is_empty()
+        {
+            let fleet = self.fleet.connected().len().max(1);
+            let share = agents.len() as f64 * 100.0 / fleet as f64;
+            if share > max {
+                return Err(Status::failed_precondition(format!(
+                    "blast radius: the run would touch {} of {fleet} connected agents ({share:.0}%), above the \
+                     cap of {max}%",
+                    agents.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn lock_agents(&self, run: &str, agents: &[String]) -> Result<(), Status> {
+        let mut locks = lock(&self.locks);
+        for agent in agents {
+            if let Some(holder) = locks.get(agent) {
+                return Err(Status::failed_precondition(format!(
+                    "agent {agent} is held by run {holder}: two runs never fault the same host at once"
+                )));
+            }
+        }
+        for agent in agents {
+            locks.insert(agent.clone(), run.to_string());
+        }
+        Ok(())
+    }
+
+    fn unlock_agents(&self, run: &str) {
+        lock(&self.locks).retain(|_, holder| holder != run);
+    }
+
+    async fn execute(
+        self: Arc<Self>,
+        exp: Experiment,
+        plan: Plan,
+        mut record: RunRecord,
+        active: Arc<ActiveRun>,
+    ) {
+        let runs = self.clone();
+        let progress_run = active.clone();
+        let config = RunConfig {
+            seed: record.seed,
+            file: record.title.clone(),
+            progress: Some(Arc::new(move |line: String| {
+                runs.event(&progress_run, "progress", "", &line, None)
+            })),
+            stop_rollbacks: CancellationToken::new(),
+        };
+        let wall_start = std::time::SystemTime::now();
+        self.event(
+            &active,
+            "phase",
+            "started",
+            &format!("chaos run: {} (seed {})", exp.title, record.seed),
+            None,
+        );
+        let outcome = engine::execute(&exp, plan, &config, active.halt.clone()).await;
+        let journal = engine::journal(&exp, &config, &outcome, wall_start);
+        let halted = active.halted.load(Ordering::SeqCst);
+        record.state = if halted { "halted".into() } else { outcome.verdict.as_str().to_string() };
+        record.verdict = Some(outcome.verdict.as_str().to_string());
+        record.reasons = outcome.reasons.clone();
+        record.exit_code = Some(outcome.verdict.exit_code());
+        record.finished_ms = Some(now_ms());
+        record.journal_json = serde_json::to_string(&journal).ok();
+        if let Err(e) = self.store.update_run(&record) {
+            tracing::error!(run = %record.id, error = %e, "could not store the run's outcome");
+        }
+        let summary = format!("{}: {}", exp.title, outcome.verdict.as_str().to_uppercase());
+        self.event(
+            &active,
+            "finished",
+            outcome.verdict.as_str(),
+            &summary,
+            Some(outcome.verdict.exit_code() == 0),
+        );
+        self.unlock_agents(&record.id);
+        lock(&self.active).remove(&record.id);
+        active.done.cancel();
+    }
+
+    /// Records one event of a run and sends it to its watchers.
+    fn event(&self, run: &ActiveRun, kind: &str, name: &str, line: &str, ok: Option<bool>) {
+        let mut seq = lock(&run.seq);
+        *seq += 1;
+        let event = EventRecord {
+            run_id: run.id.clone(),
+            seq: *seq,
+            at_ms: u64::try_from(run.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            kind: kind.to_string(),
+            name: name.to_string(),
+            detail: String::new(),
+            ok,
+            line: line.to_string(),
+        };
+        if let Err(e) = self.store.append_event(&event) {
+            tracing::warn!(run = %run.id, error = %e, "could not store a run event");
+        }
+        let _ = run.events.send(event);
+    }
+
+    /// Halts one run: its method stops, everything it applied is reverted (the engine's revert path), and it
+    /// ends as `halted` with an inconclusive verdict. Waits (up to `wait`) for it to finish.
+    pub async fn halt(&self, id: &str, actor: &str, reason: &str, wait: Duration) -> Result<(), Status> {
+        let Some(run) = self.active(id) else {
+            return match self.store.run(id).map_err(internal)? {
+                Some(_) => Ok(()),
+                None => Err(Status::not_found(format!("run {id} not found"))),
+            };
+        };
+        run.halted.store(true, Ordering::SeqCst);
+        self.event(&run, "halt", actor, &format!("halted by {actor}: {reason}"), None);
+        run.halt.cancel();
+        self.audit(actor, "halt_run", Some(id), reason.to_string());
+        let _ = tokio::time::timeout(wait, run.done.cancelled()).await;
+        Ok(())
+    }
+
+    /// Halts every run in progress (without waiting); returns their ids.
+    pub fn halt_all_runs(&self, actor: &str, reason: &str) -> Vec<String> {
+        let runs: Vec<Arc<ActiveRun>> = lock(&self.active).values().cloned().collect();
+        let mut ids = Vec::new();
+        for run in runs {
+            run.halted.store(true, Ordering::SeqCst);
+            self.event(&run, "halt", actor, &format!("halted by {actor}: {reason}"), None);
+            run.halt.cancel();
+            ids.push(run.id.clone());
+        }
+        ids.sort();
+        ids
+    }
+
+    /// Waits until every run in progress has finished (their reverts done), up to `wait`.
+    pub async fn drain(&self, wait: Duration) {
+        let runs: Vec<Arc<ActiveRun>> = lock(&self.active).values().cloned().collect();
+        let all = async {
+            for run in runs {
+                run.done.cancelled().await;
+            }
+        };
+        let _ = tokio::time::timeout(wait, all).await;
+    }
+
+    /// Every event of run `id` after `after`, then live ones, ending after `finished`.
+    pub fn watch(
+        self: &Arc<Self>,
+        id: &str,
+    ) -> Result<tokio::sync::mpsc::Receiver<Result<EventRecord, Status>>, Status> {
+        let live = self.active(id).map(|r| r.events.subscribe());
+        if live.is_none() && self.store.run(id).map_err(internal)?.is_none() {
+            return Err(Status::not_found(format!("run {id} not found")));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let store = self.store.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let mut last = 0;
+            let mut finished = false;
+            // Stored first (everything so far), then live; a lagging watcher re-reads the store.
+            let mut live = live;
+            loop {
+                let stored = match store.events(&id, last) {
+                    Ok(events) => events,
+                    Err(e) => {
+                        let _ = tx.send(Err(internal(e))).await;
+                        return;
+                    }
+                };
+                for event in stored {
+                    last = event.seq;
+                    finished |= event.kind == "finished";
+                    if tx.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                }
+                if finished {
+                    return;
+                }
+                let Some(receiver) = live.as_mut() else { return };
+                loop {
+                    match receiver.recv().await {
+                        Ok(event) if event.seq <= last => {}
+                        Ok(event) => {
+                            last = event.seq;
+                            let end = event.kind == "finished";
+                            if tx.send(Ok(event)).await.is_err() || end {
+                                return;
+                            }
+                        }
+                        // Missed some: back to the store for them.
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            live = None;
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+}

@@ -1,0 +1,284 @@
+//! What the controller persists (experiments, runs and their events, schedules, agents, the append-only audit
+//! log and the freeze flag), behind the [`Store`] trait so that another database can follow the embedded
+//! SQLite one ([`SqliteStore`]).
+//!
+//! The records are plain data: the store checks uniqueness and that a referenced run exists, nothing else.
+//! Which states a run may move through, and what an audit entry means, is the caller's business.
+
+mod sqlite;
+
+use std::collections::BTreeMap;
+
+pub use sqlite::SqliteStore;
+
+/// The result of every store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed (I/O, corruption, locked): the message says which operation.
+    #[error("store: {0}")]
+    Backend(String),
+    /// The record to change does not exist (`what` is `run`, `schedule`, ...).
+    #[error("{what} {id:?} not found")]
+    NotFound {
+        /// The kind of record: `run`, `schedule`.
+        what: &'static str,
+        /// The id that was looked for.
+        id: String,
+    },
+    /// A uniqueness rule was broken (a schedule name taken, an id reused).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// An experiment as submitted: its source is kept verbatim, so a run can always be traced to what was run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExperimentRecord {
+    /// Unique id, assigned by the controller.
+    pub id: String,
+    /// The experiment's title, for listings.
+    pub title: String,
+    /// The file name it was submitted as, for messages.
+    pub file: String,
+    /// The experiment text exactly as submitted.
+    pub source: String,
+    /// The variables it was submitted with.
+    pub vars: BTreeMap<String, String>,
+    /// When it was submitted, in milliseconds since the Unix epoch.
+    pub created_ms: i64,
+}
+
+/// One run of an experiment, from the moment it is accepted until its verdict.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    /// Unique id, assigned by the controller.
+    pub id: String,
+    /// The experiment that was run.
+    pub experiment_id: String,
+    /// The experiment's title at the time of the run, for listings.
+    pub title: String,
+    /// pending, running, passed, failed, inconclusive, halted, interrupted, planned, error
+    pub state: String,
+    /// The verdict once there is one.
+    pub verdict: Option<String>,
+    /// Why the verdict is what it is, in order.
+    pub reasons: Vec<String>,
+    /// The seed of every random choice of the run, so that it can be reproduced.
+    pub seed: u64,
+    /// When the run was accepted, in milliseconds since the Unix epoch.
+    pub started_ms: i64,
+    /// When the run ended, if it has.
+    pub finished_ms: Option<i64>,
+    /// Who started it: a user, or `schedule:NAME`.
+    pub actor: String,
+    /// The schedule that fired it, if one did.
+    pub schedule_id: Option<String>,
+    /// The plan shown before the run, as text.
+    pub plan: String,
+    /// The run's journal once it has ended.
+    pub journal_json: Option<String>,
+    /// The exit code `chaos run` would have ended with, once known.
+    pub exit_code: Option<u8>,
+}
+
+/// One line of a run's progress, kept so that a client can follow a run or read it back later.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventRecord {
+    /// The run it belongs to; the run must be stored first.
+    pub run_id: String,
+    /// Its position in the run, unique within the run; clients resume after the last one they saw.
+    pub seq: u64,
+    /// When it happened, in milliseconds since the run started.
+    pub at_ms: u64,
+    /// What kind of event it is (phase, probe, fault, ...).
+    pub kind: String,
+    /// What it is about (a phase, probe or fault name).
+    pub name: String,
+    /// Details, as the event's producer wrote them.
+    pub detail: String,
+    /// Whether it went well, when that applies.
+    pub ok: Option<bool>,
+    /// The line as shown to a person.
+    pub line: String,
+}
+
+/// An experiment run on a timetable.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduleRecord {
+    /// Unique id, assigned by the controller.
+    pub id: String,
+    /// Unique name, as people refer to it.
+    pub name: String,
+    /// The experiment to run.
+    pub experiment_id: String,
+    /// When to fire, as a cron expression.
+    pub cron: String,
+    /// The time zone the cron expression and windows are read in.
+    pub timezone: String,
+    /// The windows in which it may fire; empty means any time.
+    pub windows: Vec<String>,
+    /// Whether to skip a firing while another run is going on.
+    pub skip_if_running: bool,
+    /// Dates on which it never fires.
+    pub blackout_dates: Vec<String>,
+    /// A fixed seed for every run, or none for a new seed each time.
+    pub seed: Option<u64>,
+    /// Who created it.
+    pub created_by: String,
+    /// When it was created, in milliseconds since the Unix epoch.
+    pub created_ms: i64,
+    /// When it last fired, if it has.
+    pub last_fire_ms: Option<i64>,
+    /// The run it last started, if its last firing started one.
+    pub last_run_id: Option<String>,
+}
+
+/// An agent as last seen by the controller.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentRecord {
+    /// Unique id, chosen by the agent.
+    pub id: String,
+    /// The host it runs on.
+    pub hostname: String,
+    /// Labels that experiments select agents by.
+    pub labels: BTreeMap<String, String>,
+    /// The fault kinds it can inject.
+    pub capabilities: Vec<String>,
+    /// Its version.
+    pub version: String,
+    /// Changes when the agent restarts, so that the controller knows its faults are gone.
+    pub boot_id: String,
+    /// When it was first seen, in milliseconds since the Unix epoch; an update keeps the stored one.
+    pub first_seen_ms: i64,
+    /// When it was last seen, in milliseconds since the Unix epoch.
+    pub last_seen_ms: i64,
+    /// The address it connected from.
+    pub peer: String,
+}
+
+/// One audit entry to append (the store assigns `seq`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NewAudit {
+    /// When it happened, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// Who did it.
+    pub actor: String,
+    /// What was done.
+    pub action: String,
+    /// The agent it concerns, if any.
+    pub agent_id: Option<String>,
+    /// The run it concerns, if any.
+    pub run_id: Option<String>,
+    /// The fault it concerns, if any.
+    pub fault_id: Option<String>,
+    /// Details, free text.
+    pub detail: String,
+}
+
+/// One stored audit entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditRecord {
+    /// Its position in the log: 1, 2, 3, ... in the order of appending, never reused.
+    pub seq: u64,
+    /// When it happened, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// Who did it.
+    pub actor: String,
+    /// What was done.
+    pub action: String,
+    /// The agent it concerns, if any.
+    pub agent_id: Option<String>,
+    /// The run it concerns, if any.
+    pub run_id: Option<String>,
+    /// The fault it concerns, if any.
+    pub fault_id: Option<String>,
+    /// Details, free text.
+    pub detail: String,
+}
+
+/// The freeze flag: while it is set, no run or fault starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FreezeRecord {
+    /// Why everything is frozen.
+    pub reason: String,
+    /// Who froze it.
+    pub by: String,
+    /// Since when, in milliseconds since the Unix epoch.
+    pub since_ms: i64,
+}
+
+/// Everything the controller persists. Implementations are shared between threads; every method is one
+/// short transaction (callers on async threads may call them directly: each takes well under a millisecond
+/// on a local disk, except the first open).
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new experiment; [`StoreError::Conflict`] when its id is taken.
+    fn insert_experiment(&self, e: &ExperimentRecord) -> StoreResult<()>;
+
+    /// The experiment with this id, if there is one.
+    fn experiment(&self, id: &str) -> StoreResult<Option<ExperimentRecord>>;
+
+    /// Every experiment, newest first (by `created_ms`, then by order of insertion).
+    fn experiments(&self) -> StoreResult<Vec<ExperimentRecord>>;
+
+    /// Stores a new run; [`StoreError::Conflict`] when its id is taken.
+    fn insert_run(&self, r: &RunRecord) -> StoreResult<()>;
+
+    /// Replaces the whole stored run that has `r.id`; [`StoreError::NotFound`] when there is none.
+    fn update_run(&self, r: &RunRecord) -> StoreResult<()>;
+
+    /// The run with this id, if there is one.
+    fn run(&self, id: &str) -> StoreResult<Option<RunRecord>>;
+
+    /// At most `limit` runs, only those in `state` when it is given, newest first (by `started_ms`, then by
+    /// order of insertion).
+    fn runs(&self, limit: usize, state: Option<&str>) -> StoreResult<Vec<RunRecord>>;
+
+    /// Marks every run still `pending` or `running` as `interrupted` (verdict `inconclusive`, exit code 3,
+    /// `reason` appended to its reasons, finished at `now_ms`) and returns their ids. Called when a controller starts:
+    /// a run cannot survive its controller.
+    fn interrupt_unfinished(&self, now_ms: i64, reason: &str) -> StoreResult<Vec<String>>;
+
+    /// Appends an event to its run: [`StoreError::Conflict`] when the run already has an event with this
+    /// `seq`, [`StoreError::NotFound`] when the run is not stored.
+    fn append_event(&self, e: &EventRecord) -> StoreResult<()>;
+
+    /// The events of a run whose `seq` is greater than `after_seq`, in ascending `seq` order.
+    fn events(&self, run_id: &str, after_seq: u64) -> StoreResult<Vec<EventRecord>>;
+
+    /// Stores a new schedule; [`StoreError::Conflict`], naming the id or name, when either is taken.
+    fn insert_schedule(&self, s: &ScheduleRecord) -> StoreResult<()>;
+
+    /// Records that a schedule fired (and the run it started, if any); [`StoreError::NotFound`] when there
+    /// is no schedule with this id.
+    fn schedule_fired(&self, id: &str, fired_ms: i64, run_id: Option<&str>) -> StoreResult<()>;
+
+    /// Every schedule, by name.
+    fn schedules(&self) -> StoreResult<Vec<ScheduleRecord>>;
+
+    /// Deletes by id or by name; Ok(None) when neither matches, else the deleted record.
+    fn delete_schedule(&self, id_or_name: &str) -> StoreResult<Option<ScheduleRecord>>;
+
+    /// Stores an agent, or replaces the stored one with the same id while keeping its `first_seen_ms`.
+    fn upsert_agent(&self, a: &AgentRecord) -> StoreResult<()>;
+
+    /// Every agent, by id.
+    fn agents(&self) -> StoreResult<Vec<AgentRecord>>;
+
+    /// Appends one audit entry and returns its seq (1, 2, 3, ...).
+    fn append_audit(&self, a: &NewAudit) -> StoreResult<u64>;
+
+    /// Appends many in one transaction (a halt of 1,000 agents writes 1,000 entries); returns the last seq.
+    /// An empty slice appends nothing and returns the seq of the newest stored entry (0 when there is none).
+    fn append_audit_batch(&self, a: &[NewAudit]) -> StoreResult<u64>;
+
+    /// At most `limit` audit entries, only those about `run_id` when it is given, newest first.
+    fn audit(&self, limit: usize, run_id: Option<&str>) -> StoreResult<Vec<AuditRecord>>;
+
+    /// Sets the freeze flag, or clears it with `None`.
+    fn set_freeze(&self, f: Option<&FreezeRecord>) -> StoreResult<()>;
+
+    /// The freeze flag, if it is set.
+    fn freeze(&self) -> StoreResult<Option<FreezeRecord>>;
+}

@@ -1,0 +1,18 @@
+//! Compiles `chaos/v1/*.proto` with protox (a pure-Rust protobuf compiler: no system `protoc`) and generates
+//! the prost messages and tonic clients and servers.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["chaos/v1/agent.proto", "chaos/v1/controller.proto"];
+    for file in files {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let descriptors = protox::compile(files, ["."])?;
+    // No generated `connect` constructors: they would collide with the `Connect` rpc; clients are built on a
+    // `Channel` from [`transport`] (TLS and tokens) instead.
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .build_transport(false)
+        .compile_fds(descriptors)?;
+    Ok(())
+}
