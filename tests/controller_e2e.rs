@@ -359,3 +359,83 @@ method:
     let agents = json_of(client(ctl, ctl_ip, &dir).args(["agents", "--json"]));
     assert!(agents.as_array().unwrap().iter().all(|a| a["active_faults"] == 0), "{agents:#}");
 }
+
+#[test]
+fn mutual_tls_with_chaos_certs_lets_enrolled_clients_in_and_keeps_others_out() {
+    let dir = temp_dir("fleet", "mtls");
+    let certs = dir.join("certs");
+    let out = chaos_in(None).args(["certs", "--out"]).arg(&certs).output().unwrap();
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let port = support::free_port();
+    let mut controller = chaos_in(None)
+        .args(["controller", "--listen", &format!("127.0.0.1:{port}"), "--heartbeat", "200ms"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("--tls-cert")
+        .arg(certs.join("controller.pem"))
+        .arg("--tls-key")
+        .arg(certs.join("controller.key"))
+        .arg("--client-ca")
+        .arg(certs.join("ca.pem"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(controller.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), format!("listening on 127.0.0.1:{port}"));
+    let _controller = Proc(controller);
+    let url = format!("https://127.0.0.1:{port}");
+    let tls = |cmd: &mut Command, who: &str| {
+        cmd.arg("--ca").arg(certs.join("ca.pem"));
+        cmd.arg("--cert")
+            .arg(certs.join(format!("{who}.pem")))
+            .arg("--key")
+            .arg(certs.join(format!("{who}.key")));
+    };
+    let mut agent = chaos_in(None);
+    agent.args(["agent", "serve", "--controller", &url, "--id", "tls-1", "--label", "role=web"]);
+    agent.arg("--token-file").arg(dir.join("agent.token")).arg("--state-dir").arg(dir.join("state"));
+    tls(&mut agent, "agent");
+    let _agent =
+        Proc(agent.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let token = std::fs::read_to_string(dir.join("api.token")).unwrap().trim().to_string();
+    let agents = |with_cert: bool| {
+        let mut cmd = chaos_in(None);
+        cmd.args(["agents", "--json", "--controller", &url, "--token", &token]);
+        if with_cert {
+            tls(&mut cmd, "client");
+        } else {
+            cmd.arg("--ca").arg(certs.join("ca.pem"));
+        }
+        cmd.output().unwrap()
+    };
+    wait_until("the agent connected over mutual TLS", Duration::from_secs(15), || {
+        let out = agents(true);
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"connected\"")
+    });
+    // No client certificate: refused, nothing listed.
+    let out = agents(false);
+    assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+    assert!(out.stdout.is_empty(), "{}", describe_output(&out));
+    // Plain http to a TLS controller: refused too.
+    let out = chaos_in(None)
+        .args(["agents", "--controller", &format!("http://127.0.0.1:{port}"), "--token", &token])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+    // A certificate from another CA: refused.
+    let other = dir.join("other-certs");
+    assert!(chaos_in(None).args(["certs", "--out"]).arg(&other).output().unwrap().status.success());
+    let out = chaos_in(None)
+        .args(["agents", "--controller", &url, "--token", &token])
+        .arg("--ca")
+        .arg(certs.join("ca.pem"))
+        .arg("--cert")
+        .arg(other.join("client.pem"))
+        .arg("--key")
+        .arg(other.join("client.key"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+}

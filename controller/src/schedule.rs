@@ -225,6 +225,10 @@ fn parse_cron(text: &str) -> Result<Cron, String> {
             fields.len()
         )
     })?;
+    // croner accepts `,5` or `1,,5` but then matches nothing (its search runs on and on): refuse them here.
+    if let Some(i) = fields.iter().position(|f| f.split(',').any(str::is_empty)) {
+        return Err(format!("{} field {:?}: an empty element in a list", names[i], fields[i]));
+    }
     parser.parse(trimmed).map_err(|error| {
         let why = croner_reason(&error);
         // croner does not say which field it choked on: parse each field alone, the others left as `*`, to
