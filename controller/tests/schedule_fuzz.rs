@@ -80,7 +80,7 @@ fn mutated_schedules_are_refused_with_the_field_named_or_answer_a_bounded_next_f
 #[test]
 fn empty_list_elements_in_a_cron_field_are_refused() {
     for (cron, field) in
-        [(", 9 * * Mon-Fri", "minute field \",\""), ("0 9,,17 * * *", "hour field \"9,,17\"")]
+        [(", 9 * * Mon-Fri", "minute (0-59) field \",\""), ("0 9,,17 * * *", "hour (0-23) field \"9,,17\"")]
     {
         let e = Timing::parse(cron, "", &[], &[]).unwrap_err();
         assert_eq!(e, format!("cron {cron:?}: {field}: an empty element in a list"));
