@@ -256,13 +256,32 @@ pub async fn run_remote(client_args: &ClientArgs, run: RemoteRun) -> anyhow::Res
                 client.halt_run(v1::HaltRunRequest { id, reason: "interrupted by the client".into() }).await;
         }
     });
-    watch(&mut client, &started.id, run.quiet).await?;
+    let last = watch(&mut client, &started.id, run.quiet).await?;
     on_signal.abort();
-    let finished = client
-        .get_run(v1::GetRunRequest { id: started.id.clone() })
-        .await
-        .map_err(|s| status_error("reading the run", s))?
-        .into_inner();
+    let finished = match client.get_run(v1::GetRunRequest { id: started.id.clone() }).await {
+        Ok(r) => r.into_inner(),
+        // The controller may be gone by now (shutting down ends its runs first): the finished event says it all
+        // but the journal.
+        Err(status) => match last {
+            Some(event) => {
+                tracing::warn!(%status, "the run's record is not reachable; reporting from its finished event");
+                let exit_code = match event.name.as_str() {
+                    "passed" => 0,
+                    "failed" => 1,
+                    "invalid" => 2,
+                    _ => 3,
+                };
+                v1::Run {
+                    title: started.title.clone(),
+                    verdict: event.name,
+                    reasons: event.detail.lines().map(str::to_string).collect(),
+                    exit_code,
+                    ..v1::Run::default()
+                }
+            }
+            None => return Err(status_error("reading the run", status)),
+        },
+    };
     if !finished.journal_json.is_empty() {
         let journal: chaos_controller::report::Journal =
             serde_json::from_str(&finished.journal_json).context("the controller's journal")?;
@@ -284,19 +303,22 @@ pub async fn run_remote(client_args: &ClientArgs, run: RemoteRun) -> anyhow::Res
     Ok(if interrupted.is_cancelled() { code.max(3) } else { code })
 }
 
-/// Prints a run's events (stderr) until it finishes.
-async fn watch(client: &mut Client, id: &str, quiet: bool) -> anyhow::Result<()> {
+/// Prints a run's events (stderr) until it finishes; returns the `finished` event if it came.
+async fn watch(client: &mut Client, id: &str, quiet: bool) -> anyhow::Result<Option<v1::RunEvent>> {
     let mut stream = client
         .watch_run(v1::WatchRunRequest { id: id.to_string() })
         .await
         .map_err(|s| status_error("watching the run", s))?
         .into_inner();
     while let Some(event) = stream.message().await.map_err(|s| status_error("watching the run", s))? {
-        if !quiet && event.kind != "finished" {
+        if event.kind == "finished" {
+            return Ok(Some(event));
+        }
+        if !quiet {
             eprintln!("{}", event.line);
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 // === chaos runs ===

@@ -439,3 +439,46 @@ fn mutual_tls_with_chaos_certs_lets_enrolled_clients_in_and_keeps_others_out() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
 }
+
+#[test]
+fn sigterm_of_the_controller_halts_its_runs_reverts_at_once_and_exits() {
+    let lan = Lan::new(&["ctl", "web"]);
+    let ((ctl, ctl_ip), (web, _)) = (lan.host(0), lan.host(1));
+    let dir = temp_dir("fleet", "sigterm");
+    let mut controller = start_controller(ctl, ctl_ip, &dir);
+    let _agent = start_agent(web, ctl_ip, &dir, "web-1", "web");
+    wait_for_agents(ctl, ctl_ip, &dir, &["web-1"]);
+    let shop = DemoTarget::start_in(Some(ctl), "127.0.0.1:0");
+    let (paused, cmdline) = sleeper(5);
+    let file = write(&dir, "pause.yaml", &pause_experiment("held", shop.addr, &cmdline, "60s"));
+    let run = client(ctl, ctl_ip, &dir)
+        .arg("run")
+        .arg(&file)
+        .arg("--quiet")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the sleeper paused", Duration::from_secs(20), || state_of(&paused) == Some('T'));
+    let stopped = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(controller.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    // Reverted by the halt, well before the 2 s lease would have done it.
+    wait_until("the sleeper resumed", Duration::from_secs(10), || state_of(&paused) == Some('S'));
+    let status = support::wait_within(
+        std::mem::replace(&mut controller.0, Command::new("true").spawn().unwrap()),
+        Duration::from_secs(20),
+    );
+    assert!(status.status.success(), "{}", describe_output(&status));
+    assert!(stopped.elapsed() < Duration::from_secs(20));
+    let out = support::wait_within(run, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(3), "{}", describe_output(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("INCONCLUSIVE"), "{}", describe_output(&out));
+    // The next controller finds it halted, not interrupted: it ended properly.
+    let _restarted = start_controller(ctl, ctl_ip, &dir);
+    let runs = json_of(client(ctl, ctl_ip, &dir).args(["runs", "list", "--json"]));
+    assert_eq!(runs[0]["state"], "halted", "{runs:#}");
+}

@@ -710,6 +710,14 @@ impl Fleet {
         }
     }
 
+    /// Ends every agent's stream (the controller is stopping): each agent sees its stream end, keeps its faults
+    /// under their leases, and reconnects to whichever controller comes back.
+    pub fn close_all(&self) {
+        for session in self.inner.sessions.read().unwrap_or_else(|p| p.into_inner()).values() {
+            session.closed.cancel();
+        }
+    }
+
     /// Remote faults in force: (fault id, agent, run).
     pub fn held(&self) -> Vec<(String, String, String)> {
         let mut held: Vec<_> = lock(&self.inner.faults)

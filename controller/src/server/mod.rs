@@ -134,6 +134,7 @@ impl Controller {
             .max_decoding_message_size(MAX_AGENT_MESSAGE);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let runs = api.runs.clone();
+        let fleet = api.fleet.clone();
         let stopping = shutdown.clone();
         let served = builder
             .add_service(controller)
@@ -146,6 +147,8 @@ impl Controller {
                     tracing::warn!(runs = ?halted, "shutting down: halting the runs in progress");
                     runs.drain(Duration::from_secs(60)).await;
                 }
+                // The agents' streams never end by themselves; graceful shutdown waits for them.
+                fleet.close_all();
             })
             .await;
         background.cancel();

@@ -301,13 +301,11 @@ impl Runs {
             tracing::error!(run = %record.id, error = %e, "could not store the run's outcome");
         }
         let summary = format!("{}: {}", exp.title, outcome.verdict.as_str().to_uppercase());
-        self.event(
-            &active,
-            "finished",
-            outcome.verdict.as_str(),
-            &summary,
-            Some(outcome.verdict.exit_code() == 0),
-        );
+        // The finished event carries the verdict and its reasons, so a watcher needs no further call (the
+        // controller may be shutting down).
+        let reasons = outcome.reasons.join("\n");
+        let passed = Some(outcome.verdict.exit_code() == 0);
+        self.event_with(&active, "finished", outcome.verdict.as_str(), &reasons, &summary, passed);
         self.unlock_agents(&record.id);
         lock(&self.active).remove(&record.id);
         active.done.cancel();
@@ -315,6 +313,18 @@ impl Runs {
 
     /// Records one event of a run and sends it to its watchers.
     fn event(&self, run: &ActiveRun, kind: &str, name: &str, line: &str, ok: Option<bool>) {
+        self.event_with(run, kind, name, "", line, ok);
+    }
+
+    fn event_with(
+        &self,
+        run: &ActiveRun,
+        kind: &str,
+        name: &str,
+        detail: &str,
+        line: &str,
+        ok: Option<bool>,
+    ) {
         let mut seq = lock(&run.seq);
         *seq += 1;
         let event = EventRecord {
@@ -323,7 +333,7 @@ impl Runs {
             at_ms: u64::try_from(run.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             kind: kind.to_string(),
             name: name.to_string(),
-            detail: String::new(),
+            detail: detail.to_string(),
             ok,
             line: line.to_string(),
         };
