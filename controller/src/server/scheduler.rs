@@ -60,9 +60,13 @@ pub async fn run(store: Arc<dyn Store>, runs: Arc<Runs>, changed: Arc<Notify>, s
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
-        for (schedule, at) in due {
-            fired.insert(schedule.id.clone(), at);
-            fire(&store, &runs, &schedule).await;
+        if !due.is_empty() {
+            for (schedule, at) in due {
+                fired.insert(schedule.id.clone(), at);
+                fire(&store, &runs, &schedule).await;
+            }
+            // Their next firings were not computed: look again at once.
+            continue;
         }
         let sleep = next.and_then(|n| (n - Utc::now()).to_std().ok()).unwrap_or(MAX_SLEEP).min(MAX_SLEEP);
         tokio::select! {
