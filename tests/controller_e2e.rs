@@ -198,6 +198,11 @@ fn a_game_day_across_hosts_kills_and_partitions_remotely_and_a_schedule_fires() 
     let journal: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("journal.json")).unwrap()).unwrap();
     assert_eq!(journal["verdict"], "passed", "{journal:#}");
+    // The db hosts' memory, judged from their agent's heartbeats.
+    let headroom =
+        journal["slos"].as_array().unwrap().iter().find(|s| s["name"] == "db memory headroom").unwrap();
+    assert_eq!(headroom["passed"], true, "{headroom:#}");
+    assert!(headroom["total"].as_u64().unwrap() >= 2, "{headroom:#}");
 
     // The audit log has the remote faults, by whom.
     let audit = client(ctl, ctl_ip, &dir).args(["runs", "audit", "--limit", "50"]).output().unwrap();

@@ -628,6 +628,12 @@ impl Fleet {
             .collect()
     }
 
+    /// The latest saturation sample a connected agent sent with its heartbeat.
+    pub fn sample(&self, agent: &str) -> Option<v1::HostSample> {
+        let sessions = self.inner.sessions.read().unwrap_or_else(|p| p.into_inner());
+        sessions.get(agent).and_then(|s| *lock(&s.sample))
+    }
+
     /// Ids of the connected agents.
     pub fn connected(&self) -> Vec<String> {
         self.inner.sessions.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()

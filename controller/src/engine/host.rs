@@ -122,6 +122,35 @@ pub async fn sample_processes(
     }
 }
 
+/// Appends one sample of `metric` every second until `stop`, from the latest heartbeats of `agents` (through
+/// the controller's fleet): the highest value among them, so the SLO judges the most saturated host. A second
+/// in which no agent has a value (disconnected, or its first CPU sample) gives no sample.
+pub async fn sample_agents(
+    fleet: crate::fleet::Fleet,
+    agents: Vec<String>,
+    metric: HostMetric,
+    run_start: Instant,
+    samples: Samples,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(PERIOD);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let values = agents.iter().filter_map(|agent| fleet.sample(agent)).filter_map(|s| match metric {
+            HostMetric::Cpu => s.cpu,
+            HostMetric::Memory => Some(s.memory_used),
+            HostMetric::Load => Some(s.load),
+        });
+        if let Some(max) = values.fold(None, |max: Option<f64>, v| Some(max.map_or(v, |m| m.max(v)))) {
+            push(&samples, run_start, max);
+        }
+    }
+}
+
 fn push(samples: &Samples, run_start: Instant, value: f64) {
     if let Ok(mut samples) = samples.lock() {
         samples.push(SaturationSample { at: run_start.elapsed(), value });

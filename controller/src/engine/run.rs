@@ -50,6 +50,8 @@ pub fn source_key(slo: &Slo) -> String {
         format!("load:{l}")
     } else if let Some(p) = &slo.source.proxy {
         format!("proxy:{p}")
+    } else if let (Some(h), Some(t)) = (&slo.source.host, &slo.source.target) {
+        format!("agents:{t}:{h}")
     } else if let Some(h) = &slo.source.host {
         format!("host:{h}")
     } else if let Some(t) = &slo.source.processes {
@@ -192,6 +194,21 @@ pub async fn execute(
         let poller = match slo.source.kind() {
             Ok(SourceKind::Host(metric)) => {
                 tokio::spawn(host::sample_host(metric, run_start, samples.clone(), stop))
+            }
+            Ok(SourceKind::Agents { target, metric }) => {
+                let (Some(super::ResolvedTarget::Hosts { agents, .. }), Some(remote)) =
+                    (ctx.plan.targets.get(target), &ctx.plan.remote)
+                else {
+                    continue;
+                };
+                tokio::spawn(host::sample_agents(
+                    remote.fleet.clone(),
+                    agents.clone(),
+                    metric,
+                    run_start,
+                    samples.clone(),
+                    stop,
+                ))
             }
             Ok(SourceKind::Processes { target, metric }) => {
                 // Validation made it a process target; unresolved, the SLO has no samples (inconclusive).

@@ -176,6 +176,11 @@ pub enum SourceKind<'a> {
     Proxy(&'a str),
     Prometheus(&'a PrometheusSource),
     Host(HostMetric),
+    /// `host` with `target`: the agents of a `hosts` target, from their heartbeats.
+    Agents {
+        target: &'a str,
+        metric: HostMetric,
+    },
     /// A `processes` target by name, and what of its processes is sampled.
     Processes {
         target: &'a str,
@@ -198,8 +203,15 @@ impl Source {
         if let Some(prometheus) = &self.prometheus {
             found.push(SourceKind::Prometheus(prometheus));
         }
-        if let Some(host) = &self.host {
-            found.push(SourceKind::Host(host.parse()?));
+        match (&self.host, &self.target) {
+            (Some(host), None) => found.push(SourceKind::Host(host.parse()?)),
+            (Some(host), Some(target)) => found.push(SourceKind::Agents { target, metric: host.parse()? }),
+            (None, Some(_)) => {
+                return Err(
+                    "`target` applies to a `host` source only (the agents of a `hosts` target)".into()
+                );
+            }
+            (None, None) => {}
         }
         match (&self.processes, &self.metric) {
             (Some(target), Some(metric)) => {

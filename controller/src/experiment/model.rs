@@ -188,6 +188,11 @@ pub struct Source {
     /// runnable than there are CPUs).
     #[serde(default)]
     pub host: Option<String>,
+    /// With `host`, through a controller: a `hosts` target by name. The metric is then read from the
+    /// heartbeats of that target's agents (once a second), and each sample is the highest among them (the
+    /// most saturated host).
+    #[serde(default)]
+    pub target: Option<String>,
     /// A `processes` target by name, for saturation: every second its selector is re-resolved on this host
     /// and `metric` is summed over all the processes it matches.
     #[serde(default)]

@@ -311,7 +311,7 @@ impl Validator<'_> {
         };
         // Saturation is sampled (host, processes); the other signals count events (load, proxy, prometheus).
         let sampled = match kind {
-            SourceKind::Host(_) => Some("host"),
+            SourceKind::Host(_) | SourceKind::Agents { .. } => Some("host"),
             SourceKind::Processes { .. } => Some("processes"),
             _ => None,
         };
@@ -372,6 +372,23 @@ impl Validator<'_> {
                                 .map(|(n, _)| n.as_str()),
                         );
                         self.at(&p, format!("unknown process target `{target}` ({names})"));
+                    }
+                }
+            }
+            SourceKind::Agents { target, .. } => {
+                let p = join(path, &[Seg::K("target")]);
+                match exp.targets.get(target) {
+                    Some(t) if t.target_type() == Some(TargetType::Host) => {}
+                    Some(t) if t.target_type().is_none() => {}
+                    Some(_) => self.at(&p, format!("target `{target}` is not a `hosts` target")),
+                    None => {
+                        let names = declared(
+                            exp.targets
+                                .iter()
+                                .filter(|(_, t)| t.target_type() == Some(TargetType::Host))
+                                .map(|(n, _)| n.as_str()),
+                        );
+                        self.at(&p, format!("unknown hosts target `{target}` ({names})"));
                     }
                 }
             }
