@@ -117,7 +117,12 @@ pub async fn serve(
     agent: HostAgent,
     shutdown: CancellationToken,
 ) -> Result<(), RemoteError> {
-    let token = options.token.as_deref().map(bearer).transpose()?;
+    let token = options
+        .token
+        .as_deref()
+        .map(chaos_proto::transport::bearer)
+        .transpose()
+        .map_err(|e| RemoteError::Token { reason: e.to_string() })?;
     let identity = Identity::of(&options, &agent);
     let shared = Arc::new(Shared::new(agent, shutdown.clone()));
     let mut backoff = Backoff::new(options.backoff_min, options.backoff_max);
@@ -158,19 +163,6 @@ pub async fn serve(
     };
     let reverted = shared.shut_down().await;
     outcome.and(reverted)
-}
-
-/// The `authorization` value for `token`, refused when it is empty or not visible ASCII.
-fn bearer(token: &str) -> Result<MetadataValue<Ascii>, RemoteError> {
-    if token.is_empty() {
-        return Err(RemoteError::Token { reason: "expected a token, found an empty one".into() });
-    }
-    let mut value = MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| RemoteError::Token {
-        reason: "expected visible ASCII characters, found a control or non-ASCII character".into(),
-    })?;
-    // Kept out of debug output and HTTP/2 header compression tables.
-    value.set_sensitive(true);
-    Ok(value)
 }
 
 // === impl ServeOptions ===
