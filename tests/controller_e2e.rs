@@ -87,6 +87,13 @@ fn client(ns: &str, controller: Ipv4Addr, dir: &Path) -> Command {
     cmd
 }
 
+/// `chaos run --controller … FILE --quiet`, spawned with its outputs captured.
+fn spawn_run(ns: &str, controller: Ipv4Addr, dir: &Path, file: &Path) -> Child {
+    let mut cmd = client(ns, controller, dir);
+    cmd.arg("run").arg(file).arg("--quiet").stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.spawn().unwrap()
+}
+
 fn json_of(cmd: &mut Command) -> serde_json::Value {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", describe_output(&out));
@@ -244,14 +251,7 @@ fn an_agent_cut_off_from_the_controller_reverts_within_its_lease() {
     let shop = DemoTarget::start_in(Some(ctl), "127.0.0.1:0");
     let (paused, cmdline) = sleeper(3);
     let file = write(&dir, "pause.yaml", &pause_experiment("long pause", shop.addr, &cmdline, "60s"));
-    let run = client(ctl, ctl_ip, &dir)
-        .arg("run")
-        .arg(&file)
-        .arg("--quiet")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let run = spawn_run(ctl, ctl_ip, &dir, &file);
     wait_until("the sleeper paused by the web agent", Duration::from_secs(20), || {
         state_of(&paused) == Some('T')
     });
@@ -327,14 +327,7 @@ method:
         shop = shop.addr
     );
     let file = write(&dir, "long.yaml", &long);
-    let run = client(ctl, ctl_ip, &dir)
-        .arg("run")
-        .arg(&file)
-        .arg("--quiet")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let run = spawn_run(ctl, ctl_ip, &dir, &file);
     wait_until("the sleeper paused", Duration::from_secs(20), || state_of(&paused) == Some('T'));
     wait_until("the db host partitioned", Duration::from_secs(20), || !lan.chaos_tables(2).is_empty());
 
@@ -456,14 +449,7 @@ fn sigterm_of_the_controller_halts_its_runs_reverts_at_once_and_exits() {
     let shop = DemoTarget::start_in(Some(ctl), "127.0.0.1:0");
     let (paused, cmdline) = sleeper(5);
     let file = write(&dir, "pause.yaml", &pause_experiment("held", shop.addr, &cmdline, "60s"));
-    let run = client(ctl, ctl_ip, &dir)
-        .arg("run")
-        .arg(&file)
-        .arg("--quiet")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let run = spawn_run(ctl, ctl_ip, &dir, &file);
     wait_until("the sleeper paused", Duration::from_secs(20), || state_of(&paused) == Some('T'));
     let stopped = Instant::now();
     nix::sys::signal::kill(
