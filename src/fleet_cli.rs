@@ -63,6 +63,10 @@ pub struct ControllerArgs {
 
 /// Runs the controller until SIGINT/SIGTERM; the first line on stdout is `listening on ADDR`.
 pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
+    // One descriptor per connected agent: a systemd default of 1,024 would cap the fleet near 1,000.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "could not raise the open-file limit");
+    }
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(ServerTls { cert, key, client_ca: args.client_ca }),
         _ => None,

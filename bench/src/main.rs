@@ -7,6 +7,7 @@ mod agent;
 mod backend;
 mod chaos;
 mod chaos_run;
+mod fleet;
 mod haproxy;
 mod http;
 mod memory;
@@ -91,6 +92,8 @@ enum Bench {
     /// HTTP/1.1 keep-alive requests/s and p50/p99 under wrk: direct, `chaos proxy` in http mode (no toxics, and
     /// an `http_abort` matching 0% of requests), HAProxy in mode http (whatever --targets says).
     Http,
+    /// Controller: halt-all fan-out to 1,000 connected protocol-client agents, memory per agent, apply→ack.
+    Fleet,
 }
 
 fn main() -> Result<()> {
@@ -139,16 +142,27 @@ fn main() -> Result<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
     let limits = Limits { mem_conns, fd_limit };
     let mut results = runtime.block_on(run(&cli, &profile, &benches, &kinds, limits))?;
+    let fleet = has(Bench::Fleet).then(|| {
+        let chaos_bin = cli.chaos_bin.clone().unwrap_or_else(targets::default_chaos_bin);
+        runtime.block_on(fleet::run(&chaos_bin, &fleet::Sizes::new(cli.quick)))
+    });
     // In-process and synchronous, after the targets are gone: nothing else runs meanwhile.
     if has(Bench::Agent) {
         results.agent = Some(agent::run(&agent::Sizes::new(cli.quick)));
     }
-    let markdown = report::render(&mut results);
+    let mut markdown = report::render(&mut results);
+    if let Some(f) = &fleet {
+        markdown.push_str(&fleet::render(f));
+    }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(markdown.as_bytes())?;
     stdout.flush()?;
     if let Some(path) = &cli.json {
-        let json = serde_json::to_string_pretty(&results)?;
+        let mut json = serde_json::to_value(&results)?;
+        if let (Some(f), Some(object)) = (&fleet, json.as_object_mut()) {
+            object.insert("fleet".to_string(), serde_json::to_value(f)?);
+        }
+        let json = serde_json::to_string_pretty(&json)?;
         std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }

@@ -610,8 +610,12 @@ impl Fleet {
         report.elapsed = started.elapsed();
         report.acknowledged.sort();
         report.missing.sort();
-        if let Err(e) = self.inner.store.append_audit_batch(&entries) {
-            tracing::error!(error = %e, "could not write the halt to the audit log");
+        // One transaction for all the agents, off the async workers.
+        let store = self.inner.store.clone();
+        match tokio::task::spawn_blocking(move || store.append_audit_batch(&entries)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "could not write the halt to the audit log"),
+            Err(e) => tracing::error!(error = %e, "the audit write for the halt failed"),
         }
         report
     }
