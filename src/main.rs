@@ -18,7 +18,8 @@ use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-/// Chaos engineering in one binary. Today: a TCP fault-injection proxy with a Toxiproxy-compatible API.
+/// Chaos engineering in one binary: experiments judged on SLOs, a Toxiproxy-compatible fault-injection proxy,
+/// host faults, and a controller with agents for fleets and game days.
 #[derive(Parser)]
 #[command(name = "chaos", version, about, propagate_version = true)]
 struct Cli {

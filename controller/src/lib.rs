@@ -1,4 +1,4 @@
-//! `chaos-controller`: the engine behind `chaos run` (and later `chaos controller`).
+//! `chaos-controller`: the engine behind `chaos run` and `chaos controller`.
 //!
 //! # Layout
 //! - [`experiment`]: the native experiment format: model, parser with file:line:column errors, variables,
@@ -9,8 +9,9 @@
 //!   floor, no data).
 //! - [`report`]: journal JSON, JUnit XML, Markdown summary.
 //! - [`engine`]: the run lifecycle: plan, preflight, baseline, method, recovery, steady state, rollbacks, verdict.
-//!
-//! It does not run a server or keep a store yet; the controller issue adds those around this engine.
+//! - [`fleet`]: the agents connected to a controller, their leased faults, halt-all.
+//! - [`server`]: `chaos controller`: the gRPC services, runs through the engine, tokens, the scheduler.
+//! - [`store`]: the `Store` trait and its SQLite implementation; [`schedule`]: cron timing with windows.
 
 pub mod engine;
 pub mod experiment;
