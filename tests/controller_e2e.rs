@@ -37,7 +37,7 @@ impl Drop for Proc {
 /// `chaos controller` inside `ns`, listening on `addr:7400`, state in `dir`; returns once it listens.
 fn start_controller(ns: &str, addr: Ipv4Addr, dir: &Path) -> Proc {
     let mut child = chaos_in(Some(ns))
-        .args(["controller", "--listen", &format!("{addr}:{PORT}"), "--heartbeat", "200ms"])
+        .args(["controller", "--listen", &format!("{addr}:{PORT}"), "--heartbeat", "500ms"])
         .arg("--lease")
         .arg(format!("{}ms", LEASE.as_millis()))
         .arg("--data-dir")

@@ -620,13 +620,12 @@ impl Fleet {
         report
     }
 
-    /// Connected agents (heartbeats arriving) whose labels include every pair of `selector`, by id.
+    /// Connected agents whose labels include every pair of `selector`, by id. An agent counts while its stream
+    /// is open: [`Fleet::reap_silent`] closes the stream of one silent for three heartbeats.
     pub fn select(&self, selector: &BTreeMap<String, String>) -> Vec<AgentInfo> {
-        let gone_after = self.inner.config.heartbeat * 3;
         let sessions = self.inner.sessions.read().unwrap_or_else(|p| p.into_inner());
         sessions
             .values()
-            .filter(|s| lock(&s.last_seen).0.elapsed() <= gone_after)
             .filter(|s| selector.iter().all(|(k, v)| s.info.labels.get(k) == Some(v)))
             .map(|s| s.info.clone())
             .collect()
