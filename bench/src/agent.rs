@@ -525,11 +525,11 @@ fn run_ps(pid_list: &str) -> Result<usize> {
 
 // === revert latency: the environment ===
 
-/// A temporary directory, deleted with everything in it on drop.
-struct TempDir(PathBuf);
+/// A temporary directory, deleted with everything in it on drop (also used by the fleet group).
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new(name: &str) -> Result<TempDir> {
+    pub(crate) fn new(name: &str) -> Result<TempDir> {
         let path = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
         // A leftover of an earlier run that had this pid and was killed: ours now.
         let _ = std::fs::remove_dir_all(&path);

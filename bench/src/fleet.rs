@@ -43,10 +43,10 @@ mod report;
 
 pub use report::render;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use serde::Serialize;
 
 use crate::stats::percentile;
@@ -242,7 +242,7 @@ pub struct RealAgent {
 /// Runs the four parts. `chaos_bin` is the release `chaos` binary (the controller child).
 pub async fn run(chaos_bin: &Path, sizes: &Sizes) -> FleetResult {
     let fd_limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft);
-    let dir = match TempDir::new("chaos-bench-fleet") {
+    let dir = match crate::agent::TempDir::new("chaos-bench-fleet") {
         Ok(dir) => dir,
         Err(e) => {
             let e = format!("{e:#}");
@@ -272,25 +272,6 @@ pub async fn run(chaos_bin: &Path, sizes: &Sizes) -> FleetResult {
     eprintln!("fleet: part 3+4, apply→ack through an in-process controller");
     let (apply, real) = apply::in_process(&dir.0.join("in-process"), sizes, per_connection).await;
     FleetResult { sizes: sizes.clone(), fd_limit, fanout: fanout.map_err(|e| format!("{e:#}")), apply, real }
-}
-
-/// A temporary directory, deleted with everything in it on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Result<TempDir> {
-        let path = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
-        // A leftover of an earlier run that had this pid and was killed: ours now.
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(TempDir(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[cfg(test)]

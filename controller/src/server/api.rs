@@ -16,7 +16,7 @@ use super::runs::{Runs, StartRequest, internal, now_ms};
 use crate::experiment;
 use crate::fleet::{Fleet, check_agent_id};
 use crate::schedule::Timing;
-use crate::store::{ExperimentRecord, FreezeRecord, NewAudit, RunRecord, ScheduleRecord, Store};
+use crate::store::{AuditRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, ScheduleRecord, Store};
 
 /// How long an agent has to send its hello after dialling.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -389,8 +389,8 @@ impl ControllerService for Api {
             .audit(limit, run)
             .map_err(internal)?
             .into_iter()
-            .map(|a| v1::AuditEntry {
-                seq: a.seq,
+            .map(|AuditRecord { seq, entry: a }| v1::AuditEntry {
+                seq,
                 at_unix_ms: a.at_ms,
                 actor: a.actor,
                 action: a.action,

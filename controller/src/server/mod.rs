@@ -131,9 +131,10 @@ impl Controller {
             .max_encoding_message_size(config.max_message_bytes * 4);
         let agents = AgentServiceServer::new(api::Agents { api: api.clone() })
             .max_decoding_message_size(MAX_AGENT_MESSAGE);
-        // TCP_NODELAY on every accepted socket (`Server::tcp_nodelay` does not apply to a given listener):
-        // without it, pipelined calls stall on delayed ACKs (40 ms).
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        // No TCP_NODELAY on accepted sockets (so pipelined calls on one connection can wait on delayed ACKs):
+        // with it, an agent's stream through a TCP relay broke with an h2 protocol error in 3-5 runs of 12
+        // (controller/tests/fleet.rs, the reconnect test), not understood yet.
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let runs = api.runs.clone();
         let fleet = api.fleet.clone();
         let stopping = shutdown.clone();

@@ -13,7 +13,8 @@ use tonic::Status;
 
 use crate::engine::{self, Plan, Remote, RunConfig};
 use crate::experiment::{self, Experiment};
-use crate::fleet::Fleet;
+pub(crate) use crate::fleet::now_ms;
+use crate::fleet::{Fleet, lock};
 use crate::store::{EventRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, Store};
 
 /// Limits checked before any run starts.
@@ -57,16 +58,6 @@ pub struct StartRequest {
     pub dry_run: bool,
     pub actor: String,
     pub schedule_id: Option<String>,
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub(crate) fn internal(e: impl std::fmt::Display) -> Status {

@@ -177,25 +177,12 @@ pub struct NewAudit {
     pub detail: String,
 }
 
-/// One stored audit entry.
+/// One stored audit entry: the entry as appended, and its position in the log.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuditRecord {
     /// Its position in the log: 1, 2, 3, ... in the order of appending, never reused.
     pub seq: u64,
-    /// When it happened, in milliseconds since the Unix epoch.
-    pub at_ms: i64,
-    /// Who did it.
-    pub actor: String,
-    /// What was done.
-    pub action: String,
-    /// The agent it concerns, if any.
-    pub agent_id: Option<String>,
-    /// The run it concerns, if any.
-    pub run_id: Option<String>,
-    /// The fault it concerns, if any.
-    pub fault_id: Option<String>,
-    /// Details, free text.
-    pub detail: String,
+    pub entry: NewAudit,
 }
 
 /// The freeze flag: while it is set, no run or fault starts.

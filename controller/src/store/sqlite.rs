@@ -643,13 +643,15 @@ fn agent_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
 fn audit_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
     Ok(AuditRecord {
         seq: row.get("seq")?,
-        at_ms: row.get("at_ms")?,
-        actor: row.get("actor")?,
-        action: row.get("action")?,
-        agent_id: row.get("agent_id")?,
-        run_id: row.get("run_id")?,
-        fault_id: row.get("fault_id")?,
-        detail: row.get("detail")?,
+        entry: NewAudit {
+            at_ms: row.get("at_ms")?,
+            actor: row.get("actor")?,
+            action: row.get("action")?,
+            agent_id: row.get("agent_id")?,
+            run_id: row.get("run_id")?,
+            fault_id: row.get("fault_id")?,
+            detail: row.get("detail")?,
+        },
     })
 }
 
@@ -1068,17 +1070,7 @@ mod tests {
 
             let all = store.audit(10, None).unwrap();
             assert_eq!(all.iter().map(|a| a.seq).collect::<Vec<_>>(), [4, 3, 2, 1]);
-            let n = audit("run.halt", Some("r-1"));
-            let expected = AuditRecord {
-                seq: 3,
-                at_ms: n.at_ms,
-                actor: n.actor,
-                action: n.action,
-                agent_id: n.agent_id,
-                run_id: n.run_id,
-                fault_id: n.fault_id,
-                detail: n.detail,
-            };
+            let expected = AuditRecord { seq: 3, entry: audit("run.halt", Some("r-1")) };
             assert_eq!(all[1], expected);
             assert_eq!(store.audit(2, None).unwrap().iter().map(|a| a.seq).collect::<Vec<_>>(), [4, 3]);
             let of_r1 = store.audit(10, Some("r-1")).unwrap();
@@ -1102,9 +1094,9 @@ mod tests {
             let entries = store.audit(usize::MAX, Some("r-1")).unwrap();
             assert_eq!(entries.len(), 1_000);
             assert_eq!(entries[0].seq, 1_001);
-            assert_eq!(entries[0].agent_id.as_deref(), Some("a-999"));
+            assert_eq!(entries[0].entry.agent_id.as_deref(), Some("a-999"));
             assert_eq!(entries[999].seq, 2);
-            assert_eq!(entries[999].agent_id.as_deref(), Some("a-0"));
+            assert_eq!(entries[999].entry.agent_id.as_deref(), Some("a-0"));
         });
     }
 
@@ -1122,7 +1114,7 @@ mod tests {
             drop(conn);
             let entries = store.audit(10, None).unwrap();
             assert_eq!(entries.len(), 1);
-            assert_eq!(entries[0].actor, "alice");
+            assert_eq!(entries[0].entry.actor, "alice");
         });
     }
 
@@ -1181,7 +1173,8 @@ mod tests {
         let store = SqliteStore::open(&dir.db()).unwrap();
         assert_eq!(store.append_audit(&audit("d", None)).unwrap(), 4);
         assert_eq!(store.append_audit_batch(&[audit("e", None)]).unwrap(), 5);
-        let actions: Vec<String> = store.audit(10, None).unwrap().into_iter().map(|a| a.action).collect();
+        let actions: Vec<String> =
+            store.audit(10, None).unwrap().into_iter().map(|a| a.entry.action).collect();
         assert_eq!(actions, ["e", "d", "c", "b", "a"]);
     }
 
