@@ -19,7 +19,54 @@ pub struct AgentArgs {
 impl AgentArgs {
     /// Whether this is the long-running daemon (which logs its work).
     pub fn is_daemon(&self) -> bool {
-        matches!(self.command, AgentCommand::Serve(_))
+        matches!(self.command, AgentCommand::Serve(_) | AgentCommand::Watchdog(_))
+    }
+
+    /// The watchdog's arguments when this is `chaos agent watchdog` (run before any runtime is built).
+    pub fn watchdog(&self) -> Option<&WatchdogArgs> {
+        match &self.command {
+            AgentCommand::Watchdog(args) => Some(args),
+            _ => None,
+        }
+    }
+}
+
+/// `chaos agent watchdog`: started by `chaos` itself, never by hand (see `chaos_agent::watchdog`).
+#[derive(clap::Args)]
+pub struct WatchdogArgs {
+    /// The journal directory to watch.
+    #[arg(long)]
+    journal: PathBuf,
+    /// The owner, as `PID@START_TIME`.
+    #[arg(long, value_parser = parse_owner)]
+    owner: chaos_agent::process::ProcessId,
+    /// The journal instance of the owner whose records to watch.
+    #[arg(long)]
+    instance: u64,
+}
+
+fn parse_owner(text: &str) -> Result<chaos_agent::process::ProcessId, String> {
+    let (pid, start) =
+        text.split_once('@').ok_or_else(|| format!("expected PID@START_TIME, found {text:?}"))?;
+    let pid = pid.parse().map_err(|_| format!("expected a pid before `@`, found {pid:?}"))?;
+    let start_time =
+        start.parse().map_err(|_| format!("expected a start time after `@`, found {start:?}"))?;
+    Ok(chaos_agent::process::ProcessId { pid, start_time })
+}
+
+/// Runs the watchdog until its owner is gone and its records are reverted: exit 0, or 1 when some could not be.
+pub fn watchdog(args: &WatchdogArgs) -> u8 {
+    let watch = chaos_agent::watchdog::Watch {
+        journal: args.journal.clone(),
+        owner: args.owner,
+        instance: args.instance,
+    };
+    match chaos_agent::watchdog::run(&watch, std::io::stdin()) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = %e, "watchdog");
+            1
+        }
     }
 }
 
@@ -43,6 +90,9 @@ enum AgentCommand {
     /// the faults it asks for. Faults are leased: cut off from the controller, the agent reverts them when
     /// their leases lapse. SIGINT/SIGTERM reverts everything held, then exits.
     Serve(ServeArgs),
+    /// Internal: the process that reverts the faults of a `chaos` process that died (started by chaos itself).
+    #[command(hide = true)]
+    Watchdog(WatchdogArgs),
     /// Probe which network fault kinds this host's kernel and tools support (in a throwaway namespace).
     Capabilities {
         /// Print JSON instead of a table.
@@ -171,6 +221,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<u8> {
             Ok(0)
         }
         AgentCommand::Serve(args) => serve(args).await,
+        AgentCommand::Watchdog(args) => Ok(watchdog(&args)),
         AgentCommand::Capabilities { json } => {
             let caps = tokio::task::spawn_blocking(chaos_agent::net::Capabilities::probe).await?;
             if json {

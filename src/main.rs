@@ -130,6 +130,17 @@ fn main() -> ExitCode {
         _ => false,
     };
     init_tracing(if server { "info" } else { "warn" });
+    if let Command::Agent(args) = &cli.command
+        && let Some(watchdog) = args.watchdog()
+    {
+        return ExitCode::from(agent_cli::watchdog(watchdog));
+    }
+    // Every undo journal this process opens gets a watchdog process (this binary, `chaos agent watchdog`) that
+    // reverts its faults if this process dies or stalls past a lease.
+    match std::env::current_exe() {
+        Ok(exe) => chaos_agent::watchdog::install(exe, vec!["agent".into(), "watchdog".into()]),
+        Err(e) => tracing::warn!(error = %e, "no watchdog: cannot find this program's path"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -183,6 +194,7 @@ fn init_tracing(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

@@ -211,6 +211,15 @@ fn kill_a_run_holding_faults(victim: &Victim, net: &NetnsPair, out: &Path, name:
             && net.chaos_tables(&net.a).len() == 1
     });
     let worker = children_named(runner, "chaos-cpu")[0];
+    // The watchdog would revert everything the moment the runner dies (tests/kill_matrix.rs proves it); killed
+    // first, it leaves what a runner and its watchdog both dying (or a reboot) leaves: records to replay.
+    let watchdogs = support::watchdogs_of(runner);
+    assert_eq!(watchdogs.len(), 1, "the runner should have one watchdog");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watchdogs[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     child.kill().unwrap(); // SIGKILL: no revert path runs in the runner.
     child.wait().unwrap();
     // The worker dies with its parent (parent-death signal); the pause and the file outlive it.
@@ -482,4 +491,55 @@ fn a_dry_run_shows_the_host_faults_and_checks_the_policy() {
     assert_eq!(output.status.code(), Some(2), "{}", describe_output(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("squeeze memory: policy rule 'max-memory' refused"), "{stderr}");
+}
+
+#[test]
+fn revert_all_from_another_network_namespace_keeps_the_records_and_says_where_to_run_it() {
+    let net = NetnsPair::new();
+    let out = temp_dir("host", "netns-revert-all");
+    let state = out.join("state");
+    let spec = out.join("cut.yaml");
+    // No `netns:` in the spec: the table goes into the namespace the injector runs in (namespace a).
+    std::fs::write(&spec, "kind: network-partition\nfilter: { hosts: [203.0.113.1] }\n").unwrap();
+    let mut injector = Command::new("ip")
+        .args(["netns", "exec", &net.a])
+        .arg(chaos_bin())
+        .args(["agent", "inject"])
+        .arg(&spec)
+        .args(["--duration", "60s", "--state-dir"])
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the table in namespace a", Duration::from_secs(10), || net.chaos_tables(&net.a).len() == 1);
+    // The injector and its watchdog both die (as in a reboot-less crash of both): the record stays behind.
+    for pid in support::watchdogs_of(injector.id()) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL)
+            .unwrap();
+    }
+    injector.kill().unwrap();
+    injector.wait().unwrap();
+    assert_eq!(journal_records(&state), 1);
+    let state_arg = state.display().to_string();
+
+    // From the host's namespace the table is invisible: "No such table" there must not count as reverted.
+    let wrong = chaos(&["agent", "revert-all", "--state-dir", &state_arg]);
+    assert_eq!(wrong.status.code(), Some(1), "{}", describe_output(&wrong));
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("was applied in network namespace net:["), "{stderr}");
+    assert!(stderr.contains(&format!("nsenter --net=/run/netns/{}", net.a)), "{stderr}");
+    assert_eq!(net.chaos_tables(&net.a).len(), 1, "the table must still be there");
+    assert_eq!(journal_records(&state), 1, "the record of a fault not removed must be kept");
+
+    // Run where it was applied, the same command cleans.
+    let right = Command::new("ip")
+        .args(["netns", "exec", &net.a])
+        .arg(chaos_bin())
+        .args(["agent", "revert-all", "--state-dir", &state_arg])
+        .output()
+        .unwrap();
+    assert_eq!(right.status.code(), Some(0), "{}", describe_output(&right));
+    assert!(net.chaos_tables(&net.a).is_empty(), "the table is still there");
+    assert_eq!(journal_records(&state), 0);
 }

@@ -57,6 +57,14 @@ pub enum AgentError {
     #[error("a lease needs a tokio runtime; none is running on this thread")]
     NoRuntime,
 
+    /// A watchdog was asked for but no watchdog program was installed ([`crate::watchdog::install`]).
+    #[error("no watchdog program is installed in this process")]
+    NoWatchdog,
+
+    /// A network fault's undo must run in the namespace it was applied in, and this process is elsewhere.
+    #[error("{0}")]
+    WrongNetns(String),
+
     /// The fault needs something this host does not have (a kernel feature, a program); nothing was applied.
     #[error("{fault} is not supported on this host: {missing}")]
     Unsupported { fault: String, missing: String },

@@ -107,6 +107,11 @@ impl HostAgent {
         &self.inner.state_dir
     }
 
+    /// The pid of the watchdog process that enforces this agent's leases if it dies, while one runs.
+    pub fn watchdog_pid(&self) -> Option<u32> {
+        self.inner.journal.watchdog_pid()
+    }
+
     /// Everything `apply` would check, without changing anything: spec, policy, capabilities, and for process
     /// faults the processes that would be hit. Returns one line saying what `apply` would do (the processes by
     /// pid and name, or the spec).
@@ -164,7 +169,10 @@ impl HostAgent {
         if leased && tokio::runtime::Handle::try_current().is_err() {
             return Err(AgentError::NoRuntime);
         }
-        let journal = &self.inner.journal;
+        // The record carries the same deadline as the in-process lease (armed below for what is left of it), so
+        // the watchdog enforces it if this process is killed or stalls.
+        let started = std::time::Instant::now();
+        let journal = &self.inner.journal.leased(duration);
         let caps = &self.inner.capabilities;
         let kind = spec.kind();
         let (fault, description): (Arc<dyn ActiveFault>, String) = match spec {
@@ -239,6 +247,7 @@ impl HostAgent {
         let mut active = self.lock();
         let lease = match duration {
             Some(ttl) => {
+                let ttl = ttl.saturating_sub(started.elapsed());
                 // Weak: a lease must not keep a dropped agent alive (its drop reverts everything at once).
                 let agent = Arc::downgrade(&self.inner);
                 Some(Lease::arm(ttl, move || {
@@ -284,6 +293,8 @@ impl HostAgent {
                 format!("{id} has a lease that has expired already; it is being reverted"),
             ));
         }
+        // The record first: a renewal the watchdog does not know of would be reverted at the old deadline.
+        self.inner.journal.renew(id, ttl)?;
         lease.renew(ttl);
         Ok(())
     }

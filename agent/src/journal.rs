@@ -13,14 +13,15 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::faults::{Delivery, FaultId, FaultKind, deliver};
 use crate::process::ProcessId;
+use crate::watchdog::Guard;
 use crate::{AgentError, Signal};
 
 /// The default state directory of an agent running as root.
@@ -42,9 +43,15 @@ pub fn default_state_dir() -> PathBuf {
 }
 
 /// The journal directory of one state directory; records of every process using it live side by side.
+///
+/// Each [`Journal::open`] is one *instance* (a random id in its records) with its own out-of-process watchdog
+/// when the program installed one ([`crate::watchdog`]). Clones share the instance; [`Journal::leased`] gives a
+/// clone whose new records carry a lease deadline.
 #[derive(Debug, Clone)]
 pub struct Journal {
     inner: Arc<Inner>,
+    /// The lease new records get (`deadline_ms` = now + lease); `None`: no deadline but the owner's life.
+    lease: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -52,7 +59,14 @@ struct Inner {
     dir: PathBuf,
     owner: ProcessId,
     boot_id: String,
+    instance: u64,
+    /// The network namespace this process is in (`net:[4026531840]`), written into every record.
+    netns: Option<String>,
     next_seq: AtomicU64,
+    /// Serialises rewrites of records (renewals and updates), so no write loses another's change.
+    writes: Mutex<()>,
+    /// Declared last: dropped after everything else, it closes the watchdog's pipe.
+    watchdog: Option<Guard>,
 }
 
 /// One step that takes (part of) a fault back. Every step is idempotent: undoing what is already undone succeeds.
@@ -97,6 +111,17 @@ pub struct Record {
     pub seq: u64,
     /// Steps to undo the fault, in the order they were taken; reverting runs them backwards.
     pub undo: Vec<Undo>,
+    /// The journal instance that wrote it (one per [`Journal::open`]); its watchdog watches these records.
+    #[serde(default)]
+    pub instance: u64,
+    /// The lease deadline in milliseconds of this boot's clock (`CLOCK_BOOTTIME`, which counts suspended time
+    /// and never jumps): past it (plus a grace), the watchdog reverts the fault even while its owner lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// The network namespace the owner was in (`net:[INODE]`): network steps without a named `netns` must be
+    /// undone there, and a reverter elsewhere refuses and keeps the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
 }
 
 /// A record on disk, held by the fault it belongs to. [`Entry::finish`] deletes it after a complete revert.
@@ -140,9 +165,65 @@ impl Journal {
         let dir = state_dir.as_ref().join("journal");
         create_private_dir(&dir)?;
         let owner = ProcessId::of(std::process::id() as i32)?;
+        let instance = loop {
+            let id: u64 = rand::random();
+            if id != 0 {
+                break id;
+            }
+        };
+        let watchdog = Guard::start(&dir, owner, instance)?;
         Ok(Journal {
-            inner: Arc::new(Inner { dir, owner, boot_id: boot_id()?, next_seq: AtomicU64::new(0) }),
+            inner: Arc::new(Inner {
+                dir,
+                owner,
+                boot_id: boot_id()?,
+                instance,
+                netns: current_netns(),
+                next_seq: AtomicU64::new(0),
+                writes: Mutex::new(()),
+                watchdog,
+            }),
+            lease: None,
         })
+    }
+
+    /// A clone whose records [`Journal::begin`] writes with a deadline `lease` from then (none for `None`).
+    pub fn leased(&self, lease: Option<Duration>) -> Journal {
+        Journal { inner: self.inner.clone(), lease }
+    }
+
+    /// The pid of this instance's watchdog process, while one runs.
+    pub fn watchdog_pid(&self) -> Option<u32> {
+        self.inner.watchdog.as_ref().and_then(Guard::pid)
+    }
+
+    /// Moves the deadline of fault `id`'s record to `ttl` from now (fsync'd), so the watchdog does not revert a
+    /// renewed fault. A fault without a record (nothing to undo) has nothing to move.
+    pub fn renew(&self, id: FaultId, ttl: Duration) -> Result<(), AgentError> {
+        self.ensure_watchdog();
+        let path = self.path_of(id);
+        let _writes = self.inner.writes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut record = match read_record(&path) {
+            Ok(record) => record,
+            Err(ReadError::Missing) => return Ok(()),
+            Err(ReadError::Bad(reason)) => return Err(AgentError::Journal { path, reason }),
+        };
+        record.deadline_ms = Some(boot_clock_ms() + ttl.as_millis() as u64);
+        write_durably(&path, &record)
+    }
+
+    fn path_of(&self, id: FaultId) -> PathBuf {
+        let owner = self.inner.owner;
+        self.inner.dir.join(format!("{}-{}-{}.json", owner.pid, owner.start_time, id))
+    }
+
+    /// Starts the watchdog again if it died (someone killed it): checked at every write.
+    fn ensure_watchdog(&self) {
+        if let Some(guard) = &self.inner.watchdog
+            && let Err(e) = guard.ensure()
+        {
+            tracing::warn!(error = %e, "the watchdog could not be restarted");
+        }
     }
 
     /// The directory the records live in.
@@ -153,6 +234,7 @@ impl Journal {
     /// Writes and fsyncs the record of a fault about to be applied. Call before changing anything; if this fails,
     /// the fault must not be applied.
     pub fn begin(&self, id: FaultId, kind: FaultKind, undo: Vec<Undo>) -> Result<Entry, AgentError> {
+        self.ensure_watchdog();
         let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
         let record = Record {
             version: 1,
@@ -163,9 +245,11 @@ impl Journal {
             written_unix_ms: unix_ms(),
             seq,
             undo,
+            instance: self.inner.instance,
+            deadline_ms: self.lease.map(|lease| boot_clock_ms() + lease.as_millis() as u64),
+            netns: self.inner.netns.clone(),
         };
-        let name = format!("{}-{}-{}.json", self.inner.owner.pid, self.inner.owner.start_time, id);
-        let path = self.inner.dir.join(name);
+        let path = self.path_of(id);
         write_durably(&path, &record)?;
         Ok(Entry { journal: self.clone(), path, record: std::sync::Mutex::new(record) })
     }
@@ -205,15 +289,12 @@ fn replay_dir(dir: &Path, mode: ReplayMode, me: Option<ProcessId>) -> ReplayRepo
             report.live.push(record);
             continue;
         }
-        match run_steps(&record.undo, same_boot) {
-            Ok(()) => match remove_durably(&path) {
-                Ok(()) => {
-                    tracing::info!(fault_id = %record.fault_id, kind = %record.kind, owner = %record.owner,
-                        "reverted from the undo journal");
-                    report.reverted.push(record);
-                }
-                Err(e) => report.failed.push((record, e)),
-            },
+        match revert_record(&path, &record) {
+            Ok(()) => {
+                tracing::info!(fault_id = %record.fault_id, kind = %record.kind, owner = %record.owner,
+                    "reverted from the undo journal");
+                report.reverted.push(record);
+            }
             Err(e) => {
                 tracing::warn!(fault_id = %record.fault_id, kind = %record.kind, error = %e,
                     "revert from the undo journal failed");
@@ -224,13 +305,94 @@ fn replay_dir(dir: &Path, mode: ReplayMode, me: Option<ProcessId>) -> ReplayRepo
     report
 }
 
+/// The records of one journal instance of `owner` in the journal directory `dir`, oldest first: what a
+/// watchdog watches.
+pub fn records_of(dir: &Path, owner: ProcessId, instance: u64) -> Vec<(PathBuf, Record)> {
+    let (records, _) = read_all(dir);
+    records.into_iter().filter(|(_, r)| r.owner == owner && r.instance == instance).collect()
+}
+
+/// Reverts one record found on disk and deletes it once every step succeeded: process steps are skipped for
+/// a record of another boot; network steps that must run in the owner's network namespace are refused (and
+/// the record kept) from any other namespace that still exists.
+pub fn revert_record(path: &Path, record: &Record) -> Result<(), AgentError> {
+    let same_boot = boot_id().is_ok_and(|b| b == record.boot_id);
+    let netns_gone = check_netns(record, same_boot)?;
+    run_steps(&record.undo, same_boot, netns_gone)?;
+    remove_durably(path)
+}
+
+/// Whether the record's network steps can run here: `Ok(false)` when this process is in the record's network
+/// namespace (or it has no steps that care), `Ok(true)` when that namespace no longer exists (and everything in
+/// it is gone), and an error naming where to run the revert when it exists elsewhere.
+fn check_netns(record: &Record, same_boot: bool) -> Result<bool, AgentError> {
+    let needs_owner_ns = record.undo.iter().any(|step| {
+        matches!(step, Undo::DeleteNftTable { netns: None, .. } | Undo::DeleteQdisc { netns: None, .. })
+    });
+    let Some(recorded) = record.netns.as_deref().filter(|_| needs_owner_ns) else { return Ok(false) };
+    if !same_boot {
+        // Every namespace of the previous boot is gone, with its rules.
+        return Ok(true);
+    }
+    let here = current_netns();
+    if here.as_deref() == Some(recorded) {
+        return Ok(false);
+    }
+    match find_netns(recorded) {
+        None => Ok(true),
+        Some(holder) => Err(AgentError::WrongNetns(format!(
+            "fault {} ({}) was applied in network namespace {recorded}, and this process is in {}: its rules \
+             are there, so the record is kept; run the revert in that namespace, e.g. `nsenter --net={holder} \
+             chaos agent revert-all`",
+            record.fault_id,
+            record.kind,
+            here.as_deref().unwrap_or("an unknown namespace"),
+        ))),
+    }
+}
+
+/// This process's network namespace as the kernel names it (`net:[4026531840]`).
+fn current_netns() -> Option<String> {
+    fs::read_link("/proc/self/ns/net").ok().map(|p| p.to_string_lossy().into_owned())
+}
+
+/// A path that enters the network namespace named `id` (`net:[INODE]`): a named namespace under `/run/netns`
+/// or a process in it; `None` when nothing holds it any more (so it no longer exists).
+fn find_netns(id: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let inode: u64 = id.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()?;
+    if let Ok(entries) = fs::read_dir("/run/netns") {
+        for entry in entries.flatten() {
+            if fs::metadata(entry.path()).is_ok_and(|m| m.ino() == inode) {
+                return Some(entry.path().display().to_string());
+            }
+        }
+    }
+    let procs = fs::read_dir("/proc").ok()?;
+    for entry in procs.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+        let link = format!("/proc/{pid}/ns/net");
+        if fs::read_link(&link).is_ok_and(|l| l.as_os_str() == id) {
+            return Some(link);
+        }
+    }
+    None
+}
+
 /// Runs `steps` backwards, attempting every one; returns the first error. Process steps are skipped when the
-/// record comes from another boot (its pids belong to other processes now).
-fn run_steps(steps: &[Undo], same_boot: bool) -> Result<(), AgentError> {
+/// record comes from another boot (its pids belong to other processes now); network steps of the owner's
+/// namespace are skipped when that namespace is gone.
+fn run_steps(steps: &[Undo], same_boot: bool, netns_gone: bool) -> Result<(), AgentError> {
     let mut first_error = None;
     for step in steps.iter().rev() {
         let process_step = matches!(step, Undo::Resume { .. } | Undo::KillWorkers { .. });
         if process_step && !same_boot {
+            continue;
+        }
+        let owner_ns_step =
+            matches!(step, Undo::DeleteNftTable { netns: None, .. } | Undo::DeleteQdisc { netns: None, .. });
+        if owner_ns_step && netns_gone {
             continue;
         }
         if let Err(e) = step.run() {
@@ -245,9 +407,14 @@ fn run_steps(steps: &[Undo], same_boot: bool) -> Result<(), AgentError> {
 impl Entry {
     /// Replaces the undo steps (for example once worker pids are known) and fsyncs the record again.
     pub fn update(&self, undo: Vec<Undo>) -> Result<(), AgentError> {
+        let _writes = self.journal.inner.writes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut record = self.lock();
         let mut next = record.clone();
         next.undo = undo;
+        // A renewal may have moved the deadline on disk since: keep it.
+        if let Ok(on_disk) = read_record(&self.path) {
+            next.deadline_ms = on_disk.deadline_ms;
+        }
         write_durably(&self.path, &next)?;
         *record = next;
         Ok(())
@@ -264,7 +431,7 @@ impl Entry {
         if !self.path.exists() {
             return Ok(());
         }
-        run_steps(&self.undo(), true)?;
+        run_steps(&self.undo(), true, false)?;
         self.finish()
     }
 
@@ -353,6 +520,20 @@ fn read_all(dir: &Path) -> Listing {
     (records, unreadable)
 }
 
+enum ReadError {
+    Missing,
+    Bad(String),
+}
+
+fn read_record(path: &Path) -> Result<Record, ReadError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::Missing),
+        Err(e) => return Err(ReadError::Bad(e.to_string())),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| ReadError::Bad(format!("not an undo record: {e}")))
+}
+
 fn write_durably(path: &Path, record: &Record) -> Result<(), AgentError> {
     let fail = |reason: String| AgentError::Journal { path: path.to_path_buf(), reason };
     let bytes = serde_json::to_vec_pretty(record).map_err(|e| fail(e.to_string()))?;
@@ -403,6 +584,14 @@ pub fn boot_id() -> Result<String, AgentError> {
     fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .map_err(|e| AgentError::Proc { path: path.into(), source: e })
+}
+
+/// Milliseconds of `CLOCK_BOOTTIME`: monotonic, counts suspended time, the same for every process of a boot.
+pub fn boot_clock_ms() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME) {
+        Ok(t) => t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000,
+        Err(_) => 0,
+    }
 }
 
 fn unix_ms() -> u64 {

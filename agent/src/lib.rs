@@ -15,6 +15,7 @@
 //!   the [`faults::Lease`] that reverts at a deadline, and the [`faults::FaultRegistry`] that reverts everything.
 //! - [`stress`]: CPU, memory, disk fill and IO stress with forked workers; [`net`]: nftables and tc faults and
 //!   the capability probe; [`sample`]: host and per-process saturation via sysinfo.
+//! - [`watchdog`]: the process that reverts a dead (or hung) owner's journaled faults, outside it.
 //! - [`Signal`]: signal names and numbers; [`AgentError`]: every refusal and failure.
 //!
 //! # Architecture invariants
@@ -41,6 +42,7 @@ pub mod sample;
 mod signal;
 pub mod spec;
 pub mod stress;
+pub mod watchdog;
 
 pub use error::AgentError;
 pub use process::Count;

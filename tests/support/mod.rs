@@ -361,6 +361,32 @@ pub fn children_named(parent: u32, comm: &str) -> Vec<u32> {
     found
 }
 
+/// Pids of the watchdog processes (`chaos agent watchdog`) that `parent` started, while they run.
+pub fn watchdogs_of(parent: u32) -> Vec<u32> {
+    children_named(parent, "chaos")
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|w| w == b"watchdog"))
+        })
+        .collect()
+}
+
+/// Pids of live (not zombie) processes whose command line contains `needle` (a unique path of one test): a
+/// runner, the stress workers it forked (same command line) and its watchdog.
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        if String::from_utf8_lossy(&cmdline).contains(needle) && process_state(pid).is_some_and(|s| s != 'Z')
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
 /// Whether a TCP connection to `addr` succeeds within a second from inside network namespace `ns`.
 pub fn connects_from(ns: &str, addr: SocketAddr) -> bool {
     let path = format!("/run/netns/{ns}");
