@@ -473,3 +473,175 @@ fn sigterm_of_the_controller_halts_its_runs_reverts_at_once_and_exits() {
     let runs = json_of(client(ctl, ctl_ip, &dir).args(["runs", "list", "--json"]));
     assert_eq!(runs[0]["state"], "halted", "{runs:#}");
 }
+
+/// A seeded generator (xorshift64*) for the kill moments; `CHAOS_KILL_SEED=N` replays a failing sequence.
+struct KillRng(u64);
+
+impl KillRng {
+    fn new() -> KillRng {
+        let seed = std::env::var("CHAOS_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x6b6d_6174);
+        eprintln!("kill matrix seed {seed:#x}");
+        KillRng(seed | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+/// A run holding, on the web host, a pause, a partition and a CPU stress worker for `duration`, with load on a
+/// shop that stays reachable.
+fn web_faults_experiment(shop: SocketAddr, cmdline: &str, duration: &str) -> String {
+    format!(
+        r#"apiVersion: chaos/v1
+title: kill matrix
+targets:
+  sleepers: {{ processes: {{ cmdline: '{cmdline}' }}, hosts: {{ role: web }} }}
+  web-hosts: {{ hosts: {{ role: web }} }}
+load:
+  - {{ name: shoppers, http: {{ url: "http://{shop}/checkout", method: POST }}, rate: 20/s, timeout: 2s }}
+slos:
+  - {{ name: availability, signal: errors, objective: 90%, source: {{ load: shoppers }} }}
+baseline: 300ms
+method:
+  - parallel:
+      - {{ name: pause, fault: pause, target: sleepers, duration: {duration} }}
+      - {{ name: cut, fault: network_partition, target: web-hosts, with: {{ filter: {{ hosts: ["203.0.113.1"] }} }}, duration: {duration} }}
+      - {{ name: burn, fault: cpu_stress, target: web-hosts, with: {{ workers: 1, load: 20 }}, duration: {duration} }}
+recovery: 300ms
+"#
+    )
+}
+
+/// What a web host still holds: a stopped sleeper, a chaos table, a process of the agent (its workers and
+/// watchdog mention its state directory), an undo record.
+fn web_leftovers(lan: &Lan, paused: &Proc, state: &Path) -> Vec<String> {
+    let mut left = Vec::new();
+    if state_of(paused) == Some('T') {
+        left.push("the sleeper is still stopped".to_string());
+    }
+    let tables = lan.chaos_tables(1);
+    if !tables.is_empty() {
+        left.push(format!("tables {tables:?}"));
+    }
+    let procs = support::processes_mentioning(&state.display().to_string());
+    if !procs.is_empty() {
+        left.push(format!("processes {procs:?}"));
+    }
+    let records = std::fs::read_dir(state.join("journal"))
+        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count())
+        .unwrap_or(0);
+    if records > 0 {
+        left.push(format!("{records} undo records"));
+    }
+    left
+}
+
+/// Polls `check` until it reports nothing, for at most `bound` after `since`; returns how long it took.
+fn clean_within(since: Instant, bound: Duration, what: &str, check: impl Fn() -> Vec<String>) -> Duration {
+    let mut left = check();
+    while !left.is_empty() && since.elapsed() < bound {
+        std::thread::sleep(Duration::from_millis(10));
+        left = check();
+    }
+    assert!(left.is_empty(), "{:?} after SIGKILL of {what}, still left: {left:?}", since.elapsed());
+    since.elapsed()
+}
+
+#[test]
+fn kill_matrix_sigkill_of_the_agent_daemon_at_random_moments_leaves_nothing_behind() {
+    let lan = Lan::new(&["ctl", "web"]);
+    let ((ctl, ctl_ip), (web, _)) = (lan.host(0), lan.host(1));
+    let dir = temp_dir("fleet", "kill-agent");
+    let _controller = start_controller(ctl, ctl_ip, &dir);
+    let shop = DemoTarget::start_in(Some(ctl), "127.0.0.1:0");
+    let mut rng = KillRng::new();
+    let (mut worst, mut held) = (Duration::ZERO, 0);
+    for round in 0..4u32 {
+        let id = format!("web-{round}");
+        let mut agent = start_agent(web, ctl_ip, &dir, &id, "web");
+        wait_for_agents(ctl, ctl_ip, &dir, &[&id]);
+        let (paused, cmdline) = sleeper(10 + round);
+        let file = write(
+            &dir,
+            &format!("kill-agent-{round}.yaml"),
+            &web_faults_experiment(shop.addr, &cmdline, "3s"),
+        );
+        let run = spawn_run(ctl, ctl_ip, &dir, &file);
+        // Spread over connecting the run, baseline, applying, holding and reverting (about 4 s in all).
+        let offset = Duration::from_millis(300 + rng.below(3500));
+        std::thread::sleep(offset);
+        if state_of(&paused) == Some('T') {
+            held += 1;
+        }
+        agent.0.kill().unwrap();
+        let killed = Instant::now();
+        agent.0.wait().unwrap();
+        let state = dir.join(format!("state-{id}"));
+        let took = clean_within(killed, Duration::from_secs(3), "the agent daemon", || {
+            web_leftovers(&lan, &paused, &state)
+        });
+        eprintln!("agent round {round}: SIGKILL at {offset:?}, clean {took:?} later");
+        worst = worst.max(took);
+        // The run learns its agent is gone and ends; it must not pass.
+        let out = support::wait_within(run, Duration::from_secs(40));
+        assert!(out.status.code() != Some(0) || state_of(&paused) != Some('T'), "{}", describe_output(&out));
+    }
+    eprintln!("kill matrix (agent daemon): worst kill → clean {worst:?}; {held} of 4 kills hit held faults");
+    assert!(held >= 1, "no kill came while the faults were held");
+}
+
+#[test]
+fn kill_matrix_sigkill_of_the_controller_at_random_moments_leaves_nothing_behind() {
+    let lan = Lan::new(&["ctl", "web"]);
+    let ((ctl, ctl_ip), (web, _)) = (lan.host(0), lan.host(1));
+    let dir = temp_dir("fleet", "kill-controller");
+    let shop = DemoTarget::start_in(Some(ctl), "127.0.0.1:0");
+    let mut controller = start_controller(ctl, ctl_ip, &dir);
+    let _agent = start_agent(web, ctl_ip, &dir, "web-1", "web");
+    let state = dir.join("state-web-1");
+    let mut rng = KillRng::new();
+    let (mut worst, mut held) = (Duration::ZERO, 0);
+    for round in 0..3u32 {
+        wait_for_agents(ctl, ctl_ip, &dir, &["web-1"]);
+        let (paused, cmdline) = sleeper(20 + round);
+        let file = write(
+            &dir,
+            &format!("kill-ctl-{round}.yaml"),
+            &web_faults_experiment(shop.addr, &cmdline, "30s"),
+        );
+        let run = spawn_run(ctl, ctl_ip, &dir, &file);
+        let offset = Duration::from_millis(300 + rng.below(2500));
+        std::thread::sleep(offset);
+        if state_of(&paused) == Some('T') {
+            held += 1;
+        }
+        controller.0.kill().unwrap();
+        let killed = Instant::now();
+        controller.0.wait().unwrap();
+        // The agent keeps running: only its leases (LEASE, renewed by the dead controller) can end the faults.
+        let took = clean_within(killed, LEASE + Duration::from_secs(3), "the controller", || {
+            let mut left = web_leftovers(&lan, &paused, &state);
+            // The agent itself and its watchdog are alive and fine.
+            left.retain(|l| !l.starts_with("processes"));
+            left
+        });
+        eprintln!("controller round {round}: SIGKILL at {offset:?}, clean {took:?} later (lease {LEASE:?})");
+        worst = worst.max(took);
+        let out = support::wait_within(run, Duration::from_secs(30));
+        assert_ne!(
+            out.status.code(),
+            Some(0),
+            "the client saw its controller die: {}",
+            describe_output(&out)
+        );
+        controller = start_controller(ctl, ctl_ip, &dir);
+    }
+    eprintln!(
+        "kill matrix (controller): worst kill → clean {worst:?} with a {LEASE:?} lease; {held} of 3 held"
+    );
+    assert!(held >= 1, "no kill came while the faults were held");
+}
