@@ -1,10 +1,11 @@
 //! Proves that the published PyPI client `toxiproxy-python` 0.1.1 works unchanged against `chaos proxy`: runs
 //! tests/python/toxiproxy_python_compat.py with a venv's Python against a server on 127.0.0.1:8474, the address that
-//! client hard-codes.
+//! client hard-codes — inside a network namespace the test makes, so a Toxiproxy (or anything) the user runs on
+//! the host's 127.0.0.1:8474 neither breaks the test nor is touched by it.
 //!
-//! Needs `python3` with the `venv` module and access to PyPI the first time: the venv is made under the target
-//! directory (`target/py-venv`) and reused. A missing Python or a failed `pip install` fails the test; it is never
-//! skipped. This is the only test that binds port 8474.
+//! Needs root (the namespace), `python3` with the `venv` module and access to PyPI the first time: the venv is
+//! made under the target directory (`target/py-venv`) and reused. A missing Python or a failed `pip install`
+//! fails the test; it is never skipped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -16,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use support::ChaosProxy;
+use support::{ChaosProxy, Netns};
 
 /// The client version these checks were written against (its source was read to write them).
 const PACKAGE: &str = "toxiproxy-python==0.1.1";
@@ -120,18 +121,17 @@ fn toxiproxy_python_client_works_unchanged() {
     let python = venv_python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/toxiproxy_python_compat.py");
 
-    // Say plainly what is wrong when something else holds the port the client hard-codes.
-    match TcpListener::bind(("127.0.0.1", TOXIPROXY_PORT)) {
-        Ok(probe) => drop(probe),
-        Err(e) => {
-            panic!("127.0.0.1:{TOXIPROXY_PORT} is busy ({e}); toxiproxy-python can only reach a server there")
-        }
-    }
-    let server = ChaosProxy::start_on(&TOXIPROXY_PORT.to_string(), &[]);
+    // The client can only reach 127.0.0.1:8474: that address in a namespace of this test's own. Whatever holds
+    // the host's 8474 (held here for the whole test, as a user's Toxiproxy would) makes no difference.
+    let _busy = TcpListener::bind(("127.0.0.1", TOXIPROXY_PORT)).ok();
+    let netns = Netns::new("py");
+    let server = ChaosProxy::start_in(Some(&netns.0), &TOXIPROXY_PORT.to_string(), &[]);
     assert_eq!(server.api.port(), TOXIPROXY_PORT);
 
     let result = run(
-        Command::new(&python)
+        Command::new("ip")
+            .args(["netns", "exec", &netns.0])
+            .arg(&python)
             .arg(&script)
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONDONTWRITEBYTECODE", "1")

@@ -23,12 +23,13 @@ pub struct ChaosProxy {
 impl ChaosProxy {
     /// Starts `chaos proxy --port 0` plus `extra` flags and waits for its "listening on" line.
     pub fn start(extra: &[&str]) -> ChaosProxy {
-        Self::start_on("0", extra)
+        Self::start_in(None, "0", extra)
     }
 
-    /// Starts the server on a fixed port (clients such as toxiproxy-python hard-code 8474).
-    pub fn start_on(port: &str, extra: &[&str]) -> ChaosProxy {
-        let mut child = Command::new(chaos_bin())
+    /// Starts the server on `port`, inside network namespace `netns` when given: a fixed port (clients such as
+    /// toxiproxy-python hard-code 8474) only ever in a namespace of the test's own, never on the host's loopback.
+    pub fn start_in(netns: Option<&str>, port: &str, extra: &[&str]) -> ChaosProxy {
+        let mut child = chaos_in(netns)
             .args(["proxy", "--host", "127.0.0.1", "--port", port])
             .args(extra)
             .env("RUST_LOG", "warn")
@@ -385,6 +386,27 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
         }
     }
     found
+}
+
+/// A network namespace of the test's own with loopback up, deleted when dropped: its 127.0.0.1 ports are free
+/// whatever the host runs (a user's Toxiproxy on 8474, say).
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("chaos-{tag}-{}-{n}", std::process::id());
+        sh(&["ip", "netns", "add", &name]);
+        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        Netns(name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
 }
 
 /// Whether a TCP connection to `addr` succeeds within a second from inside network namespace `ns`.
