@@ -77,6 +77,13 @@ enum Command {
         /// The shell to generate completions for.
         shell: clap_complete::Shell,
     },
+    /// Print the man page chaos(1) (roff, generated from these --help texts): `chaos man | man -l -`. With --dir,
+    /// write chaos.1 and one page per command (chaos-run.1, chaos-agent-inject.1, ...) there instead.
+    Man {
+        /// Directory to write the pages into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -135,6 +142,9 @@ fn main() -> ExitCode {
     {
         return ExitCode::from(agent_cli::watchdog(watchdog));
     }
+    if prints_only(&cli.command) {
+        default_sigpipe();
+    }
     // Every undo journal this process opens gets a watchdog process (this binary, `chaos agent watchdog`) that
     // reverts its faults if this process dies or stalls past a lease.
     match std::env::current_exe() {
@@ -167,6 +177,7 @@ fn main() -> ExitCode {
             Command::Certs(args) => fleet_cli::certs(args),
             Command::Validate(args) => return Ok(ExitCode::from(run_cli::validate(args))),
             Command::Schema => run_cli::schema(),
+            Command::Man { dir } => man_pages(dir.as_deref()),
             Command::Completions { shell } => {
                 clap_complete::generate(shell, &mut Cli::command(), "chaos", &mut std::io::stdout());
                 Ok(())
@@ -184,6 +195,62 @@ fn main() -> ExitCode {
 }
 
 /// Logs to stderr; `RUST_LOG` or Toxiproxy's `LOG_LEVEL` pick the level.
+/// `chaos man`: chaos(1) on stdout, or every page (one per command, hidden ones left out) into `dir`.
+fn man_pages(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let command = Cli::command();
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(command).render(&mut std::io::stdout()).context("writing the man page")?;
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fn write_all(dir: &std::path::Path, command: clap::Command, name: &str) -> anyhow::Result<usize> {
+        let path = dir.join(format!("{name}.1"));
+        let mut file =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        clap_mangen::Man::new(
+            command.clone().display_name(name.to_string()).bin_name(name.replace('-', " ")),
+        )
+        .title(name.to_uppercase())
+        .render(&mut file)
+        .with_context(|| format!("writing {}", path.display()))?;
+        let mut written = 1;
+        for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+            written += write_all(dir, sub.clone(), &format!("{name}-{}", sub.get_name()))?;
+        }
+        Ok(written)
+    }
+    let written = write_all(dir, command, "chaos")?;
+    println!("wrote {written} man pages to {}", dir.display());
+    Ok(())
+}
+
+/// Commands that only print (to a pager, `head`, a pipe that may close early), as opposed to those that serve,
+/// hold faults or drive a run: those must never die of a signal in the middle of a revert.
+fn prints_only(command: &Command) -> bool {
+    match command {
+        Command::Proxy(_)
+        | Command::Demo(_)
+        | Command::DemoTarget { .. }
+        | Command::Run(_)
+        | Command::Controller(_)
+        | Command::Halt(_) => false,
+        Command::Agent(args) => args.prints_only(),
+        _ => true,
+    }
+}
+
+/// Restores the default action of SIGPIPE, which Rust's runtime ignores: a command whose reader went away
+/// (`chaos runs audit | head -1`) then ends quietly, as other Unix tools do, instead of panicking on the
+/// next `println!`.
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: called at start, before any other thread exists; SIG_DFL installs no handler code.
+    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        tracing::debug!(error = %e, "could not restore SIGPIPE");
+    }
+}
+
 fn init_tracing(default: &str) {
     let filter = std::env::var("RUST_LOG")
         .or_else(|_| {

@@ -1,0 +1,56 @@
+//! The binary's output as a shell user meets it: a reader that goes away early (`| head -1`) ends a printing
+//! command quietly instead of a panic, and the man pages generated from the clap tree.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+
+use support::chaos_bin;
+
+/// Runs `chaos ARGS`, reads one line of its stdout, closes the pipe, and returns (exit status, stderr).
+fn head_1(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child =
+        Command::new(chaos_bin()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(!first.is_empty(), "chaos {args:?} printed nothing");
+    // The reader is gone (as `head -1` exits): the next writes hit a closed pipe.
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    (child.wait().unwrap(), stderr)
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_printing_commands_quietly() {
+    for args in [&["completions", "zsh"][..], &["schema"], &["man"], &["completions", "bash"]] {
+        let (status, stderr) = head_1(args);
+        assert!(!stderr.contains("panicked"), "chaos {args:?} panicked on a closed pipe: {stderr}");
+        assert_ne!(status.code(), Some(101), "chaos {args:?}: {status:?} {stderr}");
+        // Either it finished before noticing, or SIGPIPE ended it, as it ends `cat` or `ls`.
+        assert!(status.success() || status.signal() == Some(13), "chaos {args:?}: {status:?} {stderr}");
+    }
+}
+
+#[test]
+fn man_pages_come_from_the_command_tree() {
+    let out = Command::new(chaos_bin()).arg("man").output().unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains(".TH chaos 1"), "{page}");
+    assert!(page.contains("Run an experiment"), "the subcommands are listed: {page}");
+
+    let dir = support::temp_dir("cli", "man");
+    let out = Command::new(chaos_bin()).args(["man", "--dir"]).arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", support::describe_output(&out));
+    for name in ["chaos.1", "chaos-run.1", "chaos-agent-inject.1", "chaos-proxies-toxic-add.1"] {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(text.contains(".TH"), "{name}");
+    }
+    let run = std::fs::read_to_string(dir.join("chaos-run.1")).unwrap();
+    assert!(run.contains("\\-\\-dry\\-run"), "chaos-run.1 documents its flags");
+    // The internal watchdog is not a command people run: no page.
+    assert!(!dir.join("chaos-agent-watchdog.1").exists());
+}
