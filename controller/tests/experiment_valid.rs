@@ -26,6 +26,32 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Every document people are given (the workspace's `experiments/`, this crate's valid documents) is valid
+/// against `chaos schema` as a real JSON Schema validator reads it, so an editor never marks a valid file red.
+#[test]
+fn every_shipped_example_is_valid_against_the_json_schema() {
+    let schema = json_schema();
+    let validator = jsonschema::validator_for(&schema).expect("the schema itself is valid");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+    let mut files = files_in(&examples);
+    assert!(files.len() >= 7, "{files:?}");
+    files.extend(files_in(&data("")));
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        let doc: Value = serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let errors: Vec<String> =
+            validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        assert!(errors.is_empty(), "{} is refused by the schema: {errors:#?}", file.display());
+        // And `chaos validate` agrees.
+        if let Err(d) = load(&file, &[]) {
+            panic!("{d}");
+        }
+    }
+    // A duration without its unit is refused by both.
+    let bare: Value = json!({"apiVersion": "chaos/v1", "title": "t", "baseline": 250, "method": []});
+    assert!(!validator.is_valid(&bare), "the schema accepts a bare 250 as a duration");
+}
+
 fn ms(n: u64) -> Duration {
     Duration(StdDuration::from_millis(n))
 }
@@ -238,8 +264,8 @@ fn the_schema_describes_the_format_and_the_checked_types() {
         (
             "Duration",
             patterns::DURATION,
-            &["250ms", "30s", "5m", "1h", "1.5s", "30", "500us"],
-            &["5 q", "soon", "-1s", "1d"],
+            &["250ms", "30s", "5m", "1h", "1.5s", "0", "500us", "${duration}"],
+            &["5 q", "soon", "-1s", "1d", "30", "250"],
         ),
         ("Percent", patterns::PERCENT, &["99.5%", "50%", "0.995", "1", "0"], &["99.5", "%", "2", "ninety%"]),
         ("Rate", patterns::RATE, &["50/s", "600/m", "2/ms", "0.5/s"], &["50", "50/h", "/s"]),
@@ -274,7 +300,7 @@ fn the_schema_describes_the_format_and_the_checked_types() {
     // The parsers and the patterns agree on what they accept.
     let duration = regex::Regex::new(patterns::DURATION).unwrap();
     let rate = regex::Regex::new(patterns::RATE).unwrap();
-    for text in ["250ms", "30s", "5m", "1h", "1.5s", "30", "500us", "5 q", "soon", "1d"] {
+    for text in ["250ms", "30s", "5m", "1h", "1.5s", "30", "0", "500us", "5 q", "soon", "1d"] {
         assert_eq!(text.parse::<Duration>().is_ok(), duration.is_match(text), "{text}");
     }
     for text in ["50/s", "600/m", "2/ms", "50", "50/h"] {
@@ -290,7 +316,7 @@ fn checked_values_read_back_from_their_text() {
     }
     assert_eq!("99.9%".parse::<Percent>(), Ok(Percent(0.999)));
     assert_eq!(Percent(0.995).to_string(), "99.5%");
-    for text in ["250ms", "1.5s", "5m", "1h", "30", "0.25s", "1500us"] {
+    for text in ["250ms", "1.5s", "5m", "1h", "30s", "0.25s", "1500us"] {
         let d: Duration = text.parse().unwrap();
         assert_eq!(d.to_string().parse::<Duration>(), Ok(d), "{text} shown as {d}");
     }

@@ -358,7 +358,15 @@ impl FromStr for Duration {
         let value: f64 =
             number.parse().map_err(|_| format!("expected a duration like 250ms, 30s or 5m, found {s:?}"))?;
         let seconds = match unit.trim() {
-            "" | "s" => value,
+            // A bare number is seconds to one reader and milliseconds to another (Toxiproxy's attributes are
+            // milliseconds): only zero may go without a unit.
+            "" if value == 0.0 => 0.0,
+            "" => {
+                return Err(format!(
+                    "a duration needs a unit: write {number}ms or {number}s (ms, s, m or h), found {s:?}"
+                ));
+            }
+            "s" => value,
             "ms" => value / 1000.0,
             "us" | "µs" => value / 1e6,
             "m" => value * 60.0,
@@ -570,11 +578,12 @@ impl<'de> Deserialize<'de> for StrOrNumber {
 // === JSON Schema of the checked values ===
 
 /// The patterns the checked values are written in (the parsers are the authority; these serve editors).
+/// Each also accepts a string holding a `${variable}`, checked once substituted.
 pub mod patterns {
-    pub const DURATION: &str = r"^\s*[0-9]+(\.[0-9]*)?\s*(us|µs|ms|s|m|h)?\s*$";
-    pub const PERCENT: &str = r"^\s*([0-9]+(\.[0-9]*)?\s*%|0(\.[0-9]*)?|1(\.0*)?)\s*$";
-    pub const RATE: &str = r"^\s*[0-9]+(\.[0-9]*)?\s*/\s*(s|m|ms)\s*$";
-    pub const COUNT: &str = r"^\s*([0-9]+|[0-9]+(\.[0-9]*)?\s*%)\s*$";
+    pub const DURATION: &str = r"^\s*([0-9]+(\.[0-9]*)?\s*(us|µs|ms|s|m|h)|0+(\.0*)?)\s*$|\$\{[^}]+\}";
+    pub const PERCENT: &str = r"^\s*([0-9]+(\.[0-9]*)?\s*%|0(\.[0-9]*)?|1(\.0*)?)\s*$|\$\{[^}]+\}";
+    pub const RATE: &str = r"^\s*[0-9]+(\.[0-9]*)?\s*/\s*(s|m|ms)\s*$|\$\{[^}]+\}";
+    pub const COUNT: &str = r"^\s*([0-9]+|[0-9]+(\.[0-9]*)?\s*%)\s*$|\$\{[^}]+\}";
 }
 
 impl JsonSchema for Duration {
@@ -583,10 +592,11 @@ impl JsonSchema for Duration {
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A duration: a number with a unit (us, ms, s, m, h), or a bare number of seconds.",
-            "type": ["string", "number"],
+            "description": "A duration: a number with a unit (us, ms, s, m, h); only 0 may go without one.",
+            "type": ["string", "integer"],
             "pattern": patterns::DURATION,
             "minimum": 0,
+            "maximum": 0,
             "examples": ["250ms", "30s", "5m", "1h"],
         })
     }
