@@ -299,7 +299,7 @@ pub async fn run_remote(client_args: &ClientArgs, run: RemoteRun) -> anyhow::Res
             std::fs::write(path, chaos_controller::report::render_markdown(&journal))?;
         }
     }
-    println!("{}: {}", finished.title, finished.verdict.to_uppercase());
+    println!("{}: {}", finished.title, crate::color::verdict(&finished.verdict));
     for reason in &finished.reasons {
         println!("  - {reason}");
     }

@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout)] // The CLI prints its results on stdout.
 
 mod agent_cli;
+mod color;
 mod demo;
 mod demo_target;
 mod fleet_cli;
@@ -25,6 +26,9 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Color the verdict and log lines: auto (only on a terminal, and not when NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = color::ColorChoice::Auto)]
+    color: color::ColorChoice,
 }
 
 #[derive(Subcommand)]
@@ -136,7 +140,8 @@ fn main() -> ExitCode {
         Command::Agent(args) => args.is_daemon(),
         _ => false,
     };
-    init_tracing(if server { "info" } else { "warn" });
+    let stderr_color = cli.color.init();
+    init_tracing(if server { "info" } else { "warn" }, stderr_color);
     if let Command::Agent(args) = &cli.command
         && let Some(watchdog) = args.watchdog()
     {
@@ -251,7 +256,7 @@ fn default_sigpipe() {
     }
 }
 
-fn init_tracing(default: &str) {
+fn init_tracing(default: &str, color: bool) {
     let filter = std::env::var("RUST_LOG")
         .or_else(|_| {
             std::env::var("LOG_LEVEL")
@@ -261,7 +266,7 @@ fn init_tracing(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(color)
         .try_init();
 }
 

@@ -178,7 +178,7 @@ fn report(
     if let Some(path) = &reports.summary {
         std::fs::write(path, chaos_controller::report::render_markdown(&journal))?;
     }
-    println!("{}: {}", exp.title, outcome.verdict.as_str().to_uppercase());
+    println!("{}: {}", exp.title, crate::color::verdict(outcome.verdict.as_str()));
     for reason in &outcome.reasons {
         println!("  - {reason}");
     }

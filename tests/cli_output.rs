@@ -54,3 +54,49 @@ fn man_pages_come_from_the_command_tree() {
     // The internal watchdog is not a command people run: no page.
     assert!(!dir.join("chaos-agent-watchdog.1").exists());
 }
+
+/// `chaos ARGS` on a pseudo-terminal (util-linux `script`), with `env`; returns what the terminal showed.
+fn on_a_terminal(args: &str, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &format!("{} {args}", chaos_bin().display()), "/dev/null"]);
+    cmd.env_remove("NO_COLOR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.stdin(Stdio::null()).output().expect("script(1) from util-linux runs the terminal tests");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_verdict_is_colored_on_a_terminal_only_and_no_color_is_honoured() {
+    let file = support::repo_path("tests/data/probe-only.yaml");
+    let run = format!("run {} --quiet", file.display());
+    let green = "\x1b[1;32mPASSED\x1b[0m";
+
+    let shown = on_a_terminal(&run, &[]);
+    assert!(shown.contains(green), "no color on a terminal: {shown:?}");
+    let shown = on_a_terminal(&run, &[("NO_COLOR", "1")]);
+    assert!(shown.contains("PASSED") && !shown.contains('\x1b'), "NO_COLOR ignored: {shown:?}");
+    let shown = on_a_terminal(&format!("{run} --color never"), &[]);
+    assert!(shown.contains("PASSED") && !shown.contains('\x1b'), "--color never ignored: {shown:?}");
+
+    // Into a pipe and a log file: plain text, unless asked for.
+    let log = support::temp_dir("cli", "color").join("stderr.log");
+    let out = Command::new(chaos_bin())
+        .args(["run", file.to_str().unwrap()])
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "debug")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("PASSED") && !stdout.contains('\x1b'), "{stdout:?}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("DEBUG") || logged.contains("INFO"), "no log lines to look at: {logged}");
+    assert!(!logged.contains('\x1b'), "ANSI codes in a log file: {logged}");
+    let out = Command::new(chaos_bin())
+        .args(["run", file.to_str().unwrap(), "--color", "always"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(green));
+}
