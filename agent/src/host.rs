@@ -213,7 +213,7 @@ impl HostAgent {
                 (Arc::new(handle), description)
             }
             FaultSpec::DiskFill(s) => {
-                let handle = s.apply(journal)?;
+                let handle = s.apply_within(journal, &self.inner.policy.stress.fill_paths)?;
                 let files: Vec<String> = handle.files().iter().map(|p| p.display().to_string()).collect();
                 (Arc::new(handle), format!("filled {}", files.join(", ")))
             }

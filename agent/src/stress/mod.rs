@@ -32,6 +32,7 @@ use std::time::Duration;
 
 pub use cpu::CpuStress;
 pub use disk::DiskFill;
+pub(crate) use disk::remove_recorded as remove_fill_file;
 pub use io::IoStress;
 pub use memory::{MemoryStress, mem_total};
 pub use size::{GIB, KIB, MIB, Size, TIB};
@@ -60,6 +61,8 @@ pub struct StressHandle {
     workers: Vec<ProcessId>,
     files: Vec<PathBuf>,
     bytes: Option<u64>,
+    /// A disk fill's file, held open since it was created so the revert frees and deletes this very file.
+    fill: Option<disk::FillFile>,
     /// What is left to revert; `None` once a revert has finished.
     pending: Mutex<Option<Pending>>,
 }
@@ -120,11 +123,33 @@ impl StressHandle {
                 first_error.get_or_insert(e);
             }
         }
-        // The record goes only once every worker is reaped: a worker still exiting keeps its file busy.
-        if first_error.is_none()
-            && let Err(e) = left.entry.revert()
-        {
-            first_error = Some(e);
+        // A fill file that is not where it was put is final: its space is freed through the held file, and no
+        // later attempt (nor a replay) could find it, so the record goes and the error is returned once.
+        let fill_removed = match &self.fill {
+            None => false,
+            Some(fill) => match fill.remove() {
+                Ok(()) => true,
+                Err(disk::RemoveError::Io(e)) => {
+                    tracing::warn!(fault_id = %id, %kind, pids = "", by, error = %e, "failed");
+                    return Err(e);
+                }
+                Err(disk::RemoveError::Moved(e)) => {
+                    tracing::warn!(fault_id = %id, %kind, pids = "", by, error = %e, "failed");
+                    if let Err(journal_error) = left.entry.finish() {
+                        tracing::warn!(fault_id = %id, %kind, pids = "", by, error = %journal_error, "failed");
+                    }
+                    *pending = None;
+                    return Err(e);
+                }
+            },
+        };
+        // The record goes only once every worker is reaped: a worker still exiting keeps its file busy. A fill
+        // file removed above leaves only the record to delete (its undo step would find the file gone).
+        if first_error.is_none() {
+            let record = if fill_removed { left.entry.finish() } else { left.entry.revert() };
+            if let Err(e) = record {
+                first_error = Some(e);
+            }
         }
         match first_error {
             None => {
@@ -180,9 +205,9 @@ struct Begun {
 }
 
 impl Begun {
-    /// The handle of a fault with no workers (a disk fill), once its file is in place.
-    fn finish(self) -> StressHandle {
-        self.handle(Vec::new())
+    /// The handle of a disk fill (no workers), once its file is in place.
+    fn finish_fill(self, fill: disk::FillFile) -> StressHandle {
+        self.handle(Vec::new(), Some(fill))
     }
 
     /// Forks one worker per item of `work`, records their pids after the `RemoveFile` steps of `files` (so a
@@ -204,7 +229,7 @@ impl Begun {
             Ok(ids)
         });
         match started {
-            Ok(ids) => Ok(self.handle(ids)),
+            Ok(ids) => Ok(self.handle(ids, None)),
             Err(e) => {
                 spawn::abandon(&spawned);
                 Err(self.undo(e))
@@ -212,7 +237,7 @@ impl Begun {
         }
     }
 
-    fn handle(self, workers: Vec<ProcessId>) -> StressHandle {
+    fn handle(self, workers: Vec<ProcessId>, fill: Option<disk::FillFile>) -> StressHandle {
         let Begun { id, kind, entry, files, bytes } = self;
         let shown: Vec<String> = files.iter().map(|path| path.display().to_string()).collect();
         let (pids, files_shown) = (pid_list(&workers), shown.join(","));
@@ -224,6 +249,7 @@ impl Begun {
             workers,
             files,
             bytes,
+            fill,
         }
     }
 
