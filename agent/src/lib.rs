@@ -29,6 +29,7 @@
 
 extern crate self as chaos_agent;
 
+mod beneath;
 mod error;
 pub mod faults;
 pub mod host;

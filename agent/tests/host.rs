@@ -656,6 +656,7 @@ processes:
   allow_cmdlines: ['^/srv/shop/']                                 # empty (the default): any
   deny_cmdlines: ['--prod']
   max_count: 5
+  pidfile_dirs: [/run, /var/run, /tmp, /var/tmp]                  # where pidfile targets may be read; the default
 stress:
   max_cpu_workers: 8          # default: 4 × CPUs
   max_cpu_load: 90            # percent per worker; default 100
@@ -680,6 +681,7 @@ fn a_policy_file_loads_and_its_errors_point_at_the_line() {
             allow_cmdlines: vec!["^/srv/shop/".into()],
             deny_cmdlines: vec!["--prod".into()],
             max_count: Some(5),
+            pidfile_dirs: ["/run", "/var/run", "/tmp", "/var/tmp"].map(PathBuf::from).to_vec(),
         },
         stress: StressLimits {
             max_cpu_workers: Some(8),

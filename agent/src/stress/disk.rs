@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::size::{MIB, Size, human};
 use super::{Begun, StressHandle, check_dir, free_space};
 use crate::AgentError;
+use crate::beneath::Beneath;
 use crate::faults::{FaultId, FaultKind};
 use crate::journal::{Journal, Undo};
 
@@ -79,8 +80,10 @@ impl DiskFill {
     pub fn apply_within(&self, journal: &Journal, allowed: &[PathBuf]) -> Result<StressHandle, AgentError> {
         self.validate()?;
         let bytes = self.bytes()?;
-        let dir = open_beneath(&self.path, allowed)?;
-        let free = free_space_of(&dir.fd, &self.path)?;
+        let beneath = Beneath::find(&self.path, allowed, "fill-paths")?;
+        let dir = beneath.open(OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty(), &self.path)?;
+        let dir_path = beneath.path();
+        let free = free_space_of(&dir, &self.path)?;
         if bytes > free {
             return Err(AgentError::invalid(
                 "size",
@@ -94,14 +97,14 @@ impl DiskFill {
         }
         let (id, kind) = (FaultId::next(), self.kind());
         let name = format!("chaos-fill-{id}-{}.bin", std::process::id());
-        let path = dir.path.join(&name);
+        let path = dir_path.join(&name);
         let entry = journal.begin(id, kind, vec![Undo::RemoveFile { path: path.clone() }])?;
         let begun = Begun { id, kind, entry, files: vec![path.clone()], bytes: Some(bytes) };
         let how = OpenHow::new()
             .flags(OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
             .mode(Mode::from_bits_truncate(0o600))
             .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-        let file = match openat2(&dir.fd, name.as_str(), how) {
+        let file = match openat2(&dir, name.as_str(), how) {
             Ok(fd) => File::from(fd),
             Err(e) => {
                 let error = AgentError::io(format!("creating {}", path.display()), e.into());
@@ -128,7 +131,7 @@ impl DiskFill {
             drop(file);
             return Err(begun.undo(e));
         }
-        Ok(begun.finish_fill(FillFile { dir: dir.fd, name, path, file, dev, ino }))
+        Ok(begun.finish_fill(FillFile { dir, name, path, file, dev, ino }))
     }
 }
 
@@ -234,61 +237,6 @@ pub(crate) fn remove_recorded(path: &Path, dev: u64, ino: u64) -> Result<(), Age
     match unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => Ok(()),
         Err(e) => Err(AgentError::io(format!("removing {}", path.display()), e.into())),
-    }
-}
-
-/// A directory opened beneath an allowed one, and the path it was reached by.
-struct OpenedDir {
-    fd: OwnedFd,
-    /// The allowed directory (resolved) joined with the relative path that was opened.
-    path: PathBuf,
-}
-
-/// Opens `path` as a directory beneath one of `allowed`, following no symlink on the way and never leaving
-/// it. `path` is resolved once only to find which allowed directory it is in: if it resolved through a
-/// symlink that was then swapped, the open beneath refuses it.
-fn open_beneath(path: &Path, allowed: &[PathBuf]) -> Result<OpenedDir, AgentError> {
-    let real = path.canonicalize().map_err(|e| AgentError::io(format!("resolving {}", path.display()), e))?;
-    let refused = || {
-        let list: Vec<String> = allowed.iter().map(|p| p.display().to_string()).collect();
-        AgentError::Forbidden {
-            rule: "fill-paths".into(),
-            detail: format!("{} is not under any allowed path ({})", path.display(), list.join(", ")),
-        }
-    };
-    let (root, relative) = allowed
-        .iter()
-        .filter_map(|root| root.canonicalize().ok())
-        .find_map(|root| {
-            let relative = real.strip_prefix(&root).ok()?.to_path_buf();
-            Some((root, relative))
-        })
-        .ok_or_else(refused)?;
-    let directory = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    // The allowed directory is the policy's own (trusted) path, resolved: no symlink is left in it.
-    let how = OpenHow::new().flags(directory).resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
-    let root_fd = openat2(AT_FDCWD, &root, how).map_err(|e| swapped(&root, e))?;
-    if relative.as_os_str().is_empty() {
-        return Ok(OpenedDir { fd: root_fd, path: root });
-    }
-    let how = OpenHow::new()
-        .flags(directory | OFlag::O_NOFOLLOW)
-        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-    let fd = openat2(&root_fd, &relative, how).map_err(|e| swapped(path, e))?;
-    Ok(OpenedDir { fd, path: root.join(relative) })
-}
-
-fn swapped(path: &Path, e: Errno) -> AgentError {
-    match e {
-        Errno::ELOOP | Errno::EXDEV | Errno::ENOTDIR => AgentError::invalid(
-            "path",
-            format!(
-                "expected a directory reached without symlinks, found {} changed or holding a symlink \
-                 ({e})",
-                path.display()
-            ),
-        ),
-        e => AgentError::io(format!("opening {}", path.display()), e.into()),
     }
 }
 
