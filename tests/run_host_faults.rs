@@ -483,3 +483,42 @@ fn a_dry_run_shows_the_host_faults_and_checks_the_policy() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("squeeze memory: policy rule 'max-memory' refused"), "{stderr}");
 }
+
+#[test]
+fn every_host_step_is_checked_before_the_first_is_applied_in_dry_runs_too() {
+    // Pause, then fill, then a bandwidth limit on a device that does not exist: the run must fail on the
+    // device before the pause (the victim never stops) and before the fill (no file).
+    let victim = Victim::start("7");
+    let out = temp_dir("host", "check-first");
+    let scratch = scratch_dir("check-first");
+    let vars = [("victim", victim.marker.clone()), ("scratch", scratch.display().to_string())];
+    let file = repo_path("tests/data/missing-device.yaml");
+
+    let mut dry = run_command(None, &file, &vars, &out);
+    let output = support::output_within(dry.arg("--dry-run"), RUN_DEADLINE);
+    assert_eq!(output.status.code(), Some(2), "{}", describe_output(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("step throttle: invalid device: expected an existing network device, found no device \"chaos-nodev0\""),
+        "{stderr}"
+    );
+
+    let mut child =
+        run_command(None, &file, &vars, &out).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Watch the victim for the whole run: it must never be stopped, not even for a moment.
+    let mut stopped = false;
+    let end = Instant::now() + RUN_DEADLINE;
+    while child.try_wait().unwrap().is_none() {
+        stopped |= process_state(victim.pid()) == Some('T');
+        std::thread::yield_now();
+        assert!(files(&scratch, "chaos-fill-").is_empty(), "a fill file was created");
+        assert!(Instant::now() < end, "the run took more than {RUN_DEADLINE:?}");
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", describe_output(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("nothing was applied: step throttle: invalid device"), "{stderr}");
+    assert!(!stopped, "the victim was paused before the check failed");
+    assert!(files(&scratch, "chaos-fill-").is_empty());
+    assert_eq!(journal_records(&out.join("state")), 0);
+}

@@ -1052,3 +1052,32 @@ fn disk_fill_never_writes_outside_fill_paths_while_a_directory_is_swapped_for_a_
     assert_eq!(files_in(&sub), Vec::<String>::new());
     assert_eq!(fixture.records(), 0);
 }
+
+#[test]
+fn plan_checks_devices_and_paths_without_changing_anything() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
+    let fixture = Fixture::new();
+    let agent = fixture.start(AgentPolicy::default());
+    let missing_device = FaultSpec::NetworkBandwidth(Bandwidth {
+        netns: None,
+        device: "chaos-nodev1".into(),
+        rate: "1mbit".into(),
+        burst_bytes: None,
+        latency_ms: None,
+    });
+    let err = agent.plan(&missing_device, Some(LONG)).unwrap_err().to_string();
+    assert_eq!(err, "invalid device: expected an existing network device, found no device \"chaos-nodev1\"");
+    // The same checks without an agent (what a dry run uses: no journal replayed, nothing started).
+    let caps = agent.capabilities().clone();
+    let err = chaos_agent::host::plan(&AgentPolicy::default(), &caps, &missing_device, Some(LONG), SEED)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("found no device \"chaos-nodev1\""), "{err}");
+    let missing_dir = fill(fixture.data().join("absent"), Size::mib(1));
+    let err = agent.plan(&missing_dir, Some(LONG)).unwrap_err().to_string();
+    assert!(err.contains("absent"), "{err}");
+    assert!(agent.plan(&fill(fixture.data(), Size::mib(1)), Some(LONG)).is_ok());
+    assert!(fixture.data_files().is_empty());
+    assert_eq!(fixture.records(), 0);
+}
