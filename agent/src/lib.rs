@@ -16,6 +16,8 @@
 //! - [`stress`]: CPU, memory, disk fill and IO stress with forked workers; [`net`]: nftables and tc faults and
 //!   the capability probe; [`sample`]: host and per-process saturation via sysinfo.
 //! - [`Signal`]: signal names and numbers; [`AgentError`]: every refusal and failure.
+//! - `beneath` (private): paths opened beneath an allowed directory without following symlinks (fill files,
+//!   pidfiles).
 //!
 //! # Architecture invariants
 //! - No signal is sent before the target's start time is re-checked: a reused pid is never hit.
