@@ -522,3 +522,32 @@ fn every_host_step_is_checked_before_the_first_is_applied_in_dry_runs_too() {
     assert!(files(&scratch, "chaos-fill-").is_empty());
     assert_eq!(journal_records(&out.join("state")), 0);
 }
+
+#[test]
+fn a_fill_file_moved_away_during_the_run_makes_the_revert_fail_and_the_run_inconclusive() {
+    let out = temp_dir("host", "moved-fill");
+    let scratch = scratch_dir("moved-fill");
+    let vars = [("scratch", scratch.display().to_string())];
+    let child = run_command(None, &repo_path("tests/data/short-fill.yaml"), &vars, &out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the fill file to appear", Duration::from_secs(15), || {
+        files(&scratch, "chaos-fill-").len() == 1
+    });
+    let name = files(&scratch, "chaos-fill-").remove(0);
+    let away = scratch.join("moved-away.bin");
+    std::fs::rename(scratch.join(&name), &away).unwrap();
+
+    let output = support::wait_within(child, RUN_DEADLINE);
+    assert_eq!(output.status.code(), Some(3), "{}", describe_output(&output));
+    let j = read_journal(&out);
+    assert_eq!(j["verdict"], "inconclusive", "{}", j["reasons"]);
+    let reasons = j["reasons"].to_string();
+    assert!(reasons.contains("is not where the agent created it"), "{reasons}");
+    // The space was freed through the descriptor the agent held; the moved name is left to whoever moved it.
+    assert_eq!(std::fs::metadata(&away).unwrap().len(), 0);
+    assert!(files(&scratch, "chaos-fill-").is_empty());
+    assert_eq!(journal_records(&out.join("state")), 0);
+}

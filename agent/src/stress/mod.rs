@@ -65,6 +65,9 @@ pub struct StressHandle {
     fill: Option<disk::FillFile>,
     /// What is left to revert; `None` once a revert has finished.
     pending: Mutex<Option<Pending>>,
+    /// Set when the revert found the fill file moved or replaced: every later revert returns this error again,
+    /// so a retry cannot turn it into a success.
+    moved: Mutex<Option<(PathBuf, String)>>,
 }
 
 #[derive(Debug)]
@@ -101,7 +104,8 @@ impl StressHandle {
     }
 
     /// Kills and reaps the workers, deletes the files and the journal record. Synchronous and idempotent; on
-    /// error what is left stays pending, so the next call retries it.
+    /// error what is left stays pending, so the next call retries it. A fill file found moved or replaced is
+    /// final: its space is freed, the record deleted, and this and every later call return that error.
     pub fn revert(&self) -> Result<(), AgentError> {
         self.revert_by("call")
     }
@@ -113,7 +117,13 @@ impl StressHandle {
 
     fn revert_by(&self, by: &'static str) -> Result<(), AgentError> {
         let mut pending = self.lock();
-        let Some(left) = pending.as_mut() else { return Ok(()) };
+        let Some(left) = pending.as_mut() else {
+            let moved = self.moved.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            return match &*moved {
+                Some((path, detail)) => Err(AgentError::Moved { path: path.clone(), detail: detail.clone() }),
+                None => Ok(()),
+            };
+        };
         let (id, kind) = (self.id, self.kind);
         let mut first_error = None;
         let mut alive = Vec::new();
@@ -135,6 +145,10 @@ impl StressHandle {
                 }
                 Err(disk::RemoveError::Moved(e)) => {
                     tracing::warn!(fault_id = %id, %kind, pids = "", by, error = %e, "failed");
+                    if let AgentError::Moved { path, detail } = &e {
+                        *self.moved.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                            Some((path.clone(), detail.clone()));
+                    }
                     if let Err(journal_error) = left.entry.finish() {
                         tracing::warn!(fault_id = %id, %kind, pids = "", by, error = %journal_error, "failed");
                     }
@@ -250,6 +264,7 @@ impl Begun {
             files,
             bytes,
             fill,
+            moved: Mutex::new(None),
         }
     }
 
