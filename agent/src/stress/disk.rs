@@ -111,7 +111,7 @@ impl DiskFill {
                 return Err(begun.undo_created(0, error));
             }
         };
-        let identity = match fstat(&file) {
+        let (dev, ino) = match fstat(&file) {
             Ok(stat) => (stat.st_dev, stat.st_ino),
             Err(e) => {
                 let error = AgentError::io(format!("reading {}", path.display()), e.into());
@@ -119,7 +119,6 @@ impl DiskFill {
                 return Err(begun.undo(error));
             }
         };
-        let (dev, ino) = identity;
         // From here on the record names the file by identity: a replay deletes it only if it is still this one.
         if let Err(e) = begun.entry.update(vec![Undo::RemoveFillFile { path: path.clone(), dev, ino }]) {
             drop(file);
