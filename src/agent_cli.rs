@@ -157,7 +157,8 @@ struct InjectArgs {
     /// process hangs. Without it, hold until SIGINT/SIGTERM (leases then last the policy's max_duration).
     #[arg(long, value_parser = duration_arg)]
     duration: Option<Duration>,
-    /// Check everything (spec, policy, capabilities, which processes) and print the plan; change nothing.
+    /// Check everything (spec, policy, capabilities, devices and paths, which processes) and print the plan;
+    /// change nothing.
     #[arg(long)]
     dry_run: bool,
     /// Policy file limiting what may be injected (see the README); default: the built-in policy.

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chaos_controller::engine::{self, HostOptions, Plan, RunConfig, Verdict};
+use chaos_controller::engine::{self, CheckError, HostOptions, Plan, RunConfig, Verdict};
 use chaos_controller::experiment;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +19,9 @@ pub struct RunArgs {
     /// Seed for every random choice (target selection; recorded in the journal). Random when absent.
     #[arg(long)]
     seed: Option<u64>,
-    /// Resolve the targets and print exactly what would be hit, then stop without touching anything.
+    /// Resolve the targets, check every step on this host as a real run does before its first fault (spec,
+    /// policy, capabilities, devices, paths, processes), and print exactly what would be hit, then stop
+    /// without touching anything. Exit 2 when the file is at fault, 3 when the host is.
     #[arg(long)]
     dry_run: bool,
     /// Write the journal (JSON: every step, fault, probe, signal sample and verdict reason) here.
@@ -128,9 +130,10 @@ pub async fn run_experiment(
     };
     let needs_host = Plan::needs_host(exp);
     if dry_run {
-        if needs_host && let Err(e) = Plan::check_host_faults(exp, &reports.host) {
+        // The same check pass a real run makes before its first fault.
+        if let Err(e) = plan.check_local(exp, seed, &reports.host).await {
             eprintln!("chaos run: {file}: {e}");
-            return Ok(Verdict::Invalid.exit_code());
+            return Ok(check_exit_code(&e));
         }
         print!("{}", plan.describe(exp));
         println!("dry run: nothing was touched");
@@ -150,6 +153,16 @@ pub async fn run_experiment(
             }
         }
     }
+    // Every step on this host is checked before the first one is applied: a fault that would be refused
+    // half-way must not leave the earlier ones (a paused victim, a full disk) in place until then.
+    if let Err(e) = plan.check_local(exp, seed, &reports.host).await {
+        eprintln!("chaos run: {file}: nothing was applied: {e}");
+        if e.is_file() {
+            return Ok(check_exit_code(&e));
+        }
+        let outcome = engine::Outcome::inconclusive(format!("infrastructure: {e}"));
+        return report(exp, &config, &outcome, started, reports);
+    }
     let interrupt = CancellationToken::new();
     let signals = tokio::spawn(on_signal(interrupt.clone(), stop_rollbacks));
     if progress {
@@ -158,6 +171,11 @@ pub async fn run_experiment(
     let outcome = engine::execute(exp, plan, &config, interrupt).await;
     signals.abort();
     report(exp, &config, &outcome, started, reports)
+}
+
+/// The exit code of a step refused by the check pass: 2 when the experiment is at fault, 3 when the host is.
+fn check_exit_code(e: &CheckError) -> u8 {
+    if e.is_file() { Verdict::Invalid.exit_code() } else { Verdict::Inconclusive.exit_code() }
 }
 
 /// Writes the reports asked for and prints the verdict with its reasons; returns the exit code.

@@ -248,3 +248,22 @@ fn exit_after_sigterm(child: &mut std::process::Child) -> std::process::ExitStat
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn validate_refuses_variables_that_multiply_each_other_quickly() {
+    // 704 bytes whose variables would expand to 16 GiB: refused at the reference that passes the limit.
+    let started = Instant::now();
+    let output = support::output_within(
+        Command::new(chaos_bin())
+            .args(["validate", "tests/data/multiplying-vars.yaml"])
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+        Duration::from_secs(20),
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", describe_output(&output));
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    let report = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        report.contains("tests/data/multiplying-vars.yaml:11:8: variables expand to more than 1048576 bytes"),
+        "{report}"
+    );
+}

@@ -543,3 +543,71 @@ fn revert_all_from_another_network_namespace_keeps_the_records_and_says_where_to
     assert!(net.chaos_tables(&net.a).is_empty(), "the table is still there");
     assert_eq!(journal_records(&state), 0);
 }
+
+#[test]
+fn every_host_step_is_checked_before_the_first_is_applied_in_dry_runs_too() {
+    // Pause, then fill, then a bandwidth limit on a device that does not exist: the run must fail on the
+    // device before the pause (the victim never stops) and before the fill (no file).
+    let victim = Victim::start("7");
+    let out = temp_dir("host", "check-first");
+    let scratch = scratch_dir("check-first");
+    let vars = [("victim", victim.marker.clone()), ("scratch", scratch.display().to_string())];
+    let file = repo_path("tests/data/missing-device.yaml");
+
+    let mut dry = run_command(None, &file, &vars, &out);
+    let output = support::output_within(dry.arg("--dry-run"), RUN_DEADLINE);
+    assert_eq!(output.status.code(), Some(2), "{}", describe_output(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("step throttle: invalid device: expected an existing network device, found no device \"chaos-nodev0\""),
+        "{stderr}"
+    );
+
+    let mut child =
+        run_command(None, &file, &vars, &out).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Watch the victim for the whole run: it must never be stopped, not even for a moment.
+    let mut stopped = false;
+    let end = Instant::now() + RUN_DEADLINE;
+    while child.try_wait().unwrap().is_none() {
+        stopped |= process_state(victim.pid()) == Some('T');
+        std::thread::yield_now();
+        assert!(files(&scratch, "chaos-fill-").is_empty(), "a fill file was created");
+        assert!(Instant::now() < end, "the run took more than {RUN_DEADLINE:?}");
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", describe_output(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("nothing was applied: step throttle: invalid device"), "{stderr}");
+    assert!(!stopped, "the victim was paused before the check failed");
+    assert!(files(&scratch, "chaos-fill-").is_empty());
+    assert_eq!(journal_records(&out.join("state")), 0);
+}
+
+#[test]
+fn a_fill_file_moved_away_during_the_run_makes_the_revert_fail_and_the_run_inconclusive() {
+    let out = temp_dir("host", "moved-fill");
+    let scratch = scratch_dir("moved-fill");
+    let vars = [("scratch", scratch.display().to_string())];
+    let child = run_command(None, &repo_path("tests/data/short-fill.yaml"), &vars, &out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the fill file to appear", Duration::from_secs(15), || {
+        files(&scratch, "chaos-fill-").len() == 1
+    });
+    let name = files(&scratch, "chaos-fill-").remove(0);
+    let away = scratch.join("moved-away.bin");
+    std::fs::rename(scratch.join(&name), &away).unwrap();
+
+    let output = support::wait_within(child, RUN_DEADLINE);
+    assert_eq!(output.status.code(), Some(3), "{}", describe_output(&output));
+    let j = read_journal(&out);
+    assert_eq!(j["verdict"], "inconclusive", "{}", j["reasons"]);
+    let reasons = j["reasons"].to_string();
+    assert!(reasons.contains("is not where the agent created it"), "{reasons}");
+    // The space was freed through the descriptor the agent held; the moved name is left to whoever moved it.
+    assert_eq!(std::fs::metadata(&away).unwrap().len(), 0);
+    assert!(files(&scratch, "chaos-fill-").is_empty());
+    assert_eq!(journal_records(&out.join("state")), 0);
+}

@@ -77,6 +77,11 @@ pub enum AgentError {
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
 
+    /// A file the agent created is not where it put it (moved, deleted or replaced by someone else), so a revert
+    /// could not delete it: reported, never counted as a clean revert.
+    #[error("file {} is not where the agent created it: {detail}", .path.display())]
+    Moved { path: PathBuf, detail: String },
+
     /// The undo journal could not be written, read or parsed.
     #[error("undo journal {}: {reason}", .path.display())]
     Journal { path: PathBuf, reason: String },

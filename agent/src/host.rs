@@ -112,9 +112,10 @@ impl HostAgent {
         self.inner.journal.watchdog_pid()
     }
 
-    /// Everything `apply` would check, without changing anything: spec, policy, capabilities, and for process
-    /// faults the processes that would be hit. Returns one line saying what `apply` would do (the processes by
-    /// pid and name, or the spec).
+    /// Everything `apply` would check, without changing anything: spec, policy, capabilities, what the fault
+    /// needs of the host (a network device that exists with its default qdisc, a directory under `fill_paths`),
+    /// and for process faults the processes that would be hit. Returns one line saying what `apply` would do
+    /// (the processes by pid and name, or the spec).
     pub fn plan(&self, spec: &FaultSpec, duration: Option<Duration>) -> Result<String, AgentError> {
         self.plan_seeded(spec, duration, self.inner.seed)
     }
@@ -126,21 +127,7 @@ impl HostAgent {
         duration: Option<Duration>,
         seed: u64,
     ) -> Result<String, AgentError> {
-        self.check(spec, duration)?;
-        Ok(match spec {
-            FaultSpec::ProcessKill { .. } | FaultSpec::ProcessPause { .. } => {
-                let targets = self.select(spec, seed)?;
-                let shown: Vec<String> = targets
-                    .iter()
-                    .map(|id| match process::inspect(id) {
-                        Ok(info) => format!("{} ({})", id.pid, info.comm),
-                        Err(_) => id.pid.to_string(),
-                    })
-                    .collect();
-                format!("{} on pid {}", spec.kind(), shown.join(", "))
-            }
-            other => format!("{other}"),
-        })
+        plan(&self.inner.policy, &self.inner.capabilities, spec, duration, seed)
     }
 
     /// Applies `spec` for `duration`, reverted at the deadline by a lease; `None` means the policy's
@@ -221,7 +208,7 @@ impl HostAgent {
                 (Arc::new(handle), description)
             }
             FaultSpec::DiskFill(s) => {
-                let handle = s.apply(journal)?;
+                let handle = s.apply_within(journal, &self.inner.policy.stress.fill_paths)?;
                 let files: Vec<String> = handle.files().iter().map(|p| p.display().to_string()).collect();
                 (Arc::new(handle), format!("filled {}", files.join(", ")))
             }
@@ -345,25 +332,79 @@ impl HostAgent {
     }
 
     fn check(&self, spec: &FaultSpec, duration: Option<Duration>) -> Result<(), AgentError> {
-        spec.validate()?;
-        self.inner.policy.check(spec, duration)?;
-        self.inner.capabilities.require(spec.kind())
+        check(&self.inner.policy, &self.inner.capabilities, spec, duration)
     }
 
     fn select(&self, spec: &FaultSpec, seed: u64) -> Result<Vec<ProcessId>, AgentError> {
-        let (target, count) = match spec {
-            FaultSpec::ProcessKill { target, count, .. } | FaultSpec::ProcessPause { target, count } => {
-                (target, count)
-            }
-            _ => return Ok(Vec::new()),
-        };
-        process::select(target, count.0, seed, &self.inner.policy.process_policy())
+        select(&self.inner.policy, spec, seed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Held>> {
         // Entries are pushed and removed whole; a panic elsewhere cannot leave one half-written.
         self.inner.active.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// [`HostAgent::plan`] for a caller with no agent started (a dry run must not replay the journal): the same
+/// checks under `policy` and `capabilities` (from [`Capabilities::probe`]), changing nothing.
+pub fn plan(
+    policy: &AgentPolicy,
+    capabilities: &Capabilities,
+    spec: &FaultSpec,
+    duration: Option<Duration>,
+    seed: u64,
+) -> Result<String, AgentError> {
+    check(policy, capabilities, spec, duration)?;
+    Ok(match spec {
+        FaultSpec::ProcessKill { .. } | FaultSpec::ProcessPause { .. } => {
+            let targets = select(policy, spec, seed)?;
+            let shown: Vec<String> = targets
+                .iter()
+                .map(|id| match process::inspect(id) {
+                    Ok(info) => format!("{} ({})", id.pid, info.comm),
+                    Err(_) => id.pid.to_string(),
+                })
+                .collect();
+            format!("{} on pid {}", spec.kind(), shown.join(", "))
+        }
+        other => format!("{other}"),
+    })
+}
+
+/// Spec, policy, capabilities, and what the fault needs of the host now; changes nothing.
+fn check(
+    policy: &AgentPolicy,
+    capabilities: &Capabilities,
+    spec: &FaultSpec,
+    duration: Option<Duration>,
+) -> Result<(), AgentError> {
+    spec.validate()?;
+    policy.check(spec, duration)?;
+    capabilities.require(spec.kind())?;
+    match spec {
+        FaultSpec::NetworkPartition(s) => s.check_host(capabilities),
+        FaultSpec::NetworkLoss(s) => s.check_host(capabilities),
+        FaultSpec::NetworkBandwidth(s) => s.check_host(capabilities),
+        FaultSpec::NetworkLatency(s) => s.check_host(capabilities),
+        // Directories exist (`validate`) and are under `fill_paths` (the policy); processes are selected by
+        // the caller, under the policy.
+        FaultSpec::ProcessKill { .. }
+        | FaultSpec::ProcessPause { .. }
+        | FaultSpec::CpuStress(_)
+        | FaultSpec::MemoryStress(_)
+        | FaultSpec::DiskFill(_)
+        | FaultSpec::IoStress(_) => Ok(()),
+    }
+}
+
+fn select(policy: &AgentPolicy, spec: &FaultSpec, seed: u64) -> Result<Vec<ProcessId>, AgentError> {
+    let (target, count) = match spec {
+        FaultSpec::ProcessKill { target, count, .. } | FaultSpec::ProcessPause { target, count } => {
+            (target, count)
+        }
+        _ => return Ok(Vec::new()),
+    };
+    process::select(target, count.0, seed, &policy.process_policy())
 }
 
 impl Drop for Inner {

@@ -79,6 +79,9 @@ pub enum Undo {
     KillWorkers { workers: Vec<ProcessId> },
     /// Delete a file this fault created (a fill file, an IO stress file).
     RemoveFile { path: PathBuf },
+    /// Truncate and delete a fill file if `path` still holds the very file created (device and inode); see
+    /// [`crate::stress::remove_fill_file`] for what is done when it does not.
+    RemoveFillFile { path: PathBuf, dev: u64, ino: u64 },
     /// Delete a whole nftables table of family `inet` that this fault created.
     DeleteNftTable {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -468,6 +471,7 @@ impl Undo {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(AgentError::io(format!("removing {}", path.display()), e)),
             },
+            Undo::RemoveFillFile { path, dev, ino } => crate::stress::remove_fill_file(path, *dev, *ino),
             Undo::DeleteNftTable { netns, table } => crate::net::delete_table(netns.as_deref(), table),
             Undo::DeleteQdisc { netns, device, handle } => {
                 crate::net::delete_qdisc(netns.as_deref(), device, handle)

@@ -17,6 +17,8 @@
 //!   the capability probe; [`sample`]: host and per-process saturation via sysinfo.
 //! - [`watchdog`]: the process that reverts a dead (or hung) owner's journaled faults, outside it.
 //! - [`Signal`]: signal names and numbers; [`AgentError`]: every refusal and failure.
+//! - `beneath` (private): paths opened beneath an allowed directory without following symlinks (fill files,
+//!   pidfiles).
 //!
 //! # Architecture invariants
 //! - No signal is sent before the target's start time is re-checked: a reused pid is never hit.
@@ -30,6 +32,7 @@
 
 extern crate self as chaos_agent;
 
+mod beneath;
 mod error;
 pub mod faults;
 pub mod host;

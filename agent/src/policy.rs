@@ -9,6 +9,7 @@
 //!   allow_cmdlines: ['^/srv/shop/']                                 # empty (the default): any
 //!   deny_cmdlines: ['--prod']
 //!   max_count: 5
+//!   pidfile_dirs: [/run, /var/run, /tmp, /var/tmp]                  # where pidfile targets may be read; the default
 //! stress:
 //!   max_cpu_workers: 8          # default: 4 × CPUs
 //!   max_cpu_load: 90            # percent per worker; default 100
@@ -58,6 +59,8 @@ pub struct ProcessRules {
     #[serde(deserialize_with = "checked::deny_cmdlines")]
     pub deny_cmdlines: Vec<String>,
     pub max_count: Option<usize>,
+    /// Directories (and everything under them) a `pidfile` target may be read from.
+    pub pidfile_dirs: Vec<PathBuf>,
 }
 
 /// Ceilings for resource faults, and where they may write.
@@ -129,6 +132,7 @@ impl AgentPolicy {
             allow_cmdlines: rules.allow_cmdlines.clone(),
             deny_cmdlines: rules.deny_cmdlines.clone(),
             max_count: rules.max_count,
+            pidfile_dirs: rules.pidfile_dirs.clone(),
         }
     }
 
@@ -261,6 +265,7 @@ impl Default for ProcessRules {
             allow_cmdlines: Vec::new(),
             deny_cmdlines: Vec::new(),
             max_count: None,
+            pidfile_dirs: defaults.pidfile_dirs,
         }
     }
 }

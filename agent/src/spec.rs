@@ -82,11 +82,11 @@ impl FaultSpec {
         match self {
             FaultSpec::ProcessKill { target, count, signal } => {
                 Signal::parse(signal)?;
-                target.matcher()?;
+                target.validate()?;
                 count.0.validate()
             }
             FaultSpec::ProcessPause { target, count } => {
-                target.matcher()?;
+                target.validate()?;
                 count.0.validate()
             }
             FaultSpec::CpuStress(s) => s.validate(),

@@ -656,6 +656,7 @@ processes:
   allow_cmdlines: ['^/srv/shop/']                                 # empty (the default): any
   deny_cmdlines: ['--prod']
   max_count: 5
+  pidfile_dirs: [/run, /var/run, /tmp, /var/tmp]                  # where pidfile targets may be read; the default
 stress:
   max_cpu_workers: 8          # default: 4 × CPUs
   max_cpu_load: 90            # percent per worker; default 100
@@ -680,6 +681,7 @@ fn a_policy_file_loads_and_its_errors_point_at_the_line() {
             allow_cmdlines: vec!["^/srv/shop/".into()],
             deny_cmdlines: vec!["--prod".into()],
             max_count: Some(5),
+            pidfile_dirs: ["/run", "/var/run", "/tmp", "/var/tmp"].map(PathBuf::from).to_vec(),
         },
         stress: StressLimits {
             max_cpu_workers: Some(8),
@@ -971,4 +973,111 @@ fn a_network_fault_the_host_cannot_do_is_refused_by_name() {
     assert_eq!(err, format!("network-latency is not supported on this host: {missing}"));
     assert_eq!(fixture.records(), 0);
     assert!(agent.active().is_empty());
+}
+
+#[test]
+fn disk_fill_never_writes_outside_fill_paths_while_a_directory_is_swapped_for_a_symlink() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
+    let fixture = Fixture::new();
+    let allowed = fixture.data();
+    let outside = fixture.dir.path.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let sub = allowed.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let policy = AgentPolicy {
+        stress: StressLimits { fill_paths: vec![allowed.clone()], ..StressLimits::default() },
+        ..AgentPolicy::default()
+    };
+    let agent = fixture.start(policy);
+
+    // Swaps `sub` for a symlink to `outside` and back, as fast as it can with seeded pauses in between, so
+    // every step of an apply (policy check, directory open, file creation) meets both states.
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, sub, outside) = (stop.clone(), sub.clone(), outside.clone());
+        let real = allowed.join("sub.real");
+        std::thread::spawn(move || {
+            let mut rng = StdRng::seed_from_u64(SEED);
+            let mut swaps = 0u32;
+            // Mostly short, sometimes long enough for a whole apply to run in one state.
+            // (Jitter for the race, not synchronisation: nothing waits on it.)
+            let pause = |rng: &mut StdRng| {
+                if rng.random_bool(0.2) {
+                    std::thread::sleep(Duration::from_micros(rng.random_range(0..3_000)));
+                } else {
+                    for _ in 0..rng.random_range(0..2_000) {
+                        std::hint::spin_loop();
+                    }
+                }
+            };
+            while !stop.load(Ordering::Relaxed) {
+                std::fs::rename(&sub, &real).unwrap();
+                std::os::unix::fs::symlink(&outside, &sub).unwrap();
+                pause(&mut rng);
+                std::fs::remove_file(&sub).unwrap();
+                std::fs::rename(&real, &sub).unwrap();
+                pause(&mut rng);
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let (mut applied, mut refused) = (0, 0);
+    // At least 200 attempts, and on until both outcomes were seen often (bounded).
+    for attempt in 0..2000 {
+        if attempt >= 200 && applied >= 10 && refused >= 10 {
+            break;
+        }
+        match agent.apply(&fill(&sub, Size::kib(64)), Some(LONG)) {
+            Ok(done) => {
+                applied += 1;
+                agent.revert(done.id.unwrap()).unwrap();
+            }
+            Err(_) => refused += 1,
+        }
+        assert_eq!(files_in(&outside), Vec::<String>::new(), "attempt {attempt} wrote outside fill_paths");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 20, "only {swaps} swaps: the race was not exercised");
+    // Both states were met: applies found the real directory, others met the symlink and were refused.
+    assert!(applied >= 10 && refused >= 10, "applied {applied}, refused {refused}");
+    assert_eq!(files_in(&outside), Vec::<String>::new());
+    assert_eq!(files_in(&sub), Vec::<String>::new());
+    assert_eq!(fixture.records(), 0);
+}
+
+#[test]
+fn plan_checks_devices_and_paths_without_changing_anything() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
+    let fixture = Fixture::new();
+    let agent = fixture.start(AgentPolicy::default());
+    let missing_device = FaultSpec::NetworkBandwidth(Bandwidth {
+        netns: None,
+        device: "chaos-nodev1".into(),
+        rate: "1mbit".into(),
+        burst_bytes: None,
+        latency_ms: None,
+    });
+    let err = agent.plan(&missing_device, Some(LONG)).unwrap_err().to_string();
+    assert_eq!(err, "invalid device: expected an existing network device, found no device \"chaos-nodev1\"");
+    // The same checks without an agent (what a dry run uses: no journal replayed, nothing started).
+    let caps = agent.capabilities().clone();
+    let err = chaos_agent::host::plan(&AgentPolicy::default(), &caps, &missing_device, Some(LONG), SEED)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("found no device \"chaos-nodev1\""), "{err}");
+    let missing_dir = fill(fixture.data().join("absent"), Size::mib(1));
+    let err = agent.plan(&missing_dir, Some(LONG)).unwrap_err().to_string();
+    assert!(err.contains("absent"), "{err}");
+    assert!(agent.plan(&fill(fixture.data(), Size::mib(1)), Some(LONG)).is_ok());
+    assert!(fixture.data_files().is_empty());
+    assert_eq!(fixture.records(), 0);
 }

@@ -53,7 +53,8 @@ fn by_pid_and_pidfile() {
 
     std::fs::write(&pidfile, "not a pid").unwrap();
     let err = one(&by_file).unwrap_err().to_string();
-    assert!(err.contains("victim.pid") && err.contains("found 'not a pid'"), "{err}");
+    assert!(err.contains("victim.pid") && err.contains("does not hold a pid"), "{err}");
+    assert!(!err.contains("not a pid'"), "the content is never quoted: {err}");
     let missing = ProcessSelector { pidfile: Some(dir.path.join("absent.pid")), ..Default::default() };
     assert!(one(&missing).unwrap_err().to_string().contains("absent.pid"));
 }
@@ -163,4 +164,70 @@ fn policy_max_count_bounds_the_choice() {
     assert_eq!(select(&selector, Count::Exactly(2), 0, &policy).unwrap().len(), 2);
     let err = select(&selector, Count::Percent(1.0), 0, &policy).unwrap_err().to_string();
     assert_eq!(err, "policy rule 'max-count' refused: 3 processes chosen, at most 2 allowed");
+}
+
+/// Runs `select` on a thread and fails the test if it does not answer within the deadline (a FIFO used to
+/// block the read forever).
+fn select_within(selector: ProcessSelector, policy: Policy) -> Result<Vec<ProcessId>, AgentError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(select(&selector, Count::Exactly(1), 0, &policy));
+    });
+    rx.recv_timeout(common::DEADLINE)
+        .unwrap_or_else(|_| panic!("select did not answer within {:?}", common::DEADLINE))
+}
+
+#[test]
+fn a_pidfile_must_be_a_small_regular_file_in_an_allowed_dir_and_is_never_quoted() {
+    use std::os::unix::fs::PermissionsExt;
+    let victim = Victim::sleep();
+    let dir = TempDir::new();
+    let by_file = |path: std::path::PathBuf| ProcessSelector { pidfile: Some(path), ..Default::default() };
+    let only_dir = Policy { pidfile_dirs: vec![dir.path.clone()], ..Policy::default() };
+
+    // A root-only file that is not a pid: refused without a byte of it in the message.
+    let secret = dir.path.join("secret");
+    std::fs::write(&secret, "hunter2-SECRET-TOKEN\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let err = select_within(by_file(secret.clone()), only_dir.clone()).unwrap_err().to_string();
+    assert!(
+        err.contains("does not hold a pid") && !err.contains("SECRET") && !err.contains("hunter2"),
+        "{err}"
+    );
+
+    // A symlink inside the allowed directory to a file outside it is refused by the policy rule.
+    let outside = TempDir::new();
+    let target = outside.path.join("victim.pid");
+    std::fs::write(&target, format!("{}\n", victim.pid())).unwrap();
+    let link = dir.path.join("link.pid");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let err = select_within(by_file(link), only_dir.clone()).unwrap_err().to_string();
+    assert!(err.starts_with("policy rule 'pidfile-dirs' refused: "), "{err}");
+
+    // Outside the default directories (/dev here) nothing is read at all.
+    let err = select_within(by_file("/dev/zero".into()), Policy::default()).unwrap_err().to_string();
+    assert!(
+        err.starts_with("policy rule 'pidfile-dirs' refused: /dev/zero is not under any allowed path"),
+        "{err}"
+    );
+    // Even where the policy allows it, a device is not a pidfile: refused at once, not read until memory ends.
+    let dev = Policy { pidfile_dirs: vec!["/dev".into()], ..Policy::default() };
+    let err = select_within(by_file("/dev/zero".into()), dev).unwrap_err().to_string();
+    assert_eq!(err, "pidfile /dev/zero: is not a regular file");
+
+    // A FIFO with no writer is refused, not waited on.
+    let fifo = dir.path.join("fifo.pid");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let err = select_within(by_file(fifo.clone()), only_dir.clone()).unwrap_err().to_string();
+    assert_eq!(err, format!("pidfile {}: is not a regular file", fifo.display()));
+
+    // At most 64 bytes: a pid followed by a megabyte of spaces is refused, the pid itself accepted.
+    let big = dir.path.join("big.pid");
+    std::fs::write(&big, format!("{}{}", victim.pid(), " ".repeat(1 << 20))).unwrap();
+    let err = select_within(by_file(big.clone()), only_dir.clone()).unwrap_err().to_string();
+    assert_eq!(err, format!("pidfile {}: is larger than the 64 bytes a pidfile may hold", big.display()));
+    let exact = dir.path.join("exact.pid");
+    let pid = victim.pid().to_string();
+    std::fs::write(&exact, format!("{pid}{}", " ".repeat(64 - pid.len()))).unwrap();
+    assert_eq!(select_within(by_file(exact), only_dir).unwrap(), [victim.id()]);
 }

@@ -500,3 +500,71 @@ fn specs_read_with_defaults_and_round_trip() {
     assert_eq!(serde_json::from_str::<DiskFill>(&serde_json::to_string(&fill).unwrap()).unwrap(), fill);
     assert_eq!(serde_json::to_string(&fill).unwrap(), r#"{"path":"/tmp","size":"1536MiB"}"#);
 }
+
+#[test]
+fn a_fill_file_moved_away_is_an_error_on_revert_and_its_space_is_freed() {
+    use std::os::unix::fs::MetadataExt;
+    let fixture = Fixture::new();
+    let handle = DiskFill { path: fixture.data(), size: Size::mib(4) }.apply(&fixture.journal).unwrap();
+    let file = handle.files()[0].clone();
+    let moved = fixture.dir.path.join("moved.bin");
+    std::fs::rename(&file, &moved).unwrap();
+
+    let err = handle.revert().unwrap_err();
+    assert!(matches!(err, chaos_agent::AgentError::Moved { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&file.display().to_string()) && message.contains("moved or deleted"),
+        "{message}"
+    );
+    // The space is freed through the descriptor held since apply, wherever the name went.
+    let meta = std::fs::metadata(&moved).unwrap();
+    assert_eq!((meta.len(), meta.blocks()), (0, 0));
+    // Nothing more can be done by anyone: the record is gone, and a retry gives the same error, never success.
+    assert_eq!(fixture.records(), 0);
+    assert!(handle.is_reverted());
+    assert_eq!(handle.revert().unwrap_err().to_string(), message);
+}
+
+#[test]
+fn a_fill_file_replaced_by_another_is_left_alone_and_reported() {
+    let fixture = Fixture::new();
+    let handle = DiskFill { path: fixture.data(), size: Size::mib(1) }.apply(&fixture.journal).unwrap();
+    let file = handle.files()[0].clone();
+    std::fs::remove_file(&file).unwrap();
+    std::fs::write(&file, b"someone else's").unwrap();
+
+    let err = handle.revert().unwrap_err().to_string();
+    assert!(err.contains("another file has its name now"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"someone else's");
+    assert_eq!(fixture.records(), 0);
+}
+
+#[test]
+fn replay_frees_a_fill_file_by_identity_and_drops_a_record_whose_file_is_gone() {
+    use std::os::unix::fs::MetadataExt;
+    let fixture = Fixture::new();
+    // Three forgotten fills: one in place, one moved away, one whose name now holds another file.
+    let apply = || DiskFill { path: fixture.data(), size: Size::mib(1) }.apply(&fixture.journal).unwrap();
+    let (kept, moved, replaced) = (apply(), apply(), apply());
+    let undo = fixture.journal.records().0.iter().flat_map(|(_, r)| r.undo.clone()).collect::<Vec<_>>();
+    assert!(undo.iter().all(|step| matches!(step, Undo::RemoveFillFile { .. })), "{undo:?}");
+    let (kept_file, moved_file, replaced_file) =
+        (kept.files()[0].clone(), moved.files()[0].clone(), replaced.files()[0].clone());
+    std::mem::forget((kept, moved, replaced));
+    let away = fixture.dir.path.join("away.bin");
+    std::fs::rename(&moved_file, &away).unwrap();
+    std::fs::remove_file(&replaced_file).unwrap();
+    std::fs::write(&replaced_file, b"not ours").unwrap();
+
+    let report = journal::replay(fixture.state(), ReplayMode::All);
+    // A record whose file cannot be found any more is dropped (with a `failed` event): keeping it would make
+    // every later replay and `revert-all` fail for a file nobody can find by name.
+    assert_eq!(report.reverted.len(), 3, "{report:?}");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(fixture.records(), 0);
+    assert!(!kept_file.exists());
+    assert_eq!(std::fs::read(&replaced_file).unwrap(), b"not ours");
+    // Moved away, it is out of reach: not deleted, not truncated (only the owner's descriptor could).
+    assert_eq!(std::fs::metadata(&away).unwrap().size(), MIB);
+}

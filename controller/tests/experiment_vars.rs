@@ -167,3 +167,52 @@ fn percentiles_read_as_objective_and_threshold() {
         assert!(d.starts_with("p.yaml:4:49: "), "{text}: {d}");
     }
 }
+
+#[test]
+fn variables_that_multiply_each_other_stop_at_the_size_limit() {
+    // 704 bytes that would expand to 16 GiB: each variable repeats the one before eight times.
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/multiplying-vars.yaml"))
+            .unwrap();
+    let started = std::time::Instant::now();
+    let got = errors("m.yaml", &text, &[]);
+    assert!(started.elapsed() < StdDuration::from_secs(5), "took {:?}", started.elapsed());
+    assert_eq!(
+        got,
+        format!(
+            "m.yaml:11:8: variables expand to more than {MAX_EXPANDED_BYTES} bytes of text here (the limit for a \
+             whole experiment): does a variable repeat another one many times?"
+        )
+    );
+    // The same limit holds for the document's own strings, not only for `vars:`.
+    let big = "x".repeat(600_000);
+    let text = format!("{HEAD}vars: {{ big: \"{big}\" }}\nhypothesis: \"${{big}}${{big}}\"\n");
+    let got = errors("h.yaml", &text, &[]);
+    assert!(got.starts_with("h.yaml:4:"), "{}", &got[..got.len().min(200)]);
+    assert!(got.contains("variables expand to more than"), "{}", &got[..got.len().min(200)]);
+}
+
+#[test]
+fn variables_nest_at_most_max_depth_deep() {
+    let chain = |levels: usize| {
+        let mut doc = String::from("vars:\n  a0: x\n");
+        for k in 1..=levels {
+            doc.push_str(&format!("  a{k}: \"${{a{}}}\"\n", k - 1));
+        }
+        doc.push_str(&format!("hypothesis: \"${{a{levels}}}\"\n"));
+        doc
+    };
+    // `a15` uses a14 … uses a0: 16 variables in one chain is the most allowed.
+    assert_eq!(ok(&chain(MAX_DEPTH - 1), &[]).hypothesis.as_deref(), Some("x"));
+    let got = errors("d.yaml", &format!("{HEAD}{}", chain(MAX_DEPTH)), &[]);
+    assert_eq!(got.lines().count(), 1, "{got}");
+    assert!(got.contains(&format!("variables nest more than {MAX_DEPTH} deep")), "{got}");
+    // A chain far deeper than the limit (which without it would recurse until the stack overflows) is the
+    // same single error.
+    let got = errors("d.yaml", &format!("{HEAD}{}", chain(2_000)), &[]);
+    assert!(
+        got.contains(&format!("variables nest more than {MAX_DEPTH} deep")),
+        "{}",
+        &got[..got.len().min(300)]
+    );
+}

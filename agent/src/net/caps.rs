@@ -74,6 +74,12 @@ impl Capabilities {
         caps
     }
 
+    /// Every feature reported missing as not probed: for checking faults that need none of them (a process or
+    /// resource fault) without the probe's throwaway namespace.
+    pub fn unprobed() -> Capabilities {
+        Capabilities::none("not probed")
+    }
+
     /// Every feature missing for the same reason.
     fn none(why: &str) -> Capabilities {
         let missing = Support::Missing(why.to_string());

@@ -69,6 +69,13 @@ impl Partition {
         self.filter.validate()
     }
 
+    /// What `apply` checks on the host without changing it: `nft` (and `ip` for a namespace) present.
+    pub fn check_host(&self, caps: &Capabilities) -> Result<(), AgentError> {
+        self.validate()?;
+        caps.require(self.kind())?;
+        caps.require_netns(self.kind(), self.netns.as_deref())
+    }
+
     /// Loads the fault's table. The journal record is written first; on error nothing is left applied.
     pub fn apply(&self, journal: &Journal, caps: &Capabilities) -> Result<NetHandle, AgentError> {
         self.validate()?;
@@ -88,6 +95,13 @@ impl Loss {
         validate_netns(self.netns.as_deref())?;
         self.filter.validate()?;
         per_10000(self.percent).map(|_| ())
+    }
+
+    /// What `apply` checks on the host without changing it: `nft` (and `ip` for a namespace) present.
+    pub fn check_host(&self, caps: &Capabilities) -> Result<(), AgentError> {
+        self.validate()?;
+        caps.require(self.kind())?;
+        caps.require_netns(self.kind(), self.netns.as_deref())
     }
 
     /// Loads the fault's table. The journal record is written first; on error nothing is left applied.

@@ -83,6 +83,13 @@ impl Bandwidth {
         self.tbf_args().map(|_| ())
     }
 
+    /// What `apply` checks on the host without changing it: the capabilities, and a device that exists and
+    /// still has the kernel's default root qdisc.
+    pub fn check_host(&self, caps: &Capabilities) -> Result<(), AgentError> {
+        self.validate()?;
+        check_qdisc(self.kind(), self.netns.as_deref(), &self.device, caps)
+    }
+
     /// Adds the `tbf` root qdisc. Refused if the device's root qdisc is not the default one. The journal record
     /// is written first; on error nothing is left applied.
     pub fn apply(&self, journal: &Journal, caps: &Capabilities) -> Result<NetHandle, AgentError> {
@@ -175,6 +182,13 @@ impl Latency {
         self.netem_args().map(|_| ())
     }
 
+    /// What `apply` checks on the host without changing it: the capabilities, and a device that exists and
+    /// still has the kernel's default root qdisc.
+    pub fn check_host(&self, caps: &Capabilities) -> Result<(), AgentError> {
+        self.validate()?;
+        check_qdisc(self.kind(), self.netns.as_deref(), &self.device, caps)
+    }
+
     /// Adds the `netem` root qdisc. Refused (unsupported) when the kernel has no netem, and when the device's root
     /// qdisc is not the default one. The journal record is written first; on error nothing is left applied.
     pub fn apply(&self, journal: &Journal, caps: &Capabilities) -> Result<NetHandle, AgentError> {
@@ -231,6 +245,24 @@ fn apply_qdisc(
     journal: &Journal,
     caps: &Capabilities,
 ) -> Result<NetHandle, AgentError> {
+    check_qdisc(kind, netns, device, caps)?;
+    let id = FaultId::next();
+    let (ns, dev) = (netns.map(str::to_string), device.to_string());
+    let target = NetTarget::Qdisc { netns: ns.clone(), device: dev.clone(), handle: QDISC_HANDLE.into() };
+    let undo = Undo::DeleteQdisc { netns: ns, device: dev, handle: QDISC_HANDLE.into() };
+    let mut args = vec!["qdisc", "add", "dev", device, "root", "handle", QDISC_HANDLE];
+    args.extend(qdisc.iter().map(String::as_str));
+    apply_with(id, kind, journal, undo, target, || run(netns, "tc", &args, None).map(drop))
+}
+
+/// Refuses a qdisc fault this host cannot take, changing nothing: missing `tc` or qdisc kind, `ip` for a
+/// namespace, a device that does not exist, or a device whose root qdisc is not the kernel's default.
+fn check_qdisc(
+    kind: FaultKind,
+    netns: Option<&str>,
+    device: &str,
+    caps: &Capabilities,
+) -> Result<(), AgentError> {
     caps.require(kind)?;
     caps.require_netns(kind, netns)?;
     if let Some(root) = root_qdisc(netns, device)?
@@ -248,13 +280,7 @@ fn apply_qdisc(
             ),
         });
     }
-    let id = FaultId::next();
-    let (ns, dev) = (netns.map(str::to_string), device.to_string());
-    let target = NetTarget::Qdisc { netns: ns.clone(), device: dev.clone(), handle: QDISC_HANDLE.into() };
-    let undo = Undo::DeleteQdisc { netns: ns, device: dev, handle: QDISC_HANDLE.into() };
-    let mut args = vec!["qdisc", "add", "dev", device, "root", "handle", QDISC_HANDLE];
-    args.extend(qdisc.iter().map(String::as_str));
-    apply_with(id, kind, journal, undo, target, || run(netns, "tc", &args, None).map(drop))
+    Ok(())
 }
 
 /// The root qdisc of `device`, `None` when it has none (a device that is down may have none shown).

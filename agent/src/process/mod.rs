@@ -13,8 +13,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use choose::Count;
-pub use policy::{DEFAULT_PROTECTED_CMDLINES, DEFAULT_PROTECTED_NAMES, Policy, PolicyRule};
-pub use selector::ProcessSelector;
+pub use policy::{
+    DEFAULT_PROTECTED_CMDLINES, DEFAULT_PROTECTED_NAMES, Policy, PolicyRule, default_pidfile_dirs,
+};
+pub use selector::{MAX_PIDFILE_BYTES, ProcessSelector};
 
 use crate::AgentError;
 use procfs::Stat;
@@ -90,7 +92,7 @@ pub fn select(
     policy: &Policy,
 ) -> Result<Vec<ProcessId>, AgentError> {
     count.validate()?;
-    let matcher = selector.matcher()?;
+    let matcher = selector.matcher(&policy.pidfile_dirs)?;
     let mut matched = Vec::new();
     for pid in matcher.candidate_pids()? {
         let Some(stat) = procfs::stat(pid)? else { continue };

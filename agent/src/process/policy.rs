@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::path::PathBuf;
 
 use regex::Regex;
 
@@ -14,6 +15,17 @@ pub const DEFAULT_PROTECTED_NAMES: [&str; 3] = ["sshd", "systemd", "init"];
 /// Command lines never targeted by default: chaos's own controller and agent daemons (on any host, not only the
 /// agent's own process, which the self-or-ancestor rule covers).
 pub const DEFAULT_PROTECTED_CMDLINES: [&str; 1] = [r"(^|/)chaos (controller|agent)( |$)"];
+
+/// Directories pidfiles are read from unless the policy says otherwise: where daemons write them, and the temp
+/// directories (the process's own temp dir too, when it is another).
+pub fn default_pidfile_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = ["/run", "/var/run", "/tmp", "/var/tmp"].map(PathBuf::from).to_vec();
+    let temp = std::env::temp_dir();
+    if !dirs.contains(&temp) {
+        dirs.push(temp);
+    }
+    dirs
+}
 
 /// Agent-side limits on what a selection may hit. Checked against every matched process, not only the ones
 /// chosen, so whether a selection is allowed does not depend on the seed.
@@ -29,6 +41,9 @@ pub struct Policy {
     pub deny_cmdlines: Vec<String>,
     /// Most processes one selection may choose; `None` means no limit beyond the other rules.
     pub max_count: Option<usize>,
+    /// Directories (and everything under them) a `pidfile` selector may read from; see
+    /// [`default_pidfile_dirs`].
+    pub pidfile_dirs: Vec<PathBuf>,
 }
 
 /// The rule that refused a selection, named in every refusal.
@@ -62,6 +77,7 @@ impl Default for Policy {
             allow_cmdlines: Vec::new(),
             deny_cmdlines: Vec::new(),
             max_count: None,
+            pidfile_dirs: default_pidfile_dirs(),
         }
     }
 }

@@ -1,13 +1,21 @@
 //! `ProcessSelector`: which processes a fault may target, by name, cmdline, pid, pidfile and user.
 
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::{Mode, SFlag, fstat};
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::procfs::{self, Stat};
 use crate::AgentError;
+use crate::beneath::Beneath;
+
+/// The most bytes a pidfile may hold: a pid and a newline, with room for whitespace.
+pub const MAX_PIDFILE_BYTES: usize = 64;
 
 /// Criteria a process must meet; every criterion given must match, and at least one must be given.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -19,7 +27,9 @@ pub struct ProcessSelector {
     pub cmdline: Option<String>,
     /// One pid.
     pub pid: Option<i32>,
-    /// A file holding one pid (read when selecting, so a restarted daemon's new pid is found).
+    /// A file holding one pid (read when selecting, so a restarted daemon's new pid is found). Only a regular
+    /// file of at most [`MAX_PIDFILE_BYTES`] under the policy's `pidfile_dirs` is read, and its content is
+    /// never quoted in an error.
     pub pidfile: Option<PathBuf>,
     /// Owner: a user name or a numeric uid, matched against the effective uid.
     pub user: Option<String>,
@@ -69,8 +79,8 @@ impl ProcessSelector {
         Ok(())
     }
 
-    /// Resolves the parts that depend on the host right now.
-    pub(crate) fn matcher(&self) -> Result<Matcher, AgentError> {
+    /// Resolves the parts that depend on the host right now; a pidfile is read only from `pidfile_dirs`.
+    pub(crate) fn matcher(&self, pidfile_dirs: &[PathBuf]) -> Result<Matcher, AgentError> {
         self.validate()?;
         let cmdline = match &self.cmdline {
             Some(pattern) => Some(Regex::new(pattern).map_err(|e| AgentError::Invalid {
@@ -81,7 +91,7 @@ impl ProcessSelector {
         };
         let mut pids: Vec<i32> = self.pid.into_iter().collect();
         if let Some(path) = &self.pidfile {
-            pids.push(read_pidfile(path)?);
+            pids.push(read_pidfile(path, pidfile_dirs)?);
         }
         let uid = self.user.as_deref().map(resolve_user).transpose()?;
         Ok(Matcher { name: self.name.clone(), cmdline, pids, uid })
@@ -144,13 +154,29 @@ impl Matcher {
     }
 }
 
-fn read_pidfile(path: &Path) -> Result<i32, AgentError> {
+/// Reads the pid in `path`: a regular file beneath one of `dirs`, reached without symlinks, opened without
+/// blocking (a FIFO is refused, not waited on), of at most [`MAX_PIDFILE_BYTES`]. Errors never quote the
+/// content: the file may be anything the agent (often root) can read.
+fn read_pidfile(path: &Path, dirs: &[PathBuf]) -> Result<i32, AgentError> {
     let error = |reason: String| AgentError::Pidfile { path: path.to_path_buf(), reason };
-    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-    let trimmed = text.trim();
-    match trimmed.parse::<i32>() {
-        Ok(pid) if pid > 0 => Ok(pid),
-        _ => Err(error(format!("expected a positive pid, found '{trimmed}'"))),
+    let beneath = Beneath::find(path, dirs, "pidfile-dirs")?;
+    let fd = beneath.open(OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty(), path)?;
+    let stat = fstat(&fd).map_err(|e| error(format!("cannot be read: {e}")))?;
+    if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err(error("is not a regular file".into()));
+    }
+    let mut bytes = Vec::with_capacity(MAX_PIDFILE_BYTES + 1);
+    // One byte more than allowed, to tell a full file from a longer one; the file may grow after `fstat`.
+    std::fs::File::from(fd)
+        .take(MAX_PIDFILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| error(format!("cannot be read: {e}")))?;
+    if bytes.len() > MAX_PIDFILE_BYTES {
+        return Err(error(format!("is larger than the {MAX_PIDFILE_BYTES} bytes a pidfile may hold")));
+    }
+    match std::str::from_utf8(&bytes).ok().and_then(|text| text.trim().parse::<i32>().ok()) {
+        Some(pid) if pid > 0 => Ok(pid),
+        _ => Err(error("does not hold a pid (expected one positive decimal number)".into())),
     }
 }
 

@@ -1,17 +1,24 @@
 //! Disk fill: one file in a directory, allocated with `fallocate(2)` (or written with zeros) and fsync'd.
+//!
+//! The file is created beneath an allowed directory without following any symlink (`openat2`), and
+//! reverted through the descriptors held since: truncated through the file, deleted through its directory only
+//! while the name still holds that file. A file that is not where it was put is an error, not a clean revert.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{FallocateFlags, fallocate};
+use nix::fcntl::{AT_FDCWD, AtFlags, FallocateFlags, OFlag, OpenHow, ResolveFlag, fallocate, openat2};
+use nix::sys::stat::{Mode, fstat, fstatat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
 use serde::{Deserialize, Serialize};
 
 use super::size::{MIB, Size, human};
 use super::{Begun, StressHandle, check_dir, free_space};
 use crate::AgentError;
+use crate::beneath::Beneath;
 use crate::faults::{FaultId, FaultKind};
 use crate::journal::{Journal, Undo};
 
@@ -56,11 +63,27 @@ impl DiskFill {
         check_dir(&self.path)
     }
 
-    /// Validates, refuses a size above the free space, journals, then creates and allocates the file.
+    /// Validates, refuses a size above the free space, journals, then creates and allocates the file beneath
+    /// `path` itself: [`DiskFill::apply_within`] with `path` as the only allowed directory.
     pub fn apply(&self, journal: &Journal) -> Result<StressHandle, AgentError> {
+        self.apply_within(journal, std::slice::from_ref(&self.path))
+    }
+
+    /// Validates, refuses a size above the free space, journals, then creates and allocates the file in `path`,
+    /// which must lie beneath one of `allowed` (the policy's `fill_paths`).
+    ///
+    /// Nothing is checked and then used by name: the allowed directory is opened once, `path` is opened
+    /// relative to it with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, and the file is created relative
+    /// to that with `O_CREAT | O_EXCL | O_NOFOLLOW`. A directory swapped for a symlink at any moment makes the
+    /// apply fail; no byte is written outside the allowed directory. The undo record names the file by
+    /// device and inode too, so a revert deletes only this very file.
+    pub fn apply_within(&self, journal: &Journal, allowed: &[PathBuf]) -> Result<StressHandle, AgentError> {
         self.validate()?;
         let bytes = self.bytes()?;
-        let free = free_space(&self.path)?;
+        let beneath = Beneath::find(&self.path, allowed, "fill-paths")?;
+        let dir = beneath.open(OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty(), &self.path)?;
+        let dir_path = beneath.path();
+        let free = free_space_of(&dir, &self.path)?;
         if bytes > free {
             return Err(AgentError::invalid(
                 "size",
@@ -73,24 +96,154 @@ impl DiskFill {
             ));
         }
         let (id, kind) = (FaultId::next(), self.kind());
-        let path = self.path.join(format!("chaos-fill-{id}-{}.bin", std::process::id()));
+        let name = format!("chaos-fill-{id}-{}.bin", std::process::id());
+        let path = dir_path.join(&name);
         let entry = journal.begin(id, kind, vec![Undo::RemoveFile { path: path.clone() }])?;
         let begun = Begun { id, kind, entry, files: vec![path.clone()], bytes: Some(bytes) };
-        let file = match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-            Ok(file) => file,
+        let how = OpenHow::new()
+            .flags(OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+            .mode(Mode::from_bits_truncate(0o600))
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        let file = match openat2(&dir, name.as_str(), how) {
+            Ok(fd) => File::from(fd),
             Err(e) => {
-                let error = AgentError::io(format!("creating {}", path.display()), e);
+                let error = AgentError::io(format!("creating {}", path.display()), e.into());
                 return Err(begun.undo_created(0, error));
             }
         };
-        match allocate(&file, &path, bytes) {
-            Ok(()) => Ok(begun.finish()),
+        let (dev, ino) = match fstat(&file) {
+            Ok(stat) => (stat.st_dev, stat.st_ino),
             Err(e) => {
+                let error = AgentError::io(format!("reading {}", path.display()), e.into());
                 drop(file);
-                Err(begun.undo(e))
+                return Err(begun.undo(error));
             }
+        };
+        // From here on the record names the file by identity: a replay deletes it only if it is still this one.
+        if let Err(e) = begun.entry.update(vec![Undo::RemoveFillFile { path: path.clone(), dev, ino }]) {
+            drop(file);
+            return Err(begun.undo(e));
+        }
+        if let Err(e) = allocate(&file, &path, bytes) {
+            // Through the descriptor, so the space is freed even if the name was moved meanwhile.
+            let _ = file.set_len(0);
+            drop(file);
+            return Err(begun.undo(e));
+        }
+        Ok(begun.finish_fill(FillFile { dir, name, path, file, dev, ino }))
+    }
+}
+
+/// The file a disk fill created, held open with its directory so the revert can free and delete this very
+/// file even if a name on the way was swapped.
+#[derive(Debug)]
+pub(super) struct FillFile {
+    dir: OwnedFd,
+    name: String,
+    path: PathBuf,
+    file: File,
+    dev: u64,
+    ino: u64,
+}
+
+/// Why a fill file could not be reverted as it was created.
+#[derive(Debug)]
+pub(super) enum RemoveError {
+    /// A system call failed; trying again may work.
+    Io(AgentError),
+    /// The space was freed through the open file, but its name is gone or now holds another file: nothing
+    /// more can be done, and this must be reported, not counted as a clean revert.
+    Moved(AgentError),
+}
+
+// === impl FillFile ===
+
+impl FillFile {
+    /// Frees the space through the open file (wherever its name is now), then deletes the name if it still
+    /// holds this file (same device and inode), through the directory opened at apply time.
+    pub(super) fn remove(&self) -> Result<(), RemoveError> {
+        self.file.set_len(0).map_err(|e| {
+            RemoveError::Io(AgentError::io(format!("truncating fill file {}", self.path.display()), e))
+        })?;
+        match fstatat(&self.dir, self.name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat) if (stat.st_dev, stat.st_ino) == (self.dev, self.ino) => {
+                match unlinkat(&self.dir, self.name.as_str(), UnlinkatFlags::NoRemoveDir) {
+                    Ok(()) | Err(Errno::ENOENT) => Ok(()),
+                    Err(e) => Err(RemoveError::Io(AgentError::io(
+                        format!("removing fill file {}", self.path.display()),
+                        e.into(),
+                    ))),
+                }
+            }
+            Ok(_) => Err(RemoveError::Moved(moved(&self.path, "another file has its name now (left alone)"))),
+            Err(Errno::ENOENT) => Err(RemoveError::Moved(moved(&self.path, "it was moved or deleted"))),
+            Err(e) => Err(RemoveError::Io(AgentError::io(
+                format!("looking up fill file {}", self.path.display()),
+                e.into(),
+            ))),
         }
     }
+}
+
+fn moved(path: &Path, what: &str) -> AgentError {
+    AgentError::Moved {
+        path: path.to_path_buf(),
+        detail: format!("{what}; its space was freed through the file the agent held open"),
+    }
+}
+
+/// The undo step of a fill file after a crash, when no descriptor is held: the file at `path` is truncated
+/// and deleted only if it is still the one created (`dev`, `ino`), through its directory opened without
+/// following symlinks. A name that is gone or that holds another file is logged as a `failed` event and the
+/// step counts as done: no later replay could find the file either, and a record that can never succeed would
+/// make every `revert-all` fail.
+pub(crate) fn remove_recorded(path: &Path, dev: u64, ino: u64) -> Result<(), AgentError> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(AgentError::invalid("path", format!("expected a file path, found {}", path.display())));
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let dir = match openat2(AT_FDCWD, parent, how) {
+        Ok(dir) => dir,
+        Err(Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR) => {
+            tracing::warn!(path = %path.display(), "failed: fill file's directory is gone or was replaced");
+            return Ok(());
+        }
+        Err(e) => return Err(AgentError::io(format!("opening {}", parent.display()), e.into())),
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let file = match openat2(&dir, name, how) {
+        Ok(fd) => File::from(fd),
+        Err(Errno::ENOENT) => {
+            tracing::warn!(path = %path.display(), "failed: fill file is not where it was created");
+            return Ok(());
+        }
+        Err(Errno::ELOOP | Errno::ENXIO | Errno::EISDIR) => {
+            tracing::warn!(path = %path.display(), "failed: fill file was replaced (left alone)");
+            return Ok(());
+        }
+        Err(e) => return Err(AgentError::io(format!("opening {}", path.display()), e.into())),
+    };
+    let stat = fstat(&file).map_err(|e| AgentError::io(format!("reading {}", path.display()), e.into()))?;
+    if (stat.st_dev, stat.st_ino) != (dev, ino) {
+        tracing::warn!(path = %path.display(), "failed: fill file was replaced (left alone)");
+        return Ok(());
+    }
+    file.set_len(0).map_err(|e| AgentError::io(format!("truncating {}", path.display()), e))?;
+    match unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(AgentError::io(format!("removing {}", path.display()), e.into())),
+    }
+}
+
+/// The free space of the filesystem holding the opened directory.
+fn free_space_of(dir: &OwnedFd, path: &Path) -> Result<u64, AgentError> {
+    let stat = nix::sys::statvfs::fstatvfs(dir)
+        .map_err(|e| AgentError::io(format!("statvfs {}", path.display()), e.into()))?;
+    Ok((stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64))
 }
 
 /// Allocates `bytes` to `file`: `fallocate(2)`, or zeros written 1 MiB at a time where that is unsupported;

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 pub use cpu::CpuStress;
 pub use disk::DiskFill;
+pub(crate) use disk::remove_recorded as remove_fill_file;
 pub use io::IoStress;
 pub use memory::{MemoryStress, mem_total};
 pub use size::{GIB, KIB, MIB, Size, TIB};
@@ -60,8 +61,13 @@ pub struct StressHandle {
     workers: Vec<ProcessId>,
     files: Vec<PathBuf>,
     bytes: Option<u64>,
+    /// A disk fill's file, held open since it was created so the revert frees and deletes this very file.
+    fill: Option<disk::FillFile>,
     /// What is left to revert; `None` once a revert has finished.
     pending: Mutex<Option<Pending>>,
+    /// Set when the revert found the fill file moved or replaced: every later revert returns this error again,
+    /// so a retry cannot turn it into a success.
+    moved: Mutex<Option<(PathBuf, String)>>,
 }
 
 #[derive(Debug)]
@@ -98,7 +104,8 @@ impl StressHandle {
     }
 
     /// Kills and reaps the workers, deletes the files and the journal record. Synchronous and idempotent; on
-    /// error what is left stays pending, so the next call retries it.
+    /// error what is left stays pending, so the next call retries it. A fill file found moved or replaced is
+    /// final: its space is freed, the record deleted, and this and every later call return that error.
     pub fn revert(&self) -> Result<(), AgentError> {
         self.revert_by("call")
     }
@@ -110,7 +117,13 @@ impl StressHandle {
 
     fn revert_by(&self, by: &'static str) -> Result<(), AgentError> {
         let mut pending = self.lock();
-        let Some(left) = pending.as_mut() else { return Ok(()) };
+        let Some(left) = pending.as_mut() else {
+            let moved = self.moved.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            return match &*moved {
+                Some((path, detail)) => Err(AgentError::Moved { path: path.clone(), detail: detail.clone() }),
+                None => Ok(()),
+            };
+        };
         let (id, kind) = (self.id, self.kind);
         let mut first_error = None;
         let mut alive = Vec::new();
@@ -120,11 +133,37 @@ impl StressHandle {
                 first_error.get_or_insert(e);
             }
         }
-        // The record goes only once every worker is reaped: a worker still exiting keeps its file busy.
-        if first_error.is_none()
-            && let Err(e) = left.entry.revert()
-        {
-            first_error = Some(e);
+        // A fill file that is not where it was put is final: its space is freed through the held file, and no
+        // later attempt (nor a replay) could find it, so the record goes and the error is returned once.
+        let fill_removed = match &self.fill {
+            None => false,
+            Some(fill) => match fill.remove() {
+                Ok(()) => true,
+                Err(disk::RemoveError::Io(e)) => {
+                    tracing::warn!(fault_id = %id, %kind, pids = "", by, error = %e, "failed");
+                    return Err(e);
+                }
+                Err(disk::RemoveError::Moved(e)) => {
+                    tracing::warn!(fault_id = %id, %kind, pids = "", by, error = %e, "failed");
+                    if let AgentError::Moved { path, detail } = &e {
+                        *self.moved.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                            Some((path.clone(), detail.clone()));
+                    }
+                    if let Err(journal_error) = left.entry.finish() {
+                        tracing::warn!(fault_id = %id, %kind, pids = "", by, error = %journal_error, "failed");
+                    }
+                    *pending = None;
+                    return Err(e);
+                }
+            },
+        };
+        // The record goes only once every worker is reaped: a worker still exiting keeps its file busy. A fill
+        // file removed above leaves only the record to delete (its undo step would find the file gone).
+        if first_error.is_none() {
+            let record = if fill_removed { left.entry.finish() } else { left.entry.revert() };
+            if let Err(e) = record {
+                first_error = Some(e);
+            }
         }
         match first_error {
             None => {
@@ -180,9 +219,9 @@ struct Begun {
 }
 
 impl Begun {
-    /// The handle of a fault with no workers (a disk fill), once its file is in place.
-    fn finish(self) -> StressHandle {
-        self.handle(Vec::new())
+    /// The handle of a disk fill (no workers), once its file is in place.
+    fn finish_fill(self, fill: disk::FillFile) -> StressHandle {
+        self.handle(Vec::new(), Some(fill))
     }
 
     /// Forks one worker per item of `work`, records their pids after the `RemoveFile` steps of `files` (so a
@@ -204,7 +243,7 @@ impl Begun {
             Ok(ids)
         });
         match started {
-            Ok(ids) => Ok(self.handle(ids)),
+            Ok(ids) => Ok(self.handle(ids, None)),
             Err(e) => {
                 spawn::abandon(&spawned);
                 Err(self.undo(e))
@@ -212,7 +251,7 @@ impl Begun {
         }
     }
 
-    fn handle(self, workers: Vec<ProcessId>) -> StressHandle {
+    fn handle(self, workers: Vec<ProcessId>, fill: Option<disk::FillFile>) -> StressHandle {
         let Begun { id, kind, entry, files, bytes } = self;
         let shown: Vec<String> = files.iter().map(|path| path.display().to_string()).collect();
         let (pids, files_shown) = (pid_list(&workers), shown.join(","));
@@ -224,6 +263,8 @@ impl Begun {
             workers,
             files,
             bytes,
+            fill,
+            moved: Mutex::new(None),
         }
     }
 

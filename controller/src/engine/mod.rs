@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use faults::DEADLINE_MARGIN;
-pub use plan::{HostOptions, Plan, Remote, ResolvedTarget};
+pub use plan::{CheckError, HostOptions, Plan, Remote, ResolvedTarget};
 
 use crate::experiment::checked::StepKind;
 use crate::experiment::model::Step;

@@ -78,6 +78,17 @@ pub struct Plan {
     pub remote: Option<Remote>,
     /// What each agent said it would do, per step (filled by [`Plan::check_remote`]).
     pub remote_plan: Vec<String>,
+    /// What the local agent would do, per step (filled by [`Plan::check_local`]).
+    pub local_plan: Vec<String>,
+}
+
+/// A step the check before the first fault refused, named in the message: the experiment's fault (a value,
+/// path or device that is wrong, or something the policy refuses; exit 2) or the environment's (a missing
+/// capability, a target that does not resolve now, a system call that failed; exit 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckError {
+    File(String),
+    Environment(String),
 }
 
 /// Where the local agent keeps its undo journal, and the policy file limiting what it may do.
@@ -171,7 +182,7 @@ impl Plan {
             };
             targets.insert(name.clone(), resolved);
         }
-        Ok(Plan { targets, host: None, remote, remote_plan: Vec::new() })
+        Ok(Plan { targets, host: None, remote, remote_plan: Vec::new(), local_plan: Vec::new() })
     }
 
     /// Every agent the plan would touch, by id.
@@ -263,28 +274,90 @@ impl Plan {
         any(exp, &exp.method) || any(exp, &exp.rollbacks)
     }
 
-    /// Checks every host fault against the agent policy (what `--dry-run` does instead of starting the agent).
-    pub fn check_host_faults(exp: &Experiment, options: &HostOptions) -> Result<(), String> {
-        let policy = options.load_policy()?;
-        fn each(exp: &Experiment, steps: &[Step], policy: &AgentPolicy) -> Result<(), String> {
-            for step in steps {
-                match step.kind() {
-                    Ok(StepKind::Fault(f)) => {
-                        if let FaultParams::Host(spec) = &f.params
-                            && is_local_host_fault(exp, &f)
-                        {
-                            let lease = f.duration.map(|d| d.0 + DEADLINE_MARGIN);
-                            policy.check(spec, lease).map_err(|e| format!("{}: {e}", step.label()))?;
-                        }
-                    }
-                    Ok(StepKind::Parallel(inner)) => each(exp, inner, policy)?,
-                    _ => {}
+    /// The check pass before the first fault: every step that acts on this host (host faults, pauses and kills
+    /// of local processes, in the method and the rollbacks) goes through the agent's plan — spec, policy,
+    /// capabilities, devices, paths, targets — and nothing changes. With the local agent started
+    /// ([`Plan::start_host`]) its policy and capabilities are used; without (a dry run, which must not replay
+    /// the journal) the policy file is read and the capabilities probed. Returns what each step would do, for
+    /// [`Plan::describe`]; the first refusal is the error, naming the step.
+    pub async fn check_local(
+        &mut self,
+        exp: &Experiment,
+        seed: u64,
+        options: &HostOptions,
+    ) -> Result<(), CheckError> {
+        let mut steps = Vec::new();
+        collect_steps(&exp.method, &mut steps);
+        collect_steps(&exp.rollbacks, &mut steps);
+        let mut specs = Vec::new();
+        for step in steps {
+            let Ok(StepKind::Fault(fault)) = step.kind() else { continue };
+            if let Some((spec, lease)) = self.local_spec(exp, &fault) {
+                specs.push((step.label(), spec, lease));
+            }
+        }
+        if specs.is_empty() {
+            return Ok(());
+        }
+        let host = self.host.clone();
+        let policy = match &host {
+            Some(agent) => agent.policy().clone(),
+            None => options.load_policy().map_err(CheckError::File)?,
+        };
+        let lines = tokio::task::spawn_blocking(move || {
+            // The probe makes a throwaway namespace: only when a network fault needs it.
+            let network = specs.iter().any(|(_, spec, _)| {
+                matches!(
+                    spec,
+                    FaultSpec::NetworkPartition(_)
+                        | FaultSpec::NetworkLoss(_)
+                        | FaultSpec::NetworkBandwidth(_)
+                        | FaultSpec::NetworkLatency(_)
+                )
+            });
+            let caps = match &host {
+                Some(agent) => agent.capabilities().clone(),
+                None if network => chaos_agent::net::Capabilities::probe(),
+                None => chaos_agent::net::Capabilities::unprobed(),
+            };
+            let mut lines = Vec::new();
+            for (label, spec, lease) in specs {
+                match chaos_agent::host::plan(&policy, &caps, &spec, lease, seed) {
+                    Ok(text) => lines.push(format!("{label}: on this host: {text}")),
+                    Err(e) => return Err(CheckError::of(&label, &e)),
                 }
             }
-            Ok(())
+            Ok(lines)
+        })
+        .await
+        .map_err(|e| CheckError::Environment(format!("the check task failed: {e}")))??;
+        self.local_plan = lines;
+        Ok(())
+    }
+
+    /// For a fault step on this host: the spec the local agent gets and the lease it is held for (a kill has
+    /// none). Faults on proxies and other hosts are checked elsewhere.
+    fn local_spec(&self, exp: &Experiment, fault: &Fault<'_>) -> Option<(FaultSpec, Option<Duration>)> {
+        let lease = fault.duration.map(|d| d.0 + DEADLINE_MARGIN);
+        match (&fault.params, self.targets.get(fault.target)) {
+            (FaultParams::Host(spec), _) if is_local_host_fault(exp, fault) => Some((spec.clone(), lease)),
+            (FaultParams::Pause, Some(ResolvedTarget::Processes { selector, count, .. })) => {
+                let spec = FaultSpec::ProcessPause {
+                    target: agent_selector(selector),
+                    count: CountSpec(agent_count(*count)),
+                };
+                Some((spec, lease))
+            }
+            (FaultParams::Kill { signal }, Some(ResolvedTarget::Processes { selector, count, .. })) => {
+                let spec = FaultSpec::ProcessKill {
+                    target: agent_selector(selector),
+                    count: CountSpec(agent_count(*count)),
+                    signal: signal.to_string(),
+                };
+                Some((spec, None))
+            }
+            _ => None,
         }
-        each(exp, &exp.method, &policy)?;
-        each(exp, &exp.rollbacks, &policy)
     }
 
     /// Starts the local agent: opens its undo journal under `options.state_dir` and reverts what a previous
@@ -338,7 +411,7 @@ impl Plan {
                 }
             }
         }
-        for line in &self.remote_plan {
+        for line in self.local_plan.iter().chain(&self.remote_plan) {
             let _ = writeln!(out, "  {line}");
         }
         for load in &exp.load {
@@ -377,6 +450,35 @@ impl Plan {
             }
         }
         Ok(created)
+    }
+}
+
+// === impl CheckError ===
+
+impl CheckError {
+    /// Classifies the agent's refusal of step `label`.
+    fn of(label: &str, e: &chaos_agent::AgentError) -> CheckError {
+        use chaos_agent::AgentError as E;
+        let message = format!("step {label}: {e}");
+        match e {
+            E::Invalid { .. } | E::Refused { .. } | E::TooMany { .. } | E::Forbidden { .. } => {
+                CheckError::File(message)
+            }
+            _ => CheckError::Environment(message),
+        }
+    }
+
+    /// Whether the experiment file is at fault (exit 2) rather than the environment (exit 3).
+    pub fn is_file(&self) -> bool {
+        matches!(self, CheckError::File(_))
+    }
+}
+
+impl std::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckError::File(message) | CheckError::Environment(message) => f.write_str(message),
+        }
     }
 }
 

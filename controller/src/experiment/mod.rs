@@ -30,6 +30,7 @@ pub use checked::{
 pub use faults::{FaultKind, FaultParams, Stream, TargetType};
 pub use model::*;
 pub use validate::API_VERSION;
+pub use vars::{MAX_DEPTH, MAX_EXPANDED_BYTES};
 
 /// One problem in an experiment file. `line` and `column` are 1-based (column in characters); both are 0
 /// only when the file could not be read at all.

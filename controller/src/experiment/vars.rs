@@ -1,10 +1,51 @@
 //! Variables: `${name}` from `vars:` (overridden by `--var name=value`), `${env:NAME}` from the environment,
 //! and `$${` for a literal `${`. Substitution happens on the positioned tree's string values, so every later
 //! error still points at the original file, and a bad reference is reported where it is written.
+//!
+//! Expansion is bounded: a few hundred bytes of variables that double each other would otherwise ask for
+//! gigabytes (and a controller parses files sent by clients). All the text substitution produces for one
+//! document counts against [`MAX_EXPANDED_BYTES`], and a chain of variables referring to variables may be at
+//! most [`MAX_DEPTH`] long; going past either is an error at the reference that went past it.
 
-use std::collections::BTreeMap;
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::node::{Key, Node, Pos, Value};
+
+/// The most text that substitution may produce for one document, every expanded value counted (1 MiB).
+pub const MAX_EXPANDED_BYTES: usize = 1 << 20;
+
+/// The longest chain of variables whose values refer to other variables (`a` uses `b` uses `c`: 3).
+pub const MAX_DEPTH: usize = 16;
+
+/// What is left of [`MAX_EXPANDED_BYTES`] for the document being substituted, shared by every expansion.
+struct Budget {
+    left: Cell<usize>,
+    /// Whether going over was reported already: the first reference that goes over is reported, the many
+    /// that would follow it are the same problem.
+    reported: Cell<bool>,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Budget { left: Cell::new(MAX_EXPANDED_BYTES), reported: Cell::new(false) }
+    }
+
+    /// Takes `n` bytes; on failure the message to report (empty once it was reported).
+    fn take(&self, n: usize) -> Result<(), String> {
+        match self.left.get().checked_sub(n) {
+            Some(left) => {
+                self.left.set(left);
+                Ok(())
+            }
+            None if self.reported.replace(true) => Err(String::new()),
+            None => Err(format!(
+                "variables expand to more than {MAX_EXPANDED_BYTES} bytes of text here (the limit for a whole \
+                 experiment): does a variable repeat another one many times?"
+            )),
+        }
+    }
+}
 
 /// A substitution problem at a position.
 #[derive(Clone, Debug, PartialEq)]
@@ -129,7 +170,17 @@ pub fn substitute(
         raw.insert(name.clone(), (None, value.clone()));
     }
 
-    let mut resolver = Resolver { raw: &raw, source, env, resolved: BTreeMap::new(), errors: Vec::new() };
+    let budget = Budget::new();
+    let mut resolver = Resolver {
+        raw: &raw,
+        source,
+        env,
+        budget: &budget,
+        resolved: BTreeMap::new(),
+        depths: BTreeMap::new(),
+        failed: BTreeSet::new(),
+        errors: Vec::new(),
+    };
     let names: Vec<String> = raw.keys().cloned().collect();
     for name in &names {
         resolver.resolve(name, &mut Vec::new());
@@ -170,7 +221,7 @@ pub fn substitute(
         None => {}
     }
 
-    let lookup = Lookup { vars: &resolved, defined: &raw, env, source };
+    let lookup = Lookup { vars: &resolved, defined: &raw, env, source, budget: &budget };
     for (key, node) in entries.iter_mut() {
         if key.name != "vars" {
             walk(node, &lookup, &mut errors);
@@ -187,13 +238,14 @@ struct Lookup<'a> {
     defined: &'a BTreeMap<String, (Option<Node>, String)>,
     env: &'a dyn Env,
     source: &'a str,
+    budget: &'a Budget,
 }
 
 fn walk(node: &mut Node, lookup: &Lookup<'_>, errors: &mut Vec<VarError>) {
     match &mut node.value {
         Value::Str(s) if has_dollar_brace(s) => {
             let pos = node.pos;
-            match expand(s, |piece| match piece {
+            match expand(s, lookup.budget, |piece| match piece {
                 Piece::Var(name) => match lookup.vars.get(*name) {
                     Some(value) => Ok(value.clone()),
                     None if lookup.defined.contains_key(*name) => Err(String::new()),
@@ -222,28 +274,39 @@ fn walk(node: &mut Node, lookup: &Lookup<'_>, errors: &mut Vec<VarError>) {
     }
 }
 
-/// Expands one string; errors are (the reference's text, if any, to locate it; message).
+/// Expands one string, taking what it produces from `budget` (and stopping at the first piece that does not
+/// fit); errors are (the reference's text, if any, to locate it; message).
 fn expand(
     s: &str,
+    budget: &Budget,
     mut value_of: impl FnMut(&Piece<'_>) -> Result<String, String>,
 ) -> Result<String, Vec<(Option<String>, String)>> {
+    // Once the budget is spent (and reported), nothing more is expanded: each attempt would copy up to a
+    // whole budget's worth of text only to fail.
+    if budget.reported.get() {
+        return Err(vec![(None, String::new())]);
+    }
     let pieces = pieces(s).map_err(|(offset, message)| {
         let token = s[offset..].chars().take(2).collect::<String>();
         vec![(Some(token), message)]
     })?;
     let mut out = String::new();
     let mut errors = Vec::new();
+    let token = |piece: &Piece<'_>| match piece {
+        Piece::Var(name) => format!("${{{name}}}"),
+        Piece::EnvVar(name) => format!("${{env:{name}}}"),
+        Piece::Text(t) => t.to_string(),
+    };
     for piece in &pieces {
         match value_of(piece) {
-            Ok(text) => out.push_str(&text),
-            Err(message) => {
-                let token = match piece {
-                    Piece::Var(name) => format!("${{{name}}}"),
-                    Piece::EnvVar(name) => format!("${{env:{name}}}"),
-                    Piece::Text(t) => t.to_string(),
-                };
-                errors.push((Some(token), message));
+            Ok(text) => {
+                if let Err(message) = budget.take(text.len()) {
+                    errors.push((Some(token(piece)), message));
+                    break;
+                }
+                out.push_str(&text);
             }
+            Err(message) => errors.push((Some(token(piece)), message)),
         }
     }
     if errors.is_empty() { Ok(out) } else { Err(errors) }
@@ -275,15 +338,26 @@ struct Resolver<'a> {
     raw: &'a BTreeMap<String, (Option<Node>, String)>,
     source: &'a str,
     env: &'a dyn Env,
+    budget: &'a Budget,
     resolved: BTreeMap<String, String>,
+    /// How deep each resolved variable's references go (1: none), so depth does not depend on the order in
+    /// which variables happen to be resolved.
+    depths: BTreeMap<String, usize>,
+    /// Variables whose value failed (reported once): without this, variables that double a failing one
+    /// would retry it an exponential number of times.
+    failed: BTreeSet<String>,
     errors: Vec<VarError>,
 }
 
 impl Resolver<'_> {
-    /// Resolves a variable's value (which may itself use `${other}` and `${env:X}`), refusing cycles.
-    fn resolve(&mut self, name: &str, stack: &mut Vec<String>) -> Option<String> {
+    /// Resolves a variable's value (which may itself use `${other}` and `${env:X}`), refusing cycles and
+    /// chains deeper than [`MAX_DEPTH`]. Returns the value and its depth (1 for a value without references).
+    fn resolve(&mut self, name: &str, stack: &mut Vec<String>) -> Option<(String, usize)> {
         if let Some(v) = self.resolved.get(name) {
-            return Some(v.clone());
+            return Some((v.clone(), self.depths.get(name).copied().unwrap_or(1)));
+        }
+        if self.failed.contains(name) {
+            return None;
         }
         let raw = self.raw;
         let (node, text) = raw.get(name)?;
@@ -291,7 +365,7 @@ impl Resolver<'_> {
         // Overrides are literal: they come from the command line, where `$` means what the shell left.
         if node.is_none() {
             self.resolved.insert(name.to_string(), text.clone());
-            return Some(text.clone());
+            return Some((text.clone(), 1));
         }
         if stack.iter().any(|s| s == name) {
             self.errors.push(VarError {
@@ -300,13 +374,22 @@ impl Resolver<'_> {
             });
             return None;
         }
+        // Every variable on the stack is still being resolved, so it is deeper than the stack is long: this
+        // also bounds the recursion.
+        if stack.len() >= MAX_DEPTH {
+            return self.too_deep(name, pos);
+        }
         stack.push(name.to_string());
         let env = self.env;
+        let budget = self.budget;
+        let mut deepest = 0;
         let result = {
             let mut value_of = |piece: &Piece<'_>| match piece {
                 Piece::Var(other) => {
                     if raw.contains_key(*other) {
-                        self.resolve(other, stack).ok_or_else(String::new)
+                        let (value, depth) = self.resolve(other, stack).ok_or_else(String::new)?;
+                        deepest = deepest.max(depth);
+                        Ok(value)
                     } else {
                         Err(format!("unknown variable `{other}`"))
                     }
@@ -316,13 +399,15 @@ impl Resolver<'_> {
                 }
                 Piece::Text(t) => Ok(t.to_string()),
             };
-            expand(text, &mut value_of)
+            expand(text, budget, &mut value_of)
         };
         stack.pop();
         match result {
+            Ok(_) if deepest >= MAX_DEPTH => self.too_deep(name, pos),
             Ok(value) => {
                 self.resolved.insert(name.to_string(), value.clone());
-                Some(value)
+                self.depths.insert(name.to_string(), deepest + 1);
+                Some((value, deepest + 1))
             }
             Err(found) => {
                 for (token, message) in found {
@@ -332,9 +417,22 @@ impl Resolver<'_> {
                         self.errors.push(VarError { pos, message });
                     }
                 }
+                self.failed.insert(name.to_string());
                 None
             }
         }
+    }
+
+    fn too_deep(&mut self, name: &str, pos: Pos) -> Option<(String, usize)> {
+        self.errors.push(VarError {
+            pos,
+            message: format!(
+                "variables nest more than {MAX_DEPTH} deep at `{name}` (a variable using a variable using …): \
+                 use fewer levels"
+            ),
+        });
+        self.failed.insert(name.to_string());
+        None
     }
 }
 
