@@ -134,7 +134,7 @@ impl Session {
     }
 
     async fn welcome(&mut self, heartbeat_ms: u64) {
-        self.send(0, Body::Welcome(Welcome { heartbeat_ms })).await;
+        self.send(0, Body::Welcome(Welcome { heartbeat_ms, ..Welcome::default() })).await;
     }
 
     async fn send(&mut self, request_id: u64, body: Body) {

@@ -57,6 +57,7 @@ impl Api {
         let vars: Vec<(String, String)> = req.vars.clone().into_iter().collect();
         let exp = experiment::parse(&file, &req.source, &vars)
             .map_err(|d| Status::invalid_argument(d.to_string()))?;
+        self.runs.check_local_effects(&exp)?;
         let record = ExperimentRecord {
             id: new_id("e"),
             title: exp.title,
@@ -451,7 +452,13 @@ impl v1::agent_service_server::AgentService for Agents {
             api.audit("agent", "agent_refused", format!("{peer}: {}", status.message()));
             return Err(status);
         }
-        let outbound = api.fleet.attach(hello, peer, inbound);
-        Ok(Response::new(Box::pin(outbound)))
+        let id = hello.agent_id.clone();
+        match api.fleet.attach(hello, peer.clone(), inbound) {
+            Ok(outbound) => Ok(Response::new(Box::pin(outbound))),
+            Err(status) => {
+                api.audit("agent", "agent_refused", format!("{peer}: {id}: {}", status.message()));
+                Err(status)
+            }
+        }
     }
 }

@@ -24,7 +24,14 @@ pub struct Limits {
     pub max_agents_per_run: Option<usize>,
     /// The largest share of the connected fleet one run may touch, in percent.
     pub max_fleet_percent: Option<f64>,
+    /// Let runs act on the controller's own host (local command probes, local process targets): off unless
+    /// `chaos controller --allow-local-effects`, since anyone with an API token could then run programs and
+    /// signal processes there as the controller's user (see [`super::local`]).
+    pub allow_local_effects: bool,
 }
+
+/// The terminal state of a dry run: planned, nothing applied.
+pub const DRY_RUN: &str = "dry-run";
 
 /// Every run of this controller.
 pub struct Runs {
@@ -81,6 +88,11 @@ impl Runs {
             locks: Mutex::new(BTreeMap::new()),
             frozen: Mutex::new(frozen),
         }))
+    }
+
+    /// Refuses an experiment that would act on the controller's host, unless that was allowed at start.
+    pub fn check_local_effects(&self, exp: &Experiment) -> Result<(), Status> {
+        super::local::check(exp, self.limits.allow_local_effects)
     }
 
     pub fn frozen(&self) -> Option<FreezeRecord> {
@@ -140,6 +152,7 @@ impl Runs {
         let vars: Vec<(String, String)> = rec.vars.clone().into_iter().collect();
         let exp = experiment::parse(&rec.file, &rec.source, &vars)
             .map_err(|d| Status::invalid_argument(d.to_string()))?;
+        self.check_local_effects(&exp)?;
         if Plan::needs_host(&exp) {
             return Err(Status::failed_precondition(
                 "host faults without a target (and pauses of local processes) act on the host running the \
@@ -174,9 +187,24 @@ impl Runs {
             exit_code: None,
         };
         if req.dry_run {
+            // Stored finished: a dry run ends here (nothing was applied), it is never left waiting.
+            record.state = DRY_RUN.into();
             record.finished_ms = Some(record.started_ms);
             record.exit_code = Some(0);
             self.store.insert_run(&record).map_err(internal)?;
+            let event = EventRecord {
+                run_id: id.clone(),
+                seq: 1,
+                at_ms: 0,
+                kind: "finished".into(),
+                name: DRY_RUN.into(),
+                detail: String::new(),
+                ok: Some(true),
+                line: format!("{}: dry run, nothing applied", exp.title),
+            };
+            if let Err(e) = self.store.append_event(&event) {
+                tracing::warn!(run = %id, error = %e, "could not store the dry run's finished event");
+            }
             return Ok(record);
         }
         self.lock_agents(&id, &agents)?;
