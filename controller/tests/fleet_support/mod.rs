@@ -362,19 +362,22 @@ pub struct AgentOptions {
 }
 
 impl AgentOptions {
-    /// Id `id`, labels `labels`, [`AGENT_TOKEN`], the default policy.
+    /// Id `id`, labels `labels`, the token that enrols it ([`WEB1_TOKEN`] for `web-1`, whose id that token
+    /// reserves; [`AGENT_TOKEN`] for any other), the default policy.
     pub fn new(id: &str, labels: &[(&str, &str)]) -> AgentOptions {
+        let token = if id == "web-1" { WEB1_TOKEN } else { AGENT_TOKEN };
         AgentOptions {
             id: id.to_string(),
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            token: Some(AGENT_TOKEN.to_string()),
+            token: Some(token.to_string()),
             policy: AgentPolicy::default(),
         }
     }
 }
 
 impl Agent {
-    /// An agent `id` with `labels` and the default policy, dialling `addr` with [`AGENT_TOKEN`].
+    /// An agent `id` with `labels` and the default policy, dialling `addr` with its token
+    /// ([`AgentOptions::new`]).
     pub async fn start(addr: SocketAddr, id: &str, labels: &[(&str, &str)]) -> Agent {
         Agent::start_with(addr, AgentOptions::new(id, labels)).await
     }
