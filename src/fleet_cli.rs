@@ -61,9 +61,10 @@ pub struct ControllerArgs {
     #[arg(long, value_name = "PERCENT")]
     max_fleet_percent: Option<f64>,
     /// RISK: let runs act on this controller's own host. Without it, runs act only on agents, and experiments
-    /// with command probes lacking `agent`/`hosts`, process targets lacking `hosts`, or host faults without a
-    /// target are refused. With it, anyone holding an API token can run any program and signal any process
-    /// here as the controller's user (often root).
+    /// with command probes lacking `agent`/`hosts`, process targets lacking `hosts`, host faults without a
+    /// target, or `${env:NAME}` (this host's environment) are refused. With it, anyone holding an API token
+    /// can run any program, signal any process and read the environment here as the controller's user (often
+    /// root).
     #[arg(long)]
     allow_local_effects: bool,
 }

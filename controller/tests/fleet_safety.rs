@@ -104,6 +104,12 @@ recovery: 0s
     assert!(message.contains("target `victim` selects processes on the controller's host"), "{message}");
     assert!(message.contains("--allow-local-effects"), "{message}");
 
+    // `${env:NAME}` would read the controller's environment (its secrets) into the experiment.
+    let env = probe_experiment("[/bin/true, '${env:HOME}']", ", agent: web-1");
+    let (code, message) = refusal(start_run(&client, &env, 1, false).await);
+    assert_eq!(code, Code::FailedPrecondition, "{message}");
+    assert!(message.contains("${env:HOME}") && message.contains("--allow-local-effects"), "{message}");
+
     assert!(victim.running(), "the victim was not touched");
     assert!(!file.exists(), "`sh -c 'id > file'` did not run");
     assert!(runs(&client).await.is_empty(), "no run stored");

@@ -1,17 +1,53 @@
 //! What an experiment would do on the controller's own host: command probes without `agent` or `hosts`,
-//! process targets without `hosts`, host faults without a target. A run through the controller touches only
-//! agents (under their policies), so these are refused before anything is stored or run, unless the controller
-//! was started with [`ALLOW_FLAG`].
+//! process targets without `hosts`, host faults without a target, and `${env:NAME}` (which would read the
+//! controller's environment into the experiment). A run through the controller touches only agents (under
+//! their policies), so these are refused before anything is stored or run, unless the controller was started
+//! with [`ALLOW_FLAG`].
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 
 use tonic::Status;
 
-use crate::experiment::HOST_TARGET;
 use crate::experiment::checked::StepKind;
 use crate::experiment::faults::FaultParams;
 use crate::experiment::model::{Experiment, Step};
+use crate::experiment::{self, HOST_TARGET};
 
 /// The `chaos controller` flag that lets runs act on the controller's host.
 pub const ALLOW_FLAG: &str = "--allow-local-effects";
+
+/// Parses an experiment submitted to the controller. Unless `allowed`, `${env:NAME}` is not answered from the
+/// controller's environment (its secrets are not for API token holders): such a file is refused
+/// (FAILED_PRECONDITION, at the reference's position). Other errors are INVALID_ARGUMENT.
+pub fn parse(
+    file: &str,
+    source: &str,
+    vars: &[(String, String)],
+    allowed: bool,
+) -> Result<Experiment, Status> {
+    if allowed {
+        return experiment::parse(file, source, vars).map_err(|d| Status::invalid_argument(d.to_string()));
+    }
+    let asked = Mutex::new(BTreeSet::new());
+    let env = |name: &str| {
+        crate::fleet::lock(&asked).insert(name.to_string());
+        None
+    };
+    let parsed = experiment::parse_with_env(file, source, vars, &env);
+    let asked = asked.into_inner().unwrap_or_else(|p| p.into_inner());
+    parsed.map_err(|d| {
+        if asked.is_empty() {
+            return Status::invalid_argument(d.to_string());
+        }
+        let names: Vec<String> = asked.iter().map(|n| format!("${{env:{n}}}")).collect();
+        Status::failed_precondition(format!(
+            "{d}\nrefused: {} would read the controller's environment, which a run through the controller \
+             never does unless it was started with {ALLOW_FLAG}; pass values as variables instead",
+            names.join(", ")
+        ))
+    })
+}
 
 /// Every part of `exp` that acts on the host running it, one line each, naming the section and the fix.
 pub fn local_effects(exp: &Experiment) -> Vec<String> {
@@ -98,5 +134,23 @@ method:
         assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
         assert!(refused.message().contains(ALLOW_FLAG), "{}", refused.message());
         check(&exp, true).unwrap();
+    }
+
+    #[test]
+    fn the_controllers_environment_is_read_only_when_allowed() {
+        let source = "apiVersion: chaos/v1\ntitle: \"home is ${env:HOME}\"\nmethod:\n  - { wait: 1s }\n";
+        let refused = parse("env.yaml", source, &[], false).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        let message = refused.message();
+        assert!(message.contains("env.yaml:2:") && message.contains("${env:HOME}"), "{message}");
+        assert!(message.contains(ALLOW_FLAG), "{message}");
+        let overridden = [("home".to_string(), "/root".to_string())];
+        let exp = parse("env.yaml", &source.replace("env:HOME", "home"), &overridden, false).unwrap();
+        assert_eq!(exp.title, "home is /root");
+        if std::env::var_os("HOME").is_some() {
+            parse("env.yaml", source, &[], true).unwrap();
+        }
+        let bad = parse("bad.yaml", "apiVersion: chaos/v1\n", &[], false).unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     }
 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::engine::{self, Plan, Remote, RunConfig};
-use crate::experiment::{self, Experiment};
+use crate::experiment::Experiment;
 pub(crate) use crate::fleet::now_ms;
 use crate::fleet::{Fleet, lock};
 use crate::store::{EventRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, Store};
@@ -90,6 +90,11 @@ impl Runs {
         }))
     }
 
+    /// Parses an experiment submitted here (`${env:NAME}` only with `--allow-local-effects`).
+    pub fn parse(&self, file: &str, source: &str, vars: &[(String, String)]) -> Result<Experiment, Status> {
+        super::local::parse(file, source, vars, self.limits.allow_local_effects)
+    }
+
     /// Refuses an experiment that would act on the controller's host, unless that was allowed at start.
     pub fn check_local_effects(&self, exp: &Experiment) -> Result<(), Status> {
         super::local::check(exp, self.limits.allow_local_effects)
@@ -150,8 +155,7 @@ impl Runs {
         }
         let rec = &req.experiment;
         let vars: Vec<(String, String)> = rec.vars.clone().into_iter().collect();
-        let exp = experiment::parse(&rec.file, &rec.source, &vars)
-            .map_err(|d| Status::invalid_argument(d.to_string()))?;
+        let exp = self.parse(&rec.file, &rec.source, &vars)?;
         self.check_local_effects(&exp)?;
         if Plan::needs_host(&exp) {
             return Err(Status::failed_precondition(
