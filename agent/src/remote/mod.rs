@@ -14,6 +14,8 @@
 //! Not here: TLS, keepalive and the address (the caller builds the [`Endpoint`]), flags (the CLI maps them onto
 //! [`ServeOptions`]).
 
+pub mod probe;
+
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
@@ -916,6 +918,5 @@ impl Backoff {
     }
 }
 
-pub mod probe;
 #[cfg(test)]
 mod tests;
