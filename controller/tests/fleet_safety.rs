@@ -281,7 +281,8 @@ async fn an_any_agent_token_cannot_take_an_id_reserved_for_a_scoped_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_session_for_a_live_id_is_refused_unless_it_proves_it_is_the_same_agent() {
     permissive_umask();
-    const HEARTBEAT: Duration = Duration::from_millis(200);
+    // Long enough that the 50 ms heartbeats below never look late on a loaded machine.
+    const HEARTBEAT: Duration = Duration::from_millis(400);
     let dir = TempDir::new("second-session");
     let controller =
         RunningController::start(config(dir.path(), fleet(HEARTBEAT.as_millis() as u64, 2000))).await;
@@ -309,8 +310,9 @@ async fn a_second_session_for_a_live_id_is_refused_unless_it_proves_it_is_the_sa
     // The same agent reconnecting (its old stream half-dead but still heartbeating here) proves it with the
     // secret of its welcome: accepted at once, and the old stream is closed.
     let mut first = first;
-    let second = raw_session(&controller, "dup-1", AGENT_TOKEN, &first.secret).await.unwrap();
+    // Taken before the dial: the controller's clock for the new session starts after it.
     let second_at = tokio::time::Instant::now();
+    let second = raw_session(&controller, "dup-1", AGENT_TOKEN, &first.secret).await.unwrap();
     let closed = tokio::time::timeout(WAIT, first.inbound.message()).await.expect("the old stream is closed");
     assert!(!matches!(closed, Ok(Some(_))), "{closed:?}");
     beating.abort();
