@@ -163,23 +163,29 @@ async fn a_command_probe_runs_on_the_agent_it_names_only_if_that_agents_policy_a
     watch(&client, &run.id).await;
     assert_eq!(get_run(&client, &run.id).await.state, "passed");
 
-    // db-1's policy (the default) allows no probe command: refused there by name, nothing ran.
+    // db-1's policy (the default) allows no probe command: the run is refused before it starts (dry run too),
+    // naming the agent and the rule, and nothing ran.
     let on_db = dir.path().join("db.txt");
-    let run =
-        start_run(&client, &probe_experiment(&id_into(&on_db), ", agent: db-1"), 1, false).await.unwrap();
-    watch(&client, &run.id).await;
-    let done = get_run(&client, &run.id).await;
-    assert_eq!(done.state, "inconclusive", "{done:#?}");
-    let reasons = done.reasons.join("\n");
-    assert!(reasons.contains("on db-1") && reasons.contains("'probe-commands'"), "{reasons}");
+    let stored = runs(&client).await.len();
+    for dry_run in [false, true] {
+        let refused =
+            start_run(&client, &probe_experiment(&id_into(&on_db), ", agent: db-1"), 1, dry_run).await;
+        let (code, message) = refusal(refused);
+        assert_eq!(code, Code::FailedPrecondition, "{message}");
+        assert!(message.contains("steady_state probe `who`: on db-1"), "{message}");
+        assert!(message.contains("'probe-commands'"), "names the rule: {message}");
+    }
     assert!(!on_db.exists(), "the refused probe did not run");
-
-    // A probe for an agent that is not connected fails with that reason.
-    let run =
-        start_run(&client, &probe_experiment("[/bin/true]", ", agent: gone-1"), 1, false).await.unwrap();
-    watch(&client, &run.id).await;
-    let reasons = get_run(&client, &run.id).await.reasons.join("\n");
-    assert!(reasons.contains("gone-1 is not connected"), "{reasons}");
+    // So is a probe for an agent that is not connected, or for labels no agent has.
+    for (extra, expected) in
+        [(", agent: gone-1", "gone-1 is not connected"), (", hosts: { role: none }", "no connected agent")]
+    {
+        let (code, message) =
+            refusal(start_run(&client, &probe_experiment("[/bin/true]", extra), 1, false).await);
+        assert_eq!(code, Code::FailedPrecondition, "{message}");
+        assert!(message.contains(expected), "{message}");
+    }
+    assert_eq!(runs(&client).await.len(), stored, "refused runs are not stored");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

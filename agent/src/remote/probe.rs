@@ -34,6 +34,9 @@ pub async fn run(policy: &AgentPolicy, probe: &RunProbe) -> ProbeResult {
     let Some((program, args)) = probe.argv.split_first() else {
         return refused("invalid probe: expected a program and its arguments, found none".into());
     };
+    if probe.check_only {
+        return ProbeResult::default();
+    }
     let timeout = match probe.timeout_ms {
         0 => DEFAULT_TIMEOUT,
         ms => Duration::from_millis(ms).min(MAX_TIMEOUT),
@@ -129,6 +132,7 @@ mod tests {
             argv: argv.iter().map(|a| a.to_string()).collect(),
             timeout_ms,
             max_output_bytes,
+            check_only: false,
         }
     }
 
@@ -152,6 +156,11 @@ mod tests {
             assert_eq!(result.exit_code, None);
         }
         assert!(!file.exists(), "the refused command did not run");
+        // Checking only runs nothing, even when allowed.
+        let check = RunProbe { check_only: true, ..probe(&["/bin/sh", "-c", &script], 0, 0) };
+        let result = run(&allowing(&[&["/bin/sh", "-c"]]), &check).await;
+        assert_eq!(result, ProbeResult::default());
+        assert!(!file.exists(), "a check runs nothing");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

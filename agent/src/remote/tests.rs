@@ -641,6 +641,7 @@ async fn a_probe_runs_only_if_the_policy_allows_it_and_its_result_answers_the_re
             argv,
             timeout_ms: 2000,
             max_output_bytes: 0,
+            check_only: false,
         })
     };
     let touch = vec!["/usr/bin/touch".to_string(), marker.display().to_string()];

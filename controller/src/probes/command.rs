@@ -26,24 +26,7 @@ pub async fn check_on(spec: &CommandProbe, name: &str, agents: Option<&dyn Agent
     if spec.is_local() {
         return check(spec).await;
     }
-    let wanted = match (&spec.agent, &spec.hosts) {
-        (Some(agent), _) => format!("agent {agent}"),
-        (None, Some(hosts)) => format!("the agents matching hosts {hosts:?}"),
-        (None, None) => String::new(),
-    };
-    let Some(agents) = agents else {
-        return Err(format!(
-            "the probe runs on {wanted}: run the experiment through a controller (`chaos run --controller URL`)"
-        ));
-    };
-    let chosen = match (&spec.agent, &spec.hosts) {
-        (Some(agent), _) => vec![agent.clone()],
-        (None, Some(hosts)) => agents.matching(hosts),
-        (None, None) => Vec::new(),
-    };
-    if chosen.is_empty() {
-        return Err(format!("no connected agent to run it on: none matches hosts {:?}", spec.hosts));
-    }
+    let (agents, chosen) = choose(spec, agents)?;
     let timeout = spec.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0);
     let shown = spec.run.join(" ");
     let mut passed = Vec::new();
@@ -55,6 +38,7 @@ pub async fn check_on(spec: &CommandProbe, name: &str, agents: Option<&dyn Agent
             argv: spec.run.clone(),
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             max_output_bytes: REMOTE_OUTPUT,
+            check_only: false,
         };
         let result = agents.run_command(agent, request).await.map_err(|e| format!("on {agent}: {e}"))?;
         if !result.error.is_empty() {
@@ -73,6 +57,60 @@ pub async fn check_on(spec: &CommandProbe, name: &str, agents: Option<&dyn Agent
         passed.push(ok);
     }
     Ok(passed.join("; "))
+}
+
+/// Before a run starts: every agent a remote command probe would run on is connected and its policy allows
+/// the command (asked with `check_only`; nothing runs). Returns the agents; a local probe has none.
+pub async fn preflight(
+    spec: &CommandProbe,
+    name: &str,
+    agents: Option<&dyn Agents>,
+) -> Result<Vec<String>, String> {
+    if spec.is_local() {
+        return Ok(Vec::new());
+    }
+    let (agents, chosen) = choose(spec, agents)?;
+    for agent in &chosen {
+        let request = chaos_proto::v1::RunProbe {
+            name: name.to_string(),
+            run_id: String::new(),
+            argv: spec.run.clone(),
+            timeout_ms: 0,
+            max_output_bytes: 0,
+            check_only: true,
+        };
+        let result = agents.run_command(agent, request).await.map_err(|e| format!("on {agent}: {e}"))?;
+        if !result.error.is_empty() {
+            return Err(format!("on {agent}: {}", result.error));
+        }
+    }
+    Ok(chosen)
+}
+
+/// The agents a remote command probe runs on: its `agent`, or every connected agent matching its `hosts`.
+fn choose<'a>(
+    spec: &CommandProbe,
+    agents: Option<&'a dyn Agents>,
+) -> Result<(&'a dyn Agents, Vec<String>), String> {
+    let wanted = match (&spec.agent, &spec.hosts) {
+        (Some(agent), _) => format!("agent {agent}"),
+        (None, Some(hosts)) => format!("the agents matching hosts {hosts:?}"),
+        (None, None) => String::new(),
+    };
+    let Some(agents) = agents else {
+        return Err(format!(
+            "the probe runs on {wanted}: run the experiment through a controller (`chaos run --controller URL`)"
+        ));
+    };
+    let chosen = match (&spec.agent, &spec.hosts) {
+        (Some(agent), _) => vec![agent.clone()],
+        (None, Some(hosts)) => agents.matching(hosts),
+        (None, None) => Vec::new(),
+    };
+    if chosen.is_empty() {
+        return Err(format!("no connected agent to run it on: none matches hosts {:?}", spec.hosts));
+    }
+    Ok((agents, chosen))
 }
 
 pub async fn check(spec: &CommandProbe) -> Check {

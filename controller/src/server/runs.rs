@@ -174,6 +174,7 @@ impl Runs {
         plan.check_remote(&exp, seed)
             .await
             .map_err(|e| Status::failed_precondition(format!("preflight: {e}")))?;
+        self.check_probes(&exp).await?;
         let mut record = RunRecord {
             id: id.clone(),
             experiment_id: rec.id.clone(),
@@ -239,6 +240,22 @@ impl Runs {
         let started_record = record.clone();
         tokio::spawn(async move { runs.execute(exp, plan, record, active).await });
         Ok(started_record)
+    }
+
+    /// Every command probe that runs on agents: they are connected and their policies allow it (nothing runs).
+    async fn check_probes(&self, exp: &Experiment) -> Result<(), Status> {
+        for probe in &exp.steady_state {
+            let Some(command) = &probe.command else { continue };
+            crate::probes::command::preflight(command, &probe.name, Some(&self.fleet)).await.map_err(
+                |e| {
+                    Status::failed_precondition(format!(
+                        "preflight: steady_state probe `{}`: {e}",
+                        probe.name
+                    ))
+                },
+            )?;
+        }
+        Ok(())
     }
 
     fn check_blast_radius(&self, agents: &[String]) -> Result<(), Status> {
