@@ -161,16 +161,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Checks an agent id from a hello: what the store, logs and selectors can hold safely.
-pub fn check_agent_id(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > 128 {
-        return Err(format!("agent id must be 1 to 128 characters, found {}", id.len()));
-    }
-    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))) {
-        return Err(format!("agent id {id:?} has {c:?}: use letters, digits, '-', '_', '.' and ':'"));
-    }
-    Ok(())
-}
+/// Checks an agent id (a hello's, or a probe's `agent`); defined with the protocol.
+pub use chaos_proto::check_agent_id;
 
 impl Fleet {
     pub fn new(config: FleetConfig, store: Arc<dyn Store>) -> Fleet {

@@ -453,7 +453,7 @@ impl Validator<'_> {
                         format!("probe `{}`: give either `agent` or `hosts`, not both", probe.name),
                     ),
                     (Some(agent), None) => {
-                        if let Err(e) = crate::fleet::check_agent_id(agent) {
+                        if let Err(e) = chaos_proto::check_agent_id(agent) {
                             self.at(&join(&p, &[Seg::K("agent")]), e);
                         }
                     }
