@@ -135,7 +135,8 @@ pub struct ServeArgs {
     /// Name to verify in the controller's certificate when it differs from the URL's host.
     #[arg(long, value_name = "NAME")]
     tls_domain: Option<String>,
-    /// Agent policy file limiting what the controller may ask for (kinds, protected processes, ceilings).
+    /// Agent policy file limiting what the controller may ask for (kinds, protected processes, ceilings, and
+    /// `probe_commands`: the command probes it may run here; none without the file).
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
     #[command(flatten)]

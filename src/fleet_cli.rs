@@ -34,7 +34,8 @@ pub struct ControllerArgs {
     /// API tokens, one per line: `NAME TOKEN` or `TOKEN` (default DIR/api.token).
     #[arg(long, value_name = "FILE")]
     api_token_file: Option<PathBuf>,
-    /// Agent enrolment tokens, one per line: `TOKEN` (any agent) or `AGENT_ID TOKEN` (default DIR/agent.token).
+    /// Agent enrolment tokens, one per line: `TOKEN` (any agent) or `AGENT_ID TOKEN` (only that agent; the id is
+    /// then reserved for that token) (default DIR/agent.token).
     #[arg(long, value_name = "FILE")]
     agent_token_file: Option<PathBuf>,
     /// TLS certificate (PEM) to serve with; with --tls-key.
@@ -59,6 +60,13 @@ pub struct ControllerArgs {
     /// Refuse runs that would touch more than this share of the connected agents (percent).
     #[arg(long, value_name = "PERCENT")]
     max_fleet_percent: Option<f64>,
+    /// RISK: let runs act on this controller's own host. Without it, runs act only on agents, and experiments
+    /// with command probes lacking `agent`/`hosts`, process targets lacking `hosts`, host faults without a
+    /// target, or `${env:NAME}` (this host's environment) are refused. With it, anyone holding an API token
+    /// can run any program, signal any process and read the environment here as the controller's user (often
+    /// root).
+    #[arg(long)]
+    allow_local_effects: bool,
 }
 
 /// Runs the controller until SIGINT/SIGTERM; the first line on stdout is `listening on ADDR`.
@@ -81,9 +89,15 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         limits: Limits {
             max_agents_per_run: args.max_agents_per_run,
             max_fleet_percent: args.max_fleet_percent,
+            allow_local_effects: args.allow_local_effects,
         },
         ..ControllerConfig::default()
     };
+    if config.limits.allow_local_effects {
+        tracing::warn!(
+            "--allow-local-effects: runs may run programs and signal processes on this host for any API token"
+        );
+    }
     let controller = Controller::bind(config).await.map_err(anyhow::Error::msg)?;
     println!("listening on {}", controller.local_addr);
     let _ = std::io::stdout().flush();
@@ -339,7 +353,7 @@ pub struct RunsArgs {
 enum RunsCommand {
     /// Runs, newest first.
     List {
-        /// Only runs in this state (running, passed, failed, inconclusive, halted, interrupted, planned).
+        /// Only runs in this state (running, passed, failed, inconclusive, halted, interrupted, dry-run).
         #[arg(long)]
         state: Option<String>,
         #[arg(long, default_value_t = 20)]

@@ -12,6 +12,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -544,10 +545,12 @@ fn write_durably(path: &Path, record: &Record) -> Result<(), AgentError> {
     let dir = path.parent().ok_or_else(|| fail("no parent directory".into()))?;
     let name = path.file_name().ok_or_else(|| fail("no file name".into()))?;
     let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    // Owner only whatever the umask: a record names processes, paths and rules of this host.
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
+        .mode(0o600)
         .open(&tmp)
         .map_err(|e| fail(format!("creating {}: {e}", tmp.display())))?;
     file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(|e| fail(format!("writing: {e}")))?;

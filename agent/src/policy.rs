@@ -17,6 +17,9 @@
 //!   max_disk_fill: 10GiB        # bytes, or percent of the free space; default 95%
 //!   fill_paths: [/tmp, /var/tmp]  # where disk fill and IO stress may write; the default
 //!   max_io_workers: 4           # default 16
+//! probe_commands:               # command probes the controller may run here; default: none
+//!   - [/usr/bin/systemctl, is-active]   # an argv prefix: `systemctl is-active nginx` is allowed
+//!   - [/usr/bin/test, -f, /srv/shop/ready]
 //! ```
 //!
 //! PID 1, the agent itself and its ancestors, and kernel threads are refused whatever the file says. Every
@@ -45,6 +48,11 @@ pub struct AgentPolicy {
     pub max_duration: String,
     pub processes: ProcessRules,
     pub stress: StressLimits,
+    /// Command probes a controller may run on this host (`command: { run: [...], agent: ID }`), each an argv
+    /// prefix whose program is an absolute path: a probe runs only if its argv starts with one of them. Empty
+    /// (the default): none, so a controller cannot run programs here unless the host owner says which.
+    #[serde(deserialize_with = "checked::probe_commands")]
+    pub probe_commands: Vec<Vec<String>>,
 }
 
 /// The process rules: names and command lines never targeted, allow and deny lists, how many at once.
@@ -89,6 +97,7 @@ impl Default for AgentPolicy {
             max_duration: "1h".into(),
             processes: ProcessRules::default(),
             stress: StressLimits::default(),
+            probe_commands: Vec::new(),
         }
     }
 }
@@ -114,6 +123,9 @@ impl AgentPolicy {
             }
         }
         self.max_duration()?;
+        for (index, prefix) in self.probe_commands.iter().enumerate() {
+            check_probe_prefix(index, prefix)?;
+        }
         self.process_policy().validate()?;
         check_cpu_load(self.stress.max_cpu_load)
     }
@@ -228,6 +240,26 @@ impl AgentPolicy {
     }
 
     /// Refuses holding a fault of `kind` for `duration` (a lease, or its renewal) above `max_duration`.
+    /// Refuses a command probe whose argv starts with none of the `probe_commands` prefixes (rule
+    /// `probe-commands`).
+    pub fn check_probe(&self, argv: &[String]) -> Result<(), AgentError> {
+        if argv.is_empty() {
+            return Err(AgentError::invalid("probe", "expected a program and its arguments, found none"));
+        }
+        if self.probe_commands.iter().any(|prefix| argv.starts_with(prefix)) {
+            return Ok(());
+        }
+        let shown = argv.join(" ");
+        let why = if self.probe_commands.is_empty() {
+            "this agent's policy allows no probe command (`probe_commands` is empty)".to_string()
+        } else {
+            let allowed: Vec<String> =
+                self.probe_commands.iter().map(|p| format!("[{}]", p.join(" "))).collect();
+            format!("it starts with none of the allowed probe commands {}", allowed.join(", "))
+        };
+        Err(forbid("probe-commands", format!("`{shown}` may not run here: {why}")))
+    }
+
     pub fn check_duration(&self, kind: FaultKind, duration: Duration) -> Result<(), AgentError> {
         let max = self.max_duration()?;
         if duration > max {
@@ -292,6 +324,20 @@ fn check_duration(text: &str) -> Result<Duration, AgentError> {
     parse_duration(text).ok_or_else(|| {
         AgentError::invalid("max_duration", format!("{text:?} is not a duration like 30m, 90s or 1h"))
     })
+}
+
+fn check_probe_prefix(index: usize, prefix: &[String]) -> Result<(), AgentError> {
+    match prefix.first() {
+        None => Err(AgentError::invalid(
+            "probe_commands",
+            format!("entry {index}: expected a program and optional arguments, found an empty list"),
+        )),
+        Some(program) if !program.starts_with('/') => Err(AgentError::invalid(
+            "probe_commands",
+            format!("entry {index}: the program must be an absolute path, found {program:?}"),
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 fn check_cpu_load(load: u8) -> Result<(), AgentError> {
@@ -377,6 +423,14 @@ mod checked {
         Ok(kinds.map(|kinds| kinds.into_iter().map(|Kind(name)| name).collect()))
     }
 
+    pub(super) fn probe_commands<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<String>>, D::Error> {
+        let prefixes = Vec::<Vec<String>>::deserialize(d)?;
+        for (index, prefix) in prefixes.iter().enumerate() {
+            super::check_probe_prefix(index, prefix).map_err(D::Error::custom)?;
+        }
+        Ok(prefixes)
+    }
+
     pub(super) fn protected_cmdlines<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         d.deserialize_seq(Patterns("protected_cmdlines"))
     }
@@ -455,5 +509,32 @@ mod tests {
         policy.validate().unwrap();
         assert!(policy.processes.protected_names.contains(&"sshd".to_string()));
         assert_eq!(policy.max_duration().unwrap(), Duration::from_secs(3600));
+        assert!(policy.probe_commands.is_empty(), "no probe command is allowed by default");
+    }
+
+    #[test]
+    fn probe_commands_are_argv_prefixes_and_every_refusal_names_the_rule() {
+        let argv = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        let none = AgentPolicy::default();
+        let refused = none.check_probe(&argv(&["/bin/true"])).unwrap_err().to_string();
+        assert!(
+            refused.contains("'probe-commands'") && refused.contains("allows no probe command"),
+            "{refused}"
+        );
+        let policy = AgentPolicy {
+            probe_commands: vec![argv(&["/usr/bin/systemctl", "is-active"]), argv(&["/bin/true"])],
+            ..AgentPolicy::default()
+        };
+        policy.validate().unwrap();
+        policy.check_probe(&argv(&["/usr/bin/systemctl", "is-active", "nginx"])).unwrap();
+        policy.check_probe(&argv(&["/bin/true"])).unwrap();
+        for bad in [&["/usr/bin/systemctl", "stop", "nginx"][..], &["sh", "-c", "id"], &["/bin/truex"]] {
+            let e = policy.check_probe(&argv(bad)).unwrap_err().to_string();
+            assert!(e.contains("'probe-commands'") && e.contains(&bad.join(" ")), "{e}");
+        }
+        let relative = AgentPolicy { probe_commands: vec![argv(&["true"])], ..AgentPolicy::default() };
+        assert!(relative.validate().unwrap_err().to_string().contains("absolute path"));
+        let empty = AgentPolicy { probe_commands: vec![vec![]], ..AgentPolicy::default() };
+        assert!(empty.validate().unwrap_err().to_string().contains("entry 0"));
     }
 }

@@ -691,6 +691,7 @@ fn a_policy_file_loads_and_its_errors_point_at_the_line() {
             fill_paths: vec!["/tmp".into(), "/var/tmp".into()],
             max_io_workers: 4,
         },
+        probe_commands: Vec::new(),
     };
     assert_eq!(policy, expected);
     assert_eq!(policy.max_duration().unwrap(), Duration::from_secs(1800));

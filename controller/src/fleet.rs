@@ -93,12 +93,20 @@ struct Inner {
 struct Session {
     info: AgentInfo,
     id: u64,
+    /// Sent in the welcome; a hello that carries it back is this agent reconnecting (see [`Fleet::attach`]).
+    secret: String,
     tx: mpsc::Sender<Result<ControllerMessage, Status>>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<FaultStatus>>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     last_seen: Mutex<(Instant, i64)>,
     sample: Mutex<Option<v1::HostSample>>,
     active_faults: AtomicU32,
     closed: CancellationToken,
+}
+
+/// An agent's answer to one request.
+enum Reply {
+    Status(FaultStatus),
+    Probe(v1::ProbeResult),
 }
 
 /// A remote fault the controller applied and has not seen reverted.
@@ -153,16 +161,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Checks an agent id from a hello: what the store, logs and selectors can hold safely.
-pub fn check_agent_id(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > 128 {
-        return Err(format!("agent id must be 1 to 128 characters, found {}", id.len()));
-    }
-    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))) {
-        return Err(format!("agent id {id:?} has {c:?}: use letters, digits, '-', '_', '.' and ':'"));
-    }
-    Ok(())
-}
+/// Checks an agent id (a hello's, or a probe's `agent`); defined with the protocol.
+pub use chaos_proto::check_agent_id;
 
 impl Fleet {
     pub fn new(config: FleetConfig, store: Arc<dyn Store>) -> Fleet {
@@ -193,15 +193,20 @@ impl Fleet {
         sessions.get(agent).cloned().ok_or_else(|| format!("agent {agent} is not connected"))
     }
 
-    /// Registers an agent's stream after its hello (the caller checked its token and id): replaces an older
-    /// session of the same agent, reconciles the faults it says it holds, and serves its messages until the
-    /// stream ends. Returns the stream of messages to send it, starting with the welcome.
+    /// Registers an agent's stream after its hello (the caller checked its token and id), reconciles the faults
+    /// it says it holds, and serves its messages until the stream ends. Returns the stream of messages to send
+    /// it, starting with the welcome.
+    ///
+    /// One live session per agent id: while a session of this id heartbeats, a second hello is refused
+    /// (ALREADY_EXISTS) unless it carries the secret of that session's welcome (the same agent process
+    /// reconnecting over a half-dead stream). A session that is late (silent for more than one and a half
+    /// heartbeats) or closed is replaced, so an agent that restarted is back within two heartbeats.
     pub fn attach<S>(
         &self,
         hello: Hello,
         peer: String,
         inbound: S,
-    ) -> tokio_stream::wrappers::ReceiverStream<Result<ControllerMessage, Status>>
+    ) -> Result<tokio_stream::wrappers::ReceiverStream<Result<ControllerMessage, Status>>, Status>
     where
         S: Stream<Item = Result<AgentMessage, Status>> + Send + Unpin + 'static,
     {
@@ -215,9 +220,14 @@ impl Fleet {
             boot_id: hello.boot_id.clone(),
             peer,
         };
+        let secret = {
+            let bytes: [u8; 16] = rand::random();
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
         let session = Arc::new(Session {
             info: info.clone(),
             id: self.inner.next_session.fetch_add(1, Ordering::Relaxed),
+            secret: secret.clone(),
             tx: tx.clone(),
             pending: Mutex::new(HashMap::new()),
             last_seen: Mutex::new((Instant::now(), now_ms())),
@@ -225,18 +235,22 @@ impl Fleet {
             active_faults: AtomicU32::new(u32::try_from(hello.active_faults.len()).unwrap_or(u32::MAX)),
             closed: CancellationToken::new(),
         });
+        let old = {
+            let mut sessions = self.inner.sessions.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(old) = sessions.get(&info.id) {
+                self.may_replace(old, &hello)?;
+            }
+            sessions.insert(info.id.clone(), session.clone())
+        };
         let welcome = ControllerMessage {
             request_id: 0,
             body: Some(controller_message::Body::Welcome(v1::Welcome {
                 heartbeat_ms: millis(self.inner.config.heartbeat),
+                session_secret: secret,
             })),
         };
         // Fresh channel with room: cannot fail.
         let _ = tx.try_send(Ok(welcome));
-        let old = {
-            let mut sessions = self.inner.sessions.write().unwrap_or_else(|p| p.into_inner());
-            sessions.insert(info.id.clone(), session.clone())
-        };
         if let Some(old) = old {
             tracing::info!(agent = %info.id, "agent reconnected: the older stream is closed");
             old.closed.cancel();
@@ -259,7 +273,29 @@ impl Fleet {
         self.reconcile(&info.id, &hello.active_faults);
         let fleet = self.clone();
         tokio::spawn(async move { fleet.serve_session(session, inbound).await });
-        tokio_stream::wrappers::ReceiverStream::new(rx)
+        Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
+    }
+
+    /// Whether a hello may take over the live session `old` of the same id: it proves it is the same agent
+    /// (the old session's secret), or the old session is closed or late.
+    fn may_replace(&self, old: &Session, hello: &Hello) -> Result<(), Status> {
+        if !hello.session_secret.is_empty()
+            && chaos_proto::transport::tokens_equal(&hello.session_secret, &old.secret)
+        {
+            return Ok(());
+        }
+        let silent = lock(&old.last_seen).0.elapsed();
+        if old.closed.is_cancelled() || silent > self.inner.config.heartbeat * 3 / 2 {
+            return Ok(());
+        }
+        Err(Status::already_exists(format!(
+            "agent id {:?} already has a live session (from {}, heard from {} ms ago): a second session is \
+             refused; the agent holding it reconnects with its session secret, and another one is accepted once \
+             that session misses its heartbeats",
+            hello.agent_id,
+            if old.info.peer.is_empty() { "an unknown peer" } else { old.info.peer.as_str() },
+            silent.as_millis()
+        )))
     }
 
     /// The agent lists what it holds: keep what a live run still wants, revert the rest; forget what we
@@ -342,6 +378,11 @@ impl Fleet {
                     *lock(&session.sample) = hb.sample;
                 }
                 Some(agent_message::Body::FaultStatus(status)) => self.on_status(&session, status),
+                Some(agent_message::Body::ProbeResult(result)) => {
+                    if let Some(waiter) = lock(&session.pending).remove(&result.request_id) {
+                        let _ = waiter.send(Reply::Probe(result));
+                    }
+                }
                 Some(agent_message::Body::Hello(_)) => {
                     tracing::warn!(agent = %agent, "a second hello on one stream is ignored");
                 }
@@ -361,7 +402,7 @@ impl Fleet {
     fn on_status(&self, session: &Session, status: FaultStatus) {
         if status.request_id != 0 {
             if let Some(waiter) = lock(&session.pending).remove(&status.request_id) {
-                let _ = waiter.send(status);
+                let _ = waiter.send(Reply::Status(status));
             }
             return;
         }
@@ -379,21 +420,43 @@ impl Fleet {
         }
     }
 
-    /// Sends one request to `agent` and waits for its answer.
+    /// Sends one request to `agent` and waits for its status.
     pub async fn request(&self, agent: &str, body: controller_message::Body) -> Result<FaultStatus, String> {
+        match self.exchange(agent, body, self.inner.config.request_timeout).await? {
+            Reply::Status(status) => Ok(status),
+            Reply::Probe(_) => Err(format!("agent {agent} answered a fault request with a probe result")),
+        }
+    }
+
+    /// Asks `agent` to run a command probe (its policy decides whether it may), waiting up to the probe's own
+    /// timeout plus the request timeout.
+    pub async fn probe(&self, agent: &str, probe: v1::RunProbe) -> Result<v1::ProbeResult, String> {
+        let wait = Duration::from_millis(probe.timeout_ms) + self.inner.config.request_timeout;
+        match self.exchange(agent, controller_message::Body::RunProbe(probe), wait).await? {
+            Reply::Probe(result) => Ok(result),
+            Reply::Status(status) => Err(format!("agent {agent} cannot run probes: {}", status.detail)),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        agent: &str,
+        body: controller_message::Body,
+        timeout: Duration,
+    ) -> Result<Reply, String> {
         let session = self.session(agent)?;
         let request_id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&session.pending).insert(request_id, tx);
         let message = ControllerMessage { request_id, body: Some(body) };
-        let timeout = self.inner.config.request_timeout;
-        let sent = tokio::time::timeout(timeout, session.tx.send(Ok(message))).await;
+        let sent =
+            tokio::time::timeout(self.inner.config.request_timeout, session.tx.send(Ok(message))).await;
         if !matches!(sent, Ok(Ok(()))) {
             lock(&session.pending).remove(&request_id);
             return Err(format!("agent {agent}: its stream is closed or full"));
         }
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(status)) => Ok(status),
+            Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(format!("agent {agent} disconnected before answering")),
             Err(_) => {
                 lock(&session.pending).remove(&request_id);
@@ -737,5 +800,24 @@ impl Fleet {
             .collect();
         held.sort();
         held
+    }
+}
+
+// === impl probes::Agents ===
+
+impl crate::probes::Agents for Fleet {
+    fn matching(&self, labels: &BTreeMap<String, String>) -> Vec<String> {
+        let mut ids: Vec<String> = self.select(labels).into_iter().map(|a| a.id).collect();
+        ids.sort();
+        ids
+    }
+
+    fn run_command<'a>(
+        &'a self,
+        agent: &'a str,
+        probe: v1::RunProbe,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<v1::ProbeResult, String>> + Send + 'a>>
+    {
+        Box::pin(self.probe(agent, probe))
     }
 }

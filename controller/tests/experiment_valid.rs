@@ -257,6 +257,9 @@ fn the_schema_describes_the_format_and_the_checked_types() {
         assert!(def(&schema, name).is_object(), "no definition for {name}");
     }
     assert!(def(&schema, "Target")["properties"]["hosts"].is_object());
+    // A command probe may name the agent (or the agents, by label) it runs on.
+    assert!(def(&schema, "CommandProbe")["properties"]["agent"].is_object());
+    assert!(def(&schema, "CommandProbe")["properties"]["hosts"].is_object());
     let signals = &def(&schema, "Signal");
     assert!(signals.to_string().contains("saturation"), "{signals}");
 

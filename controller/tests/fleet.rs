@@ -199,7 +199,7 @@ recovery: 0s
     );
 
     let planned = start_run(&client, &both, 5, true).await.unwrap();
-    assert_eq!((planned.state.as_str(), planned.exit_code), ("planned", 0));
+    assert_eq!((planned.state.as_str(), planned.exit_code), ("dry-run", 0));
     for (agent, victim) in [("web-1", &web_victim), ("db-1", &db_victim)] {
         let line = format!("on {agent}: process-pause on pid {} (sleep)", victim.pid());
         assert!(planned.plan.contains(&line), "{line:?} in the plan:\n{}", planned.plan);
@@ -462,7 +462,7 @@ async fn halting_one_run_reverts_its_fault_and_ends_it_halted() {
 async fn runs_never_share_an_agent_and_stay_within_the_blast_radius() {
     let dir = TempDir::new("locks");
     let mut cfg = config(dir.path(), fleet(200, 2000));
-    cfg.limits = Limits { max_agents_per_run: Some(1), max_fleet_percent: None };
+    cfg.limits = Limits { max_agents_per_run: Some(1), ..Limits::default() };
     let controller = RunningController::start(cfg).await;
     let client = controller.client().await;
     let _a = Agent::start(controller.addr, "web-1", &[("role", "web"), ("tier", "a")]).await;

@@ -17,3 +17,15 @@ pub mod v1 {
 
 /// The largest message either side accepts by default (experiments are text files; 4 MiB is generous).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Checks an agent id (a hello's, an experiment's `agent:`): what the store, logs and selectors can hold
+/// safely.
+pub fn check_agent_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 128 {
+        return Err(format!("agent id must be 1 to 128 characters, found {}", id.len()));
+    }
+    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))) {
+        return Err(format!("agent id {id:?} has {c:?}: use letters, digits, '-', '_', '.' and ':'"));
+    }
+    Ok(())
+}

@@ -401,7 +401,10 @@ mod tests {
             self.welcomes.fetch_add(1, Ordering::SeqCst);
             let welcome = ControllerMessage {
                 request_id: 0,
-                body: Some(controller_message::Body::Welcome(Welcome { heartbeat_ms: 1000 })),
+                body: Some(controller_message::Body::Welcome(Welcome {
+                    heartbeat_ms: 1000,
+                    ..Welcome::default()
+                })),
             };
             Ok(tonic::Response::new(Box::pin(tokio_stream::iter([Ok(welcome)]))))
         }
@@ -439,7 +442,7 @@ mod tests {
     }
 
     fn is_welcome(message: &ControllerMessage) -> bool {
-        matches!(message.body, Some(controller_message::Body::Welcome(Welcome { heartbeat_ms: 1000 })))
+        matches!(message.body, Some(controller_message::Body::Welcome(Welcome { heartbeat_ms: 1000, .. })))
     }
 
     /// A directory under the system temp dir, removed when dropped.

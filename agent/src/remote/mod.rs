@@ -6,11 +6,15 @@
 //! controller reverts each one when its lease lapses, on its own (the dead-man's switch); the faults still held
 //! are listed in the next hello. Shutdown reverts everything, newest first.
 //!
+//! Command probes (`run_probe`) run only when the policy's `probe_commands` allows them ([`probe`]).
+//!
 //! Requests run concurrently, each on a task of its own, so a slow apply never delays a `halt_all`; requests
 //! about the same fault id run in the order they arrived (a revert waits for the apply before it).
 //!
 //! Not here: TLS, keepalive and the address (the caller builds the [`Endpoint`]), flags (the CLI maps them onto
 //! [`ServeOptions`]).
+
+pub mod probe;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -219,7 +223,7 @@ async fn session(
             .await
             .map_err(|e| Status::unavailable(format!("cannot connect: {}", chain(&e))))?;
         // Built after the dial, so it lists what is held now, not before a slow connect.
-        let hello = identity.hello(shared.still_held());
+        let hello = identity.hello(shared.still_held(), lock(&shared.session_secret).clone());
         let message = AgentMessage { body: Some(agent_message::Body::Hello(hello)) };
         tx.send(message).await.map_err(|_| Status::internal("the outbound queue closed before the hello"))?;
         let mut request = Request::new(ReceiverStream::new(rx));
@@ -247,6 +251,8 @@ async fn session(
         Some(other) => return broken(format!("expected a welcome first, found {}", name(&other))),
         None => return broken("the controller ended the stream before its welcome".into()),
     };
+    // Proves, at the next dial, that this is the agent of this session (its old stream may be half-dead).
+    *lock(&shared.session_secret) = welcome.session_secret.clone();
     let every = Duration::from_millis(welcome.heartbeat_ms).max(MIN_HEARTBEAT);
     tracing::info!(heartbeat_ms = every.as_millis() as u64, "connected to the controller");
     let _heartbeats = AbortOnDropHandle::new(tokio::spawn(heartbeats(shared.clone(), tx.clone(), every)));
@@ -328,7 +334,7 @@ impl Identity {
         }
     }
 
-    fn hello(&self, active_faults: Vec<ActiveFault>) -> Hello {
+    fn hello(&self, active_faults: Vec<ActiveFault>, session_secret: String) -> Hello {
         Hello {
             agent_id: self.agent_id.clone(),
             hostname: self.hostname.clone(),
@@ -337,6 +343,7 @@ impl Identity {
             version: env!("CARGO_PKG_VERSION").to_string(),
             boot_id: self.boot_id.clone(),
             active_faults,
+            session_secret,
         }
     }
 }
@@ -387,6 +394,8 @@ struct Shared {
     tasks: TaskTracker,
     /// Cancelled at shutdown: a request task stops waiting to send its answer.
     shutdown: CancellationToken,
+    /// The secret of the last welcome, sent back in the next hello (empty before the first).
+    session_secret: Mutex<String>,
 }
 
 /// The controller's faults, by the controller's fault id.
@@ -427,6 +436,7 @@ impl Shared {
             sampler: Mutex::new(Sampler::new()),
             tasks: TaskTracker::new(),
             shutdown,
+            session_secret: Mutex::new(String::new()),
         }
     }
 
@@ -471,6 +481,18 @@ impl Shared {
             Some(Body::Plan(plan)) => {
                 let work = async move { shared.plan(plan).await };
                 self.spawn(self.answer(tx, request_id, String::new(), work));
+            }
+            Some(Body::RunProbe(probe)) => {
+                let (tx, stop) = (tx.clone(), self.shutdown.clone());
+                self.spawn(async move {
+                    let mut result = probe::run(shared.agent.policy(), &probe).await;
+                    result.request_id = request_id;
+                    let message = AgentMessage { body: Some(agent_message::Body::ProbeResult(result)) };
+                    tokio::select! {
+                        _ = tx.send(message) => {}
+                        () = stop.cancelled() => {}
+                    }
+                });
             }
         }
     }
@@ -862,6 +884,7 @@ fn name(message: &ControllerMessage) -> &'static str {
         Some(Body::Revert(_)) => "revert",
         Some(Body::HaltAll(_)) => "halt_all",
         Some(Body::Plan(_)) => "plan",
+        Some(Body::RunProbe(_)) => "run_probe",
     }
 }
 

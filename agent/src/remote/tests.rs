@@ -134,7 +134,7 @@ impl Session {
     }
 
     async fn welcome(&mut self, heartbeat_ms: u64) {
-        self.send(0, Body::Welcome(Welcome { heartbeat_ms })).await;
+        self.send(0, Body::Welcome(Welcome { heartbeat_ms, ..Welcome::default() })).await;
     }
 
     async fn send(&mut self, request_id: u64, body: Body) {
@@ -609,4 +609,51 @@ fn backoff_doubles_up_to_its_cap_with_jitter_and_resets() {
     }
     backoff.reset();
     assert!(backoff.next_delay(&mut rng) <= Duration::from_millis(100));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_hello_carries_the_secret_of_the_last_welcome() {
+    let dir = TempDir::new();
+    let agent = start_agent(&dir);
+    let mut controller = Controller::start().await;
+    let daemon = Daemon::spawn(&agent, controller.addr, Some(TOKEN));
+    let mut session = controller.accept().await;
+    assert_eq!(session.hello().await.session_secret, "", "nothing to prove on the first dial");
+    let welcome = Welcome { heartbeat_ms: 1000, session_secret: "s3cr3t-of-session-1".into() };
+    session.send(0, Body::Welcome(welcome)).await;
+    // The stream breaks (half-dead on the controller's side, say): the agent dials again and proves who it is.
+    session.end();
+    let mut again = controller.accept().await;
+    assert_eq!(again.hello().await.session_secret, "s3cr3t-of-session-1");
+    again.welcome(1000).await;
+    daemon.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_runs_only_if_the_policy_allows_it_and_its_result_answers_the_request() {
+    let mut rig = Rig::start(1000).await;
+    // The rig's agent has the default policy: no probe command at all.
+    let marker = rig.dir.0.join("probe-ran");
+    let probe = |argv: Vec<String>| {
+        Body::RunProbe(chaos_proto::v1::RunProbe {
+            name: "who".into(),
+            run_id: "run-1".into(),
+            argv,
+            timeout_ms: 2000,
+            max_output_bytes: 0,
+            check_only: false,
+        })
+    };
+    let touch = vec!["/usr/bin/touch".to_string(), marker.display().to_string()];
+    let id = rig.session.request(probe(touch)).await;
+    let result = loop {
+        if let agent_message::Body::ProbeResult(result) = rig.session.next().await
+            && result.request_id == id
+        {
+            break result;
+        }
+    };
+    assert!(result.error.contains("'probe-commands'"), "{result:?}");
+    assert!(!marker.exists(), "the refused probe did not run");
+    rig.daemon.stop().await.unwrap();
 }

@@ -234,7 +234,8 @@ impl ProtocolClient {
     /// The matching status for a request, at once; nothing on this host is touched.
     fn answer(&self, message: ControllerMessage) -> Option<AgentMessage> {
         let (fault_id, state) = match message.body? {
-            Body::Welcome(_) => return None,
+            // Bench agents allow no probe command: they never answer one.
+            Body::Welcome(_) | Body::RunProbe(_) => return None,
             Body::Apply(apply) => (apply.fault_id, FaultState::Applied),
             Body::Renew(renew) => (renew.fault_id, FaultState::Renewed),
             Body::Revert(revert) => (revert.fault_id, FaultState::Reverted),
@@ -270,6 +271,7 @@ fn hello(index: usize) -> AgentMessage {
         version: env!("CARGO_PKG_VERSION").to_string(),
         boot_id: format!("00000000-0000-4000-8000-{index:012}"),
         active_faults: Vec::new(),
+        session_secret: String::new(),
     };
     AgentMessage { body: Some(agent_message::Body::Hello(hello)) }
 }

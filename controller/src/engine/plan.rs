@@ -185,6 +185,11 @@ impl Plan {
         Ok(Plan { targets, host: None, remote, remote_plan: Vec::new(), local_plan: Vec::new() })
     }
 
+    /// Where command probes with `agent` or `hosts` run: the fleet, when there is one.
+    pub fn probe_agents(&self) -> Option<&dyn crate::probes::Agents> {
+        self.remote.as_ref().map(|r| &r.fleet as &dyn crate::probes::Agents)
+    }
+
     /// Every agent the plan would touch, by id.
     pub fn agents(&self) -> Vec<String> {
         let mut agents: Vec<String> = self

@@ -109,7 +109,7 @@ pub async fn execute(
     // Preflight: the steady state must hold before anything is injected.
     ctx.note("phase", "preflight", "steady-state probes".into(), None);
     for probe in &exp.steady_state {
-        let result = probes::run(probe).await;
+        let result = probes::run_with(probe, ctx.plan.probe_agents()).await;
         ctx.note("probe", &result.name, result.detail.clone(), Some(result.ok));
         outcome.probes_before.push(result);
     }
@@ -332,7 +332,7 @@ pub async fn execute(
     if !matches!(method_result, Err(Abort::Interrupted)) {
         ctx.note("phase", "steady state", "probes after the method".into(), None);
         for probe in &exp.steady_state {
-            let result = probes::run(probe).await;
+            let result = probes::run_with(probe, ctx.plan.probe_agents()).await;
             ctx.note("probe", &result.name, result.detail.clone(), Some(result.ok));
             outcome.probes_after.push(result);
         }

@@ -268,6 +268,21 @@ pub struct CommandProbe {
     pub output_contains: Option<String>,
     #[serde(default)]
     pub timeout: Option<Duration>,
+    /// Run it on this agent (by id) instead of the host running the experiment: through a controller
+    /// (`chaos run --controller`), under that agent's policy (`probe_commands` must allow the command).
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Run it on every connected agent whose labels all match (`{ role: web }`); it passes only if it passes on
+    /// each of them. Through a controller, under each agent's policy, like `agent`.
+    #[serde(default)]
+    pub hosts: Option<BTreeMap<String, String>>,
+}
+
+impl CommandProbe {
+    /// Whether it runs on the host running the experiment (neither `agent` nor `hosts`).
+    pub fn is_local(&self) -> bool {
+        self.agent.is_none() && self.hosts.is_none()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]

@@ -446,6 +446,22 @@ impl Validator<'_> {
                         "`run` needs a program (and its arguments)".into(),
                     );
                 }
+                let p = join(path, &[Seg::K("command")]);
+                match (&command.agent, &command.hosts) {
+                    (Some(_), Some(_)) => self.at_key(
+                        &join(&p, &[Seg::K("hosts")]),
+                        format!("probe `{}`: give either `agent` or `hosts`, not both", probe.name),
+                    ),
+                    (Some(agent), None) => {
+                        if let Err(e) = chaos_proto::check_agent_id(agent) {
+                            self.at(&join(&p, &[Seg::K("agent")]), e);
+                        }
+                    }
+                    (None, Some(hosts)) if hosts.is_empty() => {
+                        self.at(&join(&p, &[Seg::K("hosts")]), "`hosts` must name at least one label".into())
+                    }
+                    _ => {}
+                }
             }
             ProbeKind::Prometheus(prometheus) => {
                 let p = join(path, &[Seg::K("prometheus")]);

@@ -10,11 +10,29 @@ pub mod http;
 pub mod prometheus;
 pub mod tcp;
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
+use chaos_proto::v1::{ProbeResult as AgentProbeResult, RunProbe};
 use tokio::time::Instant;
 
 use crate::experiment::model::Probe;
+
+/// The agents a command probe with `agent` or `hosts` runs on: the controller's fleet (a run through a
+/// controller). A small trait so that probes do not depend on the fleet.
+pub trait Agents: Send + Sync {
+    /// Ids of the connected agents whose labels include every pair of `labels`, sorted.
+    fn matching(&self, labels: &BTreeMap<String, String>) -> Vec<String>;
+
+    /// Asks `agent` to run `probe` under its policy and waits for what it reports.
+    fn run_command<'a>(
+        &'a self,
+        agent: &'a str,
+        probe: RunProbe,
+    ) -> Pin<Box<dyn Future<Output = Result<AgentProbeResult, String>> + Send + 'a>>;
+}
 
 /// The outcome of one probe run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,15 +50,20 @@ pub struct ProbeResult {
 /// found)` when it does not.
 pub type Check = Result<String, String>;
 
-/// Runs `probe`'s one check (http, tcp, command or prometheus).
+/// Runs `probe`'s one check (http, tcp, command or prometheus) on this host.
 pub async fn run(probe: &Probe) -> ProbeResult {
+    run_with(probe, None).await
+}
+
+/// Runs `probe`'s one check; a command probe with `agent` or `hosts` runs on those `agents`.
+pub async fn run_with(probe: &Probe, agents: Option<&dyn Agents>) -> ProbeResult {
     let started = Instant::now();
     let kinds =
         [probe.http.is_some(), probe.tcp.is_some(), probe.command.is_some(), probe.prometheus.is_some()];
     let check = match (kinds.iter().filter(|k| **k).count(), probe) {
         (1, Probe { http: Some(spec), .. }) => http::check(spec).await,
         (1, Probe { tcp: Some(spec), .. }) => tcp::check(spec).await,
-        (1, Probe { command: Some(spec), .. }) => command::check(spec).await,
+        (1, Probe { command: Some(spec), .. }) => command::check_on(spec, &probe.name, agents).await,
         (1, Probe { prometheus: Some(spec), .. }) => prometheus::check(spec).await,
         (0, _) => Err("the probe has no check: expected one of http, tcp, command, prometheus".to_string()),
         (n, _) => {

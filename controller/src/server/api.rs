@@ -13,7 +13,6 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::Tokens;
 use super::runs::{Runs, StartRequest, internal, now_ms};
-use crate::experiment;
 use crate::fleet::{Fleet, check_agent_id};
 use crate::schedule::Timing;
 use crate::store::{AuditRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, ScheduleRecord, Store};
@@ -55,8 +54,8 @@ impl Api {
     fn submit(&self, req: v1::SubmitExperimentRequest) -> Result<ExperimentRecord, Status> {
         let file = if req.file.is_empty() { "experiment.yaml".to_string() } else { req.file.clone() };
         let vars: Vec<(String, String)> = req.vars.clone().into_iter().collect();
-        let exp = experiment::parse(&file, &req.source, &vars)
-            .map_err(|d| Status::invalid_argument(d.to_string()))?;
+        let exp = self.runs.parse(&file, &req.source, &vars)?;
+        self.runs.check_local_effects(&exp)?;
         let record = ExperimentRecord {
             id: new_id("e"),
             title: exp.title,
@@ -451,7 +450,13 @@ impl v1::agent_service_server::AgentService for Agents {
             api.audit("agent", "agent_refused", format!("{peer}: {}", status.message()));
             return Err(status);
         }
-        let outbound = api.fleet.attach(hello, peer, inbound);
-        Ok(Response::new(Box::pin(outbound)))
+        let id = hello.agent_id.clone();
+        match api.fleet.attach(hello, peer.clone(), inbound) {
+            Ok(outbound) => Ok(Response::new(Box::pin(outbound))),
+            Err(status) => {
+                api.audit("agent", "agent_refused", format!("{peer}: {id}: {}", status.message()));
+                Err(status)
+            }
+        }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! API token file: one token per line, `NAME TOKEN` (the name is who the audit log says acted) or just
 //! `TOKEN` (named `api`). Agent token file: `TOKEN` (any agent id may enrol with it) or `AGENT_ID TOKEN`
-//! (only that agent). Blank lines and `#` comments are ignored. A missing file is created with one random
+//! (only that agent; an id named there is reserved
+//! for that token, and a token for any agent may not take it). Blank lines and `#` comments are ignored. A missing file is created with one random
 //! token (mode 0600), so a fresh controller is never open.
 
 use std::io::Write as _;
@@ -65,21 +66,33 @@ impl Tokens {
         if ok { Ok(token) } else { Err(Status::unauthenticated("invalid agent enrolment token")) }
     }
 
-    /// Checks that `token` may enrol the agent `id`: a token for any agent, or one scoped to this id.
+    /// Checks that `token` may enrol the agent `id`. An id named in a scoped line (`AGENT_ID TOKEN`) is
+    /// reserved: only that line's token enrols it, never a token for any agent. Other ids: a token for any
+    /// agent.
     pub fn agent_allowed(&self, token: &str, id: &str) -> Result<(), Status> {
         let mut any = false;
+        let mut own = false;
+        let mut reserved = false;
         let mut scoped = Vec::new();
+        // Every entry is compared, so the time taken does not say which one matched.
         for (agent, expected) in &self.agents {
-            if tokens_equal(token, expected) {
-                match agent {
-                    None => any = true,
-                    Some(a) if a == id => any = true,
-                    Some(a) => scoped.push(a.as_str()),
+            let matches = tokens_equal(token, expected);
+            match agent {
+                None => any |= matches,
+                Some(a) if a == id => {
+                    reserved = true;
+                    own |= matches;
                 }
+                Some(a) if matches => scoped.push(a.as_str()),
+                Some(_) => {}
             }
         }
-        if any {
+        if own || (any && !reserved) {
             Ok(())
+        } else if reserved {
+            Err(Status::permission_denied(format!(
+                "agent id {id:?} is reserved for its own token in the agent token file: this token may not enrol it"
+            )))
         } else {
             Err(Status::permission_denied(format!(
                 "unknown agent {id:?}: this token enrols only {}",
@@ -114,7 +127,7 @@ pub fn write_private(path: &Path, text: &str) -> Result<(), String> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        create_private_dir(dir)?;
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -123,6 +136,17 @@ pub fn write_private(path: &Path, text: &str) -> Result<(), String> {
         .open(path)
         .map_err(|e| format!("creating {}: {e}", path.display()))?;
     file.write_all(text.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// Creates `dir` and any missing parent with mode 0700 (whatever the umask); an existing directory is left as
+/// it is (its owner chose its mode).
+pub fn create_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("creating the directory {}: {e}", dir.display()))
 }
 
 /// `(name, token)` per line; errors say which line.
@@ -197,6 +221,10 @@ mod tests {
         assert_eq!(refused.code(), tonic::Code::PermissionDenied);
         assert!(refused.message().contains("unknown agent \"db-1\""), "{refused:?}");
         t.agent_allowed(A, "db-1").unwrap();
+        // A token for any agent may not take an id a scoped token reserves.
+        let taken = t.agent_allowed(A, "web-1").unwrap_err();
+        assert_eq!(taken.code(), tonic::Code::PermissionDenied);
+        assert!(taken.message().contains("\"web-1\" is reserved"), "{taken:?}");
         assert_eq!(t.agent_token(&meta(Some(C))).unwrap_err().code(), tonic::Code::Unauthenticated);
         assert_eq!(t.agent_token(&meta(None)).unwrap_err().code(), tonic::Code::Unauthenticated);
     }

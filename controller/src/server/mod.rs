@@ -2,12 +2,16 @@
 //! and CI) and the `AgentService` (agents dial in), over TLS (optionally mutual) when configured, bound to
 //! loopback by default. State lives in an embedded SQLite store; a scheduler fires schedules.
 //!
+//! A run through the controller acts only on agents: experiments that would act on the controller's own host
+//! are refused unless it was started with `--allow-local-effects` ([`local`]).
+//!
 //! At start, runs the previous controller left `running` are marked `interrupted` (their faults were reverted
 //! by the agents' leases when renewals stopped). On shutdown every run in progress is halted and reverted
 //! before the server stops.
 
 pub mod api;
 pub mod auth;
+pub mod local;
 pub mod runs;
 pub mod scheduler;
 
@@ -79,8 +83,8 @@ pub struct Controller {
 impl Controller {
     /// Opens the store (marking unfinished runs interrupted), loads or creates the token files, and binds.
     pub async fn bind(config: ControllerConfig) -> Result<Controller, String> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| format!("creating the data directory {}: {e}", config.data_dir.display()))?;
+        // Owner only, whatever the umask: it holds the tokens and every run's record.
+        auth::create_private_dir(&config.data_dir)?;
         let db = config.data_dir.join("controller.db");
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).map_err(|e| e.to_string())?);
         let interrupted = store

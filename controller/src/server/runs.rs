@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::engine::{self, Plan, Remote, RunConfig};
-use crate::experiment::{self, Experiment};
+use crate::experiment::Experiment;
 pub(crate) use crate::fleet::now_ms;
 use crate::fleet::{Fleet, lock};
 use crate::store::{EventRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, Store};
@@ -24,7 +24,14 @@ pub struct Limits {
     pub max_agents_per_run: Option<usize>,
     /// The largest share of the connected fleet one run may touch, in percent.
     pub max_fleet_percent: Option<f64>,
+    /// Let runs act on the controller's own host (local command probes, local process targets): off unless
+    /// `chaos controller --allow-local-effects`, since anyone with an API token could then run programs and
+    /// signal processes there as the controller's user (see [`super::local`]).
+    pub allow_local_effects: bool,
 }
+
+/// The terminal state of a dry run: planned, nothing applied.
+pub const DRY_RUN: &str = "dry-run";
 
 /// Every run of this controller.
 pub struct Runs {
@@ -83,6 +90,16 @@ impl Runs {
         }))
     }
 
+    /// Parses an experiment submitted here (`${env:NAME}` only with `--allow-local-effects`).
+    pub fn parse(&self, file: &str, source: &str, vars: &[(String, String)]) -> Result<Experiment, Status> {
+        super::local::parse(file, source, vars, self.limits.allow_local_effects)
+    }
+
+    /// Refuses an experiment that would act on the controller's host, unless that was allowed at start.
+    pub fn check_local_effects(&self, exp: &Experiment) -> Result<(), Status> {
+        super::local::check(exp, self.limits.allow_local_effects)
+    }
+
     pub fn frozen(&self) -> Option<FreezeRecord> {
         lock(&self.frozen).clone()
     }
@@ -138,8 +155,8 @@ impl Runs {
         }
         let rec = &req.experiment;
         let vars: Vec<(String, String)> = rec.vars.clone().into_iter().collect();
-        let exp = experiment::parse(&rec.file, &rec.source, &vars)
-            .map_err(|d| Status::invalid_argument(d.to_string()))?;
+        let exp = self.parse(&rec.file, &rec.source, &vars)?;
+        self.check_local_effects(&exp)?;
         if Plan::needs_host(&exp) {
             return Err(Status::failed_precondition(
                 "host faults without a target (and pauses of local processes) act on the host running the \
@@ -157,6 +174,7 @@ impl Runs {
         plan.check_remote(&exp, seed)
             .await
             .map_err(|e| Status::failed_precondition(format!("preflight: {e}")))?;
+        self.check_probes(&exp).await?;
         let mut record = RunRecord {
             id: id.clone(),
             experiment_id: rec.id.clone(),
@@ -174,9 +192,24 @@ impl Runs {
             exit_code: None,
         };
         if req.dry_run {
+            // Stored finished: a dry run ends here (nothing was applied), it is never left waiting.
+            record.state = DRY_RUN.into();
             record.finished_ms = Some(record.started_ms);
             record.exit_code = Some(0);
             self.store.insert_run(&record).map_err(internal)?;
+            let event = EventRecord {
+                run_id: id.clone(),
+                seq: 1,
+                at_ms: 0,
+                kind: "finished".into(),
+                name: DRY_RUN.into(),
+                detail: String::new(),
+                ok: Some(true),
+                line: format!("{}: dry run, nothing applied", exp.title),
+            };
+            if let Err(e) = self.store.append_event(&event) {
+                tracing::warn!(run = %id, error = %e, "could not store the dry run's finished event");
+            }
             return Ok(record);
         }
         self.lock_agents(&id, &agents)?;
@@ -207,6 +240,22 @@ impl Runs {
         let started_record = record.clone();
         tokio::spawn(async move { runs.execute(exp, plan, record, active).await });
         Ok(started_record)
+    }
+
+    /// Every command probe that runs on agents: they are connected and their policies allow it (nothing runs).
+    async fn check_probes(&self, exp: &Experiment) -> Result<(), Status> {
+        for probe in &exp.steady_state {
+            let Some(command) = &probe.command else { continue };
+            crate::probes::command::preflight(command, &probe.name, Some(&self.fleet)).await.map_err(
+                |e| {
+                    Status::failed_precondition(format!(
+                        "preflight: steady_state probe `{}`: {e}",
+                        probe.name
+                    ))
+                },
+            )?;
+        }
+        Ok(())
     }
 
     fn check_blast_radius(&self, agents: &[String]) -> Result<(), Status> {

@@ -59,7 +59,7 @@ pub struct RunRecord {
     pub experiment_id: String,
     /// The experiment's title at the time of the run, for listings.
     pub title: String,
-    /// pending, running, passed, failed, inconclusive, halted, interrupted, planned, error
+    /// pending, running, passed, failed, inconclusive, halted, interrupted, dry-run (finished when stored), error
     pub state: String,
     /// The verdict once there is one.
     pub verdict: Option<String>,

@@ -133,6 +133,7 @@ impl SqliteStore {
     /// or checks the schema. A database written by a newer schema version is refused.
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         let name = path.display().to_string();
+        make_private(path)?;
         let conn = Connection::open(path).map_err(|e| failed(format_args!("opening {name}"), e))?;
         Self::start(conn, &name, true)
     }
@@ -680,6 +681,41 @@ fn sql_limit(limit: usize) -> i64 {
 }
 
 /// A database error, saying what was being done.
+/// The database and its `-wal` and `-shm` files hold every experiment, run and audit entry: owner only,
+/// whatever the umask. SQLite creates `-wal` and `-shm` with the database file's mode, so the database is
+/// created 0600 before SQLite opens it; files an older version left more open are narrowed to 0600.
+fn make_private(path: &Path) -> StoreResult<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let io = |doing: &str, p: &Path, e: std::io::Error| {
+        StoreError::Backend(format!("{doing} {}: {e}", p.display()))
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io("creating", path, e))?;
+    let mut files = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(name.into());
+    }
+    for file in files {
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| io("narrowing the mode of", &file, e))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("reading", &file, e)),
+        }
+    }
+    Ok(())
+}
+
 fn failed(doing: impl fmt::Display, err: rusqlite::Error) -> StoreError {
     StoreError::Backend(format!("{doing}: {err}"))
 }

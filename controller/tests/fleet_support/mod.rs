@@ -128,6 +128,22 @@ impl RunningController {
     /// serves.
     pub async fn start(config: ControllerConfig) -> RunningController {
         write_tokens(&config.data_dir);
+        RunningController::start_as_is(config).await
+    }
+
+    /// Like [`RunningController::start`] but without writing the token files first: the controller creates its
+    /// data directory and token files itself (read the API token with [`RunningController::api_token`]).
+    pub async fn start_creating_tokens(config: ControllerConfig) -> RunningController {
+        RunningController::start_as_is(config).await
+    }
+
+    /// The first API token in the data directory's `api.token`.
+    pub fn api_token(&self) -> String {
+        let text = std::fs::read_to_string(self.config.data_dir.join("api.token")).unwrap();
+        text.split_whitespace().last().unwrap().to_string()
+    }
+
+    async fn start_as_is(config: ControllerConfig) -> RunningController {
         let (ready_tx, ready) = oneshot::channel();
         let (kill, killed) = oneshot::channel::<()>();
         let shutdown = CancellationToken::new();
@@ -330,6 +346,8 @@ pub async fn wait_state(client: &Client, id: &str, state: &str) -> Run {
 pub struct Agent {
     pub id: String,
     pub host: HostAgent,
+    /// The host agent's state directory (its undo journal is `journal/` in it).
+    pub state_dir: PathBuf,
     shutdown: CancellationToken,
     task: Option<JoinHandle<Result<(), RemoteError>>>,
     _state: TempDir,
@@ -344,19 +362,22 @@ pub struct AgentOptions {
 }
 
 impl AgentOptions {
-    /// Id `id`, labels `labels`, [`AGENT_TOKEN`], the default policy.
+    /// Id `id`, labels `labels`, the token that enrols it ([`WEB1_TOKEN`] for `web-1`, whose id that token
+    /// reserves; [`AGENT_TOKEN`] for any other), the default policy.
     pub fn new(id: &str, labels: &[(&str, &str)]) -> AgentOptions {
+        let token = if id == "web-1" { WEB1_TOKEN } else { AGENT_TOKEN };
         AgentOptions {
             id: id.to_string(),
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            token: Some(AGENT_TOKEN.to_string()),
+            token: Some(token.to_string()),
             policy: AgentPolicy::default(),
         }
     }
 }
 
 impl Agent {
-    /// An agent `id` with `labels` and the default policy, dialling `addr` with [`AGENT_TOKEN`].
+    /// An agent `id` with `labels` and the default policy, dialling `addr` with its token
+    /// ([`AgentOptions::new`]).
     pub async fn start(addr: SocketAddr, id: &str, labels: &[(&str, &str)]) -> Agent {
         Agent::start_with(addr, AgentOptions::new(id, labels)).await
     }
@@ -364,6 +385,7 @@ impl Agent {
     pub async fn start_with(addr: SocketAddr, options: AgentOptions) -> Agent {
         let state = TempDir::new(&format!("agent-{}", options.id));
         let dir = state.path().join("state");
+        let state_dir = dir.clone();
         let policy = options.policy.clone();
         let host =
             tokio::task::spawn_blocking(move || HostAgent::start(dir, policy, 7).unwrap().0).await.unwrap();
@@ -375,7 +397,7 @@ impl Agent {
         serve.backoff_max = Duration::from_millis(200);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(chaos_agent::remote::serve(serve, host.clone(), shutdown.clone()));
-        Agent { id: options.id, host, shutdown, task: Some(task), _state: state }
+        Agent { id: options.id, host, state_dir, shutdown, task: Some(task), _state: state }
     }
 
     /// Stops `serve` (it reverts what the agent holds) and returns its result.
