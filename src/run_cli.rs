@@ -117,7 +117,7 @@ pub async fn run_experiment(
         },
     };
     let mut plan = match Plan::resolve(exp, seed).await {
-        Ok(plan) => plan,
+        Ok(plan) => Plan { state_dir: Some(reports.host.state_dir.clone()), ..plan },
         Err(e) => {
             eprintln!("chaos run: {file}: cannot resolve targets: {e}");
             // Nothing was touched, but CI still gets its reports, saying why.
