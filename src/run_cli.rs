@@ -34,8 +34,8 @@ pub struct RunArgs {
     /// No live progress on stderr.
     #[arg(long, short)]
     quiet: bool,
-    /// Where host faults (pause, stress, network) keep their undo journal; at start, faults a killed run left
-    /// there are reverted.
+    /// Where host faults (pause, stress, network), and proxies the run creates on a server without leases (a
+    /// real Toxiproxy), keep their undo journal; at start, what a killed run left there is reverted.
     #[arg(long, env = "CHAOS_STATE_DIR", value_name = "DIR", default_value_os_t = chaos_agent::journal::default_state_dir())]
     state_dir: PathBuf,
     /// Agent policy file limiting host faults (allowed kinds, protected processes, stress ceilings, fill paths).
