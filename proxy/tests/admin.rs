@@ -186,7 +186,8 @@ async fn an_oversized_body_and_an_oversized_populate_get_413_with_a_reason() {
 
 #[tokio::test]
 async fn connections_past_the_cap_are_closed_at_once_and_served_again_once_slots_free() {
-    let admin = Admin::start(short(4)).await;
+    // Headers get 3 s here, so a refusal at accept is told apart from a close at the header deadline.
+    let admin = Admin::start(Limits { header_timeout: Duration::from_secs(3), ..short(4) }).await;
     let held = futures_join(|| half_request(admin.addr), 4).await;
     // The server accepts in order, so the fifth connection finds the four slots taken.
     let refused_at = Instant::now();
@@ -194,7 +195,7 @@ async fn connections_past_the_cap_are_closed_at_once_and_served_again_once_slots
     let mut buf = [0u8; 64];
     let read = tokio::time::timeout(DEADLINE, extra.read(&mut buf)).await;
     assert!(matches!(read, Ok(Ok(0) | Err(_))), "a fifth connection was kept: {read:?}");
-    assert!(refused_at.elapsed() < Duration::from_millis(700), "refused only at the header deadline");
+    assert!(refused_at.elapsed() < Duration::from_secs(2), "refused only at the header deadline");
     // Once the held ones are closed at their deadline, good clients are served again.
     for conn in held {
         closed_after(conn, refused_at).await;
