@@ -22,7 +22,7 @@ use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -356,6 +356,9 @@ impl fmt::Debug for Client {
     }
 }
 
+/// How long an idle pooled connection is kept: less than the 10 s `chaos proxy` allows between requests.
+const POOL_IDLE: Duration = Duration::from_secs(5);
+
 // === impl Client ===
 
 impl Client {
@@ -363,7 +366,12 @@ impl Client {
     /// (for a server behind a reverse proxy). Without a port, `http://` means port 80 as in any URL.
     pub fn new(base_url: &str) -> Result<Client, ClientError> {
         let base = parse_base_url(base_url)?;
-        let http = HyperClient::builder(TokioExecutor::new()).build_http();
+        // Idle connections are dropped before `chaos proxy` closes them (it allows 10 s between requests), so
+        // a request never races the server's close of a pooled connection.
+        let http = HyperClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(TokioTimer::new())
+            .build_http();
         Ok(Client { base, http, timeout: DEFAULT_TIMEOUT })
     }
 
