@@ -97,27 +97,7 @@ pub async fn serve_with(
             drop(stream);
             continue;
         };
-        let router = router.clone();
-        let stop = stop.clone();
-        tracker.spawn(async move {
-            let _permit = permit;
-            let service = service_fn(move |request| handle(router.clone(), request, limits));
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = stop.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "admin API connection ended");
-            }
-        });
+        tracker.spawn(serve_connection(stream, peer, router.clone(), limits, stop.clone(), permit));
     }
     stop.cancel();
     tracker.close();
@@ -126,6 +106,33 @@ pub async fn serve_with(
     }
     server.shutdown().await;
     Ok(())
+}
+
+/// Serves one connection until it ends or `stop` asks it to finish its request in flight; holds its slot.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    router: Router,
+    limits: Limits,
+    stop: CancellationToken,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let service = service_fn(move |request| handle(router.clone(), request, limits));
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "admin API connection ended");
+    }
 }
 
 /// Reads the body within the limits, then hands the request to the router.

@@ -193,18 +193,7 @@ async fn create_one(
 ) -> Result<Created, String> {
     // The record is on disk before the proxy exists: a runner killed in between leaves a record whose replay
     // finds nothing to delete (404 counts as done).
-    let undo = vec![Undo::DeleteProxy { api: want.api.to_string(), name: want.name.to_string() }];
-    let record = match journal {
-        Some(journal) => {
-            let journal = journal.clone();
-            match tokio::task::spawn_blocking(move || journal.begin_external(RECORD_KIND, undo)).await {
-                Ok(Ok(entry)) => Ok(entry),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(e.to_string()),
-            }
-        }
-        None => Err("the undo journal could not be opened".to_string()),
-    };
+    let record = begin_record(journal, want).await;
     let proxy = NewProxy {
         name: want.name.to_string(),
         listen: Some(want.listen.to_string()),
@@ -262,6 +251,17 @@ async fn create_one(
                 want.api
             ))
         }
+    }
+}
+
+/// Writes the undo record of a proxy about to be created, or says why there is none.
+async fn begin_record(journal: Option<&Journal>, want: &Wanted<'_>) -> Result<Entry, String> {
+    let undo = vec![Undo::DeleteProxy { api: want.api.to_string(), name: want.name.to_string() }];
+    let journal = journal.ok_or("the undo journal could not be opened")?.clone();
+    match tokio::task::spawn_blocking(move || journal.begin_external(RECORD_KIND, undo)).await {
+        Ok(Ok(entry)) => Ok(entry),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
