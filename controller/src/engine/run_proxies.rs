@@ -135,7 +135,8 @@ pub async fn create(
     if wanted.is_empty() {
         return Ok(created);
     }
-    let mark = Mark::current(experiment)?;
+    let mark =
+        Mark::current(experiment).map_err(|e| format!("identifying this run to mark its proxies: {e}"))?;
     // Records of runs that died holding proxies on servers without leases go first, so a stale proxy of
     // ours is deleted before we create its successor (and its record cannot delete the successor later).
     let journal = open_journal(state_dir, notes).await;
