@@ -41,6 +41,11 @@ enum Command {
     /// Print the JSON Schema of the experiment format.
     Schema,
     /// Run the fault-injection proxy server (Toxiproxy-compatible admin API on loopback by default).
+    ///
+    /// The admin API closes a connection whose request headers take more than 10 s, answers 408 to a body
+    /// not received within 10 s and 413 to one over 1 MiB or to a populate of more than 1,000 proxies, and
+    /// serves at most 512 connections at once. A proxy created with `"lease_ms": N` deletes itself unless an
+    /// update renews the lease within N ms (`chaos run` leases the proxies it creates this way).
     Proxy(ProxyArgs),
     /// Manage proxies and toxics on any Toxiproxy-compatible server (like toxiproxy-cli).
     #[command(visible_alias = "tp")]

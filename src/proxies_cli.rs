@@ -479,6 +479,8 @@ mod tests {
             upstream: "localhost:6379".into(),
             enabled,
             half_close: false,
+            lease_ms: None,
+            owner: None,
             toxics,
         }
     }

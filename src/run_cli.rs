@@ -36,8 +36,8 @@ pub struct RunArgs {
     /// No live progress on stderr.
     #[arg(long, short)]
     quiet: bool,
-    /// Where host faults (pause, stress, network) keep their undo journal; at start, faults a killed run left
-    /// there are reverted.
+    /// Where host faults (pause, stress, network), and proxies the run creates on a server without leases (a
+    /// real Toxiproxy), keep their undo journal; at start, what a killed run left there is reverted.
     #[arg(long, env = "CHAOS_STATE_DIR", value_name = "DIR", default_value_os_t = chaos_agent::journal::default_state_dir())]
     state_dir: PathBuf,
     /// Agent policy file limiting host faults (allowed kinds, protected processes, stress ceilings, fill paths).
@@ -119,7 +119,7 @@ pub async fn run_experiment(
         },
     };
     let mut plan = match Plan::resolve(exp, seed).await {
-        Ok(plan) => plan,
+        Ok(plan) => Plan { state_dir: Some(reports.host.state_dir.clone()), ..plan },
         Err(e) => {
             eprintln!("chaos run: {file}: cannot resolve targets: {e}");
             // Nothing was touched, but CI still gets its reports, saying why.

@@ -96,6 +96,9 @@ pub enum Undo {
         device: String,
         handle: String,
     },
+    /// Delete proxy `name` through the Toxiproxy-compatible admin API at `api` (`http://host:port`): a proxy
+    /// a run created on a server that cannot expire it by itself.
+    DeleteProxy { api: String, name: String },
 }
 
 /// The record of one applied fault, as stored.
@@ -238,6 +241,16 @@ impl Journal {
     /// Writes and fsyncs the record of a fault about to be applied. Call before changing anything; if this fails,
     /// the fault must not be applied.
     pub fn begin(&self, id: FaultId, kind: FaultKind, undo: Vec<Undo>) -> Result<Entry, AgentError> {
+        self.begin_as(id, kind.as_str(), undo)
+    }
+
+    /// [`Journal::begin`] for a change that is not one of this crate's faults (a proxy a `chaos run` created
+    /// on a server without leases, undone by [`Undo::DeleteProxy`]); `kind` names it in listings.
+    pub fn begin_external(&self, kind: &str, undo: Vec<Undo>) -> Result<Entry, AgentError> {
+        self.begin_as(FaultId::next(), kind, undo)
+    }
+
+    fn begin_as(&self, id: FaultId, kind: &str, undo: Vec<Undo>) -> Result<Entry, AgentError> {
         self.ensure_watchdog();
         let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
         let record = Record {
@@ -477,6 +490,7 @@ impl Undo {
             Undo::DeleteQdisc { netns, device, handle } => {
                 crate::net::delete_qdisc(netns.as_deref(), device, handle)
             }
+            Undo::DeleteProxy { api, name } => crate::undo_proxy::delete_proxy(api, name),
         }
     }
 }

@@ -7,7 +7,8 @@
 //! # Layout
 //! - [`host`]: [`host::HostAgent`], the entry point: policy, capabilities, journal replay at start, leases.
 //! - [`spec`]: [`spec::FaultSpec`], every fault as data; [`policy`]: the policy file ([`policy::AgentPolicy`]).
-//! - [`journal`]: the fsync'd undo journal and its replay (orphans at start, everything for break glass).
+//! - [`journal`]: the fsync'd undo journal and its replay (orphans at start, everything for break glass);
+//!   [`undo_proxy`]: its one step that is not on this host, deleting a run's proxy through an admin API.
 //! - [`process`]: discovery from `/proc` ([`process::ProcessSelector`]), identity by pid + start time
 //!   ([`process::ProcessId`]), seeded choice ([`Count`]) and the blast-radius [`process::Policy`], all behind
 //!   [`process::select`].
@@ -45,6 +46,7 @@ pub mod sample;
 mod signal;
 pub mod spec;
 pub mod stress;
+pub mod undo_proxy;
 pub mod watchdog;
 
 pub use error::AgentError;

@@ -26,7 +26,7 @@ use crate::server::Server;
 pub const TOXIPROXY_API_VERSION: &str = "2.12.0";
 /// Toxiproxy answers 503 with an empty body when a handler runs longer than this.
 const HANDLER_TIMEOUT: Duration = Duration::from_secs(25);
-const REQUEST_ID: &str = "x-toxiproxy-request-id";
+pub(crate) const REQUEST_ID: &str = "x-toxiproxy-request-id";
 
 /// The admin API as an axum router (test it with `tower::ServiceExt::oneshot`, serve it with [`crate::serve`]).
 pub fn router(server: Server) -> Router {
@@ -259,7 +259,7 @@ fn percent_decode(s: &str) -> Vec<u8> {
 }
 
 /// 20 characters of base32, like the xid Toxiproxy uses.
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuv";
     (0..20).map(|_| ALPHABET[usize::from(rand::random::<u8>() % 32)] as char).collect()
 }

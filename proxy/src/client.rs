@@ -22,7 +22,7 @@ use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -84,6 +84,13 @@ pub struct Proxy {
     /// sends it and always closes both directions.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub half_close: bool,
+    /// Our extension: the lease (ms) the proxy was created or last renewed with; it deletes itself unless
+    /// renewed within that time. Real Toxiproxy never sends it, which is how a client tells the servers apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    /// Our extension: who created the proxy, as they said at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Upstream toxics first, then downstream, each in the order they were added.
     #[serde(default)]
     pub toxics: Vec<Toxic>,
@@ -170,6 +177,9 @@ pub struct ProxyUpdate {
     /// Our extension: extra latency histogram bounds (ms), e.g. an SLO's thresholds; replaces the previous set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_buckets_ms: Option<Vec<f64>>,
+    /// Our extension: renews the proxy's lease (see [`Proxy::lease_ms`]) from now. Real Toxiproxy ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
 }
 
 /// Our extensions to a new proxy, sent along with a [`NewProxy`] by [`Client::create_proxy_with`].
@@ -181,6 +191,12 @@ pub struct ProxyOptions {
     /// Extra latency histogram bounds (ms), so "the share of requests within T" is exact for each T.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_buckets_ms: Option<Vec<f64>>,
+    /// A lease (ms): the proxy deletes itself unless renewed ([`ProxyUpdate::lease_ms`]) within it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    /// Who creates the proxy, shown back in its view ([`Proxy::owner`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// `GET /proxies/{name}/stats` of our server, typed. Every field defaults, so older answers decode.
@@ -340,6 +356,9 @@ impl fmt::Debug for Client {
     }
 }
 
+/// How long an idle pooled connection is kept: less than the 10 s `chaos proxy` allows between requests.
+const POOL_IDLE: Duration = Duration::from_secs(5);
+
 // === impl Client ===
 
 impl Client {
@@ -347,7 +366,12 @@ impl Client {
     /// (for a server behind a reverse proxy). Without a port, `http://` means port 80 as in any URL.
     pub fn new(base_url: &str) -> Result<Client, ClientError> {
         let base = parse_base_url(base_url)?;
-        let http = HyperClient::builder(TokioExecutor::new()).build_http();
+        // Idle connections are dropped before `chaos proxy` closes them (it allows 10 s between requests), so
+        // a request never races the server's close of a pooled connection.
+        let http = HyperClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(TokioTimer::new())
+            .build_http();
         Ok(Client { base, http, timeout: DEFAULT_TIMEOUT })
     }
 

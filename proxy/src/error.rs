@@ -24,6 +24,12 @@ pub enum Error {
     /// The listen address could not be bound; the text is the OS error, as Toxiproxy reports it.
     #[error("{0}")]
     Listen(String),
+    /// Beyond Toxiproxy: a request past a size bound (a populate of too many proxies); says which and by how much.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Beyond Toxiproxy: an operation stopped at its deadline; says how far it got.
+    #[error("{0}")]
+    Deadline(String),
 }
 
 impl Error {
@@ -36,6 +42,8 @@ impl Error {
             | Error::InvalidToxicType
             | Error::BadRequest(_) => 400,
             Error::Listen(_) => 500,
+            Error::TooLarge(_) => 413,
+            Error::Deadline(_) => 503,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`server`]: the registry of proxies and toxics ([`Server`]); every API operation is a method here.
 //! - [`api`]: the HTTP admin API around a [`Server`] ([`api::router`]); [`serve`] runs it on a listener.
+//! - [`admin`]: the admin API's HTTP server: header and body deadlines, body size and connection caps.
 //! - `proxy`: one proxy's data plane: accept loop, upstream dial, two links per connection.
 //! - `link`: one direction of a connection: socket reads → pipeline → socket writes, in one `select!` loop.
 //! - `pipeline`: the toxic chain of a link as a pure state machine, reconfigured live without losing bytes.
@@ -21,6 +22,7 @@
 //! The crate keeps no state on disk: a restarted server starts empty, so no toxic outlives the process that
 //! applied it; an interception table outlives a SIGKILLed one only until the next start removes it.
 
+pub mod admin;
 pub mod api;
 pub mod client;
 pub mod config;
@@ -43,14 +45,12 @@ pub use error::Error;
 pub use server::{Server, ServerConfig};
 pub use stats::StatsSnapshot;
 
-/// Serves the admin API on `listener` until `shutdown` completes, then stops every proxy.
+/// Serves the admin API on `listener` within the default [`admin::Limits`] until `shutdown` completes, then
+/// stops every proxy.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     server: Server,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = api::router(server.clone());
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
-    server.shutdown().await;
-    result
+    admin::serve_with(listener, server, shutdown, admin::Limits::default()).await
 }

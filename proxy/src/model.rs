@@ -2,8 +2,10 @@
 //! `null` = absent) and what they get back (`*View`, with Toxiproxy's field order).
 //!
 //! Beyond Toxiproxy, a proxy has a `protocol` (`tcp`, the default, or `http`) and optional extra latency
-//! histogram bounds (`latency_buckets_ms`). Toxiproxy clients never send them, and a view shows them only when
-//! they differ from the default, so every answer about a plain TCP proxy stays exactly Toxiproxy's.
+//! histogram bounds (`latency_buckets_ms`), and may be leased (`lease_ms`: the proxy deletes itself unless the
+//! lease is renewed in time) and marked with who created it (`owner`). Toxiproxy clients never send them, and a
+//! view shows them only when they differ from the default, so every answer about a plain TCP proxy stays exactly
+//! Toxiproxy's.
 
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -23,6 +25,12 @@ pub struct ProxyInput {
     pub protocol: Option<String>,
     /// Beyond Toxiproxy: request latency thresholds (ms) the HTTP latency histogram must have as bucket bounds.
     pub latency_buckets_ms: Option<Vec<f64>>,
+    /// Beyond Toxiproxy: milliseconds after which the proxy deletes itself (listener closed, connections
+    /// ended) unless an update renews the lease first. Not the `ttl` of an update, which re-enables a proxy.
+    pub lease_ms: Option<u64>,
+    /// Beyond Toxiproxy: who created the proxy, opaque to the server and shown back (a `chaos run` marks
+    /// the proxies it creates so its next run can recognise a stale one).
+    pub owner: Option<String>,
 }
 
 /// A partial proxy update (`POST`/`PATCH /proxies/{name}`): only the fields sent change.
@@ -40,6 +48,9 @@ pub struct ProxyUpdate {
     pub protocol: Option<String>,
     /// Beyond Toxiproxy: replaces the extra histogram bounds; a changed set restarts the histogram from zero.
     pub latency_buckets_ms: Option<Vec<f64>>,
+    /// Beyond Toxiproxy: renews (or sets) the proxy's lease: it now deletes itself this many milliseconds
+    /// from now unless renewed again.
+    pub lease_ms: Option<u64>,
 }
 
 /// What a proxy speaks: plain TCP (bytes, L4 toxics only) or HTTP/1.1 and HTTP/2 (requests, L7 toxics too).
@@ -112,6 +123,12 @@ pub struct ProxyView {
     /// The extra latency bounds (ms), sorted; shown only when some were registered.
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "whole_floats")]
     pub latency_buckets_ms: Vec<f64>,
+    /// The lease (ms) the proxy was created or last renewed with; shown only for a leased proxy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    /// Who created the proxy, as they said; shown only when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Upstream chain first, then downstream, each in insertion order.
     pub toxics: Vec<ToxicView>,
 }

@@ -7,6 +7,10 @@
 //! TTLs and updates work alike), but publishes them split: L4 toxics to the links' chains, L7 toxics
 //! (`http_abort`, `http_delay`, `grpc_abort`) to the request rule set. L7 toxics are refused on `tcp` proxies,
 //! and a proxy that has some cannot be switched to `tcp`.
+//!
+//! A proxy created with `lease_ms` deletes itself when its lease lapses (listener closed, connections ended),
+//! unless an update with `lease_ms` renewed it: whoever creates a proxy for a while (a `chaos run`) renews it
+//! while it runs, and a creator that dies cannot leave it behind.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -25,6 +29,13 @@ use crate::pipeline::{Chain, ToxicSpec};
 use crate::proxy::{ProxyShared, Route, Running, resolve_listen, splitmix};
 use crate::stats::{MetricsSource, StatsSnapshot, render_prometheus};
 use crate::toxics::{Direction, ToxicKind};
+
+/// Most proxies one `/populate` (or config file) may hold: it runs under the registry lock, which every API
+/// call waits for.
+pub const MAX_POPULATE: usize = 1000;
+/// Populate stops (answering what it did so far) once this has passed, well inside the API's 25 s handler
+/// deadline, so the client gets an answer rather than Toxiproxy's empty 503.
+const POPULATE_DEADLINE: Duration = Duration::from_secs(20);
 
 /// How the server runs.
 #[derive(Clone, Debug, Default)]
@@ -66,6 +77,12 @@ struct ProxyEntry {
     running: Option<Running>,
     /// Non-zero while the proxy is down with a TTL: identifies the timer that may re-enable it.
     down_generation: u64,
+    /// The lease the proxy was created or last renewed with; `None` for a proxy that lives until deleted.
+    lease: Option<Duration>,
+    /// Identifies the lease timer armed last; an older timer firing finds a different value and does nothing.
+    lease_generation: u64,
+    /// Who created the proxy, as the creator said (opaque here, shown back).
+    owner: Option<String>,
 }
 
 #[derive(Clone)]
@@ -146,9 +163,16 @@ impl Server {
             toxics: [Vec::new(), Vec::new()],
             running: None,
             down_generation: 0,
+            lease: input.lease_ms.map(Duration::from_millis),
+            lease_generation: 0,
+            owner: input.owner.clone(),
         };
         if input.enabled.unwrap_or(true) {
             entry.start(&self.inner.shutdown).await?;
+        }
+        if let Some(lease) = entry.lease {
+            entry.lease_generation = self.next_id();
+            self.arm_lease(&entry.shared.name, entry.lease_generation, lease);
         }
         Ok(entry)
     }
@@ -159,6 +183,7 @@ impl Server {
     pub async fn update_proxy(&self, name: &str, update: ProxyUpdate) -> Result<ProxyView> {
         let mut proxies = self.inner.proxies.lock().await;
         let entry = proxies.get_mut(name).ok_or(Error::ProxyNotFound)?;
+        let lease = checked_lease(update.lease_ms).map_err(Error::BadRequest)?;
         let protocol = match &update.protocol {
             Some(text) => Protocol::parse(text).map_err(Error::BadRequest)?,
             None => entry.protocol,
@@ -211,7 +236,32 @@ impl Server {
         } else if enabled {
             entry.down_generation = 0;
         }
+        if let Some(lease) = lease {
+            // A renewal: the lease runs from now, and the timer armed before it no longer counts.
+            entry.lease = Some(lease);
+            entry.lease_generation = self.next_id();
+            self.arm_lease(name, entry.lease_generation, lease);
+        }
         Ok(entry.view())
+    }
+
+    /// Deletes a leased proxy at its deadline, unless it was renewed, deleted or replaced since.
+    fn arm_lease(&self, proxy: &str, generation: u64, lease: Duration) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let proxy = proxy.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(lease).await;
+            let Some(inner) = weak.upgrade() else { return };
+            let mut proxies = inner.proxies.lock().await;
+            if proxies.get(&proxy).is_none_or(|entry| entry.lease_generation != generation) {
+                return;
+            }
+            if let Some(mut entry) = proxies.remove(&proxy) {
+                entry.stop().await;
+                info!(proxy = %proxy, lease_ms = lease.as_millis(), owner = entry.owner.as_deref().unwrap_or(""),
+                    "proxy lease lapsed: proxy deleted");
+            }
+        });
     }
 
     /// Re-enables a proxy disabled with a TTL at its deadline, unless it was changed since.
@@ -245,11 +295,18 @@ impl Server {
 
     /// Creates or replaces many proxies: validates every entry first; an entry identical in name, listen and
     /// upstream to an existing proxy keeps that proxy untouched; a differing one replaces it, without toxics.
-    /// On failure returns the error with the proxies handled so far.
+    /// On failure returns the error with the proxies handled so far. At most [`MAX_POPULATE`] proxies, and
+    /// it stops after 20 s.
     pub async fn populate(
         &self,
         inputs: Vec<ProxyInput>,
     ) -> std::result::Result<Vec<ProxyView>, (Error, Vec<ProxyView>)> {
+        let deadline = tokio::time::Instant::now() + POPULATE_DEADLINE;
+        if inputs.len() > MAX_POPULATE {
+            let message =
+                format!("populate: expected at most {MAX_POPULATE} proxies, found {}", inputs.len());
+            return Err((Error::TooLarge(message), Vec::new()));
+        }
         let mut checked = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
             let (name, upstream) = required(input, Some(i + 1)).map_err(|e| (e, Vec::new()))?;
@@ -259,6 +316,15 @@ impl Server {
         let mut proxies = self.inner.proxies.lock().await;
         let mut done = Vec::with_capacity(inputs.len());
         for (input, (name, upstream, options)) in inputs.iter().zip(checked) {
+            if tokio::time::Instant::now() > deadline {
+                let message = format!(
+                    "populate: stopped at its {} s deadline after {} of {} proxies",
+                    POPULATE_DEADLINE.as_secs(),
+                    done.len(),
+                    inputs.len()
+                );
+                return Err((Error::Deadline(message), done));
+            }
             if let Some(existing) = proxies.get_mut(&name) {
                 let listen = input.listen.clone().unwrap_or_default();
                 if existing.upstream == upstream
@@ -528,6 +594,8 @@ impl ProxyEntry {
             half_close: self.half_close,
             protocol: self.protocol,
             latency_buckets_ms: self.latency_buckets.clone(),
+            lease_ms: self.lease.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            owner: self.owner.clone(),
             toxics: self.toxic_views(),
         }
     }
@@ -568,7 +636,16 @@ fn options(input: &ProxyInput, index: Option<usize>) -> Result<(Protocol, Vec<f6
         None => Protocol::Tcp,
     };
     let bounds = checked_bounds(input.latency_buckets_ms.as_deref().unwrap_or_default()).map_err(at)?;
+    checked_lease(input.lease_ms).map_err(at)?;
     Ok((protocol, bounds))
+}
+
+/// A lease of 0 ms would delete the proxy as it is made: refused, saying what was expected.
+fn checked_lease(lease_ms: Option<u64>) -> std::result::Result<Option<Duration>, String> {
+    match lease_ms {
+        Some(0) => Err("lease_ms: expected a positive number of milliseconds, found 0".into()),
+        other => Ok(other.map(Duration::from_millis)),
+    }
 }
 
 /// Whether two listen addresses name the same socket once resolved (`localhost:26379` = `127.0.0.1:26379`).

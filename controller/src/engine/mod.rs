@@ -9,6 +9,7 @@ mod host;
 mod plan;
 mod prometheus;
 mod run;
+pub mod run_proxies;
 mod sources;
 
 pub use run::{Outcome, Verdict, execute, journal, source_key, watch_tick};

@@ -12,7 +12,7 @@ use rand::seq::SliceRandom as _;
 use chaos_agent::host::HostAgent;
 use chaos_agent::policy::AgentPolicy;
 use chaos_agent::spec::{CountSpec, FaultSpec};
-use chaos_proxy::client::{Client, NewProxy};
+use chaos_proxy::client::Client;
 
 use super::MethodContext;
 use super::faults::{self, Active, DEADLINE_MARGIN};
@@ -80,6 +80,9 @@ pub struct Plan {
     pub remote_plan: Vec<String>,
     /// What the local agent would do, per step (filled by [`Plan::check_local`]).
     pub local_plan: Vec<String>,
+    /// Where the run journals proxies it creates on servers that cannot expire them; the agent's default
+    /// state directory when `None`.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// A step the check before the first fault refused, named in the message: the experiment's fault (a value,
@@ -182,7 +185,7 @@ impl Plan {
             };
             targets.insert(name.clone(), resolved);
         }
-        Ok(Plan { targets, host: None, remote, remote_plan: Vec::new(), local_plan: Vec::new() })
+        Ok(Plan { targets, host: None, remote, remote_plan: Vec::new(), local_plan: Vec::new(), state_dir: None })
     }
 
     /// Where command probes with `agent` or `hosts` run: the fleet, when there is one.
@@ -426,35 +429,33 @@ impl Plan {
         out
     }
 
-    /// Creates the proxies the experiment declares with listen and upstream.
-    pub async fn create_proxies(&self) -> Result<Vec<(Client, String)>, String> {
-        let mut created = Vec::new();
-        for target in self.targets.values() {
-            if let ResolvedTarget::Proxy {
-                client, name, create: Some((listen, upstream)), protocol, ..
-            } = target
-            {
-                let proxy = NewProxy {
-                    name: name.clone(),
-                    listen: Some(listen.clone()),
-                    upstream: upstream.clone(),
-                    enabled: None,
-                    half_close: None,
-                };
-                let options =
-                    chaos_proxy::client::ProxyOptions { protocol: protocol.clone(), ..Default::default() };
-                match client.create_proxy_with(&proxy, &options).await {
-                    Ok(_) => created.push(((**client).clone(), name.clone())),
-                    Err(e) => {
-                        for (c, n) in &created {
-                            let _ = c.delete_proxy(n).await;
-                        }
-                        return Err(format!("creating proxy {name}: {e}"));
-                    }
+    /// Creates the proxies the experiment declares with listen and upstream: leased and renewed on `chaos
+    /// proxy`, journaled elsewhere, replacing this experiment's own stale ones (see `run_proxies`). `notes`
+    /// receives what was done about stale proxies.
+    pub async fn create_proxies(
+        &self,
+        experiment: &str,
+        notes: &mut Vec<String>,
+    ) -> Result<super::run_proxies::CreatedProxies, String> {
+        let wanted = self
+            .targets
+            .values()
+            .filter_map(|target| match target {
+                ResolvedTarget::Proxy { client, api, name, create: Some((listen, upstream)), protocol } => {
+                    Some(super::run_proxies::Wanted {
+                        client,
+                        api,
+                        name,
+                        listen,
+                        upstream,
+                        protocol: protocol.clone(),
+                    })
                 }
-            }
-        }
-        Ok(created)
+                _ => None,
+            })
+            .collect();
+        let state_dir = self.state_dir.clone().unwrap_or_else(chaos_agent::journal::default_state_dir);
+        super::run_proxies::create(wanted, experiment, state_dir, notes).await
     }
 }
 

@@ -98,7 +98,12 @@ pub async fn execute(
     };
 
     // Proxies the experiment declares are created first: the steady state is checked through them.
-    let created = match ctx.plan.create_proxies().await {
+    let mut stale = Vec::new();
+    let created = ctx.plan.create_proxies(&exp.title, &mut stale).await;
+    for note in stale {
+        ctx.note("note", "proxies", note, None);
+    }
+    let created = match created {
         Ok(created) => created,
         Err(e) => {
             outcome.verdict = Verdict::Inconclusive;
@@ -430,11 +435,9 @@ async fn finish(mut outcome: Outcome, ctx: &MethodContext) -> Outcome {
 }
 
 /// Deletes the proxies the run created (their toxics go with them).
-async fn delete_proxies(ctx: &MethodContext, created: Vec<(chaos_proxy::client::Client, String)>) {
-    for (client, name) in created {
-        if let Err(e) = client.delete_proxy(&name).await {
-            ctx.note("note", &name, format!("could not delete the run's proxy: {e}"), Some(false));
-        }
+async fn delete_proxies(ctx: &MethodContext, created: super::run_proxies::CreatedProxies) {
+    for (name, e) in created.delete().await {
+        ctx.note("note", &name, e, Some(false));
     }
 }
 

@@ -145,6 +145,82 @@ async fn a_toxic_with_a_ttl_deletes_itself_at_its_deadline_and_only_it() {
     assert_eq!(api.toxic_names("p").await, ["lasting"]);
 }
 
+// === proxy lease ===
+
+#[tokio::test(start_paused = true)]
+async fn a_leased_proxy_deletes_itself_when_not_renewed_closing_listener_and_connections() {
+    let api = Api::new();
+    let upstream = echo_upstream().await;
+    let body = format!(
+        r#"{{"name":"run","listen":"127.0.0.1:0","upstream":"{upstream}","lease_ms":6000,"owner":"chaos-run test"}}"#
+    );
+    let reply = api.post("/proxies", &body).await;
+    reply.assert_status(StatusCode::CREATED);
+    let view = reply.json();
+    // The extensions show in the view of a leased proxy only, after Toxiproxy's fields.
+    assert_eq!(view["lease_ms"], 6000);
+    assert_eq!(view["owner"], "chaos-run test");
+    let listen: std::net::SocketAddr = view["listen"].as_str().unwrap().parse().unwrap();
+    let mut client = connect(listen).await;
+    echo_roundtrip(&mut client, b"live").await;
+
+    tokio::time::sleep(Duration::from_millis(5900)).await;
+    api.get("/proxies/run").await.assert_status(StatusCode::OK);
+    wait_until("the lapsed proxy is gone", Duration::from_secs(2), async || {
+        api.get("/proxies/run").await.status == StatusCode::NOT_FOUND
+    })
+    .await;
+    // Its listener is closed and its connection ended.
+    assert!(tokio::net::TcpStream::connect(listen).await.is_err(), "the listener outlived the lease");
+    let mut rest = Vec::new();
+    let read =
+        tokio::time::timeout(DEADLINE, tokio::io::AsyncReadExt::read_to_end(&mut client, &mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the connection outlived the lease: {read:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn renewing_a_lease_restarts_it_from_now_and_other_proxies_never_lapse() {
+    let api = Api::new();
+    api.create_proxy("plain", "127.0.0.1:9").await;
+    let body = r#"{"name":"run","listen":"127.0.0.1:0","upstream":"127.0.0.1:9","lease_ms":3000}"#;
+    api.post("/proxies", body).await.assert_status(StatusCode::CREATED);
+    // Renewed every second for ten seconds (three leases' worth): it stays.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let reply = api.patch("/proxies/run", r#"{"lease_ms":3000}"#).await;
+        reply.assert_status(StatusCode::OK);
+        assert_eq!(reply.json()["lease_ms"], 3000);
+    }
+    tokio::time::sleep(Duration::from_millis(2900)).await;
+    api.get("/proxies/run").await.assert_status(StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("the lapsed proxy is gone", Duration::from_secs(2), async || {
+        api.get("/proxies/run").await.status == StatusCode::NOT_FOUND
+    })
+    .await;
+    // A proxy without a lease shows no lease field and lives on; a zero lease is refused.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let plain = api.get("/proxies/plain").await;
+    plain.assert_status(StatusCode::OK);
+    assert!(plain.json().get("lease_ms").is_none() && plain.json().get("owner").is_none(), "{}", plain.body);
+    api.patch("/proxies/plain", r#"{"lease_ms":0}"#).await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "bad request body: lease_ms: expected a positive number of milliseconds, found 0",
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deleted_and_recreated_proxy_is_not_deleted_by_the_old_lease() {
+    let api = Api::new();
+    let leased = r#"{"name":"run","listen":"127.0.0.1:0","upstream":"127.0.0.1:9","lease_ms":2000}"#;
+    api.post("/proxies", leased).await.assert_status(StatusCode::CREATED);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    api.delete("/proxies/run").await.assert_no_content();
+    api.create_proxy("run", "127.0.0.1:9").await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    api.get("/proxies/run").await.assert_status(StatusCode::OK);
+}
+
 // === latency distribution ===
 
 #[tokio::test]
