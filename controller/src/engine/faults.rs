@@ -7,6 +7,8 @@ use std::time::Duration;
 use chaos_proxy::client::{Client, NewToxic, ProxyUpdate, Stream};
 use serde_json::{Map, Value};
 
+pub use crate::fleet::Reverted;
+
 /// Extra time a fault's deadline allows beyond its planned duration, so the runner's own revert comes first
 /// and the deadline is only the safety net.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
@@ -39,40 +41,67 @@ impl Active {
         }
     }
 
-    /// Undoes the fault. Idempotent: a toxic already gone (expired, removed by hand) is not an error.
-    pub async fn revert(&self) -> Result<(), String> {
+    /// Undoes the fault, or says it was already gone before its planned end ([`Reverted::Lost`]: a host
+    /// fault whose lease fired early, a remote fault that expired or whose agent went away). Idempotent: a
+    /// toxic already gone (expired, removed by hand) is not an error.
+    pub async fn revert(&self) -> Result<Reverted, String> {
         match self {
             Active::Toxic { client, proxy, toxic, .. } => match client.remove_toxic(proxy, toxic).await {
-                Ok(()) => Ok(()),
-                Err(e) if e.is_not_found() => Ok(()),
+                Ok(()) => Ok(Reverted::Done),
+                Err(e) if e.is_not_found() => Ok(Reverted::Done),
                 Err(e) => Err(format!("removing toxic {toxic} from proxy {proxy}: {e}")),
             },
             Active::Down { client, proxy } => {
                 let update = ProxyUpdate { enabled: Some(true), ..Default::default() };
                 match client.update_proxy(proxy, &update).await {
-                    Ok(_) => Ok(()),
+                    Ok(_) => Ok(Reverted::Done),
                     Err(e) => Err(format!("re-enabling proxy {proxy}: {e}")),
                 }
             }
             // Signals, reaping workers, `nft`/`tc`: blocking work, off the async threads.
             Active::Host { agent, id, description } => {
                 let (agent, id) = (agent.clone(), *id);
-                match tokio::task::spawn_blocking(move || agent.revert(id)).await {
-                    Ok(Ok(())) => Ok(()),
+                let reverted = tokio::task::spawn_blocking(move || {
+                    // The engine reverts before the lease (duration + margin) is due: a fault the agent no
+                    // longer holds was ended early, by its lease or by someone else.
+                    if !agent.active().iter().any(|a| a.id == id.to_string()) {
+                        return Ok(Reverted::Lost(
+                            "the local agent no longer held it (its lease fired early or something else \
+                             reverted it)"
+                                .into(),
+                        ));
+                    }
+                    agent.revert(id).map(|()| Reverted::Done)
+                });
+                match reverted.await {
+                    Ok(Ok(reverted)) => Ok(reverted),
                     Ok(Err(e)) => Err(format!("reverting {description}: {e}")),
                     Err(e) => Err(format!("reverting {description}: the revert task failed: {e}")),
                 }
             }
             Active::Remote { fleet, faults, .. } => {
                 let mut reverts = tokio::task::JoinSet::new();
-                for (_, fault_id) in faults {
-                    let (fleet, fault_id) = (fleet.clone(), fault_id.clone());
-                    reverts.spawn(async move { fleet.revert(&fault_id).await });
+                for (agent, fault_id) in faults {
+                    let (fleet, agent, fault_id) = (fleet.clone(), agent.clone(), fault_id.clone());
+                    reverts.spawn(async move { (agent, fleet.revert_checked(&fault_id).await) });
                 }
-                let mut errors: Vec<String> =
-                    reverts.join_all().await.into_iter().filter_map(Result::err).collect();
+                let (mut errors, mut lost) = (Vec::new(), Vec::new());
+                for (agent, result) in reverts.join_all().await {
+                    match result {
+                        Ok(Reverted::Done) => {}
+                        Ok(Reverted::Lost(why)) => lost.push(format!("on {agent}: {why}")),
+                        Err(e) => errors.push(e),
+                    }
+                }
                 errors.sort();
-                if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+                lost.sort();
+                if !errors.is_empty() {
+                    Err(errors.join("; "))
+                } else if !lost.is_empty() {
+                    Ok(Reverted::Lost(lost.join("; ")))
+                } else {
+                    Ok(Reverted::Done)
+                }
             }
         }
     }

@@ -80,6 +80,8 @@ pub(crate) struct MethodContext {
     pub progress: Option<Progress>,
     /// Faults whose revert failed even after retries (their own deadline still removes them).
     pub revert_failures: Mutex<Vec<String>>,
+    /// Faults found gone before their planned end (expired, their agent lost): the verdict cannot be a pass.
+    pub lost: Mutex<Vec<String>>,
 }
 
 /// One entry of the run's timeline, in the engine's own terms (mapped to the journal by the caller).
@@ -141,7 +143,7 @@ impl MethodContext {
             let next = self.active.lock().ok().and_then(|mut a| a.pop());
             let Some((_, fault)) = next else { return };
             let what = fault.describe();
-            let mut last = Ok(());
+            let mut last = Ok(faults::Reverted::Done);
             for attempt in 0..REVERT_ATTEMPTS {
                 if attempt > 0 {
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
@@ -152,7 +154,10 @@ impl MethodContext {
                 }
             }
             match last {
-                Ok(()) => self.note("fault_reverted", &what, "reverted".into(), Some(true)),
+                Ok(faults::Reverted::Done) => {
+                    self.note("fault_reverted", &what, "reverted".into(), Some(true))
+                }
+                Ok(faults::Reverted::Lost(why)) => self.note_lost(&what, &what, &why),
                 Err(e) => {
                     self.note("fault_reverted", &what, format!("revert failed: {e}"), Some(false));
                     if let Ok(mut failures) = self.revert_failures.lock() {
@@ -162,6 +167,19 @@ impl MethodContext {
                     }
                 }
             }
+        }
+    }
+
+    /// A fault the revert found already gone: says so (never "reverted") and records it for the verdict.
+    fn note_lost(&self, name: &str, what: &str, why: &str) {
+        self.note(
+            "fault_reverted",
+            name,
+            format!("{what}: not reverted, it was lost before its planned end: {why}"),
+            Some(false),
+        );
+        if let Ok(mut lost) = self.lost.lock() {
+            lost.push(format!("fault lost before its planned end: {what}: {why}"));
         }
     }
 
@@ -236,7 +254,8 @@ async fn run_step(ctx: &MethodContext, step: &Step, index: usize) -> Result<(), 
     {
         let what = applied.describe();
         match applied.revert().await {
-            Ok(()) => ctx.note("fault_reverted", &name, what, Some(true)),
+            Ok(faults::Reverted::Done) => ctx.note("fault_reverted", &name, what, Some(true)),
+            Ok(faults::Reverted::Lost(why)) => ctx.note_lost(&name, &what, &why),
             Err(e) => {
                 // Back into the active list: the method's final revert_all retries it.
                 ctx.note("fault_reverted", &name, format!("{what}: {e} (will retry)"), Some(false));

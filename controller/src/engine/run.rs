@@ -83,6 +83,7 @@ pub async fn execute(
         current: Mutex::new(None),
         progress: config.progress.clone(),
         revert_failures: Mutex::new(Vec::new()),
+        lost: Mutex::new(Vec::new()),
     });
     let mut outcome = Outcome {
         verdict: Verdict::Passed,
@@ -354,10 +355,14 @@ pub async fn execute(
             current: Mutex::new(None),
             progress: config.progress.clone(),
             revert_failures: Mutex::new(Vec::new()),
+            lost: Mutex::new(Vec::new()),
         };
         let _ = run_steps(&rollback_ctx, &exp.rollbacks).await;
         rollback_ctx.revert_all().await;
         if let (Ok(mut main), Ok(mut extra)) = (ctx.timeline.lock(), rollback_ctx.timeline.lock()) {
+            main.append(&mut extra);
+        }
+        if let (Ok(mut main), Ok(mut extra)) = (ctx.lost.lock(), rollback_ctx.lost.lock()) {
             main.append(&mut extra);
         }
     }
@@ -403,6 +408,13 @@ pub async fn execute(
             ));
         }
     }
+    // A fault lost mid-run (expired, its agent gone) means the method did not run as planned: a pass would
+    // claim what was not tested. A failure stands (the SLO was missed with faults in force) and says so too.
+    let lost = ctx.lost.lock().map(|l| l.clone()).unwrap_or_default();
+    if !lost.is_empty() && outcome.verdict == Verdict::Passed {
+        outcome.verdict = Verdict::Inconclusive;
+    }
+    outcome.reasons.extend(lost);
     let failures = ctx.revert_failures.lock().map(|f| f.clone()).unwrap_or_default();
     if !failures.is_empty() {
         if outcome.verdict == Verdict::Passed {
