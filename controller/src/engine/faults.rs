@@ -181,4 +181,46 @@ mod tests {
     fn toxic_names_are_path_safe() {
         assert_eq!(sanitize("slow payments/2"), "slow-payments-2");
     }
+
+    /// Issue 11 item 5: a local host fault that its lease ended before the run reverted it is reported as
+    /// lost, not as reverted; one still held is reverted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_host_fault_gone_before_its_revert_is_lost_and_a_held_one_is_reverted() {
+        use chaos_agent::host::HostAgent;
+        use chaos_agent::policy::AgentPolicy;
+        use chaos_agent::Count;
+        use chaos_agent::process::ProcessSelector;
+        use chaos_agent::spec::{CountSpec, FaultSpec};
+
+        let dir = std::env::temp_dir().join(format!("chaos-engine-lost-{}", std::process::id()));
+        let (agent, _) = HostAgent::start(&dir, AgentPolicy::default(), 1).unwrap();
+        let mut victim = std::process::Command::new("sleep").arg("300").spawn().unwrap();
+        let pause = FaultSpec::ProcessPause {
+            target: ProcessSelector { pid: Some(victim.id() as i32), ..ProcessSelector::default() },
+            count: CountSpec(Count::Exactly(1)),
+        };
+        let active = |applied: chaos_agent::host::Applied| Active::Host {
+            agent: agent.clone(),
+            id: applied.id.unwrap(),
+            description: applied.description,
+        };
+
+        let early = active(agent.apply(&pause, Some(Duration::from_millis(200))).unwrap());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !agent.active().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "the lease never fired");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        match early.revert().await {
+            Ok(Reverted::Lost(why)) => assert!(why.contains("no longer held it"), "{why}"),
+            other => panic!("expected lost, found {other:?}"),
+        }
+
+        let held = active(agent.apply(&pause, Some(Duration::from_secs(60))).unwrap());
+        assert_eq!(held.revert().await, Ok(Reverted::Done));
+        assert!(agent.active().is_empty());
+        victim.kill().unwrap();
+        victim.wait().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
