@@ -135,6 +135,7 @@ async fn run(target: &Target, load_extra: &str, slos: &str, method: &str, guardr
 fn assert_in_time(trip: Instant, crossing: Instant, early: Duration, what: &str) {
     assert!(trip + early >= crossing, "{what}: tripped {:?} before the crossing", crossing - trip);
     let late = trip.saturating_duration_since(crossing);
+    eprintln!("{what}: tripped {late:?} after the crossing in the target's log");
     assert!(late <= TICK + SLACK, "{what}: tripped {late:?} after the crossing, allowed {:?}", TICK + SLACK);
 }
 

@@ -186,9 +186,9 @@ mod tests {
     /// lost, not as reverted; one still held is reverted.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_host_fault_gone_before_its_revert_is_lost_and_a_held_one_is_reverted() {
+        use chaos_agent::Count;
         use chaos_agent::host::HostAgent;
         use chaos_agent::policy::AgentPolicy;
-        use chaos_agent::Count;
         use chaos_agent::process::ProcessSelector;
         use chaos_agent::spec::{CountSpec, FaultSpec};
 

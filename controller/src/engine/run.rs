@@ -535,7 +535,8 @@ async fn guardrails(
 
 /// One second of the engine's watch over a running method: each source's events since the method started are
 /// copied once (the lock is held only for the copy, however many SLOs read them), the guardrails are checked
-/// on the main source, and the progress line is rendered, e.g.
+/// on what the main source knows now (`EventLog::watch`: answers as they came, requests still waiting), and
+/// the progress line is rendered, e.g.
 /// `[  12.0s] slow payments (18s left) | availability 99.80% (objective 99.5%) ok | fast 97.10% (objective 99%) MISS`.
 pub fn watch_tick(
     exp: &Experiment,
