@@ -408,13 +408,13 @@ pub async fn execute(
             ));
         }
     }
-    // A fault lost mid-run (expired, its agent gone) means the method did not run as planned: a pass would
-    // claim what was not tested. A failure stands (the SLO was missed with faults in force) and says so too.
+    // A fault lost mid-run (expired, its agent gone) means the method did not run as planned: neither a pass
+    // nor a failure can be pinned on it (DESIGN §7.7). The SLO reasons above stay, after the loss.
     let lost = ctx.lost.lock().map(|l| l.clone()).unwrap_or_default();
-    if !lost.is_empty() && outcome.verdict == Verdict::Passed {
+    if !lost.is_empty() {
         outcome.verdict = Verdict::Inconclusive;
+        outcome.reasons.splice(0..0, lost);
     }
-    outcome.reasons.extend(lost);
     let failures = ctx.revert_failures.lock().map(|f| f.clone()).unwrap_or_default();
     if !failures.is_empty() {
         if outcome.verdict == Verdict::Passed {
