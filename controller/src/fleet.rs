@@ -591,6 +591,11 @@ impl Fleet {
         self.revert_checked(fault_id).await.map(|_| ())
     }
 
+    /// Why the fault was lost, if the fleet knows it was (without taking it: [`Fleet::revert_checked`] does).
+    pub fn lost_reason(&self, fault_id: &str) -> Option<String> {
+        lock(&self.inner.lost).get(fault_id).map(|(why, _)| why.clone())
+    }
+
     /// [`Fleet::revert`] that says whether the fault was still held: [`Reverted::Lost`] with what happened
     /// when it expired, was refused or was out of reach before this revert (a run's fault lost mid-run).
     pub async fn revert_checked(&self, fault_id: &str) -> Result<Reverted, String> {

@@ -637,7 +637,12 @@ async fn a_fault_whose_lease_lapses_while_its_agent_is_cut_off_makes_the_run_inc
     let events = watch(&client, &run.id).await;
     assert_eq!(events.last().unwrap().name, "inconclusive", "{events:#?}");
     let lines: Vec<&str> = events.iter().map(|e| e.line.as_str()).collect();
-    let revert = lines.iter().find(|l| l.contains("fault reverted: pause the victim")).unwrap();
+    let at = |what: &str| {
+        lines.iter().position(|l| l.contains(what)).unwrap_or_else(|| panic!("{what}: {lines:#?}"))
+    };
+    // Said when it happened (the agent's lease lapsed about 1 s after the cut), not only at the step's end.
+    assert!(at("fault lost: ") < at("fault reverted: pause the victim"), "{lines:#?}");
+    let revert = lines[at("fault reverted: pause the victim")];
     assert!(revert.contains("lost before its planned end") && revert.ends_with("FAILED"), "{lines:#?}");
     assert!(!revert.contains("its lease reverts it"), "{revert}");
     let finished = get_run(&client, &run.id).await;

@@ -41,6 +41,29 @@ impl Active {
         }
     }
 
+    /// Why the fault is known to be gone already, if it is (checked while its step runs, so the progress says
+    /// so when it happens). Only host and remote faults can tell.
+    pub fn lost_now(&self) -> Option<String> {
+        match self {
+            Active::Host { agent, id, .. } => {
+                (!agent.active().iter().any(|a| a.id == id.to_string())).then(|| {
+                    "the local agent no longer holds it (its lease fired early or something else reverted it)"
+                        .into()
+                })
+            }
+            Active::Remote { fleet, faults, .. } => {
+                let lost: Vec<String> = faults
+                    .iter()
+                    .filter_map(|(agent, fault_id)| {
+                        fleet.lost_reason(fault_id).map(|why| format!("on {agent}: {why}"))
+                    })
+                    .collect();
+                (!lost.is_empty()).then(|| lost.join("; "))
+            }
+            Active::Toxic { .. } | Active::Down { .. } => None,
+        }
+    }
+
     /// Undoes the fault, or says it was already gone before its planned end ([`Reverted::Lost`]: a host
     /// fault whose lease fired early, a remote fault that expired or whose agent went away). Idempotent: a
     /// toxic already gone (expired, removed by hand) is not an error.
@@ -211,12 +234,14 @@ mod tests {
             assert!(tokio::time::Instant::now() < deadline, "the lease never fired");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        assert!(early.lost_now().is_some_and(|why| why.contains("no longer holds it")));
         match early.revert().await {
             Ok(Reverted::Lost(why)) => assert!(why.contains("no longer held it"), "{why}"),
             other => panic!("expected lost, found {other:?}"),
         }
 
         let held = active(agent.apply(&pause, Some(Duration::from_secs(60))).unwrap());
+        assert_eq!(held.lost_now(), None);
         assert_eq!(held.revert().await, Ok(Reverted::Done));
         assert!(agent.active().is_empty());
         victim.kill().unwrap();

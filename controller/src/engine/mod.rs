@@ -43,6 +43,9 @@ pub struct RunConfig {
     pub stop_rollbacks: CancellationToken,
 }
 
+/// How often a running fault step looks whether its fault was lost.
+const LOSS_POLL: Duration = Duration::from_millis(250);
+
 /// How many times a revert is tried before it is reported as failed.
 const REVERT_ATTEMPTS: u32 = 3;
 
@@ -183,6 +186,33 @@ impl MethodContext {
         }
     }
 
+    /// [`MethodContext::wait`] for a fault's duration, looking every [`LOSS_POLL`] whether fault `id` is lost
+    /// (expired, its agent gone), so the progress says so when it happens rather than at the step's end.
+    async fn wait_watching(&self, d: Duration, id: u64) -> bool {
+        let end = Instant::now() + d;
+        let mut told = false;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return !self.abort.is_cancelled();
+            }
+            if !self.wait(left.min(LOSS_POLL)).await {
+                return false;
+            }
+            if told {
+                continue;
+            }
+            let lost = self.active.lock().ok().and_then(|active| {
+                let (_, fault) = active.iter().find(|(a, _)| *a == id)?;
+                fault.lost_now().map(|why| (fault.describe(), why))
+            });
+            if let Some((what, why)) = lost {
+                told = true;
+                self.note("fault_lost", &what, format!("lost before its planned end: {why}"), Some(false));
+            }
+        }
+    }
+
     /// Sleeps `d` unless the method is aborted first; returns false when aborted.
     async fn wait(&self, d: Duration) -> bool {
         if d.is_zero() {
@@ -249,7 +279,7 @@ async fn run_step(ctx: &MethodContext, step: &Step, index: usize) -> Result<(), 
     ctx.note("fault_injected", &name, applied.describe(), Some(true));
     let id = ctx.push_active(applied);
     if let Some(d) = duration
-        && ctx.wait(d).await
+        && ctx.wait_watching(d, id).await
         && let Some(applied) = ctx.take_active(id)
     {
         let what = applied.describe();
