@@ -274,7 +274,13 @@ pub async fn run_remote(client_args: &ClientArgs, run: RemoteRun) -> anyhow::Res
                 client.halt_run(v1::HaltRunRequest { id, reason: "interrupted by the client".into() }).await;
         }
     });
-    let last = watch(&mut client, &started.id, run.quiet).await?;
+    let last = match watch(&mut client, &started.id, run.quiet).await {
+        Ok(last) => last,
+        Err(e) => {
+            on_signal.abort();
+            return Ok(lost_controller(&started, &e.to_string()));
+        }
+    };
     on_signal.abort();
     let finished = match client.get_run(v1::GetRunRequest { id: started.id.clone() }).await {
         Ok(r) => r.into_inner(),
@@ -297,7 +303,9 @@ pub async fn run_remote(client_args: &ClientArgs, run: RemoteRun) -> anyhow::Res
                     ..v1::Run::default()
                 }
             }
-            None => return Err(status_error("reading the run", status)),
+            None => {
+                return Ok(lost_controller(&started, &status_error("reading the run", status).to_string()));
+            }
         },
     };
     if !finished.journal_json.is_empty() {
@@ -319,6 +327,19 @@ pub async fn run_remote(client_args: &ClientArgs, run: RemoteRun) -> anyhow::Res
     }
     let code = u8::try_from(finished.exit_code).unwrap_or(3);
     Ok(if interrupted.is_cancelled() { code.max(3) } else { code })
+}
+
+/// The controller went away before saying how the run ended: the verdict is unknown, so inconclusive (exit
+/// 3), like a local run that cannot finish. The faults it held end with their leases on the agents.
+fn lost_controller(started: &v1::Run, why: &str) -> u8 {
+    tracing::warn!(run = %started.id, error = %why, "lost the controller mid-run");
+    println!("{}: INCONCLUSIVE", started.title);
+    println!(
+        "  - lost the controller before run {} finished ({why}): its verdict is unknown; the faults it held end \
+         with their leases on the agents",
+        started.id
+    );
+    3
 }
 
 /// Prints a run's events (stderr) until it finishes; returns the `finished` event if it came.

@@ -34,7 +34,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run an experiment: faults against a hypothesis, judged on SLOs (exit 0 passed, 1 failed, 2 invalid,
-    /// 3 inconclusive).
+    /// 3 inconclusive: also when a fault was lost before its planned end, or `--controller` lost the
+    /// controller).
     Run(run_cli::RunArgs),
     /// Check experiment files without touching anything (exit 0 valid, 2 invalid).
     Validate(run_cli::ValidateArgs),

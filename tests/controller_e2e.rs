@@ -340,7 +340,9 @@ method:
     assert!(killed.elapsed() < LEASE + Duration::from_secs(5));
     assert!(connects_from(db, shop.addr), "the db host reaches the web host again");
     let out = support::wait_within(run, Duration::from_secs(30));
-    assert_ne!(out.status.code(), Some(0), "the client saw its controller die: {}", describe_output(&out));
+    // Issue 11 item 5: a client that loses its controller cannot know the verdict: inconclusive, exit 3.
+    assert_eq!(out.status.code(), Some(3), "the client saw its controller die: {}", describe_output(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("long: INCONCLUSIVE"), "{}", describe_output(&out));
 
     // The restarted controller: the run is interrupted, the earlier one is still there, the agents are back.
     let _restarted = start_controller(ctl, ctl_ip, &dir);

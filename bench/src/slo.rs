@@ -148,7 +148,7 @@ fn measure(sources: usize, method_secs: u64, ticks: usize) -> Result<Row> {
     basis.start = method_start;
     basis.baseline_rate = Some(baseline_rate);
     basis.planned = Some(Duration::from_secs(60));
-    basis.settle = Duration::from_secs(5);
+    basis.request_timeout = Some(Duration::from_secs(5));
     let mut state = GuardrailState::new(&exp.guardrails.clone().unwrap_or_default(), basis);
     let ratio_slos: Vec<_> = exp.slos.iter().filter(|s| slo::is_event_ratio(s.signal)).collect();
     if ratio_slos.len() != SLOS {

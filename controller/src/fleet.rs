@@ -10,6 +10,12 @@
 //! the fault by itself when the lease lapses. On reconnect the agent's hello lists what it still holds: what
 //! we still want keeps being renewed, the rest is reverted at once.
 //!
+//! A fault can be **lost** before its run reverts it: the agent reports its lease lapsed (EXPIRED), it no
+//! longer holds it when it reconnects, it refuses a renewal, the lease it was last given passes while it is
+//! unreachable, or it is disconnected when the run comes to revert. The fleet remembers why, and
+//! [`Fleet::revert_checked`] tells the run ([`Reverted::Lost`]) instead of reporting a revert that did not
+//! happen.
+//!
 //! Every apply, revert, expiry and halt is written to the store's append-only audit log, with who asked.
 
 use std::collections::{BTreeMap, HashMap};
@@ -85,6 +91,8 @@ struct Inner {
     store: Arc<dyn Store>,
     sessions: RwLock<BTreeMap<String, Arc<Session>>>,
     faults: Mutex<HashMap<String, Held>>,
+    /// Faults lost before their run reverted them, with why and when; taken by [`Fleet::revert_checked`].
+    lost: Mutex<HashMap<String, (String, Instant)>>,
     next_request: AtomicU64,
     next_session: AtomicU64,
 }
@@ -119,6 +127,19 @@ struct Held {
     /// Set once a revert was asked for (even if it could not be delivered): renewals stop, so the agent's
     /// lease reverts it at the latest.
     reverting: bool,
+    /// When the lease the agent was last given (apply or renewal) lapses, on this controller's clock.
+    granted_until: Instant,
+    /// When the agent's stream closed while it held the fault; cleared when it reconnects still holding it.
+    disconnected_at: Option<Instant>,
+}
+
+/// How [`Fleet::revert_checked`] ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reverted {
+    /// Reverted now (or reverted already by an earlier call).
+    Done,
+    /// Gone before the revert: lost mid-run; says what happened.
+    Lost(String),
 }
 
 /// What [`Fleet::apply`] asks an agent to do.
@@ -172,6 +193,7 @@ impl Fleet {
                 store,
                 sessions: RwLock::new(BTreeMap::new()),
                 faults: Mutex::new(HashMap::new()),
+                lost: Mutex::new(HashMap::new()),
                 next_request: AtomicU64::new(1),
                 next_session: AtomicU64::new(1),
             }),
@@ -306,20 +328,27 @@ impl Fleet {
         {
             let mut faults = lock(&self.inner.faults);
             for fault in held {
-                match faults.get(&fault.fault_id) {
-                    Some(h) if h.agent == agent && !h.reverting => {}
+                match faults.get_mut(&fault.fault_id) {
+                    // Held all along: the disconnect did not interrupt it.
+                    Some(h) if h.agent == agent && !h.reverting => h.disconnected_at = None,
                     _ => revert.push(fault.fault_id.clone()),
                 }
             }
             faults.retain(|id, h| {
                 let keep = h.agent != agent || held.iter().any(|f| &f.fault_id == id);
                 if !keep {
-                    lost.push((id.clone(), h.run.clone()));
+                    lost.push((id.clone(), h.run.clone(), h.reverting));
                 }
                 keep
             });
         }
-        for (fault_id, run) in lost {
+        for (fault_id, run, reverting) in lost {
+            if !reverting {
+                let _ = self.mark_lost(
+                    &fault_id,
+                    format!("agent {agent} no longer held it when it reconnected (its lease lapsed while it was cut off)"),
+                );
+            }
             self.audit(NewAudit {
                 at_ms: now_ms(),
                 actor: "agent".into(),
@@ -396,7 +425,35 @@ impl Fleet {
         if sessions.get(&agent).is_some_and(|s| s.id == session.id) {
             sessions.remove(&agent);
             tracing::info!(agent = %agent, "agent disconnected");
+            let now = Instant::now();
+            for h in lock(&self.inner.faults).values_mut().filter(|h| h.agent == agent) {
+                h.disconnected_at.get_or_insert(now);
+            }
         }
+    }
+
+    /// Forgets a held fault as lost before its run reverted it, remembering why for [`Fleet::revert_checked`].
+    /// Returns the fault's run, if it was still held.
+    fn mark_lost(&self, fault_id: &str, why: String) -> Option<String> {
+        tracing::warn!(fault = %fault_id, reason = %why, "remote fault lost before its planned end");
+        let held = lock(&self.inner.faults).remove(fault_id);
+        lock(&self.inner.lost).insert(fault_id.to_string(), (why, Instant::now()));
+        held.map(|h| h.run)
+    }
+
+    /// [`Fleet::mark_lost`] for a loss the controller found itself (no EXPIRED came): written to the audit log
+    /// as an expiry, with why.
+    fn expired_here(&self, fault_id: &str, agent: &str, why: String) {
+        let run = self.mark_lost(fault_id, why.clone());
+        self.audit(NewAudit {
+            at_ms: now_ms(),
+            actor: "controller".into(),
+            action: "fault_expired".into(),
+            agent_id: Some(agent.to_string()),
+            run_id: run,
+            fault_id: Some(fault_id.to_string()),
+            detail: why,
+        });
     }
 
     fn on_status(&self, session: &Session, status: FaultStatus) {
@@ -408,6 +465,12 @@ impl Fleet {
         }
         if status.state == FaultState::Expired as i32 {
             let held = lock(&self.inner.faults).remove(&status.fault_id);
+            if held.as_ref().is_some_and(|h| !h.reverting) {
+                let _ = self.mark_lost(
+                    &status.fault_id,
+                    format!("agent {} reported its lease lapsed: {}", session.info.id, status.detail),
+                );
+            }
             self.audit(NewAudit {
                 at_ms: now_ms(),
                 actor: "agent".into(),
@@ -515,6 +578,8 @@ impl Fleet {
                 actor: req.actor.clone(),
                 deadline: applied_at + duration + DEADLINE_MARGIN,
                 reverting: false,
+                granted_until: applied_at + lease,
+                disconnected_at: None,
             };
             lock(&self.inner.faults).insert(req.fault_id.clone(), held);
             let fleet = self.clone();
@@ -543,15 +608,42 @@ impl Fleet {
                 fault_id: fault_id.clone(),
                 lease_ms: millis(ttl),
             });
+            let sent_at = Instant::now();
             match self.request(&agent, body).await {
-                Ok(s) if s.state == FaultState::Renewed as i32 => {}
+                Ok(s) if s.state == FaultState::Renewed as i32 => {
+                    if let Some(h) = lock(&self.inner.faults).get_mut(&fault_id) {
+                        h.granted_until = sent_at + ttl;
+                    }
+                }
                 Ok(s) => {
                     tracing::warn!(fault = %fault_id, agent = %agent, detail = %s.detail, "renewal refused: the fault is gone");
-                    lock(&self.inner.faults).remove(&fault_id);
+                    if lock(&self.inner.faults).get(&fault_id).is_some_and(|h| !h.reverting) {
+                        self.expired_here(
+                            &fault_id,
+                            &agent,
+                            format!("agent {agent} refused to renew it: {}", s.detail),
+                        );
+                    }
                     return;
                 }
-                // Not connected now: keep trying; the agent's lease decides if we never reach it.
-                Err(e) => tracing::debug!(fault = %fault_id, error = %e, "renewal not delivered"),
+                // Not connected now: keep trying while the agent's lease may still hold it; once that lease has
+                // passed, the agent has reverted it (or died with it).
+                Err(e) => {
+                    tracing::debug!(fault = %fault_id, error = %e, "renewal not delivered");
+                    let lapsed = lock(&self.inner.faults)
+                        .get(&fault_id)
+                        .is_some_and(|h| !h.reverting && Instant::now() >= h.granted_until);
+                    if lapsed {
+                        self.expired_here(
+                            &fault_id,
+                            &agent,
+                            format!(
+                                "agent {agent} could not be reached before the lease it held lapsed ({e})"
+                            ),
+                        );
+                        return;
+                    }
+                }
             }
         }
     }
@@ -559,22 +651,62 @@ impl Fleet {
     /// Reverts a remote fault. Idempotent: a fault that is gone already (reverted, expired, halted) is fine.
     /// When the agent cannot be reached, renewals stop (its lease reverts the fault) and the error says so.
     pub async fn revert(&self, fault_id: &str) -> Result<(), String> {
-        let (agent, run, actor) = {
+        self.revert_checked(fault_id).await.map(|_| ())
+    }
+
+    /// Why the fault was lost, if the fleet knows it was (without taking it: [`Fleet::revert_checked`] does).
+    pub fn lost_reason(&self, fault_id: &str) -> Option<String> {
+        lock(&self.inner.lost).get(fault_id).map(|(why, _)| why.clone())
+    }
+
+    /// [`Fleet::revert`] that says whether the fault was still held: [`Reverted::Lost`] with what happened
+    /// when it expired, was refused or was out of reach before this revert (a run's fault lost mid-run).
+    pub async fn revert_checked(&self, fault_id: &str) -> Result<Reverted, String> {
+        if let Some((why, at)) = lock(&self.inner.lost).remove(fault_id) {
+            return Ok(Reverted::Lost(format!("{why} ({:.1} s ago)", at.elapsed().as_secs_f64())));
+        }
+        let (agent, run, actor, disconnected_at, granted_until) = {
             let mut faults = lock(&self.inner.faults);
             match faults.get_mut(fault_id) {
                 Some(h) => {
                     h.reverting = true;
-                    (h.agent.clone(), h.run.clone(), h.actor.clone())
+                    (h.agent.clone(), h.run.clone(), h.actor.clone(), h.disconnected_at, h.granted_until)
                 }
-                None => return Ok(()),
+                None => return Ok(Reverted::Done),
             }
         };
+        if let Some(since) = disconnected_at
+            && self.session(&agent).is_err()
+        {
+            // Nobody can say the agent still holds it: if it still runs, the lease it was given ends it.
+            let left = granted_until.saturating_duration_since(Instant::now());
+            let why = format!(
+                "agent {agent} disconnected {:.1} s ago while holding it and is not back (if it still runs, its \
+                 lease ends the fault within {:.1} s)",
+                since.elapsed().as_secs_f64(),
+                left.as_secs_f64()
+            );
+            lock(&self.inner.faults).remove(fault_id);
+            self.audit(NewAudit {
+                at_ms: now_ms(),
+                actor,
+                action: "fault_lost".into(),
+                agent_id: Some(agent),
+                run_id: Some(run),
+                fault_id: Some(fault_id.to_string()),
+                detail: why.clone(),
+            });
+            return Ok(Reverted::Lost(why));
+        }
         let body = controller_message::Body::Revert(v1::Revert { fault_id: fault_id.to_string() });
         let result = self.request(&agent, body).await;
         let outcome = match &result {
             Ok(s) if s.state == FaultState::Reverted as i32 => Ok(()),
             Ok(s) => Err(format!("agent {agent}: {}", s.detail)),
-            Err(e) => Err(format!("{e}; its lease reverts it")),
+            Err(e) => Err(format!(
+                "{e}; renewals stopped, so its lease on the agent ends it within {:.1} s",
+                granted_until.saturating_duration_since(Instant::now()).as_secs_f64()
+            )),
         };
         if outcome.is_ok() {
             lock(&self.inner.faults).remove(fault_id);
@@ -591,7 +723,7 @@ impl Fleet {
                 Err(e) => e.clone(),
             },
         });
-        outcome
+        outcome.map(|()| Reverted::Done)
     }
 
     /// Asks `agent` what a fault would do (policy and capabilities checked there), changing nothing.

@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::experiment::model::Load;
 use crate::http::{self, Client, HttpError, Request};
-use crate::signals::{Event, EventLog};
+use crate::signals::{Event, EventLog, RequestId};
 
 /// Requests waiting for an answer at once, per load, before due requests count as overload. Each holds a
 /// socket, so this also bounds the descriptors a stalled target can make the engine hold.
@@ -224,22 +224,25 @@ async fn schedule(
             () = tokio::time::sleep_until(due) => {}
         }
         shared.counters.scheduled.fetch_add(1, Ordering::Relaxed);
+        // Registered before it is sent: from now on the guardrails see it as sent and, until its answer,
+        // as unanswered.
+        let at = due.saturating_duration_since(shared.run_start);
+        let request = shared.log.request(at);
         match limit.clone().try_acquire_owned() {
             Ok(permit) => {
                 shared.counters.sent.fetch_add(1, Ordering::Relaxed);
-                tracker.spawn(send_one(shared.clone(), due, permit));
+                tracker.spawn(send_one(shared.clone(), due, request, permit));
             }
             Err(_) => {
                 shared.counters.overload.fetch_add(1, Ordering::Relaxed);
-                let at = due.saturating_duration_since(shared.run_start);
-                shared.log.push(Event { at, latency: Duration::ZERO, ok: false });
+                shared.log.answered(request, Event { at, latency: Duration::ZERO, ok: false });
             }
         }
     }
 }
 
 /// One request, measured from its due time; `_permit` holds its place under the in-flight cap.
-async fn send_one(shared: Arc<Shared>, due: Instant, _permit: OwnedSemaphorePermit) {
+async fn send_one(shared: Arc<Shared>, due: Instant, request: RequestId, _permit: OwnedSemaphorePermit) {
     let answer = tokio::select! {
         answer = shared.client.send(&shared.request, shared.timeout) => answer,
         () = shared.abort.cancelled() => {
@@ -270,7 +273,7 @@ async fn send_one(shared: Arc<Shared>, due: Instant, _permit: OwnedSemaphorePerm
     if let Err(error) = &answer {
         tracing::trace!(%error, "load request failed");
     }
-    shared.log.push(Event { at: due.saturating_duration_since(shared.run_start), latency, ok });
+    shared.log.answered(request, Event { at: due.saturating_duration_since(shared.run_start), latency, ok });
 }
 
 // === impl LoadHandle ===

@@ -615,6 +615,71 @@ async fn an_agent_that_reconnects_mid_run_keeps_the_fault_the_run_still_wants() 
     assert_eq!(audited(&client, "fault_reverted", "web-1", &run.id).await.len(), 1);
 }
 
+/// Issue 11 item 5: a fault whose lease lapses while its agent is cut off is not reported as reverted, and the
+/// run is inconclusive with what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_whose_lease_lapses_while_its_agent_is_cut_off_makes_the_run_inconclusive() {
+    const LEASE: Duration = Duration::from_secs(1);
+    let dir = TempDir::new("lost-lease");
+    let controller = RunningController::start(config(dir.path(), fleet(200, LEASE.as_millis() as u64))).await;
+    let client = controller.client().await;
+    let relay = Relay::start(controller.addr).await;
+    let _web = Agent::start(relay.addr, "web-1", &[("role", "web")]).await;
+    wait_connected(&client, &["web-1"]).await;
+    let victim = Victim::spawn();
+    let run = start_run(&client, &pause("{ role: web }", victim.pid(), "5s"), 1, false).await.unwrap();
+    wait_until("the pause to apply", WAIT, || victim.stopped()).await;
+
+    // Down for longer than the lease: the agent reverts the pause by itself.
+    relay.cut_for(LEASE * 3);
+    wait_until("the agent's lease to resume the victim", LEASE * 3, || victim.running()).await;
+
+    let events = watch(&client, &run.id).await;
+    assert_eq!(events.last().unwrap().name, "inconclusive", "{events:#?}");
+    let lines: Vec<&str> = events.iter().map(|e| e.line.as_str()).collect();
+    let at = |what: &str| {
+        lines.iter().position(|l| l.contains(what)).unwrap_or_else(|| panic!("{what}: {lines:#?}"))
+    };
+    // Said when it happened (the agent's lease lapsed about 1 s after the cut), not only at the step's end.
+    assert!(at("fault lost: ") < at("fault reverted: pause the victim"), "{lines:#?}");
+    let revert = lines[at("fault reverted: pause the victim")];
+    assert!(revert.contains("lost before its planned end") && revert.ends_with("FAILED"), "{lines:#?}");
+    assert!(!revert.contains("its lease reverts it"), "{revert}");
+    let finished = get_run(&client, &run.id).await;
+    assert!(
+        finished
+            .reasons
+            .iter()
+            .any(|r| r.starts_with("fault lost before its planned end: ") && r.contains("web-1")),
+        "{:?}",
+        finished.reasons
+    );
+    assert_eq!(finished.exit_code, 3);
+    assert!(!audit_of(&client, "fault_expired").await.is_empty(), "the audit log has the expiry");
+}
+
+/// Issue 11 item 5: an agent that goes away while holding a fault (its daemon stopped) does not leave the run
+/// claiming the fault was held and reverted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_whose_agent_goes_away_mid_run_makes_the_run_inconclusive() {
+    let dir = TempDir::new("lost-agent");
+    let controller = RunningController::start(config(dir.path(), fleet(200, 10_000))).await;
+    let client = controller.client().await;
+    let web = Agent::start(controller.addr, "web-1", &[("role", "web")]).await;
+    wait_connected(&client, &["web-1"]).await;
+    let victim = Victim::spawn();
+    let run = start_run(&client, &pause("{ role: web }", victim.pid(), "3s"), 1, false).await.unwrap();
+    wait_until("the pause to apply", WAIT, || victim.stopped()).await;
+    web.stop().await.unwrap();
+    assert!(victim.running(), "a stopping agent reverts what it holds");
+
+    let events = watch(&client, &run.id).await;
+    assert_eq!(events.last().unwrap().name, "inconclusive", "{events:#?}");
+    let finished = get_run(&client, &run.id).await;
+    let reason = finished.reasons.iter().find(|r| r.starts_with("fault lost before its planned end: "));
+    assert!(reason.is_some_and(|r| r.contains("agent web-1 disconnected")), "{:?}", finished.reasons);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_stop_halts_the_runs_reverts_their_faults_and_returns() {
     // A lease far longer than the test: only the controller's own revert can resume the victim in time.

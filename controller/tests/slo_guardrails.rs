@@ -176,11 +176,11 @@ fn guardrail_rules() {
             expect: Some((TripKind::NoData, 20)),
         },
         GuardCase {
-            what: "settle: the traffic floor looks 5 s back in time",
+            what: "the traffic floor looks at the last 5 s, not further back: below half by 23 s",
             guardrails: json!({"min_traffic": "50%"}),
-            basis: GuardrailBasis { settle: secs(5), ..basis(0.999, 50.0, None) },
+            basis: basis(0.999, 50.0, None),
             events: stream(secs(0), secs(20), 50, good),
-            expect: Some((TripKind::TrafficFloor, 28)),
+            expect: Some((TripKind::TrafficFloor, 23)),
         },
         GuardCase {
             what: "no guardrails configured",
@@ -243,15 +243,12 @@ fn guardrail_reasons_and_latching() {
     let trip = floor.check(secs(23), &stream(secs(0), secs(20), 50, good)).unwrap();
     assert_eq!(
         trip.reason,
-        "traffic floor: 20.0/s over the last 5 s is 40% of the baseline 50.0/s, floor 50%"
+        "traffic floor: 20.0/s served over the last 5 s is 40% of the baseline 50.0/s, floor 50%"
     );
 
     let mut silent = GuardrailState::new(&guardrails(json!({"no_data": "15s"})), basis(0.999, 50.0, None));
     let trip = silent.check(secs(25), &stream(secs(0), secs(10), 50, good)).unwrap();
-    assert_eq!(
-        trip.reason,
-        "no data: no events for 15.02 s (the last was sent 9.98 s into the run), limit 15 s"
-    );
+    assert_eq!(trip.reason, "no data: 15.02 s since the last event (9.98 s into the run), limit 15 s");
 }
 
 #[test]
@@ -267,4 +264,31 @@ fn guardrail_basis_from_slos() {
     assert_eq!(basis.objective, Some(0.999));
     assert_eq!(basis.latency_threshold, Some(ms(300)));
     assert_eq!(GuardrailBasis::from_slos(&[]).objective, None);
+}
+
+#[test]
+fn requests_count_when_answered_and_when_they_waited_too_long() {
+    use chaos_controller::signals::Watch;
+    // 50/s from 0 s, all answered 503 after 100 ms: known at `at + 100 ms`, whatever the request timeout.
+    let answered = Watch {
+        events: stream(secs(0), secs(2), 50, |_| (ms(100), false)),
+        unanswered: vec![],
+        requests: true,
+    };
+    let basis = GuardrailBasis { request_timeout: Some(secs(5)), ..basis(0.99, 50.0, Some(4)) };
+    // Allowance 5% of 200 = 10: the 11th failure (sent at 200 ms) is known at 300 ms.
+    let mut budget = GuardrailState::new(&guardrails(json!({"budget": "5%"})), basis.clone());
+    assert_eq!(budget.check_watch(ms(300), &answered), None);
+    assert_eq!(budget.check_watch(ms(301), &answered).map(|t| t.kind), Some(TripKind::Budget));
+
+    // Nothing answered yet, the latency threshold 300 ms: a request waiting longer than that is bad.
+    let waiting = Watch { events: vec![], unanswered: (0..50).map(|i| ms(20 * i)).collect(), requests: true };
+    let slow = GuardrailBasis { latency_threshold: Some(ms(300)), ..basis };
+    let mut budget = GuardrailState::new(&guardrails(json!({"budget": "5%"})), slow);
+    assert_eq!(budget.check_watch(ms(500), &waiting), None, "10 waited over 300 ms: not over the allowance");
+    let trip = budget.check_watch(ms(501), &waiting).unwrap();
+    assert_eq!(
+        trip.reason,
+        "budget: 11 bad of 11 events since the method started, over the allowance of 10 (5% of 200 events)"
+    );
 }

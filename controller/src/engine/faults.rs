@@ -7,6 +7,8 @@ use std::time::Duration;
 use chaos_proxy::client::{Client, NewToxic, ProxyUpdate, Stream};
 use serde_json::{Map, Value};
 
+pub use crate::fleet::Reverted;
+
 /// Extra time a fault's deadline allows beyond its planned duration, so the runner's own revert comes first
 /// and the deadline is only the safety net.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
@@ -39,40 +41,90 @@ impl Active {
         }
     }
 
-    /// Undoes the fault. Idempotent: a toxic already gone (expired, removed by hand) is not an error.
-    pub async fn revert(&self) -> Result<(), String> {
+    /// Why the fault is known to be gone already, if it is (checked while its step runs, so the progress says
+    /// so when it happens). Only host and remote faults can tell.
+    pub fn lost_now(&self) -> Option<String> {
+        match self {
+            Active::Host { agent, id, .. } => {
+                (!agent.active().iter().any(|a| a.id == id.to_string())).then(|| {
+                    "the local agent no longer holds it (its lease fired early or something else reverted it)"
+                        .into()
+                })
+            }
+            Active::Remote { fleet, faults, .. } => {
+                let lost: Vec<String> = faults
+                    .iter()
+                    .filter_map(|(agent, fault_id)| {
+                        fleet.lost_reason(fault_id).map(|why| format!("on {agent}: {why}"))
+                    })
+                    .collect();
+                (!lost.is_empty()).then(|| lost.join("; "))
+            }
+            Active::Toxic { .. } | Active::Down { .. } => None,
+        }
+    }
+
+    /// Undoes the fault, or says it was already gone before its planned end ([`Reverted::Lost`]: a host
+    /// fault whose lease fired early, a remote fault that expired or whose agent went away). Idempotent: a
+    /// toxic already gone (expired, removed by hand) is not an error.
+    pub async fn revert(&self) -> Result<Reverted, String> {
         match self {
             Active::Toxic { client, proxy, toxic, .. } => match client.remove_toxic(proxy, toxic).await {
-                Ok(()) => Ok(()),
-                Err(e) if e.is_not_found() => Ok(()),
+                Ok(()) => Ok(Reverted::Done),
+                Err(e) if e.is_not_found() => Ok(Reverted::Done),
                 Err(e) => Err(format!("removing toxic {toxic} from proxy {proxy}: {e}")),
             },
             Active::Down { client, proxy } => {
                 let update = ProxyUpdate { enabled: Some(true), ..Default::default() };
                 match client.update_proxy(proxy, &update).await {
-                    Ok(_) => Ok(()),
+                    Ok(_) => Ok(Reverted::Done),
                     Err(e) => Err(format!("re-enabling proxy {proxy}: {e}")),
                 }
             }
             // Signals, reaping workers, `nft`/`tc`: blocking work, off the async threads.
             Active::Host { agent, id, description } => {
                 let (agent, id) = (agent.clone(), *id);
-                match tokio::task::spawn_blocking(move || agent.revert(id)).await {
-                    Ok(Ok(())) => Ok(()),
+                let reverted = tokio::task::spawn_blocking(move || {
+                    // The engine reverts before the lease (duration + margin) is due: a fault the agent no
+                    // longer holds was ended early, by its lease or by someone else.
+                    if !agent.active().iter().any(|a| a.id == id.to_string()) {
+                        return Ok(Reverted::Lost(
+                            "the local agent no longer held it (its lease fired early or something else \
+                             reverted it)"
+                                .into(),
+                        ));
+                    }
+                    agent.revert(id).map(|()| Reverted::Done)
+                });
+                match reverted.await {
+                    Ok(Ok(reverted)) => Ok(reverted),
                     Ok(Err(e)) => Err(format!("reverting {description}: {e}")),
                     Err(e) => Err(format!("reverting {description}: the revert task failed: {e}")),
                 }
             }
             Active::Remote { fleet, faults, .. } => {
                 let mut reverts = tokio::task::JoinSet::new();
-                for (_, fault_id) in faults {
-                    let (fleet, fault_id) = (fleet.clone(), fault_id.clone());
-                    reverts.spawn(async move { fleet.revert(&fault_id).await });
+                for (agent, fault_id) in faults {
+                    let (fleet, agent, fault_id) = (fleet.clone(), agent.clone(), fault_id.clone());
+                    reverts.spawn(async move { (agent, fleet.revert_checked(&fault_id).await) });
                 }
-                let mut errors: Vec<String> =
-                    reverts.join_all().await.into_iter().filter_map(Result::err).collect();
+                let (mut errors, mut lost) = (Vec::new(), Vec::new());
+                for (agent, result) in reverts.join_all().await {
+                    match result {
+                        Ok(Reverted::Done) => {}
+                        Ok(Reverted::Lost(why)) => lost.push(format!("on {agent}: {why}")),
+                        Err(e) => errors.push(e),
+                    }
+                }
                 errors.sort();
-                if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+                lost.sort();
+                if !errors.is_empty() {
+                    Err(errors.join("; "))
+                } else if !lost.is_empty() {
+                    Ok(Reverted::Lost(lost.join("; ")))
+                } else {
+                    Ok(Reverted::Done)
+                }
             }
         }
     }
@@ -151,5 +203,49 @@ mod tests {
     #[test]
     fn toxic_names_are_path_safe() {
         assert_eq!(sanitize("slow payments/2"), "slow-payments-2");
+    }
+
+    /// Issue 11 item 5: a local host fault that its lease ended before the run reverted it is reported as
+    /// lost, not as reverted; one still held is reverted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_host_fault_gone_before_its_revert_is_lost_and_a_held_one_is_reverted() {
+        use chaos_agent::Count;
+        use chaos_agent::host::HostAgent;
+        use chaos_agent::policy::AgentPolicy;
+        use chaos_agent::process::ProcessSelector;
+        use chaos_agent::spec::{CountSpec, FaultSpec};
+
+        let dir = std::env::temp_dir().join(format!("chaos-engine-lost-{}", std::process::id()));
+        let (agent, _) = HostAgent::start(&dir, AgentPolicy::default(), 1).unwrap();
+        let mut victim = std::process::Command::new("sleep").arg("300").spawn().unwrap();
+        let pause = FaultSpec::ProcessPause {
+            target: ProcessSelector { pid: Some(victim.id() as i32), ..ProcessSelector::default() },
+            count: CountSpec(Count::Exactly(1)),
+        };
+        let active = |applied: chaos_agent::host::Applied| Active::Host {
+            agent: agent.clone(),
+            id: applied.id.unwrap(),
+            description: applied.description,
+        };
+
+        let early = active(agent.apply(&pause, Some(Duration::from_millis(200))).unwrap());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !agent.active().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "the lease never fired");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(early.lost_now().is_some_and(|why| why.contains("no longer holds it")));
+        match early.revert().await {
+            Ok(Reverted::Lost(why)) => assert!(why.contains("no longer held it"), "{why}"),
+            other => panic!("expected lost, found {other:?}"),
+        }
+
+        let held = active(agent.apply(&pause, Some(Duration::from_secs(60))).unwrap());
+        assert_eq!(held.lost_now(), None);
+        assert_eq!(held.revert().await, Ok(Reverted::Done));
+        assert!(agent.active().is_empty());
+        victim.kill().unwrap();
+        victim.wait().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -44,6 +44,9 @@ pub struct RunConfig {
     pub stop_rollbacks: CancellationToken,
 }
 
+/// How often a running fault step looks whether its fault was lost.
+const LOSS_POLL: Duration = Duration::from_millis(250);
+
 /// How many times a revert is tried before it is reported as failed.
 const REVERT_ATTEMPTS: u32 = 3;
 
@@ -81,6 +84,8 @@ pub(crate) struct MethodContext {
     pub progress: Option<Progress>,
     /// Faults whose revert failed even after retries (their own deadline still removes them).
     pub revert_failures: Mutex<Vec<String>>,
+    /// Faults found gone before their planned end (expired, their agent lost): the verdict cannot be a pass.
+    pub lost: Mutex<Vec<String>>,
 }
 
 /// One entry of the run's timeline, in the engine's own terms (mapped to the journal by the caller).
@@ -142,7 +147,7 @@ impl MethodContext {
             let next = self.active.lock().ok().and_then(|mut a| a.pop());
             let Some((_, fault)) = next else { return };
             let what = fault.describe();
-            let mut last = Ok(());
+            let mut last = Ok(faults::Reverted::Done);
             for attempt in 0..REVERT_ATTEMPTS {
                 if attempt > 0 {
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
@@ -153,7 +158,10 @@ impl MethodContext {
                 }
             }
             match last {
-                Ok(()) => self.note("fault_reverted", &what, "reverted".into(), Some(true)),
+                Ok(faults::Reverted::Done) => {
+                    self.note("fault_reverted", &what, "reverted".into(), Some(true))
+                }
+                Ok(faults::Reverted::Lost(why)) => self.note_lost(&what, &what, &why),
                 Err(e) => {
                     self.note("fault_reverted", &what, format!("revert failed: {e}"), Some(false));
                     if let Ok(mut failures) = self.revert_failures.lock() {
@@ -162,6 +170,46 @@ impl MethodContext {
                         ));
                     }
                 }
+            }
+        }
+    }
+
+    /// A fault the revert found already gone: says so (never "reverted") and records it for the verdict.
+    fn note_lost(&self, name: &str, what: &str, why: &str) {
+        self.note(
+            "fault_reverted",
+            name,
+            format!("{what}: not reverted, it was lost before its planned end: {why}"),
+            Some(false),
+        );
+        if let Ok(mut lost) = self.lost.lock() {
+            lost.push(format!("fault lost before its planned end: {what}: {why}"));
+        }
+    }
+
+    /// [`MethodContext::wait`] for a fault's duration, looking every [`LOSS_POLL`] whether fault `id` is lost
+    /// (expired, its agent gone), so the progress says so when it happens rather than at the step's end.
+    async fn wait_watching(&self, d: Duration, id: u64) -> bool {
+        let end = Instant::now() + d;
+        let mut told = false;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return !self.abort.is_cancelled();
+            }
+            if !self.wait(left.min(LOSS_POLL)).await {
+                return false;
+            }
+            if told {
+                continue;
+            }
+            let lost = self.active.lock().ok().and_then(|active| {
+                let (_, fault) = active.iter().find(|(a, _)| *a == id)?;
+                fault.lost_now().map(|why| (fault.describe(), why))
+            });
+            if let Some((what, why)) = lost {
+                told = true;
+                self.note("fault_lost", &what, format!("lost before its planned end: {why}"), Some(false));
             }
         }
     }
@@ -232,12 +280,13 @@ async fn run_step(ctx: &MethodContext, step: &Step, index: usize) -> Result<(), 
     ctx.note("fault_injected", &name, applied.describe(), Some(true));
     let id = ctx.push_active(applied);
     if let Some(d) = duration
-        && ctx.wait(d).await
+        && ctx.wait_watching(d, id).await
         && let Some(applied) = ctx.take_active(id)
     {
         let what = applied.describe();
         match applied.revert().await {
-            Ok(()) => ctx.note("fault_reverted", &name, what, Some(true)),
+            Ok(faults::Reverted::Done) => ctx.note("fault_reverted", &name, what, Some(true)),
+            Ok(faults::Reverted::Lost(why)) => ctx.note_lost(&name, &what, &why),
             Err(e) => {
                 // Back into the active list: the method's final revert_all retries it.
                 ctx.note("fault_reverted", &name, format!("{what}: {e} (will retry)"), Some(false));

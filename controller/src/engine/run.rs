@@ -83,6 +83,7 @@ pub async fn execute(
         current: Mutex::new(None),
         progress: config.progress.clone(),
         revert_failures: Mutex::new(Vec::new()),
+        lost: Mutex::new(Vec::new()),
     });
     let mut outcome = Outcome {
         verdict: Verdict::Passed,
@@ -252,7 +253,9 @@ pub async fn execute(
             ctx.clone(),
             exp.clone(),
             logs.clone(),
-            baseline_start,
+            // The planned window, not the measured one: it holds exactly `rate × baseline` due requests,
+            // where the measured one is a timer's lateness longer.
+            (baseline_start, baseline_start + baseline),
             method_start,
             config.progress.clone(),
         ));
@@ -357,10 +360,14 @@ pub async fn execute(
             current: Mutex::new(None),
             progress: config.progress.clone(),
             revert_failures: Mutex::new(Vec::new()),
+            lost: Mutex::new(Vec::new()),
         };
         let _ = run_steps(&rollback_ctx, &exp.rollbacks).await;
         rollback_ctx.revert_all().await;
         if let (Ok(mut main), Ok(mut extra)) = (ctx.timeline.lock(), rollback_ctx.timeline.lock()) {
+            main.append(&mut extra);
+        }
+        if let (Ok(mut main), Ok(mut extra)) = (ctx.lost.lock(), rollback_ctx.lost.lock()) {
             main.append(&mut extra);
         }
     }
@@ -405,6 +412,13 @@ pub async fn execute(
                 probe.name, probe.detail
             ));
         }
+    }
+    // A fault lost mid-run (expired, its agent gone) means the method did not run as planned: neither a pass
+    // nor a failure can be pinned on it (DESIGN §7.7). The SLO reasons above stay, after the loss.
+    let lost = ctx.lost.lock().map(|l| l.clone()).unwrap_or_default();
+    if !lost.is_empty() {
+        outcome.verdict = Verdict::Inconclusive;
+        outcome.reasons.splice(0..0, lost);
     }
     let failures = ctx.revert_failures.lock().map(|f| f.clone()).unwrap_or_default();
     if !failures.is_empty() {
@@ -458,30 +472,36 @@ async fn guardrails(
     ctx: Arc<MethodContext>,
     exp: Experiment,
     logs: Logs,
-    baseline_start: Duration,
+    baseline: (Duration, Duration),
     method_start: Duration,
     progress: Option<super::Progress>,
 ) {
     let main = exp.slos.iter().find(|s| crate::slo::is_event_ratio(s.signal)).map(source_key);
     let log = main.as_ref().and_then(|k| logs.get(k)).cloned();
-    let baseline_len = method_start.saturating_sub(baseline_start).as_secs_f64();
-    let baseline_rate = log.as_ref().filter(|_| baseline_len > 0.0).map(|l| {
-        l.between(baseline_start, method_start).iter().filter(|e| e.ok).count() as f64 / baseline_len
-    });
     let mut basis = crate::slo::GuardrailBasis::from_slos(&exp.slos);
     basis.start = method_start;
-    basis.baseline_rate = baseline_rate;
     basis.planned = Some(planned_length(&exp.method));
-    basis.settle =
-        exp.load.iter().filter_map(|l| l.timeout.map(|t| t.0)).max().unwrap_or(crate::http::DEFAULT_TIMEOUT);
+    // The main source's request timeout, when it is a load (counted sources have no requests waiting).
+    basis.request_timeout = exp
+        .load
+        .iter()
+        .find(|l| main.as_deref() == Some(format!("load:{}", l.name).as_str()))
+        .map(|l| l.timeout.map_or(crate::http::DEFAULT_TIMEOUT, |t| t.0));
     let mut state = Some(crate::slo::GuardrailState::new(&exp.guardrails.clone().unwrap_or_default(), basis));
     let exp = Arc::new(exp);
     let logs = Arc::new(logs);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
+    let mut baseline_known = false;
     loop {
         tick.tick().await;
         let now = ctx.run_start.elapsed();
+        if !baseline_known && let Some(state) = state.as_mut() {
+            // Counted at the first tick rather than at the method's start: by now every request due in the
+            // baseline has been registered, answered or not.
+            baseline_known = true;
+            state.set_baseline_rate(log.as_deref().and_then(|l| baseline_rate(l, baseline.0, baseline.1)));
+        }
         let step = current_step(&ctx);
         // Judging 100 SLOs over a minute of 10k events/s is CPU work: keep it off the runtime's workers, so the
         // load generator's timing (which the SLOs judge) is not disturbed by the judging.
@@ -518,7 +538,8 @@ async fn guardrails(
 
 /// One second of the engine's watch over a running method: each source's events since the method started are
 /// copied once (the lock is held only for the copy, however many SLOs read them), the guardrails are checked
-/// on the main source, and the progress line is rendered, e.g.
+/// on what the main source knows now (`EventLog::watch`: answers as they came, requests still waiting), and
+/// the progress line is rendered, e.g.
 /// `[  12.0s] slow payments (18s left) | availability 99.80% (objective 99.5%) ok | fast 97.10% (objective 99%) MISS`.
 pub fn watch_tick(
     exp: &Experiment,
@@ -531,7 +552,9 @@ pub fn watch_tick(
 ) -> (Option<crate::slo::Trip>, String) {
     let window_events: BTreeMap<&str, Vec<Event>> =
         logs.iter().map(|(key, log)| (key.as_str(), log.between(method_start, now))).collect();
-    let trip = main.and_then(|key| window_events.get(key)).and_then(|events| state.check(now, events));
+    // The guardrails see what is known now (answers as they come, requests still waiting), not what was sent.
+    let trip =
+        main.and_then(|key| logs.get(key)).and_then(|log| state.check_watch(now, &log.watch(method_start)));
     let window = crate::slo::Phase::new("method", method_start, now);
     let slos: Vec<String> = exp
         .slos
@@ -549,6 +572,19 @@ pub fn watch_tick(
         })
         .collect();
     (trip, format!("[{:>6.1}s] {step} | {}", now.as_secs_f64(), slos.join(" | ")))
+}
+
+/// The baseline's rate in events per second: requests sent in `[from, to)` for a log of requests (answered
+/// or not: a slow target's answers must not lower it), good events for a log of counted events.
+fn baseline_rate(log: &EventLog, from: Duration, to: Duration) -> Option<f64> {
+    let len = to.saturating_sub(from).as_secs_f64();
+    if len <= 0.0 {
+        return None;
+    }
+    let count = log
+        .sent_between(from, to)
+        .unwrap_or_else(|| log.between(from, to).iter().filter(|e| e.ok).count() as u64);
+    Some(count as f64 / len)
 }
 
 /// The step running now, with the time it has left.

@@ -1,6 +1,6 @@
 //! Guardrails: the limits the engine checks every second while the method runs, aborting the run before real
-//! damage (`reference/slo-math.md` §5). Pure: the engine passes the current time and the events; tests use
-//! synthetic streams.
+//! damage (`reference/slo-math.md` §5). Pure: the engine passes the current time and what the source's log
+//! holds (events and requests still unanswered); tests use synthetic streams.
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use super::evaluate::{TOLERANCE, decimal, latency_target};
 use super::format;
 use super::stats::{is_fast, rate_per_second};
 use crate::experiment::model::{Guardrails, Signal, Slo};
-use crate::signals::Event;
+use crate::signals::{Event, Watch};
 
 /// How far back the traffic floor looks.
 pub const TRAFFIC_WINDOW: Duration = Duration::from_secs(5);
@@ -47,16 +47,16 @@ pub struct GuardrailBasis {
     /// Objective `S` for burn rates (`B = 1 − S`): the strictest errors or latency SLO. Without one the
     /// tripwire is off.
     pub objective: Option<f64>,
-    /// Events slower than this count as bad too: the tightest latency SLO threshold.
+    /// Events slower than this count as bad too: the tightest latency SLO threshold. A request still waiting
+    /// for its answer this long is bad already.
     pub latency_threshold: Option<Duration>,
-    /// Events per second during the baseline window (traffic floor; budget allowance with `planned`).
+    /// Requests per second sent during the baseline window (traffic floor; budget allowance with `planned`).
     pub baseline_rate: Option<f64>,
     /// How long the method is planned to last; with `baseline_rate` it fixes the expected event count.
     pub planned: Option<Duration>,
-    /// How long an event can take to land in the log after its `at` (the load generator's request timeout):
-    /// every rule looks only at events sent before `now − settle`, so requests still in flight do not look
-    /// like missing traffic.
-    pub settle: Duration,
+    /// The load generator's request timeout: a request still unanswered this long has failed, whenever the
+    /// generator gets to record it.
+    pub request_timeout: Option<Duration>,
 }
 
 impl GuardrailBasis {
@@ -82,33 +82,62 @@ impl GuardrailBasis {
         }
         basis
     }
+
+    /// How long a request may stay unanswered before it counts as bad: the latency threshold or the request
+    /// timeout, whichever is shorter.
+    fn unanswered_limit(&self) -> Option<Duration> {
+        match (self.latency_threshold, self.request_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
-/// The guardrails of one run, checked every second by the engine with [`GuardrailState::check`].
+/// The guardrails of one run, checked every second by the engine with [`GuardrailState::check_watch`].
 ///
-/// An event is **bad** when it failed, or when it is slower than [`GuardrailBasis::latency_threshold`]. Only
-/// events sent in `[start, now − settle)` count ("the run so far"); `now' = now − settle` below.
+/// Everything is counted **as soon as it is known**, never later: a request when its answer comes (sent at
+/// `at`, known at `at + latency`), a counted event (proxy stats, Prometheus) when it is counted, and a request
+/// still waiting for its answer as soon as it has waited longer than the latency threshold or the request
+/// timeout (it is bad whatever the answer will be). An event is **bad** when it failed, or when it is slower
+/// than [`GuardrailBasis::latency_threshold`]. "The method's requests" are those sent since `start`.
 ///
 /// In the order checked (the first that holds is reported):
-/// 1. **No data** (`no_data: D`): the latest event of the run so far (or `start`, if none yet) is `D` or more
-///    before `now'`. Fails closed: a source that went silent aborts.
+/// 1. **No data** (`no_data: D`): nothing was answered or counted for `D` or more (counting from `start` if
+///    nothing came since). Fails closed: a source that went silent, or a target that stopped answering, aborts.
 /// 2. **Budget** (`budget: f`): the run may spend `allowance = f × max(expected, total, ceil(1/f))` bad events,
-///    where `expected = baseline_rate × planned` (0 when unknown) and `total` the events so far. Trips when
-///    `bad > allowance`. `expected` fixes the allowance up front (slo-math §5.2 with the planned run as the
-///    period); `total` lets it grow with more traffic than planned; the `ceil(1/f)` floor keeps a single early
-///    failure from aborting.
+///    where `expected = baseline_rate × planned` (0 when unknown) and `total` the method's requests known so
+///    far. Trips when `bad > allowance`. `expected` fixes the allowance up front (slo-math §5.2 with the planned
+///    run as the period); `total` lets it grow with more traffic than planned; the `ceil(1/f)` floor keeps a
+///    single early failure from aborting.
 /// 3. **Tripwire** (`window: W`, `burn_rate: th`, objective `S`, `B = 1 − S`): burn over a window is
-///    `(bad / total) / B`; trips when the burn over the last `W` and over the last `max(W/12, 1 s)` are both
-///    above `th` (slo-math §2, §5.3), with at least `ceil(1 / (th × B))` events in the long window so one
-///    failure cannot trip it (§3) and at least one in the short. Windows are clipped to the run so far.
-/// 4. **Traffic floor** (`min_traffic: p`): once [`TRAFFIC_WINDOW`] of the run has passed, the rate over the
-///    last [`TRAFFIC_WINDOW`] is below `p × baseline_rate`. Off without a positive baseline rate.
+///    `(bad / total) / B` among the method's requests that became known in it; trips when the burn over the
+///    last `W` and over the last `max(W/12, 1 s)` are both above `th` (slo-math §2, §5.3), with at least
+///    `ceil(1 / (th × B))` events in the long window so one failure cannot trip it (§3) and at least one in the
+///    short. Windows are clipped to the method.
+/// 4. **Traffic floor** (`min_traffic: p`): once [`TRAFFIC_WINDOW`] of the method has passed, the rate of good
+///    answers that came over the last [`TRAFFIC_WINDOW`] is below `p × baseline_rate`. Off without a positive
+///    baseline rate.
+///
+/// The engine checks once a second, so each rule trips within one second of the moment its condition first
+/// holds.
 #[derive(Clone, Debug)]
 pub struct GuardrailState {
     limits: Guardrails,
     basis: GuardrailBasis,
     /// The first trip, repeated by later checks: once aborted, a run stays aborted.
     tripped: Option<Trip>,
+}
+
+/// One request or counted event as the guardrails see it at one check.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    /// When it was sent (or counted).
+    sent: Duration,
+    /// When it became known: answered, counted, or bad by waiting too long.
+    known: Duration,
+    bad: bool,
+    /// False for a request still waiting (counted bad by its wait).
+    answered: bool,
 }
 
 impl GuardrailState {
@@ -120,23 +149,62 @@ impl GuardrailState {
         &self.basis
     }
 
-    /// Checks every guardrail at `now` (since the run started) over `events` (the run's events, any order,
-    /// any times: those outside the run so far are ignored). Returns the trip, if any; after a trip every
-    /// later check returns that same trip.
+    /// Sets the baseline rate once it is known (the engine counts the baseline's requests after the method
+    /// started, when every one of them has been registered).
+    pub fn set_baseline_rate(&mut self, rate: Option<f64>) {
+        self.basis.baseline_rate = rate;
+    }
+
+    /// Checks every guardrail at `now` (since the run started) over counted `events` (each known at its `at`;
+    /// any order, any times: those not yet known at `now` are ignored). Returns the trip, if any; after a trip
+    /// every later check returns that same trip.
     pub fn check(&mut self, now: Duration, events: &[Event]) -> Option<Trip> {
+        self.check_watch(now, &Watch { events: events.to_vec(), unanswered: Vec::new(), requests: false })
+    }
+
+    /// [`GuardrailState::check`] over what a log holds (events known at `at + latency` in a log of requests,
+    /// and the requests still waiting for their answer).
+    pub fn check_watch(&mut self, now: Duration, watch: &Watch) -> Option<Trip> {
         if let Some(trip) = &self.tripped {
             return Some(trip.clone());
         }
-        let until = now.saturating_sub(self.basis.settle);
+        let seen = self.seen(now, watch);
+        let unanswered = watch.unanswered.len();
         let trip = self
-            .no_data(until, events)
+            .no_data(now, &seen, watch.requests, unanswered)
             .map(|r| (TripKind::NoData, r))
-            .or_else(|| self.budget(until, events).map(|r| (TripKind::Budget, r)))
-            .or_else(|| self.tripwire(until, events).map(|r| (TripKind::Tripwire, r)))
-            .or_else(|| self.traffic_floor(until, events).map(|r| (TripKind::TrafficFloor, r)))
+            .or_else(|| self.budget(&seen).map(|r| (TripKind::Budget, r)))
+            .or_else(|| self.tripwire(now, &seen).map(|r| (TripKind::Tripwire, r)))
+            .or_else(|| self.traffic_floor(now, &seen).map(|r| (TripKind::TrafficFloor, r)))
             .map(|(kind, reason)| Trip { kind, at: now, reason });
         self.tripped.clone_from(&trip);
         trip
+    }
+
+    /// Everything known before `now`: answered and counted events, and the requests that waited too long.
+    fn seen(&self, now: Duration, watch: &Watch) -> Vec<Seen> {
+        let mut seen: Vec<Seen> = watch
+            .events
+            .iter()
+            .map(|e| Seen {
+                sent: e.at,
+                known: e.known_at(watch.requests),
+                bad: self.is_bad(e),
+                answered: true,
+            })
+            .filter(|s| s.known < now)
+            .collect();
+        if let Some(limit) = self.basis.unanswered_limit() {
+            seen.extend(
+                watch.unanswered.iter().filter(|sent| now.saturating_sub(**sent) > limit).map(|&sent| Seen {
+                    sent,
+                    known: sent + limit,
+                    bad: true,
+                    answered: false,
+                }),
+            );
+        }
+        seen
     }
 
     fn is_bad(&self, e: &Event) -> bool {
@@ -146,44 +214,53 @@ impl GuardrailState {
         }
     }
 
-    /// `(total, bad)` among events sent in `[from, to)`.
-    fn count(&self, events: &[Event], from: Duration, to: Duration) -> (u64, u64) {
+    /// `(total, bad)` among the method's requests that became known in `[from, to)`.
+    fn count(&self, seen: &[Seen], from: Duration, to: Duration) -> (u64, u64) {
         let (mut total, mut bad) = (0, 0);
-        for e in events.iter().filter(|e| e.at >= from && e.at < to) {
+        for s in seen.iter().filter(|s| s.sent >= self.basis.start && s.known >= from && s.known < to) {
             total += 1;
-            bad += u64::from(self.is_bad(e));
+            bad += u64::from(s.bad);
         }
         (total, bad)
     }
 
-    fn no_data(&self, until: Duration, events: &[Event]) -> Option<String> {
+    fn no_data(&self, now: Duration, seen: &[Seen], requests: bool, unanswered: usize) -> Option<String> {
         let limit = self.limits.no_data?.0;
         let start = self.basis.start;
-        let last = events.iter().filter(|e| e.at >= start && e.at < until).map(|e| e.at).max();
-        let quiet = until.saturating_sub(last.unwrap_or(start));
-        (until > start && quiet >= limit).then(|| match last {
+        let last = seen.iter().filter(|s| s.answered).map(|s| s.known).max();
+        let since = last.map_or(start, |l| l.max(start));
+        let quiet = now.saturating_sub(since);
+        if now <= start || quiet < limit {
+            return None;
+        }
+        let what = if requests { "answer" } else { "event" };
+        let waiting = match unanswered {
+            0 => String::new(),
+            1 => "; 1 request is waiting for its answer".to_string(),
+            n => format!("; {} requests are waiting for their answers", format::count(n as u64)),
+        };
+        Some(match last {
             Some(at) => format!(
-                "no data: no events for {} (the last was sent {} into the run), limit {}",
+                "no data: {} since the last {what} ({} into the run){waiting}, limit {}",
                 format::duration(quiet),
                 format::duration(at),
                 format::duration(limit)
             ),
             None => format!(
-                "no data: no events in the {} since the method started, limit {}",
+                "no data: no {what} in the {} since the method started{waiting}, limit {}",
                 format::duration(quiet),
                 format::duration(limit)
             ),
         })
     }
 
-    fn budget(&self, until: Duration, events: &[Event]) -> Option<String> {
+    fn budget(&self, seen: &[Seen]) -> Option<String> {
         let f = decimal(self.limits.budget?.0);
+        let (total, bad) = self.count(seen, Duration::ZERO, Duration::MAX);
         if f <= 0.0 {
             // A zero budget allows nothing: the first bad event trips.
-            let (_, bad) = self.count(events, self.basis.start, until);
             return (bad > 0).then(|| format!("budget: {} bad events, budget 0%", format::count(bad)));
         }
-        let (total, bad) = self.count(events, self.basis.start, until);
         let expected = match (self.basis.baseline_rate, self.basis.planned) {
             (Some(rate), Some(planned)) if rate.is_finite() && rate > 0.0 => rate * planned.as_secs_f64(),
             _ => 0.0,
@@ -204,16 +281,16 @@ impl GuardrailState {
         })
     }
 
-    fn tripwire(&self, until: Duration, events: &[Event]) -> Option<String> {
+    fn tripwire(&self, now: Duration, seen: &[Seen]) -> Option<String> {
         let tripwire = self.limits.tripwire.as_ref()?;
         let objective = self.basis.objective?;
         let (long, th) = (tripwire.window.0, tripwire.burn_rate);
         let short = (long / 12).max(MIN_SHORT_WINDOW).min(long);
         let budget = 1.0 - objective;
         let start = self.basis.start;
-        let from = |w: Duration| until.saturating_sub(w).max(start);
-        let (long_total, long_bad) = self.count(events, from(long), until);
-        let (short_total, short_bad) = self.count(events, from(short), until);
+        let from = |w: Duration| now.saturating_sub(w).max(start);
+        let (long_total, long_bad) = self.count(seen, from(long), now);
+        let (short_total, short_bad) = self.count(seen, from(short), now);
         let needed = if budget * th > TOLERANCE { (1.0 / (th * budget) - 1e-6).ceil() as u64 } else { 1 };
         if long_total < needed.max(1) || short_total == 0 {
             return None;
@@ -245,19 +322,22 @@ impl GuardrailState {
         })
     }
 
-    fn traffic_floor(&self, until: Duration, events: &[Event]) -> Option<String> {
+    fn traffic_floor(&self, now: Duration, seen: &[Seen]) -> Option<String> {
         let floor = decimal(self.limits.min_traffic?.0);
         let baseline = self.basis.baseline_rate.filter(|r| r.is_finite() && *r > 0.0)?;
         let start = self.basis.start;
-        if until < start + TRAFFIC_WINDOW {
+        if now < start + TRAFFIC_WINDOW {
             return None;
         }
-        // Served events only: failed requests are not traffic (see `evaluate::traffic`).
-        let (total, bad) = self.count(events, until - TRAFFIC_WINDOW, until);
-        let rate = rate_per_second(total - bad, TRAFFIC_WINDOW);
+        // Good answers only, whenever they were sent: failed requests are not traffic (see
+        // `evaluate::traffic`), and a slow target's answers to requests sent just before the window still
+        // arrived in it.
+        let from = now - TRAFFIC_WINDOW;
+        let served = seen.iter().filter(|s| s.answered && !s.bad && s.known >= from && s.known < now).count();
+        let rate = rate_per_second(served as u64, TRAFFIC_WINDOW);
         (rate < floor * baseline - TOLERANCE).then(|| {
             format!(
-                "traffic floor: {} over the last {} is {} of the baseline {}, floor {}",
+                "traffic floor: {} served over the last {} is {} of the baseline {}, floor {}",
                 format::rate(rate),
                 format::duration(TRAFFIC_WINDOW),
                 format::percent(rate / baseline, 1),

@@ -513,6 +513,8 @@ pub async fn holds_for(what: &str, window: Duration, mut condition: impl FnMut()
 pub struct Relay {
     pub addr: SocketAddr,
     cut: Arc<Mutex<CancellationToken>>,
+    /// New connections are closed at once until then ([`Relay::cut_for`]).
+    blocked_until: Arc<Mutex<Option<Instant>>>,
     task: JoinHandle<()>,
 }
 
@@ -521,9 +523,13 @@ impl Relay {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let cut = Arc::new(Mutex::new(CancellationToken::new()));
-        let current = cut.clone();
+        let blocked_until: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let (current, blocked) = (cut.clone(), blocked_until.clone());
         let task = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                if blocked.lock().unwrap().is_some_and(|until| Instant::now() < until) {
+                    continue; // dropped: the link is down
+                }
                 let cancelled = current.lock().unwrap().clone();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
@@ -534,7 +540,14 @@ impl Relay {
                 });
             }
         });
-        Relay { addr, cut, task }
+        Relay { addr, cut, blocked_until, task }
+    }
+
+    /// Closes every connection open now and refuses new ones for `down`: an outage both ends notice, longer
+    /// than a reconnect.
+    pub fn cut_for(&self, down: Duration) {
+        *self.blocked_until.lock().unwrap() = Some(Instant::now() + down);
+        self.cut();
     }
 
     /// Closes every connection open now.
