@@ -22,11 +22,6 @@ impl AgentArgs {
         matches!(self.command, AgentCommand::Serve(_) | AgentCommand::Watchdog(_))
     }
 
-    /// Whether this command only prints (status, capabilities, revert-all's report is printed after the work).
-    pub fn prints_only(&self) -> bool {
-        matches!(self.command, AgentCommand::Status { .. } | AgentCommand::Capabilities { .. })
-    }
-
     /// The watchdog's arguments when this is `chaos agent watchdog` (run before any runtime is built).
     pub fn watchdog(&self) -> Option<&WatchdogArgs> {
         match &self.command {

@@ -153,9 +153,7 @@ fn main() -> ExitCode {
     {
         return ExitCode::from(agent_cli::watchdog(watchdog));
     }
-    if prints_only(&cli.command) {
-        default_sigpipe();
-    }
+    quiet_on_closed_stdout();
     // Every undo journal this process opens gets a watchdog process (this binary, `chaos agent watchdog`) that
     // reverts its faults if this process dies or stalls past a lease.
     match std::env::current_exe() {
@@ -198,6 +196,15 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
+        // The reader of stdout went away: quiet, as in `quiet_on_closed_stdout`.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::from(141)
+        }
         Err(e) => {
             eprintln!("chaos: {e:#}");
             ExitCode::from(1)
@@ -235,31 +242,24 @@ fn man_pages(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Commands that only print (to a pager, `head`, a pipe that may close early), as opposed to those that serve,
-/// hold faults or drive a run: those must never die of a signal in the middle of a revert.
-fn prints_only(command: &Command) -> bool {
-    match command {
-        Command::Proxy(_)
-        | Command::Demo(_)
-        | Command::DemoTarget { .. }
-        | Command::Run(_)
-        | Command::Controller(_)
-        | Command::Halt(_) => false,
-        Command::Agent(args) => args.prints_only(),
-        _ => true,
-    }
-}
-
-/// Restores the default action of SIGPIPE, which Rust's runtime ignores: a command whose reader went away
-/// (`chaos runs audit | head -1`) then ends quietly, as other Unix tools do, instead of panicking on the
-/// next `println!`.
-#[allow(unsafe_code)]
-fn default_sigpipe() {
-    use nix::sys::signal::{SigHandler, Signal, signal};
-    // SAFETY: called at start, before any other thread exists; SIG_DFL installs no handler code.
-    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
-        tracing::debug!(error = %e, "could not restore SIGPIPE");
-    }
+/// Ends the process quietly when stdout's reader went away (`chaos runs audit | head -1`), as `cat` or `ls` end,
+/// instead of the panic `println!` raises on a closed pipe. SIGPIPE stays ignored (a network client writing to a
+/// closed socket must get an error, not die), so the closed pipe shows up as that panic, caught here; the exit
+/// status is the shell's for a SIGPIPE death (141).
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if payload.contains("Broken pipe") || payload.contains("BrokenPipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 fn init_tracing(default: &str, color: bool) {

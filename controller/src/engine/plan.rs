@@ -185,7 +185,14 @@ impl Plan {
             };
             targets.insert(name.clone(), resolved);
         }
-        Ok(Plan { targets, host: None, remote, remote_plan: Vec::new(), local_plan: Vec::new(), state_dir: None })
+        Ok(Plan {
+            targets,
+            host: None,
+            remote,
+            remote_plan: Vec::new(),
+            local_plan: Vec::new(),
+            state_dir: None,
+        })
     }
 
     /// Where command probes with `agent` or `hosts` run: the fleet, when there is one.
