@@ -25,9 +25,6 @@ use crate::toxics::{Chunk, Close, Direction, Item};
 
 /// The most one read takes from a socket (Toxiproxy's chunk size).
 const READ_SIZE: usize = 32 * 1024;
-/// How early a link wakes for a toxic deadline and how far ahead it releases what is due (tokio's timer
-/// resolution).
-const TIMER_LEAD: Duration = Duration::from_millis(1);
 /// How long a link in zero-copy mode keeps its pipe while the sender pauses.
 const SPLICE_IDLE: Duration = Duration::from_millis(20);
 /// Reads smaller than this are copied into a right-sized buffer, so queued small chunks hold little memory.
@@ -78,11 +75,11 @@ impl Link {
         let mut bulk = false;
         let splice_enabled = !self.control.no_splice;
         loop {
-            // Toxic deadlines are met within the timer's resolution: tokio's timer fires on the first 1 ms
-            // tick at or after a deadline, so a link sleeps until TIMER_LEAD before it and then releases
-            // everything due within TIMER_LEAD. Deadlines land in [-1 ms, 0] instead of [0, +1 ms] plus
-            // wake-up delay, which centres a latency toxic on its value (see the benchmark's accuracy table).
-            let wake = match pipeline.pump(Instant::now() + TIMER_LEAD) {
+            // A toxic deadline is never met early: the pipeline is pumped with the real time, so nothing due
+            // at `read time + latency` leaves before then. tokio's timer fires on the first 1 ms tick at or
+            // after a deadline, so deadlines land in [0, +1 ms] plus wake-up delay; if a wake ever came early,
+            // the pump would find nothing due and the link would sleep again until the deadline.
+            let wake = match pipeline.pump(Instant::now()) {
                 Ok(wake) => wake,
                 Err(close) => return self.close(close),
             };
@@ -141,7 +138,7 @@ impl Link {
                     }
                     Err(_) => return control.close.cancel(),
                 },
-                _ = sleep_until(wake.map_or_else(Instant::now, |w| w - TIMER_LEAD)), if wake.is_some() => {}
+                _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
                 ready = self.src.readable(), if can_read => {
                     match if ready.is_err() { Read::Ended } else { self.read_into(&mut pipeline) } {
                         Read::Ended => {
