@@ -331,3 +331,73 @@ async fn write_some(dst: &mut OwnedWriteHalf, data: Option<&Bytes>) -> std::io::
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::pipeline::ToxicSpec;
+    use crate::toxics::{Latency, ToxicKind};
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
+    /// On tokio's paused clock a timer fires exactly at its deadline, so this pins the link's own rule: a
+    /// chunk read at `t` is written at `t + latency`, not in the millisecond before (the old `TIMER_LEAD`
+    /// released it at `t + latency - 1 ms`).
+    #[tokio::test(start_paused = true)]
+    async fn a_latency_deadline_is_never_anticipated() {
+        let latency = Duration::from_millis(50);
+        let (mut sender, source) = pair().await;
+        let (destination, mut receiver) = pair().await;
+        let (src, _source_write) = source.into_split();
+        let (_destination_read, dst) = destination.into_split();
+        let spec = ToxicSpec {
+            id: 1,
+            revision: 1,
+            name: "late".into(),
+            kind: ToxicKind::Latency(Latency { latency: 50, ..Latency::default() }),
+            toxicity: 1.0,
+        };
+        let (_chain_tx, chain) = watch::channel(Arc::new(vec![spec]));
+        let control = Arc::new(ConnControl {
+            close: CancellationToken::new(),
+            source_done: [CancellationToken::new(), CancellationToken::new()],
+            half_close: false,
+            reset: AtomicBool::new(false),
+            no_splice: true,
+        });
+        let link = Link {
+            direction: Direction::Upstream,
+            src,
+            dst,
+            chain,
+            control: control.clone(),
+            stats: Arc::new(ProxyStats::default()),
+            rng: StdRng::seed_from_u64(1),
+        };
+        let running = tokio::spawn(link.run());
+        for round in 0..20u8 {
+            let sent = Instant::now();
+            sender.write_all(&[round]).await.unwrap();
+            let mut byte = [0u8; 1];
+            receiver.read_exact(&mut byte).await.unwrap();
+            assert_eq!(byte, [round]);
+            let took = sent.elapsed();
+            assert!(
+                took >= latency,
+                "round {round}: delivered after {took:?}, before the {latency:?} latency"
+            );
+            assert!(took <= latency + Duration::from_millis(1), "round {round}: {took:?} is late");
+        }
+        control.close.cancel();
+        running.await.unwrap();
+    }
+}
