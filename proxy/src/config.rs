@@ -25,13 +25,53 @@ pub enum ConfigError {
     Apply { at: String, message: String },
 }
 
-/// The keys a proxy entry may have (Toxiproxy's `name`, `listen`, `upstream`, `enabled`; the rest ours).
-pub const PROXY_KEYS: &[&str] =
-    &["name", "listen", "upstream", "enabled", "half_close", "toxics", "protocol", "latency_buckets_ms"];
 /// The keys a proxy entry must have (as Toxiproxy's populate requires).
 const REQUIRED_KEYS: &[&str] = &["name", "upstream"];
-/// The keys a toxic entry may have (the API's toxic JSON; `direction` is noxious-client's name for `stream`).
-pub const TOXIC_KEYS: &[&str] = &["name", "type", "stream", "direction", "toxicity", "attributes", "ttl"];
+
+/// The keys a proxy entry may have: the fields [`ProxyInput`] decodes (Toxiproxy's `name`, `listen`,
+/// `upstream`, `enabled`; the rest ours), read from serde's derive so the list cannot drift from the type.
+pub fn proxy_keys() -> &'static [&'static str] {
+    fields_of::<ProxyInput>()
+}
+
+/// The keys a toxic entry may have: the fields [`ToxicInput`] decodes (`direction` is noxious-client's name
+/// for `stream`).
+pub fn toxic_keys() -> &'static [&'static str] {
+    fields_of::<ToxicInput>()
+}
+
+/// The field names serde's derive passes to `deserialize_struct` for `T`: a deserializer that only records
+/// them and then refuses.
+fn fields_of<T: de::DeserializeOwned>() -> &'static [&'static str] {
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("fields recorded"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
 
 /// The object form of a config file.
 #[derive(Deserialize)]
@@ -115,8 +155,8 @@ pub fn parse_entries(path: &str, text: &str) -> Result<Vec<ConfigEntry>, ConfigE
             None => format!("proxy {}", i + 1),
         };
         let unknown: Vec<&(String, Pos, Shape)> =
-            keys.iter().filter(|(k, _, _)| !PROXY_KEYS.contains(&k.as_str())).collect();
-        let allowed = PROXY_KEYS.join(", ");
+            keys.iter().filter(|(k, _, _)| !proxy_keys().contains(&k.as_str())).collect();
+        let allowed = proxy_keys().join(", ");
         let missing = REQUIRED_KEYS.iter().find(|k| match **k {
             "name" => input.name.is_none(),
             _ => input.upstream.is_none(),
@@ -183,8 +223,8 @@ fn toxic(
         let message = format!("{who}: expected a mapping, found {}", json_kind(value));
         return Err(ConfigError::Parse { at: at(here), message });
     };
-    if let Some(key) = map.keys().find(|k| !TOXIC_KEYS.contains(&k.as_str())) {
-        let message = format!("{who}: unknown key `{key}`, expected one of {}", TOXIC_KEYS.join(", "));
+    if let Some(key) = map.keys().find(|k| !toxic_keys().contains(&k.as_str())) {
+        let message = format!("{who}: unknown key `{key}`, expected one of {}", toxic_keys().join(", "));
         return Err(ConfigError::Parse { at: at(key_pos(key)), message });
     }
     let types = ToxicKind::TYPES.join(", ");
@@ -461,6 +501,13 @@ mod tests {
         let parsed = parse("c.yaml", yaml).unwrap();
         assert_eq!(parsed[0].upstream.as_deref(), Some("127.0.0.1:5432"));
         assert!(parsed[0].toxics.is_some());
+    }
+
+    #[test]
+    fn the_allowed_keys_are_the_fields_serde_decodes() {
+        let proxy = ["name", "listen", "upstream", "enabled", "half_close", "toxics", "protocol"];
+        assert_eq!(proxy_keys()[..proxy.len()], proxy);
+        assert_eq!(toxic_keys(), ["name", "type", "stream", "direction", "toxicity", "attributes", "ttl"]);
     }
 
     #[test]
