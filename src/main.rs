@@ -104,7 +104,8 @@ struct ProxyArgs {
     /// Admin API port; 0 picks a free one (the chosen address is printed on the first stdout line).
     #[arg(long, default_value_t = 8474)]
     port: u16,
-    /// Proxies (and their toxics) to create at start: Toxiproxy's JSON array, or YAML (.yaml/.yml).
+    /// Proxies (and their toxics) to create at start: Toxiproxy's JSON array, or YAML (.yaml/.yml). A bad file
+    /// is refused before anything starts, at FILE:LINE:COLUMN with the offending key and the allowed ones.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Seed for every random choice (toxicity rolls, jitter, slicer sizes), so runs are reproducible.
@@ -116,7 +117,8 @@ struct ProxyArgs {
     /// Take over a port on this host: `PORT=PROXY` redirects every TCP connection to PORT (from this host and
     /// through it) to proxy PROXY's listener with an nftables rule in a table of its own, removed on exit (and
     /// by the next start after a crash). PROXY comes from --config, listens on 0.0.0.0 or [::], and dials its
-    /// upstream (`original` = the destination the client asked for) unredirected. Needs root. Repeatable.
+    /// upstream (`original` = the destination the client asked for, tcp and http proxies) unredirected. Needs
+    /// root. Repeatable.
     #[arg(long, value_name = "PORT=PROXY", value_parser = parse_intercept)]
     intercept: Vec<(u16, String)>,
     /// With --intercept: only connections from these source addresses or CIDRs (repeatable; default any).

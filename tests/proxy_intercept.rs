@@ -53,11 +53,16 @@ fn tables(net: &NetnsPair) -> Vec<String> {
 }
 
 fn config(name: &str) -> std::path::PathBuf {
+    config_with_upstream(name, SERVICE)
+}
+
+/// The `shop` http proxy's config with `upstream` (an address, or `original`).
+fn config_with_upstream(name: &str, upstream: &str) -> std::path::PathBuf {
     let dir = temp_dir("intercept", name);
     let path = dir.join("proxies.json");
     std::fs::write(
         &path,
-        format!(r#"[{{"name":"shop","listen":"0.0.0.0:15001","upstream":"{SERVICE}","protocol":"http"}}]"#),
+        format!(r#"[{{"name":"shop","listen":"0.0.0.0:15001","upstream":"{upstream}","protocol":"http"}}]"#),
     )
     .unwrap();
     path
@@ -105,6 +110,44 @@ fn curl_on_an_intercepted_port_gets_the_http_fault_and_the_rules_go_on_exit() {
     // With the rule gone, the service answers directly.
     let direct = curl(&net.a, &["-w", " %{http_code}", "-X", "POST", &format!("http://{SERVICE}/checkout")]);
     assert!(String::from_utf8_lossy(&direct.stdout).ends_with(" 200"), "{}", describe_output(&direct));
+}
+
+#[test]
+fn an_http_proxy_with_upstream_original_reaches_the_intercepted_destination() {
+    let net = NetnsPair::new();
+    let _service = DemoTarget::start_in(Some(&net.a), SERVICE);
+    let config = config_with_upstream("original", "original");
+    let mut proxy = start_proxy(&net.a, &config, &["--intercept", "8080=shop"]);
+
+    // The proxy knows no address: it reads where curl was going from the redirected connection.
+    let healthy = curl(&net.a, &["-w", " %{http_code}", &format!("http://{SERVICE}/health")]);
+    assert_eq!(String::from_utf8_lossy(&healthy.stdout).trim(), "ok 200", "{}", describe_output(&healthy));
+    // L7 toxics apply to those requests.
+    let toxic = r#"{"name":"checkout_down","type":"http_abort","attributes":{"status":503,"method":"POST","path_prefix":"/checkout"}}"#;
+    let added = curl(&net.a, &["-X", "POST", "-d", toxic, &format!("{ADMIN}/proxies/shop/toxics")]);
+    assert!(added.status.success(), "{}", describe_output(&added));
+    let faulted = curl(&net.a, &["-i", "-X", "POST", &format!("http://{SERVICE}/checkout")]);
+    let text = String::from_utf8_lossy(&faulted.stdout);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("x-chaos-fault: checkout_down"), "{text}");
+    let passed = curl(&net.a, &["-w", " %{http_code}", &format!("http://{SERVICE}/health")]);
+    assert_eq!(String::from_utf8_lossy(&passed.stdout).trim(), "ok 200", "{}", describe_output(&passed));
+
+    // With an L4 toxic the connection goes through the loopback hop; the original destination is still known.
+    let latency = r#"{"name":"slow","type":"latency","stream":"downstream","attributes":{"latency":300}}"#;
+    let added = curl(&net.a, &["-X", "POST", "-d", latency, &format!("{ADMIN}/proxies/shop/toxics")]);
+    assert!(added.status.success(), "{}", describe_output(&added));
+    let started = std::time::Instant::now();
+    let slow = curl(&net.a, &["-w", " %{http_code}", &format!("http://{SERVICE}/health")]);
+    assert_eq!(String::from_utf8_lossy(&slow.stdout).trim(), "ok 200", "{}", describe_output(&slow));
+    assert!(started.elapsed() >= Duration::from_millis(300), "latency not applied: {:?}", started.elapsed());
+
+    let stats = curl(&net.a, &[&format!("{ADMIN}/proxies/shop/stats")]);
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats["http"]["requests_total"], 4, "every request went through the proxy: {stats}");
+    assert_eq!(stats["upstream_connect_failures"], 0, "no dial failed: {stats}");
+    let exited = terminate(&mut proxy);
+    assert!(exited.status.success(), "{}", describe_output(&exited));
 }
 
 #[test]

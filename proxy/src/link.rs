@@ -25,9 +25,6 @@ use crate::toxics::{Chunk, Close, Direction, Item};
 
 /// The most one read takes from a socket (Toxiproxy's chunk size).
 const READ_SIZE: usize = 32 * 1024;
-/// How early a link wakes for a toxic deadline and how far ahead it releases what is due (tokio's timer
-/// resolution).
-const TIMER_LEAD: Duration = Duration::from_millis(1);
 /// How long a link in zero-copy mode keeps its pipe while the sender pauses.
 const SPLICE_IDLE: Duration = Duration::from_millis(20);
 /// Reads smaller than this are copied into a right-sized buffer, so queued small chunks hold little memory.
@@ -78,11 +75,11 @@ impl Link {
         let mut bulk = false;
         let splice_enabled = !self.control.no_splice;
         loop {
-            // Toxic deadlines are met within the timer's resolution: tokio's timer fires on the first 1 ms
-            // tick at or after a deadline, so a link sleeps until TIMER_LEAD before it and then releases
-            // everything due within TIMER_LEAD. Deadlines land in [-1 ms, 0] instead of [0, +1 ms] plus
-            // wake-up delay, which centres a latency toxic on its value (see the benchmark's accuracy table).
-            let wake = match pipeline.pump(Instant::now() + TIMER_LEAD) {
+            // A toxic deadline is never met early: the pipeline is pumped with the real time, so nothing due
+            // at `read time + latency` leaves before then. tokio's timer fires on the first 1 ms tick at or
+            // after a deadline, so deadlines land in [0, +1 ms] plus wake-up delay; if a wake ever came early,
+            // the pump would find nothing due and the link would sleep again until the deadline.
+            let wake = match pipeline.pump(Instant::now()) {
                 Ok(wake) => wake,
                 Err(close) => return self.close(close),
             };
@@ -141,7 +138,7 @@ impl Link {
                     }
                     Err(_) => return control.close.cancel(),
                 },
-                _ = sleep_until(wake.map_or_else(Instant::now, |w| w - TIMER_LEAD)), if wake.is_some() => {}
+                _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
                 ready = self.src.readable(), if can_read => {
                     match if ready.is_err() { Read::Ended } else { self.read_into(&mut pipeline) } {
                         Read::Ended => {
@@ -332,5 +329,75 @@ async fn write_some(dst: &mut OwnedWriteHalf, data: Option<&Bytes>) -> std::io::
     match data {
         Some(data) => dst.write(data).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::pipeline::ToxicSpec;
+    use crate::toxics::{Latency, ToxicKind};
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
+    /// On tokio's paused clock a timer fires exactly at its deadline, so this pins the link's own rule: a
+    /// chunk read at `t` is written at `t + latency`, not in the millisecond before (the old `TIMER_LEAD`
+    /// released it at `t + latency - 1 ms`).
+    #[tokio::test(start_paused = true)]
+    async fn a_latency_deadline_is_never_anticipated() {
+        let latency = Duration::from_millis(50);
+        let (mut sender, source) = pair().await;
+        let (destination, mut receiver) = pair().await;
+        let (src, _source_write) = source.into_split();
+        let (_destination_read, dst) = destination.into_split();
+        let spec = ToxicSpec {
+            id: 1,
+            revision: 1,
+            name: "late".into(),
+            kind: ToxicKind::Latency(Latency { latency: 50, ..Latency::default() }),
+            toxicity: 1.0,
+        };
+        let (_chain_tx, chain) = watch::channel(Arc::new(vec![spec]));
+        let control = Arc::new(ConnControl {
+            close: CancellationToken::new(),
+            source_done: [CancellationToken::new(), CancellationToken::new()],
+            half_close: false,
+            reset: AtomicBool::new(false),
+            no_splice: true,
+        });
+        let link = Link {
+            direction: Direction::Upstream,
+            src,
+            dst,
+            chain,
+            control: control.clone(),
+            stats: Arc::new(ProxyStats::default()),
+            rng: StdRng::seed_from_u64(1),
+        };
+        let running = tokio::spawn(link.run());
+        for round in 0..20u8 {
+            let sent = Instant::now();
+            sender.write_all(&[round]).await.unwrap();
+            let mut byte = [0u8; 1];
+            receiver.read_exact(&mut byte).await.unwrap();
+            assert_eq!(byte, [round]);
+            let took = sent.elapsed();
+            assert!(
+                took >= latency,
+                "round {round}: delivered after {took:?}, before the {latency:?} latency"
+            );
+            assert!(took <= latency + Duration::from_millis(1), "round {round}: {took:?} is late");
+        }
+        control.close.cancel();
+        running.await.unwrap();
     }
 }

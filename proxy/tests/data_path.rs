@@ -339,3 +339,52 @@ async fn bulk_transfers_switch_between_zero_copy_and_toxics_without_losing_bytes
     assert_eq!(stats.upstream.sent_bytes, total as u64, "{stats:?}");
     assert_eq!(stats.downstream.received_bytes, total as u64, "{stats:?}");
 }
+
+/// An upstream that reports when each read arrived (and what it held), so a test can time the one-way trip.
+async fn timing_upstream() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<(Instant, Vec<u8>)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                while let Ok(n @ 1..) = conn.read(&mut buf).await {
+                    let _ = tx.send((Instant::now(), buf[..n].to_vec()));
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// A latency toxic never delivers early: every chunk reaches the upstream at least `latency` after the client
+/// wrote it (the proxy used to release what was due within the next millisecond, up to 1 ms early).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_never_delivers_before_the_configured_delay() {
+    let server = Server::new(ServerConfig { seed: Some(7), metrics: false });
+    let (upstream, mut arrivals) = timing_upstream().await;
+    let via = proxy_to(&server, "p", upstream).await;
+    for (latency_ms, rounds) in [(20u64, 200usize), (150, 5)] {
+        let attributes = json!({"latency": latency_ms, "jitter": 0});
+        server.add_toxic("p", toxic("late", "latency", "upstream", attributes)).await.unwrap();
+        let mut conn = TcpStream::connect(via).await.unwrap();
+        conn.set_nodelay(true).unwrap();
+        let latency = Duration::from_millis(latency_ms);
+        let mut shortest = Duration::MAX;
+        for round in 0..rounds {
+            let payload = [(round % 251) as u8];
+            let sent = Instant::now();
+            conn.write_all(&payload).await.unwrap();
+            let (arrived, data) = timeout(DEADLINE, arrivals.recv()).await.expect("nothing arrived").unwrap();
+            assert_eq!(data, payload, "round {round}");
+            let took = arrived - sent;
+            shortest = shortest.min(took);
+            assert!(took >= latency, "{latency_ms} ms toxic, round {round}: delivered after only {took:?}");
+        }
+        drop(conn);
+        server.remove_toxic("p", "late").await.unwrap();
+        eprintln!("{latency_ms} ms toxic: shortest of {rounds} deliveries {shortest:?}");
+    }
+}

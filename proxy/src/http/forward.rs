@@ -8,6 +8,7 @@
 //! HTTP/1.1; upgrades (WebSocket) and `CONNECT` are not proxied.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -73,7 +74,7 @@ pub(crate) async fn handle(
                 if failure.connect {
                     shared.stats.upstream_failed();
                 }
-                let (upstream, error) = (&plane.upstream, &failure.reason);
+                let (upstream, error) = (&pinned.destination.label, &failure.reason);
                 debug!(proxy = %shared.name, %upstream, %error, "upstream failed");
                 made(StatusCode::BAD_GATEWAY, &format!("bad gateway: {}\n", failure.reason))
             }
@@ -150,12 +151,29 @@ struct Failure {
     reason: String,
 }
 
-/// The upstream HTTP/1.1 connection of one client connection. HTTP/1 requests on a connection come one after
-/// the other, so each client connection gets its own upstream connection, dialed at its first request and
-/// redialed when the upstream closes it: no pool checkout per request (the pooled client serves HTTP/2).
-#[derive(Default)]
+/// Where the requests of one client connection go, decided when it was accepted.
+pub(crate) struct Destination {
+    /// What messages call the upstream: as configured, or an intercepted connection's original destination.
+    pub label: Arc<str>,
+    /// The upstream as a URI authority, or why no request of this connection can be forwarded (answered 502).
+    pub authority: Result<Authority, String>,
+    /// An intercepted connection's original destination: dialed from a marked socket, never resolved.
+    pub original: Option<SocketAddr>,
+}
+
+/// The upstream side of one client connection: its destination and its HTTP/1.1 connection. HTTP/1 requests
+/// on a connection come one after the other, so each client connection gets its own upstream connection,
+/// dialed at its first request and redialed when the upstream closes it: no pool checkout per request (the
+/// pooled client serves HTTP/2).
 pub(crate) struct Pinned {
+    destination: Destination,
     sender: tokio::sync::Mutex<Option<hyper::client::conn::http1::SendRequest<Incoming>>>,
+}
+
+impl Pinned {
+    pub fn new(destination: Destination) -> Pinned {
+        Pinned { destination, sender: tokio::sync::Mutex::new(None) }
+    }
 }
 
 async fn forward(
@@ -164,10 +182,11 @@ async fn forward(
     mut parts: http::request::Parts,
     body: Incoming,
 ) -> Result<Response<Incoming>, Failure> {
-    let Some(authority) = plane.authority.clone() else {
-        let reason = format!("upstream {:?} is not host:port", plane.upstream);
-        return Err(Failure { connect: true, reason });
+    let authority = match &pinned.destination.authority {
+        Ok(authority) => authority.clone(),
+        Err(reason) => return Err(Failure { connect: true, reason: reason.clone() }),
     };
+    let upstream = &pinned.destination.label;
     let h2 = parts.version == Version::HTTP_2;
     parts.uri = upstream_uri(&parts.uri, authority);
     parts.version = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
@@ -180,16 +199,16 @@ async fn forward(
         // Origin form on a connection of our own; the client's Host header goes along as it was.
         parts.uri =
             Uri::from(parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
-        return forward_pinned(plane, pinned, Request::from_parts(parts, body)).await;
+        return forward_pinned(pinned, Request::from_parts(parts, body)).await;
     }
     let request = Request::from_parts(parts, body);
     let client = &plane.h2;
     client.request(request).await.map_err(|e| {
         let connect = e.is_connect();
         let reason = if connect {
-            format!("cannot connect to upstream {}", plane.upstream)
+            format!("cannot connect to upstream {upstream}")
         } else {
-            format!("upstream {} sent no valid response", plane.upstream)
+            format!("upstream {upstream} sent no valid response")
         };
         debug!(error = ?e, "upstream request failed");
         Failure { connect, reason }
@@ -198,39 +217,42 @@ async fn forward(
 
 /// Sends an HTTP/1.1 request on the client connection's own upstream connection, (re)dialing it first when
 /// there is none or the upstream has closed it.
-async fn forward_pinned(
-    plane: &Plane,
-    pinned: &Pinned,
-    request: Request<Incoming>,
-) -> Result<Response<Incoming>, Failure> {
+async fn forward_pinned(pinned: &Pinned, request: Request<Incoming>) -> Result<Response<Incoming>, Failure> {
+    let upstream = &pinned.destination.label;
     let mut slot = pinned.sender.lock().await;
     let usable = match slot.as_mut() {
         Some(sender) => sender.ready().await.is_ok(),
         None => false,
     };
     if !usable {
-        *slot = Some(dial_http1(plane).await?);
+        *slot = Some(dial_http1(&pinned.destination).await?);
     }
     let Some(sender) = slot.as_mut() else {
-        return Err(Failure {
-            connect: true,
-            reason: format!("cannot connect to upstream {}", plane.upstream),
-        });
+        return Err(Failure { connect: true, reason: format!("cannot connect to upstream {upstream}") });
     };
     sender.send_request(request).await.map_err(|e| {
         debug!(error = ?e, "upstream request failed");
         // A connection that failed mid-request is not reused.
         *slot = None;
-        Failure { connect: false, reason: format!("upstream {} sent no valid response", plane.upstream) }
+        Failure { connect: false, reason: format!("upstream {upstream} sent no valid response") }
     })
 }
 
-async fn dial_http1(plane: &Plane) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, Failure> {
+async fn dial_http1(
+    destination: &Destination,
+) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, Failure> {
+    let upstream = &destination.label;
     let refused = |detail: String| {
-        debug!(upstream = %plane.upstream, error = %detail, "upstream dial failed");
-        Failure { connect: true, reason: format!("cannot connect to upstream {}", plane.upstream) }
+        debug!(%upstream, error = %detail, "upstream dial failed");
+        Failure { connect: true, reason: format!("cannot connect to upstream {upstream}") }
     };
-    let stream = tokio::time::timeout(super::CONNECT_TIMEOUT, crate::intercept::dial(&plane.upstream))
+    let dial = async {
+        match destination.original {
+            Some(addr) => crate::intercept::connect_marked(addr).await,
+            None => crate::intercept::dial(upstream).await,
+        }
+    };
+    let stream = tokio::time::timeout(super::CONNECT_TIMEOUT, dial)
         .await
         .map_err(|_| refused("timed out".into()))?
         .map_err(|e| refused(e.to_string()))?;

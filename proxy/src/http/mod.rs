@@ -27,7 +27,7 @@ pub(crate) mod rules;
 pub(crate) mod signals;
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -44,6 +44,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use crate::intercept::ORIGINAL_DESTINATION;
 use crate::proxy::{ProxyShared, run_links};
 use crate::stats::ProxyStats;
 use crate::toxics::Direction;
@@ -64,6 +65,8 @@ pub(crate) struct Plane {
     pub upstream: Arc<str>,
     /// The upstream as a URI authority; `None` when it is not `host:port` (every request then gets a 502).
     authority: Option<Authority>,
+    /// The upstream is [`ORIGINAL_DESTINATION`]: each connection goes where its client meant to go.
+    original: bool,
     /// HTTP/2 with prior knowledge, for requests that came in over HTTP/2 (gRPC).
     h2: Client<Dialer, Incoming>,
     server: auto::Builder<TokioExecutor>,
@@ -71,23 +74,65 @@ pub(crate) struct Plane {
 
 impl Plane {
     pub fn new(upstream: Arc<str>) -> Plane {
+        let original = &*upstream == ORIGINAL_DESTINATION;
         // HTTP/1.1 requests go on a connection of their client connection's own (`forward::Pinned`).
         let client = |h2: bool| {
             let mut builder = Client::builder(TokioExecutor::new());
             builder.pool_idle_timeout(POOL_IDLE).pool_timer(TokioTimer::new()).http2_only(h2);
-            builder.build(Dialer)
+            builder.build(Dialer { original })
         };
         let mut server = auto::Builder::new(TokioExecutor::new());
         server.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
         server.http2().timer(TokioTimer::new());
-        Plane { authority: upstream.parse().ok(), upstream, h2: client(true), server }
+        let authority = if original { None } else { upstream.parse().ok() };
+        Plane { authority, original, upstream, h2: client(true), server }
+    }
+
+    /// Where the requests of one accepted client connection go: the configured upstream, or for
+    /// [`ORIGINAL_DESTINATION`] the address the client connected to before interception redirected it (read
+    /// from the accepted socket, as a `tcp` proxy does).
+    fn destination(&self, client: &TcpStream) -> forward::Destination {
+        if !self.original {
+            return forward::Destination {
+                label: self.upstream.clone(),
+                authority: self
+                    .authority
+                    .clone()
+                    .ok_or_else(|| format!("upstream {:?} is not host:port", self.upstream)),
+                original: None,
+            };
+        }
+        let refused = |why: String| forward::Destination {
+            label: self.upstream.clone(),
+            authority: Err(why),
+            original: None,
+        };
+        match crate::intercept::intercepted_destination(client) {
+            Ok(Some(addr)) => match addr.to_string().parse::<Authority>() {
+                Ok(authority) => forward::Destination {
+                    label: format!("{addr} (original destination)").into(),
+                    authority: Ok(authority),
+                    original: Some(addr),
+                },
+                Err(e) => refused(format!("original destination {addr} is not an authority: {e}")),
+            },
+            Ok(None) => refused(
+                "upstream \"original\" needs an intercepted connection, and this one was not redirected"
+                    .into(),
+            ),
+            Err(e) => refused(format!("cannot read the original destination of the connection: {e}")),
+        }
     }
 }
 
 /// Dials upstream connections for the pooled clients through [`crate::intercept::dial`], so that in a process
 /// that intercepts ports they are marked like every other upstream dial (never redirected back to a proxy).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Dialer;
+pub(crate) struct Dialer {
+    /// The URI's authority is an intercepted connection's original destination (an address): always dial it
+    /// marked, as a `tcp` proxy does, so the interception never catches the proxy's own connection.
+    original: bool,
+}
 
 impl tower::Service<http::Uri> for Dialer {
     type Response = TokioIo<TcpStream>;
@@ -99,6 +144,7 @@ impl tower::Service<http::Uri> for Dialer {
     }
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let original = self.original;
         Box::pin(async move {
             let invalid =
                 |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string());
@@ -106,10 +152,18 @@ impl tower::Service<http::Uri> for Dialer {
             let port = uri.port_u16().unwrap_or(80);
             // An IPv6 literal keeps its brackets in the URI host; `lookup_host` wants them too.
             let address = format!("{host}:{port}");
-            let stream =
-                tokio::time::timeout(CONNECT_TIMEOUT, crate::intercept::dial(&address)).await.map_err(
-                    |_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting to the upstream"),
-                )??;
+            let dial = async {
+                if original {
+                    let addr: SocketAddr =
+                        address.parse().map_err(|_| invalid("the original destination is not an address"))?;
+                    crate::intercept::connect_marked(addr).await
+                } else {
+                    crate::intercept::dial(&address).await
+                }
+            };
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, dial).await.map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting to the upstream")
+            })??;
             let _ = stream.set_nodelay(true);
             Ok(TokioIo::new(stream))
         })
@@ -127,31 +181,39 @@ pub(crate) async fn serve_connection(
     // Go (and so Toxiproxy) sets TCP_NODELAY on every connection; so do we.
     let _ = client.set_nodelay(true);
     shared.stats.client_connected();
+    // Read before the client socket is handed to the links of an L4 hop: only it knows where it was going.
+    let destination = plane.destination(&client);
     let l4 = Direction::ALL.iter().any(|d| !shared.chains[d.index()].borrow().is_empty());
     if l4 {
         match tokio::time::timeout(HOP_TIMEOUT, loopback_hop()).await {
             Ok(Ok((outer, inner))) => {
                 let links = run_links(client, outer, half_close, shared.clone(), close.clone());
                 let links = tokio::spawn(links);
-                serve(inner, &plane, &shared, &close).await;
+                serve(inner, &plane, destination, &shared, &close).await;
                 let _ = links.await;
             }
             Ok(Err(e)) => debug!(proxy = %shared.name, error = %e, "no loopback hop for l4 toxics; closing"),
             Err(_) => debug!(proxy = %shared.name, "loopback hop for l4 toxics timed out; closing"),
         }
     } else {
-        serve(Counted { inner: client, stats: shared.stats.clone() }, &plane, &shared, &close).await;
+        let client = Counted { inner: client, stats: shared.stats.clone() };
+        serve(client, &plane, destination, &shared, &close).await;
     }
     shared.stats.connection_closed();
 }
 
-async fn serve<I>(io: I, plane: &Arc<Plane>, shared: &Arc<ProxyShared>, close: &CancellationToken)
-where
+async fn serve<I>(
+    io: I,
+    plane: &Arc<Plane>,
+    destination: forward::Destination,
+    shared: &Arc<ProxyShared>,
+    close: &CancellationToken,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = {
         let (plane, shared) = (plane.clone(), shared.clone());
-        let pinned = Arc::new(forward::Pinned::default());
+        let pinned = Arc::new(forward::Pinned::new(destination));
         service_fn(move |request| forward::handle(request, plane.clone(), shared.clone(), pinned.clone()))
     };
     let connection = plane.server.serve_connection(TokioIo::new(io), service);
