@@ -207,6 +207,17 @@ fn main() -> ExitCode {
         {
             ExitCode::from(141)
         }
+        // A config file that is wrong is bad input (exit 2, as for experiments); one that cannot be read or
+        // applied is an operational failure (exit 1).
+        Err(e)
+            if matches!(
+                e.downcast_ref::<chaos_proxy::config::ConfigError>(),
+                Some(chaos_proxy::config::ConfigError::Parse { .. })
+            ) =>
+        {
+            eprintln!("chaos: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("chaos: {e:#}");
             ExitCode::from(1)

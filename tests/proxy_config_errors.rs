@@ -26,7 +26,7 @@ fn refused(name: &str, text: &str) -> (String, String) {
         child.try_wait().unwrap().is_some()
     });
     let output = child.wait_with_output().unwrap();
-    assert!(!output.status.success(), "{name} accepted: {}", describe_output(&output));
+    assert_eq!(output.status.code(), Some(2), "{name}: bad input exits 2: {}", describe_output(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!stdout.contains("listening on"), "{name}: the API started before the config was checked");
     assert!(started.elapsed() < Duration::from_secs(20));
@@ -57,7 +57,7 @@ fn a_mistyped_key_is_named_with_its_position_and_the_allowed_keys() {
         let (path, stderr) = refused(name, text);
         let expected = format!(
             "{path}:{entry}: proxy redis: missing required key `upstream`; unknown key `upstrem` at {key} \
-             (expected one of name, listen, upstream, enabled, half_close, toxics, protocol, latency_buckets_ms)"
+             (expected one of name, listen, upstream, enabled, half_close, toxics, protocol, latency_buckets_ms, lease_ms, owner)"
         );
         assert!(stderr.contains(&expected), "{name}: {stderr}\nexpected: {expected}");
     }
