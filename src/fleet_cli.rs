@@ -759,15 +759,29 @@ pub struct FreezeArgs {
     client: ClientArgs,
 }
 
-pub async fn freeze(args: FreezeArgs, frozen: bool) -> anyhow::Result<u8> {
+#[derive(clap::Args)]
+pub struct UnfreezeArgs {
+    /// Why runs may start again (recorded in the audit log).
+    #[arg(long, default_value = "unfrozen from the command line")]
+    reason: String,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+pub async fn freeze(args: FreezeArgs) -> anyhow::Result<u8> {
     let mut client = args.client.connect().await?;
-    let state = if frozen {
-        client.freeze(v1::FreezeRequest { reason: args.reason }).await
-    } else {
-        client.unfreeze(v1::UnfreezeRequest {}).await
-    }
-    .map_err(|s| status_error("changing the freeze", s))?
-    .into_inner();
+    let state = client.freeze(v1::FreezeRequest { reason: args.reason }).await;
+    show_freeze(state)
+}
+
+pub async fn unfreeze(args: UnfreezeArgs) -> anyhow::Result<u8> {
+    let mut client = args.client.connect().await?;
+    let state = client.unfreeze(v1::UnfreezeRequest { reason: args.reason }).await;
+    show_freeze(state)
+}
+
+fn show_freeze(state: Result<tonic::Response<v1::FreezeState>, tonic::Status>) -> anyhow::Result<u8> {
+    let state = state.map_err(|s| status_error("changing the freeze", s))?.into_inner();
     if state.frozen {
         println!("frozen by {}: {} (no run starts until `chaos unfreeze`)", state.by, state.reason);
     } else {

@@ -79,7 +79,7 @@ enum Command {
     /// Stop new runs (by hand or by schedule) from starting until `chaos unfreeze`.
     Freeze(fleet_cli::FreezeArgs),
     /// Let runs start again after `chaos freeze` or `chaos halt --all --freeze`.
-    Unfreeze(fleet_cli::FreezeArgs),
+    Unfreeze(fleet_cli::UnfreezeArgs),
     /// Generate a development CA and TLS certificates for a controller, its agents and clients.
     Certs(fleet_cli::CertsArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
@@ -183,8 +183,8 @@ fn main() -> ExitCode {
             Command::Agents(args) => return fleet_cli::agents(args).await.map(ExitCode::from),
             Command::Schedule(args) => return fleet_cli::schedule(args).await.map(ExitCode::from),
             Command::Halt(args) => return fleet_cli::halt(args).await.map(ExitCode::from),
-            Command::Freeze(args) => return fleet_cli::freeze(args, true).await.map(ExitCode::from),
-            Command::Unfreeze(args) => return fleet_cli::freeze(args, false).await.map(ExitCode::from),
+            Command::Freeze(args) => return fleet_cli::freeze(args).await.map(ExitCode::from),
+            Command::Unfreeze(args) => return fleet_cli::unfreeze(args).await.map(ExitCode::from),
             Command::Certs(args) => fleet_cli::certs(args),
             Command::Validate(args) => return Ok(ExitCode::from(run_cli::validate(args))),
             Command::Schema => run_cli::schema(),

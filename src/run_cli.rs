@@ -66,8 +66,37 @@ pub struct Reports {
     pub host: HostOptions,
 }
 
+/// Makes sure every report can be written before anything is touched: creates missing parent directories (as
+/// `chaos demo --reports` does) and opens each file for writing. A path that cannot be written is bad usage
+/// (exit 2), found before the run, not after the faults came and went.
+fn check_outputs(outputs: &[(&str, &Option<PathBuf>)]) -> Result<(), String> {
+    for (flag, path) in outputs {
+        let Some(path) = path else { continue };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                format!("--{flag} {}: cannot create the directory {}: {e}", path.display(), dir.display())
+            })?;
+        }
+        if path.is_dir() {
+            return Err(format!("--{flag} {}: is a directory, expected a file name", path.display()));
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| format!("--{flag} {}: cannot write there: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Runs one experiment file; returns the process exit code.
 pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
+    if let Err(e) =
+        check_outputs(&[("journal", &args.journal), ("junit", &args.junit), ("summary", &args.summary)])
+    {
+        eprintln!("chaos run: {e}; nothing was run");
+        return Ok(Verdict::Invalid.exit_code());
+    }
     if args.remote.controller.is_some() {
         let remote = crate::fleet_cli::RemoteRun {
             file: args.file,
@@ -187,14 +216,19 @@ fn report(
     reports: &Reports,
 ) -> anyhow::Result<u8> {
     let journal = engine::journal(exp, config, outcome, started);
+    // Checked writable before the run; a failure now still names the file, once.
+    use anyhow::Context as _;
     if let Some(path) = &reports.journal {
-        chaos_controller::report::write_journal(path, &journal)?;
+        chaos_controller::report::write_journal(path, &journal)
+            .with_context(|| format!("writing the journal {}", path.display()))?;
     }
     if let Some(path) = &reports.junit {
-        chaos_controller::report::write_junit(path, &journal)?;
+        chaos_controller::report::write_junit(path, &journal)
+            .with_context(|| format!("writing the JUnit report {}", path.display()))?;
     }
     if let Some(path) = &reports.summary {
-        std::fs::write(path, chaos_controller::report::render_markdown(&journal))?;
+        std::fs::write(path, chaos_controller::report::render_markdown(&journal))
+            .with_context(|| format!("writing the summary {}", path.display()))?;
     }
     println!("{}: {}", exp.title, crate::color::verdict(outcome.verdict.as_str()));
     for reason in &outcome.reasons {
@@ -217,7 +251,7 @@ async fn on_signal(token: CancellationToken, stop_rollbacks: CancellationToken) 
 
 #[derive(clap::Args)]
 pub struct ValidateArgs {
-    /// Experiment files to check; nothing is touched.
+    /// Experiment files to check; nothing is touched. `-` reads one from standard input (YAML or JSON).
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Variables, as for `chaos run`.
@@ -229,7 +263,13 @@ pub struct ValidateArgs {
 pub fn validate(args: ValidateArgs) -> u8 {
     let mut ok = true;
     for file in &args.files {
-        match experiment::load(file, &args.vars) {
+        let loaded = if file.as_os_str() == "-" {
+            read_stdin()
+                .and_then(|text| experiment::parse("<stdin>", &text, &args.vars).map_err(|d| d.to_string()))
+        } else {
+            experiment::load(file, &args.vars).map_err(|d| d.to_string())
+        };
+        match loaded {
             Ok(_) => println!("{}: ok", file.display()),
             Err(diagnostics) => {
                 ok = false;
@@ -238,6 +278,23 @@ pub fn validate(args: ValidateArgs) -> u8 {
         }
     }
     if ok { 0 } else { 2 }
+}
+
+/// The most `chaos validate -` reads from standard input (an experiment is a few kilobytes).
+const MAX_STDIN_BYTES: u64 = 4 << 20;
+
+/// Standard input as text, at most [`MAX_STDIN_BYTES`].
+fn read_stdin() -> Result<String, String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::io::stdin()
+        .take(MAX_STDIN_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("<stdin>: cannot read: {e}"))?;
+    if text.len() as u64 > MAX_STDIN_BYTES {
+        return Err(format!("<stdin>: more than {MAX_STDIN_BYTES} bytes; an experiment is much smaller"));
+    }
+    Ok(text)
 }
 
 /// Prints the experiment format's JSON Schema.

@@ -100,3 +100,96 @@ fn the_verdict_is_colored_on_a_terminal_only_and_no_color_is_honoured() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(green));
 }
+
+#[test]
+fn report_paths_are_checked_before_anything_runs() {
+    let dir = support::temp_dir("cli", "outputs");
+    let marker = dir.join("probe-ran");
+    let file = dir.join("touch.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: chaos/v1\ntitle: touches a marker\nsteady_state:\n  - {{ name: touch, command: {{ run: [touch, \
+             \"{}\"], timeout: 5s }} }}\nbaseline: 0s\nrecovery: 0s\nmethod: []\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    // A parent that is a file: the summary cannot be written. Exit 2, named, and the probe never ran.
+    let not_a_dir = dir.join("plain-file");
+    std::fs::write(&not_a_dir, "x").unwrap();
+    let summary = not_a_dir.join("summary.md");
+    let out = Command::new(chaos_bin())
+        .args(["run", file.to_str().unwrap(), "--quiet", "--summary"])
+        .arg(&summary)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", support::describe_output(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("--summary {}", summary.display())), "{stderr}");
+    assert_eq!(stderr.matches("os error").count(), 1, "the cause once: {stderr}");
+    assert!(!marker.exists(), "the experiment ran before its report path was checked");
+
+    // A missing directory is created, as `chaos demo --reports` does, and the run writes there.
+    let journal = dir.join("out/nested/journal.json");
+    let out = Command::new(chaos_bin())
+        .args(["run", file.to_str().unwrap(), "--quiet", "--journal"])
+        .arg(&journal)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", support::describe_output(&out));
+    assert!(std::fs::read_to_string(&journal).unwrap().contains("\"verdict\""));
+}
+
+#[test]
+fn a_mistyped_var_is_an_error_naming_the_known_ones() {
+    let file = support::repo_path("experiments/latency-on-dependency.yaml");
+    let out = Command::new(chaos_bin())
+        .args(["validate", file.to_str().unwrap(), "--var", "apii=http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", support::describe_output(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--var apii=…: this file neither defines nor uses a variable `apii`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("its variables: "), "{stderr}");
+    // A variable the file defines is fine.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let known = text.lines().find_map(|l| l.trim().strip_prefix("api:")).map(|_| "api");
+    if let Some(name) = known {
+        let out = Command::new(chaos_bin())
+            .args(["validate", file.to_str().unwrap(), "--var", &format!("{name}=http://127.0.0.1:1")])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", support::describe_output(&out));
+    }
+}
+
+#[test]
+fn validate_reads_standard_input_for_a_dash() {
+    use std::io::Write as _;
+    let run = |text: &str| {
+        let mut child = Command::new(chaos_bin())
+            .args(["validate", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let good = std::fs::read_to_string(support::repo_path("tests/data/probe-only.yaml")).unwrap();
+    let out = run(&good);
+    assert_eq!(out.status.code(), Some(0), "{}", support::describe_output(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "-: ok");
+    let out = run("apiVersion: chaos/v1\ntitle: bad\nbaseline: soon\nmethod: []\n");
+    assert_eq!(out.status.code(), Some(2), "{}", support::describe_output(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("<stdin>:3:11: "),
+        "{}",
+        support::describe_output(&out)
+    );
+}

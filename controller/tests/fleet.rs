@@ -372,8 +372,15 @@ async fn a_frozen_controller_starts_nothing_until_unfrozen_even_across_a_restart
     client.clone().delete_schedule(DeleteScheduleRequest { id: "frozen-tick".into() }).await.unwrap();
     assert!(runs(&client).await.is_empty(), "the schedule started nothing");
 
-    let thawed = client.clone().unfreeze(UnfreezeRequest {}).await.unwrap().into_inner();
+    let thawed = client
+        .clone()
+        .unfreeze(UnfreezeRequest { reason: "maintenance over".into() })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!thawed.frozen);
+    let unfrozen = audit_of(&client, "unfreeze").await;
+    assert_eq!(unfrozen.last().map(|e| e.detail.as_str()), Some("maintenance over"), "{unfrozen:?}");
     let run = start_run(&client, &short_pause, 1, false).await.unwrap();
     wait_until("the pause to apply once unfrozen", WAIT, || victim.stopped()).await;
     assert_eq!(watch(&client, &run.id).await.last().unwrap().name, "passed");
@@ -389,7 +396,7 @@ async fn a_frozen_controller_starts_nothing_until_unfrozen_even_across_a_restart
     assert_eq!(code, Code::FailedPrecondition);
     assert!(message.contains("frozen") && message.contains("overnight"), "{message}");
     assert_eq!(runs(&client).await.len(), 1, "only the run before the restart");
-    client.clone().unfreeze(UnfreezeRequest {}).await.unwrap();
+    client.clone().unfreeze(UnfreezeRequest::default()).await.unwrap();
     let run = start_run(&client, &short_pause, 2, false).await.unwrap();
     assert_eq!(watch(&client, &run.id).await.last().unwrap().name, "passed");
     assert!(victim.running());

@@ -166,6 +166,20 @@ pub fn substitute(
             }
         }
     }
+    // An override must name a variable the file defines or uses: a mistyped `--var apii=…` is an error, not a
+    // value silently ignored while the default is used.
+    let defined: Vec<String> = raw.keys().cloned().collect();
+    for (name, _) in overrides {
+        if !raw.contains_key(name) && !source.contains(&format!("${{{name}}}")) {
+            let known = if defined.is_empty() { "none".to_string() } else { defined.join(", ") };
+            errors.push(VarError {
+                pos: vars_index.map_or(root.pos, |i| entries[i].0.pos),
+                message: format!(
+                    "--var {name}=…: this file neither defines nor uses a variable `{name}` (its variables: {known})"
+                ),
+            });
+        }
+    }
     for (name, value) in overrides {
         raw.insert(name.clone(), (None, value.clone()));
     }

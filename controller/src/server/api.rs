@@ -279,8 +279,9 @@ impl ControllerService for Api {
         request: Request<v1::UnfreezeRequest>,
     ) -> Result<Response<v1::FreezeState>, Status> {
         let actor = self.tokens.api_principal(request.metadata())?;
+        let reason = request.into_inner().reason;
         self.runs.set_frozen(None)?;
-        self.audit(&actor, "unfreeze", String::new());
+        self.audit(&actor, "unfreeze", reason);
         Ok(Response::new(freeze_out(None)))
     }
 
