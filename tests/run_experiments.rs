@@ -173,6 +173,27 @@ fn dry_run_prints_the_plan_and_touches_nothing() {
 }
 
 #[test]
+fn a_run_that_judges_nothing_exits_3_and_says_so() {
+    let server = ChaosProxy::start(&[]);
+    let target = DemoTarget::start();
+    existing_proxy(&server, "existing", target.addr);
+    let out = temp_dir("run", "judges-nothing");
+    let output = support::output_within(
+        &mut run(&repo_path("tests/data/judges-nothing.yaml"), &[("api", server.url())], &out),
+        Duration::from_secs(60),
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", describe_output(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("  - nothing was judged: no SLO and no steady-state probe"), "{stdout}");
+    let j = read_journal(&out);
+    assert_eq!(j["verdict"], "inconclusive", "{}", j["reasons"]);
+    // The fault itself ran and was removed: only the judging is missing.
+    let timeline = j["timeline"].to_string();
+    assert!(timeline.contains("fault_reverted"), "{timeline}");
+    assert_eq!(toxics(&server, "existing"), 0);
+}
+
+#[test]
 fn schema_is_json_schema() {
     let output = Command::new(chaos_bin()).arg("schema").output().unwrap();
     assert!(output.status.success());

@@ -39,6 +39,7 @@ fn pause(hosts: &str, pid: u32, duration: &str) -> String {
 title: \"Pause {pid} on {hosts}\"
 targets:
   victim: {{ processes: {{ pid: {pid} }}, hosts: {hosts} }}
+fire_and_forget: true
 baseline: 0s
 method:
   - {{ name: pause the victim, fault: pause, target: victim, duration: {duration} }}
@@ -54,6 +55,7 @@ fn stress(hosts: &str, count: u32, duration: &str) -> String {
 title: \"Stress {count} of {hosts}\"
 targets:
   burnt: {{ hosts: {hosts}, count: {count} }}
+fire_and_forget: true
 baseline: 0s
 method:
   - {{ name: burn, fault: cpu_stress, target: burnt, with: {{ workers: 1, load: 10 }}, duration: {duration} }}
@@ -67,6 +69,7 @@ fn wait_only(duration: &str) -> String {
     format!(
         "apiVersion: chaos/v1
 title: Wait {duration}
+fire_and_forget: true
 baseline: 0s
 method:
   - {{ wait: {duration} }}
@@ -188,6 +191,7 @@ title: Pause one process on each host
 targets:
   web: {{ processes: {{ pid: {web} }}, hosts: {{ role: web }} }}
   db: {{ processes: {{ pid: {db} }}, hosts: {{ role: db }} }}
+fire_and_forget: true
 baseline: 0s
 method:
   - {{ name: pause web, fault: pause, target: web, duration: 1s }}
@@ -218,6 +222,7 @@ title: Pause web, then stress the database host
 targets:
   web: {{ processes: {{ pid: {web} }}, hosts: {{ role: web }} }}
   db: {{ hosts: {{ role: db }}, count: 1 }}
+fire_and_forget: true
 baseline: 0s
 method:
   - {{ name: pause web, fault: pause, target: web, duration: 1s }}
