@@ -172,6 +172,18 @@ impl Validator<'_> {
                         format!("`cmdline` is not a valid regular expression: {detail}"),
                     );
                 }
+                // The kernel keeps at most 15 bytes of a process name: a longer `name` can never match.
+                if let Some(comm) = &selector.name
+                    && comm.len() > 15
+                {
+                    self.at(
+                        &join(&p, &[Seg::K("name")]),
+                        format!(
+                            "`name` {comm:?} can never match: process names (`comm`) are at most 15 bytes; \
+                             match the command line with `cmdline` instead"
+                        ),
+                    );
+                }
                 self.count(&path, target.count);
                 if target.hosts.as_ref().is_some_and(|h| h.is_empty()) {
                     self.at(&join(&path, &[Seg::K("hosts")]), "`hosts` must name at least one label".into());
