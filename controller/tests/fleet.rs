@@ -246,6 +246,34 @@ recovery: 0s
 // === 3. bad input ===
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_the_file_gets_wrong_is_bad_input_and_one_the_fleet_lacks_now_is_a_precondition() {
+    let dir = TempDir::new("unresolved");
+    let controller = RunningController::start(config(dir.path(), fleet(200, 2000))).await;
+    let client = controller.client().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    let server = chaos_proxy::Server::new(chaos_proxy::ServerConfig { seed: Some(1), metrics: false });
+    tokio::spawn(chaos_proxy::serve(listener, server, std::future::pending()));
+
+    // A proxy name the (reachable) API does not have: the file must change, whatever the fleet does.
+    let wrong_name = format!(
+        "apiVersion: chaos/v1\ntitle: t\nfire_and_forget: true\ntargets:\n  shop: {{ proxy: {{ api: \"{api}\", \
+         name: nope }} }}\nmethod:\n  - {{ fault: latency, target: shop, with: {{ latency: 1 }}, duration: 1s }}\n"
+    );
+    for dry_run in [true, false] {
+        let (code, message) = code_and_message(start_run(&client, &wrong_name, 1, dry_run).await);
+        assert_eq!(code, Code::InvalidArgument, "{message}");
+        assert!(message.contains("cannot resolve targets: target shop: the proxy API"), "{message}");
+        assert!(message.contains("has no proxy named \"nope\""), "{message}");
+    }
+    // No agent with the labels is connected now: the same file may run later.
+    let (code, message) =
+        code_and_message(start_run(&client, &stress("{ role: web }", 1, "1s"), 1, true).await);
+    assert_eq!(code, Code::FailedPrecondition, "{message}");
+    assert!(message.contains("target burnt: no connected agent has the labels role=web"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_its_code_and_nothing_is_stored() {
     let dir = TempDir::new("bad-input");
     let controller = RunningController::start(config(dir.path(), fleet(200, 2000))).await;
