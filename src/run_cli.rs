@@ -20,8 +20,11 @@ pub struct RunArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// Resolve the targets, check every step on this host as a real run does before its first fault (spec,
-    /// policy, capabilities, devices, paths, processes), and print exactly what would be hit, then stop
-    /// without touching anything. Exit 2 when the file is at fault, 3 when the host is.
+    /// policy, capabilities, devices, paths, processes), and print exactly what would be hit (each process
+    /// with its pid, user and command line; every step numbered, nested ones as 3.1, with its name), then
+    /// stop without touching anything. A target or step that cannot be resolved is named with why: exit 2
+    /// when the file is at fault (a proxy name the API does not have, a selector the policy never allows, a
+    /// device that does not exist), 3 when the host is (an API that is down, no process matching now).
     #[arg(long)]
     dry_run: bool,
     /// Write the journal (JSON: every step, fault, probe, signal sample and verdict reason) here.
@@ -151,6 +154,10 @@ pub async fn run_experiment(
         Ok(plan) => Plan { state_dir: Some(reports.host.state_dir.clone()), ..plan },
         Err(e) => {
             eprintln!("chaos run: {file}: cannot resolve targets: {e}");
+            if e.is_file() {
+                // The file must change: invalid, like a file that does not validate (nothing was touched).
+                return Ok(check_exit_code(&e));
+            }
             // Nothing was touched, but CI still gets its reports, saying why.
             let outcome =
                 engine::Outcome::inconclusive(format!("infrastructure: cannot resolve targets: {e}"));

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{
-    ChaosProxy, DemoTarget, chaos_bin, describe_output, free_port, http_json, read_journal, repo_path,
-    temp_dir, wait_until,
+    ChaosProxy, DemoTarget, Victim, chaos_bin, describe_output, free_port, http_json, process_state,
+    read_journal, repo_path, temp_dir, wait_until,
 };
 
 fn run(file: &Path, vars: &[(&str, String)], out: &Path) -> Command {
@@ -170,6 +170,147 @@ fn dry_run_prints_the_plan_and_touches_nothing() {
         "{stdout}"
     );
     assert_eq!(http_json(server.api, "GET", "/proxies", None).1, serde_json::json!({}));
+}
+
+/// `chaos run --dry-run FILE` for an experiment written to `out/dry.yaml`.
+fn dry_run(out: &Path, yaml: &str) -> std::process::Output {
+    let file = out.join("dry.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let mut cmd = Command::new(chaos_bin());
+    cmd.args(["run", "--dry-run", "--quiet"]).arg(&file).arg("--state-dir").arg(out.join("state"));
+    support::output_within(&mut cmd, Duration::from_secs(30))
+}
+
+#[test]
+fn a_dry_run_numbers_every_step_and_shows_each_process_command_line_and_user() {
+    let server = ChaosProxy::start(&[]);
+    let target = DemoTarget::start();
+    existing_proxy(&server, "existing", target.addr);
+    // A long but unique argument: its command line is cut, and the cut says so.
+    let victim = Victim::start(&"0".repeat(120));
+    let out = temp_dir("run", "dry-run-detail");
+    let yaml = format!(
+        r#"apiVersion: chaos/v1
+title: every step numbered
+fire_and_forget: true
+targets:
+  shop: {{ proxy: {{ api: "{api}", name: existing }} }}
+  victims: {{ processes: {{ cmdline: "{marker}" }} }}
+method:
+  - {{ name: slow shop, fault: latency, target: shop, with: {{ latency: 100 }}, duration: 2s }}
+  - {{ wait: 1s }}
+  - parallel:
+      - {{ fault: reset_peer, target: shop, duration: 1s }}
+      - {{ name: stop the victim, fault: pause, target: victims, duration: 1s }}
+      - parallel:
+          - {{ wait: 500ms }}
+rollbacks:
+  - {{ name: last word, wait: 100ms }}
+"#,
+        api = server.url(),
+        marker = victim.marker.replace('\\', "\\\\"),
+    );
+    let output = dry_run(&out, &yaml);
+    assert_eq!(output.status.code(), Some(0), "{}", describe_output(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", victim.pid())).unwrap();
+    let cmdline = String::from_utf8(cmdline).unwrap().trim_end_matches('\0').replace('\0', " ");
+    assert!(cmdline.chars().count() > 100, "{cmdline}");
+    let shown: String = cmdline.chars().take(99).collect();
+    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+    let process_line = format!("    pid {} (user {}): {shown}…\n", victim.pid(), user.trim());
+    assert!(stdout.contains("  target victims: 1 process\n"), "{stdout}");
+    assert!(stdout.contains(&process_line), "{process_line:?} in:\n{stdout}");
+    // What the agent would do, under the same number as the step.
+    let agent_line =
+        format!("  3.2 stop the victim: on this host: process-pause on pid {} (sleep)\n", victim.pid());
+    for line in [
+        "  method:\n",
+        "    1 slow shop: latency on shop with {\"latency\":100} for 2s\n",
+        "    2 wait 1s\n",
+        "    3 in parallel:\n",
+        "      3.1 reset_peer on shop for 1s\n",
+        "      3.2 stop the victim: pause on victims for 1s\n",
+        "      3.3 in parallel:\n",
+        "        3.3.1 wait 500ms\n",
+        "  rollbacks:\n",
+        "    rollback 1 last word: wait 100ms\n",
+        &agent_line,
+    ] {
+        assert!(stdout.contains(line), "{line:?} in:\n{stdout}");
+    }
+    assert_eq!(process_state(victim.pid()), Some('S'), "the dry run touched the victim");
+    assert_eq!(toxics(&server, "existing"), 0);
+}
+
+#[test]
+fn a_dry_run_that_cannot_resolve_a_target_names_it_and_exits_2_for_the_files_fault_3_for_the_hosts() {
+    let server = ChaosProxy::start(&[]);
+    let out = temp_dir("run", "dry-run-unresolved");
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let proxy = |api: &str, name: &str| {
+        format!(
+            "apiVersion: chaos/v1\ntitle: t\nfire_and_forget: true\ntargets:\n  shop: {{ proxy: {{ api: \"{api}\", \
+             name: {name} }} }}\nmethod:\n  - {{ fault: latency, target: shop, with: {{ latency: 1 }}, duration: 1s }}\n"
+        )
+    };
+    let processes = |selector: &str| {
+        format!(
+            "apiVersion: chaos/v1\ntitle: t\nfire_and_forget: true\ntargets:\n  victims: {{ processes: {selector} }}\n\
+             method:\n  - {{ fault: kill, target: victims }}\n"
+        )
+    };
+    let cases = [
+        // The file's fault: it must change before it can ever run.
+        (
+            proxy(&server.url(), "no-such-proxy"),
+            2,
+            format!("target shop: the proxy API {} has no proxy named \"no-such-proxy\" (it has none)", server.url()),
+        ),
+        (processes("{ pid: 1 }"), 2, "target victims: policy rule 'pid-1' refused".to_string()),
+        (
+            "apiVersion: chaos/v1\ntitle: t\nfire_and_forget: true\ntargets:\n  web: { hosts: { role: web } }\n\
+             method:\n  - { fault: cpu_stress, target: web, with: { workers: 1 }, duration: 1s }\n"
+                .to_string(),
+            2,
+            "target web selects hosts by label (`hosts`): run it through a controller".to_string(),
+        ),
+        // The host's: the same file may run once the API is up or the process exists.
+        (proxy(&down, "shop"), 3, format!("target shop: proxy API {down} unreachable")),
+        (
+            processes(&format!("{{ cmdline: \"^sleep 600 0\\\\.00{}424242$\" }}", std::process::id())),
+            3,
+            "target victims: selector".to_string(),
+        ),
+    ];
+    for (yaml, code, message) in cases {
+        let output = dry_run(&out, &yaml);
+        assert_eq!(output.status.code(), Some(code), "{yaml}\n{}", describe_output(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&format!("cannot resolve targets: {message}")), "{message:?} in:\n{stderr}");
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("dry run: nothing was touched"));
+    }
+}
+
+#[test]
+fn a_run_that_judges_nothing_exits_3_and_says_so() {
+    let server = ChaosProxy::start(&[]);
+    let target = DemoTarget::start();
+    existing_proxy(&server, "existing", target.addr);
+    let out = temp_dir("run", "judges-nothing");
+    let output = support::output_within(
+        &mut run(&repo_path("tests/data/judges-nothing.yaml"), &[("api", server.url())], &out),
+        Duration::from_secs(60),
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", describe_output(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("  - nothing was judged: no SLO and no steady-state probe"), "{stdout}");
+    let j = read_journal(&out);
+    assert_eq!(j["verdict"], "inconclusive", "{}", j["reasons"]);
+    // The fault itself ran and was removed: only the judging is missing.
+    let timeline = j["timeline"].to_string();
+    assert!(timeline.contains("fault_reverted"), "{timeline}");
+    assert_eq!(toxics(&server, "existing"), 0);
 }
 
 #[test]

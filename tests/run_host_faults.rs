@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{
-    DemoTarget, NetnsPair, chaos_bin, children_named, describe_output, process_state, read_journal,
+    DemoTarget, NetnsPair, Victim, chaos_bin, children_named, describe_output, process_state, read_journal,
     repo_path, temp_dir, wait_until,
 };
 
@@ -158,35 +158,6 @@ fn a_network_partition_refutes_the_hypothesis_and_its_rules_are_gone_after() {
     // The shop is reachable again from the runner's namespace.
     let shop = std::net::SocketAddr::from((net.addr_b, 8080));
     assert!(support::connects_from(&net.a, shop), "the shop is still unreachable after the run");
-}
-
-/// A `sleep` with a unique argument, killed on drop.
-struct Victim {
-    child: Child,
-    marker: String,
-}
-
-impl Victim {
-    fn start(tag: &str) -> Victim {
-        let arg = format!("0.00{}{tag}", std::process::id());
-        let child = Command::new("sleep").arg("600").arg(&arg).spawn().unwrap();
-        Victim { child, marker: format!("^sleep 600 {}$", regex_escape(&arg)) }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Victim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn regex_escape(s: &str) -> String {
-    s.replace('.', "\\.")
 }
 
 /// Starts `chaos run tests/data/long-pause.yaml`, waits until the pause, the fill and the CPU worker are all in

@@ -39,6 +39,7 @@ fn pause(hosts: &str, pid: u32, duration: &str) -> String {
 title: \"Pause {pid} on {hosts}\"
 targets:
   victim: {{ processes: {{ pid: {pid} }}, hosts: {hosts} }}
+fire_and_forget: true
 baseline: 0s
 method:
   - {{ name: pause the victim, fault: pause, target: victim, duration: {duration} }}
@@ -54,6 +55,7 @@ fn stress(hosts: &str, count: u32, duration: &str) -> String {
 title: \"Stress {count} of {hosts}\"
 targets:
   burnt: {{ hosts: {hosts}, count: {count} }}
+fire_and_forget: true
 baseline: 0s
 method:
   - {{ name: burn, fault: cpu_stress, target: burnt, with: {{ workers: 1, load: 10 }}, duration: {duration} }}
@@ -67,6 +69,7 @@ fn wait_only(duration: &str) -> String {
     format!(
         "apiVersion: chaos/v1
 title: Wait {duration}
+fire_and_forget: true
 baseline: 0s
 method:
   - {{ wait: {duration} }}
@@ -188,6 +191,7 @@ title: Pause one process on each host
 targets:
   web: {{ processes: {{ pid: {web} }}, hosts: {{ role: web }} }}
   db: {{ processes: {{ pid: {db} }}, hosts: {{ role: db }} }}
+fire_and_forget: true
 baseline: 0s
 method:
   - {{ name: pause web, fault: pause, target: web, duration: 1s }}
@@ -218,6 +222,7 @@ title: Pause web, then stress the database host
 targets:
   web: {{ processes: {{ pid: {web} }}, hosts: {{ role: web }} }}
   db: {{ hosts: {{ role: db }}, count: 1 }}
+fire_and_forget: true
 baseline: 0s
 method:
   - {{ name: pause web, fault: pause, target: web, duration: 1s }}
@@ -239,6 +244,34 @@ recovery: 0s
 }
 
 // === 3. bad input ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_the_file_gets_wrong_is_bad_input_and_one_the_fleet_lacks_now_is_a_precondition() {
+    let dir = TempDir::new("unresolved");
+    let controller = RunningController::start(config(dir.path(), fleet(200, 2000))).await;
+    let client = controller.client().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    let server = chaos_proxy::Server::new(chaos_proxy::ServerConfig { seed: Some(1), metrics: false });
+    tokio::spawn(chaos_proxy::serve(listener, server, std::future::pending()));
+
+    // A proxy name the (reachable) API does not have: the file must change, whatever the fleet does.
+    let wrong_name = format!(
+        "apiVersion: chaos/v1\ntitle: t\nfire_and_forget: true\ntargets:\n  shop: {{ proxy: {{ api: \"{api}\", \
+         name: nope }} }}\nmethod:\n  - {{ fault: latency, target: shop, with: {{ latency: 1 }}, duration: 1s }}\n"
+    );
+    for dry_run in [true, false] {
+        let (code, message) = code_and_message(start_run(&client, &wrong_name, 1, dry_run).await);
+        assert_eq!(code, Code::InvalidArgument, "{message}");
+        assert!(message.contains("cannot resolve targets: target shop: the proxy API"), "{message}");
+        assert!(message.contains("has no proxy named \"nope\""), "{message}");
+    }
+    // No agent with the labels is connected now: the same file may run later.
+    let (code, message) =
+        code_and_message(start_run(&client, &stress("{ role: web }", 1, "1s"), 1, true).await);
+    assert_eq!(code, Code::FailedPrecondition, "{message}");
+    assert!(message.contains("target burnt: no connected agent has the labels role=web"), "{message}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_its_code_and_nothing_is_stored() {

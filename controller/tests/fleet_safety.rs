@@ -92,6 +92,7 @@ async fn a_local_command_probe_or_process_target_is_refused_and_runs_nothing_on_
 title: Kill here
 targets:
   victim: {{ processes: {{ pid: {} }} }}
+fire_and_forget: true
 baseline: 0s
 method:
   - {{ name: kill it, fault: kill, target: victim }}
@@ -369,6 +370,7 @@ async fn the_controllers_and_agents_files_are_private_whatever_the_umask() {
 title: Pause
 targets:
   victim: {{ processes: {{ pid: {} }}, hosts: {{ role: web }} }}
+fire_and_forget: true
 baseline: 0s
 method:
   - {{ name: pause, fault: pause, target: victim, duration: 2s }}
@@ -392,7 +394,7 @@ recovery: 0s
 }
 
 fn fleet_support_wait() -> String {
-    "apiVersion: chaos/v1\ntitle: Wait\nbaseline: 0s\nmethod:\n  - { wait: 100ms }\nrecovery: 0s\n".into()
+    "apiVersion: chaos/v1\ntitle: Wait\nfire_and_forget: true\nbaseline: 0s\nmethod:\n  - { wait: 100ms }\nrecovery: 0s\n".into()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -339,6 +339,33 @@ pub fn sh(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// A `sleep 600 0.00PIDTAG` (a unique argument that is still a number `sleep` accepts), killed on drop.
+pub struct Victim {
+    pub child: Child,
+    /// A `cmdline` regex that matches this process only.
+    pub marker: String,
+}
+
+impl Victim {
+    /// `tag` (digits) makes the argument unique among the victims of one test process.
+    pub fn start(tag: &str) -> Victim {
+        let arg = format!("0.00{}{tag}", std::process::id());
+        let child = Command::new("sleep").arg("600").arg(&arg).spawn().unwrap();
+        Victim { child, marker: format!("^sleep 600 {}$", arg.replace('.', "\\.")) }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The state letter of `pid` in /proc (`S`, `R`, `T`, ...), `None` once it is gone.
 pub fn process_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

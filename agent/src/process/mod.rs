@@ -37,6 +37,8 @@ pub struct ProcessInfo {
     pub cmdline: String,
     /// One letter from `/proc/PID/stat`: `S` sleeping, `R` running, `T` stopped, ...
     pub state: char,
+    /// The effective user: its name, or the numeric uid when it has none (`selector.user` matches the same).
+    pub user: String,
 }
 
 // === impl ProcessId ===
@@ -78,7 +80,16 @@ impl fmt::Display for ProcessId {
 pub fn inspect(id: &ProcessId) -> Result<ProcessInfo, AgentError> {
     let stat = id.live_stat()?;
     let cmdline = procfs::cmdline(id.pid)?.ok_or(AgentError::Exited(*id))?;
-    Ok(ProcessInfo { id: *id, comm: stat.comm, cmdline, state: stat.state })
+    let uid = procfs::effective_uid(id.pid)?.ok_or(AgentError::Exited(*id))?;
+    Ok(ProcessInfo { id: *id, comm: stat.comm, cmdline, state: stat.state, user: user_name(uid) })
+}
+
+/// The name of user `uid` (through NSS, as `selector.user` is looked up), or the number when it has none.
+fn user_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(user)) => user.name,
+        _ => uid.to_string(),
+    }
 }
 
 /// Resolves `selector`, refuses it if any match breaks `policy`, and chooses `count` of the matches with `seed`.

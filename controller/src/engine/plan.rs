@@ -36,8 +36,8 @@ pub enum ResolvedTarget {
     Processes {
         selector: ProcessSelector,
         count: Option<Count>,
-        /// Pids the selection resolves to now (the run re-resolves when the fault fires).
-        pids: Vec<u32>,
+        /// The processes the selection resolves to now (the run re-resolves when the fault fires).
+        chosen: Vec<chaos_agent::process::ProcessId>,
     },
     /// Processes on other hosts (`processes` with `hosts`): looked for on every agent listed, through the
     /// controller; `count` applies on each host.
@@ -85,9 +85,11 @@ pub struct Plan {
     pub state_dir: Option<std::path::PathBuf>,
 }
 
-/// A step the check before the first fault refused, named in the message: the experiment's fault (a value,
-/// path or device that is wrong, or something the policy refuses; exit 2) or the environment's (a missing
-/// capability, a target that does not resolve now, a system call that failed; exit 3).
+/// What stops a run before anything is touched, naming the target or step: the experiment's fault (exit 2: a
+/// value, path, device or regex that is wrong, a selector the policy never allows, a proxy name the API does
+/// not have, a label selector without a controller) or the environment's (exit 3: an API that is down, no
+/// process or agent matching now, a missing capability, a system call that failed). The rule: if running the
+/// same file again, unchanged, could succeed once the host changes, it is the environment's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckError {
     File(String),
@@ -120,21 +122,25 @@ impl HostOptions {
 impl Plan {
     /// Resolves the targets: proxy APIs are reached (and their proxies checked), process selectors are run
     /// through the agent's policy with the run's seed. Nothing is changed.
-    pub async fn resolve(exp: &Experiment, seed: u64) -> Result<Plan, String> {
+    pub async fn resolve(exp: &Experiment, seed: u64) -> Result<Plan, CheckError> {
         Plan::resolve_with(exp, seed, None).await
     }
 
     /// [`Plan::resolve`] with a fleet for targets on other hosts (`hosts:` label selectors): the agents are
     /// chosen now, among those connected, with the seed.
-    pub async fn resolve_with(exp: &Experiment, seed: u64, remote: Option<Remote>) -> Result<Plan, String> {
+    pub async fn resolve_with(
+        exp: &Experiment,
+        seed: u64,
+        remote: Option<Remote>,
+    ) -> Result<Plan, CheckError> {
         let mut targets = BTreeMap::new();
         for (name, target) in &exp.targets {
             if let Some(labels) = &target.hosts {
                 let Some(remote) = &remote else {
-                    return Err(format!(
+                    return Err(CheckError::File(format!(
                         "target {name} selects hosts by label (`hosts`): run it through a controller \
                          (`chaos run --controller URL`)"
-                    ));
+                    )));
                 };
                 let agents = choose_agents(
                     &remote.fleet,
@@ -142,7 +148,8 @@ impl Plan {
                     labels,
                     seed,
                     target.processes.is_none().then_some(target.count),
-                )?;
+                )
+                .map_err(CheckError::Environment)?;
                 let resolved = match &target.processes {
                     Some(selector) => ResolvedTarget::RemoteProcesses {
                         selector: selector.clone(),
@@ -155,18 +162,33 @@ impl Plan {
                 continue;
             }
             let resolved = if let Some(p) = &target.proxy {
-                let client = Client::new(&p.api).map_err(|e| format!("target {name}: {e}"))?;
-                client
-                    .version()
-                    .await
-                    .map_err(|e| format!("target {name}: proxy API {} unreachable: {e}", p.api))?;
+                let client =
+                    Client::new(&p.api).map_err(|e| CheckError::File(format!("target {name}: {e}")))?;
+                client.version().await.map_err(|e| {
+                    CheckError::Environment(format!("target {name}: proxy API {} unreachable: {e}", p.api))
+                })?;
                 let create = match (&p.listen, &p.upstream) {
                     (Some(listen), Some(upstream)) => Some((listen.clone(), upstream.clone())),
                     _ => {
-                        client
-                            .proxy(&p.name)
-                            .await
-                            .map_err(|e| format!("target {name}: proxy {}: {e}", p.name))?;
+                        match client.proxy(&p.name).await {
+                            Ok(_) => {}
+                            // The API answered: a proxy it does not have is a name the file gets wrong.
+                            Err(e) if e.is_not_found() => {
+                                return Err(CheckError::File(format!(
+                                    "target {name}: the proxy API {} has no proxy named {:?} ({}); give \
+                                     `listen` and `upstream` for the run to create it",
+                                    p.api,
+                                    p.name,
+                                    known_proxies(&client).await
+                                )));
+                            }
+                            Err(e) => {
+                                return Err(CheckError::Environment(format!(
+                                    "target {name}: proxy {}: {e}",
+                                    p.name
+                                )));
+                            }
+                        }
                         None
                     }
                 };
@@ -178,10 +200,11 @@ impl Plan {
                     create,
                 }
             } else if let Some(selector) = &target.processes {
-                let pids = select(selector, target.count, seed).map_err(|e| format!("target {name}: {e}"))?;
-                ResolvedTarget::Processes { selector: selector.clone(), count: target.count, pids }
+                let chosen =
+                    select(selector, target.count, seed).map_err(|e| CheckError::of_target(name, &e))?;
+                ResolvedTarget::Processes { selector: selector.clone(), count: target.count, chosen }
             } else {
-                return Err(format!("target {name} names neither a proxy nor processes"));
+                return Err(CheckError::File(format!("target {name} names neither a proxy nor processes")));
             };
             targets.insert(name.clone(), resolved);
         }
@@ -223,10 +246,10 @@ impl Plan {
     pub async fn check_remote(&mut self, exp: &Experiment, seed: u64) -> Result<(), String> {
         let Some(remote) = self.remote.clone() else { return Ok(()) };
         let mut steps = Vec::new();
-        collect_steps(&exp.method, &mut steps);
-        collect_steps(&exp.rollbacks, &mut steps);
+        collect_steps(&exp.method, "", &mut steps);
+        collect_steps(&exp.rollbacks, ROLLBACK, &mut steps);
         let mut lines = Vec::new();
-        for step in steps {
+        for (number, step) in steps {
             let Ok(StepKind::Fault(fault)) = step.kind() else { continue };
             let Some((agents, spec)) = self.remote_spec(&fault) else { continue };
             let json = serde_json::to_string(&spec).map_err(|e| format!("{}: {e}", step.label()))?;
@@ -243,7 +266,7 @@ impl Plan {
             answers.sort_by(|a, b| a.0.cmp(&b.0));
             for (agent, answer) in answers {
                 match answer {
-                    Ok(text) => lines.push(format!("{}: on {agent}: {text}", step.label())),
+                    Ok(text) => lines.push(format!("{number} {}: on {agent}: {text}", step.label())),
                     Err(e) => return Err(format!("{}: {e}", step.label())),
                 }
             }
@@ -302,13 +325,13 @@ impl Plan {
         options: &HostOptions,
     ) -> Result<(), CheckError> {
         let mut steps = Vec::new();
-        collect_steps(&exp.method, &mut steps);
-        collect_steps(&exp.rollbacks, &mut steps);
+        collect_steps(&exp.method, "", &mut steps);
+        collect_steps(&exp.rollbacks, ROLLBACK, &mut steps);
         let mut specs = Vec::new();
-        for step in steps {
+        for (number, step) in steps {
             let Ok(StepKind::Fault(fault)) = step.kind() else { continue };
             if let Some((spec, lease)) = self.local_spec(exp, &fault) {
-                specs.push((step.label(), spec, lease));
+                specs.push((number, step.label(), spec, lease));
             }
         }
         if specs.is_empty() {
@@ -321,7 +344,7 @@ impl Plan {
         };
         let lines = tokio::task::spawn_blocking(move || {
             // The probe makes a throwaway namespace: only when a network fault needs it.
-            let network = specs.iter().any(|(_, spec, _)| {
+            let network = specs.iter().any(|(_, _, spec, _)| {
                 matches!(
                     spec,
                     FaultSpec::NetworkPartition(_)
@@ -336,9 +359,9 @@ impl Plan {
                 None => chaos_agent::net::Capabilities::unprobed(),
             };
             let mut lines = Vec::new();
-            for (label, spec, lease) in specs {
+            for (number, label, spec, lease) in specs {
                 match chaos_agent::host::plan(&policy, &caps, &spec, lease, seed) {
-                    Ok(text) => lines.push(format!("{label}: on this host: {text}")),
+                    Ok(text) => lines.push(format!("{number} {label}: on this host: {text}")),
                     Err(e) => return Err(CheckError::of(&label, &e)),
                 }
             }
@@ -409,8 +432,12 @@ impl Plan {
                     };
                     let _ = writeln!(out, "  target {name}: proxy {proxy} at {api} ({how})");
                 }
-                ResolvedTarget::Processes { pids, .. } => {
-                    let _ = writeln!(out, "  target {name}: processes {pids:?}");
+                ResolvedTarget::Processes { chosen, .. } => {
+                    let plural = if chosen.len() == 1 { "process" } else { "processes" };
+                    let _ = writeln!(out, "  target {name}: {} {plural}", chosen.len());
+                    for id in chosen {
+                        let _ = writeln!(out, "    {}", describe_process(id));
+                    }
                 }
                 ResolvedTarget::RemoteProcesses { agents, .. } => {
                     let _ = writeln!(out, "  target {name}: processes on agents {}", agents.join(", "));
@@ -432,7 +459,12 @@ impl Plan {
         for load in &exp.load {
             let _ = writeln!(out, "  load {}: {} at {}", load.name, load.http.url, load.rate);
         }
-        describe_steps(&mut out, &exp.method, 1);
+        let _ = writeln!(out, "  method:");
+        describe_steps(&mut out, &exp.method, "", 2);
+        if !exp.rollbacks.is_empty() {
+            let _ = writeln!(out, "  rollbacks:");
+            describe_steps(&mut out, &exp.rollbacks, ROLLBACK, 2);
+        }
         out
     }
 
@@ -466,19 +498,39 @@ impl Plan {
     }
 }
 
+/// The proxies an API has, for a message about one it does not have.
+async fn known_proxies(client: &Client) -> String {
+    match client.proxies().await {
+        Ok(proxies) if proxies.is_empty() => "it has none".into(),
+        Ok(proxies) => format!("it has {}", proxies.keys().cloned().collect::<Vec<_>>().join(", ")),
+        Err(e) => format!("listing its proxies failed: {e}"),
+    }
+}
+
 // === impl CheckError ===
 
 impl CheckError {
-    /// Classifies the agent's refusal of step `label`.
-    fn of(label: &str, e: &chaos_agent::AgentError) -> CheckError {
+    /// Classifies why target `name`'s process selector did not resolve: a selector that is malformed or that
+    /// the policy never allows is the file's (a regex, an unknown user, PID 1); one that matches nothing, or
+    /// too few, now is the environment's.
+    fn of_target(name: &str, e: &chaos_agent::AgentError) -> CheckError {
+        CheckError::classify(format!("target {name}: {e}"), e)
+    }
+
+    /// The agent's errors that a change of the file, not of the host, would fix are the file's.
+    fn classify(message: String, e: &chaos_agent::AgentError) -> CheckError {
         use chaos_agent::AgentError as E;
-        let message = format!("step {label}: {e}");
         match e {
             E::Invalid { .. } | E::Refused { .. } | E::TooMany { .. } | E::Forbidden { .. } => {
                 CheckError::File(message)
             }
             _ => CheckError::Environment(message),
         }
+    }
+
+    /// Classifies the agent's refusal of step `label`.
+    fn of(label: &str, e: &chaos_agent::AgentError) -> CheckError {
+        CheckError::classify(format!("step {label}: {e}"), e)
     }
 
     /// Whether the experiment file is at fault (exit 2) rather than the environment (exit 3).
@@ -495,15 +547,21 @@ impl std::fmt::Display for CheckError {
     }
 }
 
-fn describe_steps(out: &mut String, steps: &[Step], depth: usize) {
+/// Every step numbered by its place (`2`, and `2.1` for the first step of group 2), its name beside the
+/// number when it has one: `2.1 slow shop: latency on shop for 4s`.
+fn describe_steps(out: &mut String, steps: &[Step], parent: &str, depth: usize) {
     for (i, step) in steps.iter().enumerate() {
         let indent = "  ".repeat(depth);
-        let name = step.name.clone().unwrap_or_else(|| format!("step {}", i + 1));
+        let number = format!("{parent}{}", i + 1);
+        let name = match &step.name {
+            Some(name) => format!("{number} {name}:"),
+            None => number.clone(),
+        };
         if let Some(wait) = step.wait {
-            let _ = writeln!(out, "{indent}{name}: wait {wait}");
+            let _ = writeln!(out, "{indent}{name} wait {wait}");
         } else if let Some(group) = &step.parallel {
-            let _ = writeln!(out, "{indent}{name}: in parallel:");
-            describe_steps(out, group, depth + 1);
+            let _ = writeln!(out, "{indent}{name} in parallel:");
+            describe_steps(out, group, &format!("{number}."), depth + 1);
         } else {
             let duration = step.duration.map(|d| format!(" for {d}")).unwrap_or_default();
             let with = if step.with.is_empty() {
@@ -517,7 +575,7 @@ fn describe_steps(out: &mut String, steps: &[Step], depth: usize) {
             };
             let _ = writeln!(
                 out,
-                "{indent}{name}: {} on {target}{with}{duration}",
+                "{indent}{name} {} on {target}{with}{duration}",
                 step.fault.as_deref().unwrap_or("?")
             );
         }
@@ -542,11 +600,38 @@ pub(crate) fn agent_selector(s: &ProcessSelector) -> chaos_agent::process::Proce
     }
 }
 
-fn select(selector: &ProcessSelector, count: Option<Count>, seed: u64) -> Result<Vec<u32>, String> {
+fn select(
+    selector: &ProcessSelector,
+    count: Option<Count>,
+    seed: u64,
+) -> Result<Vec<chaos_agent::process::ProcessId>, chaos_agent::AgentError> {
     let policy = chaos_agent::process::Policy::default();
     chaos_agent::process::select(&agent_selector(selector), agent_count(count), seed, &policy)
-        .map(|ids| ids.iter().filter_map(|id| u32::try_from(id.pid).ok()).collect())
-        .map_err(|e| e.to_string())
+}
+
+/// The longest command line a dry run shows, in characters: enough for a program and its distinguishing
+/// arguments, short enough for one terminal line.
+const CMDLINE_SHOWN: usize = 100;
+
+/// One chosen process, for the dry run: `pid 4242 (user www-data): nginx: worker process`.
+fn describe_process(id: &chaos_agent::process::ProcessId) -> String {
+    match chaos_agent::process::inspect(id) {
+        Ok(info) => {
+            // Kernel threads and some daemons have no command line: their name stands in, bracketed as ps does.
+            let cmdline = if info.cmdline.is_empty() { format!("[{}]", info.comm) } else { info.cmdline };
+            format!("pid {} (user {}): {}", id.pid, info.user, truncate(&cmdline, CMDLINE_SHOWN))
+        }
+        Err(e) => format!("pid {} ({e})", id.pid),
+    }
+}
+
+/// `text` cut to at most `max` characters, `…` marking the cut.
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(max.saturating_sub(1)).collect();
+    format!("{kept}…")
 }
 
 /// Applies one fault step; returns what must be reverted (None for faults with no revert, like kill).
@@ -740,11 +825,16 @@ fn is_local_host_fault(exp: &Experiment, f: &Fault<'_>) -> bool {
     }
 }
 
-fn collect_steps<'a>(steps: &'a [Step], out: &mut Vec<&'a Step>) {
-    for step in steps {
+/// How the steps of `rollbacks` are numbered, apart from the method's: `rollback 1`, `rollback 2.1`.
+const ROLLBACK: &str = "rollback ";
+
+/// Every step that is not a parallel group, with its number as [`Plan::describe`] shows it (`3.1`).
+fn collect_steps<'a>(steps: &'a [Step], prefix: &str, out: &mut Vec<(String, &'a Step)>) {
+    for (i, step) in steps.iter().enumerate() {
+        let number = format!("{prefix}{}", i + 1);
         match &step.parallel {
-            Some(inner) => collect_steps(inner, out),
-            None => out.push(step),
+            Some(inner) => collect_steps(inner, &format!("{number}."), out),
+            None => out.push((number, step)),
         }
     }
 }

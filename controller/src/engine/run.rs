@@ -432,10 +432,31 @@ pub async fn execute(
             outcome.reasons.push(slo.reason.clone());
         }
     }
+    judged_nothing(exp, &mut outcome);
     outcome.logs = logs;
     outcome.duration = end;
     finish(outcome, &ctx).await
 }
+
+/// A run with no SLO and no steady-state probe checked nothing of its hypothesis: it cannot pass, unless the
+/// file opted in to a fire-and-forget run (which then passes on its faults alone: every one applied and
+/// reverted, or the verdict is already inconclusive).
+fn judged_nothing(exp: &Experiment, outcome: &mut Outcome) {
+    if !exp.slos.is_empty() || !exp.steady_state.is_empty() {
+        return;
+    }
+    if exp.fire_and_forget {
+        outcome.reasons.push(FIRE_AND_FORGET.into());
+    } else if outcome.verdict == Verdict::Passed {
+        outcome.verdict = Verdict::Inconclusive;
+        outcome.reasons.push(NOTHING_JUDGED.into());
+    }
+}
+
+/// The reason of a run that judged nothing without opting in to it.
+pub const NOTHING_JUDGED: &str = "nothing was judged: no SLO and no steady-state probe";
+/// The reason of a fire-and-forget run (`fire_and_forget: true`).
+pub const FIRE_AND_FORGET: &str = "fire and forget: nothing judged";
 
 async fn finish(mut outcome: Outcome, ctx: &MethodContext) -> Outcome {
     ctx.revert_all().await;

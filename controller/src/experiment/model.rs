@@ -46,6 +46,11 @@ pub struct Experiment {
     /// How long after the last fault the signals may take to come back within SLO.
     #[serde(default)]
     pub recovery: Option<Duration>,
+    /// Opt-in for a run that judges nothing (no `slos`, no `steady_state`): it passes when every fault
+    /// applied and reverted. Without it such a run is inconclusive, since nothing checked the hypothesis;
+    /// with SLOs or probes it is a contradiction, refused by validation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fire_and_forget: bool,
 }
 
 /// Something faults are applied to.

@@ -70,6 +70,19 @@ pub fn validate(exp: &Experiment, root: &Node) -> Vec<(Pos, String)> {
             v.at(&[Seg::K("guardrails"), Seg::K("no_data")], "`no_data` must be above 0".into());
         }
     }
+    if exp.fire_and_forget && (!exp.slos.is_empty() || !exp.steady_state.is_empty()) {
+        let judged = match (exp.slos.is_empty(), exp.steady_state.is_empty()) {
+            (false, false) => "`slos` and `steady_state`",
+            (false, true) => "`slos`",
+            _ => "`steady_state`",
+        };
+        v.at(
+            &[Seg::K("fire_and_forget")],
+            format!(
+                "`fire_and_forget: true` says the run judges nothing, but it has {judged}: remove one or the other"
+            ),
+        );
+    }
     v.errors.sort_by_key(|(pos, _)| *pos);
     v.errors
 }
@@ -157,6 +170,18 @@ impl Validator<'_> {
                     self.at(
                         &join(&p, &[Seg::K("cmdline")]),
                         format!("`cmdline` is not a valid regular expression: {detail}"),
+                    );
+                }
+                // The kernel keeps at most 15 bytes of a process name: a longer `name` can never match.
+                if let Some(comm) = &selector.name
+                    && comm.len() > 15
+                {
+                    self.at(
+                        &join(&p, &[Seg::K("name")]),
+                        format!(
+                            "`name` {comm:?} can never match: process names (`comm`) are at most 15 bytes; \
+                             match the command line with `cmdline` instead"
+                        ),
                     );
                 }
                 self.count(&path, target.count);

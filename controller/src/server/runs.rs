@@ -166,9 +166,11 @@ impl Runs {
         let id = new_run_id();
         let seed = req.seed.unwrap_or_else(rand::random);
         let remote = Remote::new(self.fleet.clone(), id.clone(), req.actor.clone());
-        let mut plan = Plan::resolve_with(&exp, seed, Some(remote))
-            .await
-            .map_err(|e| Status::failed_precondition(format!("cannot resolve targets: {e}")))?;
+        // The file's fault is bad input (the client exits 2), the fleet's a precondition (exit 3).
+        let mut plan = Plan::resolve_with(&exp, seed, Some(remote)).await.map_err(|e| {
+            let message = format!("cannot resolve targets: {e}");
+            if e.is_file() { Status::invalid_argument(message) } else { Status::failed_precondition(message) }
+        })?;
         let agents = plan.agents();
         self.check_blast_radius(&agents)?;
         plan.check_remote(&exp, seed)
