@@ -476,24 +476,6 @@ fn sigterm_of_the_controller_halts_its_runs_reverts_at_once_and_exits() {
     assert_eq!(runs[0]["state"], "halted", "{runs:#}");
 }
 
-/// A seeded generator (xorshift64*) for the kill moments; `CHAOS_KILL_SEED=N` replays a failing sequence.
-struct KillRng(u64);
-
-impl KillRng {
-    fn new() -> KillRng {
-        let seed = std::env::var("CHAOS_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x6b6d_6174);
-        eprintln!("kill matrix seed {seed:#x}");
-        KillRng(seed | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
-}
-
 /// A run holding, on the web host, a pause, a partition and a CPU stress worker for `duration`, with load on a
 /// shop that stays reachable.
 fn web_faults_experiment(shop: SocketAddr, cmdline: &str, duration: &str) -> String {
@@ -542,17 +524,6 @@ fn web_leftovers(lan: &Lan, paused: &Proc, state: &Path) -> Vec<String> {
     left
 }
 
-/// Polls `check` until it reports nothing, for at most `bound` after `since`; returns how long it took.
-fn clean_within(since: Instant, bound: Duration, what: &str, check: impl Fn() -> Vec<String>) -> Duration {
-    let mut left = check();
-    while !left.is_empty() && since.elapsed() < bound {
-        std::thread::sleep(Duration::from_millis(10));
-        left = check();
-    }
-    assert!(left.is_empty(), "{:?} after SIGKILL of {what}, still left: {left:?}", since.elapsed());
-    since.elapsed()
-}
-
 #[test]
 fn kill_matrix_sigkill_of_the_agent_daemon_at_random_moments_leaves_nothing_behind() {
     let lan = Lan::new(&["ctl", "web"]);
@@ -560,7 +531,7 @@ fn kill_matrix_sigkill_of_the_agent_daemon_at_random_moments_leaves_nothing_behi
     let dir = temp_dir("fleet", "kill-agent");
     let _controller = start_controller(ctl, ctl_ip, &dir);
     let shop = DemoTarget::start_in(Some(ctl), "127.0.0.1:0");
-    let mut rng = KillRng::new();
+    let mut rng = support::KillRng::new();
     let (mut worst, mut held) = (Duration::ZERO, 0usize);
     for round in 0..4u32 {
         let id = format!("web-{round}");
@@ -582,7 +553,7 @@ fn kill_matrix_sigkill_of_the_agent_daemon_at_random_moments_leaves_nothing_behi
         let killed = Instant::now();
         agent.0.wait().unwrap();
         let state = dir.join(format!("state-{id}"));
-        let took = clean_within(killed, Duration::from_secs(3), "the agent daemon", || {
+        let took = support::clean_within(killed, Duration::from_secs(3), "the agent daemon", || {
             web_leftovers(&lan, &paused, &state)
         });
         eprintln!("agent round {round}: SIGKILL at {offset:?}, clean {took:?} later");
@@ -606,7 +577,7 @@ fn kill_matrix_sigkill_of_the_controller_at_random_moments_leaves_nothing_behind
     let mut controller = start_controller(ctl, ctl_ip, &dir);
     let _agent = start_agent(web, ctl_ip, &dir, "web-1", "web");
     let state = dir.join("state-web-1");
-    let mut rng = KillRng::new();
+    let mut rng = support::KillRng::new();
     let (mut worst, mut held) = (Duration::ZERO, 0);
     for round in 0..3u32 {
         wait_for_agents(ctl, ctl_ip, &dir, &["web-1"]);
@@ -626,7 +597,7 @@ fn kill_matrix_sigkill_of_the_controller_at_random_moments_leaves_nothing_behind
         let killed = Instant::now();
         controller.0.wait().unwrap();
         // The agent keeps running: only its leases (LEASE, renewed by the dead controller) can end the faults.
-        let took = clean_within(killed, LEASE + Duration::from_secs(3), "the controller", || {
+        let took = support::clean_within(killed, LEASE + Duration::from_secs(3), "the controller", || {
             let mut left = web_leftovers(&lan, &paused, &state);
             // The agent itself and its watchdog are alive and fine.
             left.retain(|l| !l.starts_with("processes"));

@@ -42,22 +42,6 @@ impl Drop for Victim {
     }
 }
 
-/// A small seeded generator (xorshift64*), so a failing sequence of kill moments can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("CHAOS_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x6b11_6d61_7472_6978)
-}
-
 /// Everything the run could have left, as text (empty when clean).
 fn leftovers(victim: &Victim, net: &NetnsPair, scratch: &Path, out: &Path) -> Vec<String> {
     let mut left = Vec::new();
@@ -113,24 +97,18 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Kills `child` with SIGKILL when `moment` says so, then waits for the host to be clean; returns kill → clean.
+/// Kills `child` with SIGKILL, then waits for the host to be clean; returns kill → clean.
 fn kill_and_measure(mut child: Child, check: impl Fn() -> Vec<String>) -> Duration {
     child.kill().unwrap();
     let killed = Instant::now();
     child.wait().unwrap();
-    let mut left = check();
-    while !left.is_empty() && killed.elapsed() < CLEAN_WITHIN {
-        std::thread::sleep(Duration::from_millis(5));
-        left = check();
-    }
-    assert!(left.is_empty(), "{:?} after SIGKILL of the runner, still left: {left:?}", killed.elapsed());
-    killed.elapsed()
+    support::clean_within(killed, CLEAN_WITHIN, "the runner", check)
 }
 
 #[test]
 fn sigkill_of_the_runner_at_random_moments_leaves_nothing_behind() {
-    let seed = seed();
-    let mut rng = Rng(seed | 1);
+    let mut rng = support::KillRng::new();
+    let seed = rng.seed;
     let net = NetnsPair::new();
     sh(&["ip", "-n", &net.a, "link", "set", "veth-a", "up"]);
     let mut worst = Duration::ZERO;

@@ -565,3 +565,38 @@ pub fn chaos_in(netns: Option<&str>) -> Command {
         None => Command::new(chaos_bin()),
     }
 }
+
+/// A seeded generator (xorshift64*) for the kill matrices' moments: `CHAOS_KILL_SEED=N` replays a failing
+/// sequence; the seed is printed.
+pub struct KillRng {
+    pub seed: u64,
+    state: u64,
+}
+
+impl KillRng {
+    pub fn new() -> KillRng {
+        let seed = std::env::var("CHAOS_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x6b6d_6174);
+        eprintln!("kill matrix seed {seed} (CHAOS_KILL_SEED={seed} replays it)");
+        KillRng { seed, state: seed | 1 }
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+/// Polls `check` (what is still left, as text) until it reports nothing, for at most `bound` after `since`,
+/// failing the test with what is left after that; returns how long it took.
+pub fn clean_within(since: Instant, bound: Duration, what: &str, check: impl Fn() -> Vec<String>) -> Duration {
+    let mut left = check();
+    while !left.is_empty() && since.elapsed() < bound {
+        std::thread::sleep(Duration::from_millis(5));
+        left = check();
+    }
+    assert!(left.is_empty(), "{:?} after SIGKILL of {what}, still left: {left:?}", since.elapsed());
+    since.elapsed()
+}
