@@ -12,7 +12,7 @@ mod run;
 pub mod run_proxies;
 mod sources;
 
-pub use run::{Outcome, Verdict, execute, journal, source_key, watch_tick};
+pub use run::{Guard, Outcome, Verdict, execute, guards, journal, source_key, watch_tick};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
