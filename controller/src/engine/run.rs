@@ -331,7 +331,7 @@ pub async fn execute(
         outcome.slos.push(crate::slo::evaluate(slo, &observed, &window));
         if crate::slo::is_event_ratio(slo.signal) {
             let after: Vec<Event> = log.map(|l| l.between(fault_end, end)).unwrap_or_default();
-            let ttr = crate::slo::time_to_recover(slo, &after, fault_end, Duration::from_secs(1));
+            let ttr = crate::slo::time_to_recover(slo, &after, fault_end);
             outcome.recovery.push((slo.name.clone(), ttr));
         }
     }
