@@ -1,7 +1,9 @@
 //! `chaos demo`: the quick start's main job. Starts a real HTTP target service and a real `chaos proxy` API on
 //! loopback and runs the example experiment `experiments/latency-on-dependency.yaml` against them, end to end:
 //! live progress, a verdict, and the journal, JUnit and Markdown reports. `chaos demo --tour` instead walks
-//! through every L4 fault by hand through the admin API and measures what a client sees.
+//! through every L4 fault by hand through the admin API (latency, pareto latency, bandwidth, timeout,
+//! slow_close, slicer, limit_data, reset_peer, a toxic with a TTL, a disabled proxy) and measures what a client
+//! sees.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -161,6 +163,31 @@ async fn phases(args: &DemoArgs, target: SocketAddr, api: SocketAddr) -> anyhow:
     );
     client.remove_toxic("demo", "timeout_downstream").await?;
 
+    client.add_toxic("demo", &toxic("slow_close", json!({"delay": 300}), None)).await?;
+    let closed_after = close_delay(via).await?;
+    let ok = closed_after >= Duration::from_millis(290);
+    check(
+        "slow_close 300 ms: the close arrives late",
+        ms(closed_after),
+        String::new(),
+        ok,
+        "(closed >= 290 ms)",
+    );
+    client.remove_toxic("demo", "slow_close_downstream").await?;
+
+    let slices = json!({"average_size": 8, "size_variation": 0, "delay": 10_000});
+    client.add_toxic("demo", &toxic("slicer", slices, None)).await?;
+    let sliced = round_trips(via, args.samples / 4 + 1).await?;
+    // 64 bytes in 8-byte slices, 10 ms apart: 7 gaps.
+    let ok = sliced.0 >= Duration::from_millis(65);
+    check("slicer: 8-byte slices 10 ms apart", ms(sliced.0), ms(sliced.1), ok, "(p50 >= 65 ms)");
+    client.remove_toxic("demo", "slicer_downstream").await?;
+
+    client.add_toxic("demo", &toxic("limit_data", json!({"bytes": 100}), None)).await?;
+    let (_, got) = until_closed_after(via, &[b'x'; 256]).await?;
+    check("limit_data 100 bytes: then closed", format!("{got} B"), String::new(), got == 100, "(100 bytes)");
+    client.remove_toxic("demo", "limit_data_downstream").await?;
+
     client.add_toxic("demo", &toxic("reset_peer", json!({"timeout": 50}), Some(Stream::Upstream))).await?;
     let reset = connection_reset(via).await?;
     check("reset_peer after 50 ms", String::new(), String::new(), reset, "(client saw ECONNRESET)");
@@ -290,9 +317,26 @@ async fn bulk_rate(addr: SocketAddr, bytes: usize) -> anyhow::Result<f64> {
 
 /// Sends a request and waits for the proxy to close; returns when, and how many bytes came back.
 async fn until_closed(addr: SocketAddr) -> anyhow::Result<(Duration, usize)> {
+    until_closed_after(addr, b"hello?").await
+}
+
+/// Closes its sending side (the echo service closes in turn); returns how long the close took to come back.
+async fn close_delay(addr: SocketAddr) -> anyhow::Result<Duration> {
     let mut conn = TcpStream::connect(addr).await?;
     let started = Instant::now();
-    conn.write_all(b"hello?").await?;
+    conn.shutdown().await?;
+    Ok(read_until_closed(&mut conn, started).await?.0)
+}
+
+/// Sends `payload` and waits for the proxy to close; returns when, and how many bytes came back.
+async fn until_closed_after(addr: SocketAddr, payload: &[u8]) -> anyhow::Result<(Duration, usize)> {
+    let mut conn = TcpStream::connect(addr).await?;
+    let started = Instant::now();
+    conn.write_all(payload).await?;
+    read_until_closed(&mut conn, started).await
+}
+
+async fn read_until_closed(conn: &mut TcpStream, started: Instant) -> anyhow::Result<(Duration, usize)> {
     let mut buf = [0u8; 256];
     let mut got = 0;
     loop {

@@ -241,6 +241,9 @@ fn report(
     for reason in &outcome.reasons {
         println!("  - {reason}");
     }
+    for line in chaos_controller::slo::format::verdict_lines(&outcome.slos, &outcome.recovery) {
+        println!("{line}");
+    }
     Ok(outcome.verdict.exit_code())
 }
 

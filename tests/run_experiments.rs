@@ -333,6 +333,30 @@ fn the_quick_start_demo_runs_the_example_end_to_end() {
     );
     assert_eq!(read_journal(&out)["verdict"], "passed");
     assert!(out.join("junit.xml").exists() && out.join("summary.md").exists());
+    // Issue 12 item 14: stdout has a line per SLO and, under each, its time to recover.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for slo in ["availability", "fast"] {
+        let line = stdout.lines().position(|l| l.starts_with(&format!("  slo ok: {slo}: "))).expect(&stdout);
+        let next = stdout.lines().nth(line + 1).unwrap_or_default();
+        assert!(next.starts_with("    time to recover: "), "{slo}: {stdout}");
+    }
+}
+
+/// Issue 12 item 14: the tour claims every L4 fault, and shows each one measured (the proxy's own list of
+/// toxic types, less the L7 ones and `noop`).
+#[test]
+fn the_tour_shows_every_l4_fault_measured() {
+    let output = Command::new(chaos_bin()).args(["demo", "--tour", "--samples", "20"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe_output(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let l4 = chaos_proxy::toxics::ToxicKind::TYPES
+        .iter()
+        .filter(|t| **t != "noop" && !t.starts_with("http_") && !t.starts_with("grpc_"));
+    for kind in l4 {
+        let line =
+            stdout.lines().find(|l| l.starts_with(kind)).unwrap_or_else(|| panic!("no {kind}: {stdout}"));
+        assert!(line.contains(" ok "), "{kind} not measured as expected: {line}");
+    }
 }
 
 #[test]

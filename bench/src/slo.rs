@@ -4,8 +4,8 @@
 //! the reads a tick makes) without judging them.
 //!
 //! The tick mirrors `controller/src/engine/run.rs` (`guardrails()` and `progress_line()`, both private):
-//! one `between(method_start, now)` + `GuardrailState::check` on the main source, then, per errors/latency
-//! SLO, `between(method_start, now)` on its source + `evaluate_events` + the progress text.
+//! per errors/latency SLO, `GuardrailState::check_watch` on its source (one `watch` per source), then
+//! `between(method_start, now)` on its source + `evaluate_events` + the progress text.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use chaos_controller::engine::{source_key, watch_tick};
+use chaos_controller::engine::{Guard, guards, source_key, watch_tick};
 use chaos_controller::experiment::{self, Experiment};
 use chaos_controller::signals::{Event, EventLog};
-use chaos_controller::slo::{self, GuardrailBasis, GuardrailState};
+use chaos_controller::slo;
 use serde::Serialize;
 
 use crate::profile::Profile;
@@ -140,16 +140,13 @@ fn measure(sources: usize, method_secs: u64, ticks: usize) -> Result<Row> {
     let method_start = BASELINE;
     let now = method_start + Duration::from_secs(method_secs);
 
-    // As `guardrails()` sets them up, once per run.
-    let main = exp.slos.iter().find(|s| slo::is_event_ratio(s.signal)).map(source_key);
-    let main_log = main.as_ref().and_then(|k| logs.get(k)).cloned().context("no main source")?;
-    let baseline_rate = main_log.between(Duration::ZERO, method_start).len() as f64 / BASELINE.as_secs_f64();
-    let mut basis = GuardrailBasis::from_slos(&exp.slos);
-    basis.start = method_start;
-    basis.baseline_rate = Some(baseline_rate);
-    basis.planned = Some(Duration::from_secs(60));
-    basis.request_timeout = Some(Duration::from_secs(5));
-    let mut state = GuardrailState::new(&exp.guardrails.clone().unwrap_or_default(), basis);
+    // As `guardrails()` sets them up, once per run: one guard per errors/latency SLO, on its own source.
+    let mut state = guards(&exp, method_start);
+    for guard in &mut state {
+        let log = logs.get(&guard.source).context("no log for a guarded source")?;
+        let baseline_rate = log.between(Duration::ZERO, method_start).len() as f64 / BASELINE.as_secs_f64();
+        guard.state.set_baseline_rate(Some(baseline_rate));
+    }
     let ratio_slos: Vec<_> = exp.slos.iter().filter(|s| slo::is_event_ratio(s.signal)).collect();
     if ratio_slos.len() != SLOS {
         bail!("expected {SLOS} errors/latency SLOs, the experiment has {}", ratio_slos.len());
@@ -159,11 +156,10 @@ fn measure(sources: usize, method_secs: u64, ticks: usize) -> Result<Row> {
     }
 
     // The engine's own per-second work, as `chaos run` does it.
-    let main_key = source_key(ratio_slos[0]);
     // Each source's events since the method started are read once per tick.
     let read_per_tick: usize = logs.values().map(|l| l.between(method_start, now).len()).sum();
-    let tick = |state: &mut GuardrailState| -> (Option<slo::Trip>, String, usize) {
-        let (trip, line) = watch_tick(&exp, &logs, Some(&main_key), state, "wait", method_start, now);
+    let tick = |state: &mut [Guard]| -> (Option<slo::Trip>, String, usize) {
+        let (trip, line) = watch_tick(&exp, &logs, state, "wait", method_start, now);
         (trip, line, read_per_tick)
     };
     // Baseline: only copying each source's events since the method started, once.

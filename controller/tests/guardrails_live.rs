@@ -2,6 +2,9 @@
 //! on port 0 records every request with its arrival time and answers as each test scripts it (503s, slow
 //! answers, silence). Each test computes from the target's own log when a guardrail's condition first held
 //! (the crossing) and asserts that the run aborted within one tick (1 s) plus a small slack of it.
+//!
+//! The same target judges the SLO windows of a `proxy` source: a real `chaos proxy` (in process, port 0) in
+//! front of it, and the windows must count what the target's log says happened in each.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -115,14 +118,23 @@ async fn run(target: &Target, load_extra: &str, slos: &str, method: &str, guardr
          {slos}\nbaseline: 2s\nmethod:\n{method}\nrecovery: 1s\nguardrails: {guardrails}\n",
         target.addr
     );
-    let exp = experiment::parse("live.yaml", &yaml, &[]).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    run_yaml(&yaml, |_| {}).await
+}
+
+/// Runs `yaml`, calling `hook` with every progress line as it is reported.
+async fn run_yaml(yaml: &str, hook: impl Fn(&str) + Send + Sync + 'static) -> Run {
+    let exp = experiment::parse("live.yaml", yaml, &[]).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     let plan = Plan::resolve(&exp, 1).await.unwrap();
     let lines: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
     let sink = lines.clone();
     let config = RunConfig {
         seed: 1,
         file: "live.yaml".into(),
-        progress: Some(Arc::new(move |line| sink.lock().unwrap().push((Instant::now(), line)))),
+        progress: Some(Arc::new(move |line| {
+            let now = Instant::now();
+            hook(&line);
+            sink.lock().unwrap().push((now, line));
+        })),
         stop_rollbacks: CancellationToken::new(),
     };
     let outcome = engine::execute(&exp, plan, &config, CancellationToken::new()).await;
@@ -246,4 +258,108 @@ async fn no_data_fires_a_tick_after_the_last_answer_plus_its_limit() {
     let last_answer =
         target.hits().iter().filter(|h| h.answered == h.arrived).map(|h| h.answered).max().unwrap();
     assert_in_time(trip, last_answer + Duration::from_secs(2), Duration::ZERO, "no data");
+}
+
+// === SLO windows on a proxy source ===
+
+/// Requests that reached the target this close to a window's edge could belong to either side: the proxy
+/// sees a request a little before the target does.
+const EDGE: Duration = Duration::from_millis(5);
+
+/// A real `chaos proxy` admin API on port 0 with one `http` proxy (listening on port 0) in front of `upstream`;
+/// returns the API's URL and the proxy's address.
+async fn chaos_proxy(upstream: SocketAddr) -> (String, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    let server = chaos_proxy::Server::new(chaos_proxy::ServerConfig::default());
+    tokio::spawn(chaos_proxy::serve(listener, server, std::future::pending()));
+    let client = chaos_proxy::client::Client::new(&api).unwrap();
+    let proxy = chaos_proxy::client::NewProxy {
+        name: "shop".into(),
+        listen: Some("127.0.0.1:0".into()),
+        upstream: upstream.to_string(),
+        enabled: None,
+        half_close: None,
+    };
+    let options = chaos_proxy::client::ProxyOptions { protocol: Some("http".into()), ..Default::default() };
+    let created = client.create_proxy_with(&proxy, &options).await.unwrap();
+    (api, created.listen)
+}
+
+/// Item 15: a target that fails every request until the method starts, behind a real `http` proxy. The proxy
+/// source's windows count, request by request, what the target's log says happened in each: every baseline
+/// error in the baseline, none in the method (events used to be stamped when the proxy's stats were polled,
+/// up to 200 ms late, so the baseline's last errors landed in the method).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_source_counts_each_request_in_the_window_it_happened_in() {
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let fails = failing.clone();
+    let target = Target::start(move |_| {
+        let status = if fails.load(std::sync::atomic::Ordering::SeqCst) { 503 } else { 200 };
+        (status, Duration::ZERO)
+    })
+    .await;
+    let (api, listen) = chaos_proxy(target.addr).await;
+    let yaml = format!(
+        "apiVersion: chaos/v1\ntitle: windows on a proxy source\nhypothesis: each request counts in its own \
+         window\ntargets:\n  shop: {{ proxy: {{ api: \"{api}\", name: shop }} }}\nload:\n  - {{ name: \
+         shoppers, http: {{ url: \"http://{listen}/\" }}, rate: 100/s }}\nslos:\n  - {{ name: proxy \
+         availability, signal: errors, objective: 50%, source: {{ proxy: shop }} }}\nbaseline: 2s\nmethod:\n  \
+         - {{ wait: 2s }}\nrecovery: 1s\n"
+    );
+    // The target heals the moment the method starts.
+    let heal = failing.clone();
+    let run = run_yaml(&yaml, move |line| {
+        if line.contains("phase: method") {
+            heal.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+    })
+    .await;
+    let outcome = &run.outcome;
+    // The run's clock on ours: the method's phase line was reported the moment its `at` was taken.
+    let phase = |name: &str| {
+        let event = outcome.timeline.iter().find(|e| e.kind == "phase" && e.name == name).unwrap();
+        (event.at, run.when(&format!("phase: {name}")))
+    };
+    let (method_at, method_seen) = phase("method");
+    let origin = method_seen - method_at;
+    let (method_start, method_end) = outcome.method_window.unwrap();
+    let (baseline_at, _) = phase("baseline");
+    let log = outcome.logs.get("proxy:shop").expect("the proxy source's log");
+    let hits = target.hits();
+    for (name, from, to) in [("baseline", baseline_at, method_start), ("method", method_start, method_end)] {
+        let counted = log.between(from, to);
+        let (counted_total, counted_bad) = (counted.len(), counted.iter().filter(|e| !e.ok).count());
+        // From the target's log: sure inside, and near an edge (either side).
+        let inside = |h: &&Hit| h.arrived >= origin + from + EDGE && h.arrived + EDGE < origin + to;
+        let near = |h: &&Hit| {
+            let at = h.arrived.saturating_duration_since(origin);
+            at.abs_diff(from) <= EDGE || at.abs_diff(to) <= EDGE
+        };
+        let sure: Vec<&Hit> = hits.iter().filter(inside).collect();
+        let edge: Vec<&Hit> = hits.iter().filter(near).collect();
+        let sure_bad = sure.iter().filter(|h| h.status == 503).count();
+        let edge_bad = edge.iter().filter(|h| h.status == 503).count();
+        eprintln!(
+            "{name}: counted {counted_bad} bad of {counted_total}; target: {sure_bad} bad of {} inside, {} near \
+             an edge",
+            sure.len(),
+            edge.len()
+        );
+        assert!(
+            (sure.len()..=sure.len() + edge.len()).contains(&counted_total),
+            "{name}: counted {counted_total} requests, the target saw {} (+{} at an edge)",
+            sure.len(),
+            edge.len()
+        );
+        assert!(
+            (sure_bad..=sure_bad + edge_bad).contains(&counted_bad),
+            "{name}: counted {counted_bad} errors, the target answered {sure_bad} (+{edge_bad} at an edge)"
+        );
+        assert!(edge.len() <= 2, "{name}: {} requests at an edge, too many to judge exactly", edge.len());
+    }
+    // Every error happened in the baseline: the method's verdict saw none.
+    let slo = &outcome.slos[0];
+    assert_eq!(slo.good, slo.total, "{slo:?}");
+    assert!(slo.total >= 150, "{slo:?}");
 }

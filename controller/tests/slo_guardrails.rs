@@ -252,7 +252,7 @@ fn guardrail_reasons_and_latching() {
 }
 
 #[test]
-fn guardrail_basis_from_slos() {
+fn guardrail_basis_is_each_slos_own() {
     let slos: Vec<Slo> = serde_json::from_value(json!([
         {"name": "a", "signal": "errors", "objective": "99.5%", "source": {"load": "x"}},
         {"name": "b", "signal": "latency", "threshold": "800ms", "objective": "99%", "source": {"load": "x"}},
@@ -260,10 +260,60 @@ fn guardrail_basis_from_slos() {
         {"name": "d", "signal": "traffic", "min": "50%", "source": {"load": "x"}},
     ]))
     .unwrap();
-    let basis = GuardrailBasis::from_slos(&slos);
-    assert_eq!(basis.objective, Some(0.999));
-    assert_eq!(basis.latency_threshold, Some(ms(300)));
-    assert_eq!(GuardrailBasis::from_slos(&[]).objective, None);
+    let own: Vec<_> = slos
+        .iter()
+        .map(|s| GuardrailBasis::for_slo(s).map(|b| (b.slo.unwrap(), b.objective, b.latency_threshold)))
+        .collect();
+    assert_eq!(
+        own,
+        [
+            Some(("a".to_string(), Some(0.995), None)),
+            Some(("b".to_string(), Some(0.99), Some(ms(800)))),
+            Some(("c".to_string(), Some(0.999), Some(ms(300)))),
+            None,
+        ]
+    );
+}
+
+/// Item 14 (issue 12): two SLOs on two sources, errors at 50% on one, latency 99% ≤ 300 ms on the other. The
+/// first source's requests are slow but all succeed, the second's are fast: nothing is wrong for either SLO.
+/// The guardrails used to judge the first SLO's source with the strictest objective (99%) and the tightest
+/// threshold (300 ms) of all SLOs and tripped "objective 99%" on slow requests no SLO of that source cares
+/// about. Each SLO now guards with its own source, objective and threshold; when the latency source does go
+/// slow, the trip names that SLO.
+#[test]
+fn each_slo_guards_with_its_own_source_objective_and_threshold() {
+    use std::sync::Arc;
+
+    use chaos_controller::engine::{Logs, guards, watch_tick};
+    use chaos_controller::signals::EventLog;
+
+    let yaml = "apiVersion: chaos/v1\ntitle: t\nhypothesis: h\nload:\n  - { name: slow, http: { url: \
+                \"http://127.0.0.1:1/\" }, rate: 50/s }\n  - { name: quick, http: { url: \"http://127.0.0.1:1/\" }, \
+                rate: 50/s }\nslos:\n  - { name: availability, signal: errors, objective: 50%, source: { load: \
+                slow } }\n  - { name: fast, signal: latency, threshold: 300ms, objective: 99%, source: { load: quick \
+                } }\nbaseline: 2s\nmethod:\n  - { wait: 20s }\nguardrails: { tripwire: { window: 10s, burn_rate: \
+                2 } }\n";
+    let exp = chaos_controller::experiment::parse("two.yaml", yaml, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let run = |quick_latency: Duration| {
+        let logs: Logs = [("load:slow", ms(500)), ("load:quick", quick_latency)]
+            .into_iter()
+            .map(|(key, latency)| {
+                let log = Arc::new(EventLog::default());
+                for e in stream(secs(0), secs(12), 50, |_| (latency, true)) {
+                    log.push(e);
+                }
+                (key.to_string(), log)
+            })
+            .collect();
+        let mut guards = guards(&exp, secs(2));
+        assert_eq!(guards.iter().map(|g| g.source.as_str()).collect::<Vec<_>>(), ["load:slow", "load:quick"]);
+        (3..=12).find_map(|s| watch_tick(&exp, &logs, &mut guards, "wait", secs(2), secs(s)).0)
+    };
+    assert_eq!(run(ms(20)), None, "slow successes do not concern an errors SLO");
+    let trip = run(ms(400)).expect("the latency SLO's own source went slow");
+    assert_eq!(trip.kind, TripKind::Tripwire);
+    assert!(trip.reason.contains("(objective 99%), guarding SLO fast"), "{}", trip.reason);
 }
 
 #[test]

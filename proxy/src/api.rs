@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -41,6 +41,7 @@ pub fn router(server: Server) -> Router {
             get(get_toxic).post(update_toxic).patch(update_toxic).delete(delete_toxic),
         )
         .route("/proxies/{proxy}/stats", get(proxy_stats))
+        .route("/proxies/{proxy}/requests", get(proxy_requests))
         .route("/stats", get(all_stats))
         .route("/version", get(version));
     if server.config().metrics {
@@ -151,6 +152,33 @@ async fn delete_toxic(
 
 async fn proxy_stats(State(server): State<Server>, Path(proxy): Path<String>) -> Response {
     respond(server.stats(&proxy).await, StatusCode::OK)
+}
+
+/// `GET /proxies/{name}/requests?since=N`: an `http` proxy's completed requests one by one, from number `N`
+/// (0 when absent).
+async fn proxy_requests(
+    State(server): State<Server>,
+    Path(proxy): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let mut since = 0;
+    for pair in query.as_deref().unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("since", n)) => match n.parse() {
+                Ok(n) => since = n,
+                Err(_) => {
+                    let why = format!("since: expected a request number (0 or more), found {n:?}");
+                    return error(&Error::BadRequest(why));
+                }
+            },
+            _ => {
+                return error(&Error::BadRequest(format!(
+                    "unknown query parameter {pair:?}: expected since=N"
+                )));
+            }
+        }
+    }
+    respond(server.requests(&proxy, since).await, StatusCode::OK)
 }
 
 async fn all_stats(State(server): State<Server>) -> Response {

@@ -265,6 +265,31 @@ impl HttpStats {
     }
 }
 
+/// `GET /proxies/{name}/requests?since=N`, typed: an `http` proxy's completed requests one by one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Requests {
+    /// The cursor to ask from next time.
+    pub next: u64,
+    /// Requests from `N` on that the proxy no longer keeps.
+    pub lost: u64,
+    /// More records wait beyond this read's limit: ask again from `next`.
+    pub more: bool,
+    pub requests: Vec<RequestRecord>,
+}
+
+/// One completed request of an `http` proxy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequestRecord {
+    pub seq: u64,
+    /// How long before the proxy built its answer the request's head arrived.
+    pub started_us_ago: u64,
+    pub latency_us: u64,
+    /// 5xx, or a gRPC status other than OK.
+    pub failed: bool,
+}
+
 /// Latency from a request's head to the end of its response.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -497,6 +522,11 @@ impl Client {
     /// `GET /proxies/{name}/stats`, typed (HTTP golden signals in [`Stats::http`]).
     pub async fn proxy_stats(&self, proxy: &str) -> Result<Stats, ClientError> {
         self.json(Method::GET, &format!("{}/stats", proxy_path(proxy)), None).await
+    }
+
+    /// `GET /proxies/{name}/requests?since=N`, typed: an `http` proxy's completed requests from number `since`.
+    pub async fn proxy_requests(&self, proxy: &str, since: u64) -> Result<Requests, ClientError> {
+        self.json(Method::GET, &format!("{}/requests?since={since}", proxy_path(proxy)), None).await
     }
 
     /// `GET /stats`, typed: every proxy's stats, keyed by name.

@@ -40,7 +40,7 @@ pub mod toxics;
 
 use std::future::Future;
 
-pub use crate::http::signals::HttpSnapshot;
+pub use crate::http::signals::{HttpSnapshot, RecordsSnapshot, RequestRecord};
 pub use error::Error;
 pub use server::{Server, ServerConfig};
 pub use stats::StatsSnapshot;

@@ -492,6 +492,14 @@ impl Server {
         Ok(entry.shared.stats.snapshot_for(entry.protocol))
     }
 
+    /// The completed requests of an `http` proxy one by one, from number `since` (see
+    /// [`crate::RecordsSnapshot`]); a `tcp` proxy has none.
+    pub async fn requests(&self, proxy: &str, since: u64) -> Result<crate::RecordsSnapshot> {
+        let proxies = self.inner.proxies.lock().await;
+        let entry = proxies.get(proxy).ok_or(Error::ProxyNotFound)?;
+        Ok(entry.shared.stats.http.records_since(since))
+    }
+
     /// Stats of every proxy, keyed by name.
     pub async fn all_stats(&self) -> BTreeMap<String, StatsSnapshot> {
         let proxies = self.inner.proxies.lock().await;

@@ -997,3 +997,36 @@ async fn grpc_abort_is_a_trailers_only_http2_response() {
     let stats = harness.http_stats("g").await;
     assert_eq!(stats.grpc["PERMISSION_DENIED"], 1);
 }
+
+// === per-request records ===
+
+/// Issue 12 item 15: `GET /proxies/{name}/requests?since=N` lists completed requests one by one with how long
+/// ago each started and whether it failed, from a cursor; a bad cursor is a 400 naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_listed_one_by_one_from_a_cursor() {
+    let harness = Harness::new(1).await;
+    let (upstream, _served) = upstream().await;
+    let via = harness.proxy("p", "http", upstream).await;
+    harness.toxic("p", "down", "http_abort", json!({"status": 503, "path_prefix": "/fail"})).await;
+    let started = std::time::Instant::now();
+    for path in ["/ok", "/fail", "/ok"] {
+        send(&h1(), Method::GET, &format!("http://{via}{path}"), &[], "").await;
+    }
+    let page = harness.admin.proxy_requests("p", 0).await.unwrap();
+    let failed: Vec<bool> = page.requests.iter().map(|r| r.failed).collect();
+    assert_eq!((page.next, page.lost, page.more, failed), (3, 0, false, vec![false, true, false]));
+    let since_start = u64::try_from(started.elapsed().as_micros()).unwrap();
+    for r in &page.requests {
+        assert!(r.started_us_ago <= since_start && r.started_us_ago >= r.latency_us, "{r:?}");
+    }
+    assert!(page.requests[0].started_us_ago >= page.requests[2].started_us_ago, "oldest first");
+    let rest = harness.admin.proxy_requests("p", 2).await.unwrap();
+    assert_eq!((rest.next, rest.requests.len(), rest.requests[0].seq), (3, 1, 2));
+    let base = harness.admin.base_url().to_string();
+    let (status, _, body) =
+        send(&h1(), Method::GET, &format!("{base}/proxies/p/requests?since=x"), &[], "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("since: expected a request number"), "{body:?}");
+    let (status, _, _) = send(&h1(), Method::GET, &format!("{base}/proxies/nope/requests"), &[], "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -591,7 +591,12 @@ impl KillRng {
 
 /// Polls `check` (what is still left, as text) until it reports nothing, for at most `bound` after `since`,
 /// failing the test with what is left after that; returns how long it took.
-pub fn clean_within(since: Instant, bound: Duration, what: &str, check: impl Fn() -> Vec<String>) -> Duration {
+pub fn clean_within(
+    since: Instant,
+    bound: Duration,
+    what: &str,
+    check: impl Fn() -> Vec<String>,
+) -> Duration {
     let mut left = check();
     while !left.is_empty() && since.elapsed() < bound {
         std::thread::sleep(Duration::from_millis(5));

@@ -12,7 +12,10 @@ mod run;
 pub mod run_proxies;
 mod sources;
 
-pub use run::{FIRE_AND_FORGET, NOTHING_JUDGED, Outcome, Verdict, execute, journal, source_key, watch_tick};
+pub use run::{
+    FIRE_AND_FORGET, Guard, NOTHING_JUDGED, Outcome, Verdict, execute, guards, journal, source_key,
+    watch_tick,
+};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

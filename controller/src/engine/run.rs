@@ -331,7 +331,7 @@ pub async fn execute(
         outcome.slos.push(crate::slo::evaluate(slo, &observed, &window));
         if crate::slo::is_event_ratio(slo.signal) {
             let after: Vec<Event> = log.map(|l| l.between(fault_end, end)).unwrap_or_default();
-            let ttr = crate::slo::time_to_recover(slo, &after, fault_end, Duration::from_secs(1));
+            let ttr = crate::slo::time_to_recover(slo, &after, fault_end);
             outcome.recovery.push((slo.name.clone(), ttr));
         }
     }
@@ -488,7 +488,8 @@ async fn interruptible_sleep(ctx: &MethodContext, d: Duration) {
 
 /// Every second: evaluates the guardrails (and reports progress); a trip aborts the method.
 ///
-/// The guardrails watch the events of the first errors or latency SLO's source (the run's main signal).
+/// Each errors or latency SLO is guarded on its own source with its own objective and threshold
+/// ([`guards`]); the first to trip aborts the run.
 async fn guardrails(
     ctx: Arc<MethodContext>,
     exp: Experiment,
@@ -497,18 +498,7 @@ async fn guardrails(
     method_start: Duration,
     progress: Option<super::Progress>,
 ) {
-    let main = exp.slos.iter().find(|s| crate::slo::is_event_ratio(s.signal)).map(source_key);
-    let log = main.as_ref().and_then(|k| logs.get(k)).cloned();
-    let mut basis = crate::slo::GuardrailBasis::from_slos(&exp.slos);
-    basis.start = method_start;
-    basis.planned = Some(planned_length(&exp.method));
-    // The main source's request timeout, when it is a load (counted sources have no requests waiting).
-    basis.request_timeout = exp
-        .load
-        .iter()
-        .find(|l| main.as_deref() == Some(format!("load:{}", l.name).as_str()))
-        .map(|l| l.timeout.map_or(crate::http::DEFAULT_TIMEOUT, |t| t.0));
-    let mut state = Some(crate::slo::GuardrailState::new(&exp.guardrails.clone().unwrap_or_default(), basis));
+    let mut state = Some(guards(&exp, method_start));
     let exp = Arc::new(exp);
     let logs = Arc::new(logs);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -517,19 +507,22 @@ async fn guardrails(
     loop {
         tick.tick().await;
         let now = ctx.run_start.elapsed();
-        if !baseline_known && let Some(state) = state.as_mut() {
+        if !baseline_known && let Some(guards) = state.as_mut() {
             // Counted at the first tick rather than at the method's start: by now every request due in the
             // baseline has been registered, answered or not.
             baseline_known = true;
-            state.set_baseline_rate(log.as_deref().and_then(|l| baseline_rate(l, baseline.0, baseline.1)));
+            for guard in guards.iter_mut() {
+                let rate = logs.get(&guard.source).and_then(|l| baseline_rate(l, baseline.0, baseline.1));
+                guard.state.set_baseline_rate(rate);
+            }
         }
         let step = current_step(&ctx);
         // Judging 100 SLOs over a minute of 10k events/s is CPU work: keep it off the runtime's workers, so the
         // load generator's timing (which the SLOs judge) is not disturbed by the judging.
-        let (exp, logs, main, mut taken) = (exp.clone(), logs.clone(), main.clone(), state.take());
+        let (exp, logs, mut taken) = (exp.clone(), logs.clone(), state.take());
         let Ok((returned, trip, line)) = tokio::task::spawn_blocking(move || {
             let (trip, line) = match taken.as_mut() {
-                Some(state) => watch_tick(&exp, &logs, main.as_deref(), state, &step, method_start, now),
+                Some(guards) => watch_tick(&exp, &logs, guards, &step, method_start, now),
                 None => (None, String::new()),
             };
             (taken, trip, line)
@@ -557,16 +550,43 @@ async fn guardrails(
     }
 }
 
+/// The guardrails of a run: one per errors or latency SLO, on its own source (see [`Guard`]).
+pub fn guards(exp: &Experiment, method_start: Duration) -> Vec<Guard> {
+    let limits = exp.guardrails.clone().unwrap_or_default();
+    exp.slos
+        .iter()
+        .filter_map(|slo| {
+            let mut basis = crate::slo::GuardrailBasis::for_slo(slo)?;
+            let source = source_key(slo);
+            basis.start = method_start;
+            basis.planned = Some(planned_length(&exp.method));
+            // The source's request timeout, when it is a load (counted sources have no requests waiting).
+            basis.request_timeout = exp
+                .load
+                .iter()
+                .find(|l| source == format!("load:{}", l.name))
+                .map(|l| l.timeout.map_or(crate::http::DEFAULT_TIMEOUT, |t| t.0));
+            Some(Guard { source, state: crate::slo::GuardrailState::new(&limits, basis) })
+        })
+        .collect()
+}
+
+/// The guardrails of one errors or latency SLO, and the key of the source they watch.
+#[derive(Clone, Debug)]
+pub struct Guard {
+    pub source: String,
+    pub state: crate::slo::GuardrailState,
+}
+
 /// One second of the engine's watch over a running method: each source's events since the method started are
-/// copied once (the lock is held only for the copy, however many SLOs read them), the guardrails are checked
-/// on what the main source knows now (`EventLog::watch`: answers as they came, requests still waiting), and
-/// the progress line is rendered, e.g.
+/// copied once (the lock is held only for the copy, however many SLOs read them), each SLO's guardrails are
+/// checked on what its source knows now (`EventLog::watch`: answers as they came, requests still waiting; one
+/// copy per source), the first trip in SLO order is returned, and the progress line is rendered, e.g.
 /// `[  12.0s] slow payments (18s left) | availability 99.80% (objective 99.5%) ok | fast 97.10% (objective 99%) MISS`.
 pub fn watch_tick(
     exp: &Experiment,
     logs: &Logs,
-    main: Option<&str>,
-    state: &mut crate::slo::GuardrailState,
+    guards: &mut [Guard],
     step: &str,
     method_start: Duration,
     now: Duration,
@@ -574,8 +594,16 @@ pub fn watch_tick(
     let window_events: BTreeMap<&str, Vec<Event>> =
         logs.iter().map(|(key, log)| (key.as_str(), log.between(method_start, now))).collect();
     // The guardrails see what is known now (answers as they come, requests still waiting), not what was sent.
-    let trip =
-        main.and_then(|key| logs.get(key)).and_then(|log| state.check_watch(now, &log.watch(method_start)));
+    let mut watches: BTreeMap<&str, crate::signals::Watch> = BTreeMap::new();
+    let mut trip = None;
+    for guard in guards.iter_mut() {
+        let Some(log) = logs.get(&guard.source) else { continue };
+        let watch = watches.entry(guard.source.as_str()).or_insert_with(|| log.watch(method_start));
+        trip = guard.state.check_watch(now, watch);
+        if trip.is_some() {
+            break;
+        }
+    }
     let window = crate::slo::Phase::new("method", method_start, now);
     let slos: Vec<String> = exp
         .slos

@@ -1,5 +1,6 @@
 //! Signal sources the engine runs during an experiment besides the load generator: a proxy's live stats,
-//! turned into events (per request on an `http` proxy; per connection and failed dial on a `tcp` one).
+//! turned into events (per request on an `http` proxy, at the time the request reached the proxy; per
+//! connection and failed dial on a `tcp` one).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,14 +17,18 @@ const POLL: Duration = Duration::from_millis(200);
 /// A latency given to requests slower than the histogram's last bound (they only ever count as slow).
 const BEYOND_LAST_BUCKET: Duration = Duration::from_secs(3600);
 
-/// Polls `/proxies/{name}/stats` until `stop`, appending the counters' increments to `log`.
+/// Polls the proxy until `stop`, appending its requests (or connections) to `log`.
 ///
-/// An `http` proxy gives one event per completed request: bad when it answered 5xx (or a gRPC status other
-/// than OK), with the latency of its histogram bucket. `thresholds` (the latency SLOs judged on this proxy)
-/// are registered as bucket bounds first, so "fraction of requests ≤ threshold" is exact. The histogram does
-/// not say which requests failed; failed ones are given the fastest latencies of their poll (an injected abort
-/// or a refused upstream answers at once). A `tcp` proxy gives one good event per new connection and one bad
-/// one per failed upstream dial.
+/// An `http` proxy gives one event per completed request, read one by one from
+/// `/proxies/{name}/requests?since=N`: stamped with the moment the request reached the proxy (the proxy says
+/// how long ago, measured when it answered the poll; that is subtracted from the poll's midpoint on the run's
+/// clock, so the proxy's own clock does not matter and the error is half a poll's round trip), with its exact
+/// latency, bad when it answered 5xx (or a gRPC status other than OK). Requests that reached the proxy before
+/// the run started are left out. A proxy without that endpoint (an older `chaos proxy`) falls back to its
+/// stats' counters, stamped when polled: `thresholds` (the latency SLOs judged on this proxy) are registered
+/// as histogram bounds so "fraction of requests ≤ threshold" is exact, and failed requests are given the
+/// fastest latencies of their poll. A `tcp` proxy gives one good event per new connection and one bad one per
+/// failed upstream dial, stamped when polled.
 pub async fn poll_proxy(
     client: Client,
     proxy: String,
@@ -33,6 +38,9 @@ pub async fn poll_proxy(
     stop: CancellationToken,
 ) {
     let mut last: Option<Stats> = None;
+    // Per-request records: the cursor, `None` until an `http` proxy proved it has them.
+    let mut cursor: Option<u64> = None;
+    let mut records = true;
     let mut registered = thresholds.is_empty();
     let mut tick = tokio::time::interval(POLL);
     loop {
@@ -40,7 +48,27 @@ pub async fn poll_proxy(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        if let Some(since) = cursor.as_mut() {
+            if let Err(e) = read_records(&client, &proxy, since, run_start, &log).await {
+                tracing::debug!(%proxy, error = %e, "could not read the proxy's requests");
+            }
+            continue;
+        }
         let Ok(stats) = client.proxy_stats(&proxy).await else { continue };
+        if stats.http.is_some() && records {
+            let mut since = 0;
+            match read_records(&client, &proxy, &mut since, run_start, &log).await {
+                Ok(()) => {
+                    cursor = Some(since);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(%proxy, error = %e, "the proxy does not list its requests: events are \
+                                   stamped when its counters are polled, up to {POLL:?} late");
+                    records = false;
+                }
+            }
+        }
         if stats.http.is_some() && !registered {
             registered = true;
             let bounds = thresholds.iter().map(|t| t.as_secs_f64() * 1000.0).collect();
@@ -55,6 +83,39 @@ pub async fn poll_proxy(
             push_increments(previous, &stats, run_start.elapsed(), &log);
         }
         last = Some(stats);
+    }
+}
+
+/// Reads the proxy's completed requests from `since` on (as many reads as it takes), appends them to `log`
+/// at the time each reached the proxy, and moves `since` past them.
+async fn read_records(
+    client: &Client,
+    proxy: &str,
+    since: &mut u64,
+    run_start: Instant,
+    log: &EventLog,
+) -> Result<(), chaos_proxy::client::ClientError> {
+    loop {
+        let asked = run_start.elapsed();
+        let page = client.proxy_requests(proxy, *since).await?;
+        let answered = run_start.elapsed();
+        push_records(&page, asked + (answered - asked) / 2, log);
+        if page.lost > 0 {
+            tracing::warn!(%proxy, lost = page.lost, "the proxy no longer kept some requests: polled too late");
+        }
+        *since = page.next;
+        if !page.more {
+            return Ok(());
+        }
+    }
+}
+
+/// Appends the records of one read, answered at `now` on the run's clock: each at `now − started_us_ago`,
+/// none from before the run.
+fn push_records(page: &chaos_proxy::client::Requests, now: Duration, log: &EventLog) {
+    for r in &page.requests {
+        let Some(at) = now.checked_sub(Duration::from_micros(r.started_us_ago)) else { continue };
+        log.push(Event { at, latency: Duration::from_micros(r.latency_us), ok: !r.failed });
     }
 }
 
@@ -132,6 +193,39 @@ mod tests {
         assert_eq!(
             shape,
             [(100, false), (100, false), (100, true), (300, true), (3_600_000, true), (3_600_000, true)]
+        );
+    }
+
+    #[test]
+    fn records_are_stamped_when_they_reached_the_proxy_and_none_before_the_run() {
+        use chaos_proxy::client::{RequestRecord, Requests};
+        let log = EventLog::default();
+        let record = |seq, started_us_ago, latency_us, failed| RequestRecord {
+            seq,
+            started_us_ago,
+            latency_us,
+            failed,
+        };
+        let page = Requests {
+            next: 3,
+            lost: 0,
+            more: false,
+            requests: vec![
+                record(0, 5_000_000, 1_000, false),
+                record(1, 750_000, 2_500, true),
+                record(2, 10, 3, false),
+            ],
+        };
+        push_records(&page, Duration::from_secs(2), &log);
+        let events = log.between(Duration::ZERO, Duration::from_secs(10));
+        let ms = Duration::from_micros;
+        assert_eq!(
+            events,
+            [
+                Event { at: ms(1_250_000), latency: ms(2_500), ok: false },
+                Event { at: ms(1_999_990), latency: ms(3), ok: true },
+            ],
+            "the request from 3 s before the run is left out"
         );
     }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::format;
-use super::stats::{WindowStats, is_fast, micros, rate_per_second};
+use super::stats::{is_fast, rate_per_second};
 use super::{Observations, Phase, SloResult};
 use crate::experiment::model::{Signal, Slo};
 use crate::signals::Event;
@@ -17,9 +17,6 @@ pub(crate) const TOLERANCE: f64 = 1e-9;
 pub(crate) fn decimal(fraction: f64) -> f64 {
     (fraction * 1e12).round() / 1e12
 }
-
-/// How many consecutive good buckets make a recovery (see [`time_to_recover`]).
-pub const RECOVERY_BUCKETS: usize = 3;
 
 /// Whether the signal is a ratio of good to total events, with an objective, a budget and a time to recover
 /// (errors, latency), rather than a threshold on a level (traffic, saturation).
@@ -100,7 +97,8 @@ pub fn evaluate(slo: &Slo, observed: &Observations<'_>, window: &Phase) -> SloRe
             None => Err("an errors SLO needs an objective (e.g. 99.5%)".to_string()),
         },
         Signal::Latency => latency_target(slo).and_then(|(objective, threshold)| {
-            let fast = format!("≤ {}", format::duration(threshold));
+            // Says what counts: a failed request is not fast, however quickly it failed.
+            let fast = format!("succeeded in ≤ {}", format::duration(threshold));
             let is_good = move |e: &Event| is_fast(e, threshold);
             ratio(&mut result, objective, observed.events, window, is_good, &fast, &during)
         }),
@@ -259,16 +257,15 @@ fn saturation(
     Ok(())
 }
 
-/// Time from `fault_end` until the SLO holds again: the events after `fault_end` are cut into buckets of
-/// `step` (the first starts at `fault_end`); a bucket is good when it has events and its good fraction meets
-/// the objective. The result is the start of the first run of [`RECOVERY_BUCKETS`] consecutive good buckets,
-/// as an offset from `fault_end` (`Some(0)` when the signal never left its objective). `None` when it never
-/// recovered within the events given, or when the SLO is not an event ratio (traffic, saturation), has no
-/// objective, or `step` is zero. Buckets run up to the bucket of the latest event.
-pub fn time_to_recover(slo: &Slo, events: &[Event], fault_end: Duration, step: Duration) -> Option<Duration> {
-    if step.is_zero() {
-        return None;
-    }
+/// Time from `fault_end` until the SLO holds again, at the precision of the events' own times: the events sent
+/// at or after `fault_end`, in order of `at`, are judged one by one. The SLO **holds again from event `e`** when
+/// `e` is good and every stretch of events that starts at `e` and is long enough to judge the objective
+/// (at least [`min_events`], as a verdict needs) meets the objective, up to the last event given; at least one
+/// such stretch must exist. The result is `e.at − fault_end` for the first such `e` (`Some(0)` when the first
+/// event after the fault already starts one). `None` when it never recovered within the events given, when
+/// fewer than [`min_events`] events follow the last candidate, or when the SLO is not an event ratio (traffic,
+/// saturation) or has no objective. Linear in the number of events.
+pub fn time_to_recover(slo: &Slo, events: &[Event], fault_end: Duration) -> Option<Duration> {
     let (objective, threshold) = match slo.signal {
         Signal::Errors => (decimal(slo.objective?.0), None),
         Signal::Latency => {
@@ -277,32 +274,39 @@ pub fn time_to_recover(slo: &Slo, events: &[Event], fault_end: Duration, step: D
         }
         Signal::Traffic | Signal::Saturation => return None,
     };
-    let step_us = micros(step);
-    let start_us = micros(fault_end);
-    let last = events.iter().filter(|e| e.at >= fault_end).map(|e| micros(e.at)).max()?;
-    let buckets = usize::try_from((last - start_us) / step_us + 1).ok()?;
-    let mut counts = vec![WindowStats::default(); buckets];
-    for e in events.iter().filter(|e| e.at >= fault_end) {
-        let i = usize::try_from((micros(e.at) - start_us) / step_us).ok()?;
-        if let Some(b) = counts.get_mut(i) {
-            let good = match threshold {
-                Some(t) => is_fast(e, t),
-                None => e.ok,
-            };
-            b.total += 1;
-            b.bad += u64::from(!good);
-        }
+    let mut after: Vec<&Event> = events.iter().filter(|e| e.at >= fault_end).collect();
+    after.sort_by_key(|e| e.at);
+    let good: Vec<bool> = after
+        .iter()
+        .map(|e| match threshold {
+            Some(t) => is_fast(e, t),
+            None => e.ok,
+        })
+        .collect();
+    let n = good.len();
+    let needed = usize::try_from(min_events(objective)).ok()?;
+    if n < needed {
+        return None;
     }
-    let mut run = 0usize;
-    for (i, b) in counts.iter().enumerate() {
-        let good = b.total > 0 && b.good() as f64 / b.total as f64 >= objective - TOLERANCE;
-        run = if good { run + 1 } else { 0 };
-        if run == RECOVERY_BUCKETS {
-            let first = (i + 1 - RECOVERY_BUCKETS) as u64;
-            return Some(Duration::from_micros(first * step_us));
-        }
+    // A stretch [i, j) meets the objective when bad(i..j) ≤ b × (j − i), b = 1 − objective: with
+    // f(k) = bad(0..k) − b × k, when f(j) ≤ f(i). So `i` starts a recovery when f(i) is at least the largest
+    // f(j) for j ≥ i + needed.
+    let allowed = 1.0 - objective + TOLERANCE;
+    let mut f = Vec::with_capacity(n + 1);
+    let mut bad = 0u64;
+    f.push(0.0);
+    for (k, g) in good.iter().enumerate() {
+        bad += u64::from(!g);
+        f.push(bad as f64 - allowed * (k + 1) as f64);
     }
-    None
+    // most[k] = max f(j) for j in k..=n.
+    let mut most = f.clone();
+    for k in (0..n).rev() {
+        most[k] = most[k].max(most[k + 1]);
+    }
+    (0..=n - needed)
+        .find(|&i| good[i] && most[i + needed] <= f[i] + 1e-9)
+        .map(|i| after[i].at.saturating_sub(fault_end))
 }
 
 #[cfg(test)]

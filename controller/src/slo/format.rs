@@ -1,4 +1,5 @@
-//! Numbers in words for reasons and reports: `3,012`, `97.8%`, `800 ms`, `12.5/s`.
+//! Numbers in words for reasons and reports: `3,012`, `97.8%`, `800 ms`, `12.5/s`; and the per-SLO lines
+//! `chaos run` prints under its verdict.
 
 use std::time::Duration;
 
@@ -78,6 +79,25 @@ pub fn duration(d: Duration) -> String {
 /// A rate with one decimal: `12.5/s`.
 pub fn rate(per_second: f64) -> String {
     format!("{per_second:.1}/s")
+}
+
+/// The lines `chaos run` prints under its verdict, one per SLO judged (`  slo ok: REASON`, `slo FAILED`,
+/// `slo inconclusive`), each followed by `    time to recover: 4.37 s` when it was measured for that SLO
+/// (`recovery`: per SLO name, as in the journal).
+pub fn verdict_lines(slos: &[super::SloResult], recovery: &[(String, Option<Duration>)]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for slo in slos {
+        let mark = match slo.passed {
+            Some(true) => "ok",
+            Some(false) => "FAILED",
+            None => "inconclusive",
+        };
+        lines.push(format!("  slo {mark}: {}", slo.reason));
+        if let Some(ttr) = recovery.iter().find(|(name, _)| *name == slo.name).and_then(|(_, ttr)| *ttr) {
+            lines.push(format!("    time to recover: {}", duration(ttr)));
+        }
+    }
+    lines
 }
 
 /// `"97.800"` → `"97.8"`, `"99.00"` → `"99"`.

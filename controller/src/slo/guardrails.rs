@@ -41,13 +41,14 @@ pub struct Trip {
 /// What the guardrails measure against, besides the limits themselves.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GuardrailBasis {
+    /// The SLO guarded, named at the end of a trip's reason.
+    pub slo: Option<String>,
     /// When the method started: guardrails count events from here (the baseline is not the experiment's to
     /// spend).
     pub start: Duration,
-    /// Objective `S` for burn rates (`B = 1 − S`): the strictest errors or latency SLO. Without one the
-    /// tripwire is off.
+    /// Objective `S` for burn rates (`B = 1 − S`): the guarded SLO's. Without one the tripwire is off.
     pub objective: Option<f64>,
-    /// Events slower than this count as bad too: the tightest latency SLO threshold. A request still waiting
+    /// Events slower than this count as bad too: the guarded latency SLO's threshold. A request still waiting
     /// for its answer this long is bad already.
     pub latency_threshold: Option<Duration>,
     /// Requests per second sent during the baseline window (traffic floor; budget allowance with `planned`).
@@ -60,27 +61,24 @@ pub struct GuardrailBasis {
 }
 
 impl GuardrailBasis {
-    /// The objective and latency threshold taken from the SLOs (strictest objective among errors and latency
-    /// SLOs, tightest latency threshold); the rest default to zero / unknown.
-    pub fn from_slos(slos: &[Slo]) -> Self {
-        let mut basis = GuardrailBasis::default();
-        for slo in slos {
-            let (objective, threshold) = match slo.signal {
-                Signal::Errors => (slo.objective.map(|p| decimal(p.0)), None),
-                Signal::Latency => match latency_target(slo) {
-                    Ok((o, t)) => (Some(o), Some(t)),
-                    Err(_) => (None, None),
-                },
-                Signal::Traffic | Signal::Saturation => (None, None),
-            };
-            if let Some(o) = objective {
-                basis.objective = Some(basis.objective.map_or(o, |b| b.max(o)));
-            }
-            if let Some(t) = threshold {
-                basis.latency_threshold = Some(basis.latency_threshold.map_or(t, |b| b.min(t)));
-            }
-        }
-        basis
+    /// The basis of the guardrails of one errors or latency SLO: its own objective, and its threshold for a
+    /// latency SLO; `None` for traffic and saturation SLOs, which guard nothing. The rest default to zero /
+    /// unknown.
+    pub fn for_slo(slo: &Slo) -> Option<Self> {
+        let (objective, latency_threshold) = match slo.signal {
+            Signal::Errors => (slo.objective.map(|p| decimal(p.0)), None),
+            Signal::Latency => match latency_target(slo) {
+                Ok((o, t)) => (Some(o), Some(t)),
+                Err(_) => (None, None),
+            },
+            Signal::Traffic | Signal::Saturation => return None,
+        };
+        Some(GuardrailBasis {
+            slo: Some(slo.name.clone()),
+            objective,
+            latency_threshold,
+            ..GuardrailBasis::default()
+        })
     }
 
     /// How long a request may stay unanswered before it counts as bad: the latency threshold or the request
@@ -93,7 +91,11 @@ impl GuardrailBasis {
     }
 }
 
-/// The guardrails of one run, checked every second by the engine with [`GuardrailState::check_watch`].
+/// The guardrails of one errors or latency SLO, checked every second by the engine with
+/// [`GuardrailState::check_watch`] on that SLO's own source. The engine keeps one per such SLO, each with the
+/// SLO's own objective and threshold ([`GuardrailBasis::for_slo`]): the run aborts when any of them trips, and
+/// the reason ends with the SLO it guards (`…, guarding SLO availability`). One SLO's strict objective never
+/// judges another SLO's events.
 ///
 /// Everything is counted **as soon as it is known**, never later: a request when its answer comes (sent at
 /// `at`, known at `at + latency`), a counted event (proxy stats, Prometheus) when it is counted, and a request
@@ -176,7 +178,10 @@ impl GuardrailState {
             .or_else(|| self.budget(&seen).map(|r| (TripKind::Budget, r)))
             .or_else(|| self.tripwire(now, &seen).map(|r| (TripKind::Tripwire, r)))
             .or_else(|| self.traffic_floor(now, &seen).map(|r| (TripKind::TrafficFloor, r)))
-            .map(|(kind, reason)| Trip { kind, at: now, reason });
+            .map(|(kind, reason)| match &self.basis.slo {
+                Some(slo) => Trip { kind, at: now, reason: format!("{reason}, guarding SLO {slo}") },
+                None => Trip { kind, at: now, reason },
+            });
         self.tripped.clone_from(&trip);
         trip
     }

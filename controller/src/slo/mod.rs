@@ -6,8 +6,11 @@
 //!
 //! # Rules
 //! - **Errors**: good = `ok` events; pass when `good / total ≥ objective`.
-//! - **Latency** is a ratio: good = `ok && latency ≤ threshold` (a failed request is not fast), compared in
-//!   integer microseconds; `p99 < 800ms` reads as objective 99 %, threshold 800 ms.
+//! - **Latency** is a ratio: good = `ok && latency ≤ threshold` (a failed request is not fast, however quickly
+//!   it failed: it served no one), compared in integer microseconds; `p99 < 800ms` reads as objective 99 %,
+//!   threshold 800 ms, and `<` means `≤` like a histogram's `le` bound (so proxy and Prometheus histograms
+//!   judge it exactly). It is not the statistical percentile of the latencies.
+//! - **Time to recover**: per event, at the events' own times (see [`time_to_recover`]).
 //! - **Traffic**: the rate during the window against the baseline rate; pass when `rate ≥ min × baseline`, so a
 //!   fault that stops traffic does not look healthy.
 //! - **Saturation**: samples of a utilisation, a fraction of a capacity (usually 0..1; the load per CPU can
@@ -31,9 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::experiment::model::Signal;
 use crate::signals::Event;
 
-pub use evaluate::{
-    RECOVERY_BUCKETS, evaluate, evaluate_events, is_event_ratio, latency_target, min_events, time_to_recover,
-};
+pub use evaluate::{evaluate, evaluate_events, is_event_ratio, latency_target, min_events, time_to_recover};
 pub use guardrails::{GuardrailBasis, GuardrailState, TRAFFIC_WINDOW, Trip, TripKind};
 
 /// A named stretch of the run that an SLO is judged over (a fault step, the whole method, recovery).

@@ -7,12 +7,17 @@
 //! (`latency_buckets_ms`, e.g. an SLO's threshold), so "the share of requests at or under T" is exact for every
 //! registered T. A changed set of bounds starts a new histogram from zero: its old counts cannot be split along
 //! new bounds, and a counter reset is what Prometheus' `rate()` already understands.
+//!
+//! Besides the counters, the last [`MAX_RECORDS`] completed requests are kept one by one ([`RequestRecord`]:
+//! when each started, how long it took, whether it failed), numbered in order of completion, so a reader that
+//! remembers its cursor (`GET /proxies/{name}/requests?since=N`) places every request at its own time rather
+//! than at the time it polled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 use serde::Serialize;
@@ -27,6 +32,12 @@ pub(crate) const DEFAULT_BOUNDS_MS: [f64; 13] =
 pub(crate) const MAX_EXTRA_BOUNDS: usize = 64;
 /// The largest bound a proxy may register: one hour, in milliseconds.
 const MAX_BOUND_MS: f64 = 3_600_000.0;
+
+/// How many completed requests are kept one by one (about 40 bytes each): at 200 polls a minute, a reader
+/// loses none below 300,000 requests per second.
+pub(crate) const MAX_RECORDS: usize = 65_536;
+/// The most records one read returns; the reader asks again from the cursor it got.
+pub(crate) const MAX_RECORDS_PER_READ: usize = 16_384;
 
 /// Methods counted apart; every other method counts as `OTHER`.
 const METHOD_CLASSES: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER"];
@@ -119,6 +130,10 @@ impl LatencyHistogram {
     }
 }
 
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 fn to_nanos(ms: f64) -> u64 {
     // Bounds are checked to be at most an hour, far inside u64 nanoseconds.
     (ms * 1e6).round() as u64
@@ -141,6 +156,15 @@ pub(crate) struct HttpStats {
     extra_ms: Mutex<Vec<f64>>,
     /// Faults injected, by toxic name: the toxic's type and the number of requests.
     faults: Mutex<BTreeMap<String, (&'static str, u64)>>,
+    /// The last [`MAX_RECORDS`] completed requests.
+    records: Mutex<Records>,
+}
+
+/// Completed requests one by one, oldest first; `next` numbers the next one.
+#[derive(Default)]
+struct Records {
+    kept: VecDeque<(u64, Instant, Duration, bool)>,
+    next: u64,
 }
 
 impl Default for HttpStats {
@@ -154,6 +178,7 @@ impl Default for HttpStats {
             latency: RwLock::new(Arc::new(LatencyHistogram::new(&[]))),
             extra_ms: Mutex::new(Vec::new()),
             faults: Mutex::new(BTreeMap::new()),
+            records: Mutex::new(Records::default()),
         }
     }
 }
@@ -181,21 +206,61 @@ impl HttpStats {
     /// A request ended (see [`Outcome`]).
     pub(crate) fn finished(&self, histogram: &LatencyHistogram, outcome: Outcome, latency: Duration) {
         self.in_flight.fetch_sub(1, Relaxed);
-        match outcome {
+        let failed = match outcome {
             Outcome::Http(method, status) => {
                 // Statuses above 599 (the http crate allows up to 999) count as server errors.
                 let class = usize::from(status.as_u16() / 100).clamp(1, STATUS_CLASSES.len()) - 1;
                 self.by_class[method.0][class].fetch_add(1, Relaxed);
+                class == STATUS_CLASSES.len() - 1
             }
             Outcome::Grpc(code) => {
                 self.grpc[usize::from(code.0).min(GrpcCode::NAMES.len() - 1)].fetch_add(1, Relaxed);
+                code.0 != 0
             }
             Outcome::Abandoned => {
                 self.abandoned.fetch_add(1, Relaxed);
                 return;
             }
-        }
+        };
         histogram.observe(latency);
+        let now = Instant::now();
+        if let Ok(mut records) = self.records.lock() {
+            let seq = records.next;
+            records.next += 1;
+            if records.kept.len() == MAX_RECORDS {
+                records.kept.pop_front();
+            }
+            records.kept.push_back((seq, now.checked_sub(latency).unwrap_or(now), latency, failed));
+        }
+    }
+
+    /// The completed requests numbered `since` and later (at most [`MAX_RECORDS_PER_READ`]), each with how long
+    /// ago it started, measured now.
+    pub(crate) fn records_since(&self, since: u64) -> RecordsSnapshot {
+        let now = Instant::now();
+        let Ok(records) = self.records.lock() else { return RecordsSnapshot::default() };
+        let oldest = records.kept.front().map_or(records.next, |r| r.0);
+        let skip = usize::try_from(since.saturating_sub(oldest)).unwrap_or(usize::MAX);
+        let requests: Vec<RequestRecord> = records
+            .kept
+            .iter()
+            .skip(skip)
+            .take(MAX_RECORDS_PER_READ)
+            .map(|&(seq, started, latency, failed)| RequestRecord {
+                seq,
+                started_us_ago: micros(now.saturating_duration_since(started)),
+                latency_us: micros(latency),
+                failed,
+            })
+            .collect();
+        let next = requests.last().map_or(records.next, |r| r.seq + 1);
+        RecordsSnapshot {
+            next,
+            // Asked for records no longer kept: how many the reader lost.
+            lost: oldest.saturating_sub(since),
+            more: next < records.next,
+            requests,
+        }
     }
 
     pub(crate) fn upstream_failed(&self) {
@@ -303,6 +368,32 @@ pub struct LatencySnapshot {
 pub struct Bucket {
     pub le_ms: WholeFloat,
     pub count: u64,
+}
+
+/// The body of `GET /proxies/{name}/requests?since=N`: completed requests one by one, from number `N`.
+#[derive(Debug, Default, Serialize)]
+pub struct RecordsSnapshot {
+    /// The cursor to ask from next time.
+    pub next: u64,
+    /// Requests from `N` on that are no longer kept (the reader came too late for them).
+    pub lost: u64,
+    /// Whether more records are waiting beyond this read's limit.
+    pub more: bool,
+    pub requests: Vec<RequestRecord>,
+}
+
+/// One completed request (abandoned ones are not recorded).
+#[derive(Debug, Serialize)]
+pub struct RequestRecord {
+    /// Its number, in order of completion.
+    pub seq: u64,
+    /// How long before the response was built its head arrived: a reader subtracts it from the moment it got
+    /// the response to place the request on its own clock, whatever the proxy's clock says.
+    pub started_us_ago: u64,
+    /// From the request's head to the end of its response.
+    pub latency_us: u64,
+    /// It answered 5xx, or a gRPC status other than OK.
+    pub failed: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -429,6 +520,36 @@ mod tests {
         assert_eq!(stats.snapshot().latency.count, 1, "the same set keeps the counts");
         stats.set_extra_bounds(&[300.0]);
         assert_eq!(stats.snapshot().latency.count, 0, "a new set starts from zero");
+    }
+
+    #[test]
+    fn requests_are_kept_one_by_one_with_a_cursor_and_a_bound() {
+        let stats = HttpStats::default();
+        let get = MethodClass::of(&Method::GET);
+        for i in 0..(MAX_RECORDS + 10) {
+            let histogram = stats.started();
+            let status = if i % 2 == 0 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+            stats.finished(&histogram, Outcome::Http(get, status), Duration::from_micros(i as u64));
+        }
+        let histogram = stats.started();
+        stats.finished(&histogram, Outcome::Abandoned, Duration::from_millis(1));
+        let histogram = stats.started();
+        stats.finished(&histogram, Outcome::Grpc(GrpcCode(14)), Duration::from_millis(2));
+        // 65,547 recorded (the abandoned one is not), the oldest 11 dropped.
+        let first = stats.records_since(0);
+        assert_eq!((first.lost, first.requests.len(), first.more), (11, MAX_RECORDS_PER_READ, true));
+        assert_eq!(first.requests[0].seq, 11);
+        assert!(!first.requests[0].failed && first.requests[1].failed, "odd numbers answered 200");
+        assert_eq!(first.requests[0].latency_us, 11);
+        assert!(first.requests[0].started_us_ago >= 11, "it started at least its latency ago");
+        let last = stats.records_since(MAX_RECORDS as u64 + 10);
+        assert_eq!(
+            (last.lost, last.next, last.more, last.requests.len()),
+            (0, MAX_RECORDS as u64 + 11, false, 1)
+        );
+        assert!(last.requests[0].failed, "a gRPC status other than OK failed");
+        let none = stats.records_since(last.next);
+        assert_eq!((none.next, none.requests.len()), (last.next, 0));
     }
 
     #[test]
