@@ -238,7 +238,9 @@ fn report(
             .with_context(|| format!("writing the summary {}", path.display()))?;
     }
     println!("{}: {}", exp.title, crate::color::verdict(outcome.verdict.as_str()));
-    for reason in &outcome.reasons {
+    // Each SLO's reason is printed once, on its own `slo` line with its time to recover; the other reasons
+    // (guardrails, lost faults, probes, nothing judged) as a list first.
+    for reason in outcome.reasons.iter().filter(|r| !outcome.slos.iter().any(|slo| &slo.reason == *r)) {
         println!("  - {reason}");
     }
     for line in chaos_controller::slo::format::verdict_lines(&outcome.slos, &outcome.recovery) {
