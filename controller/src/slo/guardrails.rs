@@ -132,7 +132,7 @@ pub struct GuardrailState {
 
 /// One request or counted event as the guardrails see it at one check.
 #[derive(Clone, Copy, Debug)]
-struct Seen {
+pub struct Seen {
     /// When it was sent (or counted).
     sent: Duration,
     /// When it became known: answered, counted, or bad by waiting too long.
@@ -171,6 +171,21 @@ impl GuardrailState {
             return Some(trip.clone());
         }
         let seen = self.seen(now, watch);
+        self.check_seen(now, watch, &seen)
+    }
+
+    /// What [`GuardrailState::seen`] depends on besides the watch and the time: guards with equal keys over one
+    /// source see the same events the same way, so a tick computes them once ([`GuardrailState::seen`]).
+    pub fn seen_key(&self) -> (Option<Duration>, Option<Duration>) {
+        (self.basis.latency_threshold, self.basis.unanswered_limit())
+    }
+
+    /// [`GuardrailState::check_watch`] with `seen` computed already (by a guard with the same
+    /// [`GuardrailState::seen_key`] over the same watch at the same `now`).
+    pub fn check_seen(&mut self, now: Duration, watch: &Watch, seen: &[Seen]) -> Option<Trip> {
+        if let Some(trip) = &self.tripped {
+            return Some(trip.clone());
+        }
         let unanswered = watch.unanswered.len();
         let trip = self
             .no_data(now, &seen, watch.requests, unanswered)
@@ -187,7 +202,7 @@ impl GuardrailState {
     }
 
     /// Everything known before `now`: answered and counted events, and the requests that waited too long.
-    fn seen(&self, now: Duration, watch: &Watch) -> Vec<Seen> {
+    pub fn seen(&self, now: Duration, watch: &Watch) -> Vec<Seen> {
         let mut seen: Vec<Seen> = watch
             .events
             .iter()
