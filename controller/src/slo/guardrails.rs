@@ -188,11 +188,11 @@ impl GuardrailState {
         }
         let unanswered = watch.unanswered.len();
         let trip = self
-            .no_data(now, &seen, watch.requests, unanswered)
+            .no_data(now, seen, watch.requests, unanswered)
             .map(|r| (TripKind::NoData, r))
-            .or_else(|| self.budget(&seen).map(|r| (TripKind::Budget, r)))
-            .or_else(|| self.tripwire(now, &seen).map(|r| (TripKind::Tripwire, r)))
-            .or_else(|| self.traffic_floor(now, &seen).map(|r| (TripKind::TrafficFloor, r)))
+            .or_else(|| self.budget(seen).map(|r| (TripKind::Budget, r)))
+            .or_else(|| self.tripwire(now, seen).map(|r| (TripKind::Tripwire, r)))
+            .or_else(|| self.traffic_floor(now, seen).map(|r| (TripKind::TrafficFloor, r)))
             .map(|(kind, reason)| match &self.basis.slo {
                 Some(slo) => Trip { kind, at: now, reason: format!("{reason}, guarding SLO {slo}") },
                 None => Trip { kind, at: now, reason },
