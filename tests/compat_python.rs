@@ -11,7 +11,6 @@
 mod support;
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
@@ -121,9 +120,8 @@ fn toxiproxy_python_client_works_unchanged() {
     let python = venv_python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/toxiproxy_python_compat.py");
 
-    // The client can only reach 127.0.0.1:8474: that address in a namespace of this test's own. Whatever holds
-    // the host's 8474 (held here for the whole test, as a user's Toxiproxy would) makes no difference.
-    let _busy = TcpListener::bind(("127.0.0.1", TOXIPROXY_PORT)).ok();
+    // The client can only reach 127.0.0.1:8474: that address in a namespace of this test's own, so whatever
+    // holds the host's 8474 (a user's Toxiproxy) makes no difference and is never touched.
     let netns = Netns::new("py");
     let server = ChaosProxy::start_in(Some(&netns.0), &TOXIPROXY_PORT.to_string(), &[]);
     assert_eq!(server.api.port(), TOXIPROXY_PORT);

@@ -13,15 +13,14 @@ use support::{DemoTarget, NetnsPair, chaos_bin, describe_output, temp_dir, wait_
 
 /// Ports inside the test's own namespace (nothing else listens there).
 const SERVICE: &str = "127.0.0.1:8080";
-const ADMIN: &str = "http://127.0.0.1:8474";
 
 /// `chaos proxy` inside `ns`, with an http proxy `shop` on 0.0.0.0:15001 in front of the service, and `extra`
-/// flags; returns once its API listens.
-fn start_proxy(ns: &str, config: &std::path::Path, extra: &[&str]) -> Child {
+/// flags; returns once its API listens (on a port the kernel picks), with the API's URL.
+fn start_proxy(ns: &str, config: &std::path::Path, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new("ip")
         .args(["netns", "exec", ns])
         .arg(chaos_bin())
-        .args(["proxy", "--port", "8474", "--config"])
+        .args(["proxy", "--port", "0", "--config"])
         .arg(config)
         .args(extra)
         .env("RUST_LOG", "warn")
@@ -31,8 +30,21 @@ fn start_proxy(ns: &str, config: &std::path::Path, extra: &[&str]) -> Child {
         .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("listening on http://"), "unexpected first line {line:?}");
-    child
+    let admin =
+        line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    (child, admin.to_string())
+}
+
+/// Adds an `http_abort` toxic (503 on POST /checkout) through the API in `ns`, and checks that curl, which
+/// knows nothing of the proxy, gets it with the proxy's `x-chaos-fault` header.
+fn abort_checkout(ns: &str, admin: &str) {
+    let toxic = r#"{"name":"checkout_down","type":"http_abort","attributes":{"status":503,"method":"POST","path_prefix":"/checkout"}}"#;
+    let added = curl(ns, &["-X", "POST", "-d", toxic, &format!("{admin}/proxies/shop/toxics")]);
+    assert!(added.status.success(), "{}", describe_output(&added));
+    let faulted = curl(ns, &["-i", "-X", "POST", &format!("http://{SERVICE}/checkout")]);
+    let text = String::from_utf8_lossy(&faulted.stdout);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("x-chaos-fault: checkout_down"), "{text}");
 }
 
 fn curl(ns: &str, args: &[&str]) -> Output {
@@ -86,21 +98,15 @@ fn curl_on_an_intercepted_port_gets_the_http_fault_and_the_rules_go_on_exit() {
     let net = NetnsPair::new();
     let _service = DemoTarget::start_in(Some(&net.a), SERVICE);
     let config = config("exit");
-    let mut proxy = start_proxy(&net.a, &config, &["--intercept", "8080=shop"]);
+    let (mut proxy, admin) = start_proxy(&net.a, &config, &["--intercept", "8080=shop"]);
     assert_eq!(tables(&net).len(), 1, "one interception table");
 
     // Faults only POST /checkout; curl still talks to 127.0.0.1:8080 as if no proxy existed.
-    let toxic = r#"{"name":"checkout_down","type":"http_abort","attributes":{"status":503,"method":"POST","path_prefix":"/checkout"}}"#;
-    let added = curl(&net.a, &["-X", "POST", "-d", toxic, &format!("{ADMIN}/proxies/shop/toxics")]);
-    assert!(added.status.success(), "{}", describe_output(&added));
-    let faulted = curl(&net.a, &["-i", "-X", "POST", &format!("http://{SERVICE}/checkout")]);
-    let text = String::from_utf8_lossy(&faulted.stdout);
-    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
-    assert!(text.to_ascii_lowercase().contains("x-chaos-fault: checkout_down"), "{text}");
+    abort_checkout(&net.a, &admin);
     // Other requests reach the real service through the proxy, whose own dial is not redirected back to it.
     let healthy = curl(&net.a, &["-w", " %{http_code}", &format!("http://{SERVICE}/health")]);
     assert_eq!(String::from_utf8_lossy(&healthy.stdout).trim(), "ok 200", "{}", describe_output(&healthy));
-    let stats = curl(&net.a, &[&format!("{ADMIN}/proxies/shop/stats")]);
+    let stats = curl(&net.a, &[&format!("{admin}/proxies/shop/stats")]);
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
     assert_eq!(stats["http"]["requests_total"], 2, "both requests went through the proxy: {stats}");
 
@@ -117,32 +123,26 @@ fn an_http_proxy_with_upstream_original_reaches_the_intercepted_destination() {
     let net = NetnsPair::new();
     let _service = DemoTarget::start_in(Some(&net.a), SERVICE);
     let config = config_with_upstream("original", "original");
-    let mut proxy = start_proxy(&net.a, &config, &["--intercept", "8080=shop"]);
+    let (mut proxy, admin) = start_proxy(&net.a, &config, &["--intercept", "8080=shop"]);
 
     // The proxy knows no address: it reads where curl was going from the redirected connection.
     let healthy = curl(&net.a, &["-w", " %{http_code}", &format!("http://{SERVICE}/health")]);
     assert_eq!(String::from_utf8_lossy(&healthy.stdout).trim(), "ok 200", "{}", describe_output(&healthy));
     // L7 toxics apply to those requests.
-    let toxic = r#"{"name":"checkout_down","type":"http_abort","attributes":{"status":503,"method":"POST","path_prefix":"/checkout"}}"#;
-    let added = curl(&net.a, &["-X", "POST", "-d", toxic, &format!("{ADMIN}/proxies/shop/toxics")]);
-    assert!(added.status.success(), "{}", describe_output(&added));
-    let faulted = curl(&net.a, &["-i", "-X", "POST", &format!("http://{SERVICE}/checkout")]);
-    let text = String::from_utf8_lossy(&faulted.stdout);
-    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
-    assert!(text.to_ascii_lowercase().contains("x-chaos-fault: checkout_down"), "{text}");
+    abort_checkout(&net.a, &admin);
     let passed = curl(&net.a, &["-w", " %{http_code}", &format!("http://{SERVICE}/health")]);
     assert_eq!(String::from_utf8_lossy(&passed.stdout).trim(), "ok 200", "{}", describe_output(&passed));
 
     // With an L4 toxic the connection goes through the loopback hop; the original destination is still known.
     let latency = r#"{"name":"slow","type":"latency","stream":"downstream","attributes":{"latency":300}}"#;
-    let added = curl(&net.a, &["-X", "POST", "-d", latency, &format!("{ADMIN}/proxies/shop/toxics")]);
+    let added = curl(&net.a, &["-X", "POST", "-d", latency, &format!("{admin}/proxies/shop/toxics")]);
     assert!(added.status.success(), "{}", describe_output(&added));
     let started = std::time::Instant::now();
     let slow = curl(&net.a, &["-w", " %{http_code}", &format!("http://{SERVICE}/health")]);
     assert_eq!(String::from_utf8_lossy(&slow.stdout).trim(), "ok 200", "{}", describe_output(&slow));
     assert!(started.elapsed() >= Duration::from_millis(300), "latency not applied: {:?}", started.elapsed());
 
-    let stats = curl(&net.a, &[&format!("{ADMIN}/proxies/shop/stats")]);
+    let stats = curl(&net.a, &[&format!("{admin}/proxies/shop/stats")]);
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
     assert_eq!(stats["http"]["requests_total"], 4, "every request went through the proxy: {stats}");
     assert_eq!(stats["upstream_connect_failures"], 0, "no dial failed: {stats}");
@@ -155,7 +155,7 @@ fn after_a_sigkill_the_next_start_removes_the_rules() {
     let net = NetnsPair::new();
     let _service = DemoTarget::start_in(Some(&net.a), SERVICE);
     let config = config("sigkill");
-    let mut proxy = start_proxy(&net.a, &config, &["--intercept", "8080=shop"]);
+    let (mut proxy, _) = start_proxy(&net.a, &config, &["--intercept", "8080=shop"]);
     assert_eq!(tables(&net).len(), 1);
     proxy.kill().unwrap(); // SIGKILL: no cleanup runs.
     proxy.wait().unwrap();
@@ -165,7 +165,7 @@ fn after_a_sigkill_the_next_start_removes_the_rules() {
     assert!(!broken.status.success(), "{}", describe_output(&broken));
 
     // The next start (intercepting or not) removes what the dead process left.
-    let mut next = start_proxy(&net.a, &config, &[]);
+    let (mut next, _) = start_proxy(&net.a, &config, &[]);
     assert!(tables(&net).is_empty(), "stale table not removed: {:?}", tables(&net));
     let healthy = curl(&net.a, &["-w", " %{http_code}", &format!("http://{SERVICE}/health")]);
     assert_eq!(String::from_utf8_lossy(&healthy.stdout).trim(), "ok 200", "{}", describe_output(&healthy));
