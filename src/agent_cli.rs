@@ -184,10 +184,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<u8> {
     match args.command {
         AgentCommand::Inject(args) => inject(args).await,
         AgentCommand::RevertAll(state) => {
-            let report =
-                tokio::task::spawn_blocking(move || journal::replay(&state.state_dir, ReplayMode::All))
-                    .await
-                    .context("the revert task panicked")?;
+            let report = tokio::task::spawn_blocking(move || {
+                chaos_agent::undo::replay(&state.state_dir, ReplayMode::All)
+            })
+            .await
+            .context("the revert task panicked")?;
             print_replay(&report, "reverted");
             if report.reverted.is_empty() && report.failed.is_empty() && report.unreadable.is_empty() {
                 println!("nothing to revert");

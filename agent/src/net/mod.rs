@@ -13,7 +13,7 @@
 //! Each `apply` validates the spec, writes the undo journal record ([`Undo::DeleteNftTable`] or
 //! [`Undo::DeleteQdisc`]) and only then changes the host; on error it runs the undo and deletes the record, so
 //! nothing is left halfway. The [`NetHandle`] it returns reverts by call (idempotent) or on drop; a process that
-//! dies holding one leaves the record, which [`crate::journal::replay`] reverts.
+//! dies holding one leaves the record, which the replay (`undo::replay`) reverts.
 //!
 //! Events are those of every fault: `injected`, `reverted`, `failed`, with the fields `fault_id`, `kind` and
 //! `target` (the table or the device's qdisc) instead of `pids`.
@@ -51,7 +51,7 @@ pub const NETNS_DIR: &str = "/run/netns";
 ///
 /// The fault ends at the first of [`NetHandle::revert`] or the handle being dropped (so a step that panics
 /// reverts while unwinding); a handle that is leaked, or a process that dies, leaves the journal record for
-/// [`crate::journal::replay`].
+/// the replay (`undo::replay`).
 #[derive(Debug)]
 pub struct NetHandle {
     id: FaultId,
