@@ -215,7 +215,9 @@ fn apply_with(
 /// Refuses a namespace name `ip netns` could not have made, or one that does not exist under `/run/netns`.
 pub(crate) fn validate_netns(netns: Option<&str>) -> Result<(), AgentError> {
     match netns {
-        Some(ns) => chaos_host_sys::nft::check_netns(ns).map_err(|reason| AgentError::invalid("netns", reason)),
+        Some(ns) => {
+            chaos_host_sys::nft::check_netns(ns).map_err(|reason| AgentError::invalid("netns", reason))
+        }
         None => Ok(()),
     }
 }
