@@ -113,4 +113,30 @@ mod tests {
             assert_eq!(Owner::of("chaos_test_", other), None, "{other}");
         }
     }
+
+    /// Needs root and nft (as the agent's and the interception's tests do): the tables live in a network
+    /// namespace of this test thread's own, so the host's ruleset is never touched.
+    #[test]
+    fn stale_tables_go_and_live_owners_keep_theirs() {
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("a network namespace of the test's own (run the tests as root)");
+            let me = Owner::current();
+            let live = me.table_name("chaos_test_", "0");
+            let dead = Owner { pid: 4_194_305, start: 1, ..me }.table_name("chaos_test_", "1");
+            let foreign = "chaos_other_1_2_3_4";
+            let script: String =
+                [&live, &dead, foreign].iter().map(|t| format!("create table inet {t}\n")).collect();
+            nft::run(None, &["-f", "-"], Some(&script)).expect("nft loads the tables (install nftables)");
+            assert_eq!(remove_stale(None, "chaos_test_").unwrap(), vec![dead.clone()]);
+            let mut left = nft::inet_tables(None).unwrap();
+            left.sort();
+            assert_eq!(left, vec![foreign.to_string(), live.clone()]);
+            nft::delete_table(None, &live).unwrap();
+            nft::delete_table(None, &live).unwrap();
+            assert_eq!(nft::inet_tables(None).unwrap(), vec![foreign.to_string()]);
+        })
+        .join()
+        .unwrap();
+    }
 }

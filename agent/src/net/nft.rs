@@ -181,6 +181,19 @@ mod tests {
     use crate::net::{Direction, Protocol};
 
     #[test]
+    fn table_names_carry_their_owner_so_a_dead_owners_table_can_be_told() {
+        let id = FaultId::next();
+        let name = table_name(id);
+        assert!(
+            name.starts_with(TABLE_PREFIX) && name.ends_with(&id.to_string().replace('-', "_")),
+            "{name}"
+        );
+        let owner = Owner::of(TABLE_PREFIX, &name).unwrap();
+        assert_eq!((owner, owner.is_gone()), (Owner::current(), Some(false)));
+        assert_ne!(table_name(FaultId::next()), name);
+    }
+
+    #[test]
     fn percent_is_checked_and_scaled() {
         assert_eq!(per_10000(30.0).unwrap(), 3000);
         assert_eq!(per_10000(0.07).unwrap(), 7);
