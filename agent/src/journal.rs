@@ -45,8 +45,8 @@ pub fn default_state_dir() -> PathBuf {
 /// The journal directory of one state directory; records of every process using it live side by side.
 ///
 /// Each [`Journal::open`] is one *instance* (a random id in its records) with its own out-of-process watchdog
-/// when the program installed one (the watchdog's owner side, `watchdog/guard.rs`). Clones share the instance; [`Journal::leased`] gives a
-/// clone whose new records carry a lease deadline.
+/// when the program installed one (the watchdog's owner side, `watchdog/guard.rs`). Clones share the instance;
+/// [`Journal::leased`] gives a clone whose new records carry a lease deadline.
 #[derive(Debug, Clone)]
 pub struct Journal {
     inner: Arc<Inner>,

@@ -1,8 +1,9 @@
 //! The nftables faults: [`Partition`] (drop every matching packet) and [`Loss`] (drop a share of them).
 //!
 //! Each applied fault owns one table of family `inet` (IPv4 and IPv6), named [`TABLE_PREFIX`] + the agent's pid
-//! namespace, pid and start time + the fault id, so faults never share rules and a revert deletes exactly one table. The table
-//! has two base chains, `input` (hook input) and `output` (hook output), policy accept, whose rules only drop.
+//! namespace, pid and start time + the fault id, so faults never share rules and a revert deletes exactly one
+//! table. The table has two base chains, `input` (hook input) and `output` (hook output), policy accept, whose
+//! rules only drop.
 //!
 //! Priority -150 (`mangle`): nftables runs every base chain of a hook and a drop anywhere is final, so the
 //! priority does not decide whether a packet is dropped, only where. At -150 the output chain runs before

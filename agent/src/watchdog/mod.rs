@@ -15,9 +15,12 @@
 //!   every renewal) passed more than [`GRACE`] ago: an owner that hangs or whose runtime stalls still loses its
 //!   faults on time.
 //!
-//! The owner starts a new watchdog if it finds its watchdog gone ([`Guard::ensure`](guard::Guard::ensure), at each journal write), so a
-//! killed watchdog is replaced at the next apply or renewal; if both die, the records stay on disk for the next
-//! start's replay. The watchdog logs to `watchdog.log` beside the journal directory.
+//! The owner starts a new watchdog if it finds its watchdog gone ([`Guard::ensure`](guard::Guard::ensure), at
+//! each journal write), so a killed watchdog is replaced at the next apply or renewal; if both die, the records
+//! stay on disk for the next start's replay. The watchdog logs to `watchdog.log` beside the journal directory.
+//!
+//! Layout: this file is the watchdog process (its loop reverts through `crate::undo`); `guard.rs` is the
+//! owner's side, which the journal starts and which executes nothing.
 
 pub(crate) mod guard;
 
