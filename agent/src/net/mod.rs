@@ -5,7 +5,8 @@
 //!   `inet` table, named [`TABLE_PREFIX`] + the agent's pid namespace, pid and start time + the fault id (a
 //!   `chaos-host-sys` owned table), with base chains `input` and `output` at priority -150 (before output DNAT,
 //!   so hosts match the address the application used), policy accept, rules that only drop. It is loaded by
-//!   one `nft -f -` transaction and reverted by deleting the table. Loopback traffic is never matched; a UDP send dropped on egress fails with `EPERM`.
+//!   one `nft -f -` transaction and reverted by deleting the table. Loopback traffic is never matched; a UDP
+//!   send dropped on egress fails with `EPERM`.
 //! - [`Bandwidth`] (`tbf`) and [`Latency`] (`netem`) are a device's root qdisc with the handle
 //!   [`QDISC_HANDLE`], added only over the kernel's default qdisc and deleted only while still ours.
 //! - [`Capabilities`] says what this host supports, probed in a throwaway namespace; every `apply` checks it.
