@@ -9,6 +9,7 @@ use chaos_agent::host::HostAgent;
 use chaos_agent::journal::{self, ReplayMode, ReplayReport};
 use chaos_agent::policy::{AgentPolicy, parse_duration};
 use chaos_agent::spec::FaultSpec;
+use chaos_agent::undo;
 
 #[derive(clap::Args)]
 pub struct AgentArgs {
@@ -184,10 +185,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<u8> {
     match args.command {
         AgentCommand::Inject(args) => inject(args).await,
         AgentCommand::RevertAll(state) => {
-            let report =
-                tokio::task::spawn_blocking(move || journal::replay(&state.state_dir, ReplayMode::All))
-                    .await
-                    .context("the revert task panicked")?;
+            let report = tokio::task::spawn_blocking(move || undo::replay(&state.state_dir, ReplayMode::All))
+                .await
+                .context("the revert task panicked")?;
             print_replay(&report, "reverted");
             if report.reverted.is_empty() && report.failed.is_empty() && report.unreadable.is_empty() {
                 println!("nothing to revert");

@@ -5,10 +5,9 @@
 //! when the fault learns more (the pids of the workers it started), and deleted once the fault is reverted. A
 //! process killed with SIGKILL therefore leaves exactly the records of the faults it still held.
 //!
-//! [`replay`] reverts those: at start an agent (or `chaos run`) replays the records whose owner is no longer
-//! running ([`ReplayMode::Orphaned`]); `chaos agent revert-all` replays every record ([`ReplayMode::All`]), the
-//! break-glass path that needs no server and no live owner. Each [`Undo`] step is idempotent, so a record replayed
-//! twice, or replayed while its owner also reverts, does no harm.
+//! This module only stores: it writes, reads, lists and deletes records, and never acts on the host. Running
+//! their [`Undo`] steps (a fault's own revert, the replay of a dead owner's records at start, `chaos agent
+//! revert-all`, the watchdog) is the `undo` module's job, which sits above this one and the faults it calls.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -20,10 +19,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::faults::{Delivery, FaultId, FaultKind, deliver};
+use crate::AgentError;
+use crate::faults::kind::{FaultId, FaultKind};
 use crate::process::ProcessId;
-use crate::watchdog::Guard;
-use crate::{AgentError, Signal};
+use crate::watchdog::guard::Guard;
 
 /// The default state directory of an agent running as root.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/chaos/agent";
@@ -46,8 +45,8 @@ pub fn default_state_dir() -> PathBuf {
 /// The journal directory of one state directory; records of every process using it live side by side.
 ///
 /// Each [`Journal::open`] is one *instance* (a random id in its records) with its own out-of-process watchdog
-/// when the program installed one ([`crate::watchdog`]). Clones share the instance; [`Journal::leased`] gives a
-/// clone whose new records carry a lease deadline.
+/// when the program installed one (the watchdog's owner side, `watchdog/guard.rs`). Clones share the instance;
+/// [`Journal::leased`] gives a clone whose new records carry a lease deadline.
 #[derive(Debug, Clone)]
 pub struct Journal {
     inner: Arc<Inner>,
@@ -81,7 +80,7 @@ pub enum Undo {
     /// Delete a file this fault created (a fill file, an IO stress file).
     RemoveFile { path: PathBuf },
     /// Truncate and delete a fill file if `path` still holds the very file created (device and inode); see
-    /// [`crate::stress::remove_fill_file`] for what is done when it does not.
+    /// the disk stress (`stress/disk.rs`, `remove_recorded`) for what is done when it does not.
     RemoveFillFile { path: PathBuf, dev: u64, ino: u64 },
     /// Delete a whole nftables table of family `inet` that this fault created.
     DeleteNftTable {
@@ -139,7 +138,7 @@ pub struct Entry {
     record: std::sync::Mutex<Record>,
 }
 
-/// Which records [`replay`] reverts.
+/// Which records a replay (`undo::replay`, [`Journal::replay`]) reverts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplayMode {
     /// Only records whose owner is not running (any more, or on this boot): what a starting agent does.
@@ -151,7 +150,7 @@ pub enum ReplayMode {
 /// The records of a journal directory, oldest first, and the files in it that could not be read (with why).
 pub type Listing = (Vec<(PathBuf, Record)>, Vec<(PathBuf, String)>);
 
-/// What [`replay`] found and did.
+/// What a replay found and did.
 #[derive(Debug, Default)]
 pub struct ReplayReport {
     /// Records reverted completely and deleted.
@@ -238,6 +237,11 @@ impl Journal {
         &self.inner.dir
     }
 
+    /// The process this instance writes records as.
+    pub(crate) fn owner(&self) -> ProcessId {
+        self.inner.owner
+    }
+
     /// Writes and fsyncs the record of a fault about to be applied. Call before changing anything; if this fails,
     /// the fault must not be applied.
     pub fn begin(&self, id: FaultId, kind: FaultKind, undo: Vec<Undo>) -> Result<Entry, AgentError> {
@@ -271,55 +275,15 @@ impl Journal {
         Ok(Entry { journal: self.clone(), path, record: std::sync::Mutex::new(record) })
     }
 
-    /// Reverts the records `mode` selects, newest first; see [`replay`].
-    pub fn replay(&self, mode: ReplayMode) -> ReplayReport {
-        replay_dir(&self.inner.dir, mode, Some(self.inner.owner))
-    }
-
     /// Every record in the journal, oldest first, and the files that could not be read.
     pub fn records(&self) -> Listing {
         read_all(&self.inner.dir)
     }
 }
 
-/// Reverts the records under `state_dir` that `mode` selects, newest first, without opening the journal as an
-/// owner: what `chaos agent revert-all` runs. A missing directory means there is nothing to do.
-pub fn replay(state_dir: impl AsRef<Path>, mode: ReplayMode) -> ReplayReport {
-    replay_dir(&state_dir.as_ref().join("journal"), mode, None)
-}
-
 /// The records under `state_dir` without touching them (for `chaos agent status`).
 pub fn list(state_dir: impl AsRef<Path>) -> Listing {
     read_all(&state_dir.as_ref().join("journal"))
-}
-
-fn replay_dir(dir: &Path, mode: ReplayMode, me: Option<ProcessId>) -> ReplayReport {
-    let mut report = ReplayReport::default();
-    let (mut records, unreadable) = read_all(dir);
-    report.unreadable = unreadable;
-    records.reverse();
-    let boot = boot_id().ok();
-    for (path, record) in records {
-        let same_boot = boot.as_deref() == Some(record.boot_id.as_str());
-        let mine = me == Some(record.owner);
-        if mode == ReplayMode::Orphaned && same_boot && (mine || record.owner.check().is_ok()) {
-            report.live.push(record);
-            continue;
-        }
-        match revert_record(&path, &record) {
-            Ok(()) => {
-                tracing::info!(fault_id = %record.fault_id, kind = %record.kind, owner = %record.owner,
-                    "reverted from the undo journal");
-                report.reverted.push(record);
-            }
-            Err(e) => {
-                tracing::warn!(fault_id = %record.fault_id, kind = %record.kind, error = %e,
-                    "revert from the undo journal failed");
-                report.failed.push((record, e));
-            }
-        }
-    }
-    report
 }
 
 /// The records of one journal instance of `owner` in the journal directory `dir`, oldest first: what a
@@ -329,94 +293,9 @@ pub fn records_of(dir: &Path, owner: ProcessId, instance: u64) -> Vec<(PathBuf, 
     records.into_iter().filter(|(_, r)| r.owner == owner && r.instance == instance).collect()
 }
 
-/// Reverts one record found on disk and deletes it once every step succeeded: process steps are skipped for
-/// a record of another boot; network steps that must run in the owner's network namespace are refused (and
-/// the record kept) from any other namespace that still exists.
-pub fn revert_record(path: &Path, record: &Record) -> Result<(), AgentError> {
-    let same_boot = boot_id().is_ok_and(|b| b == record.boot_id);
-    let netns_gone = check_netns(record, same_boot)?;
-    run_steps(&record.undo, same_boot, netns_gone)?;
-    remove_durably(path)
-}
-
-/// Whether the record's network steps can run here: `Ok(false)` when this process is in the record's network
-/// namespace (or it has no steps that care), `Ok(true)` when that namespace no longer exists (and everything in
-/// it is gone), and an error naming where to run the revert when it exists elsewhere.
-fn check_netns(record: &Record, same_boot: bool) -> Result<bool, AgentError> {
-    let needs_owner_ns = record.undo.iter().any(|step| {
-        matches!(step, Undo::DeleteNftTable { netns: None, .. } | Undo::DeleteQdisc { netns: None, .. })
-    });
-    let Some(recorded) = record.netns.as_deref().filter(|_| needs_owner_ns) else { return Ok(false) };
-    if !same_boot {
-        // Every namespace of the previous boot is gone, with its rules.
-        return Ok(true);
-    }
-    let here = current_netns();
-    if here.as_deref() == Some(recorded) {
-        return Ok(false);
-    }
-    match find_netns(recorded) {
-        None => Ok(true),
-        Some(holder) => Err(AgentError::WrongNetns(format!(
-            "fault {} ({}) was applied in network namespace {recorded}, and this process is in {}: its rules \
-             are there, so the record is kept; run the revert in that namespace, e.g. `nsenter --net={holder} \
-             chaos agent revert-all`",
-            record.fault_id,
-            record.kind,
-            here.as_deref().unwrap_or("an unknown namespace"),
-        ))),
-    }
-}
-
 /// This process's network namespace as the kernel names it (`net:[4026531840]`).
-fn current_netns() -> Option<String> {
+pub(crate) fn current_netns() -> Option<String> {
     fs::read_link("/proc/self/ns/net").ok().map(|p| p.to_string_lossy().into_owned())
-}
-
-/// A path that enters the network namespace named `id` (`net:[INODE]`): a named namespace under `/run/netns`
-/// or a process in it; `None` when nothing holds it any more (so it no longer exists).
-fn find_netns(id: &str) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let inode: u64 = id.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()?;
-    if let Ok(entries) = fs::read_dir("/run/netns") {
-        for entry in entries.flatten() {
-            if fs::metadata(entry.path()).is_ok_and(|m| m.ino() == inode) {
-                return Some(entry.path().display().to_string());
-            }
-        }
-    }
-    let procs = fs::read_dir("/proc").ok()?;
-    for entry in procs.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
-        let link = format!("/proc/{pid}/ns/net");
-        if fs::read_link(&link).is_ok_and(|l| l.as_os_str() == id) {
-            return Some(link);
-        }
-    }
-    None
-}
-
-/// Runs `steps` backwards, attempting every one; returns the first error. Process steps are skipped when the
-/// record comes from another boot (its pids belong to other processes now); network steps of the owner's
-/// namespace are skipped when that namespace is gone.
-fn run_steps(steps: &[Undo], same_boot: bool, netns_gone: bool) -> Result<(), AgentError> {
-    let mut first_error = None;
-    for step in steps.iter().rev() {
-        let process_step = matches!(step, Undo::Resume { .. } | Undo::KillWorkers { .. });
-        if process_step && !same_boot {
-            continue;
-        }
-        let owner_ns_step =
-            matches!(step, Undo::DeleteNftTable { netns: None, .. } | Undo::DeleteQdisc { netns: None, .. });
-        if owner_ns_step && netns_gone {
-            continue;
-        }
-        if let Err(e) = step.run() {
-            first_error.get_or_insert(e);
-        }
-    }
-    first_error.map_or(Ok(()), Err)
 }
 
 // === impl Entry ===
@@ -442,16 +321,6 @@ impl Entry {
         self.lock().undo.clone()
     }
 
-    /// Runs the undo steps backwards and, if all succeeded, deletes the record. Idempotent: after a complete
-    /// revert the record is gone and further calls do nothing.
-    pub fn revert(&self) -> Result<(), AgentError> {
-        if !self.path.exists() {
-            return Ok(());
-        }
-        run_steps(&self.undo(), true, false)?;
-        self.finish()
-    }
-
     /// Deletes the record: the fault has been reverted by other means.
     pub fn finish(&self) -> Result<(), AgentError> {
         remove_durably(&self.path)
@@ -472,45 +341,9 @@ impl Entry {
     }
 }
 
-// === impl Undo ===
-
-impl Undo {
-    /// Takes this step. Succeeds when there is nothing (left) to undo.
-    pub fn run(&self) -> Result<(), AgentError> {
-        match self {
-            Undo::Resume { targets } => signal_each(targets, Signal::CONT),
-            Undo::KillWorkers { workers } => signal_each(workers, Signal::KILL),
-            Undo::RemoveFile { path } => match fs::remove_file(path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(AgentError::io(format!("removing {}", path.display()), e)),
-            },
-            Undo::RemoveFillFile { path, dev, ino } => crate::stress::remove_fill_file(path, *dev, *ino),
-            Undo::DeleteNftTable { netns, table } => crate::net::delete_table(netns.as_deref(), table),
-            Undo::DeleteQdisc { netns, device, handle } => {
-                crate::net::delete_qdisc(netns.as_deref(), device, handle)
-            }
-            Undo::DeleteProxy { api, name } => crate::undo_proxy::delete_proxy(api, name),
-        }
-    }
-}
-
-fn signal_each(targets: &[ProcessId], signal: Signal) -> Result<(), AgentError> {
-    let mut first_error = None;
-    for target in targets {
-        match deliver(target, signal) {
-            Ok(Delivery::Sent | Delivery::Gone(_)) => {}
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    first_error.map_or(Ok(()), Err)
-}
-
 // === files ===
 
-fn read_all(dir: &Path) -> Listing {
+pub(crate) fn read_all(dir: &Path) -> Listing {
     let (mut records, mut unreadable) = (Vec::new(), Vec::new());
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -572,7 +405,7 @@ fn write_durably(path: &Path, record: &Record) -> Result<(), AgentError> {
     sync_dir(dir).map_err(|e| fail(format!("syncing the directory: {e}")))
 }
 
-fn remove_durably(path: &Path) -> Result<(), AgentError> {
+pub(crate) fn remove_durably(path: &Path) -> Result<(), AgentError> {
     match fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -622,6 +455,7 @@ fn unix_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::undo::replay;
 
     fn temp_dir(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("chaos-journal-{tag}-{}", std::process::id()));

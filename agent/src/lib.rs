@@ -7,8 +7,10 @@
 //! # Layout
 //! - [`host`]: [`host::HostAgent`], the entry point: policy, capabilities, journal replay at start, leases.
 //! - [`spec`]: [`spec::FaultSpec`], every fault as data; [`policy`]: the policy file ([`policy::AgentPolicy`]).
-//! - [`journal`]: the fsync'd undo journal and its replay (orphans at start, everything for break glass);
-//!   [`undo_proxy`]: its one step that is not on this host, deleting a run's proxy through an admin API.
+//! - [`journal`]: the fsync'd undo journal (storage only: write, read, list, delete records);
+//!   [`undo`]: running those records' steps, a fault's own revert and the replay (orphans at start, everything
+//!   for break glass); [`undo_proxy`]: its one step that is not on this host, deleting a run's proxy through an
+//!   admin API.
 //! - [`process`]: discovery from `/proc` ([`process::ProcessSelector`]), identity by pid + start time
 //!   ([`process::ProcessId`]), seeded choice ([`Count`]) and the blast-radius [`process::Policy`], all behind
 //!   [`process::select`].
@@ -16,7 +18,8 @@
 //!   the [`faults::Lease`] that reverts at a deadline, and the [`faults::FaultRegistry`] that reverts everything.
 //! - [`stress`]: CPU, memory, disk fill and IO stress with forked workers; [`net`]: nftables and tc faults and
 //!   the capability probe; [`sample`]: host and per-process saturation via sysinfo.
-//! - [`watchdog`]: the process that reverts a dead (or hung) owner's journaled faults, outside it.
+//! - [`watchdog`]: the process that reverts a dead (or hung) owner's journaled faults, outside it (through
+//!   [`undo`]); its owner side (`watchdog/guard.rs`) is what a journal starts.
 //! - [`Signal`]: signal names and numbers; [`AgentError`]: every refusal and failure.
 //! - `beneath` (private): paths opened beneath an allowed directory without following symlinks (fill files,
 //!   pidfiles).
@@ -46,6 +49,7 @@ pub mod sample;
 mod signal;
 pub mod spec;
 pub mod stress;
+pub mod undo;
 pub mod undo_proxy;
 pub mod watchdog;
 

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use chaos_agent::AgentError;
 use chaos_agent::faults::FaultKind;
-use chaos_agent::journal::{Journal, ReplayMode, replay};
+use chaos_agent::journal::{Journal, ReplayMode};
 use chaos_agent::net::{
     Bandwidth, Capabilities, Direction, Filter, Latency, Loss, NetTarget, Partition, Protocol, QDISC_HANDLE,
     Support, TABLE_PREFIX,
 };
+use chaos_agent::undo::replay;
 use common::TempDir;
 use nix::sched::{CloneFlags, setns};
 

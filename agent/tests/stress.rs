@@ -14,6 +14,7 @@ use chaos_agent::process::ProcessId;
 use chaos_agent::stress::{
     CpuStress, DiskFill, GIB, IoStress, MIB, MemoryStress, Size, StressHandle, free_space,
 };
+use chaos_agent::undo;
 use common::{TempDir, wait_until};
 
 /// A journal and a data directory of their own, removed when dropped.
@@ -252,11 +253,11 @@ fn a_forgotten_handle_is_reverted_by_replay() {
     assert_eq!(fixture.records(), 3);
 
     // The owner (this process) is alive: an orphan replay leaves its records alone.
-    let report = journal::replay(fixture.state(), ReplayMode::Orphaned);
+    let report = undo::replay(fixture.state(), ReplayMode::Orphaned);
     assert_eq!((report.live.len(), report.reverted.len()), (3, 0));
     assert!(workers.iter().all(|w| w.check().is_ok()));
 
-    let report = journal::replay(fixture.state(), ReplayMode::All);
+    let report = undo::replay(fixture.state(), ReplayMode::All);
     assert_eq!(report.reverted.len(), 3, "{report:?}");
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     for worker in &workers {
@@ -335,7 +336,7 @@ fn a_killed_owner_leaves_no_workers_and_replay_cleans_up() {
 
     // The fill file stays until someone replays the owner's records.
     assert!(fill.exists());
-    let report = journal::replay(fixture.state(), ReplayMode::Orphaned);
+    let report = undo::replay(fixture.state(), ReplayMode::Orphaned);
     assert_eq!(report.reverted.len(), 2, "{report:?}");
     assert!(!fill.exists());
     assert_eq!(fixture.records(), 0);
@@ -557,7 +558,7 @@ fn replay_frees_a_fill_file_by_identity_and_drops_a_record_whose_file_is_gone() 
     std::fs::remove_file(&replaced_file).unwrap();
     std::fs::write(&replaced_file, b"not ours").unwrap();
 
-    let report = journal::replay(fixture.state(), ReplayMode::All);
+    let report = undo::replay(fixture.state(), ReplayMode::All);
     // A record whose file cannot be found any more is dropped (with a `failed` event): keeping it would make
     // every later replay and `revert-all` fail for a file nobody can find by name.
     assert_eq!(report.reverted.len(), 3, "{report:?}");

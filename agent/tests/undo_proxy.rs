@@ -7,7 +7,8 @@ use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use chaos_agent::journal::{self, Journal, ReplayMode, Undo};
+use chaos_agent::journal::{Journal, ReplayMode, Undo};
+use chaos_agent::undo;
 
 /// A one-connection admin API on port 0 answering `status`; sends the request line it received.
 fn api_answering(status: &'static str) -> (String, mpsc::Receiver<String>) {
@@ -49,7 +50,7 @@ fn a_replayed_proxy_record_deletes_the_proxy_and_then_the_record() {
         let _entry = journal.begin_external("proxy", vec![undo]).unwrap();
         assert_eq!(journal.records().0.len(), 1);
 
-        let report = journal::replay(&state, ReplayMode::All);
+        let report = undo::replay(&state, ReplayMode::All);
         assert_eq!(report.reverted.len(), 1, "{status}: {:?}", report.failed);
         let line = requests.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(line, "DELETE /proxies/run%20db%2F1 HTTP/1.1");
@@ -65,7 +66,7 @@ fn a_failed_delete_keeps_the_record_and_says_which_status() {
     let _entry = journal
         .begin_external("proxy", vec![Undo::DeleteProxy { api: api.clone(), name: "db".into() }])
         .unwrap();
-    let report = journal::replay(&state, ReplayMode::All);
+    let report = undo::replay(&state, ReplayMode::All);
     assert!(report.reverted.is_empty());
     let (record, error) = &report.failed[0];
     assert_eq!(record.kind, "proxy");

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use chaos_agent::journal::{self, ReplayMode, Undo};
+use chaos_agent::undo;
 use chaos_controller::engine::run_proxies::{self, Wanted};
 use chaos_proxy::client::Client;
 use http_body_util::{BodyExt, Full};
@@ -109,7 +110,7 @@ async fn without_leases_the_proxy_is_journaled_and_a_replay_deletes_it() {
     drop(created);
     let replay_dir = state.clone();
     let report =
-        tokio::task::spawn_blocking(move || journal::replay(&replay_dir, ReplayMode::All)).await.unwrap();
+        tokio::task::spawn_blocking(move || undo::replay(&replay_dir, ReplayMode::All)).await.unwrap();
     assert_eq!(report.reverted.len(), 1, "{:?}", report.failed);
     assert!(names.lock().unwrap().is_empty(), "the replay left the proxy");
     assert!(records(&state).is_empty());

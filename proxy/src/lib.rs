@@ -8,7 +8,9 @@
 //! - [`api`]: the HTTP admin API around a [`Server`] ([`api::router`]); [`serve`] runs it on a listener.
 //! - [`admin`]: the admin API's HTTP server: header and body deadlines, body size and connection caps.
 //! - `proxy`: one proxy's data plane: accept loop, upstream dial, two links per connection.
-//! - `link`: one direction of a connection: socket reads → pipeline → socket writes, in one `select!` loop.
+//! - `shared`: `ProxyShared`, what a proxy's registry entry shares with its data plane (stats, chains, seed).
+//! - `link`: one direction of a connection: socket reads → pipeline → socket writes, in one `select!` loop;
+//!   `run_links` runs a connection's two links (for both data planes). `hash`: the seed hashing.
 //! - `pipeline`: the toxic chain of a link as a pure state machine, reconfigured live without losing bytes.
 //! - [`toxics`]: each toxic type's attributes and behaviour (`toxics/latency.rs`, …).
 //! - `http`: the data plane of `http` proxies: hyper serves each connection, requests are forwarded by a pooled
@@ -27,6 +29,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 mod error;
+mod hash;
 mod http;
 pub mod intercept;
 mod link;
@@ -34,6 +37,7 @@ pub mod model;
 mod pipeline;
 mod proxy;
 pub mod server;
+mod shared;
 mod splice;
 mod stats;
 pub mod toxics;

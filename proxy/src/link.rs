@@ -4,6 +4,9 @@
 //! A link is one `select!` loop over: connection close, the peer direction ending, a new toxic chain, a write,
 //! a toxic deadline, and a read. Every branch is cancel-safe (`write` and `readable` lose nothing when dropped),
 //! so a toxic change or a close is taken between two events, never after a blocked write finishes.
+//!
+//! [`run_links`] runs the two links of one connection; both data planes use it (a `tcp` proxy for each
+//! connection, an `http` proxy for the L4 hop of a connection accepted while it has L4 toxics).
 
 use std::io::ErrorKind;
 use std::sync::Arc;
@@ -13,13 +16,15 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use rand::rngs::StdRng;
 use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::{Activated, Chain, Pipeline};
-use crate::splice::{Pipe, would_block};
+use crate::shared::ProxyShared;
+use crate::splice::{self, Pipe, would_block};
 use crate::stats::ProxyStats;
 use crate::toxics::{Chunk, Close, Direction, Item};
 
@@ -29,6 +34,43 @@ const READ_SIZE: usize = 32 * 1024;
 const SPLICE_IDLE: Duration = Duration::from_millis(20);
 /// Reads smaller than this are copied into a right-sized buffer, so queued small chunks hold little memory.
 const COPY_BELOW: usize = 4 * 1024;
+
+/// Runs the two links between `client` and `server` (each direction with its chain) until both have ended.
+/// Also the L4 layer of an `http` proxy's connections while it has L4 toxics (`server` is then the hop to hyper).
+pub(crate) async fn run_links(
+    client: TcpStream,
+    server: TcpStream,
+    half_close: bool,
+    shared: Arc<ProxyShared>,
+    close: CancellationToken,
+) {
+    let number = shared.connections.fetch_add(1, Ordering::Relaxed);
+    let control = Arc::new(ConnControl {
+        close,
+        source_done: [CancellationToken::new(), CancellationToken::new()],
+        half_close,
+        reset: AtomicBool::new(false),
+        no_splice: !splice::enabled(),
+    });
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    let link = |direction: Direction, src, dst| Link {
+        direction,
+        src,
+        dst,
+        chain: shared.chains[direction.index()].subscribe(),
+        control: control.clone(),
+        stats: shared.stats.clone(),
+        rng: shared.link_rng(number, direction),
+    };
+    let up = link(Direction::Upstream, client_read, server_write);
+    let down = link(Direction::Downstream, server_read, client_write);
+    // Each direction is its own task: a wake-up for one never polls the other, and the two directions of a
+    // bulk transfer can run on both cores.
+    let down = tokio::spawn(down.run());
+    up.run().await;
+    let _ = down.await;
+}
 
 /// What the two links of one connection share.
 pub(crate) struct ConnControl {

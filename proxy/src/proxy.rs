@@ -1,16 +1,12 @@
 //! One proxy's data plane: the listener's accept loop and each accepted connection: for a `tcp` proxy, dial
-//! the upstream, then two [`Link`]s; for an `http` proxy, hand the connection to `crate::http`. The registry in
-//! `server.rs` owns the configuration; this module only runs what it is given.
+//! the upstream, then run the two links ([`run_links`]); for an `http` proxy, hand the connection to
+//! `crate::http`. The registry in `server.rs` owns the configuration; this module only runs what it is given.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -18,53 +14,14 @@ use tracing::{debug, warn};
 
 use crate::error::{Error, listen_error};
 use crate::http::Plane;
-use crate::http::rules::RuleSet;
-use crate::link::{ConnControl, Link};
+use crate::link::run_links;
 use crate::model::Protocol;
-use crate::pipeline::Chain;
-use crate::stats::ProxyStats;
-use crate::toxics::Direction;
+use crate::shared::ProxyShared;
 
 /// How long a client waits for the upstream dial before the proxy gives up and closes it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Listen backlog; the kernel caps it at `net.core.somaxconn`.
 const LISTEN_BACKLOG: u32 = 65_535;
-
-/// What the data plane of one proxy shares with the registry.
-pub(crate) struct ProxyShared {
-    pub name: String,
-    pub stats: Arc<ProxyStats>,
-    /// The toxic chain per direction; every live link watches its direction's channel.
-    pub chains: [watch::Sender<Chain>; 2],
-    /// The L7 toxics of an `http` proxy; each request reads the newest set.
-    pub rules: watch::Sender<RuleSet>,
-    /// Seeds each link's random generator (toxicity rolls, jitter, slicer) and each request's, so `--seed`
-    /// replays a run.
-    pub seed: u64,
-    /// Numbers connections, for per-link seeds.
-    pub connections: AtomicU64,
-    /// Numbers the requests of an `http` proxy, for per-request seeds.
-    pub requests: AtomicU64,
-}
-
-impl ProxyShared {
-    pub fn new(name: String, seed: u64) -> ProxyShared {
-        let empty: Chain = Arc::new(Vec::new());
-        ProxyShared {
-            name,
-            stats: Arc::new(ProxyStats::default()),
-            chains: [watch::Sender::new(empty.clone()), watch::Sender::new(empty)],
-            rules: watch::Sender::new(Arc::new(Vec::new())),
-            seed,
-            connections: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
-        }
-    }
-
-    fn link_rng(&self, connection: u64, direction: Direction) -> StdRng {
-        StdRng::seed_from_u64(splitmix(self.seed ^ splitmix(connection * 2 + direction.index() as u64)))
-    }
-}
 
 /// How a running proxy serves its connections, fixed for as long as it runs.
 pub(crate) struct Route<'a> {
@@ -220,49 +177,4 @@ async fn connection(
     shared.stats.connection_opened(started.elapsed());
     run_links(client, server, half_close, shared.clone(), close).await;
     shared.stats.connection_closed();
-}
-
-/// Runs the two links between `client` and `server` (each direction with its chain) until both have ended.
-/// Also the L4 layer of an `http` proxy's connections while it has L4 toxics (`server` is then the hop to hyper).
-pub(crate) async fn run_links(
-    client: TcpStream,
-    server: TcpStream,
-    half_close: bool,
-    shared: Arc<ProxyShared>,
-    close: CancellationToken,
-) {
-    let number = shared.connections.fetch_add(1, Relaxed);
-    let control = Arc::new(ConnControl {
-        close,
-        source_done: [CancellationToken::new(), CancellationToken::new()],
-        half_close,
-        reset: AtomicBool::new(false),
-        no_splice: !crate::splice::enabled(),
-    });
-    let (client_read, client_write) = client.into_split();
-    let (server_read, server_write) = server.into_split();
-    let link = |direction: Direction, src, dst| Link {
-        direction,
-        src,
-        dst,
-        chain: shared.chains[direction.index()].subscribe(),
-        control: control.clone(),
-        stats: shared.stats.clone(),
-        rng: shared.link_rng(number, direction),
-    };
-    let up = link(Direction::Upstream, client_read, server_write);
-    let down = link(Direction::Downstream, server_read, client_write);
-    // Each direction is its own task: a wake-up for one never polls the other, and the two directions of a
-    // bulk transfer can run on both cores.
-    let down = tokio::spawn(down.run());
-    up.run().await;
-    let _ = down.await;
-}
-
-/// SplitMix64: spreads a counter into well-mixed seeds.
-pub(crate) fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }

@@ -22,11 +22,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::error::{Error, Result};
+use crate::hash::{fnv, splitmix};
 use crate::http::rules;
 use crate::http::signals::checked_bounds;
 use crate::model::{Protocol, ProxyInput, ProxyUpdate, ProxyView, ToxicInput, ToxicUpdate, ToxicView};
 use crate::pipeline::{Chain, ToxicSpec};
-use crate::proxy::{ProxyShared, Route, Running, resolve_listen, splitmix};
+use crate::proxy::{Route, Running, resolve_listen};
+use crate::shared::ProxyShared;
 use crate::stats::{MetricsSource, StatsSnapshot, render_prometheus};
 use crate::toxics::{Direction, ToxicKind};
 
@@ -676,9 +678,4 @@ fn checked_toxicity(toxicity: Option<f32>) -> Result<Option<f32>> {
         }
         other => Ok(other),
     }
-}
-
-/// FNV-1a, to mix a proxy's name into its seed.
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }

@@ -8,14 +8,13 @@
 //! `fault_id`, `kind` and `pids` (`failed` adds `error`, `reverted` adds `by`: `call`, `lease` or `drop`).
 
 mod kill;
+pub(crate) mod kind;
 mod lease;
 mod pause;
 mod registry;
 
-use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 pub use kill::{Kill, KillReport, Skip, kill};
+pub use kind::{FaultId, FaultKind};
 pub use lease::Lease;
 pub use pause::{Pause, PauseHandle, pause, pause_journaled};
 pub use registry::{FaultRegistry, RevertAllReport};
@@ -39,89 +38,6 @@ pub trait ActiveFault: Send + Sync + 'static {
     fn id(&self) -> FaultId;
     fn kind(&self) -> FaultKind;
     fn revert(&self) -> Result<(), AgentError>;
-}
-
-/// Identifies one applied fault in events and registries; unique within this process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FaultId(u64);
-
-/// The kinds of fault this crate applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FaultKind {
-    ProcessKill,
-    ProcessPause,
-    CpuStress,
-    MemoryStress,
-    DiskFill,
-    IoStress,
-    NetworkPartition,
-    NetworkLoss,
-    NetworkBandwidth,
-    NetworkLatency,
-}
-
-// === impl FaultId ===
-
-impl FaultId {
-    pub(crate) fn next() -> FaultId {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        FaultId(NEXT.fetch_add(1, Ordering::Relaxed))
-    }
-}
-
-impl fmt::Display for FaultId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "fault-{}", self.0)
-    }
-}
-
-// === impl FaultKind ===
-
-impl FaultKind {
-    pub const ALL: [FaultKind; 10] = [
-        FaultKind::ProcessKill,
-        FaultKind::ProcessPause,
-        FaultKind::CpuStress,
-        FaultKind::MemoryStress,
-        FaultKind::DiskFill,
-        FaultKind::IoStress,
-        FaultKind::NetworkPartition,
-        FaultKind::NetworkLoss,
-        FaultKind::NetworkBandwidth,
-        FaultKind::NetworkLatency,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FaultKind::ProcessKill => "process-kill",
-            FaultKind::ProcessPause => "process-pause",
-            FaultKind::CpuStress => "cpu-stress",
-            FaultKind::MemoryStress => "memory-stress",
-            FaultKind::DiskFill => "disk-fill",
-            FaultKind::IoStress => "io-stress",
-            FaultKind::NetworkPartition => "network-partition",
-            FaultKind::NetworkLoss => "network-loss",
-            FaultKind::NetworkBandwidth => "network-bandwidth",
-            FaultKind::NetworkLatency => "network-latency",
-        }
-    }
-
-    /// The kind named `name` (as [`FaultKind::as_str`] writes it).
-    pub fn parse(name: &str) -> Result<FaultKind, AgentError> {
-        FaultKind::ALL.into_iter().find(|k| k.as_str() == name).ok_or_else(|| {
-            let names: Vec<&str> = FaultKind::ALL.iter().map(|k| k.as_str()).collect();
-            AgentError::invalid(
-                "fault kind",
-                format!("unknown kind {name:?} (expected one of {})", names.join(", ")),
-            )
-        })
-    }
-}
-
-impl fmt::Display for FaultKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 // === signalling, shared by kill and pause ===

@@ -166,7 +166,7 @@ fn probe_nft() -> Support {
         Ok(script) => script,
         Err(e) => return Support::Missing(format!("cannot build the probe table: {e}")),
     };
-    match super::run(None, "nft", &["-f", "-"], Some(&script)) {
+    match chaos_host_sys::nft::run(None, &["-f", "-"], Some(&script)).map_err(super::nft_error) {
         Ok(_) => Support::Ok,
         Err(e) => Support::Missing(format!(
             "nftables rules cannot be loaded (nf_tables with inet tables, sets, th, numgen and counter needed): {}",

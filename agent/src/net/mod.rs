@@ -2,10 +2,11 @@
 //! namespace (`/run/netns/NAME`, as `ip netns` makes them).
 //!
 //! - [`Partition`] drops every packet its [`Filter`] matches, [`Loss`] a share of them. Each fault owns one
-//!   `inet` table, named [`TABLE_PREFIX`] + the agent's pid and start time + the fault id, with base chains
-//!   `input` and `output` at priority -150 (before output DNAT, so hosts match the address the application
-//!   used), policy accept, rules that only drop. It is loaded by one `nft -f -` transaction and reverted by
-//!   deleting the table. Loopback traffic is never matched; a UDP send dropped on egress fails with `EPERM`.
+//!   `inet` table, named [`TABLE_PREFIX`] + the agent's pid namespace, pid and start time + the fault id (a
+//!   `chaos-host-sys` owned table), with base chains `input` and `output` at priority -150 (before output DNAT,
+//!   so hosts match the address the application used), policy accept, rules that only drop. It is loaded by
+//!   one `nft -f -` transaction and reverted by deleting the table. Loopback traffic is never matched; a UDP
+//!   send dropped on egress fails with `EPERM`.
 //! - [`Bandwidth`] (`tbf`) and [`Latency`] (`netem`) are a device's root qdisc with the handle
 //!   [`QDISC_HANDLE`], added only over the kernel's default qdisc and deleted only while still ours.
 //! - [`Capabilities`] says what this host supports, probed in a throwaway namespace; every `apply` checks it.
@@ -13,7 +14,7 @@
 //! Each `apply` validates the spec, writes the undo journal record ([`Undo::DeleteNftTable`] or
 //! [`Undo::DeleteQdisc`]) and only then changes the host; on error it runs the undo and deletes the record, so
 //! nothing is left halfway. The [`NetHandle`] it returns reverts by call (idempotent) or on drop; a process that
-//! dies holding one leaves the record, which [`crate::journal::replay`] reverts.
+//! dies holding one leaves the record, which the replay (`undo::replay`) reverts.
 //!
 //! Events are those of every fault: `injected`, `reverted`, `failed`, with the fields `fault_id`, `kind` and
 //! `target` (the table or the device's qdisc) instead of `pids`.
@@ -40,18 +41,20 @@ pub use filter::{Direction, Filter, Protocol};
 pub use nft::{Loss, Partition, TABLE_PREFIX};
 pub use tc::{Bandwidth, Latency, QDISC_HANDLE, parse_rate};
 
+use chaos_host_sys::nft::NftError;
+
 use crate::AgentError;
 use crate::faults::{ActiveFault, FaultId, FaultKind};
 use crate::journal::{Entry, Journal, Undo};
 
 /// Where the named network namespaces live.
-pub const NETNS_DIR: &str = "/run/netns";
+pub const NETNS_DIR: &str = chaos_host_sys::nft::NETNS_DIR;
 
 /// An applied network fault. Reverting is synchronous (one `nft` or `tc` command) and idempotent.
 ///
 /// The fault ends at the first of [`NetHandle::revert`] or the handle being dropped (so a step that panics
 /// reverts while unwinding); a handle that is leaked, or a process that dies, leaves the journal record for
-/// [`crate::journal::replay`].
+/// the replay (`undo::replay`).
 #[derive(Debug)]
 pub struct NetHandle {
     id: FaultId,
@@ -212,22 +215,12 @@ fn apply_with(
 
 /// Refuses a namespace name `ip netns` could not have made, or one that does not exist under `/run/netns`.
 pub(crate) fn validate_netns(netns: Option<&str>) -> Result<(), AgentError> {
-    let Some(ns) = netns else { return Ok(()) };
-    if ns.is_empty() || ns.contains('/') || ns == "." || ns == ".." || ns.chars().any(char::is_whitespace) {
-        return Err(AgentError::invalid(
-            "netns",
-            format!("expected the name of a namespace under {NETNS_DIR} (no '/' or spaces), found {ns:?}"),
-        ));
+    match netns {
+        Some(ns) => {
+            chaos_host_sys::nft::check_netns(ns).map_err(|reason| AgentError::invalid("netns", reason))
+        }
+        None => Ok(()),
     }
-    if !Path::new(NETNS_DIR).join(ns).exists() {
-        return Err(AgentError::invalid(
-            "netns",
-            format!(
-                "expected an existing network namespace, found no {NETNS_DIR}/{ns} (`ip netns add {ns}` makes one)"
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// A named namespace that no longer exists: whatever a fault put in it went with it.
@@ -293,19 +286,14 @@ fn show(netns: Option<&str>, program: &str, args: &[&str]) -> String {
 
 /// Deletes the `inet` table `table`; succeeds when it does not exist, or its namespace does not any more.
 pub(crate) fn delete_table(netns: Option<&str>, table: &str) -> Result<(), AgentError> {
-    if netns_gone(netns) {
-        return Ok(());
-    }
-    match run(netns, "nft", &["delete", "table", "inet", table], None) {
-        Ok(_) => Ok(()),
-        // ENOENT from nft: the table is already gone (not `ip netns exec` failing to find nft).
-        Err(AgentError::Command { detail, .. })
-            if detail.contains("No such file or directory") && !detail.contains("exec of") =>
-        {
-            Ok(())
-        }
-        Err(_) if netns_gone(netns) => Ok(()),
-        Err(e) => Err(e),
+    chaos_host_sys::nft::delete_table(netns, table).map_err(nft_error)
+}
+
+/// An nft failure as the agent reports every command's.
+pub(crate) fn nft_error(error: NftError) -> AgentError {
+    match error {
+        NftError::Command { command, detail } => AgentError::Command { command, detail },
+        NftError::Unsupported(detail) => AgentError::Command { command: "nft".into(), detail },
     }
 }
 

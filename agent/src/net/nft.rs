@@ -1,8 +1,9 @@
 //! The nftables faults: [`Partition`] (drop every matching packet) and [`Loss`] (drop a share of them).
 //!
 //! Each applied fault owns one table of family `inet` (IPv4 and IPv6), named [`TABLE_PREFIX`] + the agent's pid
-//! and start time + the fault id, so faults never share rules and a revert deletes exactly one table. The table
-//! has two base chains, `input` (hook input) and `output` (hook output), policy accept, whose rules only drop.
+//! namespace, pid and start time + the fault id, so faults never share rules and a revert deletes exactly one
+//! table. The table has two base chains, `input` (hook input) and `output` (hook output), policy accept, whose
+//! rules only drop.
 //!
 //! Priority -150 (`mangle`): nftables runs every base chain of a hook and a drop anywhere is final, so the
 //! priority does not decide whether a packet is dropped, only where. At -150 the output chain runs before
@@ -11,8 +12,8 @@
 //! it. The whole table is loaded by one `nft -f -` script, one transaction: it is applied entirely or not at all.
 
 use std::fmt::Write as _;
-use std::sync::OnceLock;
 
+use chaos_host_sys::owned::Owner;
 use serde::{Deserialize, Serialize};
 
 use super::{Capabilities, Filter, NetHandle, NetTarget, apply_with, validate_netns};
@@ -142,22 +143,15 @@ fn apply_table(
     let target = NetTarget::Table { netns: netns.map(str::to_string), table: table.clone() };
     let undo = Undo::DeleteNftTable { netns: netns.map(str::to_string), table };
     apply_with(id, kind, journal, undo, target, || {
-        super::run(netns, "nft", &["-f", "-"], Some(&script)).map(drop)
+        chaos_host_sys::nft::run(netns, &["-f", "-"], Some(&script)).map(drop).map_err(super::nft_error)
     })
 }
 
-/// `chaos_agent_<pid>_<start time>_fault_<n>`: unique across agents and restarts (a reused pid has another
-/// start time), so a stale table of a crashed agent is never merged into.
+/// `chaos_agent_<pid ns>_<pid>_<start time>_fault_<n>`: a table owned by this process (`chaos-host-sys`
+/// `owned::Owner`), unique across agents and restarts (a reused pid has another start time), so a stale table
+/// of a crashed agent is never merged into, and whoever lists the tables can tell whether its owner runs.
 fn table_name(id: FaultId) -> String {
-    static OWNER: OnceLock<String> = OnceLock::new();
-    let owner = OWNER.get_or_init(|| {
-        let pid = std::process::id();
-        match crate::process::ProcessId::of(pid as i32) {
-            Ok(me) => format!("{}_{}", me.pid, me.start_time),
-            Err(_) => pid.to_string(),
-        }
-    });
-    format!("{TABLE_PREFIX}{owner}_{}", id.to_string().replace('-', "_"))
+    Owner::current().table_name(TABLE_PREFIX, &id.to_string().replace('-', "_"))
 }
 
 /// The whole table as one nft script: `create table` fails if the name exists, so nothing is ever merged.
@@ -186,6 +180,19 @@ pub(crate) fn script(table: &str, filter: &Filter, share: Option<u32>) -> Result
 mod tests {
     use super::*;
     use crate::net::{Direction, Protocol};
+
+    #[test]
+    fn table_names_carry_their_owner_so_a_dead_owners_table_can_be_told() {
+        let id = FaultId::next();
+        let name = table_name(id);
+        assert!(
+            name.starts_with(TABLE_PREFIX) && name.ends_with(&id.to_string().replace('-', "_")),
+            "{name}"
+        );
+        let owner = Owner::of(TABLE_PREFIX, &name).unwrap();
+        assert_eq!((owner, owner.is_gone()), (Owner::current(), Some(false)));
+        assert_ne!(table_name(FaultId::next()), name);
+    }
 
     #[test]
     fn percent_is_checked_and_scaled() {

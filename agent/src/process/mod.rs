@@ -1,7 +1,7 @@
 //! Local processes: discovery from `/proc`, identity (pid + start time), seeded choice and the blast-radius policy.
 //!
 //! `select` is the one entry point: it resolves a [`ProcessSelector`], checks every match against the [`Policy`],
-//! then chooses [`Count`] of them with a seeded RNG. Nothing here sends a signal; see [`crate::faults`].
+//! then chooses [`Count`] of them with a seeded RNG. Nothing here sends a signal; the faults (`faults/`) do.
 
 mod choose;
 mod policy;

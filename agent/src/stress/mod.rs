@@ -13,7 +13,7 @@
 //!
 //! Workers are processes forked from the agent (see `spawn`): they die with it (`PR_SET_PDEATHSIG`), are
 //! named `chaos-cpu`, `chaos-mem` and `chaos-io`, and are SIGKILLed and reaped on revert. Files are named
-//! `chaos-fill-FAULT-PID.bin` and `chaos-io-FAULT-PID-N.bin`. After a crash, [`crate::journal::replay`] kills
+//! `chaos-fill-FAULT-PID.bin` and `chaos-io-FAULT-PID-N.bin`. After a crash, the replay (`undo::replay`) kills
 //! what is left of the workers and deletes the files.
 //!
 //! Events are those of [`crate::faults`]: `injected`, `reverted`, `failed`, with `fault_id`, `kind` and
@@ -53,7 +53,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// Reverting SIGKILLs the workers (checked by pid + start time), reaps them so no zombie stays behind,
 /// deletes the files and then the journal record. Dropping the handle reverts too. Forgetting it (or the
-/// agent being killed) leaves the record for [`crate::journal::replay`].
+/// agent being killed) leaves the record for the replay (`undo::replay`).
 #[derive(Debug)]
 pub struct StressHandle {
     id: FaultId,

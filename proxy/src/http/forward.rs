@@ -23,7 +23,7 @@ use super::Plane;
 use super::body::{ProxyBody, Source, Tracker};
 use super::rules::{self, Action, grpc_percent_encode};
 use super::signals::MethodClass;
-use crate::proxy::ProxyShared;
+use crate::shared::ProxyShared;
 
 /// The response header that marks what the proxy injected, one value per fault applied to the request.
 pub(crate) const FAULT_HEADER: &str = "x-chaos-fault";

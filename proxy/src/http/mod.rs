@@ -45,7 +45,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::intercept::ORIGINAL_DESTINATION;
-use crate::proxy::{ProxyShared, run_links};
+use crate::link::run_links;
+use crate::shared::ProxyShared;
 use crate::stats::ProxyStats;
 use crate::toxics::Direction;
 

@@ -20,8 +20,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use regex::Regex;
 
+use crate::hash::splitmix;
 use crate::pipeline::ToxicSpec;
-use crate::proxy::splitmix;
 use crate::toxics::{GrpcAbort, HttpAbort, Latency, RequestMatch, ToxicKind};
 
 /// The L7 toxics of a proxy, in the API's order.

@@ -15,20 +15,21 @@
 //!   every renewal) passed more than [`GRACE`] ago: an owner that hangs or whose runtime stalls still loses its
 //!   faults on time.
 //!
-//! The owner starts a new watchdog if it finds its watchdog gone ([`Guard::ensure`], at each journal write), so a
-//! killed watchdog is replaced at the next apply or renewal; if both die, the records stay on disk for the next
-//! start's replay. The watchdog logs to `watchdog.log` beside the journal directory.
+//! The owner starts a new watchdog if it finds its watchdog gone ([`Guard::ensure`](guard::Guard::ensure), at
+//! each journal write), so a killed watchdog is replaced at the next apply or renewal; if both die, the records
+//! stay on disk for the next start's replay. The watchdog logs to `watchdog.log` beside the journal directory.
+//!
+//! Layout: this file is the watchdog process (its loop reverts through `crate::undo`); `guard.rs` is the
+//! owner's side, which the journal starts and which executes nothing.
 
-use std::ffi::OsString;
-use std::fs::{File, OpenOptions};
+pub(crate) mod guard;
+
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+pub use guard::{install, installed};
 
 use crate::AgentError;
 use crate::journal::{self, Record};
@@ -44,123 +45,6 @@ pub const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
 /// The longest the watchdog sleeps between two looks at the owner and the journal.
 const TICK: Duration = Duration::from_millis(250);
-
-/// The program (and leading arguments) that runs a watchdog, set once by the binary.
-static PROGRAM: OnceLock<(PathBuf, Vec<OsString>)> = OnceLock::new();
-
-/// Declares that `program args... --journal DIR --owner PID@START --instance N` runs [`run`]; journals opened
-/// afterwards in this process each start a watchdog. The `chaos` binary calls this at start with itself and
-/// `agent watchdog`. Without it (a library user, a unit test) journals have no watchdog and their faults
-/// outlive a killed owner until the next start or `chaos agent revert-all`.
-pub fn install(program: PathBuf, args: Vec<OsString>) {
-    let _ = PROGRAM.set((program, args));
-}
-
-/// Whether [`install`] was called.
-pub fn installed() -> bool {
-    PROGRAM.get().is_some()
-}
-
-/// The owner's side of one watchdog: the write end of its pipe and the child process.
-#[derive(Debug)]
-pub(crate) struct Guard {
-    dir: PathBuf,
-    owner: ProcessId,
-    instance: u64,
-    live: Mutex<Live>,
-}
-
-#[derive(Debug)]
-struct Live {
-    /// The only write end of the watchdog's stdin; closed by the kernel when this process dies.
-    pipe: Option<OwnedFd>,
-    child: Option<Child>,
-}
-
-// === impl Guard ===
-
-impl Guard {
-    /// Starts a watchdog for the journal instance `instance` of `owner` in `dir`, if a program was installed.
-    pub(crate) fn start(dir: &Path, owner: ProcessId, instance: u64) -> Result<Option<Guard>, AgentError> {
-        if !installed() {
-            return Ok(None);
-        }
-        let guard = Guard {
-            dir: dir.to_path_buf(),
-            owner,
-            instance,
-            live: Mutex::new(Live { pipe: None, child: None }),
-        };
-        guard.ensure()?;
-        Ok(Some(guard))
-    }
-
-    /// Starts the watchdog again if it is not running (it was killed, or never started).
-    pub(crate) fn ensure(&self) -> Result<(), AgentError> {
-        let mut live = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(child) = live.child.as_mut() {
-            match child.try_wait() {
-                Ok(None) => return Ok(()),
-                Ok(Some(status)) => {
-                    tracing::warn!(%status, journal = %self.dir.display(), "the watchdog exited; starting another")
-                }
-                Err(e) => tracing::warn!(error = %e, "checking the watchdog failed; starting another"),
-            }
-        }
-        let (program, args) = PROGRAM.get().ok_or(AgentError::NoWatchdog)?;
-        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| AgentError::io("creating the watchdog's pipe", e.into()))?;
-        let log = log_file(&self.dir)?;
-        let child = Command::new(program)
-            .args(args)
-            .arg("--journal")
-            .arg(&self.dir)
-            .arg("--owner")
-            .arg(self.owner.to_string())
-            .arg("--instance")
-            .arg(self.instance.to_string())
-            .stdin(Stdio::from(read))
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            // Its own process group: a Ctrl-C meant for the runner does not reach the watchdog.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| AgentError::io(format!("starting the watchdog {}", program.display()), e))?;
-        tracing::debug!(pid = child.id(), journal = %self.dir.display(), "watchdog started");
-        live.pipe = Some(write);
-        live.child = Some(child);
-        Ok(())
-    }
-
-    /// The watchdog's pid, while it runs.
-    pub(crate) fn pid(&self) -> Option<u32> {
-        let live = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        live.child.as_ref().map(Child::id)
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let live = self.live.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Closing the pipe tells the watchdog this journal is done: it replays what is left (a revert that failed
-        // in-process) and exits. Reap it off this thread so a drop never waits on it.
-        live.pipe = None;
-        if let Some(mut child) = live.child.take() {
-            let _ =
-                std::thread::Builder::new().name("chaos-watchdog-reaper".into()).spawn(move || child.wait());
-        }
-    }
-}
-
-fn log_file(journal_dir: &Path) -> Result<File, AgentError> {
-    let path = journal_dir.parent().unwrap_or(journal_dir).join("watchdog.log");
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| AgentError::io(format!("opening {}", path.display()), e))
-}
 
 // === the watchdog process ===
 
@@ -260,7 +144,7 @@ fn closed_within(input: &mut (impl AsFd + Read), wait: Duration) -> bool {
 }
 
 fn revert(path: &Path, record: &Record, owner_gone: bool) -> Result<(), AgentError> {
-    journal::revert_record(path, record)?;
+    crate::undo::revert_record(path, record)?;
     let why = if owner_gone { "its owner is gone" } else { "its lease deadline passed" };
     tracing::info!(fault_id = %record.fault_id, kind = %record.kind, owner = %record.owner,
         "watchdog reverted the fault: {why}");
