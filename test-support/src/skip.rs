@@ -19,6 +19,7 @@ pub const PARTS: &[(&str, &str)] = &[
 
 /// Whether the test may go on: `Ok(())` (the part is here) gives true; a missing part fails the test with
 /// `why`, unless [`SKIP_VAR`] names `part`, in which case the skip is printed and false comes back.
+#[track_caller]
 pub fn require(part: &str, available: Result<(), String>) -> bool {
     match available {
         Ok(()) => true,
@@ -30,6 +31,7 @@ pub fn require(part: &str, available: Result<(), String>) -> bool {
 }
 
 /// `part` is missing because of `why`: fails the test unless [`SKIP_VAR`] names `part` (then prints the skip).
+#[track_caller]
 pub fn missing(part: &str, why: &str) {
     let setting = std::env::var(SKIP_VAR).ok();
     if let Err(message) = decide(part, why, setting.as_deref()) {
