@@ -61,13 +61,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     let exp =
         chaos_controller::experiment::parse(file, EXAMPLE, &vars).map_err(|d| anyhow::anyhow!("{d}"))?;
     std::fs::create_dir_all(&args.reports)?;
-    let reports = crate::run_cli::Reports {
+    let reports = crate::cli::run::Reports {
         journal: Some(args.reports.join("journal.json")),
         junit: Some(args.reports.join("junit.xml")),
         summary: Some(args.reports.join("summary.md")),
         host: Default::default(),
     };
-    let code = crate::run_cli::run_experiment(&exp, file, args.seed, false, &reports, true).await;
+    let code = crate::cli::run::run_experiment(&exp, file, args.seed, false, &reports, true).await;
     stop.cancel();
     let _ = serving.await;
     let _ = target.await;

@@ -3,13 +3,10 @@
 
 #![allow(clippy::print_stdout)] // The CLI prints its results on stdout.
 
-mod agent_cli;
+mod cli;
 mod color;
 mod demo;
 mod demo_target;
-mod fleet_cli;
-mod proxies_cli;
-mod run_cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,9 +33,9 @@ enum Command {
     /// Run an experiment: faults against a hypothesis, judged on SLOs (exit 0 passed, 1 failed, 2 invalid,
     /// 3 inconclusive: also when a fault was lost before its planned end, or `--controller` lost the
     /// controller).
-    Run(run_cli::RunArgs),
+    Run(cli::run::RunArgs),
     /// Check experiment files without touching anything (exit 0 valid, 2 invalid).
-    Validate(run_cli::ValidateArgs),
+    Validate(cli::run::ValidateArgs),
     /// Print the JSON Schema of the experiment format.
     Schema,
     /// Run the fault-injection proxy server (Toxiproxy-compatible admin API on loopback by default).
@@ -50,7 +47,7 @@ enum Command {
     Proxy(ProxyArgs),
     /// Manage proxies and toxics on any Toxiproxy-compatible server (like toxiproxy-cli).
     #[command(visible_alias = "tp")]
-    Proxies(proxies_cli::ProxiesArgs),
+    Proxies(cli::proxies::ProxiesArgs),
     /// Run the demo: the example experiment against a built-in HTTP target behind a built-in proxy.
     Demo(demo::DemoArgs),
     /// Run the demo target on its own: a TCP echo service, or with --http a small HTTP service (`/health`,
@@ -65,23 +62,23 @@ enum Command {
     },
     /// Host faults on this machine: inject from a spec file, journal status, break-glass revert-all, and
     /// `serve`: the daemon that connects to a controller.
-    Agent(agent_cli::AgentArgs),
+    Agent(cli::agent::AgentArgs),
     /// Run the controller: the gRPC API for runs, schedules and halts, and the endpoint agents dial.
-    Controller(fleet_cli::ControllerArgs),
+    Controller(cli::controller::ControllerArgs),
     /// Runs on a controller: list, show, watch, halt, and the audit log.
-    Runs(fleet_cli::RunsArgs),
+    Runs(cli::runs::RunsArgs),
     /// The agents connected to a controller, with labels and health.
-    Agents(fleet_cli::AgentsArgs),
+    Agents(cli::agents::AgentsArgs),
     /// Schedules on a controller (game days): add, list, rm.
-    Schedule(fleet_cli::ScheduleArgs),
+    Schedule(cli::schedule::ScheduleArgs),
     /// Halt every run and revert every fault on every agent (`chaos halt --all [--freeze]`).
-    Halt(fleet_cli::HaltArgs),
+    Halt(cli::halt::HaltArgs),
     /// Stop new runs (by hand or by schedule) from starting until `chaos unfreeze`.
-    Freeze(fleet_cli::FreezeArgs),
+    Freeze(cli::halt::FreezeArgs),
     /// Let runs start again after `chaos freeze` or `chaos halt --all --freeze`.
-    Unfreeze(fleet_cli::UnfreezeArgs),
+    Unfreeze(cli::halt::UnfreezeArgs),
     /// Generate a development CA and TLS certificates for a controller, its agents and clients.
-    Certs(fleet_cli::CertsArgs),
+    Certs(cli::certs::CertsArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         /// The shell to generate completions for.
@@ -153,7 +150,7 @@ fn main() -> ExitCode {
     if let Command::Agent(args) = &cli.command
         && let Some(watchdog) = args.watchdog()
     {
-        return ExitCode::from(agent_cli::watchdog(watchdog));
+        return ExitCode::from(cli::agent::watchdog(watchdog));
     }
     quiet_on_closed_stdout();
     // Every undo journal this process opens gets a watchdog process (this binary, `chaos agent watchdog`) that
@@ -172,22 +169,22 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Proxy(args) => run_proxy(args).await,
-            Command::Proxies(args) => proxies_cli::run(args).await,
+            Command::Proxies(args) => cli::proxies::run(args).await,
             Command::Demo(args) => return demo::run(args).await.map(ExitCode::from),
             Command::DemoTarget { listen, http: false } => demo::serve_target(&listen).await,
             Command::DemoTarget { listen, http: true } => demo_target::serve(&listen).await,
-            Command::Run(args) => return run_cli::run(args).await.map(ExitCode::from),
-            Command::Agent(args) => return agent_cli::run(args).await.map(ExitCode::from),
-            Command::Controller(args) => fleet_cli::controller(args).await,
-            Command::Runs(args) => return fleet_cli::runs(args).await.map(ExitCode::from),
-            Command::Agents(args) => return fleet_cli::agents(args).await.map(ExitCode::from),
-            Command::Schedule(args) => return fleet_cli::schedule(args).await.map(ExitCode::from),
-            Command::Halt(args) => return fleet_cli::halt(args).await.map(ExitCode::from),
-            Command::Freeze(args) => return fleet_cli::freeze(args).await.map(ExitCode::from),
-            Command::Unfreeze(args) => return fleet_cli::unfreeze(args).await.map(ExitCode::from),
-            Command::Certs(args) => fleet_cli::certs(args),
-            Command::Validate(args) => return Ok(ExitCode::from(run_cli::validate(args))),
-            Command::Schema => run_cli::schema(),
+            Command::Run(args) => return cli::run::run(args).await.map(ExitCode::from),
+            Command::Agent(args) => return cli::agent::run(args).await.map(ExitCode::from),
+            Command::Controller(args) => cli::controller::controller(args).await,
+            Command::Runs(args) => return cli::runs::runs(args).await.map(ExitCode::from),
+            Command::Agents(args) => return cli::agents::agents(args).await.map(ExitCode::from),
+            Command::Schedule(args) => return cli::schedule::schedule(args).await.map(ExitCode::from),
+            Command::Halt(args) => return cli::halt::halt(args).await.map(ExitCode::from),
+            Command::Freeze(args) => return cli::halt::freeze(args).await.map(ExitCode::from),
+            Command::Unfreeze(args) => return cli::halt::unfreeze(args).await.map(ExitCode::from),
+            Command::Certs(args) => cli::certs::certs(args),
+            Command::Validate(args) => return Ok(ExitCode::from(cli::run::validate(args))),
+            Command::Schema => cli::run::schema(),
             Command::Man { dir } => man_pages(dir.as_deref()),
             Command::Completions { shell } => {
                 clap_complete::generate(shell, &mut Cli::command(), "chaos", &mut std::io::stdout());

@@ -4,7 +4,7 @@
 //! refuted; both verdicts quote the counted numbers.
 //!
 //! Needs the `prometheus` binary (Debian: `apt-get install prometheus`; .ci/run installs it). Without it the
-//! tests fail: nothing is skipped.
+//! tests fail unless `CHAOS_TEST_SKIP=prometheus` says to skip them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chaos_test_support::skip;
 use serde_json::Value;
 use support::{ChaosProxy, DemoTarget, chaos_run, describe_output, free_port, repo_path, temp_dir};
 
@@ -120,6 +121,9 @@ fn availability(journal: &Value) -> &Value {
 
 #[test]
 fn an_slo_on_prometheus_counters_passes_with_the_counted_numbers() {
+    if !skip::require("prometheus", skip::program("prometheus")) {
+        return;
+    }
     let (server, target, prometheus) = stack("pass");
     let out = temp_dir("run", "journal-pass");
     let vars = [
@@ -159,6 +163,9 @@ fn an_slo_on_prometheus_counters_passes_with_the_counted_numbers() {
 
 #[test]
 fn an_slo_on_prometheus_counters_is_refuted_by_upstream_failures() {
+    if !skip::require("prometheus", skip::program("prometheus")) {
+        return;
+    }
     let (server, target, prometheus) = stack("refuted");
     let out = temp_dir("run", "journal-refuted");
     let vars = [

@@ -6,13 +6,10 @@
 
 mod common;
 
-use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::Command;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chaos_agent::AgentError;
@@ -23,69 +20,33 @@ use chaos_agent::net::{
     Support, TABLE_PREFIX,
 };
 use chaos_agent::undo::replay;
+use chaos_test_support::net::{in_netns as in_ns, nft_tables};
+use chaos_test_support::{NetnsPair, sh};
 use common::TempDir;
-use nix::sched::{CloneFlags, setns};
 
 /// How long a connection attempt may take before it counts as dropped: a SYN that is dropped never completes.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// Two fresh namespaces `a` and `b` joined by `veth-a` (10.X.Y.1/30, in a) and `veth-b` (10.X.Y.2/30, in b),
-/// links and loopbacks up, and a state directory; everything deleted on drop.
+/// links and loopbacks up ([`NetnsPair`], its fields through `Deref`), and a state directory; everything deleted
+/// on drop.
 struct Pair {
-    a: String,
-    b: String,
-    addr_a: Ipv4Addr,
-    addr_b: Ipv4Addr,
+    net: NetnsPair,
     state: TempDir,
 }
 
 impl Pair {
     fn new() -> Pair {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        let base = format!("chaos-t-{pid}-{n}");
-        let (x, y) = (64 + (pid % 128) as u8, (n % 64) as u8);
-        let pair = Pair {
-            a: format!("{base}-a"),
-            b: format!("{base}-b"),
-            addr_a: Ipv4Addr::new(10, x, y * 4, 1),
-            addr_b: Ipv4Addr::new(10, x, y * 4, 2),
-            state: TempDir::new(),
-        };
-        // Built after the value exists, so a failing step still deletes what was made.
-        let (a, b) = (pair.a.as_str(), pair.b.as_str());
-        sh(&["ip", "netns", "add", a]);
-        sh(&["ip", "netns", "add", b]);
-        sh(&["ip", "-n", a, "link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b", "netns", b]);
-        sh(&["ip", "-n", a, "addr", "add", &format!("{}/30", pair.addr_a), "dev", "veth-a"]);
-        sh(&["ip", "-n", b, "addr", "add", &format!("{}/30", pair.addr_b), "dev", "veth-b"]);
-        for (ns, dev) in [(a, "veth-a"), (a, "lo"), (b, "veth-b"), (b, "lo")] {
-            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        }
-        pair
+        Pair { net: NetnsPair::tagged("t"), state: TempDir::new() }
     }
 
     fn journal(&self) -> Journal {
         Journal::open(&self.state.path).unwrap()
     }
 
-    fn b_on(&self, port: u16) -> SocketAddr {
-        SocketAddr::from((self.addr_b, port))
-    }
-
-    fn a_on(&self, port: u16) -> SocketAddr {
-        SocketAddr::from((self.addr_a, port))
-    }
-
     /// Tables whose name starts with the crate's prefix, in namespace `ns`.
     fn chaos_tables(&self, ns: &str) -> Vec<String> {
-        sh(&["ip", "netns", "exec", ns, "nft", "list", "tables"])
-            .lines()
-            .filter_map(|l| l.strip_prefix("table inet "))
-            .filter(|t| t.starts_with(TABLE_PREFIX))
-            .map(str::to_string)
-            .collect()
+        nft_tables(ns, TABLE_PREFIX)
     }
 
     fn records(&self) -> usize {
@@ -95,35 +56,18 @@ impl Pair {
     }
 }
 
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
+impl std::ops::Deref for Pair {
+    type Target = NetnsPair;
 
-/// Runs a command that must succeed; returns its stdout.
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    fn deref(&self) -> &NetnsPair {
+        &self.net
+    }
 }
 
 /// The root qdisc of `device` in `ns`, as `KIND HANDLE` (`noqueue 0:`).
 fn root_qdisc(ns: &str, device: &str) -> String {
     let shown = sh(&["ip", "netns", "exec", ns, "tc", "qdisc", "show", "dev", device, "root"]);
     shown.split_whitespace().skip(1).take(2).collect::<Vec<_>>().join(" ")
-}
-
-/// Runs `f` on a thread that entered namespace `ns`: sockets it creates belong to `ns`.
-fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).unwrap();
-        setns(&file, CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
 }
 
 fn listen(ns: &str, addr: SocketAddr) -> TcpListener {

@@ -15,6 +15,7 @@ use chaos_agent::stress::{
     CpuStress, DiskFill, GIB, IoStress, MIB, MemoryStress, Size, StressHandle, free_space,
 };
 use chaos_agent::undo;
+use chaos_test_support::process::stat_fields;
 use common::{TempDir, wait_until};
 
 /// A journal and a data directory of their own, removed when dropped.
@@ -57,12 +58,6 @@ impl Fixture {
         names.sort();
         names
     }
-}
-
-/// The fields of `/proc/PID/stat` after the comm, `None` once the process is gone.
-fn stat_fields(pid: i32) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    Some(text.rsplit_once(')')?.1.split_whitespace().map(str::to_string).collect())
 }
 
 /// utime + stime in clock ticks (fields 14 and 15).

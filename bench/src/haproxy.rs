@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::targets::free_port;
+use crate::ports::free_port;
 
 /// Candidate locations when `haproxy` is not on `PATH` (Debian installs it in /usr/sbin).
 const FALLBACK_PATHS: [&str; 2] = ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy"];

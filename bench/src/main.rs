@@ -12,6 +12,7 @@ mod haproxy;
 mod http;
 mod memory;
 mod noxious;
+mod ports;
 mod profile;
 mod report;
 mod rtt;

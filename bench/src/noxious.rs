@@ -13,7 +13,7 @@ use noxious::toxic::{ToxicEvent, ToxicEventResult};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::targets::free_port;
+use crate::ports::free_port;
 
 /// Hidden command-line flag that turns this executable into a noxious proxy process; takes the upstream.
 pub const SERVE_FLAG: &str = "--serve-noxious";

@@ -1,7 +1,7 @@
 //! The four ways a client reaches the backend: direct, through `chaos proxy`, HAProxy or noxious.
 
 use std::fmt;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -128,12 +128,6 @@ impl Targets {
             None => Ok(()),
         }
     }
-}
-
-/// A port on 127.0.0.1 that was free a moment ago (for baselines that cannot report the port they bound).
-pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("probe a free port")?;
-    Ok(l.local_addr()?.port())
 }
 
 /// Default chaos binary: the release `chaos` of the target dir this executable was built in

@@ -97,12 +97,8 @@ impl Harness {
 }
 
 /// Polls `cond` every 10 ms until it holds; panics naming `what` after [`DEADLINE`].
-async fn wait_until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let end = Instant::now() + DEADLINE;
-    while !cond().await {
-        assert!(Instant::now() < end, "timed out after {DEADLINE:?} waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+async fn wait_until(what: &str, cond: impl AsyncFnMut() -> bool) {
+    chaos_test_support::wait::wait_until_async(what, DEADLINE, Duration::from_millis(10), cond).await;
 }
 
 // === the upstream ===

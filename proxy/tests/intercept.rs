@@ -1,18 +1,18 @@
 //! Transparent interception against real kernel networking: two namespaces per test joined by a veth pair.
 //! In namespace b, HTTP-ish servers on ports 8080 and 8081 and a small proxy on 15001 that reads each
 //! connection's original destination, dials it with a marked socket and relays; interceptions are applied
-//! inside b, so the host's own ruleset is never touched. Needs root and nft (and curl for the curl test).
+//! inside b, so the host's own ruleset is never touched. Needs root and nft, curl for the curl test and a cgroup v2
+//! directory for the cgroup test (`CHAOS_TEST_SKIP=curl,cgroup` excuses those two, see chaos-test-support).
 
 // Helpers panic on setup failure like the tests that call them; the helper processes report on stdout.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -20,7 +20,8 @@ use chaos_proxy::intercept::{
     InterceptError, InterceptSpec, Interception, TABLE_PREFIX, UPSTREAM_MARK, cgroup2_root, check,
     connect_marked, intercepted_destination, remove_stale,
 };
-use nix::sched::{CloneFlags, setns};
+use chaos_test_support::net::in_netns as in_ns;
+use chaos_test_support::{NetnsPair, sh, skip};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SERVER_PORT: u16 = 8080;
@@ -28,42 +29,13 @@ const OTHER_PORT: u16 = 8081;
 const PROXY_PORT: u16 = 15001;
 
 /// Two fresh namespaces `a` (client) and `b` (server and proxy) joined by `veth-a` (10.X.Y.1/30, in a) and
-/// `veth-b` (10.X.Y.2/30, in b), links and loopbacks up; deleted on drop.
-struct Pair {
-    a: String,
-    b: String,
-    addr_a: Ipv4Addr,
-    addr_b: Ipv4Addr,
-}
+/// `veth-b` (10.X.Y.2/30, in b), links and loopbacks up ([`NetnsPair`], its fields through `Deref`); deleted on
+/// drop.
+struct Pair(NetnsPair);
 
 impl Pair {
     fn new() -> Pair {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        let base = format!("chaos-i-{pid}-{n}");
-        let (x, y) = (200 + (pid % 40) as u8, (n % 64) as u8);
-        let pair = Pair {
-            a: format!("{base}-a"),
-            b: format!("{base}-b"),
-            addr_a: Ipv4Addr::new(10, x, y * 4, 1),
-            addr_b: Ipv4Addr::new(10, x, y * 4, 2),
-        };
-        // Built after the value exists, so a failing step still deletes what was made.
-        let (a, b) = (pair.a.as_str(), pair.b.as_str());
-        sh(&["ip", "netns", "add", a]);
-        sh(&["ip", "netns", "add", b]);
-        sh(&["ip", "-n", a, "link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b", "netns", b]);
-        sh(&["ip", "-n", a, "addr", "add", &format!("{}/30", pair.addr_a), "dev", "veth-a"]);
-        sh(&["ip", "-n", b, "addr", "add", &format!("{}/30", pair.addr_b), "dev", "veth-b"]);
-        for (ns, dev) in [(a, "veth-a"), (a, "lo"), (b, "veth-b"), (b, "lo")] {
-            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        }
-        pair
-    }
-
-    fn b_on(&self, port: u16) -> SocketAddr {
-        SocketAddr::from((self.addr_b, port))
+        Pair(NetnsPair::tagged("i"))
     }
 
     /// Intercepts `port` in namespace b, for the proxy's port.
@@ -72,19 +44,12 @@ impl Pair {
     }
 }
 
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
-        }
-    }
-}
+impl std::ops::Deref for Pair {
+    type Target = NetnsPair;
 
-/// Runs a command that must succeed; returns its stdout.
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    fn deref(&self) -> &NetnsPair {
+        &self.0
+    }
 }
 
 /// Everything `nft list tables` shows in namespace `ns`.
@@ -100,16 +65,6 @@ fn interceptions(ns: &str) -> Vec<String> {
         .filter(|t| t.starts_with(TABLE_PREFIX))
         .map(str::to_string)
         .collect()
-}
-
-/// Runs `f` on a thread that entered namespace `ns`: sockets it creates belong to `ns`.
-fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).unwrap();
-        setns(&file, CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
 }
 
 /// Sends a request from namespace `ns` to `addr` and returns everything that came back (or why nothing did).
@@ -440,9 +395,7 @@ fn a_killed_owner_leaves_its_table_for_remove_stale() {
 
 #[test]
 fn curl_through_an_intercepted_port_gets_the_real_servers_answer() {
-    let has_curl = Command::new("sh").args(["-c", "command -v curl"]).output().unwrap().status.success();
-    if !has_curl {
-        eprintln!("skipped: curl is not installed");
+    if !skip::require("curl", skip::program("curl")) {
         return;
     }
     let pair = Pair::new();
@@ -483,7 +436,7 @@ fn a_cgroup_scopes_local_interception() {
     let name = format!("chaos-intercept-test-{}", std::process::id());
     let cgroup = Cgroup(root.join(&name));
     if let Err(e) = std::fs::create_dir(&cgroup.0) {
-        eprintln!("skipped: cannot create a cgroup under {}: {e}", root.display());
+        skip::missing("cgroup", &format!("cannot create a cgroup under {}: {e}", root.display()));
         return;
     }
     let pair = Pair::new();

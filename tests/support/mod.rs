@@ -1,6 +1,14 @@
 //! Shared helpers for the end-to-end tests of the `chaos` binary: start real processes on port 0 and find the
-//! addresses they bound, kill them on drop, and wait on conditions with deadlines instead of sleeping.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! addresses they bound, kill them on drop, and wait on conditions with deadlines instead of sleeping. The
+//! generic fixtures (namespaces, victims, waits, free ports) come from `chaos-test-support`, re-exported here.
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
+
+// The generic fixtures live in the workspace's test-support crate; the ones below are about the `chaos` binary.
+pub use chaos_test_support::net::connects_from;
+pub use chaos_test_support::process::{children_named, process_state, processes_mentioning};
+pub use chaos_test_support::{
+    KillRng, Lan, Netns, NetnsPair, Victim, clean_within, free_port, sh, wait_until,
+};
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -61,23 +69,6 @@ impl Drop for ChaosProxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A free loopback port (bound and released; fine for tests that must pass a port to a client).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Polls `cond` every 10 ms until it holds or `deadline` passes; panics with `what` on timeout.
-pub fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("timed out after {deadline:?} waiting for {what}");
 }
 
 /// A threaded TCP echo server on a free loopback port; runs until the test process exits.
@@ -280,115 +271,6 @@ pub fn describe_output(output: &std::process::Output) -> String {
     )
 }
 
-/// Two fresh network namespaces joined by a veth pair, `a` at 10.X.Y.1/30 and `b` at 10.X.Y.2/30, links up;
-/// deleted on drop. X and Y come from the pid and a counter so parallel tests never share a subnet.
-pub struct NetnsPair {
-    pub a: String,
-    pub b: String,
-    pub addr_a: std::net::Ipv4Addr,
-    pub addr_b: std::net::Ipv4Addr,
-}
-
-impl NetnsPair {
-    pub fn new() -> NetnsPair {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let pid = std::process::id();
-        let (x, y) = (192 + (pid % 48) as u8, (n % 64) as u8);
-        let pair = NetnsPair {
-            a: format!("chaos-e2e-{pid}-{n}-a"),
-            b: format!("chaos-e2e-{pid}-{n}-b"),
-            addr_a: std::net::Ipv4Addr::new(10, x, y * 4, 1),
-            addr_b: std::net::Ipv4Addr::new(10, x, y * 4, 2),
-        };
-        let (a, b) = (pair.a.as_str(), pair.b.as_str());
-        sh(&["ip", "netns", "add", a]);
-        sh(&["ip", "netns", "add", b]);
-        sh(&["ip", "-n", a, "link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b", "netns", b]);
-        sh(&["ip", "-n", a, "addr", "add", &format!("{}/30", pair.addr_a), "dev", "veth-a"]);
-        sh(&["ip", "-n", b, "addr", "add", &format!("{}/30", pair.addr_b), "dev", "veth-b"]);
-        for (ns, dev) in [(a, "veth-a"), (a, "lo"), (b, "veth-b"), (b, "lo")] {
-            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        }
-        pair
-    }
-
-    /// The nftables tables in namespace `ns` whose names the agent uses.
-    pub fn chaos_tables(&self, ns: &str) -> Vec<String> {
-        sh(&["ip", "netns", "exec", ns, "nft", "list", "tables"])
-            .lines()
-            .filter_map(|l| l.strip_prefix("table inet "))
-            .filter(|t| t.starts_with("chaos_agent_"))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Drop for NetnsPair {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-/// Runs a command that must succeed; returns its stdout.
-pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A `sleep 600 0.00PIDTAG` (a unique argument that is still a number `sleep` accepts), killed on drop.
-pub struct Victim {
-    pub child: Child,
-    /// A `cmdline` regex that matches this process only.
-    pub marker: String,
-}
-
-impl Victim {
-    /// `tag` (digits) makes the argument unique among the victims of one test process.
-    pub fn start(tag: &str) -> Victim {
-        let arg = format!("0.00{}{tag}", std::process::id());
-        let child = Command::new("sleep").arg("600").arg(&arg).spawn().unwrap();
-        Victim { child, marker: format!("^sleep 600 {}$", arg.replace('.', "\\.")) }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Victim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The state letter of `pid` in /proc (`S`, `R`, `T`, ...), `None` once it is gone.
-pub fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().next()?.chars().next()
-}
-
-/// Pids of live (not zombie) processes whose comm is `comm` and whose parent is `parent`.
-pub fn children_named(parent: u32, comm: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
-        let name = head.split_once('(').map(|(_, n)| n).unwrap_or("");
-        let mut fields = rest.split_whitespace();
-        let (state, ppid) = (fields.next(), fields.next().and_then(|p| p.parse::<u32>().ok()));
-        if name == comm && ppid == Some(parent) && state != Some("Z") {
-            found.push(pid);
-        }
-    }
-    found
-}
-
 /// Pids of the watchdog processes (`chaos agent watchdog`) that `parent` started, while they run.
 pub fn watchdogs_of(parent: u32) -> Vec<u32> {
     children_named(parent, "chaos")
@@ -398,55 +280,6 @@ pub fn watchdogs_of(parent: u32) -> Vec<u32> {
                 .is_ok_and(|c| c.split(|b| *b == 0).any(|w| w == b"watchdog"))
         })
         .collect()
-}
-
-/// Pids of live (not zombie) processes whose command line contains `needle` (a unique path of one test): a
-/// runner, the stress workers it forked (same command line) and its watchdog.
-pub fn processes_mentioning(needle: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        if String::from_utf8_lossy(&cmdline).contains(needle) && process_state(pid).is_some_and(|s| s != 'Z')
-        {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-/// A network namespace of the test's own with loopback up, deleted when dropped: its 127.0.0.1 ports are free
-/// whatever the host runs (a user's Toxiproxy on 8474, say).
-pub struct Netns(pub String);
-
-impl Netns {
-    pub fn new(tag: &str) -> Netns {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("chaos-{tag}-{}-{n}", std::process::id());
-        sh(&["ip", "netns", "add", &name]);
-        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
-        Netns(name)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-/// Whether a TCP connection to `addr` succeeds within a second from inside network namespace `ns`.
-pub fn connects_from(ns: &str, addr: SocketAddr) -> bool {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        // The namespace applies to this thread only, and the thread ends right after.
-        let file = std::fs::File::open(path).unwrap();
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
-    })
-    .join()
-    .unwrap()
 }
 
 /// `chaos run FILE --seed 7 --quiet --journal OUT/journal.json --var K=V...`, inside network namespace `netns`
@@ -492,68 +325,6 @@ pub fn wait_within(mut child: Child, deadline: Duration) -> std::process::Output
     child.wait_with_output().unwrap()
 }
 
-/// Hosts on one LAN: a network namespace per host, each with a veth into a bridge in a switch namespace,
-/// addresses 10.X.Y.(i+1)/24 in order. Deleted on drop.
-pub struct Lan {
-    pub switch: String,
-    pub hosts: Vec<(String, std::net::Ipv4Addr)>,
-}
-
-impl Lan {
-    pub fn new(names: &[&str]) -> Lan {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let pid = std::process::id();
-        let (x, y) = (64 + (pid % 64) as u8, (n % 200) as u8);
-        let switch = format!("chaos-lan-{pid}-{n}-sw");
-        sh(&["ip", "netns", "add", &switch]);
-        sh(&["ip", "-n", &switch, "link", "add", "br0", "type", "bridge"]);
-        sh(&["ip", "-n", &switch, "link", "set", "br0", "up"]);
-        let mut lan = Lan { switch: switch.clone(), hosts: Vec::new() };
-        for (i, name) in names.iter().enumerate() {
-            let ns = format!("chaos-lan-{pid}-{n}-{name}");
-            let addr = std::net::Ipv4Addr::new(10, x, y, i as u8 + 1);
-            sh(&["ip", "netns", "add", &ns]);
-            let port = format!("p{i}");
-            sh(&[
-                "ip", "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns",
-                &switch,
-            ]);
-            sh(&["ip", "-n", &switch, "link", "set", &port, "master", "br0"]);
-            sh(&["ip", "-n", &switch, "link", "set", &port, "up"]);
-            sh(&["ip", "-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
-            sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
-            sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-            lan.hosts.push((ns, addr));
-        }
-        lan
-    }
-
-    /// The namespace and address of host `i` (in the order given to `new`).
-    pub fn host(&self, i: usize) -> (&str, std::net::Ipv4Addr) {
-        (&self.hosts[i].0, self.hosts[i].1)
-    }
-
-    /// The agent's nftables tables in host `i`'s namespace.
-    pub fn chaos_tables(&self, i: usize) -> Vec<String> {
-        sh(&["ip", "netns", "exec", &self.hosts[i].0, "nft", "list", "tables"])
-            .lines()
-            .filter_map(|l| l.strip_prefix("table inet "))
-            .filter(|t| t.starts_with("chaos_agent_"))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Drop for Lan {
-    fn drop(&mut self) {
-        for (ns, _) in &self.hosts {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.switch]).status();
-    }
-}
-
 /// `ip netns exec NS chaos ARGS...` (or plain `chaos ARGS...` without a namespace).
 pub fn chaos_in(netns: Option<&str>) -> Command {
     match netns {
@@ -564,44 +335,4 @@ pub fn chaos_in(netns: Option<&str>) -> Command {
         }
         None => Command::new(chaos_bin()),
     }
-}
-
-/// A seeded generator (xorshift64*) for the kill matrices' moments: `CHAOS_KILL_SEED=N` replays a failing
-/// sequence; the seed is printed.
-pub struct KillRng {
-    pub seed: u64,
-    state: u64,
-}
-
-impl KillRng {
-    pub fn new() -> KillRng {
-        let seed = std::env::var("CHAOS_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x6b6d_6174);
-        eprintln!("kill matrix seed {seed} (CHAOS_KILL_SEED={seed} replays it)");
-        KillRng { seed, state: seed | 1 }
-    }
-
-    /// A number in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
-}
-
-/// Polls `check` (what is still left, as text) until it reports nothing, for at most `bound` after `since`,
-/// failing the test with what is left after that; returns how long it took.
-pub fn clean_within(
-    since: Instant,
-    bound: Duration,
-    what: &str,
-    check: impl Fn() -> Vec<String>,
-) -> Duration {
-    let mut left = check();
-    while !left.is_empty() && since.elapsed() < bound {
-        std::thread::sleep(Duration::from_millis(5));
-        left = check();
-    }
-    assert!(left.is_empty(), "{:?} after SIGKILL of {what}, still left: {left:?}", since.elapsed());
-    since.elapsed()
 }

@@ -3,12 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 
 use chaos_agent::policy::AgentPolicy;
 use chaos_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
 use chaos_proto::v1::{HaltAll, Revert, Welcome};
+use chaos_test_support::wait::poll_until_async as eventually;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Response, Streaming};
@@ -203,50 +203,25 @@ impl Drop for TempDir {
     }
 }
 
-/// A `sleep 30` child, killed and reaped when dropped.
-struct Victim(Child);
+/// A `sleep` child, killed and reaped when dropped ([`chaos_test_support::Victim`] with the agent's pid type).
+struct Victim(chaos_test_support::Victim);
 
 impl Victim {
     fn sleep() -> Victim {
-        Victim(Command::new("sleep").arg("30").spawn().unwrap())
+        Victim(chaos_test_support::Victim::sleep())
     }
 
     fn pid(&self) -> i32 {
-        self.0.id() as i32
-    }
-
-    /// The state letter of `/proc/PID/stat`: `T` when stopped.
-    fn state(&self) -> Option<char> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
-        stat.rsplit_once(')')?.1.split_whitespace().next()?.chars().next()
+        self.0.pid() as i32
     }
 
     fn stopped(&self) -> bool {
-        self.state() == Some('T')
+        self.0.stopped()
     }
 
     fn running(&self) -> bool {
-        matches!(self.state(), Some('S' | 'R' | 'D'))
+        self.0.running()
     }
-}
-
-impl Drop for Victim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Polls `condition` until it holds or `within` passes; returns whether it held.
-async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    condition()
 }
 
 fn start_agent(dir: &TempDir) -> HostAgent {

@@ -2,15 +2,14 @@
 //! of its own so that a test can stop it gracefully or kill it (every task dropped at once: no revert, no
 //! renewal is sent any more, as when the process dies); in-process agents (`chaos_agent::remote::serve` with a
 //! real `HostAgent` and its own state directory); `sleep` children as fault targets; a TCP relay whose
-//! connections a test can cut; API clients; and waits on conditions with deadlines.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! connections a test can cut; API clients; and waits on conditions with deadlines. Temp dirs, victims and
+//! waits are `chaos-test-support`'s.
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,26 +48,15 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A fresh directory under the system temp dir (so inside the default agent policy's fill paths), removed on
 /// drop.
-pub struct TempDir(PathBuf);
+pub struct TempDir(chaos_test_support::TempDir);
 
 impl TempDir {
     pub fn new(name: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("chaos-fleet-{}-{n}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
+        TempDir(chaos_test_support::TempDir::new(&format!("fleet-{name}")))
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }
 
@@ -428,82 +416,37 @@ impl Drop for Agent {
 
 // === fault targets ===
 
-/// A `sleep` child with a command line no other process has, killed and reaped on drop.
+/// A `sleep` child with a command line no other process has, killed and reaped on drop
+/// ([`chaos_test_support::Victim`]: `state`, `stopped`, `running`).
 pub struct Victim {
-    child: Child,
+    inner: chaos_test_support::Victim,
     /// A regex matching exactly this child's command line.
     pub cmdline: String,
 }
 
 impl Victim {
     pub fn spawn() -> Victim {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let arg = format!("300.{}{n:03}", std::process::id());
-        let child = Command::new("sleep").arg(&arg).stdin(Stdio::null()).spawn().unwrap();
-        Victim { child, cmdline: format!("^sleep {}$", arg.replace('.', "\\.")) }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The state letter of `/proc/PID/stat`: `T` when stopped.
-    pub fn state(&self) -> Option<char> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
-        stat.rsplit_once(')')?.1.split_whitespace().next()?.chars().next()
-    }
-
-    pub fn stopped(&self) -> bool {
-        self.state() == Some('T')
-    }
-
-    pub fn running(&self) -> bool {
-        matches!(self.state(), Some('S' | 'R' | 'D'))
+        let inner = chaos_test_support::Victim::sleep();
+        Victim { cmdline: inner.marker.clone(), inner }
     }
 }
 
-impl Drop for Victim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Victim {
+    type Target = chaos_test_support::Victim;
+
+    fn deref(&self) -> &chaos_test_support::Victim {
+        &self.inner
     }
 }
 
 // === waiting ===
 
-/// Polls `probe` every 20 ms until it gives `Some`, or panics naming `what` once `within` has passed.
-pub async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub use chaos_test_support::wait::{holds_for, wait_for};
 
 /// Polls `condition` every 5 ms until it holds, or panics naming `what` once `within` has passed.
 pub async fn wait_until(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Polls `condition` every 10 ms for `window` and panics naming `what` the first time it does not hold.
-pub async fn holds_for(what: &str, window: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + window;
-    while Instant::now() < deadline {
-        assert!(condition(), "{what} stopped holding");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let every = Duration::from_millis(5);
+    chaos_test_support::wait::wait_until_async(what, within, every, async || condition()).await;
 }
 
 // === other servers ===

@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::{Instant, timeout};
+use tokio::time::timeout;
 use tower::ServiceExt;
 
 /// Generous bound for anything that should happen "at once", sized for a loaded 2-core machine.
@@ -382,13 +382,6 @@ where
 
 /// Polls `cond` every 10 ms of tokio time until it holds; panics naming `what` after `deadline`. Works on paused
 /// time too, where the sleeps advance the clock.
-pub async fn wait_until(what: &str, deadline: Duration, mut cond: impl AsyncFnMut() -> bool) {
-    let end = Instant::now() + deadline;
-    loop {
-        if cond().await {
-            return;
-        }
-        assert!(Instant::now() < end, "timed out after {deadline:?} waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+pub async fn wait_until(what: &str, deadline: Duration, cond: impl AsyncFnMut() -> bool) {
+    chaos_test_support::wait::wait_until_async(what, deadline, Duration::from_millis(10), cond).await;
 }

@@ -50,7 +50,7 @@ pub struct RunArgs {
     /// there (reaching other hosts through its agents), and its progress, verdict, reports and exit code come
     /// back here as for a local run.
     #[command(flatten)]
-    remote: crate::fleet_cli::ClientArgs,
+    remote: super::client::ClientArgs,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -101,7 +101,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         return Ok(Verdict::Invalid.exit_code());
     }
     if args.remote.controller.is_some() {
-        let remote = crate::fleet_cli::RemoteRun {
+        let remote = super::remote_run::RemoteRun {
             file: args.file,
             vars: args.vars,
             seed: args.seed,
@@ -111,7 +111,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
             junit: args.junit,
             summary: args.summary,
         };
-        return crate::fleet_cli::run_remote(&args.remote, remote).await;
+        return super::remote_run::run_remote(&args.remote, remote).await;
     }
     let exp = match experiment::load(&args.file, &args.vars) {
         Ok(exp) => exp,

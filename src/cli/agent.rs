@@ -117,7 +117,7 @@ pub struct ServeArgs {
     #[arg(long)]
     id: Option<String>,
     /// A label for selectors, `KEY=VALUE` (repeatable): `--label role=web --label zone=a`.
-    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = crate::fleet_cli::parse_label)]
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = super::args::parse_label)]
     labels: Vec<(String, String)>,
     /// CA bundle (PEM) to verify the controller's certificate.
     #[arg(long, value_name = "FILE")]
