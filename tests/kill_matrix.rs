@@ -5,7 +5,7 @@
 //!
 //! The faults are real (a `sleep` paused, a file written, a CPU worker forked, an nftables table and a tbf qdisc in
 //! a network namespace the test makes). The seed is printed; `CHAOS_KILL_SEED=N` replays a failing sequence. The
-//! measured time from kill to clean is printed too (the README's safety section quotes it). The same matrix for
+//! measured time from kill to clean is printed too (docs/safety.md quotes it). The same matrix for
 //! the agent daemon and the controller is in tests/controller_e2e.rs. Needs root (CI runs as root).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -158,7 +158,7 @@ struct InjectArgs {
     /// change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Policy file limiting what may be injected (see the README); default: the built-in policy.
+    /// Policy file limiting what may be injected (see docs/agent.md); default: the built-in policy.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
     /// Seed for choosing among matching processes.

@@ -1,4 +1,4 @@
-//! Conformance suite for the admin HTTP API against Toxiproxy 2.12 (`/work/shared/reference/toxiproxy-compat.md`):
+//! Conformance suite for the admin HTTP API against Toxiproxy 2.12 (the Toxiproxy compatibility reference):
 //! every item of the API, proxies and toxics checklist (§16) that is observable over HTTP, plus our extensions.
 //!
 //! Layout: `routes` (§2, §3: routes, methods, 404/405, headers, guards, `/version`), `errors` (§5: the error
