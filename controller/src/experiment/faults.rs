@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chaos_proxy::toxics::{AttributeError, ToxicKind};
+use chaos_proxy_api::toxics::{AttributeError, ToxicKind};
 use serde_json::{Map, Number, Value};
 
 use super::model::{Duration, Percent};
