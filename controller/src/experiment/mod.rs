@@ -137,6 +137,9 @@ pub fn parse_with_env(
     })?;
     let errors = validate::validate(&experiment, &root);
     if errors.is_empty() {
+        let mut experiment = experiment;
+        checked::check_steps(&mut experiment.method);
+        checked::check_steps(&mut experiment.rollbacks);
         Ok(experiment)
     } else {
         Err(Diagnostics(errors.into_iter().map(|(pos, message)| diagnostic(pos, message)).collect()))

@@ -322,6 +322,10 @@ pub struct Step {
     pub wait: Option<Duration>,
     #[serde(default)]
     pub parallel: Option<Vec<Step>>,
+    /// The fault's kind and parameters, checked once by [`super::parse`] (never read from or written to a file):
+    /// [`Step::kind`] hands them out without parsing `fault:` and `with:` again.
+    #[serde(skip)]
+    pub(crate) checked: Option<super::checked::CheckedFault>,
 }
 
 /// Limits that abort the run before real damage.
