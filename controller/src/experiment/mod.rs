@@ -27,7 +27,7 @@ pub use checked::{
     Comparison, Fault, HOST_TARGET, HostMetric, Objective, ProbeKind, ProcessMetric, PrometheusQuery,
     SourceKind, StepKind, TargetKind, parse_percentile,
 };
-pub use faults::{FaultKind, FaultParams, Stream, TargetType};
+pub use faults::{FaultKind, FaultParams, Owner, Param, Stream, TargetType};
 pub use model::*;
 pub use validate::API_VERSION;
 pub use vars::{MAX_DEPTH, MAX_EXPANDED_BYTES};
