@@ -258,3 +258,38 @@ fn validation_and_the_agent_agree_on_every_signal() {
         }
     }
 }
+
+/// The JSON Schema's `with:` for each fault comes from the same tables: an editor accepts every key the
+/// parser accepts (latency `distribution` included) and flags a key no owner has.
+#[test]
+fn the_schema_describes_each_fault_s_with_from_the_tables() {
+    let schema = experiment::json_schema();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let doc = |step: Value| {
+        json!({
+            "apiVersion": "chaos/v1",
+            "title": "t",
+            "targets": {"db": {"proxy": {"api": "http://127.0.0.1:1", "name": "db"}}},
+            "method": [step],
+        })
+    };
+    let good = json!({"fault": "latency", "target": "db", "duration": "1s",
+                      "with": {"latency": "100ms", "distribution": "pareto", "toxicity": "50%"}});
+    let errors: Vec<String> = validator.iter_errors(&doc(good)).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    for bad in [
+        json!({"fault": "latency", "target": "db", "duration": "1s", "with": {"latency": 1, "colour": "red"}}),
+        json!({"fault": "latency", "target": "db", "duration": "1s", "with": {"latency": 1, "distribution": "zipf"}}),
+        json!({"fault": "latency", "target": "db", "duration": "1s", "with": {"jitter": 1}}),
+        json!({"fault": "http_abort", "target": "db", "duration": "1s", "with": {"status": 700}}),
+    ] {
+        assert!(!validator.is_valid(&doc(bad.clone())), "the schema accepts {bad}");
+    }
+    for kind in FaultKind::ALL {
+        let step = &schema["$defs"]["Step"]["allOf"];
+        let case = step.as_array().unwrap().iter().find(|c| c["if"]["properties"]["fault"]["const"] == kind.name());
+        let with = &case.unwrap_or_else(|| panic!("no schema case for {kind}"))["then"]["properties"]["with"];
+        let listed: Vec<&str> = with["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(listed, kind.keys(), "{kind}");
+    }
+}

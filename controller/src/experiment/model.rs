@@ -303,16 +303,17 @@ pub struct PrometheusProbe {
 /// One method or rollback step: a fault, a wait, or a parallel group (exactly one).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = super::faults::with_schemas)]
 pub struct Step {
     #[serde(default)]
     pub name: Option<String>,
-    /// Fault kind: proxy toxics (`latency`, `bandwidth`, `timeout`, `reset_peer`, `slicer`, `limit_data`,
-    /// `slow_close`, `down`) or host faults (`kill`, `pause`).
+    /// The fault kind (the schema lists them, from the fault tables).
     #[serde(default)]
     pub fault: Option<String>,
     #[serde(default)]
     pub target: Option<String>,
-    /// Fault parameters (toxic attributes plus `stream`, `toxicity`; kill `signal`).
+    /// Fault parameters: the owner's fields of the fault kind (a toxic's attributes plus `stream` and
+    /// `toxicity`, an agent fault spec's fields, kill's `signal`).
     #[serde(default, rename = "with")]
     pub with: Map<String, Value>,
     /// How long the fault stays; it is reverted after (and its lease expires by then regardless).
