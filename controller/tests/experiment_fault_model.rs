@@ -287,7 +287,8 @@ fn the_schema_describes_each_fault_s_with_from_the_tables() {
     }
     for kind in FaultKind::ALL {
         let step = &schema["$defs"]["Step"]["allOf"];
-        let case = step.as_array().unwrap().iter().find(|c| c["if"]["properties"]["fault"]["const"] == kind.name());
+        let case =
+            step.as_array().unwrap().iter().find(|c| c["if"]["properties"]["fault"]["const"] == kind.name());
         let with = &case.unwrap_or_else(|| panic!("no schema case for {kind}"))["then"]["properties"]["with"];
         let listed: Vec<&str> = with["properties"].as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(listed, kind.keys(), "{kind}");

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::faults::{self, FaultKind, FaultParams, TargetType};
+use super::faults::{self, CheckedFault, FaultKind, FaultParams, TargetType};
 use super::model::{
     Ceiling, CommandProbe, Duration, Experiment, HttpProbe, Percent, ProcessSelector, PrometheusProbe,
     PrometheusSource, ProxyTarget, Signal, Slo, Source, Step, Target, TcpProbe,
@@ -34,13 +34,6 @@ pub struct Fault<'a> {
     /// How long the fault lasts (`None` only for `kill`).
     pub duration: Option<Duration>,
     pub params: FaultParams,
-}
-
-/// A fault step's kind and parameters as [`super::parse`] checked them, kept on the step.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CheckedFault {
-    kind: FaultKind,
-    params: FaultParams,
 }
 
 /// Checks every fault step of a validated experiment once and keeps the result on the step. Validation has

@@ -14,7 +14,7 @@ use chaos_agent::spec::{Field as AgentField, Unit as AgentUnit};
 use chaos_proxy_api::toxics::{AttributeError, Field as ToxicField, ToxicKind, Unit as ToxicUnit};
 use serde_json::{Map, Number, Value};
 
-use super::model::{Duration, Percent};
+use super::values::{Duration, Percent};
 
 /// What a fault step does. The first eight act on a proxy target, `kill` and `pause` on process targets, the
 /// rest on the host that runs the experiment (no target).
@@ -344,99 +344,6 @@ impl Param {
     }
 }
 
-// === JSON Schema ===
-
-/// A string that is only a `${variable}` (checked once substituted).
-const VARIABLE: &str = r"^\s*\$\{[^}]+\}\s*$";
-/// A number of percent with its sign, or a variable.
-const PERCENT_TEXT: &str = r"^\s*[0-9]+(\.[0-9]*)?\s*%\s*$|\$\{[^}]+\}";
-
-impl Param {
-    /// This key's JSON Schema, from the owner's unit and range; strings that hold a `${variable}` pass.
-    pub fn json_schema(&self) -> Value {
-        use super::model::patterns::{DURATION, PERCENT};
-        use serde_json::json;
-        let (lo, hi) = self.range.map_or((None, None), |(lo, hi)| (Some(lo), hi.is_finite().then_some(hi)));
-        let integer = |pattern: &str| json!({"type": ["integer", "string"], "pattern": pattern});
-        let number = |pattern: &str| json!({"type": ["number", "string"], "pattern": pattern});
-        let names = |names: &[&str]| {
-            json!({"type": "string", "pattern": format!("^({})$|\\$\\{{[^}}]+\\}}", names.join("|"))})
-        };
-        let mut schema = match self.owner {
-            Owner::Toxic { unit, .. } => match unit {
-                ToxicUnit::Millis | ToxicUnit::Micros => integer(DURATION),
-                ToxicUnit::KilobytesPerSecond | ToxicUnit::Bytes | ToxicUnit::Count | ToxicUnit::HttpStatus => {
-                    integer(VARIABLE)
-                }
-                ToxicUnit::Percent => number(PERCENT_TEXT),
-                ToxicUnit::Enum(values) => names(values),
-                ToxicUnit::GrpcCode => json!({"type": ["integer", "string"]}),
-                ToxicUnit::HeaderValues | ToxicUnit::HeaderRegexes => {
-                    json!({"type": "object", "additionalProperties": {"type": "string"}})
-                }
-                ToxicUnit::Text | ToxicUnit::HttpMethod | ToxicUnit::Path | ToxicUnit::Regex => {
-                    json!({"type": "string"})
-                }
-            },
-            Owner::Agent { unit, .. } => match unit {
-                AgentUnit::Millis => integer(DURATION),
-                AgentUnit::Count | AgentUnit::Bytes => integer(VARIABLE),
-                AgentUnit::Percent => number(PERCENT_TEXT),
-                AgentUnit::Size | AgentUnit::BitRate | AgentUnit::Signal | AgentUnit::ProcessCount => {
-                    json!({"type": ["integer", "string"]})
-                }
-                AgentUnit::Path | AgentUnit::Name => json!({"type": "string"}),
-                AgentUnit::Processes | AgentUnit::Filter => json!({"type": "object"}),
-            },
-            Owner::Stream => names(&[Stream::Upstream.name(), Stream::Downstream.name()]),
-            Owner::Toxicity => number(PERCENT),
-        };
-        if let Value::Object(map) = &mut schema {
-            if let Some(lo) = lo {
-                map.insert("minimum".into(), json!(lo));
-            }
-            if let Some(hi) = hi {
-                map.insert("maximum".into(), json!(hi));
-            }
-            let description = format!("{} ({}; default {})", self.doc, self.unit(), self.default_text());
-            map.insert("description".into(), Value::String(description));
-        }
-        schema
-    }
-}
-
-/// Adds to a step's schema what each fault's `with:` takes (`if fault is X then with has these keys`), from
-/// the owners' tables.
-pub(crate) fn with_schemas(schema: &mut schemars::Schema) {
-    use serde_json::json;
-    let cases: Vec<Value> = FaultKind::ALL
-        .iter()
-        .map(|kind| {
-            let table = kind.params_table();
-            let properties: Map<String, Value> =
-                table.iter().map(|p| (p.name.to_string(), p.json_schema())).collect();
-            let required: Vec<&str> = table.iter().filter(|p| p.required).map(|p| p.name).collect();
-            json!({
-                "if": {"properties": {"fault": {"const": kind.name()}}, "required": ["fault"]},
-                "then": {"properties": {"with": {
-                    "type": "object",
-                    "properties": properties,
-                    "required": required,
-                    "additionalProperties": false,
-                }}},
-            })
-        })
-        .collect();
-    schema.insert("allOf".into(), Value::Array(cases));
-    if let Some(Value::Object(fault)) = schema.get_mut("properties").and_then(|p| p.get_mut("fault")) {
-        let names: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
-        fault.insert(
-            "description".into(),
-            Value::String(format!("The fault kind: {} (`chaos faults` lists their keys).", names.join(", "))),
-        );
-    }
-}
-
 /// The direction a toxic acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Stream {
@@ -473,6 +380,14 @@ pub enum FaultParams {
     Pause,
     /// A host fault as the agent applies it.
     Host(chaos_agent::spec::FaultSpec),
+}
+
+/// A fault step's kind and parameters as the experiment's parser checked them, kept on the step so no later
+/// reader parses `fault:` and `with:` again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckedFault {
+    pub(super) kind: FaultKind,
+    pub(super) params: FaultParams,
 }
 
 /// A problem with one `with:` key (`None`: with the whole map).

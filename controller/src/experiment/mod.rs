@@ -10,14 +10,17 @@
 //! 4. [`validate`](validate::validate): semantic checks, all collected, each at its node.
 //!
 //! Every problem is a [`Diagnostic`] `file:line:column: message`. [`checked`] adds accessors that read
-//! the validated model as enums ([`Step::kind`], [`Slo::objective`], …); [`json_schema`] describes the format.
+//! the validated model as enums ([`Step::kind`], [`Slo::objective`], …); [`json_schema`] describes the format
+//! and [`fault_reference`] the faults, both from the fault owners' tables ([`faults`]).
 
 pub mod checked;
 mod de;
 pub mod faults;
 pub mod model;
 mod node;
+mod reference;
 mod validate;
+mod values;
 mod vars;
 
 use std::fmt;
@@ -29,6 +32,7 @@ pub use checked::{
 };
 pub use faults::{FaultKind, FaultParams, Owner, Param, Stream, TargetType};
 pub use model::*;
+pub use reference::fault_reference;
 pub use validate::API_VERSION;
 pub use vars::{MAX_DEPTH, MAX_EXPANDED_BYTES};
 

@@ -335,6 +335,37 @@ mod tests {
         assert!(ToxicKind::default_for("packet_loss").is_none());
     }
 
+    /// Each type's table names exactly the attributes its struct shows (`distribution` is shown only when not
+    /// uniform), and every entry is taken by the merge: a struct field without a table entry, or the other way
+    /// round, fails here.
+    #[test]
+    fn every_type_s_table_names_exactly_its_attributes() {
+        for type_name in ToxicKind::TYPES {
+            let fields = ToxicKind::fields(type_name).unwrap();
+            let mut listed: Vec<&str> =
+                fields.iter().map(|f| f.name).filter(|n| *n != "distribution").collect();
+            let shown = ToxicKind::default_for(type_name).unwrap().attributes();
+            let mut shown: Vec<&str> = shown.keys().map(String::as_str).collect();
+            listed.sort_unstable();
+            shown.sort_unstable();
+            assert_eq!(listed, shown, "{type_name}");
+            for field in fields {
+                assert!(
+                    ToxicKind::default_attribute(type_name, field.name).is_some(),
+                    "{type_name}.{}",
+                    field.name
+                );
+                let probe = obj(json!({ field.name: "not-a-value-of-any-unit" }));
+                let err = ToxicKind::default_for(type_name).unwrap().merged(Some(&probe));
+                // Free-text attributes take anything; every other attribute's value is read, not ignored.
+                if !matches!(field.unit, Unit::Text | Unit::HttpMethod | Unit::Regex) {
+                    assert!(err.is_err(), "{type_name}.{} ignored by the merge", field.name);
+                }
+            }
+        }
+        assert!(ToxicKind::fields("packet_loss").is_none());
+    }
+
     #[test]
     fn direction_parses_case_insensitively() {
         assert_eq!(Direction::parse("UPSTREAM"), Some(Direction::Upstream));
