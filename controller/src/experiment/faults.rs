@@ -621,9 +621,35 @@ mod tests {
         {
             assert_eq!(signal_number(&v), Ok(n), "{v}");
         }
-        for v in [json!("NOPE"), json!(0), json!(65), json!(true)] {
+        for v in [json!("NOPE"), json!(0), json!(32), json!(40), json!(65), json!(true)] {
             assert!(signal_number(&v).is_err(), "{v}");
         }
+    }
+
+    #[test]
+    fn latency_takes_its_distribution_as_the_proxy_does() {
+        let p = params(FaultKind::Latency, &with(json!({"latency": 100, "distribution": "lognormal"}))).unwrap();
+        let FaultParams::Toxic { attributes, .. } = p else { panic!() };
+        assert_eq!(attributes["distribution"], json!("lognormal"));
+        let errors = params(FaultKind::Latency, &with(json!({"latency": 1, "distribution": "zipf"}))).unwrap_err();
+        assert!(errors[0].message.starts_with("fault `latency`: attribute distribution:"), "{errors:?}");
+    }
+
+    #[test]
+    fn agent_times_and_percentages_convert_from_experiment_units() {
+        let with = with(json!({"device": "lo", "delay_ms": "1500ms", "correlation": "25%"}));
+        let FaultParams::Host(spec) = params(FaultKind::NetworkLatency, &with).unwrap() else { panic!() };
+        let chaos_agent::spec::FaultSpec::NetworkLatency(latency) = spec else { panic!("{spec:?}") };
+        assert_eq!((latency.delay_ms, latency.correlation), (1500, 25.0));
+    }
+
+    #[test]
+    fn keys_come_from_the_owners_tables() {
+        assert_eq!(FaultKind::Latency.keys(), ["latency", "jitter", "distribution", "stream", "toxicity"]);
+        assert_eq!(FaultKind::Kill.keys(), ["signal"]);
+        assert!(FaultKind::Pause.keys().is_empty() && FaultKind::Down.keys().is_empty());
+        let agent: Vec<&str> = AgentKind::IoStress.fields().iter().map(|f| f.name).collect();
+        assert_eq!(FaultKind::IoStress.keys(), agent);
     }
 
     #[test]
