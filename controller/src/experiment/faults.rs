@@ -628,10 +628,12 @@ mod tests {
 
     #[test]
     fn latency_takes_its_distribution_as_the_proxy_does() {
-        let p = params(FaultKind::Latency, &with(json!({"latency": 100, "distribution": "lognormal"}))).unwrap();
+        let p =
+            params(FaultKind::Latency, &with(json!({"latency": 100, "distribution": "lognormal"}))).unwrap();
         let FaultParams::Toxic { attributes, .. } = p else { panic!() };
         assert_eq!(attributes["distribution"], json!("lognormal"));
-        let errors = params(FaultKind::Latency, &with(json!({"latency": 1, "distribution": "zipf"}))).unwrap_err();
+        let errors =
+            params(FaultKind::Latency, &with(json!({"latency": 1, "distribution": "zipf"}))).unwrap_err();
         assert!(errors[0].message.starts_with("fault `latency`: attribute distribution:"), "{errors:?}");
     }
 
