@@ -7,8 +7,8 @@
 //! until a deadline, or close the connection. Behaviours never do I/O and never sleep, so every toxic is
 //! unit-tested on a virtual clock and the link that drives them can react to updates at any moment.
 //!
-//! The L7 types of `http` proxies (`http_abort`, `http_delay`, `grpc_abort`) act per request
-//! (`crate::http::rules`): they never become stages.
+//! The L7 types of `http` proxies (`http_abort`, `http_delay`, `grpc_abort`) act per request, in the http
+//! data plane's rule set: they never become stages.
 
 mod bandwidth;
 mod latency;
