@@ -552,6 +552,7 @@ impl serde::de::Visitor<'_> for CountVisitor {
 #[cfg(test)]
 mod tests {
     use serde::de::DeserializeSeed;
+    use serde_json::json;
 
     use super::*;
 
@@ -566,6 +567,16 @@ mod tests {
                 text.push_str(&format!("{}: {}\n", field.name, field.example));
             }
             let spec = FaultSpec::parse(&text).unwrap_or_else(|e| panic!("{kind}: {e}\n{text}"));
+            // The reader's own list of fields (serde names them when it refuses an unknown one), so a field the
+            // spec hides when unset cannot be missing from the table unnoticed.
+            let probe = json!({"kind": kind.as_str(), "no-such-field": 1});
+            let refused = serde_json::from_value::<FaultSpec>(probe).unwrap_err().to_string();
+            let mut expected: Vec<&str> =
+                refused.split("expected").nth(1).unwrap_or("").split('`').skip(1).step_by(2).collect();
+            let mut table: Vec<&str> = kind.fields().iter().map(|f| f.name).collect();
+            expected.sort_unstable();
+            table.sort_unstable();
+            assert_eq!(expected, table, "{kind}: {refused}");
             let shown = serde_json::to_value(&spec).unwrap();
             let mut shown: Vec<&str> =
                 shown.as_object().unwrap().keys().map(String::as_str).filter(|k| *k != "kind").collect();
