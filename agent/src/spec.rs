@@ -9,6 +9,10 @@
 //! The spec is what `chaos agent inject` reads, what the engine builds from an experiment step, and what the
 //! controller will send to a remote agent. Each kind's fields are those of its module's struct
 //! ([`crate::stress`], [`crate::net`]); process faults take a [`ProcessSelector`] `target` and a `count`.
+//!
+//! [`FaultKind::fields`] describes every kind's fields once, as data ([`Field`]: name, unit, range, default,
+//! one-line doc, an example value): the experiment format, its JSON Schema and the fault reference read it, and
+//! a test proves each field reaches [`FaultSpec`] from an experiment.
 
 use std::fmt;
 
@@ -45,6 +49,219 @@ pub enum FaultSpec {
     NetworkLoss(net::Loss),
     NetworkBandwidth(net::Bandwidth),
     NetworkLatency(net::Latency),
+}
+
+/// One field of a fault spec, described as data for the layers that read specs from other formats.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Field {
+    /// The field's name in the spec (and in an experiment's `with:`).
+    pub name: &'static str,
+    pub unit: Unit,
+    /// Inclusive bounds the agent accepts, for numbers.
+    pub range: Option<(f64, f64)>,
+    /// What an absent field means; `None` when the field is required.
+    pub default: Option<&'static str>,
+    /// One line for the fault reference.
+    pub doc: &'static str,
+    /// A valid value other than the default, as YAML: the reference shows it and a test sends it end to end.
+    pub example: &'static str,
+}
+
+/// The unit or shape of a spec field's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// An integer count (workers).
+    Count,
+    /// A number of percent, 0 to 100.
+    Percent,
+    /// Bytes as an integer or with a unit (`512MiB`), or a percentage (`10%`) of what the fault measures.
+    Size,
+    /// An integer number of bytes.
+    Bytes,
+    /// Integer milliseconds.
+    Millis,
+    /// A bit rate in tc's syntax (`1mbit`, `500kbit`) or an integer of bits per second.
+    BitRate,
+    /// A filesystem path.
+    Path,
+    /// A name (a network device, a network namespace).
+    Name,
+    /// A signal name or number the agent can send ([`Signal::parse`]).
+    Signal,
+    /// A process selector (`name`, `cmdline`, `pid`, `pidfile`, `user`).
+    Processes,
+    /// How many of the selected processes: an integer or a percentage.
+    ProcessCount,
+    /// A packet filter (`direction`, `hosts`, `ports`, `protocol`).
+    Filter,
+}
+
+impl fmt::Display for Unit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unit::Count => "count",
+            Unit::Percent => "percent",
+            Unit::Size => "size (512MiB, 10%)",
+            Unit::Bytes => "bytes",
+            Unit::Millis => "ms",
+            Unit::BitRate => "bit rate (1mbit)",
+            Unit::Path => "path",
+            Unit::Name => "name",
+            Unit::Signal => "signal (KILL, TERM, 1..=31)",
+            Unit::Processes => "process selector",
+            Unit::ProcessCount => "count or percentage",
+            Unit::Filter => "packet filter",
+        })
+    }
+}
+
+impl Field {
+    const fn new(name: &'static str, unit: Unit, doc: &'static str, example: &'static str) -> Field {
+        Field { name, unit, range: None, default: None, doc, example }
+    }
+
+    const fn range(self, min: f64, max: f64) -> Field {
+        Field { range: Some((min, max)), ..self }
+    }
+
+    const fn default(self, default: &'static str) -> Field {
+        Field { default: Some(default), ..self }
+    }
+
+    /// Whether a spec must set this field.
+    pub fn required(&self) -> bool {
+        self.default.is_none()
+    }
+}
+
+const TARGET: Field = Field::new(
+    "target",
+    Unit::Processes,
+    "which processes (name, cmdline, pid, pidfile, user)",
+    "{ name: sleep }",
+);
+const COUNT: Field = Field::new(
+    "count",
+    Unit::ProcessCount,
+    "how many of the matches: exactly N (fewer is an error) or a percentage (at least one)",
+    "\"50%\"",
+)
+.default("1");
+const NETNS: Field =
+    Field::new("netns", Unit::Name, "a named network namespace (/run/netns/NAME)", "chaos-walk")
+        .default("the agent's own");
+const FILTER: Field = Field::new(
+    "filter",
+    Unit::Filter,
+    "which packets: direction (egress, ingress, both), hosts (addresses, CIDRs), ports, protocol (tcp, udp, any)",
+    "{ direction: egress, hosts: [10.9.9.9], ports: [9], protocol: udp }",
+)
+.default("every packet but loopback, both ways");
+const DEVICE: Field = Field::new("device", Unit::Name, "the network device whose egress is shaped", "lo");
+
+/// A `&'static [Field]` of constant entries (a `const` item, since calls to `const fn` are not promoted).
+macro_rules! table {
+    ($($field:expr),* $(,)?) => {{
+        const FIELDS: &[Field] = &[$($field),*];
+        FIELDS
+    }};
+}
+
+impl FaultKind {
+    /// The fields of this kind's spec (besides `kind`), as data, in the order the reference lists them.
+    pub fn fields(self) -> &'static [Field] {
+        match self {
+            FaultKind::ProcessKill => table![
+                TARGET,
+                COUNT,
+                Field::new(
+                    "signal",
+                    Unit::Signal,
+                    "the signal sent once: a name (KILL, SIGTERM, int) or a standard signal number 1..=31",
+                    "TERM",
+                )
+                .default("KILL"),
+            ],
+            FaultKind::ProcessPause => table![TARGET, COUNT],
+            FaultKind::CpuStress => table![
+                Field::new("workers", Unit::Count, "spinning workers", "2")
+                    .range(1.0, 1024.0)
+                    .default("one per CPU this process may run on"),
+                Field::new("load", Unit::Percent, "percent of each period a worker spins", "40")
+                    .range(1.0, 100.0)
+                    .default("100"),
+            ],
+            FaultKind::MemoryStress => table![Field::new(
+                "size",
+                Unit::Size,
+                "memory mapped and touched; a percentage is of MemTotal",
+                "1MiB",
+            )],
+            FaultKind::DiskFill => table![
+                Field::new("path", Unit::Path, "an existing directory the fill file is created in", "/tmp"),
+                Field::new("size", Unit::Size, "bytes allocated; a percentage is of the free space", "1MiB"),
+            ],
+            FaultKind::IoStress => table![
+                Field::new("path", Unit::Path, "an existing directory the workers write in", "/tmp"),
+                Field::new("workers", Unit::Count, "writing workers", "2").range(1.0, 1024.0).default("1"),
+                Field::new("block_size", Unit::Size, "bytes per write, at most file_size and 64 MiB", "4KiB")
+                    .default("64KiB"),
+                Field::new("file_size", Unit::Size, "bytes of each worker's file", "1MiB").default("64MiB"),
+            ],
+            FaultKind::NetworkPartition => table![NETNS, FILTER],
+            FaultKind::NetworkLoss => table![
+                NETNS,
+                FILTER,
+                Field::new(
+                    "percent",
+                    Unit::Percent,
+                    "share of matching packets dropped, at most two decimals",
+                    "30"
+                )
+                .range(0.01, 100.0),
+            ],
+            FaultKind::NetworkBandwidth => table![
+                NETNS,
+                DEVICE,
+                Field::new("rate", Unit::BitRate, "egress rate, 8kbit to 100gbit", "1mbit"),
+                Field::new(
+                    "burst_bytes",
+                    Unit::Bytes,
+                    "bytes sent at full speed before the rate applies",
+                    "65536"
+                )
+                .default("10 ms worth of the rate, at least 16 KiB"),
+                Field::new(
+                    "latency_ms",
+                    Unit::Millis,
+                    "longest a packet may queue before it is dropped",
+                    "100"
+                )
+                .default("50"),
+            ],
+            FaultKind::NetworkLatency => table![
+                NETNS,
+                DEVICE,
+                Field::new("delay_ms", Unit::Millis, "delay added to every packet sent", "100")
+                    .range(1.0, 60000.0),
+                Field::new(
+                    "jitter_ms",
+                    Unit::Millis,
+                    "uniform variation, at most delay_ms (reorders packets)",
+                    "10"
+                )
+                .default("0"),
+                Field::new(
+                    "correlation",
+                    Unit::Percent,
+                    "how much a packet's jitter follows the previous one's",
+                    "25"
+                )
+                .range(0.0, 100.0)
+                .default("0"),
+            ],
+        }
+    }
 }
 
 /// [`Count`] as written in a spec: an integer or a percentage string.
@@ -335,8 +552,63 @@ impl serde::de::Visitor<'_> for CountVisitor {
 #[cfg(test)]
 mod tests {
     use serde::de::DeserializeSeed;
+    use serde_json::json;
 
     use super::*;
+
+    /// The table and the spec agree: every field the table lists parses into the spec with its example, and
+    /// every field the spec shows back is in the table (so a field added to a struct without a table entry, or
+    /// the other way round, fails here).
+    #[test]
+    fn every_kind_s_table_names_exactly_the_spec_s_fields() {
+        for kind in FaultKind::ALL {
+            let mut text = format!("kind: {kind}\n");
+            for field in kind.fields() {
+                text.push_str(&format!("{}: {}\n", field.name, field.example));
+            }
+            let spec = FaultSpec::parse(&text).unwrap_or_else(|e| panic!("{kind}: {e}\n{text}"));
+            // The reader's own list of fields (serde names them when it refuses an unknown one), so a field the
+            // spec hides when unset cannot be missing from the table unnoticed.
+            let probe = json!({"kind": kind.as_str(), "no-such-field": 1});
+            let refused = serde_json::from_value::<FaultSpec>(probe).unwrap_err().to_string();
+            let mut expected: Vec<&str> =
+                refused.split("expected").nth(1).unwrap_or("").split('`').skip(1).step_by(2).collect();
+            let mut table: Vec<&str> = kind.fields().iter().map(|f| f.name).collect();
+            expected.sort_unstable();
+            table.sort_unstable();
+            assert_eq!(expected, table, "{kind}: {refused}");
+            let shown = serde_json::to_value(&spec).unwrap();
+            let mut shown: Vec<&str> =
+                shown.as_object().unwrap().keys().map(String::as_str).filter(|k| *k != "kind").collect();
+            let mut listed: Vec<&str> = kind.fields().iter().map(|f| f.name).collect();
+            shown.sort_unstable();
+            listed.sort_unstable();
+            assert_eq!(shown, listed, "{kind}");
+            for field in kind.fields() {
+                if let (Some((min, max)), Ok(n)) = (field.range, field.example.parse::<f64>()) {
+                    assert!((min..=max).contains(&n), "{kind}.{}: example {n} outside its range", field.name);
+                }
+            }
+        }
+    }
+
+    /// The kill signal's range is the agent's: the 31 standard signals, by number or name; real-time signals
+    /// (32..=64) are refused, because the agent sends a `nix::sys::signal::Signal`, which has none.
+    #[test]
+    fn kill_accepts_the_standard_signals_only() {
+        let spec = |signal: &str| FaultSpec::ProcessKill {
+            target: ProcessSelector { pid: Some(5), ..ProcessSelector::default() },
+            count: CountSpec(Count::Exactly(1)),
+            signal: signal.into(),
+        };
+        for n in 1..=31 {
+            assert!(spec(&n.to_string()).validate().is_ok(), "{n}");
+        }
+        for n in [0, 32, 34, 40, 64, 65] {
+            let err = spec(&n.to_string()).validate().unwrap_err().to_string();
+            assert!(err.contains("between 1 and 31"), "{n}: {err}");
+        }
+    }
 
     /// The mirrors `located` reads the process kinds with accept every field the spec has.
     #[test]

@@ -12,11 +12,12 @@
 //! - `link`: one direction of a connection: socket reads → pipeline → socket writes, in one `select!` loop;
 //!   `run_links` runs a connection's two links (for both data planes). `hash`: the seed hashing.
 //! - `pipeline`: the toxic chain of a link as a pure state machine, reconfigured live without losing bytes.
-//! - [`toxics`]: each toxic type's attributes and behaviour (`toxics/latency.rs`, …).
+//! - [`toxics`]: each toxic type's behaviour (`toxics/latency.rs`, …); the attributes, their table and parser
+//!   are `chaos-proxy-api`'s, re-exported there.
 //! - `http`: the data plane of `http` proxies: hyper serves each connection, requests are forwarded by a pooled
 //!   client, L7 toxics (`http_abort`, `http_delay`, `grpc_abort`) apply per request, golden signals are counted.
-//! - `stats`: live counters and the Prometheus rendering; [`config`]: `--config` files; [`client`]: an HTTP
-//!   client for any Toxiproxy-compatible server.
+//! - `stats`: live counters and the Prometheus rendering; [`config`]: `--config` files; [`client`] and
+//!   [`model`]: the HTTP client and the API's JSON, re-exported from `chaos-proxy-api`.
 //!
 //! - [`intercept`]: transparent interception (an nftables REDIRECT table per intercepted port, SO_ORIGINAL_DST,
 //!   marked upstream dials, removal of tables left by dead processes).
@@ -26,14 +27,12 @@
 
 pub mod admin;
 pub mod api;
-pub mod client;
 pub mod config;
 mod error;
 mod hash;
 mod http;
 pub mod intercept;
 mod link;
-pub mod model;
 mod pipeline;
 mod proxy;
 pub mod server;
@@ -41,6 +40,9 @@ mod shared;
 mod splice;
 mod stats;
 pub mod toxics;
+
+/// The admin API's client and JSON model live in `chaos-proxy-api`; these are their old paths.
+pub use chaos_proxy_api::{client, model};
 
 use std::future::Future;
 

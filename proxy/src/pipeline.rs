@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rand::rngs::StdRng;
 use tokio::time::Instant;
 
-use crate::toxics::{Behaviour, Close, Item, Passthrough, Step, ToxicKind, roll};
+use crate::toxics::{Behaviour, Build, Close, Item, Passthrough, Step, ToxicKind, roll};
 
 /// One toxic as the links of one direction see it.
 #[derive(Clone, Debug)]

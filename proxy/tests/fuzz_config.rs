@@ -15,7 +15,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
 
 use chaos_proxy::config::parse;
-use chaos_proxy::toxics::ToxicKind;
+use chaos_proxy::toxics::{Sample, SliceLengths, ToxicKind};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chaos_proxy::client::{Client, NewToxic, ProxyUpdate, Stream};
+use chaos_proxy_api::client::{Client, NewToxic, ProxyUpdate, Stream};
 use serde_json::{Map, Value};
 
 pub use crate::fleet::Reverted;

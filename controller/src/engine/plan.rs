@@ -12,7 +12,7 @@ use rand::seq::SliceRandom as _;
 use chaos_agent::host::HostAgent;
 use chaos_agent::policy::AgentPolicy;
 use chaos_agent::spec::{CountSpec, FaultSpec};
-use chaos_proxy::client::Client;
+use chaos_proxy_api::client::Client;
 
 use super::MethodContext;
 use super::faults::{self, Active, DEADLINE_MARGIN};
@@ -663,8 +663,8 @@ pub(crate) async fn apply(
         ) => {
             let duration = duration.ok_or_else(|| format!("{toxic_type} on {target} needs a duration"))?;
             let stream = match stream {
-                crate::experiment::faults::Stream::Upstream => chaos_proxy::client::Stream::Upstream,
-                crate::experiment::faults::Stream::Downstream => chaos_proxy::client::Stream::Downstream,
+                crate::experiment::faults::Stream::Upstream => chaos_proxy_api::client::Stream::Upstream,
+                crate::experiment::faults::Stream::Downstream => chaos_proxy_api::client::Stream::Downstream,
             };
             let toxic = faults::ToxicFault { toxic_type, stream, toxicity: *toxicity, attributes };
             faults::add_toxic(client, name, step_name, toxic, duration).await.map(Some)

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chaos_agent::journal::{Entry, Journal, ReplayMode, Undo};
 use chaos_agent::process::ProcessId;
-use chaos_proxy::client::{Client, NewProxy, ProxyOptions, ProxyUpdate};
+use chaos_proxy_api::client::{Client, NewProxy, ProxyOptions, ProxyUpdate};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 

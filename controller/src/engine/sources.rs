@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chaos_proxy::client::{Client, ProxyUpdate, Stats};
+use chaos_proxy_api::client::{Client, ProxyUpdate, Stats};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -94,7 +94,7 @@ async fn read_records(
     since: &mut u64,
     run_start: Instant,
     log: &EventLog,
-) -> Result<(), chaos_proxy::client::ClientError> {
+) -> Result<(), chaos_proxy_api::client::ClientError> {
     loop {
         let asked = run_start.elapsed();
         let page = client.proxy_requests(proxy, *since).await?;
@@ -112,7 +112,7 @@ async fn read_records(
 
 /// Appends the records of one read, answered at `now` on the run's clock: each at `now − started_us_ago`,
 /// none from before the run.
-fn push_records(page: &chaos_proxy::client::Requests, now: Duration, log: &EventLog) {
+fn push_records(page: &chaos_proxy_api::client::Requests, now: Duration, log: &EventLog) {
     for r in &page.requests {
         let Some(at) = now.checked_sub(Duration::from_micros(r.started_us_ago)) else { continue };
         log.push(Event { at, latency: Duration::from_micros(r.latency_us), ok: !r.failed });
@@ -160,7 +160,7 @@ fn push_increments(previous: &Stats, now: &Stats, at: Duration, log: &EventLog) 
 
 #[cfg(test)]
 mod tests {
-    use chaos_proxy::client::{HttpStats, LatencyBucket, LatencyStats};
+    use chaos_proxy_api::client::{HttpStats, LatencyBucket, LatencyStats};
 
     use super::*;
 
@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn records_are_stamped_when_they_reached_the_proxy_and_none_before_the_run() {
-        use chaos_proxy::client::{RequestRecord, Requests};
+        use chaos_proxy_api::client::{RequestRecord, Requests};
         let log = EventLog::default();
         let record = |seq, started_us_ago, latency_us, failed| RequestRecord {
             seq,

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::faults::{self, FaultKind, FaultParams, TargetType};
+use super::faults::{self, CheckedFault, FaultKind, FaultParams, TargetType};
 use super::model::{
     Ceiling, CommandProbe, Duration, Experiment, HttpProbe, Percent, ProcessSelector, PrometheusProbe,
     PrometheusSource, ProxyTarget, Signal, Slo, Source, Step, Target, TcpProbe,
@@ -36,21 +36,39 @@ pub struct Fault<'a> {
     pub params: FaultParams,
 }
 
+/// Checks every fault step of a validated experiment once and keeps the result on the step. Validation has
+/// already reported every problem at its place; a step that still fails here keeps no result, and
+/// [`Step::kind`] says why.
+pub(super) fn check_steps(steps: &mut [Step]) {
+    for step in steps {
+        if let Some(inner) = &mut step.parallel {
+            check_steps(inner);
+        }
+        step.checked = step.fault.as_deref().and_then(|fault| {
+            let kind: FaultKind = fault.parse().ok()?;
+            let params = faults::params(kind, &step.with).ok()?;
+            Some(CheckedFault { kind, params })
+        });
+    }
+}
+
 impl Step {
-    /// Which kind of step this is, with the fault's parameters checked and normalised.
+    /// Which kind of step this is, with the fault's parameters as checked when the experiment was parsed
+    /// (nothing is parsed again here). `Err` only for a step that did not come from [`super::parse`].
     pub fn kind(&self) -> Result<StepKind<'_>, String> {
         match (&self.fault, self.wait, &self.parallel) {
             (Some(fault), None, None) => {
-                let kind: FaultKind = fault.parse()?;
+                let Some(CheckedFault { kind, params }) = &self.checked else {
+                    return Err(format!("fault `{fault}` was not checked (experiments come from `parse`)"));
+                };
+                let kind = *kind;
                 let target = match (self.target.as_deref(), kind.target_type()) {
                     (None, TargetType::Host) => HOST_TARGET,
                     // A `hosts` target: the agents it selects, through a controller.
                     (Some(target), _) => target,
                     (None, _) => return Err(format!("fault `{kind}` needs a `target`")),
                 };
-                let params = faults::params(kind, &self.with)
-                    .map_err(|errors| errors.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; "))?;
-                Ok(StepKind::Fault(Fault { kind, target, duration: self.duration, params }))
+                Ok(StepKind::Fault(Fault { kind, target, duration: self.duration, params: params.clone() }))
             }
             (None, Some(wait), None) => Ok(StepKind::Wait(wait)),
             (None, None, Some(steps)) => Ok(StepKind::Parallel(steps)),

@@ -1,13 +1,20 @@
 //! Fault kinds and their `with:` parameters, checked: which kinds go with which target type, which keys each
 //! kind takes, and the normalised values (Toxiproxy's integer attributes, a signal number).
+//!
+//! Nothing about a key is written here: the keys a `with:` takes, their units, ranges, defaults and docs come
+//! from the owners' tables (the proxy's [`ToxicKind::fields`], the agent's [`AgentKind::fields`]) through
+//! [`FaultKind::params_table`]; this module converts experiment units (`300ms`, `5%`) into the owner's, and the
+//! owner's own parser ([`ToxicKind::merged`], the agent spec's reader and `validate`) has the final word.
 
 use std::fmt;
 use std::str::FromStr;
 
-use chaos_proxy::toxics::{AttributeError, ToxicKind};
+use chaos_agent::faults::FaultKind as AgentKind;
+use chaos_agent::spec::{Field as AgentField, Unit as AgentUnit};
+use chaos_proxy_api::toxics::{AttributeError, Field as ToxicField, ToxicKind, Unit as ToxicUnit};
 use serde_json::{Map, Number, Value};
 
-use super::model::{Duration, Percent};
+use super::values::{Duration, Percent};
 
 /// What a fault step does. The first eight act on a proxy target, `kill` and `pause` on process targets, the
 /// rest on the host that runs the experiment (no target).
@@ -123,8 +130,8 @@ impl FaultKind {
     }
 
     /// The agent's fault kind, for the host faults.
-    pub fn agent_kind(self) -> Option<chaos_agent::faults::FaultKind> {
-        use chaos_agent::faults::FaultKind as A;
+    pub fn agent_kind(self) -> Option<AgentKind> {
+        use AgentKind as A;
         Some(match self {
             FaultKind::CpuStress => A::CpuStress,
             FaultKind::MemoryStress => A::MemoryStress,
@@ -151,52 +158,33 @@ impl FaultKind {
         self != FaultKind::Kill
     }
 
-    /// The `with:` keys this kind takes (host faults: none here; the agent's spec decides and names them).
-    pub fn keys(self) -> Vec<&'static str> {
-        let own: &[&str] = match self {
-            FaultKind::Latency => &["latency", "jitter", "stream", "toxicity"],
-            FaultKind::Bandwidth => &["rate", "stream", "toxicity"],
-            FaultKind::SlowClose => &["delay", "stream", "toxicity"],
-            FaultKind::Timeout | FaultKind::ResetPeer => &["timeout", "stream", "toxicity"],
-            FaultKind::Slicer => &["average_size", "size_variation", "delay", "stream", "toxicity"],
-            FaultKind::LimitData => &["bytes", "stream", "toxicity"],
-            FaultKind::Kill => &["signal"],
-            FaultKind::HttpAbort => &["status", "body", "response_headers"],
-            FaultKind::HttpDelay => &["delay", "jitter", "distribution"],
-            FaultKind::GrpcAbort => &["code", "message"],
-            _ => &[],
+    /// What `with:` takes for this kind, read from the owners' tables: a toxic's attributes
+    /// ([`ToxicKind::fields`]) with `stream` and `toxicity`, an agent spec's fields ([`AgentKind::fields`]; for
+    /// `kill` and `pause` less `target` and `count`, which the target gives).
+    pub fn params_table(self) -> Vec<Param> {
+        if let Some(toxic) = self.toxic_type() {
+            let own = ToxicKind::fields(toxic).unwrap_or_default().iter().map(|f| Param::toxic(toxic, f));
+            let l7 = matches!(self, FaultKind::HttpAbort | FaultKind::HttpDelay | FaultKind::GrpcAbort);
+            // An L7 toxic acts per request: a stream direction means nothing to it.
+            let extra = if l7 { &[TOXICITY][..] } else { &[STREAM, TOXICITY][..] };
+            return own.chain(extra.iter().copied()).collect();
+        }
+        let agent = match self {
+            FaultKind::Kill => AgentKind::ProcessKill,
+            FaultKind::Pause => AgentKind::ProcessPause,
+            other => match other.agent_kind() {
+                Some(kind) => kind,
+                None => return Vec::new(),
+            },
         };
-        let shared: &[&str] =
-            if matches!(self, FaultKind::HttpAbort | FaultKind::HttpDelay | FaultKind::GrpcAbort) {
-                &L7_SHARED_KEYS
-            } else {
-                &[]
-            };
-        [own, shared].concat()
+        let from_target =
+            |f: &&AgentField| self.agent_kind().is_some() || !matches!(f.name, "target" | "count");
+        agent.fields().iter().filter(from_target).map(Param::agent).collect()
     }
 
-    /// Keys without which the fault would do nothing.
-    fn required(self) -> &'static [&'static str] {
-        match self {
-            FaultKind::Latency => &["latency"],
-            FaultKind::Bandwidth => &["rate"],
-            FaultKind::SlowClose => &["delay"],
-            FaultKind::Slicer => &["average_size"],
-            FaultKind::LimitData => &["bytes"],
-            FaultKind::HttpAbort => &["status"],
-            FaultKind::HttpDelay => &["delay"],
-            FaultKind::GrpcAbort => &["code"],
-            _ => &[],
-        }
-    }
-
-    /// How an attribute's value is read.
-    fn unit(self, key: &str) -> Unit {
-        match (self, key) {
-            (FaultKind::Slicer, "delay") => Unit::Micros,
-            (_, "latency" | "jitter" | "delay" | "timeout") => Unit::Millis,
-            _ => Unit::Integer,
-        }
+    /// The `with:` keys this kind takes, in the owner's order.
+    pub fn keys(self) -> Vec<&'static str> {
+        self.params_table().iter().map(|p| p.name).collect()
     }
 }
 
@@ -216,26 +204,144 @@ impl FromStr for FaultKind {
     }
 }
 
-/// The request match and odds every L7 fault takes after its own keys (the proxy's attribute names).
-const L7_SHARED_KEYS: [&str; 8] = [
-    "method",
-    "path_prefix",
-    "path_regex",
-    "headers",
-    "header_regex",
-    "percentage",
-    "max_active",
-    "toxicity",
-];
+// === impl Param ===
 
-#[derive(Clone, Copy)]
-enum Unit {
-    /// Toxiproxy milliseconds: an integer, or a duration like `300ms`.
-    Millis,
-    /// Toxiproxy microseconds (slicer `delay`): an integer, or a duration like `500us`.
-    Micros,
-    /// A non-negative integer (bytes, KB/s).
-    Integer,
+/// One `with:` key of a fault kind, as its owner describes it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Param {
+    pub name: &'static str,
+    pub owner: Owner,
+    /// Inclusive bounds experiments accept.
+    pub range: Option<(f64, f64)>,
+    /// Whether an experiment must set it (without it the fault would do nothing, or its owner refuses it).
+    pub required: bool,
+    pub doc: &'static str,
+}
+
+/// Whose table a `with:` key comes from, with its unit there.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Owner {
+    /// A proxy toxic's attribute.
+    Toxic { toxic_type: &'static str, unit: ToxicUnit },
+    /// A field of the agent's fault spec.
+    Agent { unit: AgentUnit, default: Option<&'static str>, example: &'static str },
+    /// `stream`: which direction a toxic acts on (the toxic's own field, not an attribute).
+    Stream,
+    /// `toxicity`: the share of connections a toxic applies to (the toxic's own field, not an attribute).
+    Toxicity,
+}
+
+const STREAM: Param = Param {
+    name: "stream",
+    owner: Owner::Stream,
+    range: None,
+    required: false,
+    doc: "the direction the toxic acts on: upstream (client → server) or downstream",
+};
+
+const TOXICITY: Param = Param {
+    name: "toxicity",
+    owner: Owner::Toxicity,
+    range: Some((0.0, 1.0)),
+    required: false,
+    doc: "the probability a connection (or request) is affected, 0 to 1 or a percentage",
+};
+
+impl Param {
+    fn toxic(toxic_type: &'static str, f: &'static ToxicField) -> Param {
+        Param {
+            name: f.name,
+            owner: Owner::Toxic { toxic_type, unit: f.unit },
+            range: f.range,
+            required: f.required,
+            doc: f.doc,
+        }
+    }
+
+    fn agent(f: &'static AgentField) -> Param {
+        Param {
+            name: f.name,
+            owner: Owner::Agent { unit: f.unit, default: f.default, example: f.example },
+            range: f.range,
+            required: f.required(),
+            doc: f.doc,
+        }
+    }
+
+    /// The unit as the reference writes it.
+    pub fn unit(&self) -> String {
+        match self.owner {
+            Owner::Toxic { unit, .. } => unit.to_string(),
+            Owner::Agent { unit, .. } => unit.to_string(),
+            Owner::Stream => "upstream or downstream".into(),
+            Owner::Toxicity => "probability".into(),
+        }
+    }
+
+    /// What an absent key means, as the reference writes it.
+    pub fn default_text(&self) -> String {
+        match self.owner {
+            Owner::Toxic { toxic_type, .. } => match ToxicKind::default_attribute(toxic_type, self.name) {
+                Some(Value::Null) | None => "none".into(),
+                Some(Value::String(s)) if s.is_empty() => "none".into(),
+                Some(Value::Object(m)) if m.is_empty() => "none".into(),
+                Some(Value::String(s)) => s,
+                Some(other) => other.to_string(),
+            },
+            Owner::Agent { default, .. } => default.unwrap_or("none").into(),
+            Owner::Stream => Stream::default().name().into(),
+            Owner::Toxicity => "1".into(),
+        }
+    }
+
+    /// Converts a value as an experiment writes it (`300ms`, `5%`) into the owner's unit, checking the range.
+    fn convert(&self, value: &Value) -> Result<Value, String> {
+        let key = self.name;
+        let number = |n: i64| Value::Number(Number::from(n));
+        match self.owner {
+            Owner::Toxic { unit, .. } => match unit {
+                ToxicUnit::Millis => {
+                    integer(Unit::Millis, value).map(number).map_err(|m| format!("`{key}`: {m}"))
+                }
+                ToxicUnit::Micros => {
+                    integer(Unit::Micros, value).map(number).map_err(|m| format!("`{key}`: {m}"))
+                }
+                ToxicUnit::KilobytesPerSecond | ToxicUnit::Bytes | ToxicUnit::Count => {
+                    integer(Unit::Integer, value).map(number).map_err(|m| format!("`{key}`: {m}"))
+                }
+                ToxicUnit::Percent => {
+                    let (min, max) = self.range.unwrap_or((0.0, 100.0));
+                    match percent_number(value) {
+                        Some(p) if (min..=max).contains(&p) => Ok(serde_json::json!(p)),
+                        _ => Err(format!(
+                            "`{key}` must be {min} to {max} (or like `5%`), found {}",
+                            show(value)
+                        )),
+                    }
+                }
+                // Names, texts, regexes, statuses and codes go to the proxy as written: its parser checks them.
+                _ => Ok(value.clone()),
+            },
+            Owner::Agent { unit, .. } => match (unit, value) {
+                (AgentUnit::Millis, Value::String(_)) => {
+                    integer(Unit::Millis, value).map(number).map_err(|m| format!("`{key}`: {m}"))
+                }
+                (AgentUnit::Percent, Value::String(_)) => {
+                    percent_number(value).map(|p| serde_json::json!(p)).ok_or_else(|| {
+                        format!("`{key}`: expected a number of percent or like `5%`, found {}", show(value))
+                    })
+                }
+                (AgentUnit::Signal, _) => signal_number(value).map(|n| Value::String(n.to_string())),
+                // Everything else is the agent spec's own syntax; its reader checks it.
+                _ => Ok(value.clone()),
+            },
+            Owner::Stream => match value.as_str() {
+                Some("upstream") | Some("downstream") => Ok(value.clone()),
+                _ => Err(format!("`stream` must be upstream or downstream, found {}", show(value))),
+            },
+            Owner::Toxicity => toxicity_of(value).map(|t| serde_json::json!(t)),
+        }
+    }
 }
 
 /// The direction a toxic acts on.
@@ -255,11 +361,11 @@ impl Stream {
     }
 }
 
-/// A fault's parameters, checked and normalised.
+/// A fault's parameters, checked by their owner and normalised, computed once when the experiment is parsed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FaultParams {
-    /// A Toxiproxy toxic: `attributes` are Toxiproxy's integer attributes (ms, µs for slicer `delay`,
-    /// KB/s, bytes), ready for the admin API.
+    /// A Toxiproxy toxic: `attributes` are the toxic's attributes in the proxy's units (ms, µs for slicer
+    /// `delay`, KB/s, bytes), accepted by the proxy's own parser ([`ToxicKind::merged`]), ready for the API.
     Toxic {
         toxic_type: &'static str,
         stream: Stream,
@@ -268,11 +374,20 @@ pub enum FaultParams {
     },
     Down,
     Kill {
+        /// A signal number the agent accepts ([`chaos_agent::Signal::parse`]).
         signal: i32,
     },
     Pause,
     /// A host fault as the agent applies it.
     Host(chaos_agent::spec::FaultSpec),
+}
+
+/// A fault step's kind and parameters as the experiment's parser checked them, kept on the step so no later
+/// reader parses `fault:` and `with:` again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckedFault {
+    pub(super) kind: FaultKind,
+    pub(super) params: FaultParams,
 }
 
 /// A problem with one `with:` key (`None`: with the whole map).
@@ -282,93 +397,63 @@ pub struct ParamError {
     pub message: String,
 }
 
-/// Checks and normalises `with:` for `kind`; returns every problem found.
+/// Checks and normalises `with:` for `kind` against the owner's table, then has the owner's parser check the
+/// result; returns every problem found.
 pub fn params(kind: FaultKind, with: &Map<String, Value>) -> Result<FaultParams, Vec<ParamError>> {
     if let Some(agent_kind) = kind.agent_kind() {
-        return host_params(agent_kind, with).map(FaultParams::Host).map_err(|e| vec![e]);
+        return host_params(kind, agent_kind, with).map(FaultParams::Host).map_err(|e| vec![e]);
     }
+    let table = kind.params_table();
     let mut errors = Vec::new();
-    let allowed = kind.keys();
     for key in with.keys() {
-        if !allowed.contains(&key.as_str()) {
-            let message = if allowed.is_empty() {
+        if !table.iter().any(|p| p.name == key) {
+            let message = if table.is_empty() {
                 format!("fault `{kind}` takes no `with` parameters, found `{key}`")
             } else {
-                format!(
-                    "unknown parameter `{key}` for fault `{kind}` (expected one of {})",
-                    allowed.join(", ")
-                )
+                let names: Vec<&str> = table.iter().map(|p| p.name).collect();
+                format!("unknown parameter `{key}` for fault `{kind}` (expected one of {})", names.join(", "))
             };
             errors.push(ParamError { key: Some(key.clone()), message });
         }
     }
-    for key in kind.required() {
-        if !with.contains_key(*key) {
+    for param in table.iter().filter(|p| p.required) {
+        if !with.contains_key(param.name) {
             errors.push(ParamError {
                 key: None,
-                message: format!("fault `{kind}` needs `with: {{ {key}: ... }}`"),
+                message: format!("fault `{kind}` needs `with: {{ {}: ... }}`", param.name),
             });
         }
     }
-    let mut err =
-        |key: &str, message: String| errors.push(ParamError { key: Some(key.to_string()), message });
-
+    let mut converted = Map::new();
+    for (key, value) in with {
+        let Some(param) = table.iter().find(|p| p.name == key) else { continue };
+        match param.convert(value) {
+            Ok(value) => {
+                converted.insert(key.clone(), value);
+            }
+            Err(message) => errors.push(ParamError { key: Some(key.clone()), message }),
+        }
+    }
     let params = match kind {
         FaultKind::Down => FaultParams::Down,
         FaultKind::Pause => FaultParams::Pause,
         FaultKind::Kill => {
-            let signal = match with.get("signal") {
-                None => 9,
-                Some(v) => signal_number(v).unwrap_or_else(|m| {
-                    err("signal", m);
-                    9
-                }),
-            };
-            FaultParams::Kill { signal }
+            let signal = converted.get("signal").and_then(Value::as_str).and_then(|s| s.parse().ok());
+            FaultParams::Kill { signal: signal.unwrap_or(chaos_agent::Signal::KILL.number()) }
         }
-        FaultKind::HttpAbort | FaultKind::HttpDelay | FaultKind::GrpcAbort => {
-            // Values go to the proxy as written (it checks them: status range, regexes, code names); times may
-            // be durations like `300ms`, sent as Toxiproxy milliseconds.
-            let mut toxicity = 1.0f32;
-            let mut attributes = Map::new();
-            for (key, value) in with {
-                match key.as_str() {
-                    "toxicity" => match toxicity_of(value) {
-                        Ok(t) => toxicity = t,
-                        Err(m) => err(key, m),
-                    },
-                    "delay" | "jitter" => match integer(Unit::Millis, value) {
-                        Ok(n) => {
-                            attributes.insert(key.clone(), Value::Number(Number::from(n)));
-                        }
-                        Err(m) => err(key, format!("`{key}`: {m}")),
-                    },
-                    "percentage" => match value.as_f64().or_else(|| {
-                        value
-                            .as_str()
-                            .and_then(|s| s.trim().strip_suffix('%'))
-                            .and_then(|p| p.trim().parse().ok())
-                    }) {
-                        Some(p) if (0.0..=100.0).contains(&p) => {
-                            attributes.insert(key.clone(), serde_json::json!(p));
-                        }
-                        _ => err(
-                            key,
-                            format!("`percentage` must be 0 to 100 (or like `5%`), found {}", show(value)),
-                        ),
-                    },
-                    k if allowed.contains(&k) => {
-                        attributes.insert(key.clone(), value.clone());
-                    }
-                    _ => {}
-                }
-            }
+        _ => {
+            let stream = match converted.remove("stream").as_ref().and_then(Value::as_str) {
+                Some("upstream") => Stream::Upstream,
+                _ => Stream::Downstream,
+            };
+            let toxicity = converted.remove("toxicity").and_then(|t| t.as_f64()).unwrap_or(1.0) as f32;
             let toxic_type = kind.toxic_type().unwrap_or("noop");
-            // The proxy's own checks (status range, regexes, code names, required values), here, so a bad value
-            // is an error at its place in the file rather than a fault that fails to apply mid-run.
+            // The proxy's own parser and checks (ranges, regexes, code names, required values) are the final
+            // word, here, so a bad value is an error at its place in the file rather than a fault that fails to
+            // apply mid-run.
             if errors.is_empty()
                 && let Some(default) = ToxicKind::default_for(toxic_type)
-                && let Err(e) = default.merged(Some(&attributes)).and_then(|k| k.check_required().map(|()| k))
+                && let Err(e) = default.merged(Some(&converted)).and_then(|k| k.check_required().map(|()| k))
             {
                 let key = match &e {
                     AttributeError::Type { name, .. } if with.contains_key(name) => Some(name.clone()),
@@ -376,54 +461,17 @@ pub fn params(kind: FaultKind, with: &Map<String, Value>) -> Result<FaultParams,
                 };
                 errors.push(ParamError { key, message: format!("fault `{kind}`: {e}") });
             }
-            FaultParams::Toxic { toxic_type, stream: Stream::Downstream, toxicity, attributes }
-        }
-        _ => {
-            let mut stream = Stream::Downstream;
-            let mut toxicity = 1.0f32;
-            let mut attributes = Map::new();
-            for (key, value) in with {
-                match key.as_str() {
-                    "stream" => match value.as_str() {
-                        Some("upstream") => stream = Stream::Upstream,
-                        Some("downstream") => stream = Stream::Downstream,
-                        _ => err(
-                            key,
-                            format!("`stream` must be upstream or downstream, found {}", show(value)),
-                        ),
-                    },
-                    "toxicity" => match toxicity_of(value) {
-                        Ok(t) => toxicity = t,
-                        Err(m) => err(key, m),
-                    },
-                    k if allowed.contains(&k) => match integer(kind.unit(k), value) {
-                        Ok(n) => {
-                            attributes.insert(k.to_string(), Value::Number(Number::from(n)));
-                        }
-                        Err(m) => err(key, format!("`{key}`: {m}")),
-                    },
-                    _ => {}
-                }
-            }
-            if kind == FaultKind::Slicer {
-                let zero = |k: &str| attributes.get(k).and_then(Value::as_i64).unwrap_or(0) == 0;
-                if zero("average_size") && zero("size_variation") && with.contains_key("average_size") {
-                    errors.push(ParamError {
-                        key: Some("average_size".into()),
-                        message: "`average_size` and `size_variation` cannot both be 0".into(),
-                    });
-                }
-            }
-            let toxic_type = kind.toxic_type().unwrap_or("noop");
-            FaultParams::Toxic { toxic_type, stream, toxicity, attributes }
+            FaultParams::Toxic { toxic_type, stream, toxicity, attributes: converted }
         }
     };
     if errors.is_empty() { Ok(params) } else { Err(errors) }
 }
 
-/// `with:` read as the agent's spec of `kind`, then checked by the agent (ranges, syntax; nothing applied).
+/// `with:` read as the agent's spec of `kind` (values converted by the agent's table), then checked by the
+/// agent (ranges, syntax; nothing applied).
 fn host_params(
-    kind: chaos_agent::faults::FaultKind,
+    fault: FaultKind,
+    kind: AgentKind,
     with: &Map<String, Value>,
 ) -> Result<chaos_agent::spec::FaultSpec, ParamError> {
     if with.contains_key("kind") {
@@ -432,9 +480,19 @@ fn host_params(
             message: "the fault kind comes from `fault:`; `with` takes its parameters only".into(),
         });
     }
+    let table = fault.params_table();
     let mut object = Map::new();
     object.insert("kind".into(), Value::String(kind.as_str().into()));
-    object.extend(with.clone());
+    for (key, value) in with {
+        let value = match table.iter().find(|p| p.name == key) {
+            Some(param) => {
+                param.convert(value).map_err(|message| ParamError { key: Some(key.clone()), message })?
+            }
+            // Unknown keys reach the spec's reader, which names them and the fields there are.
+            None => value.clone(),
+        };
+        object.insert(key.clone(), value);
+    }
     let spec: chaos_agent::spec::FaultSpec = serde_json::from_value(Value::Object(object)).map_err(|e| {
         let message = e.to_string();
         // serde names the offending field in backquotes: point at it when it is one of ours.
@@ -460,7 +518,17 @@ fn show(value: &Value) -> String {
     }
 }
 
-/// A non-negative integer in Toxiproxy's unit, from a number or (for times) a duration string.
+#[derive(Clone, Copy)]
+enum Unit {
+    /// Milliseconds: an integer, or a duration like `300ms`.
+    Millis,
+    /// Microseconds: an integer, or a duration like `500us`.
+    Micros,
+    /// A non-negative integer (bytes, KB/s).
+    Integer,
+}
+
+/// A non-negative integer in the owner's unit, from a number or (for times) a duration string.
 fn integer(unit: Unit, value: &Value) -> Result<i64, String> {
     let expected = match unit {
         Unit::Millis => "milliseconds (an integer) or a duration like 300ms",
@@ -490,6 +558,13 @@ fn integer(unit: Unit, value: &Value) -> Result<i64, String> {
     }
 }
 
+/// A number of percent from a number or a string like `5%`.
+fn percent_number(value: &Value) -> Option<f64> {
+    value.as_f64().or_else(|| {
+        value.as_str().and_then(|s| s.trim().strip_suffix('%')).and_then(|p| p.trim().parse().ok())
+    })
+}
+
 fn toxicity_of(value: &Value) -> Result<f32, String> {
     let fraction = match value {
         Value::Number(n) => n.as_f64(),
@@ -502,59 +577,15 @@ fn toxicity_of(value: &Value) -> Result<f32, String> {
     }
 }
 
-/// Linux signal numbers by name (without `SIG`).
-const SIGNALS: [(&str, i32); 31] = [
-    ("HUP", 1),
-    ("INT", 2),
-    ("QUIT", 3),
-    ("ILL", 4),
-    ("TRAP", 5),
-    ("ABRT", 6),
-    ("BUS", 7),
-    ("FPE", 8),
-    ("KILL", 9),
-    ("USR1", 10),
-    ("SEGV", 11),
-    ("USR2", 12),
-    ("PIPE", 13),
-    ("ALRM", 14),
-    ("TERM", 15),
-    ("STKFLT", 16),
-    ("CHLD", 17),
-    ("CONT", 18),
-    ("STOP", 19),
-    ("TSTP", 20),
-    ("TTIN", 21),
-    ("TTOU", 22),
-    ("URG", 23),
-    ("XCPU", 24),
-    ("XFSZ", 25),
-    ("VTALRM", 26),
-    ("PROF", 27),
-    ("WINCH", 28),
-    ("IO", 29),
-    ("PWR", 30),
-    ("SYS", 31),
-];
-
-/// A signal from a name (`KILL`, `SIGTERM`, `int`) or a number (1..=64).
+/// A signal from a name (`KILL`, `SIGTERM`, `int`) or a number, as the agent reads it ([`chaos_agent::Signal`]):
+/// what validates here is what the agent sends.
 pub fn signal_number(value: &Value) -> Result<i32, String> {
-    let found = match value {
-        Value::Number(n) => n.as_i64().filter(|n| (1..=64).contains(n)).and_then(|n| i32::try_from(n).ok()),
-        Value::String(s) => {
-            let upper = s.trim().to_ascii_uppercase();
-            let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-            SIGNALS
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, number)| *number)
-                .or_else(|| name.parse::<i32>().ok().filter(|n| (1..=64).contains(n)))
-        }
-        _ => None,
+    let text = match value {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => return Err(format!("expected a signal name like KILL or a number, found {}", show(value))),
     };
-    found.ok_or_else(|| {
-        format!("unknown signal {} (expected a name like KILL, TERM, SIGINT or a number 1..64)", show(value))
-    })
+    chaos_agent::Signal::parse(&text).map(chaos_agent::Signal::number).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -590,9 +621,37 @@ mod tests {
         {
             assert_eq!(signal_number(&v), Ok(n), "{v}");
         }
-        for v in [json!("NOPE"), json!(0), json!(65), json!(true)] {
+        for v in [json!("NOPE"), json!(0), json!(32), json!(40), json!(65), json!(true)] {
             assert!(signal_number(&v).is_err(), "{v}");
         }
+    }
+
+    #[test]
+    fn latency_takes_its_distribution_as_the_proxy_does() {
+        let p =
+            params(FaultKind::Latency, &with(json!({"latency": 100, "distribution": "lognormal"}))).unwrap();
+        let FaultParams::Toxic { attributes, .. } = p else { panic!() };
+        assert_eq!(attributes["distribution"], json!("lognormal"));
+        let errors =
+            params(FaultKind::Latency, &with(json!({"latency": 1, "distribution": "zipf"}))).unwrap_err();
+        assert!(errors[0].message.starts_with("fault `latency`: attribute distribution:"), "{errors:?}");
+    }
+
+    #[test]
+    fn agent_times_and_percentages_convert_from_experiment_units() {
+        let with = with(json!({"device": "lo", "delay_ms": "1500ms", "correlation": "25%"}));
+        let FaultParams::Host(spec) = params(FaultKind::NetworkLatency, &with).unwrap() else { panic!() };
+        let chaos_agent::spec::FaultSpec::NetworkLatency(latency) = spec else { panic!("{spec:?}") };
+        assert_eq!((latency.delay_ms, latency.correlation), (1500, 25.0));
+    }
+
+    #[test]
+    fn keys_come_from_the_owners_tables() {
+        assert_eq!(FaultKind::Latency.keys(), ["latency", "jitter", "distribution", "stream", "toxicity"]);
+        assert_eq!(FaultKind::Kill.keys(), ["signal"]);
+        assert!(FaultKind::Pause.keys().is_empty() && FaultKind::Down.keys().is_empty());
+        let agent: Vec<&str> = AgentKind::IoStress.fields().iter().map(|f| f.name).collect();
+        assert_eq!(FaultKind::IoStress.keys(), agent);
     }
 
     #[test]

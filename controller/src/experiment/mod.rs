@@ -10,14 +10,17 @@
 //! 4. [`validate`](validate::validate): semantic checks, all collected, each at its node.
 //!
 //! Every problem is a [`Diagnostic`] `file:line:column: message`. [`checked`] adds accessors that read
-//! the validated model as enums ([`Step::kind`], [`Slo::objective`], …); [`json_schema`] describes the format.
+//! the validated model as enums ([`Step::kind`], [`Slo::objective`], …); [`json_schema`] describes the format
+//! and [`fault_reference`] the faults, both from the fault owners' tables ([`faults`]).
 
 pub mod checked;
 mod de;
 pub mod faults;
 pub mod model;
 mod node;
+mod reference;
 mod validate;
+mod values;
 mod vars;
 
 use std::fmt;
@@ -27,8 +30,9 @@ pub use checked::{
     Comparison, Fault, HOST_TARGET, HostMetric, Objective, ProbeKind, ProcessMetric, PrometheusQuery,
     SourceKind, StepKind, TargetKind, parse_percentile,
 };
-pub use faults::{FaultKind, FaultParams, Stream, TargetType};
+pub use faults::{FaultKind, FaultParams, Owner, Param, Stream, TargetType};
 pub use model::*;
+pub use reference::fault_reference;
 pub use validate::API_VERSION;
 pub use vars::{MAX_DEPTH, MAX_EXPANDED_BYTES};
 
@@ -137,6 +141,9 @@ pub fn parse_with_env(
     })?;
     let errors = validate::validate(&experiment, &root);
     if errors.is_empty() {
+        let mut experiment = experiment;
+        checked::check_steps(&mut experiment.method);
+        checked::check_steps(&mut experiment.rollbacks);
         Ok(experiment)
     } else {
         Err(Diagnostics(errors.into_iter().map(|(pos, message)| diagnostic(pos, message)).collect()))

@@ -22,7 +22,7 @@ use regex::Regex;
 
 use crate::hash::splitmix;
 use crate::pipeline::ToxicSpec;
-use crate::toxics::{GrpcAbort, HttpAbort, Latency, RequestMatch, ToxicKind};
+use crate::toxics::{GrpcAbort, HttpAbort, Latency, RequestMatch, Sample, ToxicKind};
 
 /// The L7 toxics of a proxy, in the API's order.
 pub(crate) type RuleSet = Arc<Vec<Rule>>;

@@ -9,20 +9,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::{Attributes, Behaviour, Chunk, Item, Step, ToxicKind};
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Bandwidth {
-    /// KB/s, KB = 1000 bytes.
-    pub rate: i64,
-}
-
-impl Attributes for Bandwidth {
-    const FIELDS: &'static [&'static str] = &["rate"];
-}
+use super::{Bandwidth, Behaviour, Chunk, Item, Step, ToxicKind};
 
 pub(crate) struct BandwidthStage {
     attrs: Bandwidth,

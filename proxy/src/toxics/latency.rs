@@ -1,4 +1,5 @@
-//! `latency`: delays every chunk by `latency` ± `jitter` ms counted from when the chunk was read.
+//! `latency`: delays every chunk by `latency` ± `jitter` ms counted from when the chunk was read (the
+//! attributes are [`Latency`], in `chaos-proxy-api`).
 //!
 //! Toxiproxy semantics: delays are not cumulative (writes 10 ms apart with 100 ms latency arrive 100 ms after
 //! each was sent), order is kept, chained latency toxics add up, and a deep queue keeps throughput uncapped.
@@ -12,47 +13,21 @@ use std::time::Duration;
 use rand::Rng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution as _, LogNormal, Normal, Pareto};
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::{Attributes, Behaviour, Chunk, Item, Step, ToxicKind};
+use super::{Behaviour, Chunk, Distribution, Item, Latency, Step, ToxicKind};
 
 /// No drawn delay exceeds this, so a long-tailed distribution cannot hold a connection for days.
 const MAX_DELAY: Duration = Duration::from_secs(3600);
 
-/// How a latency toxic draws each chunk's delay.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Distribution {
-    #[default]
-    Uniform,
-    Normal,
-    Pareto,
-    Lognormal,
-}
-
-impl Distribution {
-    pub(crate) fn is_uniform(&self) -> bool {
-        *self == Distribution::Uniform
-    }
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Latency {
-    pub latency: i64,
-    pub jitter: i64,
-    /// Only shown when not `uniform`, so Toxiproxy clients that read attributes as integers keep working.
-    #[serde(default, skip_serializing_if = "Distribution::is_uniform")]
-    pub distribution: Distribution,
-}
-
-impl Attributes for Latency {
-    const FIELDS: &'static [&'static str] = &["latency", "jitter", "distribution"];
-}
-
-impl Latency {
+/// Draws a latency toxic's delays: the data path's reading of [`Latency`] (also used by `http_delay`).
+pub trait Sample {
     /// Draws one delay.
-    pub fn sample(&self, rng: &mut StdRng) -> Duration {
+    fn sample(&self, rng: &mut StdRng) -> Duration;
+}
+
+impl Sample for Latency {
+    fn sample(&self, rng: &mut StdRng) -> Duration {
         let latency = (self.latency.max(0) as f64).min(MAX_DELAY.as_millis() as f64);
         let jitter = (self.jitter.max(0) as f64).min(MAX_DELAY.as_millis() as f64);
         let ms = match self.distribution {

@@ -4,19 +4,9 @@
 use std::collections::VecDeque;
 
 use rand::rngs::StdRng;
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::{Attributes, Behaviour, Chunk, Item, Step, ToxicKind};
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct LimitData {
-    pub bytes: i64,
-}
-
-impl Attributes for LimitData {
-    const FIELDS: &'static [&'static str] = &["bytes"];
-}
+use super::{Behaviour, Chunk, Item, LimitData, Step, ToxicKind};
 
 pub(crate) struct LimitDataStage {
     attrs: LimitData,

@@ -8,19 +8,9 @@
 use std::collections::VecDeque;
 
 use rand::rngs::StdRng;
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::{Attributes, Behaviour, Close, Item, Step, ToxicKind, millis};
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ResetPeer {
-    pub timeout: i64,
-}
-
-impl Attributes for ResetPeer {
-    const FIELDS: &'static [&'static str] = &["timeout"];
-}
+use super::{Behaviour, Close, Item, ResetPeer, Step, ToxicKind, millis};
 
 pub(crate) struct ResetPeerStage {
     attrs: ResetPeer,

@@ -11,40 +11,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::Rng;
 use rand::rngs::StdRng;
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::{AttributeError, Attributes, Behaviour, Chunk, Item, Step, ToxicKind};
+use super::{Behaviour, Chunk, Item, Slicer, Step, ToxicKind};
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Slicer {
-    pub average_size: i64,
-    pub size_variation: i64,
-    /// Microseconds to wait after each slice.
-    pub delay: i64,
-}
-
-impl Attributes for Slicer {
-    const FIELDS: &'static [&'static str] = &["average_size", "size_variation", "delay"];
-
-    fn validate(&self) -> Result<(), AttributeError> {
-        if self.average_size < 0 || self.size_variation < 0 || self.delay < 0 {
-            return Err(AttributeError::Invalid(
-                "slicer attributes average_size, size_variation and delay must not be negative".into(),
-            ));
-        }
-        if self.average_size == 0 && self.size_variation == 0 {
-            return Err(AttributeError::Invalid(
-                "slicer needs average_size or size_variation above 0 (both 0 would split forever)".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl Slicer {
+/// Cuts a chunk as a slicer toxic does: the data path's reading of [`Slicer`].
+pub trait SliceLengths {
     /// Slice lengths for a chunk of `len` bytes, in order.
-    pub fn slice_lengths(&self, len: usize, rng: &mut StdRng) -> Vec<usize> {
+    fn slice_lengths(&self, len: usize, rng: &mut StdRng) -> Vec<usize>;
+}
+
+impl SliceLengths for Slicer {
+    fn slice_lengths(&self, len: usize, rng: &mut StdRng) -> Vec<usize> {
         let average = usize::try_from(self.average_size).unwrap_or(0);
         let variation = usize::try_from(self.size_variation).unwrap_or(0);
         let mut out = Vec::new();
@@ -127,6 +105,7 @@ impl Behaviour for SlicerStage {
 mod tests {
     use super::super::test_support::*;
     use super::*;
+    use crate::toxics::Attributes;
 
     #[test]
     fn slices_cover_the_chunk_within_the_variation() {

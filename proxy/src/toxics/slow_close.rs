@@ -3,19 +3,9 @@
 use std::collections::VecDeque;
 
 use rand::rngs::StdRng;
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::{Attributes, Behaviour, Item, Step, ToxicKind, millis};
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct SlowClose {
-    pub delay: i64,
-}
-
-impl Attributes for SlowClose {
-    const FIELDS: &'static [&'static str] = &["delay"];
-}
+use super::{Behaviour, Item, SlowClose, Step, ToxicKind, millis};
 
 pub(crate) struct SlowCloseStage {
     attrs: SlowClose,

@@ -5,19 +5,9 @@
 use std::collections::VecDeque;
 
 use rand::rngs::StdRng;
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::{Attributes, Behaviour, Close, Item, Step, ToxicKind, millis};
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Timeout {
-    pub timeout: i64,
-}
-
-impl Attributes for Timeout {
-    const FIELDS: &'static [&'static str] = &["timeout"];
-}
+use super::{Behaviour, Close, Item, Step, Timeout, ToxicKind, millis};
 
 pub(crate) struct TimeoutStage {
     attrs: Timeout,

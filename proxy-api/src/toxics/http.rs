@@ -29,7 +29,7 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Number, Value};
 
-use super::{AttributeError, Attributes, Distribution};
+use super::{AttributeError, Attributes, Distribution, Field, Unit};
 
 /// The most memory one compiled pattern may take; keeps a hostile regex from exhausting the proxy.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -66,12 +66,19 @@ impl Default for RequestMatch {
     }
 }
 
-/// The attribute names of [`RequestMatch`], listed again in each type's `FIELDS`.
+/// The fields of [`RequestMatch`], listed after each type's own in its `FIELDS`.
 macro_rules! match_fields {
-    ($($field:literal),*) => {
+    ($($field:expr),*) => {
         &[
-            $($field,)* "method", "path_prefix", "path_regex", "headers", "header_regex", "percentage",
-            "max_active",
+            $($field,)*
+            Field::new("method", Unit::HttpMethod, "only requests with this method (case-insensitive); empty: any"),
+            Field::new("path_prefix", Unit::Path, "only requests whose path starts with this"),
+            Field::new("path_regex", Unit::Regex, "only requests whose path (without the query) matches"),
+            Field::new("headers", Unit::HeaderValues, "only requests carrying these header values"),
+            Field::new("header_regex", Unit::HeaderRegexes, "only requests with a header value matching each regex"),
+            Field::new("percentage", Unit::Percent, "share of matching requests faulted").range(0.0, 100.0),
+            Field::new("max_active", Unit::Count, "requests faulted at once at most; 0: no cap")
+                .range(0.0, f64::INFINITY),
         ]
     };
 }
@@ -119,7 +126,13 @@ pub struct HttpAbort {
 }
 
 impl Attributes for HttpAbort {
-    const FIELDS: &'static [&'static str] = match_fields!("status", "body", "response_headers");
+    const FIELDS: &'static [Field] = match_fields!(
+        Field::new("status", Unit::HttpStatus, "the status matching requests are answered with")
+            .range(200.0, 599.0)
+            .required(),
+        Field::new("body", Unit::Text, "the body of that answer"),
+        Field::new("response_headers", Unit::HeaderValues, "the headers of that answer")
+    );
 
     fn validate(&self) -> Result<(), AttributeError> {
         if !matches!(self.status, 0 | 200..=599) {
@@ -152,7 +165,13 @@ pub struct HttpDelay {
 }
 
 impl Attributes for HttpDelay {
-    const FIELDS: &'static [&'static str] = match_fields!("delay", "jitter", "distribution");
+    const FIELDS: &'static [Field] = match_fields!(
+        Field::new("delay", Unit::Millis, "how long matching requests are held")
+            .range(0.0, f64::INFINITY)
+            .required(),
+        Field::new("jitter", Unit::Millis, "spread of the delay").range(0.0, f64::INFINITY),
+        super::latency::DISTRIBUTION
+    );
 
     fn validate(&self) -> Result<(), AttributeError> {
         if let Some(ms) = self.delay.filter(|ms| *ms < 0) {
@@ -167,7 +186,7 @@ impl Attributes for HttpDelay {
 
 impl HttpDelay {
     /// The delay as the `latency` toxic would draw it.
-    pub(crate) fn as_latency(&self) -> super::Latency {
+    pub fn as_latency(&self) -> super::Latency {
         super::Latency {
             latency: self.delay.unwrap_or(0),
             jitter: self.jitter,
@@ -189,7 +208,10 @@ pub struct GrpcAbort {
 }
 
 impl Attributes for GrpcAbort {
-    const FIELDS: &'static [&'static str] = match_fields!("code", "message");
+    const FIELDS: &'static [Field] = match_fields!(
+        Field::new("code", Unit::GrpcCode, "the grpc-status matching requests are answered with").required(),
+        Field::new("message", Unit::Text, "the grpc-message of that answer")
+    );
 
     fn validate(&self) -> Result<(), AttributeError> {
         self.matching.validate()
