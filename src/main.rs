@@ -38,6 +38,13 @@ enum Command {
     Validate(cli::run::ValidateArgs),
     /// Print the JSON Schema of the experiment format.
     Schema,
+    /// Print the fault reference as Markdown: every `fault:` kind, its target, and its `with:` keys with their
+    /// units, ranges and defaults.
+    ///
+    /// Generated from the tables the faults' owners keep (the proxy's toxic attributes, the agent's fault
+    /// fields), the same tables `chaos validate` and `chaos schema` read; docs/experiments.md holds this
+    /// output.
+    Faults,
     /// Run the fault-injection proxy server (Toxiproxy-compatible admin API on loopback by default).
     ///
     /// The admin API closes a connection whose request headers take more than 10 s, answers 408 to a body
@@ -185,6 +192,7 @@ fn main() -> ExitCode {
             Command::Certs(args) => cli::certs::certs(args),
             Command::Validate(args) => return Ok(ExitCode::from(cli::run::validate(args))),
             Command::Schema => cli::run::schema(),
+            Command::Faults => cli::run::faults(),
             Command::Man { dir } => man_pages(dir.as_deref()),
             Command::Completions { shell } => {
                 clap_complete::generate(shell, &mut Cli::command(), "chaos", &mut std::io::stdout());

@@ -1,7 +1,7 @@
 //! The command groups of the `chaos` binary, one module each: flags (clap `Args`), the calls they make, and
 //! what they print. `main.rs` holds the command tree and dispatches here.
 //!
-//! - `run`: `chaos run` (local), `validate`, `schema`; `remote_run`: `chaos run --controller`.
+//! - `run`: `chaos run` (local), `validate`, `schema`, `faults`; `remote_run`: `chaos run --controller`.
 //! - `proxies`: `chaos proxies` / `tp`, the toxiproxy-cli work-alike.
 //! - `agent`: `chaos agent inject|status|revert-all|capabilities|serve`.
 //! - `controller`: `chaos controller`, the service.

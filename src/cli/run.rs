@@ -1,5 +1,6 @@
-//! `chaos run`, `chaos validate` and `chaos schema`: the experiment commands. Results on stdout, live
-//! progress on stderr, and the exit code is the verdict (0 passed, 1 failed, 2 invalid, 3 inconclusive).
+//! `chaos run`, `chaos validate`, `chaos schema` and `chaos faults`: the experiment commands. Results on
+//! stdout, live progress on stderr, and the exit code is the verdict (0 passed, 1 failed, 2 invalid,
+//! 3 inconclusive).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -312,5 +313,11 @@ fn read_stdin() -> Result<String, String> {
 /// Prints the experiment format's JSON Schema.
 pub fn schema() -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&experiment::json_schema())?);
+    Ok(())
+}
+
+/// Prints the fault reference (Markdown), generated from the faults' owners' tables.
+pub fn faults() -> anyhow::Result<()> {
+    print!("{}", experiment::fault_reference());
     Ok(())
 }
