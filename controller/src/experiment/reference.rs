@@ -15,6 +15,11 @@ pub fn fault_reference() -> String {
     let mut out = String::new();
     for kind in FaultKind::ALL {
         let target = match kind.target_type() {
+            TargetType::Proxy
+                if matches!(kind, FaultKind::HttpAbort | FaultKind::HttpDelay | FaultKind::GrpcAbort) =>
+            {
+                "a `proxy` target created with `protocol: http`"
+            }
             TargetType::Proxy => "a `proxy` target",
             TargetType::Processes => "a `processes` target",
             TargetType::Host => "this host, or the agents of a `hosts` target",
