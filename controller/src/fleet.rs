@@ -95,6 +95,10 @@ struct Inner {
     lost: Mutex<HashMap<String, (String, Instant)>>,
     next_request: AtomicU64,
     next_session: AtomicU64,
+    /// Silence is counted from here at the earliest: moved to the present when [`Fleet::reap_silent`] finds
+    /// that this controller itself was paused, so agents whose heartbeats wait unread in the socket buffers are
+    /// not taken for gone.
+    grace_from: Mutex<Instant>,
 }
 
 /// One agent's open stream.
@@ -196,6 +200,7 @@ impl Fleet {
                 lost: Mutex::new(HashMap::new()),
                 next_request: AtomicU64::new(1),
                 next_session: AtomicU64::new(1),
+                grace_from: Mutex::new(Instant::now()),
             }),
         }
     }
@@ -306,7 +311,7 @@ impl Fleet {
         {
             return Ok(());
         }
-        let silent = lock(&old.last_seen).0.elapsed();
+        let silent = self.silence(old);
         if old.closed.is_cancelled() || silent > self.inner.config.heartbeat * 3 / 2 {
             return Ok(());
         }
@@ -864,8 +869,8 @@ impl Fleet {
             views.insert(record.id, view);
         }
         for (id, s) in sessions {
-            let (seen, seen_ms) = *lock(&s.last_seen);
-            let silent = seen.elapsed();
+            let seen_ms = lock(&s.last_seen).1;
+            let silent = self.silence(&s);
             let health = if silent <= heartbeat * 3 / 2 {
                 "connected"
             } else if silent <= heartbeat * 3 {
@@ -890,15 +895,42 @@ impl Fleet {
             .collect())
     }
 
+    /// How long `session`'s agent has been silent, as far as this controller can judge: since its last message,
+    /// or since the end of this controller's last pause if that is later.
+    fn silence(&self, session: &Session) -> Duration {
+        let seen = lock(&session.last_seen).0;
+        seen.max(*lock(&self.inner.grace_from)).elapsed()
+    }
+
     /// Closes the streams of agents silent for three heartbeats (they are gone; their leases revert their
     /// faults). Runs until `stop`.
+    ///
+    /// Pause-safe: a sweep that runs late by more than half a heartbeat means this controller was not running
+    /// (SIGSTOP, a VM pause, a starved host), not that the agents stopped: their heartbeats are waiting unread
+    /// in the socket buffers, and this sweep may well run before the sessions read them. So it judges nobody
+    /// and gives every agent a fresh grace period of three heartbeats instead; an agent that really stopped is
+    /// marked gone three heartbeats after the pause.
     pub async fn reap_silent(&self, stop: CancellationToken) {
         let heartbeat = self.inner.config.heartbeat;
         let mut tick = tokio::time::interval(heartbeat);
+        // After a pause, one sweep (not a burst of the missed ones).
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = Instant::now();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
+            }
+            let now = Instant::now();
+            let late = now.saturating_duration_since(last).saturating_sub(heartbeat);
+            last = now;
+            if late > heartbeat / 2 {
+                tracing::warn!(
+                    late_ms = u64::try_from(late.as_millis()).unwrap_or(u64::MAX),
+                    "this controller was paused: every agent gets a fresh grace period before it is judged"
+                );
+                *lock(&self.inner.grace_from) = now;
+                continue;
             }
             let silent: Vec<Arc<Session>> = self
                 .inner
@@ -906,7 +938,7 @@ impl Fleet {
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .values()
-                .filter(|s| lock(&s.last_seen).0.elapsed() > heartbeat * 3)
+                .filter(|s| self.silence(s) > heartbeat * 3)
                 .cloned()
                 .collect();
             for s in silent {

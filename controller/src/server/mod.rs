@@ -22,9 +22,10 @@ use std::time::Duration;
 
 use chaos_proto::v1::agent_service_server::AgentServiceServer;
 use chaos_proto::v1::controller_service_server::ControllerServiceServer;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 use crate::fleet::{Fleet, FleetConfig};
 use crate::store::{SqliteStore, Store};
@@ -70,6 +71,25 @@ impl Default for ControllerConfig {
     }
 }
 
+/// The listen backlog asked for: room for a whole fleet reconnecting at once (1,000 agents overflowed the
+/// default 128). The kernel caps it at `net.core.somaxconn` (4096 by default since Linux 5.4), silently.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with a backlog of [`LISTEN_BACKLOG`] (`SO_REUSEADDR` as `TcpListener::bind` sets it).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// The accepted connections of `listener`, each with `TCP_NODELAY` (`Server::tcp_nodelay` only applies to
+/// a listener tonic binds itself): without it a reply written after its request was read waits for the
+/// client's delayed ACK (~40 ms on Linux) whenever the previous segment is still unacknowledged.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 /// A controller that has opened its store and bound its port, ready to serve.
 pub struct Controller {
     pub api: api::Api,
@@ -102,8 +122,7 @@ impl Controller {
         let tokens = Arc::new(auth::Tokens::load_or_create(&api_file, &agent_file)?);
         let fleet = Fleet::new(config.fleet.clone(), store.clone());
         let runs = runs::Runs::new(store.clone(), fleet.clone(), config.limits.clone())?;
-        let listener =
-            TcpListener::bind(config.listen).await.map_err(|e| format!("binding {}: {e}", config.listen))?;
+        let listener = listen(config.listen).map_err(|e| format!("binding {}: {e}", config.listen))?;
         let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
         let api = api::Api { store, fleet, runs, tokens, schedules_changed: Arc::new(Notify::new()) };
         Ok(Controller { api, local_addr, listener, config, interrupted })
@@ -135,10 +154,7 @@ impl Controller {
             .max_encoding_message_size(config.max_message_bytes * 4);
         let agents = AgentServiceServer::new(api::Agents { api: api.clone() })
             .max_decoding_message_size(MAX_AGENT_MESSAGE);
-        // No TCP_NODELAY on accepted sockets (so pipelined calls on one connection can wait on delayed ACKs):
-        // with it, an agent's stream through a TCP relay broke with an h2 protocol error in 3-5 runs of 12
-        // (controller/tests/fleet.rs, the reconnect test), not understood yet.
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming = incoming(listener);
         let runs = api.runs.clone();
         let fleet = api.fleet.clone();
         let stopping = shutdown.clone();
