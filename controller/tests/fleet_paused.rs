@@ -100,7 +100,8 @@ async fn pause_controller(agents: &mut [&mut FakeAgent]) {
 #[tokio::test(start_paused = true)]
 async fn a_controller_paused_past_three_heartbeats_marks_no_heartbeating_agent_gone() {
     let (fleet, stop) = fleet();
-    let mut agents: Vec<FakeAgent> = (1..=3).map(|n| FakeAgent::attach(&fleet, &format!("web-{n}"))).collect();
+    let mut agents: Vec<FakeAgent> =
+        (1..=3).map(|n| FakeAgent::attach(&fleet, &format!("web-{n}"))).collect();
     let mut all: Vec<&mut FakeAgent> = agents.iter_mut().collect();
     beat_for(&mut all, 2).await;
 
@@ -124,7 +125,11 @@ async fn an_agent_that_really_stopped_is_gone_three_heartbeats_after_the_control
 
     // Only `alive` sent heartbeats while the controller was stopped, and only it keeps sending them.
     pause_controller(&mut [&mut alive]).await;
-    assert_eq!(fleet.connected(), ["alive", "stopped"], "nobody is judged on the sweep right after the pause");
+    assert_eq!(
+        fleet.connected(),
+        ["alive", "stopped"],
+        "nobody is judged on the sweep right after the pause"
+    );
     beat_for(&mut [&mut alive], 2).await;
     assert!(!stopped.closed().await, "still within its grace period");
     beat_for(&mut [&mut alive], 3).await;

@@ -179,3 +179,50 @@ impl Controller {
         served.map_err(|e| format!("serving: {e}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio_stream::StreamExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn every_accepted_socket_has_tcp_nodelay() {
+        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = incoming(listener);
+        for _ in 0..3 {
+            let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let accepted = incoming.next().await.unwrap().unwrap();
+            assert!(accepted.nodelay().unwrap(), "TCP_NODELAY is off on an accepted socket");
+        }
+    }
+
+    /// 600 clients dial at once while nothing accepts (a fleet reconnecting to a controller busy elsewhere):
+    /// every handshake completes in the kernel's queue. With the default backlog of 128 the rest wait for SYN
+    /// retransmits (1 s, then 3 s) and fail the 2 s deadline.
+    #[tokio::test]
+    async fn the_listen_backlog_holds_a_fleet_dialling_at_once() {
+        let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+        let cap: usize = somaxconn.trim().parse().unwrap();
+        assert!(cap > 600, "net.core.somaxconn is {cap}: the backlog is capped below the test's 600 clients");
+        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut dials = tokio::task::JoinSet::new();
+        for _ in 0..600 {
+            dials.spawn(async move {
+                tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await
+            });
+        }
+        let mut connected = Vec::new();
+        while let Some(dial) = dials.join_next().await {
+            if let Ok(Ok(stream)) = dial.unwrap() {
+                connected.push(stream);
+            }
+        }
+        assert_eq!(connected.len(), 600, "dials that completed within 2 s while nothing accepted");
+        drop(listener);
+    }
+}
