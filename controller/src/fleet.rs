@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::engine::DEADLINE_MARGIN;
-use crate::store::{AgentRecord, NewAudit, Store};
+use crate::store::{AgentRecord, NewAudit, Store, StoreError};
 
 /// Timing of the agent protocol.
 #[derive(Clone, Debug)]
@@ -73,11 +73,38 @@ pub struct AgentInfo {
 #[derive(Clone, Debug)]
 pub struct AgentView {
     pub info: AgentInfo,
-    /// `connected`, `late` or `gone`.
-    pub health: &'static str,
+    pub health: Health,
     pub last_seen_ms: i64,
     pub active_faults: u32,
     pub sample: Option<v1::HostSample>,
+}
+
+/// How an agent's session looks from here, judged by its silence (see [`Fleet::reap_silent`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Heard from within one and a half heartbeats.
+    Connected,
+    /// Silent for more than one and a half heartbeats, at most three: a second hello may replace its session.
+    Late,
+    /// Silent for more than three heartbeats, or not connected: its stream is (being) closed.
+    Gone,
+}
+
+impl Health {
+    /// The name the API and `chaos agents` show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Connected => "connected",
+            Health::Late => "late",
+            Health::Gone => "gone",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The agents and the remote faults in force. Cheap to clone.
@@ -135,6 +162,73 @@ struct Held {
     granted_until: Instant,
     /// When the agent's stream closed while it held the fault; cleared when it reconnects still holding it.
     disconnected_at: Option<Instant>,
+}
+
+/// Why a request to an agent, or a fault on it, did not go as asked. `Display` is the message people read
+/// (the engine puts it in a run's timeline); [`crate::server::ApiError`] maps each variant to its status code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FleetError {
+    /// No session of this agent is open now.
+    #[error("agent {agent} is not connected")]
+    NotConnected { agent: String },
+    /// The request could not be queued on the agent's stream.
+    #[error("agent {agent}: its stream is closed or full")]
+    StreamClosed { agent: String },
+    /// The stream ended while the request waited for its answer.
+    #[error("agent {agent} disconnected before answering")]
+    Disconnected { agent: String },
+    /// No answer came in time.
+    #[error("agent {agent} did not answer within {timeout:?}")]
+    Timeout { agent: String, timeout: Duration },
+    /// The agent answered with the wrong kind of message (a probe result to a fault request).
+    #[error("agent {agent} answered a fault request with a probe result")]
+    WrongAnswer { agent: String },
+    /// The agent cannot run command probes (an older agent, or one that answers them as a fault request).
+    #[error("agent {agent} cannot run probes: {detail}")]
+    NoProbes { agent: String, detail: String },
+    /// The agent's policy or host refuses the fault (a plan); `detail` is the agent's own reason.
+    #[error("agent {agent} refuses: {detail}")]
+    Refused { agent: String, detail: String },
+    /// The agent did not apply the fault; `detail` is the agent's own reason, shown as it is.
+    #[error("{detail}")]
+    ApplyFailed { agent: String, detail: String },
+    /// The agent answered a revert with a failure.
+    #[error("agent {agent}: {detail}")]
+    RevertFailed { agent: String, detail: String },
+    /// A revert could not be delivered; renewals stopped, so the agent's lease ends the fault within `within`.
+    #[error("{cause}; renewals stopped, so its lease on the agent ends it within {:.1} s", within.as_secs_f64())]
+    RevertUndelivered { cause: Box<FleetError>, within: Duration },
+    /// A hello for an id whose live session it cannot prove it owns (see [`Fleet::attach`]).
+    #[error(
+        "agent id {agent:?} already has a live session (from {peer}, heard from {} ms ago): a second session is \
+         refused; the agent holding it reconnects with its session secret, and another one is accepted once \
+         that session misses its heartbeats",
+        silent.as_millis()
+    )]
+    SessionTaken { agent: String, peer: String, silent: Duration },
+    /// The store failed (listing the agents ever seen).
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl FleetError {
+    /// The agent the error is about, if it is about one.
+    pub fn agent(&self) -> Option<&str> {
+        match self {
+            FleetError::NotConnected { agent }
+            | FleetError::StreamClosed { agent }
+            | FleetError::Disconnected { agent }
+            | FleetError::Timeout { agent, .. }
+            | FleetError::WrongAnswer { agent }
+            | FleetError::NoProbes { agent, .. }
+            | FleetError::Refused { agent, .. }
+            | FleetError::ApplyFailed { agent, .. }
+            | FleetError::RevertFailed { agent, .. }
+            | FleetError::SessionTaken { agent, .. } => Some(agent),
+            FleetError::RevertUndelivered { cause, .. } => cause.agent(),
+            FleetError::Store(_) => None,
+        }
+    }
 }
 
 /// How [`Fleet::revert_checked`] ended.
@@ -215,9 +309,9 @@ impl Fleet {
         }
     }
 
-    fn session(&self, agent: &str) -> Result<Arc<Session>, String> {
+    fn session(&self, agent: &str) -> Result<Arc<Session>, FleetError> {
         let sessions = self.inner.sessions.read().unwrap_or_else(|p| p.into_inner());
-        sessions.get(agent).cloned().ok_or_else(|| format!("agent {agent} is not connected"))
+        sessions.get(agent).cloned().ok_or_else(|| FleetError::NotConnected { agent: agent.to_string() })
     }
 
     /// Registers an agent's stream after its hello (the caller checked its token and id), reconciles the faults
@@ -233,7 +327,7 @@ impl Fleet {
         hello: Hello,
         peer: String,
         inbound: S,
-    ) -> Result<tokio_stream::wrappers::ReceiverStream<Result<ControllerMessage, Status>>, Status>
+    ) -> Result<tokio_stream::wrappers::ReceiverStream<Result<ControllerMessage, Status>>, FleetError>
     where
         S: Stream<Item = Result<AgentMessage, Status>> + Send + Unpin + 'static,
     {
@@ -305,7 +399,7 @@ impl Fleet {
 
     /// Whether a hello may take over the live session `old` of the same id: it proves it is the same agent
     /// (the old session's secret), or the old session is closed or late.
-    fn may_replace(&self, old: &Session, hello: &Hello) -> Result<(), Status> {
+    fn may_replace(&self, old: &Session, hello: &Hello) -> Result<(), FleetError> {
         if !hello.session_secret.is_empty()
             && chaos_proto::transport::tokens_equal(&hello.session_secret, &old.secret)
         {
@@ -315,14 +409,11 @@ impl Fleet {
         if old.closed.is_cancelled() || silent > self.inner.config.heartbeat * 3 / 2 {
             return Ok(());
         }
-        Err(Status::already_exists(format!(
-            "agent id {:?} already has a live session (from {}, heard from {} ms ago): a second session is \
-             refused; the agent holding it reconnects with its session secret, and another one is accepted once \
-             that session misses its heartbeats",
-            hello.agent_id,
-            if old.info.peer.is_empty() { "an unknown peer" } else { old.info.peer.as_str() },
-            silent.as_millis()
-        )))
+        Err(FleetError::SessionTaken {
+            agent: hello.agent_id.clone(),
+            peer: if old.info.peer.is_empty() { "an unknown peer".into() } else { old.info.peer.clone() },
+            silent,
+        })
     }
 
     /// The agent lists what it holds: keep what a live run still wants, revert the rest; forget what we
@@ -489,20 +580,26 @@ impl Fleet {
     }
 
     /// Sends one request to `agent` and waits for its status.
-    pub async fn request(&self, agent: &str, body: controller_message::Body) -> Result<FaultStatus, String> {
+    pub async fn request(
+        &self,
+        agent: &str,
+        body: controller_message::Body,
+    ) -> Result<FaultStatus, FleetError> {
         match self.exchange(agent, body, self.inner.config.request_timeout).await? {
             Reply::Status(status) => Ok(status),
-            Reply::Probe(_) => Err(format!("agent {agent} answered a fault request with a probe result")),
+            Reply::Probe(_) => Err(FleetError::WrongAnswer { agent: agent.to_string() }),
         }
     }
 
     /// Asks `agent` to run a command probe (its policy decides whether it may), waiting up to the probe's own
     /// timeout plus the request timeout.
-    pub async fn probe(&self, agent: &str, probe: v1::RunProbe) -> Result<v1::ProbeResult, String> {
+    pub async fn probe(&self, agent: &str, probe: v1::RunProbe) -> Result<v1::ProbeResult, FleetError> {
         let wait = Duration::from_millis(probe.timeout_ms) + self.inner.config.request_timeout;
         match self.exchange(agent, controller_message::Body::RunProbe(probe), wait).await? {
             Reply::Probe(result) => Ok(result),
-            Reply::Status(status) => Err(format!("agent {agent} cannot run probes: {}", status.detail)),
+            Reply::Status(status) => {
+                Err(FleetError::NoProbes { agent: agent.to_string(), detail: status.detail })
+            }
         }
     }
 
@@ -511,7 +608,7 @@ impl Fleet {
         agent: &str,
         body: controller_message::Body,
         timeout: Duration,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, FleetError> {
         let session = self.session(agent)?;
         let request_id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -521,21 +618,21 @@ impl Fleet {
             tokio::time::timeout(self.inner.config.request_timeout, session.tx.send(Ok(message))).await;
         if !matches!(sent, Ok(Ok(()))) {
             lock(&session.pending).remove(&request_id);
-            return Err(format!("agent {agent}: its stream is closed or full"));
+            return Err(FleetError::StreamClosed { agent: agent.to_string() });
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(_)) => Err(format!("agent {agent} disconnected before answering")),
+            Ok(Err(_)) => Err(FleetError::Disconnected { agent: agent.to_string() }),
             Err(_) => {
                 lock(&session.pending).remove(&request_id);
-                Err(format!("agent {agent} did not answer within {timeout:?}"))
+                Err(FleetError::Timeout { agent: agent.to_string(), timeout })
             }
         }
     }
 
     /// Applies a fault on an agent; returns the agent's description of what it did. A fault with a duration is
     /// renewed until reverted (or its duration plus the margin passes).
-    pub async fn apply(&self, req: ApplyRequest) -> Result<String, String> {
+    pub async fn apply(&self, req: ApplyRequest) -> Result<String, FleetError> {
         let lease = match req.duration {
             Some(d) => self.inner.config.lease.min(d + DEADLINE_MARGIN),
             None => self.inner.config.lease,
@@ -553,7 +650,7 @@ impl Fleet {
         let (ok, detail) = match &result {
             Ok(s) if s.state == FaultState::Applied as i32 => (true, s.detail.clone()),
             Ok(s) => (false, s.detail.clone()),
-            Err(e) => (false, e.clone()),
+            Err(e) => (false, e.to_string()),
         };
         self.audit(NewAudit {
             at_ms: now_ms(),
@@ -566,15 +663,18 @@ impl Fleet {
         });
         if !ok {
             // A request that timed out may still have been applied: revert to be sure (idempotent).
-            if result.is_err() {
-                let fleet = self.clone();
-                let (agent, fault_id) = (req.agent.clone(), req.fault_id.clone());
-                tokio::spawn(async move {
-                    let body = controller_message::Body::Revert(v1::Revert { fault_id });
-                    let _ = fleet.request(&agent, body).await;
-                });
-            }
-            return Err(detail);
+            return Err(match result {
+                Err(e) => {
+                    let fleet = self.clone();
+                    let (agent, fault_id) = (req.agent.clone(), req.fault_id.clone());
+                    tokio::spawn(async move {
+                        let body = controller_message::Body::Revert(v1::Revert { fault_id });
+                        let _ = fleet.request(&agent, body).await;
+                    });
+                    e
+                }
+                Ok(_) => FleetError::ApplyFailed { agent: req.agent.clone(), detail },
+            });
         }
         if let Some(duration) = req.duration {
             let held = Held {
@@ -655,7 +755,7 @@ impl Fleet {
 
     /// Reverts a remote fault. Idempotent: a fault that is gone already (reverted, expired, halted) is fine.
     /// When the agent cannot be reached, renewals stop (its lease reverts the fault) and the error says so.
-    pub async fn revert(&self, fault_id: &str) -> Result<(), String> {
+    pub async fn revert(&self, fault_id: &str) -> Result<(), FleetError> {
         self.revert_checked(fault_id).await.map(|_| ())
     }
 
@@ -666,7 +766,7 @@ impl Fleet {
 
     /// [`Fleet::revert`] that says whether the fault was still held: [`Reverted::Lost`] with what happened
     /// when it expired, was refused or was out of reach before this revert (a run's fault lost mid-run).
-    pub async fn revert_checked(&self, fault_id: &str) -> Result<Reverted, String> {
+    pub async fn revert_checked(&self, fault_id: &str) -> Result<Reverted, FleetError> {
         if let Some((why, at)) = lock(&self.inner.lost).remove(fault_id) {
             return Ok(Reverted::Lost(format!("{why} ({:.1} s ago)", at.elapsed().as_secs_f64())));
         }
@@ -705,13 +805,13 @@ impl Fleet {
         }
         let body = controller_message::Body::Revert(v1::Revert { fault_id: fault_id.to_string() });
         let result = self.request(&agent, body).await;
-        let outcome = match &result {
+        let outcome = match result {
             Ok(s) if s.state == FaultState::Reverted as i32 => Ok(()),
-            Ok(s) => Err(format!("agent {agent}: {}", s.detail)),
-            Err(e) => Err(format!(
-                "{e}; renewals stopped, so its lease on the agent ends it within {:.1} s",
-                granted_until.saturating_duration_since(Instant::now()).as_secs_f64()
-            )),
+            Ok(s) => Err(FleetError::RevertFailed { agent: agent.clone(), detail: s.detail }),
+            Err(e) => Err(FleetError::RevertUndelivered {
+                cause: Box::new(e),
+                within: granted_until.saturating_duration_since(Instant::now()),
+            }),
         };
         if outcome.is_ok() {
             lock(&self.inner.faults).remove(fault_id);
@@ -725,7 +825,7 @@ impl Fleet {
             fault_id: Some(fault_id.to_string()),
             detail: match &outcome {
                 Ok(()) => "reverted".into(),
-                Err(e) => e.clone(),
+                Err(e) => e.to_string(),
             },
         });
         outcome.map(|()| Reverted::Done)
@@ -738,7 +838,7 @@ impl Fleet {
         spec_json: &str,
         duration: Option<Duration>,
         seed: u64,
-    ) -> Result<String, String> {
+    ) -> Result<String, FleetError> {
         let lease = duration.map_or(self.inner.config.lease, |d| d + DEADLINE_MARGIN);
         let body = controller_message::Body::Plan(v1::Plan {
             spec_json: spec_json.to_string(),
@@ -749,7 +849,7 @@ impl Fleet {
         if status.state == FaultState::Planned as i32 {
             Ok(status.detail)
         } else {
-            Err(format!("agent {agent} refuses: {}", status.detail))
+            Err(FleetError::Refused { agent: agent.to_string(), detail: status.detail })
         }
     }
 
@@ -792,7 +892,7 @@ impl Fleet {
                 }
                 Ok(Err(e)) => {
                     report.missing.push(agent.clone());
-                    e
+                    e.to_string()
                 }
                 Err(_) => {
                     report.missing.push(agent.clone());
@@ -845,11 +945,11 @@ impl Fleet {
     }
 
     /// Every agent ever seen (from the store), with the health of the connected ones, filtered by `selector`.
-    pub fn list(&self, selector: &BTreeMap<String, String>) -> Result<Vec<AgentView>, String> {
+    pub fn list(&self, selector: &BTreeMap<String, String>) -> Result<Vec<AgentView>, FleetError> {
         let heartbeat = self.inner.config.heartbeat;
         let sessions = self.inner.sessions.read().unwrap_or_else(|p| p.into_inner()).clone();
         let mut views: BTreeMap<String, AgentView> = BTreeMap::new();
-        for record in self.inner.store.agents().map_err(|e| e.to_string())? {
+        for record in self.inner.store.agents()? {
             let info = AgentInfo {
                 id: record.id.clone(),
                 hostname: record.hostname,
@@ -861,7 +961,7 @@ impl Fleet {
             };
             let view = AgentView {
                 info,
-                health: "gone",
+                health: Health::Gone,
                 last_seen_ms: record.last_seen_ms,
                 active_faults: 0,
                 sample: None,
@@ -872,11 +972,11 @@ impl Fleet {
             let seen_ms = lock(&s.last_seen).1;
             let silent = self.silence(&s);
             let health = if silent <= heartbeat * 3 / 2 {
-                "connected"
+                Health::Connected
             } else if silent <= heartbeat * 3 {
-                "late"
+                Health::Late
             } else {
-                "gone"
+                Health::Gone
             };
             views.insert(
                 id,
@@ -982,6 +1082,6 @@ impl crate::probes::Agents for Fleet {
         probe: v1::RunProbe,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<v1::ProbeResult, String>> + Send + 'a>>
     {
-        Box::pin(self.probe(agent, probe))
+        Box::pin(async move { self.probe(agent, probe).await.map_err(|e| e.to_string()) })
     }
 }

@@ -2,11 +2,14 @@
 //! protocol over in-memory channels straight into [`Fleet::attach`], so a clock jump (a SIGSTOP or VM pause of
 //! the controller) happens exactly where the test says and each test runs in milliseconds.
 
+// Test helpers outside `#[test]` functions are not covered by clippy.toml's allow-unwrap-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chaos_controller::fleet::{Fleet, FleetConfig};
+use chaos_controller::fleet::{Fleet, FleetConfig, Health};
 use chaos_controller::store::SqliteStore;
 use chaos_proto::v1::{AgentMessage, ControllerMessage, Heartbeat, Hello, agent_message};
 use tokio::sync::mpsc;
@@ -66,7 +69,7 @@ fn fleet() -> (Fleet, CancellationToken) {
     (fleet, stop)
 }
 
-fn health(fleet: &Fleet) -> HashMap<String, &'static str> {
+fn health(fleet: &Fleet) -> HashMap<String, Health> {
     let listed = fleet.list(&BTreeMap::new()).expect("listed");
     listed.into_iter().map(|a| (a.info.id, a.health)).collect()
 }
@@ -112,7 +115,7 @@ async fn a_controller_paused_past_three_heartbeats_marks_no_heartbeating_agent_g
         assert!(!agent.closed().await, "{}'s stream was closed", agent.id);
     }
     assert_eq!(fleet.connected(), ["web-1", "web-2", "web-3"]);
-    assert!(health(&fleet).values().all(|h| *h == "connected"), "{:?}", health(&fleet));
+    assert!(health(&fleet).values().all(|h| *h == Health::Connected), "{:?}", health(&fleet));
     stop.cancel();
 }
 
@@ -138,7 +141,7 @@ async fn an_agent_that_really_stopped_is_gone_three_heartbeats_after_the_control
     assert!(!alive.closed().await);
     assert_eq!(fleet.connected(), ["alive"]);
     let health = health(&fleet);
-    assert_eq!((health["alive"], health["stopped"]), ("connected", "gone"));
+    assert_eq!((health["alive"], health["stopped"]), (Health::Connected, Health::Gone));
     stop.cancel();
 }
 

@@ -12,7 +12,8 @@ use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::Tokens;
-use super::runs::{Runs, StartRequest, internal, now_ms};
+use super::error::ApiError;
+use super::runs::{Runs, StartRequest, now_ms};
 use crate::fleet::{Fleet, check_agent_id};
 use crate::schedule::Timing;
 use crate::store::{AuditRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, ScheduleRecord, Store};
@@ -64,7 +65,7 @@ impl Api {
             vars: req.vars.into_iter().collect(),
             created_ms: now_ms(),
         };
-        self.store.insert_experiment(&record).map_err(internal)?;
+        self.store.insert_experiment(&record).map_err(ApiError::from)?;
         Ok(record)
     }
 }
@@ -142,7 +143,7 @@ impl ControllerService for Api {
     ) -> Result<Response<v1::ListExperimentsResponse>, Status> {
         self.tokens.api_principal(request.metadata())?;
         let experiments =
-            self.store.experiments().map_err(internal)?.into_iter().map(experiment_out).collect();
+            self.store.experiments().map_err(ApiError::from)?.into_iter().map(experiment_out).collect();
         Ok(Response::new(v1::ListExperimentsResponse { experiments }))
     }
 
@@ -153,10 +154,15 @@ impl ControllerService for Api {
             Some(v1::start_run_request::Experiment::ExperimentId(id)) => self
                 .store
                 .experiment(&id)
-                .map_err(internal)?
-                .ok_or_else(|| Status::not_found(format!("experiment {id} not found")))?,
+                .map_err(ApiError::from)?
+                .ok_or(ApiError::NotFound { what: "experiment", id })?,
             Some(v1::start_run_request::Experiment::Submit(submit)) => self.submit(submit)?,
-            None => return Err(Status::invalid_argument("give an experiment id or an experiment to submit")),
+            None => {
+                return Err(ApiError::InvalidArgument(
+                    "give an experiment id or an experiment to submit".into(),
+                )
+                .into());
+            }
         };
         let start =
             StartRequest { experiment, seed: req.seed, dry_run: req.dry_run, actor, schedule_id: None };
@@ -172,18 +178,15 @@ impl ControllerService for Api {
         let req = request.into_inner();
         let limit = if req.limit == 0 { 100 } else { req.limit as usize };
         let state = (!req.state.is_empty()).then_some(req.state.as_str());
-        let runs = self.store.runs(limit, state).map_err(internal)?.into_iter().map(run_out).collect();
+        let runs = self.store.runs(limit, state).map_err(ApiError::from)?.into_iter().map(run_out).collect();
         Ok(Response::new(v1::ListRunsResponse { runs }))
     }
 
     async fn get_run(&self, request: Request<v1::GetRunRequest>) -> Result<Response<v1::Run>, Status> {
         self.tokens.api_principal(request.metadata())?;
         let id = request.into_inner().id;
-        let run = self
-            .store
-            .run(&id)
-            .map_err(internal)?
-            .ok_or_else(|| Status::not_found(format!("run {id} not found")))?;
+        let run =
+            self.store.run(&id).map_err(ApiError::from)?.ok_or(ApiError::NotFound { what: "run", id })?;
         Ok(Response::new(run_out(run)))
     }
 
@@ -219,8 +222,8 @@ impl ControllerService for Api {
         let run = self
             .store
             .run(&req.id)
-            .map_err(internal)?
-            .ok_or_else(|| Status::not_found(format!("run {} not found", req.id)))?;
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound { what: "run", id: req.id })?;
         Ok(Response::new(run_out(run)))
     }
 
@@ -294,7 +297,7 @@ impl ControllerService for Api {
         let agents = self
             .fleet
             .list(&selector)
-            .map_err(Status::internal)?
+            .map_err(ApiError::from)?
             .into_iter()
             .map(|a| v1::Agent {
                 id: a.info.id,
@@ -320,12 +323,12 @@ impl ControllerService for Api {
         let actor = self.tokens.api_principal(request.metadata())?;
         let req = request.into_inner();
         if req.name.trim().is_empty() {
-            return Err(Status::invalid_argument("a schedule needs a name"));
+            return Err(ApiError::InvalidArgument("a schedule needs a name".into()).into());
         }
         Timing::parse(&req.cron, &req.timezone, &req.windows, &req.blackout_dates)
-            .map_err(Status::invalid_argument)?;
-        if self.store.experiment(&req.experiment_id).map_err(internal)?.is_none() {
-            return Err(Status::not_found(format!("experiment {} not found", req.experiment_id)));
+            .map_err(ApiError::InvalidArgument)?;
+        if self.store.experiment(&req.experiment_id).map_err(ApiError::from)?.is_none() {
+            return Err(ApiError::NotFound { what: "experiment", id: req.experiment_id }.into());
         }
         let record = ScheduleRecord {
             id: new_id("s"),
@@ -342,10 +345,8 @@ impl ControllerService for Api {
             last_fire_ms: None,
             last_run_id: None,
         };
-        self.store.insert_schedule(&record).map_err(|e| match e {
-            crate::store::StoreError::Conflict(m) => Status::already_exists(m),
-            e => internal(e),
-        })?;
+        // A name or id taken is ALREADY_EXISTS.
+        self.store.insert_schedule(&record).map_err(ApiError::from)?;
         self.audit(&actor, "schedule_created", format!("{} {:?} {}", record.id, record.name, record.cron));
         self.schedules_changed.notify_one();
         Ok(Response::new(schedule_out(record)))
@@ -356,7 +357,8 @@ impl ControllerService for Api {
         request: Request<v1::ListSchedulesRequest>,
     ) -> Result<Response<v1::ListSchedulesResponse>, Status> {
         self.tokens.api_principal(request.metadata())?;
-        let schedules = self.store.schedules().map_err(internal)?.into_iter().map(schedule_out).collect();
+        let schedules =
+            self.store.schedules().map_err(ApiError::from)?.into_iter().map(schedule_out).collect();
         Ok(Response::new(v1::ListSchedulesResponse { schedules }))
     }
 
@@ -366,13 +368,13 @@ impl ControllerService for Api {
     ) -> Result<Response<v1::DeleteScheduleResponse>, Status> {
         let actor = self.tokens.api_principal(request.metadata())?;
         let id = request.into_inner().id;
-        match self.store.delete_schedule(&id).map_err(internal)? {
+        match self.store.delete_schedule(&id).map_err(ApiError::from)? {
             Some(s) => {
                 self.audit(&actor, "schedule_deleted", format!("{} {:?}", s.id, s.name));
                 self.schedules_changed.notify_one();
                 Ok(Response::new(v1::DeleteScheduleResponse {}))
             }
-            None => Err(Status::not_found(format!("schedule {id} not found"))),
+            None => Err(ApiError::NotFound { what: "schedule", id }.into()),
         }
     }
 
@@ -387,7 +389,7 @@ impl ControllerService for Api {
         let entries = self
             .store
             .audit(limit, run)
-            .map_err(internal)?
+            .map_err(ApiError::from)?
             .into_iter()
             .map(|AuditRecord { seq, entry: a }| v1::AuditEntry {
                 seq,
@@ -429,34 +431,32 @@ impl v1::agent_service_server::AgentService for Agents {
         let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let token = match api.tokens.agent_token(request.metadata()) {
             Ok(t) => t.to_string(),
-            Err(status) => {
-                api.audit("agent", "agent_refused", format!("{peer}: {}", status.message()));
-                return Err(status);
+            Err(e) => {
+                api.audit("agent", "agent_refused", format!("{peer}: {e}"));
+                return Err(e.into());
             }
         };
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.next())
             .await
-            .map_err(|_| Status::deadline_exceeded("no hello within 10 s"))?;
+            .map_err(|_| ApiError::NoHello(HELLO_TIMEOUT))?;
         let hello = match first {
             Some(Ok(v1::AgentMessage { body: Some(agent_message::Body::Hello(hello)) })) => hello,
-            Some(Ok(_)) => {
-                return Err(Status::invalid_argument("the first message on the stream must be a hello"));
-            }
+            Some(Ok(_)) => return Err(ApiError::NotHello.into()),
             Some(Err(status)) => return Err(status),
-            None => return Err(Status::cancelled("the agent closed the stream before its hello")),
+            None => return Err(ApiError::ClosedBeforeHello.into()),
         };
-        check_agent_id(&hello.agent_id).map_err(Status::invalid_argument)?;
-        if let Err(status) = api.tokens.agent_allowed(&token, &hello.agent_id) {
-            api.audit("agent", "agent_refused", format!("{peer}: {}", status.message()));
-            return Err(status);
+        check_agent_id(&hello.agent_id).map_err(ApiError::InvalidArgument)?;
+        if let Err(e) = api.tokens.agent_allowed(&token, &hello.agent_id) {
+            api.audit("agent", "agent_refused", format!("{peer}: {e}"));
+            return Err(e.into());
         }
         let id = hello.agent_id.clone();
         match api.fleet.attach(hello, peer.clone(), inbound) {
             Ok(outbound) => Ok(Response::new(Box::pin(outbound))),
-            Err(status) => {
-                api.audit("agent", "agent_refused", format!("{peer}: {id}: {}", status.message()));
-                Err(status)
+            Err(e) => {
+                api.audit("agent", "agent_refused", format!("{peer}: {id}: {e}"));
+                Err(ApiError::from(e).into())
             }
         }
     }

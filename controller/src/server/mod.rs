@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod error;
 pub mod local;
 pub mod runs;
 pub mod scheduler;
@@ -30,6 +31,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::fleet::{Fleet, FleetConfig};
 use crate::store::{SqliteStore, Store};
 
+pub use error::{ApiError, ServerError};
 pub use runs::Limits;
 
 /// The largest message an agent may send (a hello lists its faults; heartbeats are small).
@@ -102,17 +104,15 @@ pub struct Controller {
 
 impl Controller {
     /// Opens the store (marking unfinished runs interrupted), loads or creates the token files, and binds.
-    pub async fn bind(config: ControllerConfig) -> Result<Controller, String> {
+    pub async fn bind(config: ControllerConfig) -> Result<Controller, ServerError> {
         // Owner only, whatever the umask: it holds the tokens and every run's record.
         auth::create_private_dir(&config.data_dir)?;
         let db = config.data_dir.join("controller.db");
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).map_err(|e| e.to_string())?);
-        let interrupted = store
-            .interrupt_unfinished(
-                runs::now_ms(),
-                "interrupted: the controller stopped during the run; the agents' leases reverted its faults",
-            )
-            .map_err(|e| e.to_string())?;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db)?);
+        let interrupted = store.interrupt_unfinished(
+            runs::now_ms(),
+            "interrupted: the controller stopped during the run; the agents' leases reverted its faults",
+        )?;
         for id in &interrupted {
             tracing::warn!(run = %id, "a run the previous controller left unfinished is marked interrupted");
         }
@@ -122,14 +122,15 @@ impl Controller {
         let tokens = Arc::new(auth::Tokens::load_or_create(&api_file, &agent_file)?);
         let fleet = Fleet::new(config.fleet.clone(), store.clone());
         let runs = runs::Runs::new(store.clone(), fleet.clone(), config.limits.clone())?;
-        let listener = listen(config.listen).map_err(|e| format!("binding {}: {e}", config.listen))?;
-        let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let bind_error = |source| ServerError::Bind { addr: config.listen, source };
+        let listener = listen(config.listen).map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
         let api = api::Api { store, fleet, runs, tokens, schedules_changed: Arc::new(Notify::new()) };
         Ok(Controller { api, local_addr, listener, config, interrupted })
     }
 
     /// Serves until `shutdown`; then halts every run in progress (reverting its faults) and returns.
-    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), String> {
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), ServerError> {
         let Controller { api, listener, config, .. } = self;
         let background = CancellationToken::new();
         let reaper = tokio::spawn({
@@ -146,8 +147,8 @@ impl Controller {
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)));
         if let Some(tls) = &config.tls {
-            builder =
-                builder.tls_config(tls.config().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            let config = tls.config().map_err(|e| ServerError::Tls(e.to_string()))?;
+            builder = builder.tls_config(config).map_err(|e| ServerError::Tls(e.to_string()))?;
         }
         let controller = ControllerServiceServer::new(api.clone())
             .max_decoding_message_size(config.max_message_bytes)
@@ -176,7 +177,7 @@ impl Controller {
         background.cancel();
         let _ = reaper.await;
         let _ = scheduler.await;
-        served.map_err(|e| format!("serving: {e}"))
+        Ok(served?)
     }
 }
 

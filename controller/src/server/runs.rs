@@ -11,11 +11,12 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
+use super::error::ApiError;
 use crate::engine::{self, Plan, Remote, RunConfig};
 use crate::experiment::Experiment;
 pub(crate) use crate::fleet::now_ms;
 use crate::fleet::{Fleet, lock};
-use crate::store::{EventRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, Store};
+use crate::store::{EventRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, Store, StoreError};
 
 /// Limits checked before any run starts.
 #[derive(Clone, Debug, Default)]
@@ -67,8 +68,8 @@ pub struct StartRequest {
     pub schedule_id: Option<String>,
 }
 
-pub(crate) fn internal(e: impl std::fmt::Display) -> Status {
-    Status::internal(e.to_string())
+pub(crate) fn internal(e: StoreError) -> Status {
+    ApiError::from(e).into()
 }
 
 /// A run id: the time in hex and a random suffix, so ids never repeat across controller restarts.
@@ -78,8 +79,8 @@ fn new_run_id() -> String {
 }
 
 impl Runs {
-    pub fn new(store: Arc<dyn Store>, fleet: Fleet, limits: Limits) -> Result<Arc<Runs>, String> {
-        let frozen = store.freeze().map_err(|e| e.to_string())?;
+    pub fn new(store: Arc<dyn Store>, fleet: Fleet, limits: Limits) -> Result<Arc<Runs>, StoreError> {
+        let frozen = store.freeze()?;
         Ok(Arc::new(Runs {
             store,
             fleet,
@@ -91,12 +92,12 @@ impl Runs {
     }
 
     /// Parses an experiment submitted here (`${env:NAME}` only with `--allow-local-effects`).
-    pub fn parse(&self, file: &str, source: &str, vars: &[(String, String)]) -> Result<Experiment, Status> {
+    pub fn parse(&self, file: &str, source: &str, vars: &[(String, String)]) -> Result<Experiment, ApiError> {
         super::local::parse(file, source, vars, self.limits.allow_local_effects)
     }
 
     /// Refuses an experiment that would act on the controller's host, unless that was allowed at start.
-    pub fn check_local_effects(&self, exp: &Experiment) -> Result<(), Status> {
+    pub fn check_local_effects(&self, exp: &Experiment) -> Result<(), ApiError> {
         super::local::check(exp, self.limits.allow_local_effects)
     }
 
@@ -148,20 +149,23 @@ impl Runs {
         if !req.dry_run
             && let Some(f) = self.frozen()
         {
-            return Err(Status::failed_precondition(format!(
+            return Err(ApiError::FailedPrecondition(format!(
                 "the controller is frozen (by {}: {}): no run starts until `chaos unfreeze`",
                 f.by, f.reason
-            )));
+            ))
+            .into());
         }
         let rec = &req.experiment;
         let vars: Vec<(String, String)> = rec.vars.clone().into_iter().collect();
         let exp = self.parse(&rec.file, &rec.source, &vars)?;
         self.check_local_effects(&exp)?;
         if Plan::needs_host(&exp) {
-            return Err(Status::failed_precondition(
+            return Err(ApiError::FailedPrecondition(
                 "host faults without a target (and pauses of local processes) act on the host running the \
-                 experiment: through a controller, give them a target with `hosts:` labels",
-            ));
+                 experiment: through a controller, give them a target with `hosts:` labels"
+                    .into(),
+            )
+            .into());
         }
         let id = new_run_id();
         let seed = req.seed.unwrap_or_else(rand::random);
@@ -245,12 +249,12 @@ impl Runs {
     }
 
     /// Every command probe that runs on agents: they are connected and their policies allow it (nothing runs).
-    async fn check_probes(&self, exp: &Experiment) -> Result<(), Status> {
+    async fn check_probes(&self, exp: &Experiment) -> Result<(), ApiError> {
         for probe in &exp.steady_state {
             let Some(command) = &probe.command else { continue };
             crate::probes::command::preflight(command, &probe.name, Some(&self.fleet)).await.map_err(
                 |e| {
-                    Status::failed_precondition(format!(
+                    ApiError::FailedPrecondition(format!(
                         "preflight: steady_state probe `{}`: {e}",
                         probe.name
                     ))
@@ -260,11 +264,11 @@ impl Runs {
         Ok(())
     }
 
-    fn check_blast_radius(&self, agents: &[String]) -> Result<(), Status> {
+    fn check_blast_radius(&self, agents: &[String]) -> Result<(), ApiError> {
         if let Some(max) = self.limits.max_agents_per_run
             && agents.len() > max
         {
-            return Err(Status::failed_precondition(format!(
+            return Err(ApiError::FailedPrecondition(format!(
                 "blast radius: the run would touch {} agents ({}), above the cap of {max} per run",
                 agents.len(),
                 agents.join(", ")
@@ -276,7 +280,7 @@ impl Runs {
             let fleet = self.fleet.connected().len().max(1);
             let share = agents.len() as f64 * 100.0 / fleet as f64;
             if share > max {
-                return Err(Status::failed_precondition(format!(
+                return Err(ApiError::FailedPrecondition(format!(
                     "blast radius: the run would touch {} of {fleet} connected agents ({share:.0}%), above the \
                      cap of {max}%",
                     agents.len()
@@ -286,11 +290,11 @@ impl Runs {
         Ok(())
     }
 
-    fn lock_agents(&self, run: &str, agents: &[String]) -> Result<(), Status> {
+    fn lock_agents(&self, run: &str, agents: &[String]) -> Result<(), ApiError> {
         let mut locks = lock(&self.locks);
         for agent in agents {
             if let Some(holder) = locks.get(agent) {
-                return Err(Status::failed_precondition(format!(
+                return Err(ApiError::FailedPrecondition(format!(
                     "agent {agent} is held by run {holder}: two runs never fault the same host at once"
                 )));
             }
@@ -391,7 +395,7 @@ impl Runs {
         let Some(run) = self.active(id) else {
             return match self.store.run(id).map_err(internal)? {
                 Some(_) => Ok(()),
-                None => Err(Status::not_found(format!("run {id} not found"))),
+                None => Err(ApiError::NotFound { what: "run", id: id.to_string() }.into()),
             };
         };
         run.halted.store(true, Ordering::SeqCst);
@@ -434,7 +438,7 @@ impl Runs {
     ) -> Result<tokio::sync::mpsc::Receiver<Result<EventRecord, Status>>, Status> {
         let live = self.active(id).map(|r| r.events.subscribe());
         if live.is_none() && self.store.run(id).map_err(internal)?.is_none() {
-            return Err(Status::not_found(format!("run {id} not found")));
+            return Err(ApiError::NotFound { what: "run", id: id.to_string() }.into());
         }
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let store = self.store.clone();

@@ -15,7 +15,7 @@ pub use sqlite::SqliteStore;
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The database failed (I/O, corruption, locked): the message says which operation.
     #[error("store: {0}")]

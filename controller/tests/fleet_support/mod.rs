@@ -244,10 +244,10 @@ async fn bind(config: ControllerConfig) -> Result<(Controller, Vec<String>), Str
                 interrupted.extend(controller.interrupted.iter().cloned());
                 return Ok((controller, interrupted));
             }
-            Err(e) if e.contains("in use") && Instant::now() < deadline => {
+            Err(e) if e.to_string().contains("in use") && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.to_string()),
         }
     }
 }
