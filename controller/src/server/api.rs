@@ -16,7 +16,9 @@ use super::error::ApiError;
 use super::runs::{Runs, StartRequest, now_ms};
 use crate::fleet::{Fleet, check_agent_id};
 use crate::schedule::Timing;
-use crate::store::{AuditRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, ScheduleRecord, Store};
+use crate::store::{
+    AuditRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, ScheduleRecord, Store, UnknownRunState,
+};
 
 /// How long an agent has to send its hello after dialling.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,7 +89,7 @@ pub fn run_out(r: RunRecord) -> v1::Run {
         id: r.id,
         experiment_id: r.experiment_id,
         title: r.title,
-        state: r.state,
+        state: r.state.to_string(),
         verdict: r.verdict.unwrap_or_default(),
         reasons: r.reasons,
         seed: r.seed,
@@ -177,7 +179,12 @@ impl ControllerService for Api {
         self.tokens.api_principal(request.metadata())?;
         let req = request.into_inner();
         let limit = if req.limit == 0 { 100 } else { req.limit as usize };
-        let state = (!req.state.is_empty()).then_some(req.state.as_str());
+        let state = match req.state.as_str() {
+            "" => None,
+            name => {
+                Some(name.parse().map_err(|e: UnknownRunState| ApiError::InvalidArgument(e.to_string()))?)
+            }
+        };
         let runs = self.store.runs(limit, state).map_err(ApiError::from)?.into_iter().map(run_out).collect();
         Ok(Response::new(v1::ListRunsResponse { runs }))
     }

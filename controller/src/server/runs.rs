@@ -16,7 +16,10 @@ use crate::engine::{self, Plan, Remote, RunConfig};
 use crate::experiment::Experiment;
 pub(crate) use crate::fleet::now_ms;
 use crate::fleet::{Fleet, lock};
-use crate::store::{EventRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, Store, StoreError};
+use crate::report::journal::Verdict;
+use crate::store::{
+    EventRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, RunState, Store, StoreError,
+};
 
 /// Limits checked before any run starts.
 #[derive(Clone, Debug, Default)]
@@ -70,6 +73,16 @@ pub struct StartRequest {
 
 pub(crate) fn internal(e: StoreError) -> Status {
     ApiError::from(e).into()
+}
+
+/// The state a run ends in with `verdict` (unless it was halted).
+fn finished(verdict: Verdict) -> RunState {
+    match verdict {
+        Verdict::Passed => RunState::Passed,
+        Verdict::Failed => RunState::Failed,
+        Verdict::Invalid => RunState::Invalid,
+        Verdict::Inconclusive => RunState::Inconclusive,
+    }
 }
 
 /// A run id: the time in hex and a random suffix, so ids never repeat across controller restarts.
@@ -185,7 +198,7 @@ impl Runs {
             id: id.clone(),
             experiment_id: rec.id.clone(),
             title: exp.title.clone(),
-            state: "planned".into(),
+            state: RunState::Planned,
             verdict: None,
             reasons: Vec::new(),
             seed,
@@ -199,7 +212,7 @@ impl Runs {
         };
         if req.dry_run {
             // Stored finished: a dry run ends here (nothing was applied), it is never left waiting.
-            record.state = DRY_RUN.into();
+            record.state = RunState::DryRun;
             record.finished_ms = Some(record.started_ms);
             record.exit_code = Some(0);
             self.store.insert_run(&record).map_err(internal)?;
@@ -219,7 +232,7 @@ impl Runs {
             return Ok(record);
         }
         self.lock_agents(&id, &agents)?;
-        record.state = "running".into();
+        record.state = RunState::Running;
         if let Err(e) = self.store.insert_run(&record) {
             self.unlock_agents(&id);
             return Err(internal(e));
@@ -337,7 +350,7 @@ impl Runs {
         let outcome = engine::execute(&exp, plan, &config, active.halt.clone()).await;
         let journal = engine::journal(&exp, &config, &outcome, wall_start);
         let halted = active.halted.load(Ordering::SeqCst);
-        record.state = if halted { "halted".into() } else { outcome.verdict.as_str().to_string() };
+        record.state = if halted { RunState::Halted } else { finished(outcome.verdict) };
         record.verdict = Some(outcome.verdict.as_str().to_string());
         record.reasons = outcome.reasons.clone();
         record.exit_code = Some(outcome.verdict.exit_code());
