@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::engine::DEADLINE_MARGIN;
-use crate::store::{AgentRecord, NewAudit, Store, StoreError};
+use crate::store::{AgentRecord, NewAudit, StoreError, StoreHandle};
 
 /// Timing of the agent protocol.
 #[derive(Clone, Debug)]
@@ -115,7 +115,7 @@ pub struct Fleet {
 
 struct Inner {
     config: FleetConfig,
-    store: Arc<dyn Store>,
+    store: StoreHandle,
     sessions: RwLock<BTreeMap<String, Arc<Session>>>,
     faults: Mutex<HashMap<String, Held>>,
     /// Faults lost before their run reverted them, with why and when; taken by [`Fleet::revert_checked`].
@@ -284,7 +284,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub use chaos_proto::check_agent_id;
 
 impl Fleet {
-    pub fn new(config: FleetConfig, store: Arc<dyn Store>) -> Fleet {
+    pub fn new(config: FleetConfig, store: StoreHandle) -> Fleet {
         Fleet {
             inner: Arc::new(Inner {
                 config,
@@ -304,9 +304,7 @@ impl Fleet {
     }
 
     fn audit(&self, entry: NewAudit) {
-        if let Err(e) = self.inner.store.append_audit(&entry) {
-            tracing::error!(error = %e, action = %entry.action, "could not write the audit log");
-        }
+        self.inner.store.submit("the audit log", move |s| s.append_audit(&entry).map(|_| ()));
     }
 
     fn session(&self, agent: &str) -> Result<Arc<Session>, FleetError> {
@@ -387,9 +385,7 @@ impl Fleet {
             last_seen_ms: now_ms(),
             peer: info.peer.clone(),
         };
-        if let Err(e) = self.inner.store.upsert_agent(&record) {
-            tracing::error!(agent = %info.id, error = %e, "could not record the agent");
-        }
+        self.inner.store.submit("the agent's record", move |s| s.upsert_agent(&record));
         tracing::info!(agent = %info.id, host = %info.hostname, peer = %info.peer, faults = hello.active_faults.len(), "agent connected");
         self.reconcile(&info.id, &hello.active_faults);
         let fleet = self.clone();
@@ -912,12 +908,9 @@ impl Fleet {
         report.elapsed = started.elapsed();
         report.acknowledged.sort();
         report.missing.sort();
-        // One transaction for all the agents, off the async workers.
-        let store = self.inner.store.clone();
-        match tokio::task::spawn_blocking(move || store.append_audit_batch(&entries)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "could not write the halt to the audit log"),
-            Err(e) => tracing::error!(error = %e, "the audit write for the halt failed"),
+        // One transaction for all the agents, written before the halt is reported.
+        if let Err(e) = self.inner.store.call(move |s| s.append_audit_batch(&entries)).await {
+            tracing::error!(error = %e, "could not write the halt to the audit log");
         }
         report
     }
@@ -945,11 +938,12 @@ impl Fleet {
     }
 
     /// Every agent ever seen (from the store), with the health of the connected ones, filtered by `selector`.
-    pub fn list(&self, selector: &BTreeMap<String, String>) -> Result<Vec<AgentView>, FleetError> {
+    pub async fn list(&self, selector: &BTreeMap<String, String>) -> Result<Vec<AgentView>, FleetError> {
         let heartbeat = self.inner.config.heartbeat;
+        let records = self.inner.store.call(|s| s.agents()).await?;
         let sessions = self.inner.sessions.read().unwrap_or_else(|p| p.into_inner()).clone();
         let mut views: BTreeMap<String, AgentView> = BTreeMap::new();
-        for record in self.inner.store.agents()? {
+        for record in records {
             let info = AgentInfo {
                 id: record.id.clone(),
                 hostname: record.hostname,

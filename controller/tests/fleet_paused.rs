@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chaos_controller::fleet::{Fleet, FleetConfig, Health};
-use chaos_controller::store::SqliteStore;
+use chaos_controller::store::{SqliteStore, StoreHandle};
 use chaos_proto::v1::{AgentMessage, ControllerMessage, Heartbeat, Hello, agent_message};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
@@ -58,7 +58,7 @@ impl FakeAgent {
 }
 
 fn fleet() -> (Fleet, CancellationToken) {
-    let store = Arc::new(SqliteStore::in_memory().expect("an in-memory store"));
+    let store = StoreHandle::new(Arc::new(SqliteStore::in_memory().expect("an in-memory store")));
     let config = FleetConfig { heartbeat: HEARTBEAT, ..FleetConfig::default() };
     let fleet = Fleet::new(config, store);
     let stop = CancellationToken::new();
@@ -69,8 +69,8 @@ fn fleet() -> (Fleet, CancellationToken) {
     (fleet, stop)
 }
 
-fn health(fleet: &Fleet) -> HashMap<String, Health> {
-    let listed = fleet.list(&BTreeMap::new()).expect("listed");
+async fn health(fleet: &Fleet) -> HashMap<String, Health> {
+    let listed = fleet.list(&BTreeMap::new()).await.expect("listed");
     listed.into_iter().map(|a| (a.info.id, a.health)).collect()
 }
 
@@ -115,7 +115,8 @@ async fn a_controller_paused_past_three_heartbeats_marks_no_heartbeating_agent_g
         assert!(!agent.closed().await, "{}'s stream was closed", agent.id);
     }
     assert_eq!(fleet.connected(), ["web-1", "web-2", "web-3"]);
-    assert!(health(&fleet).values().all(|h| *h == Health::Connected), "{:?}", health(&fleet));
+    let health = health(&fleet).await;
+    assert!(health.values().all(|h| *h == Health::Connected), "{health:?}");
     stop.cancel();
 }
 
@@ -140,7 +141,7 @@ async fn an_agent_that_really_stopped_is_gone_three_heartbeats_after_the_control
     assert!(stopped.closed().await, "three heartbeats of silence after the pause: gone");
     assert!(!alive.closed().await);
     assert_eq!(fleet.connected(), ["alive"]);
-    let health = health(&fleet);
+    let health = health(&fleet).await;
     assert_eq!((health["alive"], health["stopped"]), (Health::Connected, Health::Gone));
     stop.cancel();
 }

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
 use crate::fleet::{Fleet, FleetConfig};
-use crate::store::{SqliteStore, Store};
+use crate::store::{SqliteStore, StoreError, StoreHandle};
 
 pub use error::{ApiError, ServerError};
 pub use runs::Limits;
@@ -108,11 +108,17 @@ impl Controller {
         // Owner only, whatever the umask: it holds the tokens and every run's record.
         auth::create_private_dir(&config.data_dir)?;
         let db = config.data_dir.join("controller.db");
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db)?);
-        let interrupted = store.interrupt_unfinished(
-            runs::now_ms(),
-            "interrupted: the controller stopped during the run; the agents' leases reverted its faults",
-        )?;
+        let opened = tokio::task::spawn_blocking(move || SqliteStore::open(&db)).await;
+        let opened = opened.map_err(|e| StoreError::Backend(format!("opening the store: {e}")))??;
+        let store = StoreHandle::new(Arc::new(opened));
+        let interrupted = store
+            .call(|s| {
+                s.interrupt_unfinished(
+                    runs::now_ms(),
+                    "interrupted: the controller stopped during the run; the agents' leases reverted its faults",
+                )
+            })
+            .await?;
         for id in &interrupted {
             tracing::warn!(run = %id, "a run the previous controller left unfinished is marked interrupted");
         }
@@ -121,7 +127,7 @@ impl Controller {
             config.agent_token_file.clone().unwrap_or_else(|| config.data_dir.join("agent.token"));
         let tokens = Arc::new(auth::Tokens::load_or_create(&api_file, &agent_file)?);
         let fleet = Fleet::new(config.fleet.clone(), store.clone());
-        let runs = runs::Runs::new(store.clone(), fleet.clone(), config.limits.clone())?;
+        let runs = runs::Runs::new(store.clone(), fleet.clone(), config.limits.clone()).await?;
         let bind_error = |source| ServerError::Bind { addr: config.listen, source };
         let listener = listen(config.listen).map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;

@@ -18,7 +18,7 @@ pub(crate) use crate::fleet::now_ms;
 use crate::fleet::{Fleet, lock};
 use crate::report::journal::Verdict;
 use crate::store::{
-    EventRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, RunState, Store, StoreError,
+    EventRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, RunState, StoreError, StoreHandle,
 };
 
 /// Limits checked before any run starts.
@@ -39,7 +39,7 @@ pub const DRY_RUN: &str = "dry-run";
 
 /// Every run of this controller.
 pub struct Runs {
-    store: Arc<dyn Store>,
+    store: StoreHandle,
     fleet: Fleet,
     limits: Limits,
     active: Mutex<HashMap<String, Arc<ActiveRun>>>,
@@ -92,8 +92,8 @@ fn new_run_id() -> String {
 }
 
 impl Runs {
-    pub fn new(store: Arc<dyn Store>, fleet: Fleet, limits: Limits) -> Result<Arc<Runs>, StoreError> {
-        let frozen = store.freeze()?;
+    pub async fn new(store: StoreHandle, fleet: Fleet, limits: Limits) -> Result<Arc<Runs>, StoreError> {
+        let frozen = store.call(|s| s.freeze()).await?;
         Ok(Arc::new(Runs {
             store,
             fleet,
@@ -119,8 +119,9 @@ impl Runs {
     }
 
     /// Freezes (`Some`) or unfreezes (`None`), persistently.
-    pub fn set_frozen(&self, freeze: Option<FreezeRecord>) -> Result<(), Status> {
-        self.store.set_freeze(freeze.as_ref()).map_err(internal)?;
+    pub async fn set_frozen(&self, freeze: Option<FreezeRecord>) -> Result<(), Status> {
+        let stored = freeze.clone();
+        self.store.call(move |s| s.set_freeze(stored.as_ref())).await.map_err(internal)?;
         *lock(&self.frozen) = freeze;
         Ok(())
     }
@@ -151,9 +152,7 @@ impl Runs {
             fault_id: None,
             detail,
         };
-        if let Err(e) = self.store.append_audit(&entry) {
-            tracing::error!(error = %e, "could not write the audit log");
-        }
+        self.store.submit("the audit log", move |s| s.append_audit(&entry).map(|_| ()));
     }
 
     /// Checks, plans and starts a run (or, with `dry_run`, only plans it). Everything that can refuse a run
@@ -215,7 +214,8 @@ impl Runs {
             record.state = RunState::DryRun;
             record.finished_ms = Some(record.started_ms);
             record.exit_code = Some(0);
-            self.store.insert_run(&record).map_err(internal)?;
+            let stored = record.clone();
+            self.store.call(move |s| s.insert_run(&stored)).await.map_err(internal)?;
             let event = EventRecord {
                 run_id: id.clone(),
                 seq: 1,
@@ -226,14 +226,13 @@ impl Runs {
                 ok: Some(true),
                 line: format!("{}: dry run, nothing applied", exp.title),
             };
-            if let Err(e) = self.store.append_event(&event) {
-                tracing::warn!(run = %id, error = %e, "could not store the dry run's finished event");
-            }
+            self.store.submit("the dry run's finished event", move |s| s.append_event(&event));
             return Ok(record);
         }
         self.lock_agents(&id, &agents)?;
         record.state = RunState::Running;
-        if let Err(e) = self.store.insert_run(&record) {
+        let stored = record.clone();
+        if let Err(e) = self.store.call(move |s| s.insert_run(&stored)).await {
             self.unlock_agents(&id);
             return Err(internal(e));
         }
@@ -356,7 +355,8 @@ impl Runs {
         record.exit_code = Some(outcome.verdict.exit_code());
         record.finished_ms = Some(now_ms());
         record.journal_json = serde_json::to_string(&journal).ok();
-        if let Err(e) = self.store.update_run(&record) {
+        let stored = record.clone();
+        if let Err(e) = self.store.call(move |s| s.update_run(&stored)).await {
             tracing::error!(run = %record.id, error = %e, "could not store the run's outcome");
         }
         let summary = format!("{}: {}", exp.title, outcome.verdict.as_str().to_uppercase());
@@ -396,9 +396,9 @@ impl Runs {
             ok,
             line: line.to_string(),
         };
-        if let Err(e) = self.store.append_event(&event) {
-            tracing::warn!(run = %run.id, error = %e, "could not store a run event");
-        }
+        // Queued in order (under the `seq` lock): a watcher that reads the store after this sees it.
+        let stored = event.clone();
+        self.store.submit("a run event", move |s| s.append_event(&stored));
         let _ = run.events.send(event);
     }
 
@@ -406,7 +406,8 @@ impl Runs {
     /// ends as `halted` with an inconclusive verdict. Waits (up to `wait`) for it to finish.
     pub async fn halt(&self, id: &str, actor: &str, reason: &str, wait: Duration) -> Result<(), Status> {
         let Some(run) = self.active(id) else {
-            return match self.store.run(id).map_err(internal)? {
+            let stored = id.to_string();
+            return match self.store.call(move |s| s.run(&stored)).await.map_err(internal)? {
                 Some(_) => Ok(()),
                 None => Err(ApiError::NotFound { what: "run", id: id.to_string() }.into()),
             };
@@ -445,12 +446,13 @@ impl Runs {
     }
 
     /// Every event of run `id` after `after`, then live ones, ending after `finished`.
-    pub fn watch(
+    pub async fn watch(
         self: &Arc<Self>,
         id: &str,
     ) -> Result<tokio::sync::mpsc::Receiver<Result<EventRecord, Status>>, Status> {
         let live = self.active(id).map(|r| r.events.subscribe());
-        if live.is_none() && self.store.run(id).map_err(internal)?.is_none() {
+        let stored = id.to_string();
+        if live.is_none() && self.store.call(move |s| s.run(&stored)).await.map_err(internal)?.is_none() {
             return Err(ApiError::NotFound { what: "run", id: id.to_string() }.into());
         }
         let (tx, rx) = tokio::sync::mpsc::channel(256);
@@ -462,7 +464,8 @@ impl Runs {
             // Stored first (everything so far), then live; a lagging watcher re-reads the store.
             let mut live = live;
             loop {
-                let stored = match store.events(&id, last) {
+                let run = id.clone();
+                let stored = match store.call(move |s| s.events(&run, last)).await {
                     Ok(events) => events,
                     Err(e) => {
                         let _ = tx.send(Err(internal(e))).await;

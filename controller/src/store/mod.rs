@@ -5,10 +5,12 @@
 //! The records are plain data: the store checks uniqueness and that a referenced run exists, nothing else.
 //! Which states a run may move through, and what an audit entry means, is the caller's business.
 
+mod handle;
 mod sqlite;
 
 use std::collections::BTreeMap;
 
+pub use handle::StoreHandle;
 pub use sqlite::SqliteStore;
 
 /// The result of every store operation.
@@ -283,8 +285,8 @@ pub struct FreezeRecord {
 }
 
 /// Everything the controller persists. Implementations are shared between threads; every method is one
-/// short transaction (callers on async threads may call them directly: each takes well under a millisecond
-/// on a local disk, except the first open).
+/// short transaction, and blocks: async code calls it only through [`StoreHandle`] (a slow disk or a
+/// database locked by another process then stalls no async worker).
 pub trait Store: Send + Sync + 'static {
     /// Stores a new experiment; [`StoreError::Conflict`] when its id is taken.
     fn insert_experiment(&self, e: &ExperimentRecord) -> StoreResult<()>;
