@@ -5,7 +5,7 @@
 //! as `FaultStatus`es with the same id and complete the waiting [`Fleet::request`].
 //!
 //! The dead-man's switch: a remote fault is applied with a short lease (`FleetConfig::lease`, capped by the
-//! fault's own duration plus [`DEADLINE_MARGIN`]) and a renewer task renews it every third of that while the
+//! fault's own duration plus [`FleetConfig::margin`]) and a renewer task renews it every third of that while the
 //! fault is wanted. When this controller dies, or cannot reach the agent, renewals stop and the agent reverts
 //! the fault by itself when the lease lapses. On reconnect the agent's hello lists what it still holds: what
 //! we still want keeps being renewed, the rest is reverted at once.
@@ -32,7 +32,6 @@ use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::engine::DEADLINE_MARGIN;
 use crate::store::{AgentRecord, NewAudit, StoreError, StoreHandle};
 
 /// Timing of the agent protocol.
@@ -45,6 +44,9 @@ pub struct FleetConfig {
     pub lease: Duration,
     /// How long a request waits for the agent's answer.
     pub request_timeout: Duration,
+    /// Added to a fault's duration for its lease cap and its renewal deadline: the engine's deadline margin
+    /// (the controller sets it from `engine::DEADLINE_MARGIN`; the fleet does not depend on the engine).
+    pub margin: Duration,
 }
 
 impl Default for FleetConfig {
@@ -53,6 +55,7 @@ impl Default for FleetConfig {
             heartbeat: Duration::from_secs(1),
             lease: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            margin: Duration::from_secs(10),
         }
     }
 }
@@ -165,7 +168,7 @@ struct Held {
 }
 
 /// Why a request to an agent, or a fault on it, did not go as asked. `Display` is the message people read
-/// (the engine puts it in a run's timeline); [`crate::server::ApiError`] maps each variant to its status code.
+/// (the engine puts it in a run's timeline); the server's `ApiError` maps each variant to its status code.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FleetError {
     /// No session of this agent is open now.
@@ -630,7 +633,7 @@ impl Fleet {
     /// renewed until reverted (or its duration plus the margin passes).
     pub async fn apply(&self, req: ApplyRequest) -> Result<String, FleetError> {
         let lease = match req.duration {
-            Some(d) => self.inner.config.lease.min(d + DEADLINE_MARGIN),
+            Some(d) => self.inner.config.lease.min(d + self.inner.config.margin),
             None => self.inner.config.lease,
         };
         let body = controller_message::Body::Apply(v1::Apply {
@@ -677,7 +680,7 @@ impl Fleet {
                 agent: req.agent.clone(),
                 run: req.run.clone(),
                 actor: req.actor.clone(),
-                deadline: applied_at + duration + DEADLINE_MARGIN,
+                deadline: applied_at + duration + self.inner.config.margin,
                 reverting: false,
                 granted_until: applied_at + lease,
                 disconnected_at: None,
@@ -835,7 +838,7 @@ impl Fleet {
         duration: Option<Duration>,
         seed: u64,
     ) -> Result<String, FleetError> {
-        let lease = duration.map_or(self.inner.config.lease, |d| d + DEADLINE_MARGIN);
+        let lease = duration.map_or(self.inner.config.lease, |d| d + self.inner.config.margin);
         let body = controller_message::Body::Plan(v1::Plan {
             spec_json: spec_json.to_string(),
             lease_ms: millis(lease),

@@ -7,30 +7,12 @@
 //! token (mode 0600), so a fresh controller is never open.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chaos_proto::transport::{metadata_token, tokens_equal};
 use tonic::metadata::MetadataMap;
 
-use super::error::ApiError;
-
-/// Why the data directory or a token file is unusable; each says which file (and line).
-#[derive(Debug, thiserror::Error)]
-pub enum FileError {
-    #[error("reading token file {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("creating {}: {source}", path.display())]
-    Create { path: PathBuf, source: std::io::Error },
-    #[error("writing {}: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
-    #[error("creating the directory {}: {source}", path.display())]
-    CreateDir { path: PathBuf, source: std::io::Error },
-    /// A line of a token file that is not `TOKEN` or `NAME TOKEN` with a long enough token.
-    #[error("{}:{line}: {problem}", path.display())]
-    Line { path: PathBuf, line: usize, problem: String },
-    #[error("{}: no token in the file", path.display())]
-    NoToken { path: PathBuf },
-}
+use super::error::{ApiError, FileError};
 
 /// The tokens this controller accepts.
 #[derive(Clone, Debug, Default)]

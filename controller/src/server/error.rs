@@ -1,11 +1,12 @@
 //! The controller's errors: [`ApiError`] for a refused or failed call, with the one conversion to
-//! `tonic::Status` (a status code per variant), and [`ServerError`] for a controller that cannot start or serve.
+//! `tonic::Status` (a status code per variant), [`ServerError`] for a controller that cannot start or serve,
+//! and [`FileError`] for its data directory and token files.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use tonic::Status;
 
-use super::auth::FileError;
 use crate::fleet::FleetError;
 use crate::store::StoreError;
 
@@ -99,6 +100,24 @@ pub enum ServerError {
     /// The gRPC server failed.
     #[error("serving: {0}")]
     Serve(#[from] tonic::transport::Error),
+}
+
+/// Why the data directory or a token file is unusable; each says which file (and line).
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("reading token file {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("creating {}: {source}", path.display())]
+    Create { path: PathBuf, source: std::io::Error },
+    #[error("writing {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("creating the directory {}: {source}", path.display())]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    /// A line of a token file that is not `TOKEN` or `NAME TOKEN` with a long enough token.
+    #[error("{}:{line}: {problem}", path.display())]
+    Line { path: PathBuf, line: usize, problem: String },
+    #[error("{}: no token in the file", path.display())]
+    NoToken { path: PathBuf },
 }
 
 #[cfg(test)]

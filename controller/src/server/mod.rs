@@ -31,7 +31,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::fleet::{Fleet, FleetConfig};
 use crate::store::{SqliteStore, StoreError, StoreHandle};
 
-pub use error::{ApiError, ServerError};
+pub use error::{ApiError, FileError, ServerError};
 pub use runs::Limits;
 
 /// The largest message an agent may send (a hello lists its faults; heartbeats are small).
@@ -126,7 +126,9 @@ impl Controller {
         let agent_file =
             config.agent_token_file.clone().unwrap_or_else(|| config.data_dir.join("agent.token"));
         let tokens = Arc::new(auth::Tokens::load_or_create(&api_file, &agent_file)?);
-        let fleet = Fleet::new(config.fleet.clone(), store.clone());
+        // The fleet's lease margin is the engine's, so a remote fault's lease ends where the run's deadline does.
+        let fleet_config = FleetConfig { margin: crate::engine::DEADLINE_MARGIN, ..config.fleet.clone() };
+        let fleet = Fleet::new(fleet_config, store.clone());
         let runs = runs::Runs::new(store.clone(), fleet.clone(), config.limits.clone()).await?;
         let bind_error = |source| ServerError::Bind { addr: config.listen, source };
         let listener = listen(config.listen).map_err(bind_error)?;

@@ -80,6 +80,7 @@ pub fn fleet(heartbeat_ms: u64, lease_ms: u64) -> FleetConfig {
         heartbeat: Duration::from_millis(heartbeat_ms),
         lease: Duration::from_millis(lease_ms),
         request_timeout: Duration::from_secs(3),
+        ..FleetConfig::default()
     }
 }
 
