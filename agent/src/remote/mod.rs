@@ -26,12 +26,15 @@ mod session;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chaos_agent::host::HostAgent;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use tokio::io::DuplexStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
@@ -101,6 +104,30 @@ pub async fn serve(
     agent: HostAgent,
     shutdown: CancellationToken,
 ) -> Result<(), RemoteError> {
+    serve_with(options, None, agent, shutdown).await
+}
+
+/// Opens one connection to the controller in place of a dial: what [`serve_over`] takes.
+pub type Connector =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = std::io::Result<DuplexStream>> + Send>> + Send + Sync>;
+
+/// [`serve`] over the connections `connect` opens (in-memory streams: tests of the controller's fleet and this
+/// agent together, with no socket) instead of dialling `options.endpoint`, whose other settings still apply.
+pub async fn serve_over(
+    options: ServeOptions,
+    connect: Connector,
+    agent: HostAgent,
+    shutdown: CancellationToken,
+) -> Result<(), RemoteError> {
+    serve_with(options, Some(connect), agent, shutdown).await
+}
+
+async fn serve_with(
+    options: ServeOptions,
+    connect: Option<Connector>,
+    agent: HostAgent,
+    shutdown: CancellationToken,
+) -> Result<(), RemoteError> {
     let token = options
         .token
         .as_deref()
@@ -115,7 +142,7 @@ pub async fn serve(
     let outcome = loop {
         let started = Instant::now();
         let ended = tokio::select! {
-            ended = session(&shared, &identity, &options.endpoint, token.as_ref()) => ended,
+            ended = session(&shared, &identity, &options.endpoint, connect.as_ref(), token.as_ref()) => ended,
             () = shutdown.cancelled() => break Ok(()),
         };
         let welcomed = match ended {

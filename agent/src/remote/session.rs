@@ -20,8 +20,8 @@ use tonic::transport::Endpoint;
 use tonic::{Code, Request, Status};
 
 use super::identity::Identity;
-use super::lock;
 use super::serving::{Shared, status_message};
+use super::{Connector, lock};
 
 /// How long a dial may take to be welcomed before it is abandoned and tried again.
 pub(super) const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,14 +47,23 @@ pub(super) async fn session(
     shared: &Arc<Shared>,
     identity: &Identity,
     endpoint: &Endpoint,
+    connect: Option<&Connector>,
     token: Option<&MetadataValue<Ascii>>,
 ) -> Ended {
     let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
     let opening = async {
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| Status::unavailable(format!("cannot connect: {}", chain(&e))))?;
+        let channel = match connect {
+            None => endpoint.connect().await,
+            Some(connect) => {
+                let connect = connect.clone();
+                let dial = tower::service_fn(move |_: http::Uri| {
+                    let opened = connect();
+                    async move { opened.await.map(hyper_util::rt::TokioIo::new) }
+                });
+                endpoint.connect_with_connector(dial).await
+            }
+        }
+        .map_err(|e| Status::unavailable(format!("cannot connect: {}", chain(&e))))?;
         // Built after the dial, so it lists what is held now, not before a slow connect.
         let hello = identity.hello(shared.still_held(), lock(&shared.session_secret).clone());
         let message = AgentMessage { body: Some(agent_message::Body::Hello(hello)) };
