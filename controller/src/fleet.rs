@@ -5,7 +5,7 @@
 //! as `FaultStatus`es with the same id and complete the waiting [`Fleet::request`].
 //!
 //! The dead-man's switch: a remote fault is applied with a short lease (`FleetConfig::lease`, capped by the
-//! fault's own duration plus [`DEADLINE_MARGIN`]) and a renewer task renews it every third of that while the
+//! fault's own duration plus [`FleetConfig::margin`]) and a renewer task renews it every third of that while the
 //! fault is wanted. When this controller dies, or cannot reach the agent, renewals stop and the agent reverts
 //! the fault by itself when the lease lapses. On reconnect the agent's hello lists what it still holds: what
 //! we still want keeps being renewed, the rest is reverted at once.
@@ -32,8 +32,7 @@ use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::engine::DEADLINE_MARGIN;
-use crate::store::{AgentRecord, NewAudit, Store};
+use crate::store::{AgentRecord, NewAudit, StoreError, StoreHandle};
 
 /// Timing of the agent protocol.
 #[derive(Clone, Debug)]
@@ -45,6 +44,9 @@ pub struct FleetConfig {
     pub lease: Duration,
     /// How long a request waits for the agent's answer.
     pub request_timeout: Duration,
+    /// Added to a fault's duration for its lease cap and its renewal deadline: the engine's deadline margin
+    /// (the controller sets it from `engine::DEADLINE_MARGIN`; the fleet does not depend on the engine).
+    pub margin: Duration,
 }
 
 impl Default for FleetConfig {
@@ -53,6 +55,7 @@ impl Default for FleetConfig {
             heartbeat: Duration::from_secs(1),
             lease: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            margin: Duration::from_secs(10),
         }
     }
 }
@@ -73,11 +76,38 @@ pub struct AgentInfo {
 #[derive(Clone, Debug)]
 pub struct AgentView {
     pub info: AgentInfo,
-    /// `connected`, `late` or `gone`.
-    pub health: &'static str,
+    pub health: Health,
     pub last_seen_ms: i64,
     pub active_faults: u32,
     pub sample: Option<v1::HostSample>,
+}
+
+/// How an agent's session looks from here, judged by its silence (see [`Fleet::reap_silent`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Heard from within one and a half heartbeats.
+    Connected,
+    /// Silent for more than one and a half heartbeats, at most three: a second hello may replace its session.
+    Late,
+    /// Silent for more than three heartbeats, or not connected: its stream is (being) closed.
+    Gone,
+}
+
+impl Health {
+    /// The name the API and `chaos agents` show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Connected => "connected",
+            Health::Late => "late",
+            Health::Gone => "gone",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The agents and the remote faults in force. Cheap to clone.
@@ -88,13 +118,17 @@ pub struct Fleet {
 
 struct Inner {
     config: FleetConfig,
-    store: Arc<dyn Store>,
+    store: StoreHandle,
     sessions: RwLock<BTreeMap<String, Arc<Session>>>,
     faults: Mutex<HashMap<String, Held>>,
     /// Faults lost before their run reverted them, with why and when; taken by [`Fleet::revert_checked`].
     lost: Mutex<HashMap<String, (String, Instant)>>,
     next_request: AtomicU64,
     next_session: AtomicU64,
+    /// Silence is counted from here at the earliest: moved to the present when [`Fleet::reap_silent`] finds
+    /// that this controller itself was paused, so agents whose heartbeats wait unread in the socket buffers are
+    /// not taken for gone.
+    grace_from: Mutex<Instant>,
 }
 
 /// One agent's open stream.
@@ -131,6 +165,73 @@ struct Held {
     granted_until: Instant,
     /// When the agent's stream closed while it held the fault; cleared when it reconnects still holding it.
     disconnected_at: Option<Instant>,
+}
+
+/// Why a request to an agent, or a fault on it, did not go as asked. `Display` is the message people read
+/// (the engine puts it in a run's timeline); the server's `ApiError` maps each variant to its status code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FleetError {
+    /// No session of this agent is open now.
+    #[error("agent {agent} is not connected")]
+    NotConnected { agent: String },
+    /// The request could not be queued on the agent's stream.
+    #[error("agent {agent}: its stream is closed or full")]
+    StreamClosed { agent: String },
+    /// The stream ended while the request waited for its answer.
+    #[error("agent {agent} disconnected before answering")]
+    Disconnected { agent: String },
+    /// No answer came in time.
+    #[error("agent {agent} did not answer within {timeout:?}")]
+    Timeout { agent: String, timeout: Duration },
+    /// The agent answered with the wrong kind of message (a probe result to a fault request).
+    #[error("agent {agent} answered a fault request with a probe result")]
+    WrongAnswer { agent: String },
+    /// The agent cannot run command probes (an older agent, or one that answers them as a fault request).
+    #[error("agent {agent} cannot run probes: {detail}")]
+    NoProbes { agent: String, detail: String },
+    /// The agent's policy or host refuses the fault (a plan); `detail` is the agent's own reason.
+    #[error("agent {agent} refuses: {detail}")]
+    Refused { agent: String, detail: String },
+    /// The agent did not apply the fault; `detail` is the agent's own reason, shown as it is.
+    #[error("{detail}")]
+    ApplyFailed { agent: String, detail: String },
+    /// The agent answered a revert with a failure.
+    #[error("agent {agent}: {detail}")]
+    RevertFailed { agent: String, detail: String },
+    /// A revert could not be delivered; renewals stopped, so the agent's lease ends the fault within `within`.
+    #[error("{cause}; renewals stopped, so its lease on the agent ends it within {:.1} s", within.as_secs_f64())]
+    RevertUndelivered { cause: Box<FleetError>, within: Duration },
+    /// A hello for an id whose live session it cannot prove it owns (see [`Fleet::attach`]).
+    #[error(
+        "agent id {agent:?} already has a live session (from {peer}, heard from {} ms ago): a second session is \
+         refused; the agent holding it reconnects with its session secret, and another one is accepted once \
+         that session misses its heartbeats",
+        silent.as_millis()
+    )]
+    SessionTaken { agent: String, peer: String, silent: Duration },
+    /// The store failed (listing the agents ever seen).
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl FleetError {
+    /// The agent the error is about, if it is about one.
+    pub fn agent(&self) -> Option<&str> {
+        match self {
+            FleetError::NotConnected { agent }
+            | FleetError::StreamClosed { agent }
+            | FleetError::Disconnected { agent }
+            | FleetError::Timeout { agent, .. }
+            | FleetError::WrongAnswer { agent }
+            | FleetError::NoProbes { agent, .. }
+            | FleetError::Refused { agent, .. }
+            | FleetError::ApplyFailed { agent, .. }
+            | FleetError::RevertFailed { agent, .. }
+            | FleetError::SessionTaken { agent, .. } => Some(agent),
+            FleetError::RevertUndelivered { cause, .. } => cause.agent(),
+            FleetError::Store(_) => None,
+        }
+    }
 }
 
 /// How [`Fleet::revert_checked`] ended.
@@ -186,7 +287,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub use chaos_proto::check_agent_id;
 
 impl Fleet {
-    pub fn new(config: FleetConfig, store: Arc<dyn Store>) -> Fleet {
+    pub fn new(config: FleetConfig, store: StoreHandle) -> Fleet {
         Fleet {
             inner: Arc::new(Inner {
                 config,
@@ -196,6 +297,7 @@ impl Fleet {
                 lost: Mutex::new(HashMap::new()),
                 next_request: AtomicU64::new(1),
                 next_session: AtomicU64::new(1),
+                grace_from: Mutex::new(Instant::now()),
             }),
         }
     }
@@ -205,14 +307,12 @@ impl Fleet {
     }
 
     fn audit(&self, entry: NewAudit) {
-        if let Err(e) = self.inner.store.append_audit(&entry) {
-            tracing::error!(error = %e, action = %entry.action, "could not write the audit log");
-        }
+        self.inner.store.submit("the audit log", move |s| s.append_audit(&entry).map(|_| ()));
     }
 
-    fn session(&self, agent: &str) -> Result<Arc<Session>, String> {
+    fn session(&self, agent: &str) -> Result<Arc<Session>, FleetError> {
         let sessions = self.inner.sessions.read().unwrap_or_else(|p| p.into_inner());
-        sessions.get(agent).cloned().ok_or_else(|| format!("agent {agent} is not connected"))
+        sessions.get(agent).cloned().ok_or_else(|| FleetError::NotConnected { agent: agent.to_string() })
     }
 
     /// Registers an agent's stream after its hello (the caller checked its token and id), reconciles the faults
@@ -228,7 +328,7 @@ impl Fleet {
         hello: Hello,
         peer: String,
         inbound: S,
-    ) -> Result<tokio_stream::wrappers::ReceiverStream<Result<ControllerMessage, Status>>, Status>
+    ) -> Result<tokio_stream::wrappers::ReceiverStream<Result<ControllerMessage, Status>>, FleetError>
     where
         S: Stream<Item = Result<AgentMessage, Status>> + Send + Unpin + 'static,
     {
@@ -288,9 +388,7 @@ impl Fleet {
             last_seen_ms: now_ms(),
             peer: info.peer.clone(),
         };
-        if let Err(e) = self.inner.store.upsert_agent(&record) {
-            tracing::error!(agent = %info.id, error = %e, "could not record the agent");
-        }
+        self.inner.store.submit("the agent's record", move |s| s.upsert_agent(&record));
         tracing::info!(agent = %info.id, host = %info.hostname, peer = %info.peer, faults = hello.active_faults.len(), "agent connected");
         self.reconcile(&info.id, &hello.active_faults);
         let fleet = self.clone();
@@ -300,24 +398,21 @@ impl Fleet {
 
     /// Whether a hello may take over the live session `old` of the same id: it proves it is the same agent
     /// (the old session's secret), or the old session is closed or late.
-    fn may_replace(&self, old: &Session, hello: &Hello) -> Result<(), Status> {
+    fn may_replace(&self, old: &Session, hello: &Hello) -> Result<(), FleetError> {
         if !hello.session_secret.is_empty()
             && chaos_proto::transport::tokens_equal(&hello.session_secret, &old.secret)
         {
             return Ok(());
         }
-        let silent = lock(&old.last_seen).0.elapsed();
+        let silent = self.silence(old);
         if old.closed.is_cancelled() || silent > self.inner.config.heartbeat * 3 / 2 {
             return Ok(());
         }
-        Err(Status::already_exists(format!(
-            "agent id {:?} already has a live session (from {}, heard from {} ms ago): a second session is \
-             refused; the agent holding it reconnects with its session secret, and another one is accepted once \
-             that session misses its heartbeats",
-            hello.agent_id,
-            if old.info.peer.is_empty() { "an unknown peer" } else { old.info.peer.as_str() },
-            silent.as_millis()
-        )))
+        Err(FleetError::SessionTaken {
+            agent: hello.agent_id.clone(),
+            peer: if old.info.peer.is_empty() { "an unknown peer".into() } else { old.info.peer.clone() },
+            silent,
+        })
     }
 
     /// The agent lists what it holds: keep what a live run still wants, revert the rest; forget what we
@@ -484,20 +579,26 @@ impl Fleet {
     }
 
     /// Sends one request to `agent` and waits for its status.
-    pub async fn request(&self, agent: &str, body: controller_message::Body) -> Result<FaultStatus, String> {
+    pub async fn request(
+        &self,
+        agent: &str,
+        body: controller_message::Body,
+    ) -> Result<FaultStatus, FleetError> {
         match self.exchange(agent, body, self.inner.config.request_timeout).await? {
             Reply::Status(status) => Ok(status),
-            Reply::Probe(_) => Err(format!("agent {agent} answered a fault request with a probe result")),
+            Reply::Probe(_) => Err(FleetError::WrongAnswer { agent: agent.to_string() }),
         }
     }
 
     /// Asks `agent` to run a command probe (its policy decides whether it may), waiting up to the probe's own
     /// timeout plus the request timeout.
-    pub async fn probe(&self, agent: &str, probe: v1::RunProbe) -> Result<v1::ProbeResult, String> {
+    pub async fn probe(&self, agent: &str, probe: v1::RunProbe) -> Result<v1::ProbeResult, FleetError> {
         let wait = Duration::from_millis(probe.timeout_ms) + self.inner.config.request_timeout;
         match self.exchange(agent, controller_message::Body::RunProbe(probe), wait).await? {
             Reply::Probe(result) => Ok(result),
-            Reply::Status(status) => Err(format!("agent {agent} cannot run probes: {}", status.detail)),
+            Reply::Status(status) => {
+                Err(FleetError::NoProbes { agent: agent.to_string(), detail: status.detail })
+            }
         }
     }
 
@@ -506,7 +607,7 @@ impl Fleet {
         agent: &str,
         body: controller_message::Body,
         timeout: Duration,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, FleetError> {
         let session = self.session(agent)?;
         let request_id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -516,23 +617,23 @@ impl Fleet {
             tokio::time::timeout(self.inner.config.request_timeout, session.tx.send(Ok(message))).await;
         if !matches!(sent, Ok(Ok(()))) {
             lock(&session.pending).remove(&request_id);
-            return Err(format!("agent {agent}: its stream is closed or full"));
+            return Err(FleetError::StreamClosed { agent: agent.to_string() });
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(_)) => Err(format!("agent {agent} disconnected before answering")),
+            Ok(Err(_)) => Err(FleetError::Disconnected { agent: agent.to_string() }),
             Err(_) => {
                 lock(&session.pending).remove(&request_id);
-                Err(format!("agent {agent} did not answer within {timeout:?}"))
+                Err(FleetError::Timeout { agent: agent.to_string(), timeout })
             }
         }
     }
 
     /// Applies a fault on an agent; returns the agent's description of what it did. A fault with a duration is
     /// renewed until reverted (or its duration plus the margin passes).
-    pub async fn apply(&self, req: ApplyRequest) -> Result<String, String> {
+    pub async fn apply(&self, req: ApplyRequest) -> Result<String, FleetError> {
         let lease = match req.duration {
-            Some(d) => self.inner.config.lease.min(d + DEADLINE_MARGIN),
+            Some(d) => self.inner.config.lease.min(d + self.inner.config.margin),
             None => self.inner.config.lease,
         };
         let body = controller_message::Body::Apply(v1::Apply {
@@ -548,7 +649,7 @@ impl Fleet {
         let (ok, detail) = match &result {
             Ok(s) if s.state == FaultState::Applied as i32 => (true, s.detail.clone()),
             Ok(s) => (false, s.detail.clone()),
-            Err(e) => (false, e.clone()),
+            Err(e) => (false, e.to_string()),
         };
         self.audit(NewAudit {
             at_ms: now_ms(),
@@ -561,22 +662,25 @@ impl Fleet {
         });
         if !ok {
             // A request that timed out may still have been applied: revert to be sure (idempotent).
-            if result.is_err() {
-                let fleet = self.clone();
-                let (agent, fault_id) = (req.agent.clone(), req.fault_id.clone());
-                tokio::spawn(async move {
-                    let body = controller_message::Body::Revert(v1::Revert { fault_id });
-                    let _ = fleet.request(&agent, body).await;
-                });
-            }
-            return Err(detail);
+            return Err(match result {
+                Err(e) => {
+                    let fleet = self.clone();
+                    let (agent, fault_id) = (req.agent.clone(), req.fault_id.clone());
+                    tokio::spawn(async move {
+                        let body = controller_message::Body::Revert(v1::Revert { fault_id });
+                        let _ = fleet.request(&agent, body).await;
+                    });
+                    e
+                }
+                Ok(_) => FleetError::ApplyFailed { agent: req.agent.clone(), detail },
+            });
         }
         if let Some(duration) = req.duration {
             let held = Held {
                 agent: req.agent.clone(),
                 run: req.run.clone(),
                 actor: req.actor.clone(),
-                deadline: applied_at + duration + DEADLINE_MARGIN,
+                deadline: applied_at + duration + self.inner.config.margin,
                 reverting: false,
                 granted_until: applied_at + lease,
                 disconnected_at: None,
@@ -650,7 +754,7 @@ impl Fleet {
 
     /// Reverts a remote fault. Idempotent: a fault that is gone already (reverted, expired, halted) is fine.
     /// When the agent cannot be reached, renewals stop (its lease reverts the fault) and the error says so.
-    pub async fn revert(&self, fault_id: &str) -> Result<(), String> {
+    pub async fn revert(&self, fault_id: &str) -> Result<(), FleetError> {
         self.revert_checked(fault_id).await.map(|_| ())
     }
 
@@ -661,7 +765,7 @@ impl Fleet {
 
     /// [`Fleet::revert`] that says whether the fault was still held: [`Reverted::Lost`] with what happened
     /// when it expired, was refused or was out of reach before this revert (a run's fault lost mid-run).
-    pub async fn revert_checked(&self, fault_id: &str) -> Result<Reverted, String> {
+    pub async fn revert_checked(&self, fault_id: &str) -> Result<Reverted, FleetError> {
         if let Some((why, at)) = lock(&self.inner.lost).remove(fault_id) {
             return Ok(Reverted::Lost(format!("{why} ({:.1} s ago)", at.elapsed().as_secs_f64())));
         }
@@ -700,13 +804,13 @@ impl Fleet {
         }
         let body = controller_message::Body::Revert(v1::Revert { fault_id: fault_id.to_string() });
         let result = self.request(&agent, body).await;
-        let outcome = match &result {
+        let outcome = match result {
             Ok(s) if s.state == FaultState::Reverted as i32 => Ok(()),
-            Ok(s) => Err(format!("agent {agent}: {}", s.detail)),
-            Err(e) => Err(format!(
-                "{e}; renewals stopped, so its lease on the agent ends it within {:.1} s",
-                granted_until.saturating_duration_since(Instant::now()).as_secs_f64()
-            )),
+            Ok(s) => Err(FleetError::RevertFailed { agent: agent.clone(), detail: s.detail }),
+            Err(e) => Err(FleetError::RevertUndelivered {
+                cause: Box::new(e),
+                within: granted_until.saturating_duration_since(Instant::now()),
+            }),
         };
         if outcome.is_ok() {
             lock(&self.inner.faults).remove(fault_id);
@@ -720,7 +824,7 @@ impl Fleet {
             fault_id: Some(fault_id.to_string()),
             detail: match &outcome {
                 Ok(()) => "reverted".into(),
-                Err(e) => e.clone(),
+                Err(e) => e.to_string(),
             },
         });
         outcome.map(|()| Reverted::Done)
@@ -733,8 +837,8 @@ impl Fleet {
         spec_json: &str,
         duration: Option<Duration>,
         seed: u64,
-    ) -> Result<String, String> {
-        let lease = duration.map_or(self.inner.config.lease, |d| d + DEADLINE_MARGIN);
+    ) -> Result<String, FleetError> {
+        let lease = duration.map_or(self.inner.config.lease, |d| d + self.inner.config.margin);
         let body = controller_message::Body::Plan(v1::Plan {
             spec_json: spec_json.to_string(),
             lease_ms: millis(lease),
@@ -744,7 +848,7 @@ impl Fleet {
         if status.state == FaultState::Planned as i32 {
             Ok(status.detail)
         } else {
-            Err(format!("agent {agent} refuses: {}", status.detail))
+            Err(FleetError::Refused { agent: agent.to_string(), detail: status.detail })
         }
     }
 
@@ -787,7 +891,7 @@ impl Fleet {
                 }
                 Ok(Err(e)) => {
                     report.missing.push(agent.clone());
-                    e
+                    e.to_string()
                 }
                 Err(_) => {
                     report.missing.push(agent.clone());
@@ -807,12 +911,9 @@ impl Fleet {
         report.elapsed = started.elapsed();
         report.acknowledged.sort();
         report.missing.sort();
-        // One transaction for all the agents, off the async workers.
-        let store = self.inner.store.clone();
-        match tokio::task::spawn_blocking(move || store.append_audit_batch(&entries)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "could not write the halt to the audit log"),
-            Err(e) => tracing::error!(error = %e, "the audit write for the halt failed"),
+        // One transaction for all the agents, written before the halt is reported.
+        if let Err(e) = self.inner.store.call(move |s| s.append_audit_batch(&entries)).await {
+            tracing::error!(error = %e, "could not write the halt to the audit log");
         }
         report
     }
@@ -840,11 +941,12 @@ impl Fleet {
     }
 
     /// Every agent ever seen (from the store), with the health of the connected ones, filtered by `selector`.
-    pub fn list(&self, selector: &BTreeMap<String, String>) -> Result<Vec<AgentView>, String> {
+    pub async fn list(&self, selector: &BTreeMap<String, String>) -> Result<Vec<AgentView>, FleetError> {
         let heartbeat = self.inner.config.heartbeat;
+        let records = self.inner.store.call(|s| s.agents()).await?;
         let sessions = self.inner.sessions.read().unwrap_or_else(|p| p.into_inner()).clone();
         let mut views: BTreeMap<String, AgentView> = BTreeMap::new();
-        for record in self.inner.store.agents().map_err(|e| e.to_string())? {
+        for record in records {
             let info = AgentInfo {
                 id: record.id.clone(),
                 hostname: record.hostname,
@@ -856,7 +958,7 @@ impl Fleet {
             };
             let view = AgentView {
                 info,
-                health: "gone",
+                health: Health::Gone,
                 last_seen_ms: record.last_seen_ms,
                 active_faults: 0,
                 sample: None,
@@ -864,14 +966,14 @@ impl Fleet {
             views.insert(record.id, view);
         }
         for (id, s) in sessions {
-            let (seen, seen_ms) = *lock(&s.last_seen);
-            let silent = seen.elapsed();
+            let seen_ms = lock(&s.last_seen).1;
+            let silent = self.silence(&s);
             let health = if silent <= heartbeat * 3 / 2 {
-                "connected"
+                Health::Connected
             } else if silent <= heartbeat * 3 {
-                "late"
+                Health::Late
             } else {
-                "gone"
+                Health::Gone
             };
             views.insert(
                 id,
@@ -890,15 +992,42 @@ impl Fleet {
             .collect())
     }
 
+    /// How long `session`'s agent has been silent, as far as this controller can judge: since its last message,
+    /// or since the end of this controller's last pause if that is later.
+    fn silence(&self, session: &Session) -> Duration {
+        let seen = lock(&session.last_seen).0;
+        seen.max(*lock(&self.inner.grace_from)).elapsed()
+    }
+
     /// Closes the streams of agents silent for three heartbeats (they are gone; their leases revert their
     /// faults). Runs until `stop`.
+    ///
+    /// Pause-safe: a sweep that runs late by more than half a heartbeat means this controller was not running
+    /// (SIGSTOP, a VM pause, a starved host), not that the agents stopped: their heartbeats are waiting unread
+    /// in the socket buffers, and this sweep may well run before the sessions read them. So it judges nobody
+    /// and gives every agent a fresh grace period of three heartbeats instead; an agent that really stopped is
+    /// marked gone three heartbeats after the pause.
     pub async fn reap_silent(&self, stop: CancellationToken) {
         let heartbeat = self.inner.config.heartbeat;
         let mut tick = tokio::time::interval(heartbeat);
+        // After a pause, one sweep (not a burst of the missed ones).
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = Instant::now();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
+            }
+            let now = Instant::now();
+            let late = now.saturating_duration_since(last).saturating_sub(heartbeat);
+            last = now;
+            if late > heartbeat / 2 {
+                tracing::warn!(
+                    late_ms = u64::try_from(late.as_millis()).unwrap_or(u64::MAX),
+                    "this controller was paused: every agent gets a fresh grace period before it is judged"
+                );
+                *lock(&self.inner.grace_from) = now;
+                continue;
             }
             let silent: Vec<Arc<Session>> = self
                 .inner
@@ -906,7 +1035,7 @@ impl Fleet {
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .values()
-                .filter(|s| lock(&s.last_seen).0.elapsed() > heartbeat * 3)
+                .filter(|s| self.silence(s) > heartbeat * 3)
                 .cloned()
                 .collect();
             for s in silent {
@@ -950,6 +1079,6 @@ impl crate::probes::Agents for Fleet {
         probe: v1::RunProbe,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<v1::ProbeResult, String>> + Send + 'a>>
     {
-        Box::pin(self.probe(agent, probe))
+        Box::pin(async move { self.probe(agent, probe).await.map_err(|e| e.to_string()) })
     }
 }

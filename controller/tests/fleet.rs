@@ -97,6 +97,17 @@ async fn audited(client: &Client, action: &str, agent: &str, run: &str) -> Vec<c
     audit_of(client, action).await.into_iter().filter(|e| e.agent_id == agent && e.run_id == run).collect()
 }
 
+/// Waits until the controller has the agent's acknowledgement of run `run`'s apply (its audit entry), not only
+/// the fault's effect on the host: a link cut between the two loses the acknowledgement, and the controller
+/// then rightly takes the apply for failed and reverts it (what made the relay tests flaky, see
+/// `server::incoming`).
+async fn wait_applied(client: &Client, agent: &str, run: &str) {
+    wait_for("the controller to have the apply acknowledged", WAIT, || async {
+        audited(client, "fault_applied", agent, run).await.into_iter().next()
+    })
+    .await;
+}
+
 // === 1. a remote run end to end ===
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -636,6 +647,7 @@ async fn an_agent_that_reconnects_mid_run_keeps_the_fault_the_run_still_wants() 
     let peer = agents(&client).await[0].peer.clone();
     let victim = Victim::spawn();
     let run = start_run(&client, &pause("{ role: web }", victim.pid(), "4s"), 1, false).await.unwrap();
+    wait_applied(&client, "web-1", &run.id).await;
     wait_until("the pause to apply", WAIT, || victim.stopped()).await;
 
     let cut_at = Instant::now();
@@ -668,6 +680,7 @@ async fn a_fault_whose_lease_lapses_while_its_agent_is_cut_off_makes_the_run_inc
     wait_connected(&client, &["web-1"]).await;
     let victim = Victim::spawn();
     let run = start_run(&client, &pause("{ role: web }", victim.pid(), "5s"), 1, false).await.unwrap();
+    wait_applied(&client, "web-1", &run.id).await;
     wait_until("the pause to apply", WAIT, || victim.stopped()).await;
 
     // Down for longer than the lease: the agent reverts the pause by itself.

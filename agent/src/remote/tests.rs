@@ -13,6 +13,19 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Response, Streaming};
 
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use chaos_proto::v1::controller_message::Body;
+use chaos_proto::v1::{
+    ActiveFault, AgentMessage, Apply, ControllerMessage, FaultState, FaultStatus, Hello, Plan, Renew,
+    agent_message,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Status};
+
+use super::identity::BOOT_ID_PATH;
 use super::*;
 
 const TOKEN: &str = "s3cret-agent-token";

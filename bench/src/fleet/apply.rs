@@ -36,7 +36,7 @@ struct InProcess {
     api: Api,
     agent_token: String,
     shutdown: CancellationToken,
-    served: tokio::task::JoinHandle<Result<(), String>>,
+    served: tokio::task::JoinHandle<Result<(), chaos_controller::server::ServerError>>,
 }
 
 pub(super) async fn in_process(

@@ -113,7 +113,7 @@ impl Active {
                     match result {
                         Ok(Reverted::Done) => {}
                         Ok(Reverted::Lost(why)) => lost.push(format!("on {agent}: {why}")),
-                        Err(e) => errors.push(e),
+                        Err(e) => errors.push(e.to_string()),
                     }
                 }
                 errors.sort();

@@ -12,10 +12,14 @@ use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::Tokens;
-use super::runs::{Runs, StartRequest, internal, now_ms};
+use super::error::ApiError;
+use super::runs::{Runs, StartRequest, now_ms};
 use crate::fleet::{Fleet, check_agent_id};
 use crate::schedule::Timing;
-use crate::store::{AuditRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, ScheduleRecord, Store};
+use crate::store::{
+    AuditRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, ScheduleRecord, StoreHandle,
+    UnknownRunState,
+};
 
 /// How long an agent has to send its hello after dialling.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,7 +27,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// The API, shared by both services.
 #[derive(Clone)]
 pub struct Api {
-    pub store: Arc<dyn Store>,
+    pub store: StoreHandle,
     pub fleet: Fleet,
     pub runs: Arc<Runs>,
     pub tokens: Arc<Tokens>,
@@ -45,13 +49,11 @@ impl Api {
             detail,
             ..NewAudit::default()
         };
-        if let Err(e) = self.store.append_audit(&entry) {
-            tracing::error!(error = %e, "could not write the audit log");
-        }
+        self.store.submit("the audit log", move |s| s.append_audit(&entry).map(|_| ()));
     }
 
     /// Parses and validates an experiment (errors at file:line:column) and stores it.
-    fn submit(&self, req: v1::SubmitExperimentRequest) -> Result<ExperimentRecord, Status> {
+    async fn submit(&self, req: v1::SubmitExperimentRequest) -> Result<ExperimentRecord, Status> {
         let file = if req.file.is_empty() { "experiment.yaml".to_string() } else { req.file.clone() };
         let vars: Vec<(String, String)> = req.vars.clone().into_iter().collect();
         let exp = self.runs.parse(&file, &req.source, &vars)?;
@@ -64,8 +66,20 @@ impl Api {
             vars: req.vars.into_iter().collect(),
             created_ms: now_ms(),
         };
-        self.store.insert_experiment(&record).map_err(internal)?;
+        let stored = record.clone();
+        self.store.call(move |s| s.insert_experiment(&stored)).await.map_err(ApiError::from)?;
         Ok(record)
+    }
+}
+
+impl Api {
+    /// The stored run `id`, or NOT_FOUND.
+    async fn stored_run(&self, id: String) -> Result<RunRecord, ApiError> {
+        let found = self.store.call({
+            let id = id.clone();
+            move |s| s.run(&id)
+        });
+        found.await?.ok_or(ApiError::NotFound { what: "run", id })
     }
 }
 
@@ -86,7 +100,7 @@ pub fn run_out(r: RunRecord) -> v1::Run {
         id: r.id,
         experiment_id: r.experiment_id,
         title: r.title,
-        state: r.state,
+        state: r.state.to_string(),
         verdict: r.verdict.unwrap_or_default(),
         reasons: r.reasons,
         seed: r.seed,
@@ -131,7 +145,7 @@ impl ControllerService for Api {
         request: Request<v1::SubmitExperimentRequest>,
     ) -> Result<Response<v1::Experiment>, Status> {
         let actor = self.tokens.api_principal(request.metadata())?;
-        let record = self.submit(request.into_inner())?;
+        let record = self.submit(request.into_inner()).await?;
         self.audit(&actor, "experiment_submitted", format!("{} ({})", record.id, record.title));
         Ok(Response::new(experiment_out(record)))
     }
@@ -141,8 +155,14 @@ impl ControllerService for Api {
         request: Request<v1::ListExperimentsRequest>,
     ) -> Result<Response<v1::ListExperimentsResponse>, Status> {
         self.tokens.api_principal(request.metadata())?;
-        let experiments =
-            self.store.experiments().map_err(internal)?.into_iter().map(experiment_out).collect();
+        let experiments = self
+            .store
+            .call(|s| s.experiments())
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .map(experiment_out)
+            .collect();
         Ok(Response::new(v1::ListExperimentsResponse { experiments }))
     }
 
@@ -152,11 +172,20 @@ impl ControllerService for Api {
         let experiment = match req.experiment {
             Some(v1::start_run_request::Experiment::ExperimentId(id)) => self
                 .store
-                .experiment(&id)
-                .map_err(internal)?
-                .ok_or_else(|| Status::not_found(format!("experiment {id} not found")))?,
-            Some(v1::start_run_request::Experiment::Submit(submit)) => self.submit(submit)?,
-            None => return Err(Status::invalid_argument("give an experiment id or an experiment to submit")),
+                .call({
+                    let id = id.clone();
+                    move |s| s.experiment(&id)
+                })
+                .await
+                .map_err(ApiError::from)?
+                .ok_or(ApiError::NotFound { what: "experiment", id })?,
+            Some(v1::start_run_request::Experiment::Submit(submit)) => self.submit(submit).await?,
+            None => {
+                return Err(ApiError::InvalidArgument(
+                    "give an experiment id or an experiment to submit".into(),
+                )
+                .into());
+            }
         };
         let start =
             StartRequest { experiment, seed: req.seed, dry_run: req.dry_run, actor, schedule_id: None };
@@ -171,19 +200,27 @@ impl ControllerService for Api {
         self.tokens.api_principal(request.metadata())?;
         let req = request.into_inner();
         let limit = if req.limit == 0 { 100 } else { req.limit as usize };
-        let state = (!req.state.is_empty()).then_some(req.state.as_str());
-        let runs = self.store.runs(limit, state).map_err(internal)?.into_iter().map(run_out).collect();
+        let state = match req.state.as_str() {
+            "" => None,
+            name => {
+                Some(name.parse().map_err(|e: UnknownRunState| ApiError::InvalidArgument(e.to_string()))?)
+            }
+        };
+        let runs = self
+            .store
+            .call(move |s| s.runs(limit, state))
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .map(run_out)
+            .collect();
         Ok(Response::new(v1::ListRunsResponse { runs }))
     }
 
     async fn get_run(&self, request: Request<v1::GetRunRequest>) -> Result<Response<v1::Run>, Status> {
         self.tokens.api_principal(request.metadata())?;
         let id = request.into_inner().id;
-        let run = self
-            .store
-            .run(&id)
-            .map_err(internal)?
-            .ok_or_else(|| Status::not_found(format!("run {id} not found")))?;
+        let run = self.stored_run(id).await?;
         Ok(Response::new(run_out(run)))
     }
 
@@ -195,7 +232,7 @@ impl ControllerService for Api {
     ) -> Result<Response<Self::WatchRunStream>, Status> {
         self.tokens.api_principal(request.metadata())?;
         let id = request.into_inner().id;
-        let rx = self.runs.watch(&id)?;
+        let rx = self.runs.watch(&id).await?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|event| {
             event.map(|e| v1::RunEvent {
                 run_id: e.run_id,
@@ -216,11 +253,7 @@ impl ControllerService for Api {
         let req = request.into_inner();
         let reason = if req.reason.is_empty() { "halted".to_string() } else { req.reason };
         self.runs.halt(&req.id, &actor, &reason, Duration::from_secs(60)).await?;
-        let run = self
-            .store
-            .run(&req.id)
-            .map_err(internal)?
-            .ok_or_else(|| Status::not_found(format!("run {} not found", req.id)))?;
+        let run = self.stored_run(req.id).await?;
         Ok(Response::new(run_out(run)))
     }
 
@@ -235,7 +268,7 @@ impl ControllerService for Api {
             if req.timeout_ms == 0 { Duration::from_secs(5) } else { Duration::from_millis(req.timeout_ms) };
         if req.freeze {
             let freeze = FreezeRecord { reason: reason.clone(), by: actor.clone(), since_ms: now_ms() };
-            self.runs.set_frozen(Some(freeze))?;
+            self.runs.set_frozen(Some(freeze)).await?;
             self.audit(&actor, "freeze", reason.clone());
         }
         // Agents first (the fast path every fault is reverted by), runs at the same time: their engines revert
@@ -269,7 +302,7 @@ impl ControllerService for Api {
         let reason = request.into_inner().reason;
         let reason = if reason.is_empty() { "frozen".to_string() } else { reason };
         let freeze = FreezeRecord { reason: reason.clone(), by: actor.clone(), since_ms: now_ms() };
-        self.runs.set_frozen(Some(freeze))?;
+        self.runs.set_frozen(Some(freeze)).await?;
         self.audit(&actor, "freeze", reason);
         Ok(Response::new(freeze_out(self.runs.frozen())))
     }
@@ -280,7 +313,7 @@ impl ControllerService for Api {
     ) -> Result<Response<v1::FreezeState>, Status> {
         let actor = self.tokens.api_principal(request.metadata())?;
         let reason = request.into_inner().reason;
-        self.runs.set_frozen(None)?;
+        self.runs.set_frozen(None).await?;
         self.audit(&actor, "unfreeze", reason);
         Ok(Response::new(freeze_out(None)))
     }
@@ -294,7 +327,8 @@ impl ControllerService for Api {
         let agents = self
             .fleet
             .list(&selector)
-            .map_err(Status::internal)?
+            .await
+            .map_err(ApiError::from)?
             .into_iter()
             .map(|a| v1::Agent {
                 id: a.info.id,
@@ -320,12 +354,13 @@ impl ControllerService for Api {
         let actor = self.tokens.api_principal(request.metadata())?;
         let req = request.into_inner();
         if req.name.trim().is_empty() {
-            return Err(Status::invalid_argument("a schedule needs a name"));
+            return Err(ApiError::InvalidArgument("a schedule needs a name".into()).into());
         }
         Timing::parse(&req.cron, &req.timezone, &req.windows, &req.blackout_dates)
-            .map_err(Status::invalid_argument)?;
-        if self.store.experiment(&req.experiment_id).map_err(internal)?.is_none() {
-            return Err(Status::not_found(format!("experiment {} not found", req.experiment_id)));
+            .map_err(ApiError::InvalidArgument)?;
+        let experiment = req.experiment_id.clone();
+        if self.store.call(move |s| s.experiment(&experiment)).await.map_err(ApiError::from)?.is_none() {
+            return Err(ApiError::NotFound { what: "experiment", id: req.experiment_id }.into());
         }
         let record = ScheduleRecord {
             id: new_id("s"),
@@ -342,10 +377,9 @@ impl ControllerService for Api {
             last_fire_ms: None,
             last_run_id: None,
         };
-        self.store.insert_schedule(&record).map_err(|e| match e {
-            crate::store::StoreError::Conflict(m) => Status::already_exists(m),
-            e => internal(e),
-        })?;
+        // A name or id taken is ALREADY_EXISTS.
+        let stored = record.clone();
+        self.store.call(move |s| s.insert_schedule(&stored)).await.map_err(ApiError::from)?;
         self.audit(&actor, "schedule_created", format!("{} {:?} {}", record.id, record.name, record.cron));
         self.schedules_changed.notify_one();
         Ok(Response::new(schedule_out(record)))
@@ -356,7 +390,14 @@ impl ControllerService for Api {
         request: Request<v1::ListSchedulesRequest>,
     ) -> Result<Response<v1::ListSchedulesResponse>, Status> {
         self.tokens.api_principal(request.metadata())?;
-        let schedules = self.store.schedules().map_err(internal)?.into_iter().map(schedule_out).collect();
+        let schedules = self
+            .store
+            .call(|s| s.schedules())
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .map(schedule_out)
+            .collect();
         Ok(Response::new(v1::ListSchedulesResponse { schedules }))
     }
 
@@ -366,13 +407,14 @@ impl ControllerService for Api {
     ) -> Result<Response<v1::DeleteScheduleResponse>, Status> {
         let actor = self.tokens.api_principal(request.metadata())?;
         let id = request.into_inner().id;
-        match self.store.delete_schedule(&id).map_err(internal)? {
+        let deleted = id.clone();
+        match self.store.call(move |s| s.delete_schedule(&deleted)).await.map_err(ApiError::from)? {
             Some(s) => {
                 self.audit(&actor, "schedule_deleted", format!("{} {:?}", s.id, s.name));
                 self.schedules_changed.notify_one();
                 Ok(Response::new(v1::DeleteScheduleResponse {}))
             }
-            None => Err(Status::not_found(format!("schedule {id} not found"))),
+            None => Err(ApiError::NotFound { what: "schedule", id }.into()),
         }
     }
 
@@ -383,11 +425,12 @@ impl ControllerService for Api {
         self.tokens.api_principal(request.metadata())?;
         let req = request.into_inner();
         let limit = if req.limit == 0 { 100 } else { req.limit as usize };
-        let run = (!req.run_id.is_empty()).then_some(req.run_id.as_str());
+        let run = (!req.run_id.is_empty()).then_some(req.run_id);
         let entries = self
             .store
-            .audit(limit, run)
-            .map_err(internal)?
+            .call(move |s| s.audit(limit, run.as_deref()))
+            .await
+            .map_err(ApiError::from)?
             .into_iter()
             .map(|AuditRecord { seq, entry: a }| v1::AuditEntry {
                 seq,
@@ -429,34 +472,32 @@ impl v1::agent_service_server::AgentService for Agents {
         let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let token = match api.tokens.agent_token(request.metadata()) {
             Ok(t) => t.to_string(),
-            Err(status) => {
-                api.audit("agent", "agent_refused", format!("{peer}: {}", status.message()));
-                return Err(status);
+            Err(e) => {
+                api.audit("agent", "agent_refused", format!("{peer}: {e}"));
+                return Err(e.into());
             }
         };
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.next())
             .await
-            .map_err(|_| Status::deadline_exceeded("no hello within 10 s"))?;
+            .map_err(|_| ApiError::NoHello(HELLO_TIMEOUT))?;
         let hello = match first {
             Some(Ok(v1::AgentMessage { body: Some(agent_message::Body::Hello(hello)) })) => hello,
-            Some(Ok(_)) => {
-                return Err(Status::invalid_argument("the first message on the stream must be a hello"));
-            }
+            Some(Ok(_)) => return Err(ApiError::NotHello.into()),
             Some(Err(status)) => return Err(status),
-            None => return Err(Status::cancelled("the agent closed the stream before its hello")),
+            None => return Err(ApiError::ClosedBeforeHello.into()),
         };
-        check_agent_id(&hello.agent_id).map_err(Status::invalid_argument)?;
-        if let Err(status) = api.tokens.agent_allowed(&token, &hello.agent_id) {
-            api.audit("agent", "agent_refused", format!("{peer}: {}", status.message()));
-            return Err(status);
+        check_agent_id(&hello.agent_id).map_err(ApiError::InvalidArgument)?;
+        if let Err(e) = api.tokens.agent_allowed(&token, &hello.agent_id) {
+            api.audit("agent", "agent_refused", format!("{peer}: {e}"));
+            return Err(e.into());
         }
         let id = hello.agent_id.clone();
         match api.fleet.attach(hello, peer.clone(), inbound) {
             Ok(outbound) => Ok(Response::new(Box::pin(outbound))),
-            Err(status) => {
-                api.audit("agent", "agent_refused", format!("{peer}: {id}: {}", status.message()));
-                Err(status)
+            Err(e) => {
+                api.audit("agent", "agent_refused", format!("{peer}: {id}: {e}"));
+                Err(ApiError::from(e).into())
             }
         }
     }

@@ -10,8 +10,9 @@ use std::io::Write as _;
 use std::path::Path;
 
 use chaos_proto::transport::{metadata_token, tokens_equal};
-use tonic::Status;
 use tonic::metadata::MetadataMap;
+
+use super::error::{ApiError, FileError};
 
 /// The tokens this controller accepts.
 #[derive(Clone, Debug, Default)]
@@ -29,7 +30,7 @@ impl Tokens {
     }
 
     /// Reads both files, creating each missing one with a fresh random token.
-    pub fn load_or_create(api_file: &Path, agent_file: &Path) -> Result<Tokens, String> {
+    pub fn load_or_create(api_file: &Path, agent_file: &Path) -> Result<Tokens, FileError> {
         let api = read_or_create(api_file)?;
         let agents = read_or_create(agent_file)?;
         let api = parse(&api, api_file)?
@@ -41,9 +42,11 @@ impl Tokens {
     }
 
     /// Who is calling the API, by their token's name; UNAUTHENTICATED without a valid token.
-    pub fn api_principal(&self, metadata: &MetadataMap) -> Result<String, Status> {
+    pub fn api_principal(&self, metadata: &MetadataMap) -> Result<String, ApiError> {
         let token = metadata_token(metadata).ok_or_else(|| {
-            Status::unauthenticated("missing bearer token: pass --token, --token-file or CHAOS_TOKEN")
+            ApiError::Unauthenticated(
+                "missing bearer token: pass --token, --token-file or CHAOS_TOKEN".into(),
+            )
         })?;
         // Every entry is compared, so the time taken does not say which one matched.
         let mut found = None;
@@ -52,24 +55,25 @@ impl Tokens {
                 found = Some(name.clone());
             }
         }
-        found.ok_or_else(|| Status::unauthenticated("invalid API token"))
+        found.ok_or_else(|| ApiError::Unauthenticated("invalid API token".into()))
     }
 
     /// Checks that a token may enrol agents at all (before its hello is read).
-    pub fn agent_token<'a>(&self, metadata: &'a MetadataMap) -> Result<&'a str, Status> {
-        let token = metadata_token(metadata)
-            .ok_or_else(|| Status::unauthenticated("missing bearer token: start the agent with --token"))?;
+    pub fn agent_token<'a>(&self, metadata: &'a MetadataMap) -> Result<&'a str, ApiError> {
+        let token = metadata_token(metadata).ok_or_else(|| {
+            ApiError::Unauthenticated("missing bearer token: start the agent with --token".into())
+        })?;
         let mut ok = false;
         for (_, expected) in &self.agents {
             ok |= tokens_equal(token, expected);
         }
-        if ok { Ok(token) } else { Err(Status::unauthenticated("invalid agent enrolment token")) }
+        if ok { Ok(token) } else { Err(ApiError::Unauthenticated("invalid agent enrolment token".into())) }
     }
 
     /// Checks that `token` may enrol the agent `id`. An id named in a scoped line (`AGENT_ID TOKEN`) is
     /// reserved: only that line's token enrols it, never a token for any agent. Other ids: a token for any
     /// agent.
-    pub fn agent_allowed(&self, token: &str, id: &str) -> Result<(), Status> {
+    pub fn agent_allowed(&self, token: &str, id: &str) -> Result<(), ApiError> {
         let mut any = false;
         let mut own = false;
         let mut reserved = false;
@@ -90,11 +94,11 @@ impl Tokens {
         if own || (any && !reserved) {
             Ok(())
         } else if reserved {
-            Err(Status::permission_denied(format!(
+            Err(ApiError::PermissionDenied(format!(
                 "agent id {id:?} is reserved for its own token in the agent token file: this token may not enrol it"
             )))
         } else {
-            Err(Status::permission_denied(format!(
+            Err(ApiError::PermissionDenied(format!(
                 "unknown agent {id:?}: this token enrols only {}",
                 scoped.join(", ")
             )))
@@ -102,7 +106,7 @@ impl Tokens {
     }
 }
 
-fn read_or_create(path: &Path) -> Result<String, String> {
+fn read_or_create(path: &Path) -> Result<String, FileError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -111,7 +115,7 @@ fn read_or_create(path: &Path) -> Result<String, String> {
             tracing::info!(file = %path.display(), "created a token file with a new random token");
             Ok(token)
         }
-        Err(e) => Err(format!("reading token file {}: {e}", path.display())),
+        Err(source) => Err(FileError::Read { path: path.to_path_buf(), source }),
     }
 }
 
@@ -122,7 +126,7 @@ pub fn random_token() -> String {
 }
 
 /// Writes `text` to a new file only its owner can read.
-pub fn write_private(path: &Path, text: &str) -> Result<(), String> {
+pub fn write_private(path: &Path, text: &str) -> Result<(), FileError> {
     use std::os::unix::fs::OpenOptionsExt as _;
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
@@ -134,23 +138,23 @@ pub fn write_private(path: &Path, text: &str) -> Result<(), String> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| format!("creating {}: {e}", path.display()))?;
-    file.write_all(text.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
+        .map_err(|source| FileError::Create { path: path.to_path_buf(), source })?;
+    file.write_all(text.as_bytes()).map_err(|source| FileError::Write { path: path.to_path_buf(), source })
 }
 
 /// Creates `dir` and any missing parent with mode 0700 (whatever the umask); an existing directory is left as
 /// it is (its owner chose its mode).
-pub fn create_private_dir(dir: &Path) -> Result<(), String> {
+pub fn create_private_dir(dir: &Path) -> Result<(), FileError> {
     use std::os::unix::fs::DirBuilderExt as _;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| format!("creating the directory {}: {e}", dir.display()))
+        .map_err(|source| FileError::CreateDir { path: dir.to_path_buf(), source })
 }
 
 /// `(name, token)` per line; errors say which line.
-fn parse(text: &str, file: &Path) -> Result<Vec<(Option<String>, String)>, String> {
+fn parse(text: &str, file: &Path) -> Result<Vec<(Option<String>, String)>, FileError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -162,25 +166,24 @@ fn parse(text: &str, file: &Path) -> Result<Vec<(Option<String>, String)>, Strin
             [token] => (None, *token),
             [name, token] => (Some((*name).to_string()), *token),
             _ => {
-                return Err(format!(
-                    "{}:{}: expected `TOKEN` or `NAME TOKEN`, found {} fields",
-                    file.display(),
-                    i + 1,
-                    fields.len()
-                ));
+                return Err(FileError::Line {
+                    path: file.to_path_buf(),
+                    line: i + 1,
+                    problem: format!("expected `TOKEN` or `NAME TOKEN`, found {} fields", fields.len()),
+                });
             }
         };
         if token.len() < 16 || !token.chars().all(|c| c.is_ascii_graphic()) {
-            return Err(format!(
-                "{}:{}: a token must be at least 16 visible ASCII characters",
-                file.display(),
-                i + 1
-            ));
+            return Err(FileError::Line {
+                path: file.to_path_buf(),
+                line: i + 1,
+                problem: "a token must be at least 16 visible ASCII characters".into(),
+            });
         }
         out.push((name, token.to_string()));
     }
     if out.is_empty() {
-        return Err(format!("{}: no token in the file", file.display()));
+        return Err(FileError::NoToken { path: file.to_path_buf() });
     }
     Ok(out)
 }
@@ -205,8 +208,11 @@ mod tests {
     fn api_tokens_name_the_caller_and_refuse_the_rest() {
         let t = Tokens::new(vec![("ci".into(), A.into()), ("alice".into(), B.into())], vec![]);
         assert_eq!(t.api_principal(&meta(Some(B))).unwrap(), "alice");
-        assert_eq!(t.api_principal(&meta(Some(C))).unwrap_err().code(), tonic::Code::Unauthenticated);
-        let missing = t.api_principal(&meta(None)).unwrap_err();
+        assert_eq!(
+            t.api_principal(&meta(Some(C))).map_err(tonic::Status::from).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        let missing = t.api_principal(&meta(None)).map_err(tonic::Status::from).unwrap_err();
         assert_eq!(missing.code(), tonic::Code::Unauthenticated);
         assert!(missing.message().contains("missing bearer token"), "{missing:?}");
     }
@@ -217,16 +223,22 @@ mod tests {
         let scoped = meta(Some(B));
         let token = t.agent_token(&scoped).unwrap();
         t.agent_allowed(token, "web-1").unwrap();
-        let refused = t.agent_allowed(token, "db-1").unwrap_err();
+        let refused = t.agent_allowed(token, "db-1").map_err(tonic::Status::from).unwrap_err();
         assert_eq!(refused.code(), tonic::Code::PermissionDenied);
         assert!(refused.message().contains("unknown agent \"db-1\""), "{refused:?}");
         t.agent_allowed(A, "db-1").unwrap();
         // A token for any agent may not take an id a scoped token reserves.
-        let taken = t.agent_allowed(A, "web-1").unwrap_err();
+        let taken = t.agent_allowed(A, "web-1").map_err(tonic::Status::from).unwrap_err();
         assert_eq!(taken.code(), tonic::Code::PermissionDenied);
         assert!(taken.message().contains("\"web-1\" is reserved"), "{taken:?}");
-        assert_eq!(t.agent_token(&meta(Some(C))).unwrap_err().code(), tonic::Code::Unauthenticated);
-        assert_eq!(t.agent_token(&meta(None)).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            t.agent_token(&meta(Some(C))).map_err(tonic::Status::from).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            t.agent_token(&meta(None)).map_err(tonic::Status::from).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
     }
 
     #[test]
@@ -244,10 +256,10 @@ mod tests {
         let again = Tokens::load_or_create(&api, &agent).unwrap();
         assert_eq!(again.api_principal(&meta(Some(&token))).unwrap(), "api");
         std::fs::write(&api, "# comment\n\nci x y\n").unwrap();
-        let e = Tokens::load_or_create(&api, &agent).unwrap_err();
+        let e = Tokens::load_or_create(&api, &agent).unwrap_err().to_string();
         assert!(e.ends_with("api.token:3: expected `TOKEN` or `NAME TOKEN`, found 3 fields"), "{e}");
         std::fs::write(&api, "short\n").unwrap();
-        let e = Tokens::load_or_create(&api, &agent).unwrap_err();
+        let e = Tokens::load_or_create(&api, &agent).unwrap_err().to_string();
         assert!(e.contains(":1: a token must be at least 16"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use tonic::Status;
+use super::error::ApiError;
 
 use crate::experiment::checked::StepKind;
 use crate::experiment::faults::FaultParams;
@@ -25,9 +25,9 @@ pub fn parse(
     source: &str,
     vars: &[(String, String)],
     allowed: bool,
-) -> Result<Experiment, Status> {
+) -> Result<Experiment, ApiError> {
     if allowed {
-        return experiment::parse(file, source, vars).map_err(|d| Status::invalid_argument(d.to_string()));
+        return experiment::parse(file, source, vars).map_err(|d| ApiError::InvalidArgument(d.to_string()));
     }
     let asked = Mutex::new(BTreeSet::new());
     let env = |name: &str| {
@@ -38,10 +38,10 @@ pub fn parse(
     let asked = asked.into_inner().unwrap_or_else(|p| p.into_inner());
     parsed.map_err(|d| {
         if asked.is_empty() {
-            return Status::invalid_argument(d.to_string());
+            return ApiError::InvalidArgument(d.to_string());
         }
         let names: Vec<String> = asked.iter().map(|n| format!("${{env:{n}}}")).collect();
-        Status::failed_precondition(format!(
+        ApiError::FailedPrecondition(format!(
             "{d}\nrefused: {} would read the controller's environment, which a run through the controller \
              never does unless it was started with {ALLOW_FLAG}; pass values as variables instead",
             names.join(", ")
@@ -93,12 +93,12 @@ fn host_faults(section: &str, steps: &[Step], found: &mut Vec<String>) {
 }
 
 /// FAILED_PRECONDITION listing every local effect of `exp`, unless there is none or `allowed`.
-pub fn check(exp: &Experiment, allowed: bool) -> Result<(), Status> {
+pub fn check(exp: &Experiment, allowed: bool) -> Result<(), ApiError> {
     let found = local_effects(exp);
     if allowed || found.is_empty() {
         return Ok(());
     }
-    Err(Status::failed_precondition(format!(
+    Err(ApiError::FailedPrecondition(format!(
         "refused: a run through the controller acts only on agents, and this experiment would act on the \
          controller's own host (the controller was not started with {ALLOW_FLAG}):\n  - {}",
         found.join("\n  - ")
@@ -130,7 +130,7 @@ method:
         assert!(found[0].contains("probe `mine` runs `sh -c id > /tmp/x`"), "{}", found[0]);
         assert!(found[1].contains("target `here`"), "{}", found[1]);
         assert!(found[2].contains("method step `burn`"), "{}", found[2]);
-        let refused = check(&exp, false).unwrap_err();
+        let refused = tonic::Status::from(check(&exp, false).unwrap_err());
         assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
         assert!(refused.message().contains(ALLOW_FLAG), "{}", refused.message());
         check(&exp, true).unwrap();
@@ -139,7 +139,7 @@ method:
     #[test]
     fn the_controllers_environment_is_read_only_when_allowed() {
         let source = "apiVersion: chaos/v1\ntitle: \"home is ${env:HOME}\"\nmethod:\n  - { wait: 1s }\n";
-        let refused = parse("env.yaml", source, &[], false).unwrap_err();
+        let refused = tonic::Status::from(parse("env.yaml", source, &[], false).unwrap_err());
         assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
         let message = refused.message();
         assert!(message.contains("env.yaml:2:") && message.contains("${env:HOME}"), "{message}");
@@ -150,7 +150,7 @@ method:
         if std::env::var_os("HOME").is_some() {
             parse("env.yaml", source, &[], true).unwrap();
         }
-        let bad = parse("bad.yaml", "apiVersion: chaos/v1\n", &[], false).unwrap_err();
+        let bad = tonic::Status::from(parse("bad.yaml", "apiVersion: chaos/v1\n", &[], false).unwrap_err());
         assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     }
 }

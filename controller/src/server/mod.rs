@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod error;
 pub mod local;
 pub mod runs;
 pub mod scheduler;
@@ -22,13 +23,15 @@ use std::time::Duration;
 
 use chaos_proto::v1::agent_service_server::AgentServiceServer;
 use chaos_proto::v1::controller_service_server::ControllerServiceServer;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 use crate::fleet::{Fleet, FleetConfig};
-use crate::store::{SqliteStore, Store};
+use crate::store::{SqliteStore, StoreError, StoreHandle};
 
+pub use error::{ApiError, FileError, ServerError};
 pub use runs::Limits;
 
 /// The largest message an agent may send (a hello lists its faults; heartbeats are small).
@@ -70,6 +73,25 @@ impl Default for ControllerConfig {
     }
 }
 
+/// The listen backlog asked for: room for a whole fleet reconnecting at once (1,000 agents overflowed the
+/// default 128). The kernel caps it at `net.core.somaxconn` (4096 by default since Linux 5.4), silently.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with a backlog of [`LISTEN_BACKLOG`] (`SO_REUSEADDR` as `TcpListener::bind` sets it).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// The accepted connections of `listener`, each with `TCP_NODELAY` (`Server::tcp_nodelay` only applies to
+/// a listener tonic binds itself): without it a reply written after its request was read waits for the
+/// client's delayed ACK (~40 ms on Linux) whenever the previous segment is still unacknowledged.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 /// A controller that has opened its store and bound its port, ready to serve.
 pub struct Controller {
     pub api: api::Api,
@@ -82,17 +104,21 @@ pub struct Controller {
 
 impl Controller {
     /// Opens the store (marking unfinished runs interrupted), loads or creates the token files, and binds.
-    pub async fn bind(config: ControllerConfig) -> Result<Controller, String> {
+    pub async fn bind(config: ControllerConfig) -> Result<Controller, ServerError> {
         // Owner only, whatever the umask: it holds the tokens and every run's record.
         auth::create_private_dir(&config.data_dir)?;
         let db = config.data_dir.join("controller.db");
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).map_err(|e| e.to_string())?);
+        let opened = tokio::task::spawn_blocking(move || SqliteStore::open(&db)).await;
+        let opened = opened.map_err(|e| StoreError::Backend(format!("opening the store: {e}")))??;
+        let store = StoreHandle::new(Arc::new(opened));
         let interrupted = store
-            .interrupt_unfinished(
-                runs::now_ms(),
-                "interrupted: the controller stopped during the run; the agents' leases reverted its faults",
-            )
-            .map_err(|e| e.to_string())?;
+            .call(|s| {
+                s.interrupt_unfinished(
+                    runs::now_ms(),
+                    "interrupted: the controller stopped during the run; the agents' leases reverted its faults",
+                )
+            })
+            .await?;
         for id in &interrupted {
             tracing::warn!(run = %id, "a run the previous controller left unfinished is marked interrupted");
         }
@@ -100,17 +126,19 @@ impl Controller {
         let agent_file =
             config.agent_token_file.clone().unwrap_or_else(|| config.data_dir.join("agent.token"));
         let tokens = Arc::new(auth::Tokens::load_or_create(&api_file, &agent_file)?);
-        let fleet = Fleet::new(config.fleet.clone(), store.clone());
-        let runs = runs::Runs::new(store.clone(), fleet.clone(), config.limits.clone())?;
-        let listener =
-            TcpListener::bind(config.listen).await.map_err(|e| format!("binding {}: {e}", config.listen))?;
-        let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
+        // The fleet's lease margin is the engine's, so a remote fault's lease ends where the run's deadline does.
+        let fleet_config = FleetConfig { margin: crate::engine::DEADLINE_MARGIN, ..config.fleet.clone() };
+        let fleet = Fleet::new(fleet_config, store.clone());
+        let runs = runs::Runs::new(store.clone(), fleet.clone(), config.limits.clone()).await?;
+        let bind_error = |source| ServerError::Bind { addr: config.listen, source };
+        let listener = listen(config.listen).map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
         let api = api::Api { store, fleet, runs, tokens, schedules_changed: Arc::new(Notify::new()) };
         Ok(Controller { api, local_addr, listener, config, interrupted })
     }
 
     /// Serves until `shutdown`; then halts every run in progress (reverting its faults) and returns.
-    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), String> {
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), ServerError> {
         let Controller { api, listener, config, .. } = self;
         let background = CancellationToken::new();
         let reaper = tokio::spawn({
@@ -127,18 +155,15 @@ impl Controller {
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)));
         if let Some(tls) = &config.tls {
-            builder =
-                builder.tls_config(tls.config().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            let config = tls.config().map_err(|e| ServerError::Tls(e.to_string()))?;
+            builder = builder.tls_config(config).map_err(|e| ServerError::Tls(e.to_string()))?;
         }
         let controller = ControllerServiceServer::new(api.clone())
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes * 4);
         let agents = AgentServiceServer::new(api::Agents { api: api.clone() })
             .max_decoding_message_size(MAX_AGENT_MESSAGE);
-        // No TCP_NODELAY on accepted sockets (so pipelined calls on one connection can wait on delayed ACKs):
-        // with it, an agent's stream through a TCP relay broke with an h2 protocol error in 3-5 runs of 12
-        // (controller/tests/fleet.rs, the reconnect test), not understood yet.
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming = incoming(listener);
         let runs = api.runs.clone();
         let fleet = api.fleet.clone();
         let stopping = shutdown.clone();
@@ -160,6 +185,53 @@ impl Controller {
         background.cancel();
         let _ = reaper.await;
         let _ = scheduler.await;
-        served.map_err(|e| format!("serving: {e}"))
+        Ok(served?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio_stream::StreamExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn every_accepted_socket_has_tcp_nodelay() {
+        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = incoming(listener);
+        for _ in 0..3 {
+            let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let accepted = incoming.next().await.unwrap().unwrap();
+            assert!(accepted.nodelay().unwrap(), "TCP_NODELAY is off on an accepted socket");
+        }
+    }
+
+    /// 600 clients dial at once while nothing accepts (a fleet reconnecting to a controller busy elsewhere):
+    /// every handshake completes in the kernel's queue. With the default backlog of 128 the rest wait for SYN
+    /// retransmits (1 s, then 3 s) and fail the 2 s deadline.
+    #[tokio::test]
+    async fn the_listen_backlog_holds_a_fleet_dialling_at_once() {
+        let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+        let cap: usize = somaxconn.trim().parse().unwrap();
+        assert!(cap > 600, "net.core.somaxconn is {cap}: the backlog is capped below the test's 600 clients");
+        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut dials = tokio::task::JoinSet::new();
+        for _ in 0..600 {
+            dials.spawn(async move {
+                tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await
+            });
+        }
+        let mut connected = Vec::new();
+        while let Some(dial) = dials.join_next().await {
+            if let Ok(Ok(stream)) = dial.unwrap() {
+                connected.push(stream);
+            }
+        }
+        assert_eq!(connected.len(), 600, "dials that completed within 2 s while nothing accepted");
+        drop(listener);
     }
 }

@@ -11,11 +11,15 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
+use super::error::ApiError;
 use crate::engine::{self, Plan, Remote, RunConfig};
 use crate::experiment::Experiment;
 pub(crate) use crate::fleet::now_ms;
 use crate::fleet::{Fleet, lock};
-use crate::store::{EventRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, Store};
+use crate::report::journal::Verdict;
+use crate::store::{
+    EventRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, RunState, StoreError, StoreHandle,
+};
 
 /// Limits checked before any run starts.
 #[derive(Clone, Debug, Default)]
@@ -35,7 +39,7 @@ pub const DRY_RUN: &str = "dry-run";
 
 /// Every run of this controller.
 pub struct Runs {
-    store: Arc<dyn Store>,
+    store: StoreHandle,
     fleet: Fleet,
     limits: Limits,
     active: Mutex<HashMap<String, Arc<ActiveRun>>>,
@@ -67,8 +71,18 @@ pub struct StartRequest {
     pub schedule_id: Option<String>,
 }
 
-pub(crate) fn internal(e: impl std::fmt::Display) -> Status {
-    Status::internal(e.to_string())
+pub(crate) fn internal(e: StoreError) -> Status {
+    ApiError::from(e).into()
+}
+
+/// The state a run ends in with `verdict` (unless it was halted).
+fn finished(verdict: Verdict) -> RunState {
+    match verdict {
+        Verdict::Passed => RunState::Passed,
+        Verdict::Failed => RunState::Failed,
+        Verdict::Invalid => RunState::Invalid,
+        Verdict::Inconclusive => RunState::Inconclusive,
+    }
 }
 
 /// A run id: the time in hex and a random suffix, so ids never repeat across controller restarts.
@@ -78,8 +92,8 @@ fn new_run_id() -> String {
 }
 
 impl Runs {
-    pub fn new(store: Arc<dyn Store>, fleet: Fleet, limits: Limits) -> Result<Arc<Runs>, String> {
-        let frozen = store.freeze().map_err(|e| e.to_string())?;
+    pub async fn new(store: StoreHandle, fleet: Fleet, limits: Limits) -> Result<Arc<Runs>, StoreError> {
+        let frozen = store.call(|s| s.freeze()).await?;
         Ok(Arc::new(Runs {
             store,
             fleet,
@@ -91,12 +105,12 @@ impl Runs {
     }
 
     /// Parses an experiment submitted here (`${env:NAME}` only with `--allow-local-effects`).
-    pub fn parse(&self, file: &str, source: &str, vars: &[(String, String)]) -> Result<Experiment, Status> {
+    pub fn parse(&self, file: &str, source: &str, vars: &[(String, String)]) -> Result<Experiment, ApiError> {
         super::local::parse(file, source, vars, self.limits.allow_local_effects)
     }
 
     /// Refuses an experiment that would act on the controller's host, unless that was allowed at start.
-    pub fn check_local_effects(&self, exp: &Experiment) -> Result<(), Status> {
+    pub fn check_local_effects(&self, exp: &Experiment) -> Result<(), ApiError> {
         super::local::check(exp, self.limits.allow_local_effects)
     }
 
@@ -105,8 +119,9 @@ impl Runs {
     }
 
     /// Freezes (`Some`) or unfreezes (`None`), persistently.
-    pub fn set_frozen(&self, freeze: Option<FreezeRecord>) -> Result<(), Status> {
-        self.store.set_freeze(freeze.as_ref()).map_err(internal)?;
+    pub async fn set_frozen(&self, freeze: Option<FreezeRecord>) -> Result<(), Status> {
+        let stored = freeze.clone();
+        self.store.call(move |s| s.set_freeze(stored.as_ref())).await.map_err(internal)?;
         *lock(&self.frozen) = freeze;
         Ok(())
     }
@@ -137,9 +152,7 @@ impl Runs {
             fault_id: None,
             detail,
         };
-        if let Err(e) = self.store.append_audit(&entry) {
-            tracing::error!(error = %e, "could not write the audit log");
-        }
+        self.store.submit("the audit log", move |s| s.append_audit(&entry).map(|_| ()));
     }
 
     /// Checks, plans and starts a run (or, with `dry_run`, only plans it). Everything that can refuse a run
@@ -148,20 +161,23 @@ impl Runs {
         if !req.dry_run
             && let Some(f) = self.frozen()
         {
-            return Err(Status::failed_precondition(format!(
+            return Err(ApiError::FailedPrecondition(format!(
                 "the controller is frozen (by {}: {}): no run starts until `chaos unfreeze`",
                 f.by, f.reason
-            )));
+            ))
+            .into());
         }
         let rec = &req.experiment;
         let vars: Vec<(String, String)> = rec.vars.clone().into_iter().collect();
         let exp = self.parse(&rec.file, &rec.source, &vars)?;
         self.check_local_effects(&exp)?;
         if Plan::needs_host(&exp) {
-            return Err(Status::failed_precondition(
+            return Err(ApiError::FailedPrecondition(
                 "host faults without a target (and pauses of local processes) act on the host running the \
-                 experiment: through a controller, give them a target with `hosts:` labels",
-            ));
+                 experiment: through a controller, give them a target with `hosts:` labels"
+                    .into(),
+            )
+            .into());
         }
         let id = new_run_id();
         let seed = req.seed.unwrap_or_else(rand::random);
@@ -181,7 +197,7 @@ impl Runs {
             id: id.clone(),
             experiment_id: rec.id.clone(),
             title: exp.title.clone(),
-            state: "planned".into(),
+            state: RunState::Planned,
             verdict: None,
             reasons: Vec::new(),
             seed,
@@ -195,10 +211,11 @@ impl Runs {
         };
         if req.dry_run {
             // Stored finished: a dry run ends here (nothing was applied), it is never left waiting.
-            record.state = DRY_RUN.into();
+            record.state = RunState::DryRun;
             record.finished_ms = Some(record.started_ms);
             record.exit_code = Some(0);
-            self.store.insert_run(&record).map_err(internal)?;
+            let stored = record.clone();
+            self.store.call(move |s| s.insert_run(&stored)).await.map_err(internal)?;
             let event = EventRecord {
                 run_id: id.clone(),
                 seq: 1,
@@ -209,14 +226,13 @@ impl Runs {
                 ok: Some(true),
                 line: format!("{}: dry run, nothing applied", exp.title),
             };
-            if let Err(e) = self.store.append_event(&event) {
-                tracing::warn!(run = %id, error = %e, "could not store the dry run's finished event");
-            }
+            self.store.submit("the dry run's finished event", move |s| s.append_event(&event));
             return Ok(record);
         }
         self.lock_agents(&id, &agents)?;
-        record.state = "running".into();
-        if let Err(e) = self.store.insert_run(&record) {
+        record.state = RunState::Running;
+        let stored = record.clone();
+        if let Err(e) = self.store.call(move |s| s.insert_run(&stored)).await {
             self.unlock_agents(&id);
             return Err(internal(e));
         }
@@ -245,12 +261,12 @@ impl Runs {
     }
 
     /// Every command probe that runs on agents: they are connected and their policies allow it (nothing runs).
-    async fn check_probes(&self, exp: &Experiment) -> Result<(), Status> {
+    async fn check_probes(&self, exp: &Experiment) -> Result<(), ApiError> {
         for probe in &exp.steady_state {
             let Some(command) = &probe.command else { continue };
             crate::probes::command::preflight(command, &probe.name, Some(&self.fleet)).await.map_err(
                 |e| {
-                    Status::failed_precondition(format!(
+                    ApiError::FailedPrecondition(format!(
                         "preflight: steady_state probe `{}`: {e}",
                         probe.name
                     ))
@@ -260,11 +276,11 @@ impl Runs {
         Ok(())
     }
 
-    fn check_blast_radius(&self, agents: &[String]) -> Result<(), Status> {
+    fn check_blast_radius(&self, agents: &[String]) -> Result<(), ApiError> {
         if let Some(max) = self.limits.max_agents_per_run
             && agents.len() > max
         {
-            return Err(Status::failed_precondition(format!(
+            return Err(ApiError::FailedPrecondition(format!(
                 "blast radius: the run would touch {} agents ({}), above the cap of {max} per run",
                 agents.len(),
                 agents.join(", ")
@@ -276,7 +292,7 @@ impl Runs {
             let fleet = self.fleet.connected().len().max(1);
             let share = agents.len() as f64 * 100.0 / fleet as f64;
             if share > max {
-                return Err(Status::failed_precondition(format!(
+                return Err(ApiError::FailedPrecondition(format!(
                     "blast radius: the run would touch {} of {fleet} connected agents ({share:.0}%), above the \
                      cap of {max}%",
                     agents.len()
@@ -286,11 +302,11 @@ impl Runs {
         Ok(())
     }
 
-    fn lock_agents(&self, run: &str, agents: &[String]) -> Result<(), Status> {
+    fn lock_agents(&self, run: &str, agents: &[String]) -> Result<(), ApiError> {
         let mut locks = lock(&self.locks);
         for agent in agents {
             if let Some(holder) = locks.get(agent) {
-                return Err(Status::failed_precondition(format!(
+                return Err(ApiError::FailedPrecondition(format!(
                     "agent {agent} is held by run {holder}: two runs never fault the same host at once"
                 )));
             }
@@ -333,13 +349,14 @@ impl Runs {
         let outcome = engine::execute(&exp, plan, &config, active.halt.clone()).await;
         let journal = engine::journal(&exp, &config, &outcome, wall_start);
         let halted = active.halted.load(Ordering::SeqCst);
-        record.state = if halted { "halted".into() } else { outcome.verdict.as_str().to_string() };
+        record.state = if halted { RunState::Halted } else { finished(outcome.verdict) };
         record.verdict = Some(outcome.verdict.as_str().to_string());
         record.reasons = outcome.reasons.clone();
         record.exit_code = Some(outcome.verdict.exit_code());
         record.finished_ms = Some(now_ms());
         record.journal_json = serde_json::to_string(&journal).ok();
-        if let Err(e) = self.store.update_run(&record) {
+        let stored = record.clone();
+        if let Err(e) = self.store.call(move |s| s.update_run(&stored)).await {
             tracing::error!(run = %record.id, error = %e, "could not store the run's outcome");
         }
         let summary = format!("{}: {}", exp.title, outcome.verdict.as_str().to_uppercase());
@@ -379,9 +396,9 @@ impl Runs {
             ok,
             line: line.to_string(),
         };
-        if let Err(e) = self.store.append_event(&event) {
-            tracing::warn!(run = %run.id, error = %e, "could not store a run event");
-        }
+        // Queued in order (under the `seq` lock): a watcher that reads the store after this sees it.
+        let stored = event.clone();
+        self.store.submit("a run event", move |s| s.append_event(&stored));
         let _ = run.events.send(event);
     }
 
@@ -389,9 +406,10 @@ impl Runs {
     /// ends as `halted` with an inconclusive verdict. Waits (up to `wait`) for it to finish.
     pub async fn halt(&self, id: &str, actor: &str, reason: &str, wait: Duration) -> Result<(), Status> {
         let Some(run) = self.active(id) else {
-            return match self.store.run(id).map_err(internal)? {
+            let stored = id.to_string();
+            return match self.store.call(move |s| s.run(&stored)).await.map_err(internal)? {
                 Some(_) => Ok(()),
-                None => Err(Status::not_found(format!("run {id} not found"))),
+                None => Err(ApiError::NotFound { what: "run", id: id.to_string() }.into()),
             };
         };
         run.halted.store(true, Ordering::SeqCst);
@@ -428,13 +446,14 @@ impl Runs {
     }
 
     /// Every event of run `id` after `after`, then live ones, ending after `finished`.
-    pub fn watch(
+    pub async fn watch(
         self: &Arc<Self>,
         id: &str,
     ) -> Result<tokio::sync::mpsc::Receiver<Result<EventRecord, Status>>, Status> {
         let live = self.active(id).map(|r| r.events.subscribe());
-        if live.is_none() && self.store.run(id).map_err(internal)?.is_none() {
-            return Err(Status::not_found(format!("run {id} not found")));
+        let stored = id.to_string();
+        if live.is_none() && self.store.call(move |s| s.run(&stored)).await.map_err(internal)?.is_none() {
+            return Err(ApiError::NotFound { what: "run", id: id.to_string() }.into());
         }
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let store = self.store.clone();
@@ -445,7 +464,8 @@ impl Runs {
             // Stored first (everything so far), then live; a lagging watcher re-reads the store.
             let mut live = live;
             loop {
-                let stored = match store.events(&id, last) {
+                let run = id.clone();
+                let stored = match store.call(move |s| s.events(&run, last)).await {
                     Ok(events) => events,
                     Err(e) => {
                         let _ = tx.send(Err(internal(e))).await;

@@ -13,19 +13,19 @@ use tokio_util::sync::CancellationToken;
 
 use super::runs::{Runs, StartRequest, now_ms};
 use crate::schedule::Timing;
-use crate::store::{NewAudit, ScheduleRecord, Store};
+use crate::store::{NewAudit, ScheduleRecord, StoreHandle};
 
 /// The longest sleep between looks at the schedules (clock changes and new schedules are noticed by then at
 /// the latest; new schedules also poke `changed`).
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
 /// Runs until `stop`.
-pub async fn run(store: Arc<dyn Store>, runs: Arc<Runs>, changed: Arc<Notify>, stop: CancellationToken) {
+pub async fn run(store: StoreHandle, runs: Arc<Runs>, changed: Arc<Notify>, stop: CancellationToken) {
     // The last instant each schedule fired for, so one instant never fires twice.
     let mut fired: HashMap<String, DateTime<Utc>> = HashMap::new();
     loop {
         let now = Utc::now();
-        let schedules = match store.schedules() {
+        let schedules = match store.call(|s| s.schedules()).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "the scheduler cannot read the schedules");
@@ -77,7 +77,7 @@ pub async fn run(store: Arc<dyn Store>, runs: Arc<Runs>, changed: Arc<Notify>, s
     }
 }
 
-async fn fire(store: &Arc<dyn Store>, runs: &Arc<Runs>, schedule: &ScheduleRecord) {
+async fn fire(store: &StoreHandle, runs: &Arc<Runs>, schedule: &ScheduleRecord) {
     let actor = format!("schedule:{}", schedule.name);
     let skip = if let Some(f) = runs.frozen() {
         Some(format!("skipped: the controller is frozen ({})", f.reason))
@@ -88,7 +88,13 @@ async fn fire(store: &Arc<dyn Store>, runs: &Arc<Runs>, schedule: &ScheduleRecor
     };
     let (run_id, detail) = match skip {
         Some(why) => (None, why),
-        None => match store.experiment(&schedule.experiment_id) {
+        None => match store
+            .call({
+                let id = schedule.experiment_id.clone();
+                move |s| s.experiment(&id)
+            })
+            .await
+        {
             Ok(Some(experiment)) => {
                 let request = StartRequest {
                     experiment,
@@ -116,10 +122,7 @@ async fn fire(store: &Arc<dyn Store>, runs: &Arc<Runs>, schedule: &ScheduleRecor
         fault_id: None,
         detail,
     };
-    if let Err(e) = store.append_audit(&entry) {
-        tracing::error!(error = %e, "could not write the audit log");
-    }
-    if let Err(e) = store.schedule_fired(&schedule.id, now_ms(), run_id.as_deref()) {
-        tracing::error!(schedule = %schedule.name, error = %e, "could not record the firing");
-    }
+    store.submit("the audit log", move |s| s.append_audit(&entry).map(|_| ()));
+    let id = schedule.id.clone();
+    store.submit("the schedule's firing", move |s| s.schedule_fired(&id, now_ms(), run_id.as_deref()));
 }

@@ -5,17 +5,19 @@
 //! The records are plain data: the store checks uniqueness and that a referenced run exists, nothing else.
 //! Which states a run may move through, and what an audit entry means, is the caller's business.
 
+mod handle;
 mod sqlite;
 
 use std::collections::BTreeMap;
 
+pub use handle::StoreHandle;
 pub use sqlite::SqliteStore;
 
 /// The result of every store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The database failed (I/O, corruption, locked): the message says which operation.
     #[error("store: {0}")]
@@ -59,8 +61,8 @@ pub struct RunRecord {
     pub experiment_id: String,
     /// The experiment's title at the time of the run, for listings.
     pub title: String,
-    /// pending, running, passed, failed, inconclusive, halted, interrupted, dry-run (finished when stored), error
-    pub state: String,
+    /// Where the run is: stored as its name (`running`, `passed`, `dry-run`, ...).
+    pub state: RunState,
     /// The verdict once there is one.
     pub verdict: Option<String>,
     /// Why the verdict is what it is, in order.
@@ -81,6 +83,92 @@ pub struct RunRecord {
     pub journal_json: Option<String>,
     /// The exit code `chaos run` would have ended with, once known.
     pub exit_code: Option<u8>,
+}
+
+/// Where a run is. Stored, listed and filtered by its name ([`RunState::as_str`]); the names are the API's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RunState {
+    /// Planned and checked, not started yet.
+    Planned,
+    /// Accepted, waiting to start.
+    Pending,
+    /// In progress: its faults may be applied.
+    Running,
+    /// Finished: every SLO held.
+    Passed,
+    /// Finished: an SLO did not hold.
+    Failed,
+    /// Finished: the experiment could not be judged as written.
+    Invalid,
+    /// Finished without a verdict either way (a fault lost, a revert failed, an error).
+    Inconclusive,
+    /// Stopped by a halt; everything it applied was reverted.
+    Halted,
+    /// Its controller stopped during the run (marked when the next one starts).
+    Interrupted,
+    /// A dry run: planned, nothing applied, finished when stored.
+    DryRun,
+    /// Failed to run.
+    Error,
+}
+
+impl RunState {
+    /// Every state, in the order above.
+    pub const ALL: [RunState; 11] = [
+        RunState::Planned,
+        RunState::Pending,
+        RunState::Running,
+        RunState::Passed,
+        RunState::Failed,
+        RunState::Invalid,
+        RunState::Inconclusive,
+        RunState::Halted,
+        RunState::Interrupted,
+        RunState::DryRun,
+        RunState::Error,
+    ];
+
+    /// Its name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Planned => "planned",
+            RunState::Pending => "pending",
+            RunState::Running => "running",
+            RunState::Passed => "passed",
+            RunState::Failed => "failed",
+            RunState::Invalid => "invalid",
+            RunState::Inconclusive => "inconclusive",
+            RunState::Halted => "halted",
+            RunState::Interrupted => "interrupted",
+            RunState::DryRun => "dry-run",
+            RunState::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is no [`RunState`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown run state {found:?}: expected one of {}", RunState::ALL.map(RunState::as_str).join(", "))]
+pub struct UnknownRunState {
+    /// The name given.
+    pub found: String,
+}
+
+impl std::str::FromStr for RunState {
+    type Err = UnknownRunState;
+
+    fn from_str(name: &str) -> Result<RunState, UnknownRunState> {
+        RunState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == name)
+            .ok_or_else(|| UnknownRunState { found: name.to_string() })
+    }
 }
 
 /// One line of a run's progress, kept so that a client can follow a run or read it back later.
@@ -197,8 +285,8 @@ pub struct FreezeRecord {
 }
 
 /// Everything the controller persists. Implementations are shared between threads; every method is one
-/// short transaction (callers on async threads may call them directly: each takes well under a millisecond
-/// on a local disk, except the first open).
+/// short transaction, and blocks: async code calls it only through [`StoreHandle`] (a slow disk or a
+/// database locked by another process then stalls no async worker).
 pub trait Store: Send + Sync + 'static {
     /// Stores a new experiment; [`StoreError::Conflict`] when its id is taken.
     fn insert_experiment(&self, e: &ExperimentRecord) -> StoreResult<()>;
@@ -220,7 +308,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// At most `limit` runs, only those in `state` when it is given, newest first (by `started_ms`, then by
     /// order of insertion).
-    fn runs(&self, limit: usize, state: Option<&str>) -> StoreResult<Vec<RunRecord>>;
+    fn runs(&self, limit: usize, state: Option<RunState>) -> StoreResult<Vec<RunRecord>>;
 
     /// Marks every run still `pending` or `running` as `interrupted` (verdict `inconclusive`, exit code 3,
     /// `reason` appended to its reasons, finished at `now_ms`) and returns their ids. Called when a controller starts:

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AgentRecord, AuditRecord, EventRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord,
+    AgentRecord, AuditRecord, EventRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, RunState,
     ScheduleRecord, Store, StoreError, StoreResult,
 };
 
@@ -274,7 +274,7 @@ impl Store for SqliteStore {
             .map_err(|e| failed(format_args!("reading run {id}"), e))
     }
 
-    fn runs(&self, limit: usize, state: Option<&str>) -> StoreResult<Vec<RunRecord>> {
+    fn runs(&self, limit: usize, state: Option<RunState>) -> StoreResult<Vec<RunRecord>> {
         let conn = self.conn();
         let limit = sql_limit(limit);
         match state {
@@ -282,7 +282,7 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "SELECT * FROM runs WHERE state = ?1 ORDER BY started_ms DESC, seq DESC LIMIT ?2",
                 )
-                .and_then(|mut stmt| stmt.query_map(params![state, limit], run_row)?.collect())
+                .and_then(|mut stmt| stmt.query_map(params![state.as_str(), limit], run_row)?.collect())
                 .map_err(|e| failed(format_args!("listing {state} runs"), e)),
             None => conn
                 .prepare_cached("SELECT * FROM runs ORDER BY started_ms DESC, seq DESC LIMIT ?1")
@@ -540,7 +540,7 @@ fn execute_run(stmt: &mut Statement<'_>, r: &RunRecord) -> rusqlite::Result<usiz
         ":id": r.id,
         ":experiment_id": r.experiment_id,
         ":title": r.title,
-        ":state": r.state,
+        ":state": r.state.as_str(),
         ":verdict": r.verdict,
         ":reasons": Json(&r.reasons),
         ":seed": r.seed.cast_signed(),
@@ -582,7 +582,9 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         id: row.get("id")?,
         experiment_id: row.get("experiment_id")?,
         title: row.get("title")?,
-        state: row.get("state")?,
+        state: row.get::<_, String>("state")?.parse().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })?,
         verdict: row.get("verdict")?,
         reasons: row.get::<_, Json<_>>("reasons")?.0,
         seed: row.get::<_, i64>("seed")?.cast_unsigned(),
@@ -787,11 +789,12 @@ mod tests {
     }
 
     fn run(id: &str, started_ms: i64, state: &str) -> RunRecord {
+        let state = state.parse().unwrap();
         RunRecord {
             id: id.into(),
             experiment_id: "e-1".into(),
             title: "checkout survives latency".into(),
-            state: state.into(),
+            state,
             verdict: None,
             reasons: vec!["first reason".into()],
             seed: u64::MAX - 7,
@@ -892,7 +895,7 @@ mod tests {
             assert_eq!(store.run("r-1").unwrap(), Some(r.clone()));
             assert_eq!(store.run("r-2").unwrap(), None);
 
-            r.state = "passed".into();
+            r.state = RunState::Passed;
             r.verdict = Some("passed".into());
             r.reasons.push("all SLOs held".into());
             r.finished_ms = Some(200);
@@ -931,9 +934,12 @@ mod tests {
 
             assert_eq!(ids(&store.runs(10, None).unwrap(), |r| &r.id), ["r-4", "r-2", "r-3", "r-1"]);
             assert_eq!(ids(&store.runs(2, None).unwrap(), |r| &r.id), ["r-4", "r-2"]);
-            assert_eq!(ids(&store.runs(10, Some("passed")).unwrap(), |r| &r.id), ["r-4", "r-3", "r-1"]);
-            assert_eq!(ids(&store.runs(1, Some("passed")).unwrap(), |r| &r.id), ["r-4"]);
-            assert!(store.runs(10, Some("halted")).unwrap().is_empty());
+            assert_eq!(
+                ids(&store.runs(10, Some(RunState::Passed)).unwrap(), |r| &r.id),
+                ["r-4", "r-3", "r-1"]
+            );
+            assert_eq!(ids(&store.runs(1, Some(RunState::Passed)).unwrap(), |r| &r.id), ["r-4"]);
+            assert!(store.runs(10, Some(RunState::Halted)).unwrap().is_empty());
             assert!(store.runs(0, None).unwrap().is_empty());
             assert_eq!(store.runs(usize::MAX, None).unwrap().len(), 4);
         });
@@ -954,7 +960,7 @@ mod tests {
 
             let r1 = store.run("r-1").unwrap().unwrap();
             let expected = RunRecord {
-                state: "interrupted".into(),
+                state: RunState::Interrupted,
                 verdict: Some("inconclusive".into()),
                 reasons: vec!["first reason".into(), "the controller restarted".into()],
                 finished_ms: Some(5_000),
@@ -962,7 +968,7 @@ mod tests {
                 ..run("r-1", 10, "running")
             };
             assert_eq!(r1, expected);
-            assert_eq!(store.run("r-0").unwrap().map(|r| r.state), Some("interrupted".into()));
+            assert_eq!(store.run("r-0").unwrap().map(|r| r.state), Some(RunState::Interrupted));
             for (i, state) in states.iter().enumerate().skip(2) {
                 assert_eq!(store.run(&format!("r-{i}")).unwrap(), Some(run(&format!("r-{i}"), 10, state)));
             }

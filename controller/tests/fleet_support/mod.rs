@@ -68,6 +68,7 @@ pub fn fleet(heartbeat_ms: u64, lease_ms: u64) -> FleetConfig {
         heartbeat: Duration::from_millis(heartbeat_ms),
         lease: Duration::from_millis(lease_ms),
         request_timeout: Duration::from_secs(3),
+        ..FleetConfig::default()
     }
 }
 
@@ -232,10 +233,10 @@ async fn bind(config: ControllerConfig) -> Result<(Controller, Vec<String>), Str
                 interrupted.extend(controller.interrupted.iter().cloned());
                 return Ok((controller, interrupted));
             }
-            Err(e) if e.contains("in use") && Instant::now() < deadline => {
+            Err(e) if e.to_string().contains("in use") && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.to_string()),
         }
     }
 }
