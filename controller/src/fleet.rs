@@ -32,7 +32,7 @@ use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::engine::DEADLINE_MARGIN;
+use crate::deadline::DEADLINE_MARGIN;
 use crate::store::{AgentRecord, NewAudit, Store};
 
 /// Timing of the agent protocol.

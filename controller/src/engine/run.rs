@@ -1,7 +1,6 @@
 //! `execute`: one experiment from plan to verdict, with every exit path reverting what it applied.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,8 +8,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Abort, DEFAULT_BASELINE, DEFAULT_RECOVERY, Logs, MethodContext, Plan, RunConfig, TimelineEvent, host,
-    run_steps, sources,
+    Abort, DEFAULT_BASELINE, DEFAULT_RECOVERY, EngineError, EventKind, FaultDriver, LiveDriver, Logs,
+    MethodContext, Plan, RunConfig, TimelineEvent, Timing, host, lock, run_steps, sources,
 };
 use crate::experiment::SourceKind;
 use crate::experiment::model::{Experiment, Slo};
@@ -63,6 +62,14 @@ pub fn source_key(slo: &Slo) -> String {
     }
 }
 
+/// How [`execute_with`] runs beyond the run's own configuration: the engine's timing and the fault driver.
+#[derive(Clone, Default)]
+pub struct ExecuteOptions {
+    pub timing: Timing,
+    /// Applies the faults; the live driver over the plan when `None`.
+    pub driver: Option<Arc<dyn FaultDriver>>,
+}
+
 /// Runs `exp` (already validated) against a resolved `plan`. `interrupt` is cancelled by SIGINT/SIGTERM.
 pub async fn execute(
     exp: &Experiment,
@@ -70,21 +77,30 @@ pub async fn execute(
     config: &RunConfig,
     interrupt: CancellationToken,
 ) -> Outcome {
+    execute_with(exp, plan, config, interrupt, ExecuteOptions::default()).await
+}
+
+/// [`execute`] with the engine's timing and fault driver given.
+pub async fn execute_with(
+    exp: &Experiment,
+    plan: Plan,
+    config: &RunConfig,
+    interrupt: CancellationToken,
+    options: ExecuteOptions,
+) -> Outcome {
     let run_start = Instant::now();
-    let ctx = Arc::new(MethodContext {
-        plan,
-        seed: config.seed,
-        run_start,
-        active: Mutex::new(Vec::new()),
-        next_id: AtomicU64::new(1),
-        abort: interrupt.child_token(),
-        abort_reason: Mutex::new(None),
-        timeline: Mutex::new(Vec::new()),
-        current: Mutex::new(None),
-        progress: config.progress.clone(),
-        revert_failures: Mutex::new(Vec::new()),
-        lost: Mutex::new(Vec::new()),
+    let ExecuteOptions { timing, driver } = options;
+    let driver = driver.unwrap_or_else(|| {
+        Arc::new(LiveDriver { plan: plan.clone(), seed: config.seed, margin: timing.deadline_margin })
     });
+    let ctx = Arc::new(MethodContext::new(
+        plan,
+        driver.clone(),
+        timing.clone(),
+        run_start,
+        interrupt.child_token(),
+        config.progress.clone(),
+    ));
     let mut outcome = Outcome {
         verdict: Verdict::Passed,
         reasons: Vec::new(),
@@ -102,7 +118,7 @@ pub async fn execute(
     let mut stale = Vec::new();
     let created = ctx.plan.create_proxies(&exp.title, &mut stale).await;
     for note in stale {
-        ctx.note("note", "proxies", note, None);
+        ctx.note(EventKind::Note, "proxies", note, None);
     }
     let created = match created {
         Ok(created) => created,
@@ -113,10 +129,10 @@ pub async fn execute(
         }
     };
     // Preflight: the steady state must hold before anything is injected.
-    ctx.note("phase", "preflight", "steady-state probes".into(), None);
+    ctx.note(EventKind::Phase, "preflight", "steady-state probes".into(), None);
     for probe in &exp.steady_state {
         let result = probes::run_with(probe, ctx.plan.probe_agents()).await;
-        ctx.note("probe", &result.name, result.detail.clone(), Some(result.ok));
+        ctx.note(EventKind::Probe, &result.name, result.detail.clone(), Some(result.ok));
         outcome.probes_before.push(result);
     }
     if let Some(bad) = outcome.probes_before.iter().find(|p| !p.ok) {
@@ -208,7 +224,7 @@ pub async fn execute(
                     continue;
                 };
                 tokio::spawn(host::sample_agents(
-                    remote.fleet.clone(),
+                    remote.hosts.clone(),
                     agents.clone(),
                     metric,
                     run_start,
@@ -239,7 +255,12 @@ pub async fn execute(
 
     // Baseline.
     let baseline = exp.baseline.map_or(DEFAULT_BASELINE, |d| d.0);
-    ctx.note("phase", "baseline", format!("{} s of signal before any fault", baseline.as_secs_f64()), None);
+    ctx.note(
+        EventKind::Phase,
+        "baseline",
+        format!("{} s of signal before any fault", baseline.as_secs_f64()),
+        None,
+    );
     let baseline_start = run_start.elapsed();
     interruptible_sleep(&ctx, baseline).await;
 
@@ -248,7 +269,7 @@ pub async fn execute(
     let mut method_result = if ctx.abort.is_cancelled() {
         Err(Abort::Interrupted)
     } else {
-        ctx.note("phase", "method", format!("{} steps", exp.method.len()), None);
+        ctx.note(EventKind::Phase, "method", format!("{} steps", exp.method.len()), None);
         let guard = tokio::spawn(guardrails(
             ctx.clone(),
             exp.clone(),
@@ -265,7 +286,7 @@ pub async fn execute(
         let result = match tokio::spawn(async move { run_steps(&steps_ctx, &steps).await }).await {
             Ok(result) => result,
             Err(e) => {
-                let abort = Abort::Error(format!("a method step failed unexpectedly: {e}"));
+                let abort = Abort::Error(EngineError::StepPanicked(e.to_string()));
                 ctx.trip(abort.clone());
                 Err(abort)
             }
@@ -281,13 +302,17 @@ pub async fn execute(
     // Recovery window: signals keep flowing; time to recover is measured afterwards.
     if method_result.is_ok() {
         let recovery = exp.recovery.map_or(DEFAULT_RECOVERY, |d| d.0);
-        ctx.note("phase", "recovery", format!("{} s to come back within SLO", recovery.as_secs_f64()), None);
+        ctx.note(
+            EventKind::Phase,
+            "recovery",
+            format!("{} s to come back within SLO", recovery.as_secs_f64()),
+            None,
+        );
         interruptible_sleep(&ctx, recovery).await;
     }
     // An interrupt (or a late guardrail trip) during the recovery window still makes the run inconclusive.
     if method_result.is_ok() && ctx.abort.is_cancelled() {
-        method_result =
-            Err(ctx.abort_reason.lock().ok().and_then(|r| r.clone()).unwrap_or(Abort::Interrupted));
+        method_result = Err(ctx.abort_reason());
     }
     stop_signals.cancel();
     for g in generators {
@@ -299,17 +324,11 @@ pub async fn execute(
     let end = run_start.elapsed();
     // Time to recover counts from the moment the last fault ended: its revert, or its injection for faults
     // with nothing to revert (a kill); without faults, from the end of the method.
-    let fault_end = ctx
-        .timeline
-        .lock()
-        .ok()
-        .and_then(|t| {
-            t.iter()
-                .rev()
-                .find(|e| matches!(e.kind, "fault_reverted" | "fault_injected") && e.ok == Some(true))
-                .map(|e| e.at)
-        })
-        .unwrap_or(method_end)
+    let fault_end = lock(&ctx.timeline)
+        .iter()
+        .rev()
+        .find(|e| matches!(e.kind, EventKind::FaultReverted | EventKind::FaultInjected) && e.ok == Some(true))
+        .map_or(method_end, |e| e.at)
         .min(method_end);
 
     // Judge the SLOs over the method window; time to recover from the end of the last fault.
@@ -338,38 +357,28 @@ pub async fn execute(
 
     // Steady state again, then rollbacks.
     if !matches!(method_result, Err(Abort::Interrupted)) {
-        ctx.note("phase", "steady state", "probes after the method".into(), None);
+        ctx.note(EventKind::Phase, "steady state", "probes after the method".into(), None);
         for probe in &exp.steady_state {
             let result = probes::run_with(probe, ctx.plan.probe_agents()).await;
-            ctx.note("probe", &result.name, result.detail.clone(), Some(result.ok));
+            ctx.note(EventKind::Probe, &result.name, result.detail.clone(), Some(result.ok));
             outcome.probes_after.push(result);
         }
     }
     if !exp.rollbacks.is_empty() {
-        ctx.note("phase", "rollbacks", format!("{} steps", exp.rollbacks.len()), None);
+        ctx.note(EventKind::Phase, "rollbacks", format!("{} steps", exp.rollbacks.len()), None);
         // Rollbacks run even after an abort: give them their own context.
-        let rollback_ctx = MethodContext {
-            plan: ctx.plan.clone(),
-            seed: config.seed,
+        let rollback_ctx = MethodContext::new(
+            ctx.plan.clone(),
+            driver,
+            timing,
             run_start,
-            active: Mutex::new(Vec::new()),
-            next_id: AtomicU64::new(1),
-            abort: config.stop_rollbacks.child_token(),
-            abort_reason: Mutex::new(None),
-            timeline: Mutex::new(Vec::new()),
-            current: Mutex::new(None),
-            progress: config.progress.clone(),
-            revert_failures: Mutex::new(Vec::new()),
-            lost: Mutex::new(Vec::new()),
-        };
+            config.stop_rollbacks.child_token(),
+            config.progress.clone(),
+        );
         let _ = run_steps(&rollback_ctx, &exp.rollbacks).await;
         rollback_ctx.revert_all().await;
-        if let (Ok(mut main), Ok(mut extra)) = (ctx.timeline.lock(), rollback_ctx.timeline.lock()) {
-            main.append(&mut extra);
-        }
-        if let (Ok(mut main), Ok(mut extra)) = (ctx.lost.lock(), rollback_ctx.lost.lock()) {
-            main.append(&mut extra);
-        }
+        lock(&ctx.timeline).append(&mut lock(&rollback_ctx.timeline));
+        lock(&ctx.lost).append(&mut lock(&rollback_ctx.lost));
     }
     delete_proxies(&ctx, created).await;
 
@@ -415,12 +424,12 @@ pub async fn execute(
     }
     // A fault lost mid-run (expired, its agent gone) means the method did not run as planned: neither a pass
     // nor a failure can be pinned on it (DESIGN §7.7). The SLO reasons above stay, after the loss.
-    let lost = ctx.lost.lock().map(|l| l.clone()).unwrap_or_default();
+    let lost = lock(&ctx.lost).clone();
     if !lost.is_empty() {
         outcome.verdict = Verdict::Inconclusive;
         outcome.reasons.splice(0..0, lost);
     }
-    let failures = ctx.revert_failures.lock().map(|f| f.clone()).unwrap_or_default();
+    let failures = lock(&ctx.revert_failures).clone();
     if !failures.is_empty() {
         if outcome.verdict == Verdict::Passed {
             outcome.verdict = Verdict::Inconclusive;
@@ -460,9 +469,7 @@ pub const FIRE_AND_FORGET: &str = "fire and forget: nothing judged";
 
 async fn finish(mut outcome: Outcome, ctx: &MethodContext) -> Outcome {
     ctx.revert_all().await;
-    if let Ok(t) = ctx.timeline.lock() {
-        outcome.timeline = t.clone();
-    }
+    outcome.timeline = lock(&ctx.timeline).clone();
     if outcome.duration.is_zero() {
         outcome.duration = ctx.run_start.elapsed();
     }
@@ -472,7 +479,7 @@ async fn finish(mut outcome: Outcome, ctx: &MethodContext) -> Outcome {
 /// Deletes the proxies the run created (their toxics go with them).
 async fn delete_proxies(ctx: &MethodContext, created: super::run_proxies::CreatedProxies) {
     for (name, e) in created.delete().await {
-        ctx.note("note", &name, e, Some(false));
+        ctx.note(EventKind::Note, &name, e, Some(false));
     }
 }
 
@@ -530,8 +537,8 @@ async fn guardrails(
         .await
         else {
             // A judge that cannot judge must not leave the method unguarded.
-            ctx.note("guardrail", "guardrail", "guardrail evaluation failed".into(), Some(false));
-            ctx.trip(Abort::Error("guardrail evaluation failed".into()));
+            ctx.note(EventKind::Guardrail, "guardrail", "guardrail evaluation failed".into(), Some(false));
+            ctx.trip(Abort::Error(EngineError::GuardrailFailed));
             return;
         };
         state = returned;
@@ -540,7 +547,7 @@ async fn guardrails(
             return;
         }
         if let Some(trip) = trip {
-            ctx.note("guardrail", "guardrail", trip.reason.clone(), Some(false));
+            ctx.note(EventKind::Guardrail, "guardrail", trip.reason.clone(), Some(false));
             ctx.trip(Abort::Guardrail(trip.reason));
             return;
         }
@@ -645,7 +652,7 @@ fn baseline_rate(log: &EventLog, from: Duration, to: Duration) -> Option<f64> {
 
 /// The step running now, with the time it has left.
 fn current_step(ctx: &MethodContext) -> String {
-    match ctx.current.lock().ok().and_then(|c| c.clone()) {
+    match lock(&ctx.current).clone() {
         Some((name, started, Some(d))) => {
             format!("{name} ({:.0}s left)", d.saturating_sub(started.elapsed()).as_secs_f64())
         }
@@ -678,19 +685,9 @@ pub fn journal(
     started: std::time::SystemTime,
 ) -> crate::report::Journal {
     use crate::report::{
-        self, ExperimentInfo, Journal, ProbeOutcome, ProbePhase, RecoveryOutcome, TimelineEntry, TimelineKind,
+        self, ExperimentInfo, Journal, ProbeOutcome, ProbePhase, RecoveryOutcome, TimelineEntry,
     };
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let kind = |k: &str| match k {
-        "phase" => TimelineKind::Phase,
-        "step_started" => TimelineKind::StepStarted,
-        "fault_injected" => TimelineKind::FaultInjected,
-        "fault_reverted" => TimelineKind::FaultReverted,
-        "probe" => TimelineKind::Probe,
-        "guardrail" => TimelineKind::Guardrail,
-        "signal" => TimelineKind::Signal,
-        _ => TimelineKind::Note,
-    };
     let probes = |phase: ProbePhase, list: &[ProbeResult]| -> Vec<ProbeOutcome> {
         list.iter()
             .map(|p| ProbeOutcome {
@@ -732,7 +729,7 @@ pub fn journal(
             .iter()
             .map(|t| TimelineEntry {
                 at_ms: ms(t.at),
-                kind: kind(t.kind),
+                kind: t.kind.journal(),
                 name: t.name.clone(),
                 detail: t.detail.clone(),
                 ok: t.ok,

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::engine::{self, Plan, Remote, RunConfig};
+use crate::engine::{self, Plan, Remote, RunConfig, RunState};
 use crate::experiment::Experiment;
 pub(crate) use crate::fleet::now_ms;
 use crate::fleet::{Fleet, lock};
@@ -165,7 +165,7 @@ impl Runs {
         }
         let id = new_run_id();
         let seed = req.seed.unwrap_or_else(rand::random);
-        let remote = Remote::new(self.fleet.clone(), id.clone(), req.actor.clone());
+        let remote = Remote::new(Arc::new(self.fleet.clone()), id.clone(), req.actor.clone());
         // The file's fault is bad input (the client exits 2), the fleet's a precondition (exit 3).
         let mut plan = Plan::resolve_with(&exp, seed, Some(remote)).await.map_err(|e| {
             let message = format!("cannot resolve targets: {e}");
@@ -181,7 +181,7 @@ impl Runs {
             id: id.clone(),
             experiment_id: rec.id.clone(),
             title: exp.title.clone(),
-            state: "planned".into(),
+            state: RunState::Planned.to_string(),
             verdict: None,
             reasons: Vec::new(),
             seed,
@@ -215,7 +215,7 @@ impl Runs {
             return Ok(record);
         }
         self.lock_agents(&id, &agents)?;
-        record.state = "running".into();
+        record.state = RunState::Running.to_string();
         if let Err(e) = self.store.insert_run(&record) {
             self.unlock_agents(&id);
             return Err(internal(e));
@@ -333,7 +333,8 @@ impl Runs {
         let outcome = engine::execute(&exp, plan, &config, active.halt.clone()).await;
         let journal = engine::journal(&exp, &config, &outcome, wall_start);
         let halted = active.halted.load(Ordering::SeqCst);
-        record.state = if halted { "halted".into() } else { outcome.verdict.as_str().to_string() };
+        let state = if halted { RunState::Halted } else { RunState::Finished(outcome.verdict) };
+        record.state = state.to_string();
         record.verdict = Some(outcome.verdict.as_str().to_string());
         record.reasons = outcome.reasons.clone();
         record.exit_code = Some(outcome.verdict.exit_code());

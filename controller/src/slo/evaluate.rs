@@ -4,13 +4,10 @@
 use std::time::Duration;
 
 use super::format;
-use super::stats::{is_fast, rate_per_second};
+use super::stats::{TOLERANCE, is_fast, rate_per_second};
 use super::{Observations, Phase, SloResult};
 use crate::experiment::model::{Signal, Slo};
 use crate::signals::Event;
-
-/// Float slack for comparing ratios with objectives (`0.99 × 3000` is not exactly `2970` in binary).
-pub(crate) const TOLERANCE: f64 = 1e-9;
 
 /// A fraction read from a percentage without binary noise: `99.9% / 100` is `0.9990000000000001`; this makes
 /// it `0.999` (slo-math §7.4: compute budgets in decimal).

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::{TOLERANCE, decimal, latency_target};
+use super::evaluate::{decimal, latency_target};
 use super::format;
+use super::stats::TOLERANCE;
 use super::stats::{is_fast, rate_per_second};
 use crate::experiment::model::{Guardrails, Signal, Slo};
 use crate::signals::{Event, Watch};
