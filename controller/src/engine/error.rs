@@ -91,6 +91,11 @@ pub enum EngineError {
     /// Asking the agents what a step would do failed (`{step}: {reason}`).
     #[error("{step}: {reason}")]
     Plan { step: String, reason: String },
+    /// The local agent's policy file could not be read (its message names the file).
+    #[error("{0}")]
+    Policy(String),
+    #[error("starting the host agent: {0}")]
+    StartHost(String),
     /// Creating the proxies the experiment declares failed.
     #[error("{0}")]
     Proxies(String),

@@ -92,9 +92,9 @@ impl Default for HostOptions {
 
 impl HostOptions {
     /// The policy file's policy, or the built-in one.
-    pub fn load_policy(&self) -> Result<AgentPolicy, String> {
+    pub fn load_policy(&self) -> Result<AgentPolicy, chaos_agent::AgentError> {
         match &self.policy {
-            Some(path) => AgentPolicy::load(path).map_err(|e| e.to_string()),
+            Some(path) => AgentPolicy::load(path),
             None => Ok(AgentPolicy::default()),
         }
     }
@@ -223,6 +223,31 @@ impl Plan {
         agents
     }
 
+    /// Every proxy the run creates or a step (method or rollbacks) would fault, as `(API URL, proxy name)`,
+    /// sorted: what a controller locks, as it locks agents, so two runs never fault the same proxy at once.
+    pub fn held_proxies(&self, exp: &Experiment) -> Vec<(String, String)> {
+        let mut steps = Vec::new();
+        collect_steps(&exp.method, "", &mut steps);
+        collect_steps(&exp.rollbacks, ROLLBACK, &mut steps);
+        let mut proxies: Vec<(String, String)> = steps
+            .into_iter()
+            .filter_map(|(_, step)| match step.kind() {
+                Ok(StepKind::Fault(fault)) => match self.targets.get(fault.target) {
+                    Some(ResolvedTarget::Proxy { api, name, .. }) => Some((api.clone(), name.clone())),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        proxies.extend(self.targets.values().filter_map(|target| match target {
+            ResolvedTarget::Proxy { api, name, create: Some(_), .. } => Some((api.clone(), name.clone())),
+            _ => None,
+        }));
+        proxies.sort();
+        proxies.dedup();
+        proxies
+    }
+
     /// Asks every agent a remote step would touch what it would do (its policy and capabilities are checked
     /// there; nothing changes) and keeps the answers for [`Plan::describe`]. The first refusal is the error:
     /// a run must not start when one of its faults would be refused half-way.
@@ -324,7 +349,7 @@ impl Plan {
         let host = self.host.clone();
         let policy = match &host {
             Some(agent) => agent.policy().clone(),
-            None => options.load_policy().map_err(CheckError::File)?,
+            None => options.load_policy().map_err(|e| CheckError::File(e.to_string()))?,
         };
         let lines = tokio::task::spawn_blocking(move || {
             // The probe makes a throwaway namespace: only when a network fault needs it.
@@ -384,13 +409,13 @@ impl Plan {
 
     /// Starts the local agent: opens its undo journal under `options.state_dir` and reverts what a previous
     /// process left there. Returns the left-overs it reverted, for the run to report.
-    pub async fn start_host(&mut self, options: &HostOptions, seed: u64) -> Result<Vec<String>, String> {
-        let policy = options.load_policy()?;
+    pub async fn start_host(&mut self, options: &HostOptions, seed: u64) -> Result<Vec<String>, EngineError> {
+        let policy = options.load_policy().map_err(|e| EngineError::Policy(e.to_string()))?;
         let dir = options.state_dir.clone();
         let (agent, replay) = tokio::task::spawn_blocking(move || HostAgent::start(&dir, policy, seed))
             .await
-            .map_err(|e| format!("starting the host agent: {e}"))?
-            .map_err(|e| format!("starting the host agent: {e}"))?;
+            .map_err(|e| EngineError::StartHost(e.to_string()))?
+            .map_err(|e| EngineError::StartHost(e.to_string()))?;
         let mut notes: Vec<String> = replay
             .reverted
             .iter()
