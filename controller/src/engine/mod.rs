@@ -4,10 +4,13 @@
 //! SIGINT/SIGTERM (the `interrupt` token) and a guardrail trip take the same path: revert everything, then
 //! report.
 
+mod collect;
 mod driver;
 mod error;
 mod faults;
 mod host;
+mod journal;
+mod judge;
 mod plan;
 mod prometheus;
 mod remote;
@@ -15,11 +18,12 @@ mod run;
 pub mod run_proxies;
 mod sources;
 mod timeline;
+mod watch;
 
-pub use run::{
-    ExecuteOptions, FIRE_AND_FORGET, Guard, NOTHING_JUDGED, Outcome, Verdict, execute, execute_with, guards,
-    journal, source_key, watch_tick,
-};
+pub use journal::journal;
+pub use judge::{FIRE_AND_FORGET, NOTHING_JUDGED, Observed, judge};
+pub use run::{ExecuteOptions, Outcome, Verdict, execute, execute_with, source_key};
+pub use watch::{Guard, guards, watch_tick};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};

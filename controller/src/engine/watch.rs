@@ -1,0 +1,195 @@
+//! The engine's watch over a running method: every second the guardrails of each errors or latency SLO are
+//! checked on what their source knows now ([`watch_tick`]), the progress line is rendered, and the first trip
+//! aborts the method.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Abort, EngineError, EventKind, Logs, MethodContext, lock, source_key};
+use crate::experiment::model::Experiment;
+use crate::signals::{Event, EventLog};
+
+/// Every second: evaluates the guardrails (and reports progress); a trip aborts the method.
+///
+/// Each errors or latency SLO is guarded on its own source with its own objective and threshold
+/// ([`guards`]); the first to trip aborts the run.
+pub(super) async fn guardrails(
+    ctx: Arc<MethodContext>,
+    exp: Experiment,
+    logs: Logs,
+    baseline: (Duration, Duration),
+    method_start: Duration,
+    progress: Option<super::Progress>,
+) {
+    let mut state = Some(guards(&exp, method_start));
+    let exp = Arc::new(exp);
+    let logs = Arc::new(logs);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let mut baseline_known = false;
+    loop {
+        tick.tick().await;
+        let now = ctx.run_start.elapsed();
+        if !baseline_known && let Some(guards) = state.as_mut() {
+            // Counted at the first tick rather than at the method's start: by now every request due in the
+            // baseline has been registered, answered or not.
+            baseline_known = true;
+            for guard in guards.iter_mut() {
+                let rate = logs.get(&guard.source).and_then(|l| baseline_rate(l, baseline.0, baseline.1));
+                guard.state.set_baseline_rate(rate);
+            }
+        }
+        let step = current_step(&ctx);
+        // Judging 100 SLOs over a minute of 10k events/s is CPU work: keep it off the runtime's workers, so the
+        // load generator's timing (which the SLOs judge) is not disturbed by the judging.
+        let (exp, logs, mut taken) = (exp.clone(), logs.clone(), state.take());
+        let Ok((returned, trip, line)) = tokio::task::spawn_blocking(move || {
+            let (trip, line) = match taken.as_mut() {
+                Some(guards) => watch_tick(&exp, &logs, guards, &step, method_start, now),
+                None => (None, String::new()),
+            };
+            (taken, trip, line)
+        })
+        .await
+        else {
+            // A judge that cannot judge must not leave the method unguarded.
+            ctx.note(EventKind::Guardrail, "guardrail", "guardrail evaluation failed".into(), Some(false));
+            ctx.trip(Abort::Error(EngineError::GuardrailFailed));
+            return;
+        };
+        state = returned;
+        if ctx.abort.is_cancelled() {
+            // Interrupted meanwhile: the interrupt, not a late trip, is the reason.
+            return;
+        }
+        if let Some(trip) = trip {
+            ctx.note(EventKind::Guardrail, "guardrail", trip.reason.clone(), Some(false));
+            ctx.trip(Abort::Guardrail(trip.reason));
+            return;
+        }
+        if let Some(progress) = &progress {
+            progress(line);
+        }
+    }
+}
+
+/// The guardrails of a run: one per errors or latency SLO, on its own source (see [`Guard`]).
+pub fn guards(exp: &Experiment, method_start: Duration) -> Vec<Guard> {
+    let limits = exp.guardrails.clone().unwrap_or_default();
+    exp.slos
+        .iter()
+        .filter_map(|slo| {
+            let mut basis = crate::slo::GuardrailBasis::for_slo(slo)?;
+            let source = source_key(slo);
+            basis.start = method_start;
+            basis.planned = Some(planned_length(&exp.method));
+            // The source's request timeout, when it is a load (counted sources have no requests waiting).
+            basis.request_timeout = exp
+                .load
+                .iter()
+                .find(|l| source == format!("load:{}", l.name))
+                .map(|l| l.timeout.map_or(crate::http::DEFAULT_TIMEOUT, |t| t.0));
+            Some(Guard { source, state: crate::slo::GuardrailState::new(&limits, basis) })
+        })
+        .collect()
+}
+
+/// The guardrails of one errors or latency SLO, and the key of the source they watch.
+#[derive(Clone, Debug)]
+pub struct Guard {
+    pub source: String,
+    pub state: crate::slo::GuardrailState,
+}
+
+/// One second of the engine's watch over a running method: each source's events since the method started are
+/// copied once (the lock is held only for the copy, however many SLOs read them), each SLO's guardrails are
+/// checked on what its source knows now (`EventLog::watch`: answers as they came, requests still waiting; one
+/// copy per source), the first trip in SLO order is returned, and the progress line is rendered, e.g.
+/// `[  12.0s] slow payments (18s left) | availability 99.80% (objective 99.5%) ok | fast 97.10% (objective 99%) MISS`.
+pub fn watch_tick(
+    exp: &Experiment,
+    logs: &Logs,
+    guards: &mut [Guard],
+    step: &str,
+    method_start: Duration,
+    now: Duration,
+) -> (Option<crate::slo::Trip>, String) {
+    let window_events: BTreeMap<&str, Vec<Event>> =
+        logs.iter().map(|(key, log)| (key.as_str(), log.between(method_start, now))).collect();
+    // The guardrails see what is known now (answers as they come, requests still waiting), not what was sent.
+    // One watch per source, and one classification of its events per (source, threshold, wait limit): a
+    // hundred SLOs on one source must not copy and classify its events a hundred times a second.
+    let mut watches: BTreeMap<&str, crate::signals::Watch> = BTreeMap::new();
+    type SeenKey<'a> = (&'a str, (Option<Duration>, Option<Duration>));
+    let mut seen: BTreeMap<SeenKey<'_>, Vec<crate::slo::Seen>> = BTreeMap::new();
+    let mut trip = None;
+    for guard in guards.iter_mut() {
+        let Some(log) = logs.get(&guard.source) else { continue };
+        let watch = watches.entry(guard.source.as_str()).or_insert_with(|| log.watch(method_start));
+        let events = seen
+            .entry((guard.source.as_str(), guard.state.seen_key()))
+            .or_insert_with(|| guard.state.seen(now, watch));
+        trip = guard.state.check_seen(now, watch, events);
+        if trip.is_some() {
+            break;
+        }
+    }
+    let window = crate::slo::Phase::new("method", method_start, now);
+    let slos: Vec<String> = exp
+        .slos
+        .iter()
+        .filter(|s| crate::slo::is_event_ratio(s.signal))
+        .map(|slo| {
+            let events = window_events.get(source_key(slo).as_str()).map_or(&[][..], Vec::as_slice);
+            let r = crate::slo::evaluate_events(slo, events, &window);
+            let mark = match r.passed {
+                Some(true) => "ok",
+                Some(false) => "MISS",
+                None => "…",
+            };
+            format!("{} {:.2}% (objective {}%) {mark}", slo.name, r.observed * 100.0, r.objective * 100.0)
+        })
+        .collect();
+    (trip, format!("[{:>6.1}s] {step} | {}", now.as_secs_f64(), slos.join(" | ")))
+}
+
+/// The baseline's rate in events per second: requests sent in `[from, to)` for a log of requests (answered
+/// or not: a slow target's answers must not lower it), good events for a log of counted events.
+fn baseline_rate(log: &EventLog, from: Duration, to: Duration) -> Option<f64> {
+    let len = to.saturating_sub(from).as_secs_f64();
+    if len <= 0.0 {
+        return None;
+    }
+    let count = log
+        .sent_between(from, to)
+        .unwrap_or_else(|| log.between(from, to).iter().filter(|e| e.ok).count() as u64);
+    Some(count as f64 / len)
+}
+
+/// The step running now, with the time it has left.
+fn current_step(ctx: &MethodContext) -> String {
+    match lock(&ctx.current).clone() {
+        Some((name, started, Some(d))) => {
+            format!("{name} ({:.0}s left)", d.saturating_sub(started.elapsed()).as_secs_f64())
+        }
+        Some((name, _, None)) => name,
+        None => "starting".into(),
+    }
+}
+
+/// The method's planned length: waits and fault durations, parallel groups by their longest branch.
+fn planned_length(steps: &[crate::experiment::model::Step]) -> Duration {
+    steps
+        .iter()
+        .map(|s| {
+            if let Some(w) = s.wait {
+                w.0
+            } else if let Some(group) = &s.parallel {
+                group.iter().map(|g| planned_length(std::slice::from_ref(g))).max().unwrap_or_default()
+            } else {
+                s.duration.map(|d| d.0).unwrap_or_default()
+            }
+        })
+        .sum()
+}
