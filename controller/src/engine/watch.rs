@@ -118,11 +118,12 @@ pub fn watch_tick(
     let window_events: BTreeMap<&str, Vec<Event>> =
         logs.iter().map(|(key, log)| (key.as_str(), log.between(method_start, now))).collect();
     // The guardrails see what is known now (answers as they come, requests still waiting), not what was sent.
-    // One watch per source, and one classification of its events per (source, threshold, wait limit): a
-    // hundred SLOs on one source must not copy and classify its events a hundred times a second.
+    // One watch per source, and one classification and index of its events per (source, threshold, wait limit,
+    // start), each guard then checking in O(log n): a hundred SLOs on one source must not copy, classify or scan
+    // its events a hundred times a second.
     let mut watches: BTreeMap<&str, crate::signals::Watch> = BTreeMap::new();
-    type SeenKey<'a> = (&'a str, (Option<Duration>, Option<Duration>));
-    let mut seen: BTreeMap<SeenKey<'_>, Vec<crate::slo::Seen>> = BTreeMap::new();
+    type SeenKey<'a> = (&'a str, (Option<Duration>, Option<Duration>, Duration));
+    let mut seen: BTreeMap<SeenKey<'_>, crate::slo::SeenIndex> = BTreeMap::new();
     let mut trip = None;
     for guard in guards.iter_mut() {
         let Some(log) = logs.get(&guard.source) else { continue };
