@@ -137,13 +137,19 @@ pub fn watch_tick(
         }
     }
     let window = crate::slo::Phase::new("method", method_start, now);
+    // Each source's window counted once; each SLO is then judged from the counts (a threshold is a binary
+    // search), not by a scan of its own.
+    let counts: BTreeMap<&str, WindowCounts> =
+        window_events.iter().map(|(key, events)| (*key, WindowCounts::new(events, &window))).collect();
     let slos: Vec<String> = exp
         .slos
         .iter()
         .filter(|s| crate::slo::is_event_ratio(s.signal))
         .map(|slo| {
-            let events = window_events.get(source_key(slo).as_str()).map_or(&[][..], Vec::as_slice);
-            let r = crate::slo::evaluate_events(slo, events, &window);
+            let counts = counts.get(source_key(slo).as_str());
+            let r = crate::slo::evaluate_counted(slo, &window, |threshold| {
+                counts.map_or((0, 0), |c| c.good_total(threshold))
+            });
             let mark = match r.passed {
                 Some(true) => "ok",
                 Some(false) => "MISS",
@@ -153,6 +159,41 @@ pub fn watch_tick(
         })
         .collect();
     (trip, format!("[{:>6.1}s] {step} | {}", now.as_secs_f64(), slos.join(" | ")))
+}
+
+/// One source's events in a window, counted for every errors and latency SLO on it at once.
+struct WindowCounts {
+    total: u64,
+    succeeded: u64,
+    /// The succeeded events' latencies in whole microseconds, ascending.
+    latencies_us: Vec<u64>,
+}
+
+impl WindowCounts {
+    fn new(events: &[Event], window: &crate::slo::Phase) -> WindowCounts {
+        let mut counts = WindowCounts { total: 0, succeeded: 0, latencies_us: Vec::new() };
+        for e in events.iter().filter(|e| window.contains(e.at)) {
+            counts.total += 1;
+            if e.ok {
+                counts.succeeded += 1;
+                counts.latencies_us.push(crate::slo::stats::micros(e.latency));
+            }
+        }
+        counts.latencies_us.sort_unstable();
+        counts
+    }
+
+    /// `(good, total)`: good is succeeded, or succeeded within `threshold` (as `slo::stats::is_fast` says).
+    fn good_total(&self, threshold: Option<Duration>) -> (u64, u64) {
+        let good = match threshold {
+            None => self.succeeded,
+            Some(t) => {
+                let t = crate::slo::stats::micros(t);
+                self.latencies_us.partition_point(|l| *l <= t) as u64
+            }
+        };
+        (good, self.total)
+    }
 }
 
 /// The baseline's rate in events per second: requests sent in `[from, to)` for a log of requests (answered
@@ -193,4 +234,40 @@ fn planned_length(steps: &[crate::experiment::model::Step]) -> Duration {
             }
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng as _, SeedableRng as _};
+
+    use super::*;
+
+    /// Judging from the shared counts says exactly what judging each SLO on the events does (seeded events,
+    /// latencies on and around the thresholds, failures, events outside the window).
+    #[test]
+    fn judging_from_counts_matches_judging_the_events() {
+        let yaml = "apiVersion: chaos/v1\ntitle: counts\nload:\n  - { name: l, http: { url: \"http://127.0.0.1:9/\" \
+                    }, rate: 10/s }\nslos:\n  - { name: avail, signal: errors, objective: 99%, source: { load: l } \
+                    }\n  - { name: lax, signal: errors, objective: 50%, source: { load: l } }\n  - { name: fast, \
+                    signal: latency, percentile: \"p90 < 20ms\", source: { load: l } }\n  - { name: slow, signal: \
+                    latency, percentile: \"p50 < 45ms\", source: { load: l } }\nmethod:\n  - { wait: 1s }\n";
+        let exp = crate::experiment::parse("counts.yaml", yaml, &[]).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+        for n in [0, 3, 50, 2_000] {
+            let events: Vec<Event> = (0..n)
+                .map(|_| Event {
+                    at: Duration::from_millis(rng.random_range(0..12_000)),
+                    latency: Duration::from_micros(rng.random_range(0..60_000)),
+                    ok: rng.random_bool(0.97),
+                })
+                .collect();
+            let window = crate::slo::Phase::new("method", Duration::from_secs(2), Duration::from_secs(10));
+            let counts = WindowCounts::new(&events, &window);
+            for slo in &exp.slos {
+                let scanned = crate::slo::evaluate_events(slo, &events, &window);
+                let counted = crate::slo::evaluate_counted(slo, &window, |t| counts.good_total(t));
+                assert_eq!(counted, scanned, "{} over {n} events", slo.name);
+            }
+        }
+    }
 }

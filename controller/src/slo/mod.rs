@@ -34,7 +34,9 @@ use serde::{Deserialize, Serialize};
 use crate::experiment::model::Signal;
 use crate::signals::Event;
 
-pub use evaluate::{evaluate, evaluate_events, is_event_ratio, latency_target, min_events, time_to_recover};
+pub use evaluate::{
+    evaluate, evaluate_counted, evaluate_events, is_event_ratio, latency_target, min_events, time_to_recover,
+};
 pub use guardrails::{GuardrailBasis, GuardrailState, SeenIndex, TRAFFIC_WINDOW, Trip, TripKind};
 
 /// A named stretch of the run that an SLO is judged over (a fault step, the whole method, recovery).
