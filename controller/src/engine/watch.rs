@@ -118,19 +118,23 @@ pub fn watch_tick(
     let window_events: BTreeMap<&str, Vec<Event>> =
         logs.iter().map(|(key, log)| (key.as_str(), log.between(method_start, now))).collect();
     // The guardrails see what is known now (answers as they come, requests still waiting), not what was sent.
-    // One watch per source, and one classification and index of its events per (source, threshold, wait limit,
-    // start), each guard then checking in O(log n): a hundred SLOs on one source must not copy, classify or scan
-    // its events a hundred times a second.
-    let mut watches: BTreeMap<&str, crate::signals::Watch> = BTreeMap::new();
+    // One watch per source, its events sorted by when they became known once; one classification and index of
+    // them per (source, threshold, wait limit, start), each guard then checking in O(log n): a hundred SLOs on
+    // one source must not copy, sort or scan its events a hundred times a second.
+    let mut watches: BTreeMap<&str, (crate::signals::Watch, crate::slo::KnownOrder)> = BTreeMap::new();
     type SeenKey<'a> = (&'a str, (Option<Duration>, Option<Duration>, Duration));
     let mut seen: BTreeMap<SeenKey<'_>, crate::slo::SeenIndex> = BTreeMap::new();
     let mut trip = None;
     for guard in guards.iter_mut() {
         let Some(log) = logs.get(&guard.source) else { continue };
-        let watch = watches.entry(guard.source.as_str()).or_insert_with(|| log.watch(method_start));
+        let (watch, order) = watches.entry(guard.source.as_str()).or_insert_with(|| {
+            let watch = log.watch(method_start);
+            let order = crate::slo::KnownOrder::new(&watch);
+            (watch, order)
+        });
         let events = seen
             .entry((guard.source.as_str(), guard.state.seen_key()))
-            .or_insert_with(|| guard.state.seen(now, watch));
+            .or_insert_with(|| guard.state.seen_in(now, watch, order));
         trip = guard.state.check_seen(now, watch, events);
         if trip.is_some() {
             break;

@@ -143,6 +143,33 @@ struct Seen {
     answered: bool,
 }
 
+/// A watch's events in the order they became known: sorted once per source and tick, shared by every
+/// [`GuardrailState::seen_in`] over that watch.
+#[derive(Clone, Debug, Default)]
+pub struct KnownOrder {
+    order: Vec<usize>,
+}
+
+impl KnownOrder {
+    pub fn new(watch: &Watch) -> KnownOrder {
+        let mut order: Vec<usize> = (0..watch.events.len()).collect();
+        // Stable, so events known at the same time keep the log's order.
+        order.sort_by_key(|&i| watch.events[i].known_at(watch.requests));
+        KnownOrder { order }
+    }
+}
+
+/// Two sequences each in known order, merged into one.
+fn merge_by_known(a: impl Iterator<Item = Seen>, b: Vec<Seen>) -> impl Iterator<Item = Seen> {
+    let mut a = a.peekable();
+    let mut b = b.into_iter().peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if y.known < x.known => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
+}
+
 /// What the guards over one source see at one check, sorted by the time each event became known, with prefix
 /// counts: every windowed count a guard needs (budget, tripwire, traffic floor) is two binary searches and two
 /// subtractions, so a check costs O(log n) however many events the source has. Built once per tick for every
@@ -162,25 +189,30 @@ pub struct SeenIndex {
 }
 
 impl SeenIndex {
+    #[cfg(test)]
     fn new(start: Duration, mut seen: Vec<Seen>) -> SeenIndex {
         seen.sort_by_key(|s| s.known);
-        let n = seen.len();
+        SeenIndex::from_sorted(start, seen.into_iter())
+    }
+
+    /// Indexes `seen`, which comes in the order its events became known.
+    fn from_sorted(start: Duration, seen: impl Iterator<Item = Seen>) -> SeenIndex {
         let mut index = SeenIndex {
-            known: Vec::with_capacity(n),
-            method: Vec::with_capacity(n + 1),
-            method_bad: Vec::with_capacity(n + 1),
-            served: Vec::with_capacity(n + 1),
-            last_answered: seen.iter().filter(|s| s.answered).map(|s| s.known).max(),
+            known: Vec::new(),
+            method: vec![0],
+            method_bad: vec![0],
+            served: vec![0],
+            last_answered: None,
         };
         let (mut method, mut bad, mut served) = (0, 0, 0);
-        index.method.push(0);
-        index.method_bad.push(0);
-        index.served.push(0);
-        for s in &seen {
+        for s in seen {
             let in_method = s.sent >= start;
             method += u64::from(in_method);
             bad += u64::from(in_method && s.bad);
             served += u64::from(s.answered && !s.bad);
+            if s.answered {
+                index.last_answered = Some(s.known);
+            }
             index.known.push(s.known);
             index.method.push(method);
             index.method_bad.push(bad);
@@ -259,28 +291,29 @@ impl GuardrailState {
     /// Everything known before `now`: answered and counted events, and the requests that waited too long,
     /// indexed for the checks.
     pub fn seen(&self, now: Duration, watch: &Watch) -> SeenIndex {
-        let mut seen: Vec<Seen> = watch
-            .events
-            .iter()
-            .map(|e| Seen {
-                sent: e.at,
-                known: e.known_at(watch.requests),
-                bad: self.is_bad(e),
-                answered: true,
-            })
-            .filter(|s| s.known < now)
-            .collect();
-        if let Some(limit) = self.basis.unanswered_limit() {
-            seen.extend(
-                watch.unanswered.iter().filter(|sent| now.saturating_sub(**sent) > limit).map(|&sent| Seen {
-                    sent,
-                    known: sent + limit,
-                    bad: true,
-                    answered: false,
-                }),
-            );
-        }
-        SeenIndex::new(self.basis.start, seen)
+        self.seen_in(now, watch, &KnownOrder::new(watch))
+    }
+
+    /// [`GuardrailState::seen`] with the watch's events already put in the order they became known (shared by
+    /// every key over one watch: only what counts as bad differs between keys).
+    pub fn seen_in(&self, now: Duration, watch: &Watch, order: &KnownOrder) -> SeenIndex {
+        let answered = order.order.iter().map(|&i| &watch.events[i]).map(|e| Seen {
+            sent: e.at,
+            known: e.known_at(watch.requests),
+            bad: self.is_bad(e),
+            answered: true,
+        });
+        let mut waited: Vec<Seen> = match self.basis.unanswered_limit() {
+            Some(limit) => watch
+                .unanswered
+                .iter()
+                .filter(|sent| now.saturating_sub(**sent) > limit)
+                .map(|&sent| Seen { sent, known: sent + limit, bad: true, answered: false })
+                .collect(),
+            None => Vec::new(),
+        };
+        waited.sort_by_key(|s| s.known);
+        SeenIndex::from_sorted(self.basis.start, merge_by_known(answered, waited).filter(|s| s.known < now))
     }
 
     fn is_bad(&self, e: &Event) -> bool {
@@ -469,6 +502,56 @@ mod tests {
                 );
                 assert_eq!(index.served[hi] - index.served[lo], served);
             }
+        }
+    }
+
+    /// Building the index from a watch through the shared known order (answers merged with requests that
+    /// waited too long) gives the index of the same events sorted directly.
+    #[test]
+    fn the_shared_order_indexes_what_sorting_indexes() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+        let ms = Duration::from_millis;
+        for _ in 0..50 {
+            let events: Vec<Event> = (0..rng.random_range(0..200))
+                .map(|_| Event {
+                    at: ms(rng.random_range(0..1_000)),
+                    latency: ms(rng.random_range(0..300)),
+                    ok: rng.random_bool(0.8),
+                })
+                .collect();
+            let unanswered: Vec<Duration> =
+                (0..rng.random_range(0..20)).map(|_| ms(rng.random_range(0..1_000))).collect();
+            let watch = Watch { events, unanswered, requests: true };
+            let basis = GuardrailBasis {
+                start: ms(rng.random_range(0..300)),
+                latency_threshold: Some(ms(rng.random_range(50..250))),
+                request_timeout: Some(ms(200)),
+                ..GuardrailBasis::default()
+            };
+            let state = GuardrailState::new(&Guardrails::default(), basis);
+            let now = ms(rng.random_range(0..1_400));
+            let shared = state.seen_in(now, &watch, &KnownOrder::new(&watch));
+            let limit = state.basis.unanswered_limit().unwrap();
+            let mut seen: Vec<Seen> = watch
+                .events
+                .iter()
+                .map(|e| Seen { sent: e.at, known: e.known_at(true), bad: state.is_bad(e), answered: true })
+                .filter(|s| s.known < now)
+                .collect();
+            seen.extend(
+                watch.unanswered.iter().filter(|s| now.saturating_sub(**s) > limit).map(|&sent| Seen {
+                    sent,
+                    known: sent + limit,
+                    bad: true,
+                    answered: false,
+                }),
+            );
+            let direct = SeenIndex::new(state.basis.start, seen);
+            assert_eq!(shared.known, direct.known);
+            assert_eq!(shared.method, direct.method);
+            assert_eq!(shared.method_bad, direct.method_bad);
+            assert_eq!(shared.served, direct.served);
+            assert_eq!(shared.last_answered, direct.last_answered);
         }
     }
 }

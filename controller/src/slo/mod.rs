@@ -37,7 +37,7 @@ use crate::signals::Event;
 pub use evaluate::{
     evaluate, evaluate_counted, evaluate_events, is_event_ratio, latency_target, min_events, time_to_recover,
 };
-pub use guardrails::{GuardrailBasis, GuardrailState, SeenIndex, TRAFFIC_WINDOW, Trip, TripKind};
+pub use guardrails::{GuardrailBasis, GuardrailState, KnownOrder, SeenIndex, TRAFFIC_WINDOW, Trip, TripKind};
 
 /// A named stretch of the run that an SLO is judged over (a fault step, the whole method, recovery).
 #[derive(Clone, Debug, PartialEq, Eq)]
