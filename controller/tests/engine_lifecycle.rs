@@ -365,3 +365,17 @@ async fn a_lock_poisoned_by_a_panic_loses_no_fault_to_revert() {
     assert_eq!(run.ledger.count(&Seen::Reverted("a".into())), 1, "{:#?}", run.ledger.all());
     assert_eq!(run.ledger.count(&Seen::Reverted("poison".into())), 1, "{:#?}", run.ledger.all());
 }
+
+/// A rollback fault whose revert keeps failing is reported like a method fault's: the run cannot pass.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_fault_that_cannot_be_reverted_makes_the_run_inconclusive() {
+    let exp = experiment(&fault("a", "1s"), &fault("stuck undo", "1s"));
+    let run = run(&exp, Script::default()).await;
+    assert_eq!(run.outcome.verdict, Verdict::Inconclusive, "{}", reasons(&run.outcome));
+    assert!(
+        reasons(&run.outcome).contains("infrastructure: stuck undo could not be reverted"),
+        "{}",
+        reasons(&run.outcome)
+    );
+    run.ledger.assert_each_reverted_once();
+}

@@ -352,6 +352,8 @@ async fn rollbacks(
     rollback_ctx.revert_all().await;
     lock(&ctx.timeline).append(&mut lock(&rollback_ctx.timeline));
     lock(&ctx.lost).append(&mut lock(&rollback_ctx.lost));
+    // A rollback fault that could not be reverted is reported like a method fault's.
+    lock(&ctx.revert_failures).append(&mut lock(&rollback_ctx.revert_failures));
 }
 
 async fn finish(mut outcome: Outcome, ctx: &MethodContext) -> Outcome {
