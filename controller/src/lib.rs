@@ -9,13 +9,17 @@
 //!   floor, no data).
 //! - [`report`]: journal JSON, JUnit XML, Markdown summary.
 //! - [`engine`]: the run lifecycle: plan, preflight, baseline, method, recovery, steady state, rollbacks, verdict.
-//! - [`fleet`]: the agents connected to a controller, their leased faults, halt-all.
+//! - [`fleet`]: the agents connected to a controller, their leased faults, halt-all; `fleet_hosts` makes it the
+//!   engine's `RemoteHosts`.
+//! - [`deadline`]: the margin a fault's own deadline allows, shared by the engine and the fleet.
 //! - [`server`]: `chaos controller`: the gRPC services, runs through the engine, tokens, the scheduler.
 //! - [`store`]: the `Store` trait and its SQLite implementation; [`schedule`]: cron timing with windows.
 
+pub mod deadline;
 pub mod engine;
 pub mod experiment;
 pub mod fleet;
+mod fleet_hosts;
 pub mod http;
 pub mod load;
 pub mod probes;

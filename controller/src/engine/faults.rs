@@ -1,17 +1,30 @@
-//! Applying and reverting the faults of method steps. Every fault carries its own deadline where it is
-//! applied: proxy toxics get a TTL on the proxy (the proxy removes them even if this runner dies), host faults
-//! (pause, stress, network) a lease in the agent library plus an undo record that the next start replays. Reverts are idempotent and run in reverse order on every exit path.
+//! The faults in force and how each is undone: [`Active`], the live kinds (toxics, a proxy taken down, host
+//! faults through the local agent, faults on other hosts), each an [`ActiveFault`]. Every fault carries its
+//! own deadline where it is applied: proxy toxics get a TTL on the proxy (the proxy removes them even if this
+//! runner dies), host faults (pause, stress, network) a lease in the agent library plus an undo record that the
+//! next start replays. Reverts are idempotent and run in reverse order on every exit path.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chaos_proxy_api::client::{Client, NewToxic, ProxyUpdate, Stream};
 use serde_json::{Map, Value};
 
-pub use crate::fleet::Reverted;
+use super::error::FaultError;
+use super::remote::{BoxFuture, RemoteHosts, Reverted};
 
-/// Extra time a fault's deadline allows beyond its planned duration, so the runner's own revert comes first
-/// and the deadline is only the safety net.
-pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
+/// A fault in force, as the engine sees it: what it is, whether it is known gone, how to undo it.
+pub trait ActiveFault: Send + Sync {
+    /// What the fault is, for the journal.
+    fn describe(&self) -> String;
+
+    /// Why the fault is known to be gone already, if it is (checked while its step runs, so the progress says
+    /// so when it happens).
+    fn lost_now(&self) -> Option<String>;
+
+    /// Undoes the fault, or says it was already gone before its planned end ([`Reverted::Lost`]). Idempotent.
+    fn revert(&self) -> BoxFuture<'_, Result<Reverted, FaultError>>;
+}
 
 /// A fault in force, with what it takes to undo it.
 pub enum Active {
@@ -22,14 +35,15 @@ pub enum Active {
     /// A fault the local agent applied (a pause, a stress, a network rule), journaled before it was applied;
     /// reverted through the agent (its lease does that anyway, and a later start replays the journal).
     Host { agent: chaos_agent::host::HostAgent, id: chaos_agent::faults::FaultId, description: String },
-    /// Faults on other hosts, one per agent, applied through the controller's fleet with leases the fleet
-    /// renews; reverted through the fleet (the agents' leases do that anyway once renewals stop).
-    Remote { fleet: crate::fleet::Fleet, faults: Vec<(String, String)>, description: String },
+    /// Faults on other hosts, one per agent, applied through the remote hosts (the controller's fleet) with
+    /// leases they renew; reverted through them (the agents' leases do that anyway once renewals stop).
+    Remote { hosts: Arc<dyn RemoteHosts>, faults: Vec<(String, String)>, description: String },
 }
 
-impl Active {
-    /// What the fault is, for the journal.
-    pub fn describe(&self) -> String {
+// === impl Active ===
+
+impl ActiveFault for Active {
+    fn describe(&self) -> String {
         match self {
             Active::Toxic { proxy, toxic, deadline: true, .. } => format!("toxic {toxic} on proxy {proxy}"),
             Active::Toxic { proxy, toxic, deadline: false, .. } => {
@@ -41,9 +55,8 @@ impl Active {
         }
     }
 
-    /// Why the fault is known to be gone already, if it is (checked while its step runs, so the progress says
-    /// so when it happens). Only host and remote faults can tell.
-    pub fn lost_now(&self) -> Option<String> {
+    /// Only host and remote faults can tell.
+    fn lost_now(&self) -> Option<String> {
         match self {
             Active::Host { agent, id, .. } => {
                 (!agent.active().iter().any(|a| a.id == id.to_string())).then(|| {
@@ -51,11 +64,11 @@ impl Active {
                         .into()
                 })
             }
-            Active::Remote { fleet, faults, .. } => {
+            Active::Remote { hosts, faults, .. } => {
                 let lost: Vec<String> = faults
                     .iter()
                     .filter_map(|(agent, fault_id)| {
-                        fleet.lost_reason(fault_id).map(|why| format!("on {agent}: {why}"))
+                        hosts.lost_reason(fault_id).map(|why| format!("on {agent}: {why}"))
                     })
                     .collect();
                 (!lost.is_empty()).then(|| lost.join("; "))
@@ -64,21 +77,26 @@ impl Active {
         }
     }
 
-    /// Undoes the fault, or says it was already gone before its planned end ([`Reverted::Lost`]: a host
-    /// fault whose lease fired early, a remote fault that expired or whose agent went away). Idempotent: a
+    /// A host fault whose lease fired early, a remote fault that expired or whose agent went away, is lost. A
     /// toxic already gone (expired, removed by hand) is not an error.
-    pub async fn revert(&self) -> Result<Reverted, String> {
+    fn revert(&self) -> BoxFuture<'_, Result<Reverted, FaultError>> {
+        Box::pin(self.revert_now())
+    }
+}
+
+impl Active {
+    async fn revert_now(&self) -> Result<Reverted, FaultError> {
         match self {
             Active::Toxic { client, proxy, toxic, .. } => match client.remove_toxic(proxy, toxic).await {
                 Ok(()) => Ok(Reverted::Done),
                 Err(e) if e.is_not_found() => Ok(Reverted::Done),
-                Err(e) => Err(format!("removing toxic {toxic} from proxy {proxy}: {e}")),
+                Err(e) => Err(FaultError::proxy(format!("removing toxic {toxic} from proxy {proxy}"), e)),
             },
             Active::Down { client, proxy } => {
                 let update = ProxyUpdate { enabled: Some(true), ..Default::default() };
                 match client.update_proxy(proxy, &update).await {
                     Ok(_) => Ok(Reverted::Done),
-                    Err(e) => Err(format!("re-enabling proxy {proxy}: {e}")),
+                    Err(e) => Err(FaultError::proxy(format!("re-enabling proxy {proxy}"), e)),
                 }
             }
             // Signals, reaping workers, `nft`/`tc`: blocking work, off the async threads.
@@ -96,30 +114,38 @@ impl Active {
                     }
                     agent.revert(id).map(|()| Reverted::Done)
                 });
+                let failed = |source| FaultError::Revert {
+                    description: description.clone(),
+                    source: Box::new(source),
+                };
                 match reverted.await {
                     Ok(Ok(reverted)) => Ok(reverted),
-                    Ok(Err(e)) => Err(format!("reverting {description}: {e}")),
-                    Err(e) => Err(format!("reverting {description}: the revert task failed: {e}")),
+                    Ok(Err(e)) => Err(failed(FaultError::agent(e))),
+                    Err(e) => Err(failed(FaultError::Task { what: "revert", detail: e.to_string() })),
                 }
             }
-            Active::Remote { fleet, faults, .. } => {
+            Active::Remote { hosts, faults, .. } => {
                 let mut reverts = tokio::task::JoinSet::new();
                 for (agent, fault_id) in faults {
-                    let (fleet, agent, fault_id) = (fleet.clone(), agent.clone(), fault_id.clone());
-                    reverts.spawn(async move { (agent, fleet.revert_checked(&fault_id).await) });
+                    let (hosts, agent, fault_id) = (hosts.clone(), agent.clone(), fault_id.clone());
+                    reverts.spawn(async move {
+                        let result = hosts.revert(&fault_id).await;
+                        (agent, result)
+                    });
                 }
                 let (mut errors, mut lost) = (Vec::new(), Vec::new());
                 for (agent, result) in reverts.join_all().await {
                     match result {
                         Ok(Reverted::Done) => {}
                         Ok(Reverted::Lost(why)) => lost.push(format!("on {agent}: {why}")),
-                        Err(e) => errors.push(e.to_string()),
+                        Err(e) => errors.push(e),
                     }
                 }
-                errors.sort();
+                errors.sort_by(|a, b| a.0.cmp(&b.0));
                 lost.sort();
                 if !errors.is_empty() {
-                    Err(errors.join("; "))
+                    // The remote hosts' messages name their agent already.
+                    Err(FaultError::Remote(errors))
                 } else if !lost.is_empty() {
                     Ok(Reverted::Lost(lost.join("; ")))
                 } else {
@@ -130,29 +156,34 @@ impl Active {
     }
 }
 
-/// Adds a toxic for a `fault:` step on a proxy target, named after the step so humans can tell whose it is,
-/// with a TTL of the step's duration plus a margin: the proxy removes it even if this runner dies.
+/// What a toxic is named on its proxy: after the step (so humans can tell whose it is), its type and the run
+/// (so two runs of the same experiment against one shared proxy never collide).
+pub fn toxic_name(step_name: &str, toxic_type: &str, run_id: &str) -> String {
+    format!("chaos-{}-{toxic_type}-{}", sanitize(step_name), sanitize(run_id))
+}
+
+/// Adds a toxic for a `fault:` step on a proxy target, named by [`toxic_name`], with a TTL of the step's
+/// duration plus `margin`: the proxy removes it even if this runner dies.
 pub async fn add_toxic(
     client: &Client,
     proxy: &str,
-    step_name: &str,
+    name: String,
     toxic: ToxicFault<'_>,
     duration: Duration,
-) -> Result<Active, String> {
-    // A run id keeps two runs of the same experiment against one shared proxy from colliding.
-    let name = format!("chaos-{}-{}-{}", sanitize(step_name), toxic.toxic_type, run_id());
+    margin: Duration,
+) -> Result<Active, FaultError> {
     let new = NewToxic {
         name: Some(name.clone()),
         r#type: toxic.toxic_type.to_string(),
         stream: Some(toxic.stream),
         toxicity: Some(toxic.toxicity),
         attributes: toxic.attributes.clone(),
-        ttl: Some(millis(duration + DEADLINE_MARGIN)),
+        ttl: Some(millis(duration + margin)),
     };
     let added = client
         .add_toxic(proxy, &new)
         .await
-        .map_err(|e| format!("adding {} toxic to proxy {proxy}: {e}", toxic.toxic_type))?;
+        .map_err(|e| FaultError::proxy(format!("adding {} toxic to proxy {proxy}", toxic.toxic_type), e))?;
     // A server that echoes no `ttl` (a real Toxiproxy ignores it) enforces no deadline: this runner's revert
     // is then the only one, and the journal says so.
     let deadline = added.ttl.is_some();
@@ -170,25 +201,25 @@ pub struct ToxicFault<'a> {
     pub attributes: &'a Map<String, Value>,
 }
 
-/// Takes a proxy down (listener and connections closed) with a TTL after which the proxy re-enables itself.
-pub async fn take_down(client: &Client, proxy: &str, duration: Duration) -> Result<Active, String> {
-    let update = ProxyUpdate {
-        enabled: Some(false),
-        ttl: Some(millis(duration + DEADLINE_MARGIN)),
-        ..Default::default()
-    };
-    client.update_proxy(proxy, &update).await.map_err(|e| format!("taking proxy {proxy} down: {e}"))?;
+/// Takes a proxy down (listener and connections closed) with a TTL of `duration` plus `margin`, after which
+/// the proxy re-enables itself.
+pub async fn take_down(
+    client: &Client,
+    proxy: &str,
+    duration: Duration,
+    margin: Duration,
+) -> Result<Active, FaultError> {
+    let update =
+        ProxyUpdate { enabled: Some(false), ttl: Some(millis(duration + margin)), ..Default::default() };
+    client
+        .update_proxy(proxy, &update)
+        .await
+        .map_err(|e| FaultError::proxy(format!("taking proxy {proxy} down"), e))?;
     Ok(Active::Down { client: client.clone(), proxy: proxy.to_string() })
 }
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// A short id, the same for every fault of this process's run.
-fn run_id() -> &'static str {
-    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ID.get_or_init(|| format!("{:06x}", rand::random::<u32>() & 0xff_ffff))
 }
 
 /// Toxic names stay URL-path friendly.

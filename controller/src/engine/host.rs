@@ -123,10 +123,11 @@ pub async fn sample_processes(
 }
 
 /// Appends one sample of `metric` every second until `stop`, from the latest heartbeats of `agents` (through
-/// the controller's fleet): the highest value among them, so the SLO judges the most saturated host. A second
-/// in which no agent has a value (disconnected, or its first CPU sample) gives no sample.
+/// the remote hosts, the controller's fleet): the highest value among them, so the SLO judges the most
+/// saturated host. A second in which no agent has a value (disconnected, or its first CPU sample) gives no
+/// sample.
 pub async fn sample_agents(
-    fleet: crate::fleet::Fleet,
+    hosts: Arc<dyn super::RemoteHosts>,
     agents: Vec<String>,
     metric: HostMetric,
     run_start: Instant,
@@ -140,7 +141,7 @@ pub async fn sample_agents(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let values = agents.iter().filter_map(|agent| fleet.sample(agent)).filter_map(|s| match metric {
+        let values = agents.iter().filter_map(|agent| hosts.sample(agent)).filter_map(|s| match metric {
             HostMetric::Cpu => s.cpu,
             HostMetric::Memory => Some(s.memory_used),
             HostMetric::Load => Some(s.load),

@@ -4,28 +4,41 @@
 //! SIGINT/SIGTERM (the `interrupt` token) and a guardrail trip take the same path: revert everything, then
 //! report.
 
+mod collect;
+mod driver;
+mod error;
 mod faults;
 mod host;
+mod journal;
+mod judge;
 mod plan;
 mod prometheus;
+mod remote;
 mod run;
 pub mod run_proxies;
 mod sources;
+mod timeline;
+mod watch;
 
-pub use run::{
-    FIRE_AND_FORGET, Guard, NOTHING_JUDGED, Outcome, Verdict, execute, guards, journal, source_key,
-    watch_tick,
-};
+pub use journal::journal;
+pub use judge::{FIRE_AND_FORGET, NOTHING_JUDGED, Observed, judge};
+pub use run::{ExecuteOptions, Outcome, Verdict, execute, execute_with, source_key};
+pub use watch::{Guard, guards, watch_tick};
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use faults::DEADLINE_MARGIN;
-pub use plan::{CheckError, HostOptions, Plan, Remote, ResolvedTarget};
+pub use crate::deadline::DEADLINE_MARGIN;
+pub use driver::{Applied, FaultDriver, LiveDriver};
+pub use error::{EngineError, FaultError};
+pub use faults::ActiveFault;
+pub use plan::{CheckError, HostOptions, Plan, ResolvedTarget};
+pub use remote::{AgentSample, BoxFuture, Remote, RemoteError, RemoteFault, RemoteHosts, Reverted};
+pub use timeline::EventKind;
 
 use crate::experiment::checked::StepKind;
 use crate::experiment::model::Step;
@@ -47,11 +60,35 @@ pub struct RunConfig {
     pub stop_rollbacks: CancellationToken,
 }
 
-/// How often a running fault step looks whether its fault was lost.
-const LOSS_POLL: Duration = Duration::from_millis(250);
+/// The engine's own timing: margins, deadlines and retries (the defaults are what `chaos run` uses; tests
+/// shorten or lengthen them).
+#[derive(Clone, Debug)]
+pub struct Timing {
+    /// Extra time each fault's own deadline (toxic TTL, agent lease) allows beyond its planned duration.
+    pub deadline_margin: Duration,
+    /// The longest a fault's apply may take: past it the step fails (inconclusive) and the fault's own
+    /// deadline removes whatever the abandoned apply left.
+    pub apply_timeout: Duration,
+    /// How many times a revert is tried before it is reported as failed.
+    pub revert_attempts: u32,
+    /// How often a running fault step looks whether its fault was lost.
+    pub loss_poll: Duration,
+}
 
-/// How many times a revert is tried before it is reported as failed.
-const REVERT_ATTEMPTS: u32 = 3;
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            deadline_margin: DEADLINE_MARGIN,
+            apply_timeout: APPLY_TIMEOUT,
+            revert_attempts: 3,
+            loss_poll: Duration::from_millis(250),
+        }
+    }
+}
+
+/// The default [`Timing::apply_timeout`]: far above any real apply (a remote apply has its own shorter
+/// request timeout), short enough that a hung one cannot hold a run for ever.
+pub const APPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Default baseline window when the experiment sets none.
 pub const DEFAULT_BASELINE: Duration = Duration::from_secs(2);
@@ -65,17 +102,25 @@ pub enum Abort {
     Guardrail(String),
     /// SIGINT/SIGTERM or a halt (verdict inconclusive).
     Interrupted,
-    /// A fault could not be applied (verdict inconclusive).
-    Error(String),
+    /// A fault could not be applied, or a step failed (verdict inconclusive).
+    Error(EngineError),
+}
+
+/// Locks `m`, taking over a poisoned lock: a panic elsewhere must never lose a fault from the list of faults
+/// to revert (every holder leaves the data whole: a push or a remove).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// State shared by the steps of a running method.
 pub(crate) struct MethodContext {
     pub plan: Plan,
-    pub seed: u64,
+    /// Applies the steps' faults.
+    pub driver: Arc<dyn FaultDriver>,
+    pub timing: Timing,
     pub run_start: Instant,
     /// Faults in force, in application order, each with an id for targeted reverts.
-    pub active: Mutex<Vec<(u64, faults::Active)>>,
+    pub active: Mutex<Vec<(u64, Box<dyn ActiveFault>)>>,
     pub next_id: std::sync::atomic::AtomicU64,
     /// Cancelled on a guardrail trip or an interrupt; every wait in the method selects on it.
     pub abort: CancellationToken,
@@ -95,16 +140,43 @@ pub(crate) struct MethodContext {
 #[derive(Clone, Debug)]
 pub struct TimelineEvent {
     pub at: Duration,
-    pub kind: &'static str,
+    pub kind: EventKind,
     pub name: String,
     pub detail: String,
     pub ok: Option<bool>,
 }
 
 impl MethodContext {
-    pub fn note(&self, kind: &'static str, name: &str, detail: String, ok: Option<bool>) {
+    /// A context for one run of steps (the method, or the rollbacks) on `plan`, aborted by `abort`.
+    pub fn new(
+        plan: Plan,
+        driver: Arc<dyn FaultDriver>,
+        timing: Timing,
+        run_start: Instant,
+        abort: CancellationToken,
+        progress: Option<Progress>,
+    ) -> MethodContext {
+        MethodContext {
+            plan,
+            driver,
+            timing,
+            run_start,
+            active: Mutex::new(Vec::new()),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+            abort,
+            abort_reason: Mutex::new(None),
+            timeline: Mutex::new(Vec::new()),
+            current: Mutex::new(None),
+            progress,
+            revert_failures: Mutex::new(Vec::new()),
+            lost: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn note(&self, kind: EventKind, name: &str, detail: String, ok: Option<bool>) {
         let at = self.run_start.elapsed();
-        tracing::info!(kind, name, %detail, "{kind}");
+        let kind_name = kind.as_str();
+        tracing::info!(kind = kind_name, name, %detail, "{kind_name}");
         if let Some(progress) = &self.progress {
             let mark = match ok {
                 Some(true) => " ok",
@@ -114,31 +186,30 @@ impl MethodContext {
             progress(format!(
                 "[{:>6.1}s] {}: {name}: {detail}{mark}",
                 at.as_secs_f64(),
-                kind.replace('_', " ")
+                kind_name.replace('_', " ")
             ));
         }
-        if let Ok(mut t) = self.timeline.lock() {
-            t.push(TimelineEvent { at, kind, name: name.to_string(), detail, ok });
-        }
+        lock(&self.timeline).push(TimelineEvent { at, kind, name: name.to_string(), detail, ok });
     }
 
     pub fn trip(&self, abort: Abort) {
-        if let Ok(mut reason) = self.abort_reason.lock() {
-            reason.get_or_insert(abort);
-        }
+        lock(&self.abort_reason).get_or_insert(abort);
         self.abort.cancel();
     }
 
-    fn push_active(&self, fault: faults::Active) -> u64 {
+    /// Why the method was aborted (an interrupt when nothing more precise was recorded).
+    pub fn abort_reason(&self) -> Abort {
+        lock(&self.abort_reason).clone().unwrap_or(Abort::Interrupted)
+    }
+
+    fn push_active(&self, fault: Box<dyn ActiveFault>) -> u64 {
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Ok(mut active) = self.active.lock() {
-            active.push((id, fault));
-        }
+        lock(&self.active).push((id, fault));
         id
     }
 
-    fn take_active(&self, id: u64) -> Option<faults::Active> {
-        let mut active = self.active.lock().ok()?;
+    fn take_active(&self, id: u64) -> Option<Box<dyn ActiveFault>> {
+        let mut active = lock(&self.active);
         let i = active.iter().position(|(a, _)| *a == id)?;
         Some(active.remove(i).1)
     }
@@ -147,11 +218,11 @@ impl MethodContext {
     /// reverted is recorded (the verdict says so) and does not stop the others.
     pub async fn revert_all(&self) {
         loop {
-            let next = self.active.lock().ok().and_then(|mut a| a.pop());
+            let next = lock(&self.active).pop();
             let Some((_, fault)) = next else { return };
             let what = fault.describe();
-            let mut last = Ok(faults::Reverted::Done);
-            for attempt in 0..REVERT_ATTEMPTS {
+            let mut last = Ok(Reverted::Done);
+            for attempt in 0..self.timing.revert_attempts.max(1) {
                 if attempt > 0 {
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
                 }
@@ -161,17 +232,15 @@ impl MethodContext {
                 }
             }
             match last {
-                Ok(faults::Reverted::Done) => {
-                    self.note("fault_reverted", &what, "reverted".into(), Some(true))
+                Ok(Reverted::Done) => {
+                    self.note(EventKind::FaultReverted, &what, "reverted".into(), Some(true))
                 }
-                Ok(faults::Reverted::Lost(why)) => self.note_lost(&what, &what, &why),
+                Ok(Reverted::Lost(why)) => self.note_lost(&what, &what, &why),
                 Err(e) => {
-                    self.note("fault_reverted", &what, format!("revert failed: {e}"), Some(false));
-                    if let Ok(mut failures) = self.revert_failures.lock() {
-                        failures.push(format!(
-                            "{what} could not be reverted: {e} (its own deadline still removes it)"
-                        ));
-                    }
+                    self.note(EventKind::FaultReverted, &what, format!("revert failed: {e}"), Some(false));
+                    lock(&self.revert_failures).push(format!(
+                        "{what} could not be reverted: {e} (its own deadline still removes it)"
+                    ));
                 }
             }
         }
@@ -180,17 +249,15 @@ impl MethodContext {
     /// A fault the revert found already gone: says so (never "reverted") and records it for the verdict.
     fn note_lost(&self, name: &str, what: &str, why: &str) {
         self.note(
-            "fault_reverted",
+            EventKind::FaultReverted,
             name,
             format!("{what}: not reverted, it was lost before its planned end: {why}"),
             Some(false),
         );
-        if let Ok(mut lost) = self.lost.lock() {
-            lost.push(format!("fault lost before its planned end: {what}: {why}"));
-        }
+        lock(&self.lost).push(format!("fault lost before its planned end: {what}: {why}"));
     }
 
-    /// [`MethodContext::wait`] for a fault's duration, looking every [`LOSS_POLL`] whether fault `id` is lost
+    /// [`MethodContext::wait`] for a fault's duration, looking every [`Timing::loss_poll`] whether fault `id` is lost
     /// (expired, its agent gone), so the progress says so when it happens rather than at the step's end.
     async fn wait_watching(&self, d: Duration, id: u64) -> bool {
         let end = Instant::now() + d;
@@ -200,19 +267,27 @@ impl MethodContext {
             if left.is_zero() {
                 return !self.abort.is_cancelled();
             }
-            if !self.wait(left.min(LOSS_POLL)).await {
+            if !self.wait(left.min(self.timing.loss_poll)).await {
                 return false;
             }
             if told {
                 continue;
             }
-            let lost = self.active.lock().ok().and_then(|active| {
-                let (_, fault) = active.iter().find(|(a, _)| *a == id)?;
-                fault.lost_now().map(|why| (fault.describe(), why))
-            });
+            let lost = {
+                let active = lock(&self.active);
+                active
+                    .iter()
+                    .find(|(a, _)| *a == id)
+                    .and_then(|(_, fault)| fault.lost_now().map(|why| (fault.describe(), why)))
+            };
             if let Some((what, why)) = lost {
                 told = true;
-                self.note("fault_lost", &what, format!("lost before its planned end: {why}"), Some(false));
+                self.note(
+                    EventKind::FaultLost,
+                    &what,
+                    format!("lost before its planned end: {why}"),
+                    Some(false),
+                );
             }
         }
     }
@@ -238,7 +313,7 @@ pub(crate) async fn run_steps(ctx: &MethodContext, steps: &[Step]) -> Result<(),
         Box::pin(run_step(ctx, step, i)).await?;
     }
     if ctx.abort.is_cancelled() {
-        return Err(ctx.abort_reason.lock().ok().and_then(|r| r.clone()).unwrap_or(Abort::Interrupted));
+        return Err(ctx.abort_reason());
     }
     Ok(())
 }
@@ -248,7 +323,7 @@ async fn run_step(ctx: &MethodContext, step: &Step, index: usize) -> Result<(), 
     let kind = match step.kind() {
         Ok(kind) => kind,
         Err(e) => {
-            let abort = Abort::Error(e);
+            let abort = Abort::Error(EngineError::Step(e));
             ctx.trip(abort.clone());
             return Err(abort);
         }
@@ -256,12 +331,12 @@ async fn run_step(ctx: &MethodContext, step: &Step, index: usize) -> Result<(), 
     let fault = match kind {
         StepKind::Wait(wait) => {
             set_current(ctx, &name, Some(wait.0));
-            ctx.note("step_started", &name, format!("wait {wait}"), None);
+            ctx.note(EventKind::StepStarted, &name, format!("wait {wait}"), None);
             ctx.wait(wait.0).await;
             return Ok(());
         }
         StepKind::Parallel(group) => {
-            ctx.note("step_started", &name, format!("parallel group of {}", group.len()), None);
+            ctx.note(EventKind::StepStarted, &name, format!("parallel group of {}", group.len()), None);
             let runs = group.iter().enumerate().map(|(i, s)| Box::pin(run_step(ctx, s, i)));
             return futures_join_all(runs).await.into_iter().collect();
         }
@@ -269,18 +344,22 @@ async fn run_step(ctx: &MethodContext, step: &Step, index: usize) -> Result<(), 
     };
     let duration = fault.duration.map(|d| d.0);
     set_current(ctx, &name, duration);
-    ctx.note("step_started", &name, format!("{} on {}", fault.kind.name(), fault.target), None);
-    let applied = match plan::apply(ctx, &name, &fault).await {
-        Ok(Some(applied)) => applied,
-        Ok(None) => return Ok(()), // Instant faults (kill) have nothing to revert.
-        Err(e) => {
-            ctx.note("fault_injected", &name, e.clone(), Some(false));
-            let abort = Abort::Error(e);
-            ctx.trip(abort.clone());
-            return Err(abort);
+    ctx.note(EventKind::StepStarted, &name, format!("{} on {}", fault.kind.name(), fault.target), None);
+    let timeout = ctx.timing.apply_timeout;
+    let applied = match tokio::time::timeout(timeout, ctx.driver.apply(&name, &fault)).await {
+        Ok(Ok(Applied::Active(applied))) => applied,
+        // Instant faults (kill) have nothing to revert.
+        Ok(Ok(Applied::Instant(what))) => {
+            ctx.note(EventKind::FaultInjected, &name, what, Some(true));
+            return Ok(());
+        }
+        Ok(Err(e)) => return Err(failed_apply(ctx, &name, e)),
+        Err(_) => {
+            let e = FaultError::TimedOut(timeout).on(fault.kind.name(), fault.target);
+            return Err(failed_apply(ctx, &name, e));
         }
     };
-    ctx.note("fault_injected", &name, applied.describe(), Some(true));
+    ctx.note(EventKind::FaultInjected, &name, applied.describe(), Some(true));
     let id = ctx.push_active(applied);
     if let Some(d) = duration
         && ctx.wait_watching(d, id).await
@@ -288,11 +367,11 @@ async fn run_step(ctx: &MethodContext, step: &Step, index: usize) -> Result<(), 
     {
         let what = applied.describe();
         match applied.revert().await {
-            Ok(faults::Reverted::Done) => ctx.note("fault_reverted", &name, what, Some(true)),
-            Ok(faults::Reverted::Lost(why)) => ctx.note_lost(&name, &what, &why),
+            Ok(Reverted::Done) => ctx.note(EventKind::FaultReverted, &name, what, Some(true)),
+            Ok(Reverted::Lost(why)) => ctx.note_lost(&name, &what, &why),
             Err(e) => {
                 // Back into the active list: the method's final revert_all retries it.
-                ctx.note("fault_reverted", &name, format!("{what}: {e} (will retry)"), Some(false));
+                ctx.note(EventKind::FaultReverted, &name, format!("{what}: {e} (will retry)"), Some(false));
                 ctx.push_active(applied);
             }
         }
@@ -300,10 +379,16 @@ async fn run_step(ctx: &MethodContext, step: &Step, index: usize) -> Result<(), 
     Ok(())
 }
 
+/// A fault that could not be applied: noted, and the method aborted (inconclusive).
+fn failed_apply(ctx: &MethodContext, name: &str, e: FaultError) -> Abort {
+    ctx.note(EventKind::FaultInjected, name, e.to_string(), Some(false));
+    let abort = Abort::Error(e.into());
+    ctx.trip(abort.clone());
+    abort
+}
+
 fn set_current(ctx: &MethodContext, name: &str, duration: Option<Duration>) {
-    if let Ok(mut c) = ctx.current.lock() {
-        *c = Some((name.to_string(), Instant::now(), duration));
-    }
+    *lock(&ctx.current) = Some((name.to_string(), Instant::now(), duration));
 }
 
 /// Awaits all futures concurrently (a tiny join_all, so the crate needs no `futures` dependency).

@@ -2,8 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::SeedableRng as _;
@@ -14,8 +12,9 @@ use chaos_agent::policy::AgentPolicy;
 use chaos_agent::spec::{CountSpec, FaultSpec};
 use chaos_proxy_api::client::Client;
 
-use super::MethodContext;
-use super::faults::{self, Active, DEADLINE_MARGIN};
+use super::error::EngineError;
+use super::remote::Remote;
+use crate::deadline::DEADLINE_MARGIN;
 use crate::experiment::checked::{Fault, StepKind};
 use crate::experiment::faults::FaultParams;
 use crate::experiment::model::{Count, Experiment, ProcessSelector, Step};
@@ -46,27 +45,6 @@ pub enum ResolvedTarget {
     Hosts { selector: BTreeMap<String, String>, agents: Vec<String> },
 }
 
-/// How a run reaches other hosts: the controller's fleet, and whose run it is.
-#[derive(Clone)]
-pub struct Remote {
-    pub fleet: crate::fleet::Fleet,
-    pub run_id: String,
-    /// Who started the run (audit).
-    pub actor: String,
-    next_fault: Arc<AtomicU64>,
-}
-
-impl Remote {
-    pub fn new(fleet: crate::fleet::Fleet, run_id: String, actor: String) -> Remote {
-        Remote { fleet, run_id, actor, next_fault: Arc::new(AtomicU64::new(1)) }
-    }
-
-    /// A fault id unique to this controller: run id, a counter, the agent.
-    fn fault_id(&self, agent: &str) -> String {
-        format!("{}.{}.{agent}", self.run_id, self.next_fault.fetch_add(1, Ordering::Relaxed))
-    }
-}
-
 /// Every target of an experiment, resolved.
 #[derive(Clone, Default)]
 pub struct Plan {
@@ -74,8 +52,11 @@ pub struct Plan {
     /// The agent that applies host faults (and pauses) on this host; started by [`Plan::start_host`] when the
     /// experiment has any.
     pub host: Option<HostAgent>,
-    /// The fleet, for targets on other hosts (runs through a controller).
+    /// The remote hosts, for targets on other hosts (runs through a controller).
     pub remote: Option<Remote>,
+    /// The run's own id: every run-scoped name (toxics, remote fault ids) derives from it, so two runs of the
+    /// same experiment at once never collide. The controller's run id, or a fresh one per plan.
+    pub run_id: String,
     /// What each agent said it would do, per step (filled by [`Plan::check_remote`]).
     pub remote_plan: Vec<String>,
     /// What the local agent would do, per step (filled by [`Plan::check_local`]).
@@ -111,9 +92,9 @@ impl Default for HostOptions {
 
 impl HostOptions {
     /// The policy file's policy, or the built-in one.
-    pub fn load_policy(&self) -> Result<AgentPolicy, String> {
+    pub fn load_policy(&self) -> Result<AgentPolicy, chaos_agent::AgentError> {
         match &self.policy {
-            Some(path) => AgentPolicy::load(path).map_err(|e| e.to_string()),
+            Some(path) => AgentPolicy::load(path),
             None => Ok(AgentPolicy::default()),
         }
     }
@@ -143,7 +124,7 @@ impl Plan {
                     )));
                 };
                 let agents = choose_agents(
-                    &remote.fleet,
+                    remote,
                     name,
                     labels,
                     seed,
@@ -208,19 +189,21 @@ impl Plan {
             };
             targets.insert(name.clone(), resolved);
         }
+        let run_id = remote.as_ref().map_or_else(new_run_id, |r| r.run_id.clone());
         Ok(Plan {
             targets,
             host: None,
             remote,
+            run_id,
             remote_plan: Vec::new(),
             local_plan: Vec::new(),
             state_dir: None,
         })
     }
 
-    /// Where command probes with `agent` or `hosts` run: the fleet, when there is one.
+    /// Where command probes with `agent` or `hosts` run: the remote hosts, when there are some.
     pub fn probe_agents(&self) -> Option<&dyn crate::probes::Agents> {
-        self.remote.as_ref().map(|r| &r.fleet as &dyn crate::probes::Agents)
+        self.remote.as_ref().map(|r| r.hosts.as_ref() as &dyn crate::probes::Agents)
     }
 
     /// Every agent the plan would touch, by id.
@@ -240,10 +223,35 @@ impl Plan {
         agents
     }
 
+    /// Every proxy the run creates or a step (method or rollbacks) would fault, as `(API URL, proxy name)`,
+    /// sorted: what a controller locks, as it locks agents, so two runs never fault the same proxy at once.
+    pub fn held_proxies(&self, exp: &Experiment) -> Vec<(String, String)> {
+        let mut steps = Vec::new();
+        collect_steps(&exp.method, "", &mut steps);
+        collect_steps(&exp.rollbacks, ROLLBACK, &mut steps);
+        let mut proxies: Vec<(String, String)> = steps
+            .into_iter()
+            .filter_map(|(_, step)| match step.kind() {
+                Ok(StepKind::Fault(fault)) => match self.targets.get(fault.target) {
+                    Some(ResolvedTarget::Proxy { api, name, .. }) => Some((api.clone(), name.clone())),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        proxies.extend(self.targets.values().filter_map(|target| match target {
+            ResolvedTarget::Proxy { api, name, create: Some(_), .. } => Some((api.clone(), name.clone())),
+            _ => None,
+        }));
+        proxies.sort();
+        proxies.dedup();
+        proxies
+    }
+
     /// Asks every agent a remote step would touch what it would do (its policy and capabilities are checked
     /// there; nothing changes) and keeps the answers for [`Plan::describe`]. The first refusal is the error:
     /// a run must not start when one of its faults would be refused half-way.
-    pub async fn check_remote(&mut self, exp: &Experiment, seed: u64) -> Result<(), String> {
+    pub async fn check_remote(&mut self, exp: &Experiment, seed: u64) -> Result<(), EngineError> {
         let Some(remote) = self.remote.clone() else { return Ok(()) };
         let mut steps = Vec::new();
         collect_steps(&exp.method, "", &mut steps);
@@ -252,13 +260,14 @@ impl Plan {
         for (number, step) in steps {
             let Ok(StepKind::Fault(fault)) = step.kind() else { continue };
             let Some((agents, spec)) = self.remote_spec(&fault) else { continue };
-            let json = serde_json::to_string(&spec).map_err(|e| format!("{}: {e}", step.label()))?;
+            let json = serde_json::to_string(&spec)
+                .map_err(|e| EngineError::Plan { step: step.label(), reason: e.to_string() })?;
             let duration = fault.duration.map(|d| d.0);
             let mut checks = tokio::task::JoinSet::new();
             for agent in agents {
-                let (fleet, json, agent) = (remote.fleet.clone(), json.clone(), agent.clone());
+                let (hosts, json, agent) = (remote.hosts.clone(), json.clone(), agent.clone());
                 checks.spawn(async move {
-                    let answer = fleet.plan(&agent, &json, duration, seed).await;
+                    let answer = hosts.plan(&agent, &json, duration, seed).await;
                     (agent, answer)
                 });
             }
@@ -267,7 +276,7 @@ impl Plan {
             for (agent, answer) in answers {
                 match answer {
                     Ok(text) => lines.push(format!("{number} {}: on {agent}: {text}", step.label())),
-                    Err(e) => return Err(format!("{}: {e}", step.label())),
+                    Err(e) => return Err(EngineError::Plan { step: step.label(), reason: e.to_string() }),
                 }
             }
         }
@@ -276,7 +285,7 @@ impl Plan {
     }
 
     /// For a fault step on another host: the agents and the spec each gets.
-    fn remote_spec(&self, fault: &Fault<'_>) -> Option<(Vec<String>, FaultSpec)> {
+    pub(crate) fn remote_spec(&self, fault: &Fault<'_>) -> Option<(Vec<String>, FaultSpec)> {
         match (self.targets.get(fault.target)?, &fault.params) {
             (ResolvedTarget::Hosts { agents, .. }, FaultParams::Host(spec)) => {
                 Some((agents.clone(), spec.clone()))
@@ -340,7 +349,7 @@ impl Plan {
         let host = self.host.clone();
         let policy = match &host {
             Some(agent) => agent.policy().clone(),
-            None => options.load_policy().map_err(CheckError::File)?,
+            None => options.load_policy().map_err(|e| CheckError::File(e.to_string()))?,
         };
         let lines = tokio::task::spawn_blocking(move || {
             // The probe makes a throwaway namespace: only when a network fault needs it.
@@ -400,13 +409,13 @@ impl Plan {
 
     /// Starts the local agent: opens its undo journal under `options.state_dir` and reverts what a previous
     /// process left there. Returns the left-overs it reverted, for the run to report.
-    pub async fn start_host(&mut self, options: &HostOptions, seed: u64) -> Result<Vec<String>, String> {
-        let policy = options.load_policy()?;
+    pub async fn start_host(&mut self, options: &HostOptions, seed: u64) -> Result<Vec<String>, EngineError> {
+        let policy = options.load_policy().map_err(|e| EngineError::Policy(e.to_string()))?;
         let dir = options.state_dir.clone();
         let (agent, replay) = tokio::task::spawn_blocking(move || HostAgent::start(&dir, policy, seed))
             .await
-            .map_err(|e| format!("starting the host agent: {e}"))?
-            .map_err(|e| format!("starting the host agent: {e}"))?;
+            .map_err(|e| EngineError::StartHost(e.to_string()))?
+            .map_err(|e| EngineError::StartHost(e.to_string()))?;
         let mut notes: Vec<String> = replay
             .reverted
             .iter()
@@ -475,7 +484,7 @@ impl Plan {
         &self,
         experiment: &str,
         notes: &mut Vec<String>,
-    ) -> Result<super::run_proxies::CreatedProxies, String> {
+    ) -> Result<super::run_proxies::CreatedProxies, EngineError> {
         let wanted = self
             .targets
             .values()
@@ -494,8 +503,14 @@ impl Plan {
             })
             .collect();
         let state_dir = self.state_dir.clone().unwrap_or_else(chaos_agent::journal::default_state_dir);
-        super::run_proxies::create(wanted, experiment, state_dir, notes).await
+        super::run_proxies::create(wanted, experiment, state_dir, notes).await.map_err(EngineError::Proxies)
     }
+}
+
+/// A fresh run id for a plan made without a controller (whose runs have their own): six hex digits, enough
+/// to tell apart the runs sharing one proxy at a time.
+fn new_run_id() -> String {
+    format!("{:06x}", rand::random::<u32>() & 0xff_ffff)
 }
 
 /// The proxies an API has, for a message about one it does not have.
@@ -582,7 +597,7 @@ fn describe_steps(out: &mut String, steps: &[Step], parent: &str, depth: usize) 
     }
 }
 
-fn agent_count(count: Option<Count>) -> chaos_agent::Count {
+pub(crate) fn agent_count(count: Option<Count>) -> chaos_agent::Count {
     match count {
         None => chaos_agent::Count::Exactly(1),
         Some(Count::Exactly(n)) => chaos_agent::Count::Exactly(n),
@@ -634,154 +649,22 @@ fn truncate(text: &str, max: usize) -> String {
     format!("{kept}…")
 }
 
-/// Applies one fault step; returns what must be reverted (None for faults with no revert, like kill).
-pub(crate) async fn apply(
-    ctx: &MethodContext,
-    step_name: &str,
-    fault: &Fault<'_>,
-) -> Result<Option<Active>, String> {
-    let target = fault.target;
-    let duration = fault.duration.map(|d| d.0);
-    if let Some((agents, spec)) = ctx.plan.remote_spec(fault) {
-        return apply_remote(ctx, step_name, &agents, &spec, duration)
-            .await
-            .map_err(|e| format!("{} on {target}: {e}", fault.kind.name()));
-    }
-    if let FaultParams::Host(spec) = &fault.params
-        && target == crate::experiment::HOST_TARGET
-    {
-        return apply_on_host(ctx, spec, duration)
-            .await
-            .map(Some)
-            .map_err(|e| format!("{} on {target}: {e}", fault.kind.name()));
-    }
-    let resolved = ctx.plan.targets.get(target).ok_or_else(|| format!("unknown target {target:?}"))?;
-    match (resolved, &fault.params) {
-        (
-            ResolvedTarget::Proxy { client, name, .. },
-            FaultParams::Toxic { toxic_type, stream, toxicity, attributes },
-        ) => {
-            let duration = duration.ok_or_else(|| format!("{toxic_type} on {target} needs a duration"))?;
-            let stream = match stream {
-                crate::experiment::faults::Stream::Upstream => chaos_proxy_api::client::Stream::Upstream,
-                crate::experiment::faults::Stream::Downstream => chaos_proxy_api::client::Stream::Downstream,
-            };
-            let toxic = faults::ToxicFault { toxic_type, stream, toxicity: *toxicity, attributes };
-            faults::add_toxic(client, name, step_name, toxic, duration).await.map(Some)
-        }
-        (ResolvedTarget::Proxy { client, name, .. }, FaultParams::Down) => {
-            let duration = duration.ok_or_else(|| format!("down on {target} needs a duration"))?;
-            faults::take_down(client, name, duration).await.map(Some)
-        }
-        (ResolvedTarget::Processes { selector, count, .. }, FaultParams::Kill { signal }) => {
-            let policy = chaos_agent::process::Policy::default();
-            let ids = chaos_agent::process::select(
-                &agent_selector(selector),
-                agent_count(*count),
-                ctx.seed,
-                &policy,
-            )
-            .map_err(|e| format!("{} on {target}: {e}", fault.kind.name()))?;
-            let signal = chaos_agent::Signal::parse(&signal.to_string()).map_err(|e| e.to_string())?;
-            let report =
-                chaos_agent::faults::kill(&ids, signal).map_err(|e| format!("kill on {target}: {e}"))?;
-            let hit: Vec<String> = report.signalled.iter().map(ToString::to_string).collect();
-            ctx.note(
-                "fault_injected",
-                step_name,
-                format!("{} sent to {}", report.signal, hit.join(", ")),
-                Some(true),
-            );
-            Ok(None)
-        }
-        // Through the agent, so the pause is journaled: a runner killed mid-pause leaves a record that the next
-        // start (or `chaos agent revert-all`) replays, resuming the processes.
-        (ResolvedTarget::Processes { selector, count, .. }, FaultParams::Pause) => {
-            let spec = FaultSpec::ProcessPause {
-                target: agent_selector(selector),
-                count: CountSpec(agent_count(*count)),
-            };
-            apply_on_host(ctx, &spec, duration).await.map(Some).map_err(|e| format!("pause on {target}: {e}"))
-        }
-        _ => Err(format!("fault {} does not apply to target {target}", fault.kind.name())),
-    }
-}
-
-/// Applies `spec` on every agent in `agents` at once, through the controller's fleet. All or nothing: when one
-/// agent refuses, the others are reverted and the step fails. A kill has nothing to revert (`Ok(None)`).
-async fn apply_remote(
-    ctx: &MethodContext,
-    step_name: &str,
-    agents: &[String],
-    spec: &FaultSpec,
-    duration: Option<Duration>,
-) -> Result<Option<Active>, String> {
-    let remote = ctx.plan.remote.clone().ok_or("no controller to reach other hosts")?;
-    let kill = matches!(spec, FaultSpec::ProcessKill { .. });
-    if !kill && duration.is_none() {
-        return Err("a duration is needed".into());
-    }
-    let spec_json = serde_json::to_string(spec).map_err(|e| format!("encoding the fault: {e}"))?;
-    let mut applies = tokio::task::JoinSet::new();
-    for agent in agents {
-        let request = crate::fleet::ApplyRequest {
-            agent: agent.clone(),
-            run: remote.run_id.clone(),
-            fault_id: remote.fault_id(agent),
-            spec_json: spec_json.clone(),
-            duration: if kill { None } else { duration },
-            seed: ctx.seed,
-            actor: remote.actor.clone(),
-        };
-        let fleet = remote.fleet.clone();
-        applies.spawn(async move {
-            let result = fleet.apply(request.clone()).await;
-            (request, result)
-        });
-    }
-    let mut applied = Vec::new();
-    let mut failed = Vec::new();
-    for (request, result) in applies.join_all().await {
-        match result {
-            Ok(description) => applied.push((request.agent, request.fault_id, description)),
-            Err(e) => failed.push(format!("{}: {e}", request.agent)),
-        }
-    }
-    applied.sort();
-    if !failed.is_empty() {
-        for (_, fault_id, _) in &applied {
-            let _ = remote.fleet.revert(fault_id).await;
-        }
-        failed.sort();
-        return Err(failed.join("; "));
-    }
-    let description: Vec<String> = applied.iter().map(|(agent, _, d)| format!("{agent}: {d}")).collect();
-    if kill {
-        ctx.note("fault_injected", step_name, description.join("; "), Some(true));
-        return Ok(None);
-    }
-    Ok(Some(Active::Remote {
-        fleet: remote.fleet,
-        faults: applied.into_iter().map(|(agent, id, _)| (agent, id)).collect(),
-        description: description.join("; "),
-    }))
-}
-
 /// Picks the agents a `hosts` target selects: every connected agent whose labels match, then `count` of them
 /// (a number, or a percentage rounded up) by a seeded shuffle; `count: None` for processes targets (every
 /// matching host), `Some(None)` for a hosts target without `count` (one agent).
 fn choose_agents(
-    fleet: &crate::fleet::Fleet,
+    remote: &Remote,
     target: &str,
     labels: &BTreeMap<String, String>,
     seed: u64,
     count: Option<Option<Count>>,
 ) -> Result<Vec<String>, String> {
-    let mut matching: Vec<String> = fleet.select(labels).into_iter().map(|a| a.id).collect();
+    let mut matching = remote.matching(labels);
     matching.sort();
     let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     if matching.is_empty() {
-        let connected = fleet.connected();
+        let mut connected = remote.hosts.connected();
+        connected.sort();
         let connected = if connected.is_empty() { "none".to_string() } else { connected.join(", ") };
         return Err(format!(
             "target {target}: no connected agent has the labels {} (connected: {connected})",
@@ -837,22 +720,4 @@ fn collect_steps<'a>(steps: &'a [Step], prefix: &str, out: &mut Vec<(String, &'a
             None => out.push((number, step)),
         }
     }
-}
-
-/// Applies `spec` through the local agent with a lease of `duration` plus the margin, off the async threads.
-async fn apply_on_host(
-    ctx: &MethodContext,
-    spec: &FaultSpec,
-    duration: Option<std::time::Duration>,
-) -> Result<Active, String> {
-    let agent = ctx.plan.host.clone().ok_or("the host agent was not started")?;
-    let duration = duration.ok_or("a duration is needed")?;
-    let lease = duration + DEADLINE_MARGIN;
-    let (for_apply, spec) = (agent.clone(), spec.clone());
-    let applied = tokio::task::spawn_blocking(move || for_apply.apply(&spec, Some(lease)))
-        .await
-        .map_err(|e| format!("the apply task failed: {e}"))?
-        .map_err(|e| e.to_string())?;
-    let id = applied.id.ok_or("the agent returned no fault id")?;
-    Ok(Active::Host { agent, id, description: applied.description })
 }

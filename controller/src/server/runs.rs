@@ -45,6 +45,8 @@ pub struct Runs {
     active: Mutex<HashMap<String, Arc<ActiveRun>>>,
     /// Agent id → the run holding it.
     locks: Mutex<BTreeMap<String, String>>,
+    /// Proxy (API URL, name) → the run faulting (or having created) it.
+    proxy_locks: Mutex<BTreeMap<(String, String), String>>,
     frozen: Mutex<Option<FreezeRecord>>,
 }
 
@@ -100,6 +102,7 @@ impl Runs {
             limits,
             active: Mutex::new(HashMap::new()),
             locks: Mutex::new(BTreeMap::new()),
+            proxy_locks: Mutex::new(BTreeMap::new()),
             frozen: Mutex::new(frozen),
         }))
     }
@@ -181,13 +184,14 @@ impl Runs {
         }
         let id = new_run_id();
         let seed = req.seed.unwrap_or_else(rand::random);
-        let remote = Remote::new(self.fleet.clone(), id.clone(), req.actor.clone());
+        let remote = Remote::new(Arc::new(self.fleet.clone()), id.clone(), req.actor.clone());
         // The file's fault is bad input (the client exits 2), the fleet's a precondition (exit 3).
         let mut plan = Plan::resolve_with(&exp, seed, Some(remote)).await.map_err(|e| {
             let message = format!("cannot resolve targets: {e}");
             if e.is_file() { Status::invalid_argument(message) } else { Status::failed_precondition(message) }
         })?;
         let agents = plan.agents();
+        let proxies = plan.held_proxies(&exp);
         self.check_blast_radius(&agents)?;
         plan.check_remote(&exp, seed)
             .await
@@ -230,6 +234,10 @@ impl Runs {
             return Ok(record);
         }
         self.lock_agents(&id, &agents)?;
+        if let Err(refused) = self.lock_proxies(&id, &proxies) {
+            self.unlock_agents(&id);
+            return Err(refused);
+        }
         record.state = RunState::Running;
         let stored = record.clone();
         if let Err(e) = self.store.call(move |s| s.insert_run(&stored)).await {
@@ -317,8 +325,26 @@ impl Runs {
         Ok(())
     }
 
+    /// Like [`Runs::lock_agents`], for the proxies the run faults (keyed by API URL and proxy name).
+    fn lock_proxies(&self, run: &str, proxies: &[(String, String)]) -> Result<(), Status> {
+        let mut locks = lock(&self.proxy_locks);
+        for key @ (api, name) in proxies {
+            if let Some(holder) = locks.get(key) {
+                return Err(Status::failed_precondition(format!(
+                    "proxy {name} at {api} is held by run {holder}: two runs never fault the same proxy at once"
+                )));
+            }
+        }
+        for key in proxies {
+            locks.insert(key.clone(), run.to_string());
+        }
+        Ok(())
+    }
+
+    /// Releases the agents and proxies `run` holds.
     fn unlock_agents(&self, run: &str) {
         lock(&self.locks).retain(|_, holder| holder != run);
+        lock(&self.proxy_locks).retain(|_, holder| holder != run);
     }
 
     async fn execute(

@@ -4,13 +4,10 @@
 use std::time::Duration;
 
 use super::format;
-use super::stats::{is_fast, rate_per_second};
+use super::stats::{TOLERANCE, is_fast, rate_per_second};
 use super::{Observations, Phase, SloResult};
 use crate::experiment::model::{Signal, Slo};
 use crate::signals::Event;
-
-/// Float slack for comparing ratios with objectives (`0.99 × 3000` is not exactly `2970` in binary).
-pub(crate) const TOLERANCE: f64 = 1e-9;
 
 /// A fraction read from a percentage without binary noise: `99.9% / 100` is `0.9990000000000001`; this makes
 /// it `0.999` (slo-math §7.4: compute budgets in decimal).
@@ -77,6 +74,42 @@ fn parse_percentile(text: &str) -> Result<(f64, Option<Duration>), String> {
 
 /// Judges one SLO over `window`. Only events (and samples) whose `at` lies in the window count.
 pub fn evaluate(slo: &Slo, observed: &Observations<'_>, window: &Phase) -> SloResult {
+    judge(slo, observed, window, |threshold| {
+        let is_good = |e: &Event| match threshold {
+            Some(t) => is_fast(e, t),
+            None => e.ok,
+        };
+        let (mut good, mut total) = (0u64, 0u64);
+        for e in observed.events.iter().filter(|e| window.contains(e.at)) {
+            total += 1;
+            good += u64::from(is_good(e));
+        }
+        (good, total)
+    })
+}
+
+/// [`evaluate`] for the SLOs that need only events (errors, latency).
+pub fn evaluate_events(slo: &Slo, events: &[Event], window: &Phase) -> SloResult {
+    evaluate(slo, &Observations::events(events), window)
+}
+
+/// [`evaluate`] of an errors or latency SLO from counts made already: `good_total(None)` is (succeeded, all)
+/// among the window's events, `good_total(Some(t))` (succeeded within `t`, all). A caller judging many SLOs
+/// over one source counts once and answers each threshold cheaply; the verdict and its words are the same.
+pub fn evaluate_counted(
+    slo: &Slo,
+    window: &Phase,
+    good_total: impl Fn(Option<Duration>) -> (u64, u64),
+) -> SloResult {
+    judge(slo, &Observations::events(&[]), window, good_total)
+}
+
+fn judge(
+    slo: &Slo,
+    observed: &Observations<'_>,
+    window: &Phase,
+    good_total: impl Fn(Option<Duration>) -> (u64, u64),
+) -> SloResult {
     let during = format!("during '{}'", window.name);
     let mut result = SloResult {
         name: slo.name.clone(),
@@ -92,15 +125,15 @@ pub fn evaluate(slo: &Slo, observed: &Observations<'_>, window: &Phase) -> SloRe
     let outcome = match slo.signal {
         Signal::Errors => match slo.objective {
             Some(o) => {
-                ratio(&mut result, decimal(o.0), observed.events, window, |e| e.ok, "succeeded", &during)
+                ratio(&mut result, decimal(o.0), good_total(None), "succeeded", &during);
+                Ok(())
             }
             None => Err("an errors SLO needs an objective (e.g. 99.5%)".to_string()),
         },
-        Signal::Latency => latency_target(slo).and_then(|(objective, threshold)| {
+        Signal::Latency => latency_target(slo).map(|(objective, threshold)| {
             // Says what counts: a failed request is not fast, however quickly it failed.
             let fast = format!("succeeded in ≤ {}", format::duration(threshold));
-            let is_good = move |e: &Event| is_fast(e, threshold);
-            ratio(&mut result, objective, observed.events, window, is_good, &fast, &during)
+            ratio(&mut result, objective, good_total(Some(threshold)), &fast, &during);
         }),
         Signal::Traffic => traffic(&mut result, slo, observed, window, &during),
         Signal::Saturation => saturation(&mut result, slo, observed, window, &during),
@@ -112,26 +145,8 @@ pub fn evaluate(slo: &Slo, observed: &Observations<'_>, window: &Phase) -> SloRe
     result
 }
 
-/// [`evaluate`] for the SLOs that need only events (errors, latency).
-pub fn evaluate_events(slo: &Slo, events: &[Event], window: &Phase) -> SloResult {
-    evaluate(slo, &Observations::events(events), window)
-}
-
 /// Errors and latency: `good / total ≥ objective`, with the minimum-events rule.
-fn ratio(
-    result: &mut SloResult,
-    objective: f64,
-    events: &[Event],
-    window: &Phase,
-    is_good: impl Fn(&Event) -> bool,
-    what: &str,
-    during: &str,
-) -> Result<(), String> {
-    let (mut good, mut total) = (0u64, 0u64);
-    for e in events.iter().filter(|e| window.contains(e.at)) {
-        total += 1;
-        good += u64::from(is_good(e));
-    }
+fn ratio(result: &mut SloResult, objective: f64, (good, total): (u64, u64), what: &str, during: &str) {
     let needed = min_events(objective);
     result.objective = objective;
     result.good = good;
@@ -160,7 +175,7 @@ fn ratio(
                 format::count(needed)
             );
         }
-        return Ok(());
+        return;
     }
     result.passed = Some(result.observed >= objective - TOLERANCE);
     result.reason = format!(
@@ -168,7 +183,6 @@ fn ratio(
         format::ratio_percent(good, total, objective),
         format::count(total),
     );
-    Ok(())
 }
 
 fn plural(n: u64) -> String {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::stats::micros;
+use super::stats::{TOLERANCE, micros};
 
 /// An integer with thousands separators: `3012` → `3,012`.
 pub fn count(n: u64) -> String {
@@ -35,7 +35,7 @@ pub fn ratio_percent(good: u64, total: u64, objective: f64) -> String {
     if total == 0 {
         return "0%".to_string();
     }
-    let meets = good as f64 / total as f64 >= objective - super::evaluate::TOLERANCE;
+    let meets = good as f64 / total as f64 >= objective - TOLERANCE;
     // As many decimals as the objective is written with (99.95% → 2), at least one.
     let written = (1..=4u32).find(|d| {
         let scaled = objective * 10f64.powi(*d as i32 + 2);

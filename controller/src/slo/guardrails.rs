@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::{TOLERANCE, decimal, latency_target};
+use super::evaluate::{decimal, latency_target};
 use super::format;
+use super::stats::TOLERANCE;
 use super::stats::{is_fast, rate_per_second};
 use crate::experiment::model::{Guardrails, Signal, Slo};
 use crate::signals::{Event, Watch};
@@ -132,7 +133,7 @@ pub struct GuardrailState {
 
 /// One request or counted event as the guardrails see it at one check.
 #[derive(Clone, Copy, Debug)]
-pub struct Seen {
+struct Seen {
     /// When it was sent (or counted).
     sent: Duration,
     /// When it became known: answered, counted, or bad by waiting too long.
@@ -140,6 +141,92 @@ pub struct Seen {
     bad: bool,
     /// False for a request still waiting (counted bad by its wait).
     answered: bool,
+}
+
+/// A watch's events in the order they became known: sorted once per source and tick, shared by every
+/// [`GuardrailState::seen_in`] over that watch.
+#[derive(Clone, Debug, Default)]
+pub struct KnownOrder {
+    order: Vec<usize>,
+}
+
+impl KnownOrder {
+    pub fn new(watch: &Watch) -> KnownOrder {
+        let mut order: Vec<usize> = (0..watch.events.len()).collect();
+        // Stable, so events known at the same time keep the log's order.
+        order.sort_by_key(|&i| watch.events[i].known_at(watch.requests));
+        KnownOrder { order }
+    }
+}
+
+/// Two sequences each in known order, merged into one.
+fn merge_by_known(a: impl Iterator<Item = Seen>, b: Vec<Seen>) -> impl Iterator<Item = Seen> {
+    let mut a = a.peekable();
+    let mut b = b.into_iter().peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if y.known < x.known => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
+}
+
+/// What the guards over one source see at one check, sorted by the time each event became known, with prefix
+/// counts: every windowed count a guard needs (budget, tripwire, traffic floor) is two binary searches and two
+/// subtractions, so a check costs O(log n) however many events the source has. Built once per tick for every
+/// guard with the same [`GuardrailState::seen_key`] ([`GuardrailState::seen`]).
+#[derive(Clone, Debug, Default)]
+pub struct SeenIndex {
+    /// When each event became known, ascending.
+    known: Vec<Duration>,
+    /// `method[i]`: how many of the first `i` events were sent since the method started (`basis.start`).
+    method: Vec<u64>,
+    /// `method_bad[i]`: how many of those were bad.
+    method_bad: Vec<u64>,
+    /// `served[i]`: how many of the first `i` events were good answers (whenever sent).
+    served: Vec<u64>,
+    /// When the last answer (or counted event) became known.
+    last_answered: Option<Duration>,
+}
+
+impl SeenIndex {
+    #[cfg(test)]
+    fn new(start: Duration, mut seen: Vec<Seen>) -> SeenIndex {
+        seen.sort_by_key(|s| s.known);
+        SeenIndex::from_sorted(start, seen.into_iter())
+    }
+
+    /// Indexes `seen`, which comes in the order its events became known.
+    fn from_sorted(start: Duration, seen: impl Iterator<Item = Seen>) -> SeenIndex {
+        let mut index = SeenIndex {
+            known: Vec::new(),
+            method: vec![0],
+            method_bad: vec![0],
+            served: vec![0],
+            last_answered: None,
+        };
+        let (mut method, mut bad, mut served) = (0, 0, 0);
+        for s in seen {
+            let in_method = s.sent >= start;
+            method += u64::from(in_method);
+            bad += u64::from(in_method && s.bad);
+            served += u64::from(s.answered && !s.bad);
+            if s.answered {
+                index.last_answered = Some(s.known);
+            }
+            index.known.push(s.known);
+            index.method.push(method);
+            index.method_bad.push(bad);
+            index.served.push(served);
+        }
+        index
+    }
+
+    /// The positions of the events known in `[from, to)`.
+    fn range(&self, from: Duration, to: Duration) -> (usize, usize) {
+        let lo = self.known.partition_point(|k| *k < from);
+        let hi = self.known.partition_point(|k| *k < to).max(lo);
+        (lo, hi)
+    }
 }
 
 impl GuardrailState {
@@ -176,13 +263,13 @@ impl GuardrailState {
 
     /// What [`GuardrailState::seen`] depends on besides the watch and the time: guards with equal keys over one
     /// source see the same events the same way, so a tick computes them once ([`GuardrailState::seen`]).
-    pub fn seen_key(&self) -> (Option<Duration>, Option<Duration>) {
-        (self.basis.latency_threshold, self.basis.unanswered_limit())
+    pub fn seen_key(&self) -> (Option<Duration>, Option<Duration>, Duration) {
+        (self.basis.latency_threshold, self.basis.unanswered_limit(), self.basis.start)
     }
 
     /// [`GuardrailState::check_watch`] with `seen` computed already (by a guard with the same
     /// [`GuardrailState::seen_key`] over the same watch at the same `now`).
-    pub fn check_seen(&mut self, now: Duration, watch: &Watch, seen: &[Seen]) -> Option<Trip> {
+    pub fn check_seen(&mut self, now: Duration, watch: &Watch, seen: &SeenIndex) -> Option<Trip> {
         if let Some(trip) = &self.tripped {
             return Some(trip.clone());
         }
@@ -201,30 +288,32 @@ impl GuardrailState {
         trip
     }
 
-    /// Everything known before `now`: answered and counted events, and the requests that waited too long.
-    pub fn seen(&self, now: Duration, watch: &Watch) -> Vec<Seen> {
-        let mut seen: Vec<Seen> = watch
-            .events
-            .iter()
-            .map(|e| Seen {
-                sent: e.at,
-                known: e.known_at(watch.requests),
-                bad: self.is_bad(e),
-                answered: true,
-            })
-            .filter(|s| s.known < now)
-            .collect();
-        if let Some(limit) = self.basis.unanswered_limit() {
-            seen.extend(
-                watch.unanswered.iter().filter(|sent| now.saturating_sub(**sent) > limit).map(|&sent| Seen {
-                    sent,
-                    known: sent + limit,
-                    bad: true,
-                    answered: false,
-                }),
-            );
-        }
-        seen
+    /// Everything known before `now`: answered and counted events, and the requests that waited too long,
+    /// indexed for the checks.
+    pub fn seen(&self, now: Duration, watch: &Watch) -> SeenIndex {
+        self.seen_in(now, watch, &KnownOrder::new(watch))
+    }
+
+    /// [`GuardrailState::seen`] with the watch's events already put in the order they became known (shared by
+    /// every key over one watch: only what counts as bad differs between keys).
+    pub fn seen_in(&self, now: Duration, watch: &Watch, order: &KnownOrder) -> SeenIndex {
+        let answered = order.order.iter().map(|&i| &watch.events[i]).map(|e| Seen {
+            sent: e.at,
+            known: e.known_at(watch.requests),
+            bad: self.is_bad(e),
+            answered: true,
+        });
+        let mut waited: Vec<Seen> = match self.basis.unanswered_limit() {
+            Some(limit) => watch
+                .unanswered
+                .iter()
+                .filter(|sent| now.saturating_sub(**sent) > limit)
+                .map(|&sent| Seen { sent, known: sent + limit, bad: true, answered: false })
+                .collect(),
+            None => Vec::new(),
+        };
+        waited.sort_by_key(|s| s.known);
+        SeenIndex::from_sorted(self.basis.start, merge_by_known(answered, waited).filter(|s| s.known < now))
     }
 
     fn is_bad(&self, e: &Event) -> bool {
@@ -235,19 +324,15 @@ impl GuardrailState {
     }
 
     /// `(total, bad)` among the method's requests that became known in `[from, to)`.
-    fn count(&self, seen: &[Seen], from: Duration, to: Duration) -> (u64, u64) {
-        let (mut total, mut bad) = (0, 0);
-        for s in seen.iter().filter(|s| s.sent >= self.basis.start && s.known >= from && s.known < to) {
-            total += 1;
-            bad += u64::from(s.bad);
-        }
-        (total, bad)
+    fn count(&self, seen: &SeenIndex, from: Duration, to: Duration) -> (u64, u64) {
+        let (lo, hi) = seen.range(from, to);
+        (seen.method[hi] - seen.method[lo], seen.method_bad[hi] - seen.method_bad[lo])
     }
 
-    fn no_data(&self, now: Duration, seen: &[Seen], requests: bool, unanswered: usize) -> Option<String> {
+    fn no_data(&self, now: Duration, seen: &SeenIndex, requests: bool, unanswered: usize) -> Option<String> {
         let limit = self.limits.no_data?.0;
         let start = self.basis.start;
-        let last = seen.iter().filter(|s| s.answered).map(|s| s.known).max();
+        let last = seen.last_answered;
         let since = last.map_or(start, |l| l.max(start));
         let quiet = now.saturating_sub(since);
         if now <= start || quiet < limit {
@@ -274,7 +359,7 @@ impl GuardrailState {
         })
     }
 
-    fn budget(&self, seen: &[Seen]) -> Option<String> {
+    fn budget(&self, seen: &SeenIndex) -> Option<String> {
         let f = decimal(self.limits.budget?.0);
         let (total, bad) = self.count(seen, Duration::ZERO, Duration::MAX);
         if f <= 0.0 {
@@ -301,7 +386,7 @@ impl GuardrailState {
         })
     }
 
-    fn tripwire(&self, now: Duration, seen: &[Seen]) -> Option<String> {
+    fn tripwire(&self, now: Duration, seen: &SeenIndex) -> Option<String> {
         let tripwire = self.limits.tripwire.as_ref()?;
         let objective = self.basis.objective?;
         let (long, th) = (tripwire.window.0, tripwire.burn_rate);
@@ -342,7 +427,7 @@ impl GuardrailState {
         })
     }
 
-    fn traffic_floor(&self, now: Duration, seen: &[Seen]) -> Option<String> {
+    fn traffic_floor(&self, now: Duration, seen: &SeenIndex) -> Option<String> {
         let floor = decimal(self.limits.min_traffic?.0);
         let baseline = self.basis.baseline_rate.filter(|r| r.is_finite() && *r > 0.0)?;
         let start = self.basis.start;
@@ -353,8 +438,9 @@ impl GuardrailState {
         // `evaluate::traffic`), and a slow target's answers to requests sent just before the window still
         // arrived in it.
         let from = now - TRAFFIC_WINDOW;
-        let served = seen.iter().filter(|s| s.answered && !s.bad && s.known >= from && s.known < now).count();
-        let rate = rate_per_second(served as u64, TRAFFIC_WINDOW);
+        let (lo, hi) = seen.range(from, now);
+        let served = seen.served[hi] - seen.served[lo];
+        let rate = rate_per_second(served, TRAFFIC_WINDOW);
         (rate < floor * baseline - TOLERANCE).then(|| {
             format!(
                 "traffic floor: {} served over the last {} is {} of the baseline {}, floor {}",
@@ -372,4 +458,100 @@ impl GuardrailState {
 fn trim(x: f64) -> String {
     let s = format!("{x:.2}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng as _, SeedableRng as _};
+
+    use super::*;
+
+    /// The index answers every windowed count exactly as a scan of the events does (seeded random events,
+    /// windows and method starts, ties included).
+    #[test]
+    fn the_index_counts_what_a_scan_counts() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+        let ms = Duration::from_millis;
+        for _ in 0..200 {
+            let start = ms(rng.random_range(0..500));
+            let seen: Vec<Seen> = (0..rng.random_range(0..300))
+                .map(|_| {
+                    let sent = ms(rng.random_range(0..1_000));
+                    Seen {
+                        sent,
+                        known: sent + ms(rng.random_range(0..50)),
+                        bad: rng.random_bool(0.3),
+                        answered: rng.random_bool(0.9),
+                    }
+                })
+                .collect();
+            let index = SeenIndex::new(start, seen.clone());
+            let last = seen.iter().filter(|s| s.answered).map(|s| s.known).max();
+            assert_eq!(index.last_answered, last);
+            for _ in 0..20 {
+                let from = ms(rng.random_range(0..1_100));
+                let to = ms(rng.random_range(0..1_100));
+                let within = |s: &&Seen| s.known >= from && s.known < to;
+                let method: Vec<&Seen> = seen.iter().filter(|s| s.sent >= start).filter(within).collect();
+                let served = seen.iter().filter(within).filter(|s| s.answered && !s.bad).count() as u64;
+                let (lo, hi) = index.range(from, to);
+                assert_eq!(index.method[hi] - index.method[lo], method.len() as u64);
+                assert_eq!(
+                    index.method_bad[hi] - index.method_bad[lo],
+                    method.iter().filter(|s| s.bad).count() as u64
+                );
+                assert_eq!(index.served[hi] - index.served[lo], served);
+            }
+        }
+    }
+
+    /// Building the index from a watch through the shared known order (answers merged with requests that
+    /// waited too long) gives the index of the same events sorted directly.
+    #[test]
+    fn the_shared_order_indexes_what_sorting_indexes() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+        let ms = Duration::from_millis;
+        for _ in 0..50 {
+            let events: Vec<Event> = (0..rng.random_range(0..200))
+                .map(|_| Event {
+                    at: ms(rng.random_range(0..1_000)),
+                    latency: ms(rng.random_range(0..300)),
+                    ok: rng.random_bool(0.8),
+                })
+                .collect();
+            let unanswered: Vec<Duration> =
+                (0..rng.random_range(0..20)).map(|_| ms(rng.random_range(0..1_000))).collect();
+            let watch = Watch { events, unanswered, requests: true };
+            let basis = GuardrailBasis {
+                start: ms(rng.random_range(0..300)),
+                latency_threshold: Some(ms(rng.random_range(50..250))),
+                request_timeout: Some(ms(200)),
+                ..GuardrailBasis::default()
+            };
+            let state = GuardrailState::new(&Guardrails::default(), basis);
+            let now = ms(rng.random_range(0..1_400));
+            let shared = state.seen_in(now, &watch, &KnownOrder::new(&watch));
+            let limit = state.basis.unanswered_limit().unwrap();
+            let mut seen: Vec<Seen> = watch
+                .events
+                .iter()
+                .map(|e| Seen { sent: e.at, known: e.known_at(true), bad: state.is_bad(e), answered: true })
+                .filter(|s| s.known < now)
+                .collect();
+            seen.extend(
+                watch.unanswered.iter().filter(|s| now.saturating_sub(**s) > limit).map(|&sent| Seen {
+                    sent,
+                    known: sent + limit,
+                    bad: true,
+                    answered: false,
+                }),
+            );
+            let direct = SeenIndex::new(state.basis.start, seen);
+            assert_eq!(shared.known, direct.known);
+            assert_eq!(shared.method, direct.method);
+            assert_eq!(shared.method_bad, direct.method_bad);
+            assert_eq!(shared.served, direct.served);
+            assert_eq!(shared.last_answered, direct.last_answered);
+        }
+    }
 }

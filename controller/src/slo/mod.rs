@@ -34,8 +34,10 @@ use serde::{Deserialize, Serialize};
 use crate::experiment::model::Signal;
 use crate::signals::Event;
 
-pub use evaluate::{evaluate, evaluate_events, is_event_ratio, latency_target, min_events, time_to_recover};
-pub use guardrails::{GuardrailBasis, GuardrailState, Seen, TRAFFIC_WINDOW, Trip, TripKind};
+pub use evaluate::{
+    evaluate, evaluate_counted, evaluate_events, is_event_ratio, latency_target, min_events, time_to_recover,
+};
+pub use guardrails::{GuardrailBasis, GuardrailState, KnownOrder, SeenIndex, TRAFFIC_WINDOW, Trip, TripKind};
 
 /// A named stretch of the run that an SLO is judged over (a fault step, the whole method, recovery).
 #[derive(Clone, Debug, PartialEq, Eq)]

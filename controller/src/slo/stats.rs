@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use crate::signals::Event;
 
+/// Float slack for comparing ratios with objectives (`0.99 × 3000` is not exactly `2970` in binary). Here, below
+/// both the evaluation and the formatting that read it.
+pub(crate) const TOLERANCE: f64 = 1e-9;
+
 /// A duration in whole microseconds (saturating: no real latency reaches `u64::MAX` µs).
 pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)

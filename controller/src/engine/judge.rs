@@ -1,0 +1,228 @@
+//! The verdict, as a pure function of what a run observed ([`judge`]): how the method ended, the SLOs, the
+//! steady-state probes after it, faults lost mid-run and reverts that failed. No clock, no I/O: unit-tested
+//! on its own.
+
+use super::Abort;
+use crate::probes::ProbeResult;
+use crate::report::Verdict;
+use crate::slo::SloResult;
+
+/// The reason of a run that judged nothing without opting in to it.
+pub const NOTHING_JUDGED: &str = "nothing was judged: no SLO and no steady-state probe";
+/// The reason of a fire-and-forget run (`fire_and_forget: true`).
+pub const FIRE_AND_FORGET: &str = "fire and forget: nothing judged";
+
+/// Everything the verdict depends on.
+#[derive(Clone, Copy, Debug)]
+pub struct Observed<'a> {
+    /// How the method ended (an interrupt or a late guardrail trip in the recovery window counts here).
+    pub method: &'a Result<(), Abort>,
+    /// Every SLO, judged over the method window.
+    pub slos: &'a [SloResult],
+    /// The steady-state probes after the method (none after an interrupt).
+    pub probes_after: &'a [ProbeResult],
+    /// Faults found gone before their planned end (expired, their agent lost).
+    pub lost: &'a [String],
+    /// Faults whose revert failed even after retries.
+    pub revert_failures: &'a [String],
+    /// Whether the experiment has an SLO or a steady-state probe: something to judge its hypothesis by.
+    pub judges_something: bool,
+    /// `fire_and_forget: true`: the file opted in to a run that judges nothing.
+    pub fire_and_forget: bool,
+}
+
+/// The verdict and its reasons, in the order a reader needs them: losses first, then why the method stopped,
+/// the SLOs and probes, and failed reverts.
+pub fn judge(observed: &Observed<'_>) -> (Verdict, Vec<String>) {
+    let mut verdict = Verdict::Passed;
+    let mut reasons = Vec::new();
+    match observed.method {
+        Err(Abort::Interrupted) => {
+            verdict = Verdict::Inconclusive;
+            reasons.push("interrupted: every fault in force was reverted".into());
+        }
+        Err(Abort::Error(e)) => {
+            verdict = Verdict::Inconclusive;
+            reasons.push(format!("infrastructure: {e}"));
+        }
+        Err(Abort::Guardrail(reason)) => {
+            verdict = Verdict::Failed;
+            reasons.push(format!("guardrail aborted the run: {reason}"));
+        }
+        Ok(()) => {}
+    }
+    if matches!(observed.method, Ok(()) | Err(Abort::Guardrail(_))) {
+        for slo in observed.slos {
+            match slo.passed {
+                Some(true) => {}
+                Some(false) => {
+                    verdict = Verdict::Failed;
+                    reasons.push(slo.reason.clone());
+                }
+                None => {
+                    if verdict == Verdict::Passed {
+                        verdict = Verdict::Inconclusive;
+                    }
+                    reasons.push(slo.reason.clone());
+                }
+            }
+        }
+        for probe in observed.probes_after.iter().filter(|p| !p.ok) {
+            verdict = Verdict::Failed;
+            reasons.push(format!(
+                "steady state broken after the method: probe {}: {}",
+                probe.name, probe.detail
+            ));
+        }
+    }
+    // A fault lost mid-run (expired, its agent gone) means the method did not run as planned: neither a pass
+    // nor a failure can be pinned on it (DESIGN §7.7). The SLO reasons above stay, after the loss.
+    if !observed.lost.is_empty() {
+        verdict = Verdict::Inconclusive;
+        reasons.splice(0..0, observed.lost.iter().cloned());
+    }
+    if !observed.revert_failures.is_empty() {
+        if verdict == Verdict::Passed {
+            verdict = Verdict::Inconclusive;
+        }
+        reasons.extend(observed.revert_failures.iter().map(|f| format!("infrastructure: {f}")));
+    }
+    if verdict == Verdict::Passed {
+        reasons.extend(observed.slos.iter().map(|slo| slo.reason.clone()));
+    }
+    // A run with no SLO and no steady-state probe checked nothing of its hypothesis: it cannot pass, unless
+    // the file opted in to a fire-and-forget run (which then passes on its faults alone: every one applied
+    // and reverted, or the verdict is already inconclusive).
+    if !observed.judges_something {
+        if observed.fire_and_forget {
+            reasons.push(FIRE_AND_FORGET.into());
+        } else if verdict == Verdict::Passed {
+            verdict = Verdict::Inconclusive;
+            reasons.push(NOTHING_JUDGED.into());
+        }
+    }
+    (verdict, reasons)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::{EngineError, FaultError};
+    use crate::experiment::model::Signal;
+
+    fn slo(name: &str, passed: Option<bool>) -> SloResult {
+        SloResult {
+            name: name.into(),
+            signal: Signal::Errors,
+            window: "method".into(),
+            passed,
+            observed: 0.0,
+            objective: 0.99,
+            good: 0,
+            total: 0,
+            reason: format!("{name}: {passed:?}"),
+        }
+    }
+
+    fn probe(name: &str, ok: bool) -> ProbeResult {
+        ProbeResult { name: name.into(), ok, detail: "detail".into(), elapsed: Duration::ZERO }
+    }
+
+    /// A run with one SLO, nothing lost or failed: only `method` and `slos` vary.
+    fn observed<'a>(method: &'a Result<(), Abort>, slos: &'a [SloResult]) -> Observed<'a> {
+        Observed {
+            method,
+            slos,
+            probes_after: &[],
+            lost: &[],
+            revert_failures: &[],
+            judges_something: true,
+            fire_and_forget: false,
+        }
+    }
+
+    #[test]
+    fn a_method_that_ran_is_judged_by_its_slos() {
+        let ok = Ok(());
+        let passed = [slo("a", Some(true))];
+        assert_eq!(judge(&observed(&ok, &passed)), (Verdict::Passed, vec!["a: Some(true)".into()]));
+        let failed = [slo("a", Some(true)), slo("b", Some(false)), slo("c", None)];
+        let (verdict, reasons) = judge(&observed(&ok, &failed));
+        assert_eq!(verdict, Verdict::Failed, "a failed SLO outweighs an inconclusive one");
+        assert_eq!(reasons, ["b: Some(false)", "c: None"]);
+        let unsure = [slo("c", None)];
+        assert_eq!(judge(&observed(&ok, &unsure)).0, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn an_interrupt_or_an_error_is_inconclusive_whatever_the_slos_say() {
+        let failed = [slo("b", Some(false))];
+        let interrupted = Err(Abort::Interrupted);
+        assert_eq!(
+            judge(&observed(&interrupted, &failed)),
+            (Verdict::Inconclusive, vec!["interrupted: every fault in force was reverted".into()])
+        );
+        let error = Err(Abort::Error(EngineError::Fault(FaultError::NoHostAgent)));
+        assert_eq!(
+            judge(&observed(&error, &failed)),
+            (Verdict::Inconclusive, vec!["infrastructure: the host agent was not started".into()])
+        );
+    }
+
+    #[test]
+    fn a_guardrail_trip_fails_the_run_and_the_slos_still_speak() {
+        let tripped = Err(Abort::Guardrail("errors budget spent".into()));
+        let slos = [slo("a", None)];
+        let (verdict, reasons) = judge(&observed(&tripped, &slos));
+        assert_eq!(verdict, Verdict::Failed);
+        assert_eq!(reasons, ["guardrail aborted the run: errors budget spent", "a: None"]);
+    }
+
+    #[test]
+    fn a_broken_steady_state_after_the_method_fails_the_run() {
+        let ok = Ok(());
+        let slos = [slo("a", Some(true))];
+        let after = [probe("up", true), probe("health", false)];
+        let (verdict, reasons) = judge(&Observed { probes_after: &after, ..observed(&ok, &slos) });
+        assert_eq!(verdict, Verdict::Failed);
+        assert_eq!(reasons, ["steady state broken after the method: probe health: detail"]);
+    }
+
+    #[test]
+    fn a_lost_fault_makes_any_verdict_inconclusive_and_comes_first() {
+        let ok = Ok(());
+        let slos = [slo("b", Some(false))];
+        let lost = ["fault lost before its planned end: x: gone".to_string()];
+        let (verdict, reasons) = judge(&Observed { lost: &lost, ..observed(&ok, &slos) });
+        assert_eq!(verdict, Verdict::Inconclusive);
+        assert_eq!(reasons, [lost[0].as_str(), "b: Some(false)"]);
+    }
+
+    #[test]
+    fn a_failed_revert_spoils_a_pass_but_not_a_failure() {
+        let ok = Ok(());
+        let failures = ["x could not be reverted: boom".to_string()];
+        let passed = [slo("a", Some(true))];
+        let (verdict, reasons) = judge(&Observed { revert_failures: &failures, ..observed(&ok, &passed) });
+        assert_eq!(verdict, Verdict::Inconclusive);
+        assert_eq!(reasons, ["infrastructure: x could not be reverted: boom"]);
+        let failed = [slo("b", Some(false))];
+        let (verdict, _) = judge(&Observed { revert_failures: &failures, ..observed(&ok, &failed) });
+        assert_eq!(verdict, Verdict::Failed);
+    }
+
+    #[test]
+    fn a_run_that_judges_nothing_cannot_pass_unless_it_opted_in() {
+        let ok = Ok(());
+        let nothing = Observed { judges_something: false, ..observed(&ok, &[]) };
+        assert_eq!(judge(&nothing), (Verdict::Inconclusive, vec![NOTHING_JUDGED.into()]));
+        let opted_in = Observed { fire_and_forget: true, ..nothing };
+        assert_eq!(judge(&opted_in), (Verdict::Passed, vec![FIRE_AND_FORGET.into()]));
+        let interrupted = Err(Abort::Interrupted);
+        let (verdict, reasons) = judge(&Observed { method: &interrupted, ..opted_in });
+        assert_eq!(verdict, Verdict::Inconclusive);
+        assert_eq!(reasons.last().map(String::as_str), Some(FIRE_AND_FORGET));
+    }
+}
