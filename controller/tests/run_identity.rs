@@ -12,7 +12,7 @@ use chaos_controller::engine::{self, Outcome, Plan, RunConfig, Verdict};
 use chaos_controller::experiment;
 use chaos_controller::fleet::{Fleet, FleetConfig};
 use chaos_controller::server::runs::{Runs, StartRequest};
-use chaos_controller::store::{ExperimentRecord, SqliteStore, Store};
+use chaos_controller::store::{ExperimentRecord, SqliteStore, Store, StoreHandle};
 use chaos_proxy::client::{Client, NewProxy};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -94,8 +94,9 @@ async fn two_runs_of_one_experiment_on_one_proxy_keep_their_own_toxics() {
 async fn a_controller_refuses_a_second_run_on_a_proxy_a_run_is_faulting() {
     let (api, _client, _stop) = proxy_server().await;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let store = StoreHandle::new(store);
     let fleet = Fleet::new(FleetConfig::default(), store.clone());
-    let runs = Runs::new(store, fleet, Default::default()).unwrap();
+    let runs = Runs::new(store, fleet, Default::default()).await.unwrap();
     let request = StartRequest {
         experiment: ExperimentRecord {
             id: "e-1".into(),

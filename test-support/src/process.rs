@@ -114,26 +114,30 @@ pub fn stat_fields(pid: impl Into<i64>) -> Option<Vec<String>> {
     Some(text.rsplit_once(')')?.1.split_whitespace().map(str::to_string).collect())
 }
 
-/// The state letter of `pid` in /proc (`S`, `R`, `T`, `Z`...), `None` once it is gone.
-pub fn process_state(pid: impl Into<i64>) -> Option<char> {
-    stat_fields(pid)?.first()?.chars().next()
+/// `/proc/PID/stat` through the workspace's one reader (`chaos_host_sys::proc_stat`); `None` once it is gone.
+fn stat(pid: impl Into<i64>) -> Option<chaos_host_sys::proc_stat::Stat> {
+    let pid = i32::try_from(pid.into()).ok()?;
+    chaos_host_sys::proc_stat::stat(pid).ok().flatten()
 }
 
-/// The start time of `pid` in clock ticks since boot (field 22), what identifies a process with its pid.
+/// The state letter of `pid` in /proc (`S`, `R`, `T`, `Z`...), `None` once it is gone.
+pub fn process_state(pid: impl Into<i64>) -> Option<char> {
+    stat(pid).map(|s| s.state)
+}
+
+/// The start time of `pid` in clock ticks since boot (field 22), what identifies a process with its pid (a
+/// zombie's included, unlike `chaos_host_sys::proc_stat::start_time`).
 pub fn start_time(pid: impl Into<i64>) -> Option<u64> {
-    stat_fields(pid)?.get(19)?.parse().ok()
+    stat(pid).map(|s| s.start_time)
 }
 
 /// Pids of live (not zombie) processes whose comm is `comm` and whose parent is `parent`.
 pub fn children_named(parent: u32, comm: &str) -> Vec<u32> {
     live_pids()
         .filter(|&pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-            let Some((head, rest)) = stat.rsplit_once(')') else { return false };
-            let name = head.split_once('(').map(|(_, n)| n).unwrap_or("");
-            let mut fields = rest.split_whitespace();
-            let (state, ppid) = (fields.next(), fields.next().and_then(|p| p.parse::<u32>().ok()));
-            name == comm && ppid == Some(parent) && state != Some("Z")
+            stat(pid).is_some_and(|s| {
+                s.comm == comm && u32::try_from(s.ppid).ok() == Some(parent) && s.state != 'Z'
+            })
         })
         .collect()
 }

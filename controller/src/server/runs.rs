@@ -188,14 +188,18 @@ impl Runs {
         // The file's fault is bad input (the client exits 2), the fleet's a precondition (exit 3).
         let mut plan = Plan::resolve_with(&exp, seed, Some(remote)).await.map_err(|e| {
             let message = format!("cannot resolve targets: {e}");
-            if e.is_file() { Status::invalid_argument(message) } else { Status::failed_precondition(message) }
+            if e.is_file() {
+                ApiError::InvalidArgument(message)
+            } else {
+                ApiError::FailedPrecondition(message)
+            }
         })?;
         let agents = plan.agents();
         let proxies = plan.held_proxies(&exp);
         self.check_blast_radius(&agents)?;
         plan.check_remote(&exp, seed)
             .await
-            .map_err(|e| Status::failed_precondition(format!("preflight: {e}")))?;
+            .map_err(|e| ApiError::FailedPrecondition(format!("preflight: {e}")))?;
         self.check_probes(&exp).await?;
         let mut record = RunRecord {
             id: id.clone(),
@@ -236,7 +240,7 @@ impl Runs {
         self.lock_agents(&id, &agents)?;
         if let Err(refused) = self.lock_proxies(&id, &proxies) {
             self.unlock_agents(&id);
-            return Err(refused);
+            return Err(refused.into());
         }
         record.state = RunState::Running;
         let stored = record.clone();
@@ -326,11 +330,11 @@ impl Runs {
     }
 
     /// Like [`Runs::lock_agents`], for the proxies the run faults (keyed by API URL and proxy name).
-    fn lock_proxies(&self, run: &str, proxies: &[(String, String)]) -> Result<(), Status> {
+    fn lock_proxies(&self, run: &str, proxies: &[(String, String)]) -> Result<(), ApiError> {
         let mut locks = lock(&self.proxy_locks);
         for key @ (api, name) in proxies {
             if let Some(holder) = locks.get(key) {
-                return Err(Status::failed_precondition(format!(
+                return Err(ApiError::FailedPrecondition(format!(
                     "proxy {name} at {api} is held by run {holder}: two runs never fault the same proxy at once"
                 )));
             }
