@@ -5,29 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod proxy_support;
+
 use chaos_controller::engine::{self, FIRE_AND_FORGET, NOTHING_JUDGED, Outcome, Plan, RunConfig, Verdict};
 use chaos_controller::experiment;
-use chaos_proxy::client::{Client, NewProxy};
+use proxy_support::proxy_server;
 use tokio_util::sync::CancellationToken;
-
-/// A `chaos proxy` admin API on a loopback port with one proxy, `shop`, in front of a closed port.
-async fn proxy_server() -> (String, Client, CancellationToken) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = chaos_proxy::Server::new(chaos_proxy::ServerConfig { seed: Some(7), metrics: false });
-    let stop = CancellationToken::new();
-    tokio::spawn(chaos_proxy::serve(listener, server, stop.clone().cancelled_owned()));
-    let client = Client::new(&url).unwrap();
-    let shop = NewProxy {
-        name: "shop".into(),
-        listen: Some("127.0.0.1:0".into()),
-        upstream: "127.0.0.1:9".into(),
-        enabled: None,
-        half_close: None,
-    };
-    client.create_proxy(&shop).await.unwrap();
-    (url, client, stop)
-}
 
 /// A 300 ms latency toxic on `shop`, nothing else; `extra` goes at the top level.
 fn latency_only(api: &str, extra: &str) -> String {

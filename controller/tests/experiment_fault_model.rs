@@ -5,12 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod proxy_support;
+
 use std::process::Command;
 
 use chaos_agent::faults::FaultKind as AgentKind;
 use chaos_agent::spec::{FaultSpec, Unit as AgentUnit};
 use chaos_controller::experiment::{self, FaultKind, FaultParams, Owner, StepKind, Stream};
-use chaos_proxy::client::{Client, NewProxy, NewToxic};
+use chaos_proxy::client::NewToxic;
 use chaos_proxy::toxics::{ToxicKind, Unit};
 use serde_json::{Map, Value, json};
 
@@ -197,19 +199,7 @@ async fn latency_distribution_is_accepted_and_reaches_the_proxy() {
         json!({"latency": 100, "jitter": 20, "distribution": "pareto"})
     );
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = format!("http://{}", listener.local_addr().unwrap());
-    let server = chaos_proxy::Server::new(chaos_proxy::ServerConfig { seed: Some(1), metrics: false });
-    let serving = tokio::spawn(chaos_proxy::serve(listener, server, std::future::pending()));
-    let client = Client::new(&api).unwrap();
-    let proxy = NewProxy {
-        name: "db".into(),
-        listen: Some("127.0.0.1:0".into()),
-        upstream: "127.0.0.1:1".into(),
-        enabled: None,
-        half_close: None,
-    };
-    client.create_proxy(&proxy).await.unwrap();
+    let (_api, client, stop) = proxy_support::proxy_server_with("db", 1).await;
     let stream = match stream {
         Stream::Upstream => chaos_proxy::client::Stream::Upstream,
         Stream::Downstream => chaos_proxy::client::Stream::Downstream,
@@ -227,7 +217,7 @@ async fn latency_distribution_is_accepted_and_reaches_the_proxy() {
     assert_eq!(toxics.len(), 1);
     assert_eq!(toxics[0].attributes["distribution"], json!("pareto"));
     assert_eq!(toxics[0].attributes["latency"], json!(100));
-    serving.abort();
+    stop.cancel();
 }
 
 /// Regression: `fault: kill` with `signal: 40` passed validation (1..=64) and failed mid-run, because the agent

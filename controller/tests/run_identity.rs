@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod proxy_support;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,28 +15,10 @@ use chaos_controller::experiment;
 use chaos_controller::fleet::{Fleet, FleetConfig};
 use chaos_controller::server::runs::{Runs, StartRequest};
 use chaos_controller::store::{ExperimentRecord, SqliteStore, Store, StoreHandle};
-use chaos_proxy::client::{Client, NewProxy};
+use chaos_proxy::client::Client;
+use proxy_support::proxy_server;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// A `chaos proxy` admin API on a loopback port with one proxy, `shop`, in front of a closed port.
-async fn proxy_server() -> (String, Client, CancellationToken) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = chaos_proxy::Server::new(chaos_proxy::ServerConfig { seed: Some(7), metrics: false });
-    let stop = CancellationToken::new();
-    tokio::spawn(chaos_proxy::serve(listener, server, stop.clone().cancelled_owned()));
-    let client = Client::new(&url).unwrap();
-    let shop = NewProxy {
-        name: "shop".into(),
-        listen: Some("127.0.0.1:0".into()),
-        upstream: "127.0.0.1:9".into(),
-        enabled: None,
-        half_close: None,
-    };
-    client.create_proxy(&shop).await.unwrap();
-    (url, client, stop)
-}
 
 /// One latency toxic on `shop` for `duration`, judged by nothing (fire and forget).
 fn latency(api: &str, duration: &str) -> String {

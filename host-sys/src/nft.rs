@@ -121,8 +121,22 @@ pub fn check_netns(ns: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The lines of a failed nft command's output that say what went wrong (nft repeats the script and marks the
+/// error under it), joined with `; `; the first line when none says `Error`.
+pub fn error_lines(output: &str) -> String {
+    let lines: Vec<&str> = output.lines().map(str::trim).filter(|l| l.contains("Error")).collect();
+    if lines.is_empty() { output.lines().next().unwrap_or_default().to_string() } else { lines.join("; ") }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn error_lines_keep_what_went_wrong() {
+        let output = "table inet t {\n  chain c {\n^^^\nError: syntax error\nError: no such file";
+        assert_eq!(super::error_lines(output), "Error: syntax error; Error: no such file");
+        assert_eq!(super::error_lines("permission denied\nmore"), "permission denied");
+    }
+
     use super::*;
 
     #[test]

@@ -219,8 +219,7 @@ fn errors_of(error: &AgentError) -> String {
         },
         other => other.to_string(),
     };
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| l.contains("Error")).collect();
-    if lines.is_empty() { text.lines().next().unwrap_or_default().to_string() } else { lines.join("; ") }
+    chaos_host_sys::nft::error_lines(&text)
 }
 
 #[cfg(test)]
