@@ -124,7 +124,7 @@ impl ActiveFault for FakeFault {
 
 /// An experiment with one errors SLO on `shop` (guarded by `no_data: 1s`), a 2 s baseline and recovery, and
 /// `method` and `rollbacks` as YAML lists.
-fn experiment(method: &str, rollbacks: &str) -> experiment::Experiment {
+fn experiment(method: &str, rollbacks: &str) -> experiment::Checked {
     let yaml = format!(
         "apiVersion: chaos/v1\ntitle: lifecycle\ntargets:\n  shop: {{ proxy: {{ api: \"http://127.0.0.1:9\", \
          name: shop }} }}\nslos:\n  - {{ name: availability, signal: errors, objective: 90%, source: {{ proxy: shop \
@@ -157,7 +157,7 @@ struct Run {
     took: Duration,
 }
 
-async fn run(exp: &experiment::Experiment, script: Script) -> Run {
+async fn run(exp: &experiment::Checked, script: Script) -> Run {
     let ledger = Arc::new(Ledger::default());
     let log = Arc::new(EventLog::default());
     let logs: Logs = BTreeMap::from([("proxy:shop".to_string(), log.clone())]);

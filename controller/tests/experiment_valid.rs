@@ -133,7 +133,7 @@ fn the_issue_example_reads_as_expected() {
     let StepKind::Fault(kill) = exp.method[2].kind().unwrap() else { panic!("not a fault") };
     assert_eq!((kill.params, kill.duration), (FaultParams::Kill { signal: 9 }, None));
 
-    let g = exp.guardrails.unwrap();
+    let g = exp.guardrails.clone().unwrap();
     assert_eq!(g.tripwire.unwrap().window, ms(60_000));
     assert_eq!(g.budget, Some(Percent(0.02)));
 }

@@ -17,7 +17,7 @@ fn env(name: &str) -> Option<String> {
     }
 }
 
-fn ok(doc: &str, overrides: &[(&str, &str)]) -> Experiment {
+fn ok(doc: &str, overrides: &[(&str, &str)]) -> Checked {
     let overrides: Vec<(String, String)> =
         overrides.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     parse_with_env("t.yaml", &format!("{HEAD}{doc}"), &overrides, &env).unwrap_or_else(|d| panic!("{d}"))
@@ -137,7 +137,7 @@ fn an_override_fixes_an_unknown_variable() {
     assert_eq!(exp.title, "me");
 }
 
-fn slo(percentile: &str) -> Result<Experiment, Diagnostics> {
+fn slo(percentile: &str) -> Result<Checked, Diagnostics> {
     let text = format!(
         "{HEAD}targets: {{ p: {{ proxy: {{ api: \"http://h:1\", name: p }} }} }}\n\
          slos: [ {{ name: s, signal: latency, percentile: \"{percentile}\", source: {{ proxy: p }} }} ]\n"

@@ -166,7 +166,7 @@ fn variable_expansion_matches_the_model_and_stays_bounded() {
                     assert_eq!(exp.vars[&format!("v{index}")].len() as u64, *len, "{}", context());
                 }
                 assert_eq!(
-                    exp.hypothesis.map(|h| h.len() as u64),
+                    exp.hypothesis.as_ref().map(|h| h.len() as u64),
                     Some(lengths[hypothesis]),
                     "{}",
                     context()

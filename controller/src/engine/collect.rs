@@ -10,8 +10,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Logs, MethodContext, ResolvedTarget, host, source_key, sources};
+use crate::experiment::Checked;
 use crate::experiment::SourceKind;
-use crate::experiment::model::Experiment;
 use crate::load::LoadGenerator;
 use crate::signals::EventLog;
 use crate::slo::SaturationSample;
@@ -42,7 +42,7 @@ impl Collection {
 
     /// Starts every load generator and every poller and sampler an SLO names. A load that cannot start is the
     /// error (`load NAME: …`); what started is stopped first.
-    pub fn start(exp: &Experiment, ctx: &MethodContext) -> Result<Collection, String> {
+    pub fn start(exp: &Checked, ctx: &MethodContext) -> Result<Collection, String> {
         let run_start = ctx.run_start;
         let mut collection = Collection::given(BTreeMap::new());
         for load in &exp.load {
@@ -62,7 +62,7 @@ impl Collection {
     }
 
     /// Proxy stats and Prometheus queries, one poller per source.
-    fn start_pollers(&mut self, exp: &Experiment, ctx: &MethodContext, run_start: Instant) {
+    fn start_pollers(&mut self, exp: &Checked, ctx: &MethodContext, run_start: Instant) {
         for slo in &exp.slos {
             if let Some(proxy_target) = &slo.source.proxy {
                 let key = format!("proxy:{proxy_target}");
@@ -105,7 +105,7 @@ impl Collection {
 
     /// Saturation: one sampler per host metric, and per process target and metric, the SLOs name; its
     /// samples are judged like events.
-    fn start_samplers(&mut self, exp: &Experiment, ctx: &MethodContext, run_start: Instant) {
+    fn start_samplers(&mut self, exp: &Checked, ctx: &MethodContext, run_start: Instant) {
         for slo in &exp.slos {
             let key = source_key(slo);
             if self.saturation.contains_key(&key) {

@@ -80,9 +80,6 @@ pub enum EngineError {
     /// A fault could not be applied.
     #[error(transparent)]
     Fault(#[from] FaultError),
-    /// A step the checked experiment should not hold (its message from the experiment layer).
-    #[error("{0}")]
-    Step(String),
     /// A step panicked or its task was cancelled.
     #[error("a method step failed unexpectedly: {0}")]
     StepPanicked(String),

@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use super::{Outcome, RunConfig};
-use crate::experiment::model::Experiment;
+use crate::experiment::Checked;
 use crate::probes::ProbeResult;
 
 /// The journal of a run: what the reports (JSON, JUnit, Markdown) are made from.
 pub fn journal(
-    exp: &Experiment,
+    exp: &Checked,
     config: &RunConfig,
     outcome: &Outcome,
     started: std::time::SystemTime,

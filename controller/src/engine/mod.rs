@@ -40,8 +40,7 @@ pub use plan::{CheckError, HostOptions, Plan, ResolvedTarget};
 pub use remote::{AgentSample, BoxFuture, Remote, RemoteError, RemoteFault, RemoteHosts, Reverted};
 pub use timeline::EventKind;
 
-use crate::experiment::checked::StepKind;
-use crate::experiment::model::Step;
+use crate::experiment::{CheckedKind, CheckedStep};
 use crate::signals::EventLog;
 
 /// Receives one line of live progress per second (the CLI prints it on stderr).
@@ -305,7 +304,7 @@ impl MethodContext {
 }
 
 /// Runs the method's steps in order (each `parallel` group concurrently). Returns early on abort.
-pub(crate) async fn run_steps(ctx: &MethodContext, steps: &[Step]) -> Result<(), Abort> {
+pub(crate) async fn run_steps(ctx: &MethodContext, steps: &[CheckedStep]) -> Result<(), Abort> {
     for (i, step) in steps.iter().enumerate() {
         if ctx.abort.is_cancelled() {
             break;
@@ -318,29 +317,21 @@ pub(crate) async fn run_steps(ctx: &MethodContext, steps: &[Step]) -> Result<(),
     Ok(())
 }
 
-async fn run_step(ctx: &MethodContext, step: &Step, index: usize) -> Result<(), Abort> {
+async fn run_step(ctx: &MethodContext, step: &CheckedStep, index: usize) -> Result<(), Abort> {
     let name = step.name.clone().unwrap_or_else(|| format!("step {}: {}", index + 1, step.label()));
-    let kind = match step.kind() {
-        Ok(kind) => kind,
-        Err(e) => {
-            let abort = Abort::Error(EngineError::Step(e));
-            ctx.trip(abort.clone());
-            return Err(abort);
-        }
-    };
-    let fault = match kind {
-        StepKind::Wait(wait) => {
+    let fault = match step.kind() {
+        CheckedKind::Wait(wait) => {
             set_current(ctx, &name, Some(wait.0));
             ctx.note(EventKind::StepStarted, &name, format!("wait {wait}"), None);
             ctx.wait(wait.0).await;
             return Ok(());
         }
-        StepKind::Parallel(group) => {
+        CheckedKind::Parallel(group) => {
             ctx.note(EventKind::StepStarted, &name, format!("parallel group of {}", group.len()), None);
             let runs = group.iter().enumerate().map(|(i, s)| Box::pin(run_step(ctx, s, i)));
             return futures_join_all(runs).await.into_iter().collect();
         }
-        StepKind::Fault(fault) => fault,
+        CheckedKind::Fault(fault) => fault,
     };
     let duration = fault.duration.map(|d| d.0);
     set_current(ctx, &name, duration);

@@ -15,9 +15,10 @@ use chaos_proxy_api::client::Client;
 use super::error::EngineError;
 use super::remote::Remote;
 use crate::deadline::DEADLINE_MARGIN;
-use crate::experiment::checked::{Fault, StepKind};
+use crate::experiment::checked::Fault;
 use crate::experiment::faults::FaultParams;
-use crate::experiment::model::{Count, Experiment, ProcessSelector, Step};
+use crate::experiment::model::{Count, ProcessSelector};
+use crate::experiment::{Checked, CheckedKind, CheckedStep};
 
 /// A target as resolved before anything runs.
 #[derive(Clone)]
@@ -103,17 +104,13 @@ impl HostOptions {
 impl Plan {
     /// Resolves the targets: proxy APIs are reached (and their proxies checked), process selectors are run
     /// through the agent's policy with the run's seed. Nothing is changed.
-    pub async fn resolve(exp: &Experiment, seed: u64) -> Result<Plan, CheckError> {
+    pub async fn resolve(exp: &Checked, seed: u64) -> Result<Plan, CheckError> {
         Plan::resolve_with(exp, seed, None).await
     }
 
     /// [`Plan::resolve`] with a fleet for targets on other hosts (`hosts:` label selectors): the agents are
     /// chosen now, among those connected, with the seed.
-    pub async fn resolve_with(
-        exp: &Experiment,
-        seed: u64,
-        remote: Option<Remote>,
-    ) -> Result<Plan, CheckError> {
+    pub async fn resolve_with(exp: &Checked, seed: u64, remote: Option<Remote>) -> Result<Plan, CheckError> {
         let mut targets = BTreeMap::new();
         for (name, target) in &exp.targets {
             if let Some(labels) = &target.hosts {
@@ -225,14 +222,14 @@ impl Plan {
 
     /// Every proxy the run creates or a step (method or rollbacks) would fault, as `(API URL, proxy name)`,
     /// sorted: what a controller locks, as it locks agents, so two runs never fault the same proxy at once.
-    pub fn held_proxies(&self, exp: &Experiment) -> Vec<(String, String)> {
+    pub fn held_proxies(&self, exp: &Checked) -> Vec<(String, String)> {
         let mut steps = Vec::new();
-        collect_steps(&exp.method, "", &mut steps);
-        collect_steps(&exp.rollbacks, ROLLBACK, &mut steps);
+        collect_steps(exp.method(), "", &mut steps);
+        collect_steps(exp.rollbacks(), ROLLBACK, &mut steps);
         let mut proxies: Vec<(String, String)> = steps
             .into_iter()
             .filter_map(|(_, step)| match step.kind() {
-                Ok(StepKind::Fault(fault)) => match self.targets.get(fault.target) {
+                CheckedKind::Fault(fault) => match self.targets.get(fault.target) {
                     Some(ResolvedTarget::Proxy { api, name, .. }) => Some((api.clone(), name.clone())),
                     _ => None,
                 },
@@ -251,14 +248,14 @@ impl Plan {
     /// Asks every agent a remote step would touch what it would do (its policy and capabilities are checked
     /// there; nothing changes) and keeps the answers for [`Plan::describe`]. The first refusal is the error:
     /// a run must not start when one of its faults would be refused half-way.
-    pub async fn check_remote(&mut self, exp: &Experiment, seed: u64) -> Result<(), EngineError> {
+    pub async fn check_remote(&mut self, exp: &Checked, seed: u64) -> Result<(), EngineError> {
         let Some(remote) = self.remote.clone() else { return Ok(()) };
         let mut steps = Vec::new();
-        collect_steps(&exp.method, "", &mut steps);
-        collect_steps(&exp.rollbacks, ROLLBACK, &mut steps);
+        collect_steps(exp.method(), "", &mut steps);
+        collect_steps(exp.rollbacks(), ROLLBACK, &mut steps);
         let mut lines = Vec::new();
         for (number, step) in steps {
-            let Ok(StepKind::Fault(fault)) = step.kind() else { continue };
+            let CheckedKind::Fault(fault) = step.kind() else { continue };
             let Some((agents, spec)) = self.remote_spec(&fault) else { continue };
             let json = serde_json::to_string(&spec)
                 .map_err(|e| EngineError::Plan { step: step.label(), reason: e.to_string() })?;
@@ -310,15 +307,15 @@ impl Plan {
     }
 
     /// Whether any step (method or rollbacks) needs the local agent: host faults and pauses do.
-    pub fn needs_host(exp: &Experiment) -> bool {
-        fn any(exp: &Experiment, steps: &[Step]) -> bool {
+    pub fn needs_host(exp: &Checked) -> bool {
+        fn any(exp: &Checked, steps: &[CheckedStep]) -> bool {
             steps.iter().any(|step| match step.kind() {
-                Ok(StepKind::Fault(f)) => is_local_host_fault(exp, &f),
-                Ok(StepKind::Parallel(inner)) => any(exp, inner),
-                _ => false,
+                CheckedKind::Fault(f) => is_local_host_fault(exp, &f),
+                CheckedKind::Parallel(inner) => any(exp, inner),
+                CheckedKind::Wait(_) => false,
             })
         }
-        any(exp, &exp.method) || any(exp, &exp.rollbacks)
+        any(exp, exp.method()) || any(exp, exp.rollbacks())
     }
 
     /// The check pass before the first fault: every step that acts on this host (host faults, pauses and kills
@@ -329,16 +326,16 @@ impl Plan {
     /// [`Plan::describe`]; the first refusal is the error, naming the step.
     pub async fn check_local(
         &mut self,
-        exp: &Experiment,
+        exp: &Checked,
         seed: u64,
         options: &HostOptions,
     ) -> Result<(), CheckError> {
         let mut steps = Vec::new();
-        collect_steps(&exp.method, "", &mut steps);
-        collect_steps(&exp.rollbacks, ROLLBACK, &mut steps);
+        collect_steps(exp.method(), "", &mut steps);
+        collect_steps(exp.rollbacks(), ROLLBACK, &mut steps);
         let mut specs = Vec::new();
         for (number, step) in steps {
-            let Ok(StepKind::Fault(fault)) = step.kind() else { continue };
+            let CheckedKind::Fault(fault) = step.kind() else { continue };
             if let Some((spec, lease)) = self.local_spec(exp, &fault) {
                 specs.push((number, step.label(), spec, lease));
             }
@@ -384,7 +381,7 @@ impl Plan {
 
     /// For a fault step on this host: the spec the local agent gets and the lease it is held for (a kill has
     /// none). Faults on proxies and other hosts are checked elsewhere.
-    fn local_spec(&self, exp: &Experiment, fault: &Fault<'_>) -> Option<(FaultSpec, Option<Duration>)> {
+    fn local_spec(&self, exp: &Checked, fault: &Fault<'_>) -> Option<(FaultSpec, Option<Duration>)> {
         let lease = fault.duration.map(|d| d.0 + DEADLINE_MARGIN);
         match (&fault.params, self.targets.get(fault.target)) {
             (FaultParams::Host(spec), _) if is_local_host_fault(exp, fault) => Some((spec.clone(), lease)),
@@ -429,7 +426,7 @@ impl Plan {
     }
 
     /// The plan in words, for `--dry-run`: exactly what would be hit.
-    pub fn describe(&self, exp: &Experiment) -> String {
+    pub fn describe(&self, exp: &Checked) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "plan for {:?}", exp.title);
         for (name, target) in &self.targets {
@@ -469,10 +466,10 @@ impl Plan {
             let _ = writeln!(out, "  load {}: {} at {}", load.name, load.http.url, load.rate);
         }
         let _ = writeln!(out, "  method:");
-        describe_steps(&mut out, &exp.method, "", 2);
+        describe_steps(&mut out, exp.method(), "", 2);
         if !exp.rollbacks.is_empty() {
             let _ = writeln!(out, "  rollbacks:");
-            describe_steps(&mut out, &exp.rollbacks, ROLLBACK, 2);
+            describe_steps(&mut out, exp.rollbacks(), ROLLBACK, 2);
         }
         out
     }
@@ -564,7 +561,7 @@ impl std::fmt::Display for CheckError {
 
 /// Every step numbered by its place (`2`, and `2.1` for the first step of group 2), its name beside the
 /// number when it has one: `2.1 slow shop: latency on shop for 4s`.
-fn describe_steps(out: &mut String, steps: &[Step], parent: &str, depth: usize) {
+fn describe_steps(out: &mut String, steps: &[CheckedStep], parent: &str, depth: usize) {
     for (i, step) in steps.iter().enumerate() {
         let indent = "  ".repeat(depth);
         let number = format!("{parent}{}", i + 1);
@@ -572,27 +569,28 @@ fn describe_steps(out: &mut String, steps: &[Step], parent: &str, depth: usize) 
             Some(name) => format!("{number} {name}:"),
             None => number.clone(),
         };
-        if let Some(wait) = step.wait {
-            let _ = writeln!(out, "{indent}{name} wait {wait}");
-        } else if let Some(group) = &step.parallel {
-            let _ = writeln!(out, "{indent}{name} in parallel:");
-            describe_steps(out, group, &format!("{number}."), depth + 1);
-        } else {
-            let duration = step.duration.map(|d| format!(" for {d}")).unwrap_or_default();
-            let with = if step.with.is_empty() {
-                String::new()
-            } else {
-                format!(" with {}", serde_json::Value::Object(step.with.clone()))
-            };
-            let target = match step.kind() {
-                Ok(StepKind::Fault(f)) => f.target.to_string(),
-                _ => step.target.clone().unwrap_or_else(|| "?".into()),
-            };
-            let _ = writeln!(
-                out,
-                "{indent}{name} {} on {target}{with}{duration}",
-                step.fault.as_deref().unwrap_or("?")
-            );
+        match step.kind() {
+            CheckedKind::Wait(wait) => {
+                let _ = writeln!(out, "{indent}{name} wait {wait}");
+            }
+            CheckedKind::Parallel(group) => {
+                let _ = writeln!(out, "{indent}{name} in parallel:");
+                describe_steps(out, group, &format!("{number}."), depth + 1);
+            }
+            CheckedKind::Fault(f) => {
+                let duration = f.duration.map(|d| format!(" for {d}")).unwrap_or_default();
+                let with = if step.with.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with {}", serde_json::Value::Object(step.with.clone()))
+                };
+                let _ = writeln!(
+                    out,
+                    "{indent}{name} {} on {}{with}{duration}",
+                    step.fault.as_deref().unwrap_or("?"),
+                    f.target
+                );
+            }
         }
     }
 }
@@ -700,7 +698,7 @@ fn choose_agents(
 
 /// Whether a fault step acts on this host (through the local agent): host faults without a target, and
 /// pauses of local processes.
-fn is_local_host_fault(exp: &Experiment, f: &Fault<'_>) -> bool {
+fn is_local_host_fault(exp: &Checked, f: &Fault<'_>) -> bool {
     match f.params {
         FaultParams::Host(_) => f.target == crate::experiment::HOST_TARGET,
         FaultParams::Pause => exp.targets.get(f.target).is_some_and(|t| t.hosts.is_none()),
@@ -712,12 +710,12 @@ fn is_local_host_fault(exp: &Experiment, f: &Fault<'_>) -> bool {
 const ROLLBACK: &str = "rollback ";
 
 /// Every step that is not a parallel group, with its number as [`Plan::describe`] shows it (`3.1`).
-fn collect_steps<'a>(steps: &'a [Step], prefix: &str, out: &mut Vec<(String, &'a Step)>) {
+fn collect_steps<'a>(steps: &'a [CheckedStep], prefix: &str, out: &mut Vec<(String, &'a CheckedStep)>) {
     for (i, step) in steps.iter().enumerate() {
         let number = format!("{prefix}{}", i + 1);
-        match &step.parallel {
-            Some(inner) => collect_steps(inner, &format!("{number}."), out),
-            None => out.push((number, step)),
+        match step.kind() {
+            CheckedKind::Parallel(inner) => collect_steps(inner, &format!("{number}."), out),
+            _ => out.push((number, step)),
         }
     }
 }

@@ -13,7 +13,8 @@ use super::{
     Abort, DEFAULT_BASELINE, DEFAULT_RECOVERY, EngineError, EventKind, FaultDriver, LiveDriver, Logs,
     MethodContext, Plan, RunConfig, TimelineEvent, Timing, lock, run_steps,
 };
-use crate::experiment::model::{Experiment, Slo};
+use crate::experiment::Checked;
+use crate::experiment::model::Slo;
 use crate::probes::{self, ProbeResult};
 use crate::signals::Event;
 
@@ -75,12 +76,7 @@ pub struct ExecuteOptions {
 }
 
 /// Runs `exp` (already validated) against a resolved `plan`. `interrupt` is cancelled by SIGINT/SIGTERM.
-pub async fn execute(
-    exp: &Experiment,
-    plan: Plan,
-    config: &RunConfig,
-    interrupt: CancellationToken,
-) -> Outcome {
+pub async fn execute(exp: &Checked, plan: Plan, config: &RunConfig, interrupt: CancellationToken) -> Outcome {
     execute_with(exp, plan, config, interrupt, ExecuteOptions::default()).await
 }
 
@@ -88,7 +84,7 @@ pub async fn execute(
 /// preflight, signals, baseline, method (guarded), revert everything, recovery, SLOs, steady state again,
 /// rollbacks, the verdict ([`judge`]). Every exit path reverts what was applied.
 pub async fn execute_with(
-    exp: &Experiment,
+    exp: &Checked,
     plan: Plan,
     config: &RunConfig,
     interrupt: CancellationToken,
@@ -185,7 +181,7 @@ async fn stop_early(mut outcome: Outcome, ctx: &MethodContext, reason: String) -
 /// Creates the proxies the experiment declares, noting what was done about stale ones.
 async fn create_proxies(
     ctx: &MethodContext,
-    exp: &Experiment,
+    exp: &Checked,
 ) -> Result<super::run_proxies::CreatedProxies, EngineError> {
     let mut stale = Vec::new();
     let created = ctx.plan.create_proxies(&exp.title, &mut stale).await;
@@ -196,18 +192,18 @@ async fn create_proxies(
 }
 
 /// Preflight: the steady state must hold before anything is injected.
-async fn preflight(ctx: &MethodContext, exp: &Experiment) -> Vec<ProbeResult> {
+async fn preflight(ctx: &MethodContext, exp: &Checked) -> Vec<ProbeResult> {
     ctx.note(EventKind::Phase, "preflight", "steady-state probes".into(), None);
     probe_all(ctx, exp).await
 }
 
 /// The steady-state probes once more, after the method.
-async fn steady_state_again(ctx: &MethodContext, exp: &Experiment) -> Vec<ProbeResult> {
+async fn steady_state_again(ctx: &MethodContext, exp: &Checked) -> Vec<ProbeResult> {
     ctx.note(EventKind::Phase, "steady state", "probes after the method".into(), None);
     probe_all(ctx, exp).await
 }
 
-async fn probe_all(ctx: &MethodContext, exp: &Experiment) -> Vec<ProbeResult> {
+async fn probe_all(ctx: &MethodContext, exp: &Checked) -> Vec<ProbeResult> {
     let mut results = Vec::new();
     for probe in &exp.steady_state {
         let result = probes::run_with(probe, ctx.plan.probe_agents()).await;
@@ -219,7 +215,7 @@ async fn probe_all(ctx: &MethodContext, exp: &Experiment) -> Vec<ProbeResult> {
 
 /// The baseline window: signal before any fault. Returns it as planned, `(start, start + length)`: it holds
 /// exactly `rate × baseline` due requests, where the measured one is a timer's lateness longer.
-async fn baseline(ctx: &MethodContext, exp: &Experiment) -> (Duration, Duration) {
+async fn baseline(ctx: &MethodContext, exp: &Checked) -> (Duration, Duration) {
     let baseline = exp.baseline.map_or(DEFAULT_BASELINE, |d| d.0);
     ctx.note(
         EventKind::Phase,
@@ -236,7 +232,7 @@ async fn baseline(ctx: &MethodContext, exp: &Experiment) -> (Duration, Duration)
 /// one becomes an error here and the reverts after it still run.
 async fn method(
     ctx: &Arc<MethodContext>,
-    exp: &Experiment,
+    exp: &Checked,
     logs: &Logs,
     baseline: (Duration, Duration),
     config: &RunConfig,
@@ -254,7 +250,7 @@ async fn method(
         method_start,
         config.progress.clone(),
     ));
-    let (steps_ctx, steps) = (ctx.clone(), exp.method.clone());
+    let (steps_ctx, steps) = (ctx.clone(), exp.method().to_vec());
     let result = match tokio::spawn(async move { run_steps(&steps_ctx, &steps).await }).await {
         Ok(result) => result,
         Err(e) => {
@@ -268,7 +264,7 @@ async fn method(
 }
 
 /// The recovery window: signals keep flowing; time to recover is measured afterwards.
-async fn recovery(ctx: &MethodContext, exp: &Experiment) {
+async fn recovery(ctx: &MethodContext, exp: &Checked) {
     let recovery = exp.recovery.map_or(DEFAULT_RECOVERY, |d| d.0);
     ctx.note(
         EventKind::Phase,
@@ -292,7 +288,7 @@ struct Windows {
 /// without faults, from the end of the method.
 fn judge_slos(
     ctx: &MethodContext,
-    exp: &Experiment,
+    exp: &Checked,
     collection: &Collection,
     w: &Windows,
 ) -> (Vec<crate::slo::SloResult>, Vec<(String, Option<Duration>)>) {
@@ -331,7 +327,7 @@ fn judge_slos(
 /// interrupt (`config.stop_rollbacks`); what they apply is reverted too.
 async fn rollbacks(
     ctx: &MethodContext,
-    exp: &Experiment,
+    exp: &Checked,
     config: &RunConfig,
     driver: Arc<dyn FaultDriver>,
     timing: Timing,
@@ -348,7 +344,7 @@ async fn rollbacks(
         config.stop_rollbacks.child_token(),
         config.progress.clone(),
     );
-    let _ = run_steps(&rollback_ctx, &exp.rollbacks).await;
+    let _ = run_steps(&rollback_ctx, exp.rollbacks()).await;
     rollback_ctx.revert_all().await;
     lock(&ctx.timeline).append(&mut lock(&rollback_ctx.timeline));
     lock(&ctx.lost).append(&mut lock(&rollback_ctx.lost));

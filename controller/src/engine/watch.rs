@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Abort, EngineError, EventKind, Logs, MethodContext, lock, source_key};
-use crate::experiment::model::Experiment;
+use crate::experiment::Checked;
 use crate::signals::{Event, EventLog};
 
 /// Every second: evaluates the guardrails (and reports progress); a trip aborts the method.
@@ -16,7 +16,7 @@ use crate::signals::{Event, EventLog};
 /// ([`guards`]); the first to trip aborts the run.
 pub(super) async fn guardrails(
     ctx: Arc<MethodContext>,
-    exp: Experiment,
+    exp: Checked,
     logs: Logs,
     baseline: (Duration, Duration),
     method_start: Duration,
@@ -75,7 +75,7 @@ pub(super) async fn guardrails(
 }
 
 /// The guardrails of a run: one per errors or latency SLO, on its own source (see [`Guard`]).
-pub fn guards(exp: &Experiment, method_start: Duration) -> Vec<Guard> {
+pub fn guards(exp: &Checked, method_start: Duration) -> Vec<Guard> {
     let limits = exp.guardrails.clone().unwrap_or_default();
     exp.slos
         .iter()
@@ -108,7 +108,7 @@ pub struct Guard {
 /// copy per source), the first trip in SLO order is returned, and the progress line is rendered, e.g.
 /// `[  12.0s] slow payments (18s left) | availability 99.80% (objective 99.5%) ok | fast 97.10% (objective 99%) MISS`.
 pub fn watch_tick(
-    exp: &Experiment,
+    exp: &Checked,
     logs: &Logs,
     guards: &mut [Guard],
     step: &str,

@@ -1,6 +1,7 @@
-//! Checked views of the model: which variant a step, target, source or probe is, an SLO's objective, a
-//! Prometheus comparison. Each accessor returns `Err` with a message only for a document that did not pass
-//! validation; for an [`Experiment`] returned by [`super::parse`] or [`super::load`] they always succeed.
+//! Checked views of the model: the [`Checked`] experiment the engine accepts (its steps' kinds infallible,
+//! [`CheckedStep`]), and which variant a step, target, source or probe is, an SLO's objective, a Prometheus
+//! comparison. Those accessors on the serde model return `Err` with a message only for a document that did
+//! not pass validation; for the experiment inside a [`Checked`] they always succeed.
 
 use std::fmt;
 use std::str::FromStr;
@@ -36,13 +37,13 @@ pub struct Fault<'a> {
     pub params: FaultParams,
 }
 
-/// Checks every fault step of a validated experiment once and keeps the result on the step. Validation has
-/// already reported every problem at its place; a step that still fails here keeps no result, and
-/// [`Step::kind`] says why.
-pub(super) fn check_steps(steps: &mut [Step]) {
-    for step in steps {
+/// Checks every fault step of a validated experiment once and keeps the result on the step (for
+/// [`Step::kind`]); validation has already reported every problem at its place. Then builds the checked
+/// steps the engine reads ([`CheckedStep`]); `Err` names a step that still fails (a validation gap).
+pub(super) fn check_steps(steps: &mut [Step]) -> Result<Vec<CheckedStep>, String> {
+    for step in steps.iter_mut() {
         if let Some(inner) = &mut step.parallel {
-            check_steps(inner);
+            check_steps(inner)?;
         }
         step.checked = step.fault.as_deref().and_then(|fault| {
             let kind: FaultKind = fault.parse().ok()?;
@@ -50,11 +51,135 @@ pub(super) fn check_steps(steps: &mut [Step]) {
             Some(CheckedFault { kind, params })
         });
     }
+    steps.iter().map(CheckedStep::new).collect()
+}
+
+/// A step of a [`Checked`] experiment: the step as written (its fields through `Deref`) and its kind,
+/// checked once. Only checking an experiment makes one, so [`CheckedStep::kind`] cannot fail.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckedStep {
+    step: Step,
+    kind: Resolved,
+}
+
+/// What a checked step is, owned.
+#[derive(Clone, Debug, PartialEq)]
+enum Resolved {
+    Fault { kind: FaultKind, target: String, params: FaultParams },
+    Wait(Duration),
+    Parallel(Vec<CheckedStep>),
+}
+
+/// What a [`CheckedStep`] is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CheckedKind<'a> {
+    Fault(Fault<'a>),
+    Wait(Duration),
+    /// Steps that start together; the group ends when all have ended.
+    Parallel(&'a [CheckedStep]),
+}
+
+impl CheckedStep {
+    fn new(step: &Step) -> Result<CheckedStep, String> {
+        let kind = match step.kind().map_err(|e| format!("step `{}`: {e}", step.label()))? {
+            StepKind::Fault(Fault { kind, target, params, .. }) => {
+                Resolved::Fault { kind, target: target.to_string(), params }
+            }
+            StepKind::Wait(wait) => Resolved::Wait(wait),
+            StepKind::Parallel(inner) => {
+                Resolved::Parallel(inner.iter().map(CheckedStep::new).collect::<Result<_, _>>()?)
+            }
+        };
+        Ok(CheckedStep { step: step.clone(), kind })
+    }
+
+    /// Which kind of step this is, with the fault's parameters as checked when the experiment was.
+    pub fn kind(&self) -> CheckedKind<'_> {
+        match &self.kind {
+            Resolved::Fault { kind, target, params } => CheckedKind::Fault(Fault {
+                kind: *kind,
+                target,
+                duration: self.step.duration,
+                params: params.clone(),
+            }),
+            Resolved::Wait(wait) => CheckedKind::Wait(*wait),
+            Resolved::Parallel(steps) => CheckedKind::Parallel(steps),
+        }
+    }
+
+    /// The step as written.
+    pub fn step(&self) -> &Step {
+        &self.step
+    }
+}
+
+impl std::ops::Deref for CheckedStep {
+    type Target = Step;
+    fn deref(&self) -> &Step {
+        &self.step
+    }
+}
+
+/// An experiment that passed validation, its steps checked: what [`super::parse`], [`super::load`],
+/// [`super::parse_with_env`] and [`super::check`] return, and the only experiment the engine and the server
+/// accept. Its fields read through `Deref` (no `DerefMut`: it cannot change once checked); its steps'
+/// kinds through [`Checked::method`] and [`Checked::rollbacks`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checked {
+    experiment: Experiment,
+    method: Vec<CheckedStep>,
+    rollbacks: Vec<CheckedStep>,
+}
+
+impl Checked {
+    /// Checks the steps of a validated experiment (`Err`: a step that did not check, which validation let
+    /// through).
+    pub(super) fn new(mut experiment: Experiment) -> Result<Checked, String> {
+        let method = check_steps(&mut experiment.method)?;
+        let rollbacks = check_steps(&mut experiment.rollbacks)?;
+        Ok(Checked { experiment, method, rollbacks })
+    }
+
+    /// The method's steps, checked.
+    pub fn method(&self) -> &[CheckedStep] {
+        &self.method
+    }
+
+    /// The rollbacks' steps, checked.
+    pub fn rollbacks(&self) -> &[CheckedStep] {
+        &self.rollbacks
+    }
+
+    /// The experiment as written (a serde document again).
+    pub fn into_inner(self) -> Experiment {
+        self.experiment
+    }
+}
+
+impl std::ops::Deref for Checked {
+    type Target = Experiment;
+    fn deref(&self) -> &Experiment {
+        &self.experiment
+    }
+}
+
+/// A checked experiment serialises as the document it was checked from.
+impl serde::Serialize for Checked {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.experiment.serialize(serializer)
+    }
+}
+
+impl AsRef<Experiment> for Checked {
+    fn as_ref(&self) -> &Experiment {
+        &self.experiment
+    }
 }
 
 impl Step {
     /// Which kind of step this is, with the fault's parameters as checked when the experiment was parsed
-    /// (nothing is parsed again here). `Err` only for a step that did not come from [`super::parse`].
+    /// (nothing is parsed again here). `Err` only for a step that did not come from [`super::parse`]; the engine
+    /// reads [`CheckedStep::kind`], which cannot fail.
     pub fn kind(&self) -> Result<StepKind<'_>, String> {
         match (&self.fault, self.wait, &self.parallel) {
             (Some(fault), None, None) => {

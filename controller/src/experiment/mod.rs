@@ -27,8 +27,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use checked::{
-    Comparison, Fault, HOST_TARGET, HostMetric, Objective, ProbeKind, ProcessMetric, PrometheusQuery,
-    SourceKind, StepKind, TargetKind, parse_percentile,
+    Checked, CheckedKind, CheckedStep, Comparison, Fault, HOST_TARGET, HostMetric, Objective, ProbeKind,
+    ProcessMetric, PrometheusQuery, SourceKind, StepKind, TargetKind, parse_percentile,
 };
 pub use faults::{FaultKind, FaultParams, Owner, Param, Stream, TargetType};
 pub use model::*;
@@ -92,7 +92,7 @@ fn is_json(name: &str, text: &str) -> bool {
 
 /// Reads and validates an experiment file. `overrides` are `--var name=value` pairs; they take precedence
 /// over `vars:` and are used literally.
-pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<Experiment, Diagnostics> {
+pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<Checked, Diagnostics> {
     let name = path.display().to_string();
     match std::fs::read_to_string(path) {
         Ok(text) => parse(&name, &text, overrides),
@@ -107,7 +107,7 @@ pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<Experiment, D
 
 /// Parses and validates an experiment from text; `name` is the file name used in diagnostics and to choose
 /// the syntax. `${env:NAME}` reads the process environment.
-pub fn parse(name: &str, text: &str, overrides: &[(String, String)]) -> Result<Experiment, Diagnostics> {
+pub fn parse(name: &str, text: &str, overrides: &[(String, String)]) -> Result<Checked, Diagnostics> {
     parse_with_env(name, text, overrides, &|var| std::env::var(var).ok())
 }
 
@@ -117,7 +117,7 @@ pub fn parse_with_env(
     text: &str,
     overrides: &[(String, String)],
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Experiment, Diagnostics> {
+) -> Result<Checked, Diagnostics> {
     let diagnostic = |pos: node::Pos, message: String| Diagnostic {
         file: name.to_string(),
         line: pos.line,
@@ -135,16 +135,41 @@ pub fn parse_with_env(
     if !var_errors.is_empty() {
         return Err(Diagnostics(var_errors.into_iter().map(|e| diagnostic(e.pos, e.message)).collect()));
     }
-    let experiment: Experiment = de::from_node(&root).map_err(|e| {
+    finish(name, &root)
+}
+
+/// The file name [`check`] gives its diagnostics.
+pub const IN_MEMORY: &str = "<experiment>";
+
+/// Checks an experiment built in memory (deserialised with serde, or written in code) as [`parse`] checks a
+/// file: the same typing and validation, then its steps' faults; the only other way to a [`Checked`].
+/// Diagnostics name [`IN_MEMORY`] and the positions in the experiment's JSON form. `${…}` is not
+/// substituted again.
+pub fn check(experiment: &Experiment) -> Result<Checked, Diagnostics> {
+    let at_start = |message: String| {
+        Diagnostics(vec![Diagnostic { file: IN_MEMORY.into(), line: 0, column: 0, message }])
+    };
+    let text =
+        serde_json::to_string_pretty(experiment).map_err(|e| at_start(format!("cannot serialise: {e}")))?;
+    let root = node::from_json(&text).map_err(|e| at_start(e.message))?;
+    finish(IN_MEMORY, &root)
+}
+
+/// Types, validates and checks a substituted tree.
+fn finish(name: &str, root: &node::Node) -> Result<Checked, Diagnostics> {
+    let diagnostic = |pos: node::Pos, message: String| Diagnostic {
+        file: name.to_string(),
+        line: pos.line,
+        column: pos.column,
+        message: one_line(&message),
+    };
+    let experiment: Experiment = de::from_node(root).map_err(|e| {
         let pos = e.pos.unwrap_or(root.pos);
         Diagnostics(vec![diagnostic(pos, e.message)])
     })?;
-    let errors = validate::validate(&experiment, &root);
+    let errors = validate::validate(&experiment, root);
     if errors.is_empty() {
-        let mut experiment = experiment;
-        checked::check_steps(&mut experiment.method);
-        checked::check_steps(&mut experiment.rollbacks);
-        Ok(experiment)
+        Checked::new(experiment).map_err(|message| Diagnostics(vec![diagnostic(root.pos, message)]))
     } else {
         Err(Diagnostics(errors.into_iter().map(|(pos, message)| diagnostic(pos, message)).collect()))
     }

@@ -60,7 +60,7 @@ impl Api {
         self.runs.check_local_effects(&exp)?;
         let record = ExperimentRecord {
             id: new_id("e"),
-            title: exp.title,
+            title: exp.title.clone(),
             file,
             source: req.source,
             vars: req.vars.into_iter().collect(),

@@ -9,10 +9,8 @@ use std::sync::Mutex;
 
 use super::error::ApiError;
 
-use crate::experiment::checked::StepKind;
 use crate::experiment::faults::FaultParams;
-use crate::experiment::model::{Experiment, Step};
-use crate::experiment::{self, HOST_TARGET};
+use crate::experiment::{self, Checked, CheckedKind, CheckedStep, HOST_TARGET};
 
 /// The `chaos controller` flag that lets runs act on the controller's host.
 pub const ALLOW_FLAG: &str = "--allow-local-effects";
@@ -25,7 +23,7 @@ pub fn parse(
     source: &str,
     vars: &[(String, String)],
     allowed: bool,
-) -> Result<Experiment, ApiError> {
+) -> Result<Checked, ApiError> {
     if allowed {
         return experiment::parse(file, source, vars).map_err(|d| ApiError::InvalidArgument(d.to_string()));
     }
@@ -50,7 +48,7 @@ pub fn parse(
 }
 
 /// Every part of `exp` that acts on the host running it, one line each, naming the section and the fix.
-pub fn local_effects(exp: &Experiment) -> Vec<String> {
+pub fn local_effects(exp: &Checked) -> Vec<String> {
     let mut found = Vec::new();
     for probe in &exp.steady_state {
         if let Some(command) = probe.command.as_ref().filter(|c| c.is_local()) {
@@ -70,30 +68,30 @@ pub fn local_effects(exp: &Experiment) -> Vec<String> {
             ));
         }
     }
-    for (section, steps) in [("method", &exp.method), ("rollbacks", &exp.rollbacks)] {
+    for (section, steps) in [("method", exp.method()), ("rollbacks", exp.rollbacks())] {
         host_faults(section, steps, &mut found);
     }
     found
 }
 
-fn host_faults(section: &str, steps: &[Step], found: &mut Vec<String>) {
+fn host_faults(section: &str, steps: &[CheckedStep], found: &mut Vec<String>) {
     for step in steps {
         match step.kind() {
-            Ok(StepKind::Fault(f)) if matches!(f.params, FaultParams::Host(_)) && f.target == HOST_TARGET => {
+            CheckedKind::Fault(f) if matches!(f.params, FaultParams::Host(_)) && f.target == HOST_TARGET => {
                 found.push(format!(
                     "{section} step `{}` applies a host fault on the controller's host (give it a target with \
                      `hosts: {{labels}}`)",
                     step.label()
                 ));
             }
-            Ok(StepKind::Parallel(inner)) => host_faults(section, inner, found),
+            CheckedKind::Parallel(inner) => host_faults(section, inner, found),
             _ => {}
         }
     }
 }
 
 /// FAILED_PRECONDITION listing every local effect of `exp`, unless there is none or `allowed`.
-pub fn check(exp: &Experiment, allowed: bool) -> Result<(), ApiError> {
+pub fn check(exp: &Checked, allowed: bool) -> Result<(), ApiError> {
     let found = local_effects(exp);
     if allowed || found.is_empty() {
         return Ok(());

@@ -13,7 +13,7 @@ use tonic::Status;
 
 use super::error::ApiError;
 use crate::engine::{self, Plan, Remote, RunConfig};
-use crate::experiment::Experiment;
+use crate::experiment::Checked;
 pub(crate) use crate::fleet::now_ms;
 use crate::fleet::{Fleet, lock};
 use crate::report::journal::Verdict;
@@ -108,12 +108,12 @@ impl Runs {
     }
 
     /// Parses an experiment submitted here (`${env:NAME}` only with `--allow-local-effects`).
-    pub fn parse(&self, file: &str, source: &str, vars: &[(String, String)]) -> Result<Experiment, ApiError> {
+    pub fn parse(&self, file: &str, source: &str, vars: &[(String, String)]) -> Result<Checked, ApiError> {
         super::local::parse(file, source, vars, self.limits.allow_local_effects)
     }
 
     /// Refuses an experiment that would act on the controller's host, unless that was allowed at start.
-    pub fn check_local_effects(&self, exp: &Experiment) -> Result<(), ApiError> {
+    pub fn check_local_effects(&self, exp: &Checked) -> Result<(), ApiError> {
         super::local::check(exp, self.limits.allow_local_effects)
     }
 
@@ -273,7 +273,7 @@ impl Runs {
     }
 
     /// Every command probe that runs on agents: they are connected and their policies allow it (nothing runs).
-    async fn check_probes(&self, exp: &Experiment) -> Result<(), ApiError> {
+    async fn check_probes(&self, exp: &Checked) -> Result<(), ApiError> {
         for probe in &exp.steady_state {
             let Some(command) = &probe.command else { continue };
             crate::probes::command::preflight(command, &probe.name, Some(&self.fleet)).await.map_err(
@@ -353,7 +353,7 @@ impl Runs {
 
     async fn execute(
         self: Arc<Self>,
-        exp: Experiment,
+        exp: Checked,
         plan: Plan,
         mut record: RunRecord,
         active: Arc<ActiveRun>,
