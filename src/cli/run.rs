@@ -129,7 +129,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
 
 /// Resolves, runs and reports a validated experiment; returns the exit code (the verdict's).
 pub async fn run_experiment(
-    exp: &experiment::Experiment,
+    exp: &experiment::Checked,
     file: &str,
     seed: u64,
     dry_run: bool,
@@ -217,7 +217,7 @@ fn check_exit_code(e: &CheckError) -> u8 {
 
 /// Writes the reports asked for and prints the verdict with its reasons; returns the exit code.
 fn report(
-    exp: &experiment::Experiment,
+    exp: &experiment::Checked,
     config: &RunConfig,
     outcome: &engine::Outcome,
     started: std::time::SystemTime,
