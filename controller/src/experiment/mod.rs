@@ -9,7 +9,10 @@
 //!    durations, percentages or rates are reported at the offending node.
 //! 4. [`validate`](validate::validate): semantic checks, all collected, each at its node.
 //!
-//! Every problem is a [`Diagnostic`] `file:line:column: message`. [`checked`] adds accessors that read
+//! 5. [`checked`]: the steps' faults are checked once; the result is a [`Checked`] experiment, the only
+//!    type the engine takes ([`check`] reaches it from a document built in memory).
+//!
+//! Every problem is a [`Diagnostic`] `file:line:column: message`. [`checked`] also adds accessors that read
 //! the validated model as enums ([`Step::kind`], [`Slo::objective`], …); [`json_schema`] describes the format
 //! and [`fault_reference`] the faults, both from the fault owners' tables ([`faults`]).
 
