@@ -183,11 +183,11 @@ fn toxic_lifecycle_prints_what_toxiproxy_cli_prints() {
 fn json_output_is_the_servers_json() {
     let server = ChaosProxy::start(&[]);
     let api = Api::new(&server);
-    api.create("redis", "127.0.0.1:6379");
+    api.create("redis", "127.0.0.1:1");
     ok(&server, &["toxic", "add", "-t", "latency", "-a", "latency=5", "redis"]);
 
     let list: Value = serde_json::from_str(&ok(&server, &["list", "--json"])).unwrap();
-    assert_eq!(list["redis"]["upstream"], "127.0.0.1:6379");
+    assert_eq!(list["redis"]["upstream"], "127.0.0.1:1");
     assert_eq!(list["redis"]["toxics"][0]["attributes"]["latency"], 5);
 
     let inspect: Value = serde_json::from_str(&ok(&server, &["inspect", "--json", "redis"])).unwrap();
@@ -200,7 +200,7 @@ fn json_output_is_the_servers_json() {
 fn ttl_toxics_remove_themselves() {
     let server = ChaosProxy::start(&[]);
     let api = Api::new(&server);
-    api.create("redis", "127.0.0.1:6379");
+    api.create("redis", "127.0.0.1:1");
     assert_eq!(
         ok(&server, &["toxic", "add", "-t", "latency", "-a", "latency=5", "--ttl", "300", "redis"]),
         "Added downstream latency toxic 'latency_downstream' on proxy 'redis'\n"
@@ -216,8 +216,8 @@ fn ttl_toxics_remove_themselves() {
 fn toxiproxy_url_names_the_server_unless_host_is_given() {
     let server = ChaosProxy::start(&[]);
     let api = Api::new(&server);
-    let proxy = api.create("web", "127.0.0.1:8080");
-    let expected = format!("web\t{}\t127.0.0.1:8080\tenabled\t0\n", proxy.listen);
+    let proxy = api.create("web", "127.0.0.1:2");
+    let expected = format!("web\t{}\t127.0.0.1:2\tenabled\t0\n", proxy.listen);
 
     let url = server.url();
     let out = chaos(&["list"], Some(&url));
@@ -236,7 +236,7 @@ fn toxiproxy_url_names_the_server_unless_host_is_given() {
 fn api_errors_name_the_server_and_say_what_went_wrong() {
     let server = ChaosProxy::start(&[]);
     let api = Api::new(&server);
-    api.create("redis", "127.0.0.1:6379");
+    api.create("redis", "127.0.0.1:1");
     let url = server.url();
 
     let stderr = fails(&["--host", &url, "inspect", "nope"], None);

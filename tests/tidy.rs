@@ -178,8 +178,6 @@ const FIXED_PORTS_ALLOWED: &[(Option<&str>, u16, &str)] = &[
     (Some("proxy/tests/api/common.rs"), 26379, "a listen address in a Toxiproxy error message, never bound"),
     (Some("proxy/tests/fuzz_config.rs"), 6379, "an upstream in generated config text, never dialled"),
     (Some("proxy/tests/fuzz_config.rs"), 5432, "an upstream in generated config text, never dialled"),
-    (Some("tests/cli_client.rs"), 6379, "a Redis upstream in proxy definitions, never dialled"),
-    (Some("tests/cli_client.rs"), 8080, "an upstream in a proxy definition, never dialled"),
     (Some("tests/proxy_config_errors.rs"), 6379, "an upstream in config files that fail to load"),
     (Some("tests/proxy_intercept.rs"), 8080, "the service inside the test's own network namespace"),
     (Some("tests/compat_python.rs"), 8474, "the client's hard-coded port, inside the test's own namespace"),

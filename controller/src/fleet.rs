@@ -234,28 +234,7 @@ impl FleetError {
     }
 }
 
-/// How [`Fleet::revert_checked`] ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reverted {
-    /// Reverted now (or reverted already by an earlier call).
-    Done,
-    /// Gone before the revert: lost mid-run; says what happened.
-    Lost(String),
-}
-
-/// What [`Fleet::apply`] asks an agent to do.
-#[derive(Clone, Debug)]
-pub struct ApplyRequest {
-    pub agent: String,
-    pub run: String,
-    pub fault_id: String,
-    /// The agent's `FaultSpec` as JSON.
-    pub spec_json: String,
-    /// The fault's planned duration (`None` for a kill, which has nothing to revert).
-    pub duration: Option<Duration>,
-    pub seed: u64,
-    pub actor: String,
-}
+pub use crate::remote_fault::{ApplyRequest, Reverted};
 
 /// What [`Fleet::halt_all`] got back.
 #[derive(Clone, Debug, Default)]

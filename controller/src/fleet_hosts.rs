@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::engine::{AgentSample, BoxFuture, RemoteError, RemoteFault, RemoteHosts, Reverted};
-use crate::fleet::{self, ApplyRequest, Fleet};
+use crate::engine::{AgentSample, ApplyRequest, BoxFuture, RemoteError, RemoteHosts, Reverted};
+use crate::fleet::Fleet;
 
 // === impl RemoteHosts ===
 
@@ -13,28 +13,13 @@ impl RemoteHosts for Fleet {
         Fleet::connected(self)
     }
 
-    fn apply(&self, fault: RemoteFault) -> BoxFuture<'_, Result<String, RemoteError>> {
-        let request = ApplyRequest {
-            agent: fault.agent,
-            run: fault.run,
-            fault_id: fault.fault_id,
-            spec_json: fault.spec_json,
-            duration: fault.duration,
-            seed: fault.seed,
-            actor: fault.actor,
-        };
+    fn apply(&self, request: ApplyRequest) -> BoxFuture<'_, Result<String, RemoteError>> {
         Box::pin(async move { Fleet::apply(self, request).await.map_err(remote_error) })
     }
 
     fn revert(&self, fault_id: &str) -> BoxFuture<'_, Result<Reverted, RemoteError>> {
         let fault_id = fault_id.to_string();
-        Box::pin(async move {
-            match self.revert_checked(&fault_id).await {
-                Ok(fleet::Reverted::Done) => Ok(Reverted::Done),
-                Ok(fleet::Reverted::Lost(why)) => Ok(Reverted::Lost(why)),
-                Err(e) => Err(remote_error(e)),
-            }
-        })
+        Box::pin(async move { self.revert_checked(&fault_id).await.map_err(remote_error) })
     }
 
     fn lost_reason(&self, fault_id: &str) -> Option<String> {

@@ -23,6 +23,7 @@ mod fleet_hosts;
 pub mod http;
 pub mod load;
 pub mod probes;
+pub mod remote_fault;
 pub mod report;
 pub mod schedule;
 pub mod server;

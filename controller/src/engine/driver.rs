@@ -9,7 +9,7 @@ use chaos_agent::spec::{CountSpec, FaultSpec};
 use super::error::FaultError;
 use super::faults::{self, Active, ActiveFault};
 use super::plan::{Plan, ResolvedTarget, agent_count, agent_selector};
-use super::remote::{BoxFuture, RemoteFault};
+use super::remote::{ApplyRequest, BoxFuture};
 use crate::experiment::checked::Fault;
 use crate::experiment::faults::FaultParams;
 
@@ -141,7 +141,7 @@ impl LiveDriver {
         let spec_json = serde_json::to_string(spec).map_err(|e| FaultError::Encode(e.to_string()))?;
         let mut applies = tokio::task::JoinSet::new();
         for agent in agents {
-            let request = RemoteFault {
+            let request = ApplyRequest {
                 agent: agent.clone(),
                 run: remote.run_id.clone(),
                 fault_id: remote.fault_id(agent),

@@ -37,7 +37,7 @@ pub use driver::{Applied, FaultDriver, LiveDriver};
 pub use error::{EngineError, FaultError};
 pub use faults::ActiveFault;
 pub use plan::{CheckError, HostOptions, Plan, ResolvedTarget};
-pub use remote::{AgentSample, BoxFuture, Remote, RemoteError, RemoteFault, RemoteHosts, Reverted};
+pub use remote::{AgentSample, ApplyRequest, BoxFuture, Remote, RemoteError, RemoteHosts, Reverted};
 pub use timeline::EventKind;
 
 use crate::experiment::{CheckedKind, CheckedStep};

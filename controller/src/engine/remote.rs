@@ -20,31 +20,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[error("{0}")]
 pub struct RemoteError(pub String);
 
-/// How a revert ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reverted {
-    /// Reverted now (or reverted already by an earlier call).
-    Done,
-    /// Gone before the revert: lost mid-run; says what happened.
-    Lost(String),
-}
-
-/// One fault to apply on one agent.
-#[derive(Clone, Debug)]
-pub struct RemoteFault {
-    pub agent: String,
-    /// The run it belongs to (leases, audit).
-    pub run: String,
-    /// Unique to the run and the agent: what later reverts name.
-    pub fault_id: String,
-    /// The agent's `FaultSpec` as JSON.
-    pub spec_json: String,
-    /// The fault's planned duration (`None` for a kill, which has nothing to revert).
-    pub duration: Option<Duration>,
-    pub seed: u64,
-    /// Who started the run (audit).
-    pub actor: String,
-}
+pub use crate::remote_fault::{ApplyRequest, Reverted};
 
 /// The latest saturation figures an agent reported, as fractions of its host.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -63,7 +39,7 @@ pub trait RemoteHosts: Agents {
     fn connected(&self) -> Vec<String>;
 
     /// Applies `fault`; returns what the agent says it did.
-    fn apply(&self, fault: RemoteFault) -> BoxFuture<'_, Result<String, RemoteError>>;
+    fn apply(&self, fault: ApplyRequest) -> BoxFuture<'_, Result<String, RemoteError>>;
 
     /// Reverts fault `fault_id`, saying whether it was still held. Idempotent.
     fn revert(&self, fault_id: &str) -> BoxFuture<'_, Result<Reverted, RemoteError>>;
