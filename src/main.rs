@@ -84,6 +84,9 @@ enum Command {
     Freeze(cli::halt::FreezeArgs),
     /// Let runs start again after `chaos freeze` or `chaos halt --all --freeze`.
     Unfreeze(cli::halt::UnfreezeArgs),
+    /// SLOs as code: check SLO files, generate Prometheus rules, report error budgets, register SLOs with a
+    /// controller.
+    Slo(cli::slo::SloArgs),
     /// Generate a development CA and TLS certificates for a controller, its agents and clients.
     Certs(cli::certs::CertsArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
@@ -189,6 +192,7 @@ fn main() -> ExitCode {
             Command::Halt(args) => return cli::halt::halt(args).await.map(ExitCode::from),
             Command::Freeze(args) => return cli::halt::freeze(args).await.map(ExitCode::from),
             Command::Unfreeze(args) => return cli::halt::unfreeze(args).await.map(ExitCode::from),
+            Command::Slo(args) => return cli::slo::slo(args).await.map(ExitCode::from),
             Command::Certs(args) => cli::certs::certs(args),
             Command::Validate(args) => return Ok(ExitCode::from(cli::run::validate(args))),
             Command::Schema => cli::run::schema(),

@@ -29,4 +29,5 @@ pub mod schedule;
 pub mod server;
 pub mod signals;
 pub mod slo;
+pub mod slo_file;
 pub mod store;

@@ -7,6 +7,7 @@
 //! - `controller`: `chaos controller`, the service.
 //! - The controller's clients: `runs`, `agents`, `schedule`, `halt` (`halt --all`, `freeze`, `unfreeze`), over
 //!   `client` (how to reach the controller); `certs` makes development certificates.
+//! - `slo`: `chaos slo`, SLOs as code (SLO files: check, rules, status, the controller's registry).
 //! - `args`: value parsers the groups' flags share.
 
 pub mod agent;
@@ -21,3 +22,4 @@ pub mod remote_run;
 pub mod run;
 pub mod runs;
 pub mod schedule;
+pub mod slo;

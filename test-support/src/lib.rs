@@ -14,6 +14,8 @@
 //!   and [`net::in_netns`] to run code with sockets inside one.
 //! - [`skip`]: `CHAOS_TEST_SKIP`, the one documented way to let a test pass on a machine that lacks one of its
 //!   real parts (curl, a cgroup, Prometheus...). CI sets none of it.
+//! - [`prometheus`]: a real Prometheus server on a kernel-chosen port, optionally backfilled with history
+//!   through promtool, and `promtool` itself.
 //! - [`kill`]: [`KillRng`], the seeded generator of the kill matrices' moments.
 //!
 //! What it does *not* hold: fixtures of one crate (a controller on its own runtime, the proxy's in-process API
@@ -23,6 +25,7 @@ pub mod dir;
 pub mod kill;
 pub mod net;
 pub mod process;
+pub mod prometheus;
 pub mod skip;
 pub mod wait;
 

@@ -13,7 +13,7 @@ pub const PARTS: &[(&str, &str)] = &[
         "cgroup",
         "a cgroup v2 directory this test may create (proxy/tests/intercept.rs: cgroup-scoped interception)",
     ),
-    ("prometheus", "the prometheus server program (tests/run_prometheus.rs)"),
+    ("prometheus", "the prometheus server and promtool programs (tests/run_prometheus.rs, the SLO tests)"),
     ("python3", "python3 with the venv module (tests/compat_python.rs: toxiproxy-python)"),
 ];
 

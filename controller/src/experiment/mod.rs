@@ -17,10 +17,10 @@
 //! and [`fault_reference`] the faults, both from the fault owners' tables ([`faults`]).
 
 pub mod checked;
-mod de;
+pub(crate) mod de;
 pub mod faults;
 pub mod model;
-mod node;
+pub(crate) mod node;
 mod reference;
 mod validate;
 mod values;
@@ -82,7 +82,7 @@ impl Diagnostics {
 
 /// The document's syntax, from the file name (`.json` is JSON, `.yaml`/`.yml` YAML); other names are JSON
 /// when the text starts with `{`, else YAML.
-fn is_json(name: &str, text: &str) -> bool {
+pub(crate) fn is_json(name: &str, text: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     if lower.ends_with(".json") {
         true

@@ -141,6 +141,15 @@ pub fn from_yaml(text: &str) -> Result<Node, SyntaxError> {
     }
 }
 
+/// Reads every document of a YAML stream (`---` between documents; empty documents skipped), positions
+/// counted from the start of the stream.
+pub fn from_yaml_multi(text: &str) -> Result<Vec<Node>, SyntaxError> {
+    match serde_saphyr::from_multiple::<YamlNode>(text) {
+        Ok(docs) => Ok(docs.into_iter().map(|YamlNode(node)| node).collect()),
+        Err(err) => Err(yaml_error(&err)),
+    }
+}
+
 fn yaml_error(err: &serde_saphyr::Error) -> SyntaxError {
     let inner = err.without_snippet();
     let pos =

@@ -78,7 +78,7 @@ pub fn query_url(base: &str, query: &str) -> String {
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters (so `+`, `&`, `=`, `{`, `"` are safe).
-fn encode(text: &str) -> String {
+pub(crate) fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 3);
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
