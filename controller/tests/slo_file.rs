@@ -107,3 +107,76 @@ fn json_files_hold_one_slo_or_an_array() {
     let two = format!("[{one}, {}]", one.replace(r#""name":"b""#, r#""name":"c""#));
     assert_eq!(slo_file::parse("s.json", &two).unwrap().len(), 2);
 }
+
+mod live {
+    //! The budget figures against a real Prometheus holding a day of backfilled history.
+
+    use chaos_controller::slo_file::{self, budget, query::Prometheus as Client};
+    use chaos_test_support::prometheus::{Prometheus, available};
+    use chaos_test_support::skip;
+
+    const END: u64 = 1_790_000_000;
+
+    /// A day of `http_requests_total` every 10 s: 10 requests/s, 0.5 % of them 5xx, then 100 % 5xx for the
+    /// last 10 minutes.
+    fn history() -> String {
+        let mut om =
+            String::from("# HELP http_requests_total requests\n# TYPE http_requests_total counter\n");
+        let (mut ok, mut bad) = (0.0f64, 0.0f64);
+        let mut lines_ok = Vec::new();
+        let mut lines_bad = Vec::new();
+        for step in 0..=8640u64 {
+            let t = END - 86_400 + step * 10;
+            lines_ok.push(format!("http_requests_total{{code=\"200\",job=\"api\"}} {ok} {t}"));
+            lines_bad.push(format!("http_requests_total{{code=\"500\",job=\"api\"}} {bad} {t}"));
+            if t >= END - 600 {
+                bad += 100.0;
+            } else {
+                ok += 99.5;
+                bad += 0.5;
+            }
+        }
+        om.push_str(&lines_ok.join("\n"));
+        om.push('\n');
+        om.push_str(&lines_bad.join("\n"));
+        om.push_str("\n# EOF\n");
+        om
+    }
+
+    #[tokio::test]
+    async fn period_ratio_and_burn_rates_match_the_hand_computed_figures() {
+        if !skip::require("prometheus", available()) {
+            return;
+        }
+        let server = Prometheus::backfilled(&history(), "global: {scrape_interval: 10s}\n");
+        let slo = &slo_file::parse(
+            "s.yaml",
+            "apiVersion: chaos/v1\nkind: SLO\nservice: api\nname: avail\nobjective: 99%\nperiod: 1d\n\
+             sli:\n  events:\n    bad: 'http_requests_total{job=\"api\",code=~\"5..\"}'\n    total: http_requests_total{job=\"api\"}\n\
+             alerting:\n  windows:\n    - {severity: page, long: 10m, short: 1m, burn_rate: 14.4}\n    - {severity: ticket, long: 6h, short: 30m, burn_rate: 1}\n",
+        )
+        .unwrap()[0];
+        let prom = Client::new(&server.url());
+        let at = Some(END as f64);
+        // Bad: 0.05/s for 86,400 − 600 s and 10/s for 600 s; total 10/s all day.
+        let want = (0.05 * 85_800.0 + 10.0 * 600.0) / 864_000.0;
+        let got = budget::period_error_ratio(&prom, slo, at).await.unwrap().unwrap();
+        assert!((got - want).abs() / want < 0.01, "period ratio {got}, by hand {want}\n{}", server.log());
+        assert!((budget::remaining(slo, got) - (1.0 - want / 0.01)).abs() < 0.02);
+        let burns = budget::burn_rates(&prom, slo, None, at).await.unwrap();
+        let page = &burns[0];
+        assert!(
+            (page.long.unwrap() - 100.0).abs() < 1.0 && (page.short.unwrap() - 100.0).abs() < 1.0,
+            "{page:?}"
+        );
+        assert!(page.holds());
+        // 6 h: 600 s at 100 % and 20,999... s at 0.5 %: (0.05 × 21,000 + 10 × 600) / (10 × 21,600).
+        let ticket = &burns[1];
+        let want = (0.05 * 21_000.0 + 6_000.0) / 216_000.0 / 0.01;
+        assert!((ticket.long.unwrap() - want).abs() / want < 0.02, "{ticket:?} want {want}");
+        assert!(ticket.holds(), "the 30 m window burns at (10 × 600 + 0.05 × 1200) / 18,000 / 1%");
+        // An hour earlier nothing was burning fast.
+        let calm = budget::burn_rates(&prom, slo, None, Some((END - 3600) as f64)).await.unwrap();
+        assert!(!calm[0].holds() && (calm[0].long.unwrap() - 0.5).abs() < 0.01, "{calm:?}");
+    }
+}

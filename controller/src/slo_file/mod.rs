@@ -2,11 +2,13 @@
 //! as YAML documents (`---` between them) or a JSON document or array, in the native format
 //! (`apiVersion: chaos/v1`, `kind: SLO`, [`native`]) or an imported one (Sloth `prometheus/v1`, OpenSLO
 //! `openslo/v1`). Every SLO is normalised into one [`SloDef`] ([`model`]); from it come the PromQL
-//! ([`promql`]), the burn-rate windows ([`windows`]), and the figures read from Prometheus ([`query`]).
+//! ([`promql`]), the burn-rate windows ([`windows`]), and the figures read from Prometheus ([`query`],
+//! [`budget`]).
 //!
 //! Reading is all-or-nothing: any problem in a file is reported as `file:line:column: message` and no SLO
 //! of that file is returned.
 
+pub mod budget;
 pub mod model;
 pub mod native;
 pub mod promql;
