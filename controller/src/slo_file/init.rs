@@ -15,8 +15,8 @@ pub fn render(service: &str) -> Result<String, String> {
 }
 
 const TEMPLATE: &str = r#"# SLOs of the "{service}" service, written by `chaos slo init`. Edit, then:
-#   chaos slo check FILE               where anything is wrong, at file:line:column
-#   chaos slo rules FILE -o rules.yml  Prometheus recording rules and burn-rate alerts
+#   chaos slo check FILE                      what is wrong, at file:line:column
+#   chaos slo rules FILE -o rules.yml         Prometheus recording rules and burn-rate alerts
 #   chaos slo status FILE --prometheus URL    the error budget left
 # Experiments reference these SLOs by file and name (`slos:` in an experiment). The JSON Schema of this
 # format: chaos slo schema. Each document (between `---`) is one SLO.
