@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use chaos_controller::slo_file::{self, Counted, Format, Origin, Query, Sli, SloDef, init};
+use chaos_controller::slo_file::{self, Counted, Format, Origin, Query, Sli, SloDef, init, promql, windows};
+use chaos_test_support::{TempDir, prometheus, skip};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -557,6 +558,70 @@ fn other_openslo_kinds_are_skipped_but_a_file_of_only_them_is_refused() {
         error("o.yaml", &format!("{service}---\n{policy}")),
         "o.yaml:1:1: no SLO in this file (its OpenSLO documents are all of kinds that hold none)"
     );
+}
+
+#[test]
+fn json_documents_of_both_formats_are_read() {
+    let sloth = r#"{"version": "prometheus/v1", "service": "api", "slos": [{"name": "a", "objective": 99.9,
+        "sli": {"raw": {"error_ratio_query": "sum(rate(e[{{.window}}])) / sum(rate(t[{{.window}}]))"}}}]}"#;
+    assert_eq!(slo_file::parse("s.json", sloth).unwrap()[0].objective, 0.999);
+    let openslo = r#"[
+  {"apiVersion": "openslo/v1", "kind": "SLI", "metadata": {"name": "e"}, "spec": {"ratioMetric": {"counter": true,
+    "good": {"metricSource": {"type": "Prometheus", "spec": {"query": "req_total{code!~\"5..\"}"}}},
+    "total": {"metricSource": {"type": "Prometheus", "spec": {"query": "req_total"}}}}}},
+  {"apiVersion": "openslo/v1", "kind": "SLO", "metadata": {"name": "b"}, "spec": {"service": "api",
+    "indicatorRef": "e", "budgetingMethod": "Occurrences", "objectives": [{"targetPercent": 99.5}]}}
+]"#;
+    let slo = &slo_file::parse("o.json", openslo).unwrap()[0];
+    assert_eq!(
+        (slo.id().as_str(), slo.objective, slo.period),
+        ("api/b", 0.995, Duration::from_secs(30 * 86_400))
+    );
+    let Sli::Events(events) = &slo.sli else { panic!("{:?}", slo.sli) };
+    assert_eq!(events.counted, Counted::Good);
+}
+
+/// Every SLO read from the examples of all three formats and from the starter file gives PromQL that
+/// promtool accepts: its error ratio over each alert window and the period, and its event counts, written as
+/// recording rules and checked with `promtool check rules`.
+#[test]
+fn the_promql_of_every_imported_slo_passes_promtool() {
+    if !skip::require("prometheus", prometheus::available()) {
+        return;
+    }
+    let mut slos: Vec<SloDef> = [
+        "experiments/slos/checkout.yaml",
+        "experiments/slos/sloth-checkout.yaml",
+        "experiments/slos/openslo-checkout.yaml",
+    ]
+    .iter()
+    .flat_map(|f| slo_file::load(&repo(f)).unwrap())
+    .collect();
+    slos.extend(slo_file::parse("init.yaml", &init::render("checkout").unwrap()).unwrap());
+    slos.extend(slo_file::parse("s.yaml", SLOTH).unwrap());
+    slos.extend(slo_file::parse("o.yaml", OPENSLO).unwrap());
+    let mut rules = Vec::new();
+    for (n, slo) in slos.iter().enumerate() {
+        let mut windows: Vec<Duration> =
+            slo.alerting.windows.iter().flat_map(|w| [w.long, w.short]).chain([slo.period]).collect();
+        windows.sort();
+        windows.dedup();
+        for window in windows {
+            let labels = serde_json::json!({"slo": slo.id(), "n": n.to_string(), "window": windows::prom_duration(window)});
+            rules.push(serde_json::json!({"record": "slo:error_ratio", "expr": promql::error_ratio(&slo.sli, window), "labels": labels}));
+            if let Some((bad, total)) = promql::event_counts(&slo.sli, window) {
+                rules.push(serde_json::json!({"record": "slo:bad_events", "expr": bad, "labels": labels}));
+                rules.push(serde_json::json!({"record": "slo:events", "expr": total, "labels": labels}));
+            }
+        }
+    }
+    let dir = TempDir::new("slo-import-promtool");
+    let file = serde_json::json!({"groups": [{"name": "imported", "rules": rules}]});
+    std::fs::write(dir.path().join("rules.yml"), serde_json::to_string_pretty(&file).unwrap()).unwrap();
+    let out = prometheus::promtool(dir.path(), &["check", "rules", "rules.yml"]);
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool check rules refused the PromQL:\n{said}");
+    assert!(said.contains(&format!("SUCCESS: {} rules found", rules.len())), "{said}");
 }
 
 // === chaos slo init ===
