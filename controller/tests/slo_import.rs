@@ -320,7 +320,7 @@ fn openslo_objectives_targets_and_labels_map_onto_slos() {
     let text = OPENSLO
         .replace(
             "  name: availability\n",
-            "  name: availability\n  labels:\n    team: core\n    region: [eu, us]\n",
+            "  name: availability\n  labels:\n    team: core\n    region: [eu, us]\n  annotations: {openslo.com/key1: v}\n",
         )
         .replace(
             "    - displayName: main\n      target: 0.999\n",
@@ -335,7 +335,11 @@ fn openslo_objectives_targets_and_labels_map_onto_slos() {
     assert_eq!(slos[0].period, Duration::from_secs(28 * 86_400));
     assert_eq!(slos[0].labels["region"], "eu,us");
     assert_eq!(slos[1].alerting.page.name, "ApiAvailability2BudgetBurn");
-    assert_eq!((slos[1].origin.line, slos[1].origin.column), (33, 7), "each objective's SLO is placed at it");
+    assert!(
+        slos[0].alerting.page.annotations.is_empty(),
+        "other tools' annotations are not alert annotations"
+    );
+    assert_eq!((slos[1].origin.line, slos[1].origin.column), (34, 7), "each objective's SLO is placed at it");
     let windows = &slos[0].alerting.windows;
     assert_eq!(
         windows[0].long,

@@ -1,7 +1,7 @@
 //! SLOs as code: the SLO file, written once and used everywhere (DESIGN §10). A file holds one or more SLOs,
 //! as YAML documents (`---` between them) or a JSON document or array, in the native format
-//! (`apiVersion: chaos/v1`, `kind: SLO`, [`native`]) or an imported one (Sloth `prometheus/v1`, OpenSLO
-//! `openslo/v1`). Every SLO is normalised into one [`SloDef`] ([`model`]); from it come the PromQL
+//! (`apiVersion: chaos/v1`, `kind: SLO`, [`native`]) or an imported one (Sloth `prometheus/v1`, [`sloth`];
+//! OpenSLO `openslo/v1`, [`openslo`]); [`init`] renders the starter file of `chaos slo init`. Every SLO is normalised into one [`SloDef`] ([`model`]); from it come the PromQL
 //! ([`promql`]), the burn-rate windows ([`windows`]), and the figures read from Prometheus ([`query`],
 //! [`budget`]).
 //!

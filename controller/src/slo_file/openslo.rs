@@ -7,7 +7,9 @@
 //!   takes the `spec.type` of the `kind: DataSource` of that name in the same file.
 //! - `ratioMetric` with `counter: true`: `good` or `bad`, and `total`, each a `metricSource` of `type:
 //!   Prometheus` whose `spec.query` is a counter selector (wrapped as `sum(rate(SELECTOR[window]))`) or an
-//!   expression with `{{.window}}`. `counter: false` is refused: the spec defines it as "a single number that
+//!   expression with `{{.window}}`. `good: H_bucket{…,le="T"}` over `total: H_count{…}` (the same other
+//!   matchers) is read as the latency SLI "requests at or under T seconds" of histogram `H`, which also
+//!   matches Prometheus 3's `le="1.0"` spelling of whole bounds. `counter: false` is refused: the spec defines it as "a single number that
 //!   can arbitrarily go up or down", a gauge, and the error ratio over an arbitrary window (5 minutes for the
 //!   page alert, 30 days for the budget) can only be computed from counters.
 //! - Refused with the reason: `thresholdMetric`, `ratioMetric.raw`, other metric source types,
@@ -18,6 +20,12 @@
 //!   period (an OpenSLO burn-rate condition has one window, which cannot express a window pair).
 //! - Other kinds (`Service`, `DataSource`, `SLI`, `AlertPolicy`, `AlertCondition`,
 //!   `AlertNotificationTarget`) are skipped.
+//!
+//! `metadata.name` is the SLO's name (`<name>-<displayName or 1-based index>` when there are several
+//! objectives), `spec.service` its service, `spec.description` its description, `metadata.labels` its
+//! labels (a list value joined with `,`; names must be Prometheus label names, since they label the
+//! generated rules), and the annotations `runbook_url` and `dashboard_url` its links; other annotations are
+//! other tools' metadata and are not read. Both alerts get the default name `<Service><Name>BudgetBurn`.
 //!
 //! Unknown keys are refused in the documents read (as `oslo validate` does), except under `metadata.labels`,
 //! `metadata.annotations` and a metric source's free-form `spec` (only `query` is read there).
@@ -277,9 +285,10 @@ fn read_slo(file: &str, doc: &Node, index: &Index<'_>) -> Result<Vec<SloDef>, Ve
         problems.push((at(&[Seg::K("spec"), Seg::K("service")]), format!("service: {why}")));
     }
     let labels = labels(&slo.metadata, doc, &mut problems);
-    let mut annotations = slo.metadata.annotations.clone();
+    // Annotations are other tools' implementation metadata (`openslo.com/key1`); only the two links are read.
+    let annotations = &slo.metadata.annotations;
     let mut url = |key: &str| {
-        let url = annotations.remove(key)?;
+        let url = annotations.get(key)?.clone();
         if url.starts_with("https://") || url.starts_with("http://") {
             Some(url)
         } else {
@@ -407,7 +416,7 @@ fn read_slo(file: &str, doc: &Node, index: &Index<'_>) -> Result<Vec<SloDef>, Ve
             enabled: true,
             name: default_alert_name(&spec.service, &name),
             labels: BTreeMap::new(),
-            annotations: annotations.clone(),
+            annotations: BTreeMap::new(),
         };
         let origin = if several { node_pos } else { doc.pos };
         slos.push(SloDef {

@@ -162,12 +162,6 @@ pub fn read_file(file: &str, doc: &Node) -> Result<Vec<SloDef>, Vec<Problem>> {
         Value::Map(entries.iter().filter(|(k, _)| k.name != "version").cloned().collect()),
         doc.pos,
     );
-    for (key, _) in entries {
-        if let Some((camel, _)) = CAMEL.iter().find(|(c, _)| *c == key.name) {
-            problems
-                .push((key.pos, format!("unknown field `{camel}` (a Sloth file spells keys in snake_case)")));
-        }
-    }
     if !problems.is_empty() {
         return Err(problems);
     }
