@@ -261,6 +261,58 @@ fn another_sloth_version_is_refused() {
     );
 }
 
+/// The remaining Sloth refusals, each a one-line change of [`SLOTH`] and its exact diagnostic.
+#[test]
+fn every_other_sloth_refusal_is_placed_and_explained() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "name: ApiAvailability",
+            "name: Api-Availability",
+            "s.yaml:13:13: alert name \"Api-Availability\" must be a metric-style name ([a-zA-Z_:][a-zA-Z0-9_:]*)",
+        ),
+        (
+            "service: \"api\"",
+            "service: \"a/b\"",
+            "s.yaml:2:10: service: \"a/b\" may only hold letters, digits, '_', '.' and '-' (found '/')",
+        ),
+        (
+            "name: \"availability\"",
+            "name: \"avail ability\"",
+            "s.yaml:6:11: name: \"avail ability\" may only hold letters, digits, '_', '.' and '-' (found ' ')",
+        ),
+        (
+            "      name: ApiAvailability\n",
+            "      name: ApiAvailability\n      page_alert: {labels: {9x: y}}\n",
+            "s.yaml:14:29: label name \"9x\" must match [a-zA-Z_][a-zA-Z0-9_]* and not start with __",
+        ),
+        (
+            "objective: 99.95",
+            "objective: \"99.95\"",
+            "s.yaml:7:16: invalid type: string \"99.95\", expected f64",
+        ),
+        (
+            "        total_query: sum(rate(req_total[{{.window}}]))\n",
+            "",
+            "s.yaml:10:9: missing field `total_query`",
+        ),
+        (
+            "      events:\n        error_query: sum(rate(req_total{code=~\"5..\"}[{{.window}}]))\n        total_query: sum(rate(req_total[{{.window}}]))\n",
+            "      raw: {error_ratio_query: errors:ratio_rate5m}\n",
+            "s.yaml:9:32: error_ratio_query: \"errors:ratio_rate5m\" has no {{.window}}: Sloth queries put {{.window}} where the range goes, e.g. sum(rate(http_requests_total[{{.window}}]))",
+        ),
+        (
+            "    sli:\n",
+            "    slo:\n",
+            "s.yaml:8:5: unknown field `slo`, expected one of `name`, `description`, `objective`, `labels`, `infoLabels`, `sli`, `alerting`, `interval`",
+        ),
+    ];
+    for (from, to, want) in cases {
+        assert!(SLOTH.contains(from), "{from:?}");
+        let text = SLOTH.replacen(from, to, 1);
+        assert_eq!(&error("s.yaml", &text), want, "{from:?} → {to:?}");
+    }
+}
+
 // === OpenSLO ===
 
 /// An OpenSLO SLO with an inline ratio indicator; tests replace parts of it.
@@ -626,6 +678,110 @@ fn the_promql_of_every_imported_slo_passes_promtool() {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "promtool check rules refused the PromQL:\n{said}");
     assert!(said.contains(&format!("SUCCESS: {} rules found", rules.len())), "{said}");
+}
+
+/// The remaining OpenSLO refusals, each a one-line change of [`OPENSLO`] and its exact diagnostic.
+#[test]
+fn every_other_openslo_refusal_is_placed_and_explained() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "      target: 0.999\n",
+            "      target: 0.999\n      timeSliceTarget: 0.9\n",
+            "o.yaml:30:7: objectives[0].timeSliceTarget is not read: time slices belong to the Timeslices budgeting method; chaos budgets count events (Occurrences)",
+        ),
+        (
+            "budgetingMethod: Occurrences",
+            "budgetingMethod: occurrences",
+            "o.yaml:26:20: budgetingMethod must be Occurrences (Timeslices and RatioTimeslices are not read), found \"occurrences\"",
+        ),
+        (
+            "  timeWindow:\n",
+            "  indicatorRef: other\n  timeWindow:\n",
+            "o.yaml:23:3: give indicator or indicatorRef, not both",
+        ),
+        (
+            "    - duration: 28d\n      isRolling: true\n",
+            "    - {duration: 28d}\n    - {duration: 7d}\n",
+            "o.yaml:24:5: timeWindow holds exactly one window, found 2",
+        ),
+        (
+            "duration: 28d",
+            "duration: 1Q",
+            "o.yaml:24:17: timeWindow duration: 1Q: quarters and years are calendar units; write the rolling period in days, e.g. 90d",
+        ),
+        (
+            "duration: 28d",
+            "duration: 2d12h",
+            "o.yaml:24:17: timeWindow duration: unknown period unit \"d12h\" in \"2d12h\" (use d, w or h)",
+        ),
+        (
+            "      isRolling: true\n",
+            "      isRolling: false\n",
+            "o.yaml:25:18: calendar-aligned time windows are not read: chaos SLO periods are rolling (isRolling: true)",
+        ),
+        (
+            "  name: availability\n",
+            "  name: availability\n  labels: {app.kubernetes.io/name: api}\n",
+            "o.yaml:5:12: label name \"app.kubernetes.io/name\" must match [a-zA-Z_][a-zA-Z0-9_]* and not start with __ (metadata.labels label the generated rules)",
+        ),
+        (
+            "  name: availability\n",
+            "  name: availability\n  labels: {team: [1, 2]}\n",
+            "o.yaml:5:18: label team: expected a string or a list of strings",
+        ),
+        (
+            "  name: availability\n",
+            "  name: availability\n  annotations: {runbook_url: wiki/x}\n",
+            "o.yaml:5:30: annotation runbook_url must be an http:// or https:// URL, found \"wiki/x\"",
+        ),
+        (
+            "  name: availability\n",
+            "  name: avail ability\n",
+            "o.yaml:4:9: metadata.name: \"avail ability\" may only hold letters, digits, '_', '.' and '-' (found ' ')",
+        ),
+        (
+            "    - displayName: main\n      target: 0.999\n",
+            "    []\n",
+            "o.yaml:28:5: objectives needs at least one objective",
+        ),
+        (
+            "      target: 0.999\n",
+            "",
+            "o.yaml:28:7: an objective needs target (e.g. 0.999) or targetPercent (e.g. 99.9)",
+        ),
+        (
+            "    - displayName: main\n      target: 0.999\n",
+            "    - {displayName: main, target: 0.999}\n    - {displayName: Main, target: 0.99}\n",
+            "o.yaml:29:7: SLO api/availability-main is defined twice (first at o.yaml:28:7)",
+        ),
+        (
+            "        bad:\n",
+            "        good: {metricSource: {type: Prometheus, spec: {query: ok_total}}}\n        bad:\n",
+            "o.yaml:12:9: ratioMetric needs exactly one of good or bad, with total",
+        ),
+        (
+            "        total:\n",
+            "        all:\n",
+            "o.yaml:18:9: unknown field `all`, expected one of `counter`, `good`, `bad`, `total`, `rawType`, `raw`",
+        ),
+        (
+            "              query: req_total\n",
+            "              promql: req_total\n",
+            "o.yaml:22:15: total: metricSource.spec.query must be a PromQL string",
+        ),
+    ];
+    for (from, to, want) in cases {
+        assert!(OPENSLO.contains(from), "{from:?}");
+        let text = OPENSLO.replacen(from, to, 1);
+        assert_eq!(&error("o.yaml", &text), want, "{from:?} → {to:?}");
+    }
+    let start = OPENSLO.find("  indicator:").unwrap();
+    let end = OPENSLO.find("  timeWindow:").unwrap();
+    let text = format!("{}{}", &OPENSLO[..start], &OPENSLO[end..]);
+    assert_eq!(
+        error("o.yaml", &text),
+        "o.yaml:6:3: an SLO needs indicator (inline) or indicatorRef (the name of a kind: SLI in this file)"
+    );
 }
 
 // === chaos slo init ===
