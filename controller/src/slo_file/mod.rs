@@ -1,7 +1,7 @@
 //! SLOs as code: the SLO file, written once and used everywhere (DESIGN §10). A file holds one or more SLOs,
 //! as YAML documents (`---` between them) or a JSON document or array, in the native format
-//! (`apiVersion: chaos/v1`, `kind: SLO`, [`native`]) or an imported one (Sloth `prometheus/v1`, OpenSLO
-//! `openslo/v1`). Every SLO is normalised into one [`SloDef`] ([`model`]); from it come the PromQL
+//! (`apiVersion: chaos/v1`, `kind: SLO`, [`native`]) or an imported one (Sloth `prometheus/v1`, [`sloth`];
+//! OpenSLO `openslo/v1`, [`openslo`]); [`init`] renders the starter file of `chaos slo init`. Every SLO is normalised into one [`SloDef`] ([`model`]); from it come the PromQL
 //! ([`promql`]), the burn-rate windows ([`windows`]), and the figures read from Prometheus ([`query`],
 //! [`budget`]).
 //!
@@ -9,10 +9,13 @@
 //! of that file is returned.
 
 pub mod budget;
+pub mod init;
 pub mod model;
 pub mod native;
+pub mod openslo;
 pub mod promql;
 pub mod query;
+pub mod sloth;
 pub mod windows;
 
 use std::collections::BTreeMap;
@@ -96,11 +99,19 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<SloDef>, Diagnostics> {
     }
     let mut slos = Vec::new();
     let mut problems = Vec::new();
+    // OpenSLO's indicatorRef and metricSourceRef name other documents of the same file.
+    let index = openslo::Index::new(&docs);
     for doc in &docs {
-        match read_document(name, doc) {
+        match read_document(name, doc, &index) {
             Ok(mut more) => slos.append(&mut more),
             Err(list) => problems.extend(list.into_iter().map(|(pos, message)| diagnostic(pos, message))),
         }
+    }
+    if slos.is_empty() && problems.is_empty() {
+        problems.push(diagnostic(
+            Pos::START,
+            "no SLO in this file (its OpenSLO documents are all of kinds that hold none)".to_string(),
+        ));
     }
     problems.extend(duplicates(&slos));
     problems.sort_by_key(|d| (d.line, d.column));
@@ -111,7 +122,11 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<SloDef>, Diagnostics> {
 }
 
 /// One document, in whichever format it announces.
-fn read_document(file: &str, doc: &Node) -> Result<Vec<SloDef>, Vec<native::Problem>> {
+fn read_document(
+    file: &str,
+    doc: &Node,
+    index: &openslo::Index<'_>,
+) -> Result<Vec<SloDef>, Vec<native::Problem>> {
     if !matches!(doc.value, Value::Map(_)) {
         return Err(vec![(doc.pos, format!("expected an SLO document (a mapping), found {}", doc.kind()))]);
     }
@@ -129,11 +144,13 @@ fn read_document(file: &str, doc: &Node) -> Result<Vec<SloDef>, Vec<native::Prob
             doc.pos,
             "this looks like an experiment (it has a title): SLO files hold kind: SLO documents".to_string(),
         )]),
-        (_, _, Some("prometheus/v1")) | (Some("sloth.slok.dev/v1"), _, _) => Err(vec![(
-            doc.pos,
-            "Sloth prometheus/v1 files are not read yet".to_string(),
+        (None, _, Some(sloth::VERSION)) => sloth::read_file(file, doc),
+        (None, _, Some(version)) => Err(vec![(
+            doc.pos_at(&[node::Seg::K("version")]),
+            format!("unknown Sloth version {version:?}: only \"{}\" files are read", sloth::VERSION),
         )]),
-        (Some(api), _, _) if api.starts_with("openslo/") => Err(vec![(doc.pos, format!("OpenSLO {api} files are not read yet"))]),
+        (Some(sloth::K8S_API_VERSION), _, _) => sloth::read_resource(file, doc),
+        (Some(api), _, _) if api.starts_with("openslo/") => openslo::read(file, doc, index),
         (Some(api), _, _) => Err(vec![(
             doc.key_pos_at(&[node::Seg::K("apiVersion")]),
             format!("unknown apiVersion {api:?}: expected chaos/v1 (kind: SLO), openslo/v1, or a Sloth file (version: prometheus/v1)"),

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use chaos_controller::slo_file::{self, SloDef, windows};
 
+mod init;
+
 #[derive(clap::Args)]
 pub struct SloArgs {
     #[command(subcommand)]
@@ -23,6 +25,8 @@ enum SloCommand {
     },
     /// Print the JSON Schema of the native SLO document (`apiVersion: chaos/v1`, `kind: SLO`).
     Schema,
+    /// Write a commented starter SLO file (an availability and a latency SLO over the usual HTTP metrics).
+    Init(init::InitArgs),
 }
 
 pub async fn slo(args: SloArgs) -> anyhow::Result<u8> {
@@ -32,6 +36,7 @@ pub async fn slo(args: SloArgs) -> anyhow::Result<u8> {
             println!("{}", serde_json::to_string_pretty(&slo_file::json_schema())?);
             Ok(0)
         }
+        SloCommand::Init(args) => Ok(init::run(args)),
     }
 }
 
