@@ -1522,6 +1522,194 @@ mod tests {
         assert_eq!(shared.audit(usize::MAX, None).unwrap().len(), 400);
     }
 
+    /// Two SLOs of `file` (checkout/availability at `objective`, checkout/latency), as `slo_file` reads them.
+    fn slo_text(objective: &str) -> String {
+        format!(
+            "apiVersion: chaos/v1\nkind: SLO\nservice: checkout\nname: availability\nobjective: {objective}\n\
+             sli:\n  events:\n    bad: http_requests_total{{code=~\"5..\"}}\n    total: http_requests_total\n\
+             ---\napiVersion: chaos/v1\nkind: SLO\nservice: checkout\nname: latency\nobjective: 99%\nperiod: 7d\n\
+             sli:\n  latency:\n    histogram: http_request_duration_seconds\n    threshold: 300ms\n\
+             \x20   buckets: [0.1, 0.3, 1]\n"
+        )
+    }
+
+    fn slo_apply(file: &str, text: &str, by: &str, at_ms: i64) -> SloApply {
+        let slos = slo_file::parse(file, text).unwrap().into_iter().map(|slo| (slo, 0)).collect();
+        SloApply {
+            sources: vec![SloSource { file: file.into(), text: text.into() }],
+            slos,
+            applied_ms: at_ms,
+            applied_by: by.into(),
+        }
+    }
+
+    fn outcomes(applied: &[SloApplied]) -> Vec<(String, u32, SloOutcome)> {
+        applied.iter().map(|a| (a.id.clone(), a.version, a.outcome)).collect()
+    }
+
+    #[test]
+    fn slo_versions_are_added_per_change_and_never_overwritten() {
+        use SloOutcome::{Created, Unchanged, Updated};
+        each_store(|store| {
+            let first = slo_apply("checkout.yaml", &slo_text("99.9%"), "alice", 10);
+            let done = store.apply_slos(&first).unwrap();
+            assert_eq!(
+                outcomes(&done),
+                [("checkout/availability".into(), 1, Created), ("checkout/latency".into(), 1, Created)]
+            );
+            // The same definitions moved down the file (other lines, other origin): unchanged, no version.
+            let moved = format!("# moved\n\n{}", slo_text("99.9%"));
+            let done = store.apply_slos(&slo_apply("other.yaml", &moved, "bob", 20)).unwrap();
+            assert_eq!(
+                outcomes(&done),
+                [("checkout/availability".into(), 1, Unchanged), ("checkout/latency".into(), 1, Unchanged)]
+            );
+            let changed = slo_apply("checkout.yaml", &slo_text("99.5%"), "bob", 30);
+            let done = store.apply_slos(&changed).unwrap();
+            assert_eq!(
+                outcomes(&done),
+                [("checkout/availability".into(), 2, Updated), ("checkout/latency".into(), 1, Unchanged)]
+            );
+
+            let current = store.current_slo("checkout/availability").unwrap().unwrap();
+            assert_eq!((current.version, current.slo.objective), (2, 0.995));
+            assert_eq!((current.applied_by.as_str(), current.applied_ms), ("bob", 30));
+            assert_eq!(current.slo, changed.slos[0].0);
+            let history = store.slo_history("checkout/availability").unwrap();
+            let summary: Vec<_> = history
+                .iter()
+                .map(|v| (v.version, v.applied_by.as_str(), v.slo.as_ref().map(|s| s.objective)))
+                .collect();
+            assert_eq!(summary, [(1, "alice", Some(0.999)), (2, "bob", Some(0.995))]);
+            assert_eq!(history[0].slo.as_ref(), Some(&first.slos[0].0));
+            // Each version keeps the text it came from; one text is stored once for the SLOs sharing it.
+            assert_eq!(store.slo_source("checkout/availability", 1).unwrap().unwrap(), first.sources[0]);
+            assert_eq!(store.slo_source("checkout/availability", 2).unwrap().unwrap(), changed.sources[0]);
+            assert_eq!(store.slo_source("checkout/latency", 1).unwrap().unwrap(), first.sources[0]);
+            assert_eq!(history[0].source_sha256, sha256_hex(&first.sources[0].text));
+            let sources: i64 =
+                store.conn().query_row("SELECT COUNT(*) FROM slo_sources", [], |row| row.get(0)).unwrap();
+            assert_eq!(sources, 2);
+            assert_eq!(store.slo_source("checkout/availability", 3).unwrap(), None);
+            let ids: Vec<_> = store.current_slos().unwrap().into_iter().map(|s| (s.id, s.version)).collect();
+            assert_eq!(ids, [("checkout/availability".into(), 2), ("checkout/latency".into(), 1)]);
+            assert_eq!(store.current_slo("checkout/nothing").unwrap(), None);
+            assert!(store.slo_history("checkout/nothing").unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn a_deleted_slo_leaves_the_current_list_keeps_its_history_and_can_come_back() {
+        each_store(|store| {
+            store.apply_slos(&slo_apply("checkout.yaml", &slo_text("99.9%"), "alice", 10)).unwrap();
+            let deleted = store.delete_slo("checkout/latency", 20, "bob").unwrap().unwrap();
+            assert_eq!(
+                (deleted.version, deleted.slo.is_none(), deleted.applied_by.as_str()),
+                (2, true, "bob")
+            );
+            assert_eq!(store.delete_slo("checkout/latency", 21, "bob").unwrap(), None);
+            assert_eq!(store.delete_slo("checkout/nothing", 21, "bob").unwrap(), None);
+            assert_eq!(store.current_slo("checkout/latency").unwrap(), None);
+            let ids: Vec<_> = store.current_slos().unwrap().into_iter().map(|s| s.id).collect();
+            assert_eq!(ids, ["checkout/availability"]);
+            let history = store.slo_history("checkout/latency").unwrap();
+            assert_eq!(
+                history.iter().map(|v| (v.version, v.slo.is_some())).collect::<Vec<_>>(),
+                [(1, true), (2, false)]
+            );
+            assert_eq!(history[1], deleted);
+            assert_eq!(store.slo_source("checkout/latency", 2).unwrap(), None);
+
+            // Applied again, identical to version 1: created as version 3.
+            let done =
+                store.apply_slos(&slo_apply("checkout.yaml", &slo_text("99.9%"), "carol", 30)).unwrap();
+            assert_eq!(
+                outcomes(&done),
+                [
+                    ("checkout/availability".into(), 1, SloOutcome::Unchanged),
+                    ("checkout/latency".into(), 3, SloOutcome::Created)
+                ]
+            );
+            assert_eq!(store.current_slo("checkout/latency").unwrap().unwrap().version, 3);
+        });
+    }
+
+    #[test]
+    fn an_apply_is_all_or_nothing_and_the_versions_cannot_be_changed() {
+        each_store(|store| {
+            let mut apply = slo_apply("checkout.yaml", &slo_text("99.9%"), "alice", 10);
+            // A second source index out of range: refused before anything is written.
+            apply.slos[1].1 = 7;
+            let err = store.apply_slos(&apply).unwrap_err();
+            assert!(err.to_string().contains("checkout/latency: source 7 of 1 given"), "{err}");
+            assert!(store.current_slos().unwrap().is_empty());
+            let huge = SloApply {
+                sources: vec![SloSource {
+                    file: "huge.yaml".into(),
+                    text: " ".repeat(usize::try_from(slo_file::MAX_FILE_BYTES).unwrap() + 1),
+                }],
+                ..slo_apply("checkout.yaml", &slo_text("99.9%"), "alice", 10)
+            };
+            let err = store.apply_slos(&huge).unwrap_err();
+            assert!(err.to_string().contains("huge.yaml: 8388609 bytes, larger than"), "{err}");
+            assert!(store.current_slos().unwrap().is_empty());
+
+            store.apply_slos(&slo_apply("checkout.yaml", &slo_text("99.9%"), "alice", 10)).unwrap();
+            let conn = store.conn();
+            for (sql, message) in [
+                ("UPDATE slo_versions SET applied_by = 'mallory'", "SLO versions are append-only"),
+                ("DELETE FROM slo_versions", "SLO versions are append-only"),
+                ("UPDATE slo_sources SET text = ''", "SLO sources are append-only"),
+                ("DELETE FROM slo_sources", "SLO sources are append-only"),
+            ] {
+                let err = conn.execute(sql, []).unwrap_err();
+                assert!(err.to_string().contains(message), "{sql}: {err}");
+            }
+        });
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_keeping_its_records() {
+        let dir = TempDir::new();
+        let path = dir.db();
+        {
+            // What the previous release created: the version 1 schema only.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO audit (at_ms, actor, action, detail) VALUES (1, 'alice', 'freeze', 'release')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let version: i64 = store.conn().pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(store.audit(10, None).unwrap()[0].entry.actor, "alice");
+        store.apply_slos(&slo_apply("checkout.yaml", &slo_text("99.9%"), "alice", 10)).unwrap();
+        drop(store);
+        // Reopened at the current version: nothing to migrate, everything kept.
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.current_slos().unwrap().len(), 2);
+        assert_eq!(store.slo_history("checkout/latency").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_current_slo_is_one_indexed_lookup() {
+        let store = SqliteStore::in_memory().unwrap();
+        let conn = store.conn();
+        let plan: Vec<String> = conn
+            .prepare("EXPLAIN QUERY PLAN SELECT * FROM slo_versions WHERE slo_id = ?1 ORDER BY version DESC LIMIT 1")
+            .unwrap()
+            .query_map(["a/b"], |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(plan.len(), 1, "{plan:?}");
+        assert!(plan[0].starts_with("SEARCH slo_versions USING INDEX"), "{plan:?}");
+    }
+
     #[test]
     fn a_poisoned_lock_is_taken_over() {
         let store = Arc::new(SqliteStore::in_memory().unwrap());
