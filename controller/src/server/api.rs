@@ -19,7 +19,7 @@ use super::runs::{Runs, StartRequest, now_ms};
 use crate::experiment::{Diagnostic, Diagnostics};
 use crate::fleet::{Fleet, check_agent_id};
 use crate::schedule::Timing;
-use crate::slo_file::{self, Sli, SloDef, windows};
+use crate::slo_file::{self, Sli, windows};
 use crate::store::{
     AuditRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, ScheduleRecord, SloApply, SloOutcome,
     SloSource, SloVersion, StoreHandle, StoredSlo, UnknownRunState,
@@ -460,10 +460,10 @@ impl ControllerService for Api {
         let actor = self.tokens.api_principal(request.metadata())?;
         let files = request.into_inner().files;
         // Parsing 8 MiB of YAML is CPU work: off the async workers.
-        let (sources, slos) = tokio::task::spawn_blocking(move || read_slo_files(files))
+        let by = actor.clone();
+        let apply = tokio::task::spawn_blocking(move || read_slo_files(files, now_ms(), by))
             .await
             .map_err(|e| Status::internal(format!("reading the SLO files stopped: {e}")))??;
-        let apply = SloApply { sources, slos, applied_ms: now_ms(), applied_by: actor.clone() };
         let applied = self.store.call(move |s| s.apply_slos(&apply).map(|done| (apply, done))).await;
         let (apply, applied) = applied.map_err(ApiError::from)?;
         let entries: Vec<NewAudit> = applied
@@ -558,10 +558,14 @@ impl ControllerService for Api {
     }
 }
 
-/// The files of an apply, read all-or-nothing: each with `slo_file::parse` (file:line:column diagnostics),
+/// The files of an apply by `applied_by` at `applied_ms`, read all-or-nothing: each with `slo_file::parse` (file:line:column diagnostics),
 /// then an id defined in two files is an error at its second definition. Every problem of every file is in
 /// the one INVALID_ARGUMENT.
-fn read_slo_files(files: Vec<v1::SloFile>) -> Result<(Vec<SloSource>, Vec<(SloDef, usize)>), ApiError> {
+fn read_slo_files(
+    files: Vec<v1::SloFile>,
+    applied_ms: i64,
+    applied_by: String,
+) -> Result<SloApply, ApiError> {
     if files.is_empty() {
         return Err(ApiError::InvalidArgument("no SLO file given".into()));
     }
@@ -624,7 +628,7 @@ fn read_slo_files(files: Vec<v1::SloFile>) -> Result<(Vec<SloSource>, Vec<(SloDe
         });
     }
     if problems.is_empty() {
-        Ok((sources, slos))
+        Ok(SloApply { sources, slos, applied_ms, applied_by })
     } else {
         Err(ApiError::InvalidArgument(Diagnostics(problems).to_string()))
     }

@@ -232,11 +232,11 @@ fn migrate(conn: &mut Connection, name: &str) -> StoreResult<bool> {
     if created {
         tx.execute_batch(SCHEMA).map_err(|e| failed(&doing, e))?;
     }
-    let mut version = found.max(1);
-    for migration in MIGRATIONS.iter().skip(usize::try_from(version - 1).unwrap_or(usize::MAX)) {
+    let from = found.max(1);
+    let pending = MIGRATIONS.iter().skip(usize::try_from(from - 1).unwrap_or(usize::MAX));
+    for (version, migration) in (from..).zip(pending) {
         let doing = format!("migrating {name} from schema version {version} to {}", version + 1);
         tx.execute_batch(migration).map_err(|e| failed(&doing, e))?;
-        version += 1;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| failed(&doing, e))?;
     tx.commit().map_err(|e| failed(&doing, e))?;
