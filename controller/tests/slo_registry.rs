@@ -31,7 +31,8 @@ async fn apply(client: &Client, files: Vec<SloFile>) -> Result<Vec<(String, u32,
 }
 
 async fn list(client: &Client) -> Vec<SloVersion> {
-    client.clone().list_slos(ListSlosRequest {}).await.unwrap().into_inner().slos
+    let request = ListSlosRequest { with_definitions: true };
+    client.clone().list_slos(request).await.unwrap().into_inner().slos
 }
 
 async fn history(client: &Client, id: &str, version: Option<u32>) -> Result<Vec<SloVersion>, tonic::Status> {
@@ -82,6 +83,10 @@ async fn applies_are_versioned_listed_audited_and_kept_across_a_restart() {
         assert_eq!(def["service"], "checkout");
         assert_eq!(slo.source, "", "a listing carries no source text");
     }
+    // Without definitions asked for: the same listing without them.
+    let short = client.clone().list_slos(ListSlosRequest::default()).await.unwrap().into_inner().slos;
+    assert_eq!(summary(&short), summary(&listed));
+    assert!(short.iter().all(|s| s.definition_json.is_empty()));
 
     // The same file again: nothing new, nothing audited.
     let again = apply(&client, vec![file("checkout.yaml", &v1)]).await.unwrap();
@@ -273,7 +278,7 @@ async fn every_registry_call_needs_a_valid_token_and_a_refused_one_changes_nothi
                 .apply_slos(ApplySlosRequest { files: vec![file("checkout.yaml", &checkout())] })
                 .await
                 .map(drop),
-            stranger.list_slos(ListSlosRequest {}).await.map(drop),
+            stranger.list_slos(ListSlosRequest::default()).await.map(drop),
             stranger
                 .slo_history(SloHistoryRequest { id: "checkout/latency".into(), version: None })
                 .await

@@ -503,8 +503,18 @@ impl ControllerService for Api {
         request: Request<v1::ListSlosRequest>,
     ) -> Result<Response<v1::ListSlosResponse>, Status> {
         self.tokens.api_principal(request.metadata())?;
+        let with_definitions = request.into_inner().with_definitions;
         let current = self.store.call(|s| s.current_slos()).await.map_err(ApiError::from)?;
-        let slos = current.into_iter().map(|s| slo_out(stored_version(s), String::new())).collect();
+        let slos = current
+            .into_iter()
+            .map(|s| {
+                let mut out = slo_out(stored_version(s), String::new());
+                if !with_definitions {
+                    out.definition_json.clear();
+                }
+                out
+            })
+            .collect();
         Ok(Response::new(v1::ListSlosResponse { slos }))
     }
 

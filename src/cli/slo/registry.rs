@@ -108,7 +108,7 @@ async fn list(json: bool, client: &ClientArgs) -> anyhow::Result<u8> {
     let slos = client
         .connect()
         .await?
-        .list_slos(v1::ListSlosRequest {})
+        .list_slos(v1::ListSlosRequest { with_definitions: json })
         .await
         .map_err(|s| status_error("listing the SLOs", s))?
         .into_inner()
