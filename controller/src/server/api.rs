@@ -1,5 +1,7 @@
 //! `ControllerService` (people and CI) and `AgentService` (the agents' streams): the gRPC boundary. Proto
-//! types are converted here and nowhere else; every call is authenticated first.
+//! types are converted here and nowhere else; every call is authenticated first. Includes the SLO registry
+//! (`ApplySlos`, `ListSlos`, `SloHistory`, `DeleteSlo`): SLO files parsed with `slo_file::parse`, every
+//! change kept as a new version in the store and audited.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -14,12 +16,17 @@ use tonic::{Request, Response, Status, Streaming};
 use super::auth::Tokens;
 use super::error::ApiError;
 use super::runs::{Runs, StartRequest, now_ms};
+use crate::experiment::{Diagnostic, Diagnostics};
 use crate::fleet::{Fleet, check_agent_id};
 use crate::schedule::Timing;
+use crate::slo_file::{self, Sli, windows};
 use crate::store::{
-    AuditRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, ScheduleRecord, StoreHandle,
-    UnknownRunState,
+    AuditRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, ScheduleRecord, SloApply, SloOutcome,
+    SloSource, SloVersion, StoreHandle, StoredSlo, UnknownRunState,
 };
+
+/// The longest file name an SLO file may be applied under, and the longest SLO id asked about.
+const MAX_SLO_NAME: usize = 1024;
 
 /// How long an agent has to send its hello after dialling.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -444,6 +451,259 @@ impl ControllerService for Api {
             })
             .collect();
         Ok(Response::new(v1::ListAuditResponse { entries }))
+    }
+
+    async fn apply_slos(
+        &self,
+        request: Request<v1::ApplySlosRequest>,
+    ) -> Result<Response<v1::ApplySlosResponse>, Status> {
+        let actor = self.tokens.api_principal(request.metadata())?;
+        let files = request.into_inner().files;
+        // Parsing 8 MiB of YAML is CPU work: off the async workers.
+        let by = actor.clone();
+        let apply = tokio::task::spawn_blocking(move || read_slo_files(files, now_ms(), by))
+            .await
+            .map_err(|e| Status::internal(format!("reading the SLO files stopped: {e}")))??;
+        let applied = self.store.call(move |s| s.apply_slos(&apply).map(|done| (apply, done))).await;
+        let (apply, applied) = applied.map_err(ApiError::from)?;
+        let entries: Vec<NewAudit> = applied
+            .iter()
+            .zip(&apply.slos)
+            .filter(|(done, _)| done.outcome != SloOutcome::Unchanged)
+            .map(|(done, (_, index))| NewAudit {
+                at_ms: apply.applied_ms,
+                actor: actor.clone(),
+                action: "slo_applied".into(),
+                detail: format!(
+                    "{} v{} {} from {}",
+                    done.id,
+                    done.version,
+                    done.outcome.as_str(),
+                    apply.sources.get(*index).map_or("", |s| s.file.as_str())
+                ),
+                ..NewAudit::default()
+            })
+            .collect();
+        if !entries.is_empty() {
+            self.store.submit("the audit log", move |s| s.append_audit_batch(&entries).map(drop));
+        }
+        let slos = applied
+            .into_iter()
+            .map(|done| v1::AppliedSlo {
+                id: done.id,
+                version: done.version,
+                outcome: done.outcome.as_str().into(),
+            })
+            .collect();
+        Ok(Response::new(v1::ApplySlosResponse { slos }))
+    }
+
+    async fn list_slos(
+        &self,
+        request: Request<v1::ListSlosRequest>,
+    ) -> Result<Response<v1::ListSlosResponse>, Status> {
+        self.tokens.api_principal(request.metadata())?;
+        let with_definitions = request.into_inner().with_definitions;
+        let current = self.store.call(|s| s.current_slos()).await.map_err(ApiError::from)?;
+        let slos = current
+            .into_iter()
+            .map(|s| {
+                let mut out = slo_out(stored_version(s), String::new());
+                if !with_definitions {
+                    out.definition_json.clear();
+                }
+                out
+            })
+            .collect();
+        Ok(Response::new(v1::ListSlosResponse { slos }))
+    }
+
+    async fn slo_history(
+        &self,
+        request: Request<v1::SloHistoryRequest>,
+    ) -> Result<Response<v1::SloHistoryResponse>, Status> {
+        self.tokens.api_principal(request.metadata())?;
+        let req = request.into_inner();
+        check_slo_id(&req.id)?;
+        let id = req.id.clone();
+        let history = self.store.call(move |s| s.slo_history(&id)).await.map_err(ApiError::from)?;
+        if history.is_empty() {
+            return Err(ApiError::NotFound { what: "SLO", id: req.id }.into());
+        }
+        let versions = match req.version {
+            None => history.into_iter().map(|v| slo_out(v, String::new())).collect(),
+            Some(wanted) => {
+                let Some(found) = history.into_iter().find(|v| v.version == wanted) else {
+                    return Err(ApiError::NotFound {
+                        what: "SLO version",
+                        id: format!("{} v{wanted}", req.id),
+                    }
+                    .into());
+                };
+                let id = req.id.clone();
+                let source =
+                    self.store.call(move |s| s.slo_source(&id, wanted)).await.map_err(ApiError::from)?;
+                vec![slo_out(found, source.map(|s| s.text).unwrap_or_default())]
+            }
+        };
+        Ok(Response::new(v1::SloHistoryResponse { versions }))
+    }
+
+    async fn delete_slo(
+        &self,
+        request: Request<v1::DeleteSloRequest>,
+    ) -> Result<Response<v1::DeleteSloResponse>, Status> {
+        let actor = self.tokens.api_principal(request.metadata())?;
+        let id = request.into_inner().id;
+        check_slo_id(&id)?;
+        let (deleting, by) = (id.clone(), actor.clone());
+        let deleted = self
+            .store
+            .call(move |s| s.delete_slo(&deleting, now_ms(), &by))
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound { what: "SLO", id })?;
+        self.audit(&actor, "slo_deleted", format!("{} v{} deleted", deleted.id, deleted.version));
+        Ok(Response::new(v1::DeleteSloResponse { deleted: Some(slo_out(deleted, String::new())) }))
+    }
+}
+
+/// The files of an apply by `applied_by` at `applied_ms`, read all-or-nothing: each with `slo_file::parse` (file:line:column diagnostics),
+/// then an id defined in two files is an error at its second definition. Every problem of every file is in
+/// the one INVALID_ARGUMENT.
+fn read_slo_files(
+    files: Vec<v1::SloFile>,
+    applied_ms: i64,
+    applied_by: String,
+) -> Result<SloApply, ApiError> {
+    if files.is_empty() {
+        return Err(ApiError::InvalidArgument("no SLO file given".into()));
+    }
+    let mut problems = Vec::new();
+    let mut sources: Vec<SloSource> = Vec::with_capacity(files.len());
+    let mut slos = Vec::new();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for (index, file) in files.into_iter().enumerate() {
+        let name = if file.file.is_empty() { format!("slos-{}.yaml", index + 1) } else { file.file };
+        if name.len() > MAX_SLO_NAME {
+            return Err(ApiError::InvalidArgument(format!(
+                "an SLO file name is {} bytes long, at most {MAX_SLO_NAME}",
+                name.len()
+            )));
+        }
+        if sources.iter().any(|s| s.file == name) {
+            return Err(ApiError::InvalidArgument(format!("{name} is given twice")));
+        }
+        if file.source.len() as u64 > slo_file::MAX_FILE_BYTES {
+            problems.push(Diagnostic {
+                file: name.clone(),
+                line: 0,
+                column: 0,
+                message: format!(
+                    "file is {} bytes, larger than the {} an SLO file may be",
+                    file.source.len(),
+                    slo_file::MAX_FILE_BYTES
+                ),
+            });
+        } else {
+            match slo_file::parse(&name, &file.source) {
+                Ok(read) => {
+                    for slo in read {
+                        let id = slo.id();
+                        match seen.get(&id) {
+                            Some(first) => problems.push(Diagnostic {
+                                file: slo.origin.file.clone(),
+                                line: slo.origin.line,
+                                column: slo.origin.column,
+                                message: format!("SLO {id} is defined twice (first at {first})"),
+                            }),
+                            None => {
+                                seen.insert(id, slo.origin.to_string());
+                            }
+                        }
+                        slos.push((slo, index));
+                    }
+                }
+                Err(diagnostics) => problems.extend(diagnostics.0),
+            }
+        }
+        sources.push(SloSource { file: name, text: file.source });
+    }
+    if slos.len() > slo_file::MAX_SLOS {
+        problems.push(Diagnostic {
+            file: "(all files)".into(),
+            line: 0,
+            column: 0,
+            message: format!("{} SLOs given, at most {} are applied at once", slos.len(), slo_file::MAX_SLOS),
+        });
+    }
+    if problems.is_empty() {
+        Ok(SloApply { sources, slos, applied_ms, applied_by })
+    } else {
+        Err(ApiError::InvalidArgument(Diagnostics(problems).to_string()))
+    }
+}
+
+/// An SLO id asked about: `service/name`, bounded.
+fn check_slo_id(id: &str) -> Result<(), ApiError> {
+    if id.len() > MAX_SLO_NAME {
+        return Err(ApiError::InvalidArgument(format!(
+            "an SLO id is {} bytes long, at most {MAX_SLO_NAME}",
+            id.len()
+        )));
+    }
+    match id.split_once('/') {
+        Some((service, name)) if !service.is_empty() && !name.is_empty() => Ok(()),
+        _ => Err(ApiError::InvalidArgument(format!("SLO id {id:?} is not service/name"))),
+    }
+}
+
+/// A current SLO as the version it is.
+fn stored_version(s: StoredSlo) -> SloVersion {
+    SloVersion {
+        id: s.id,
+        version: s.version,
+        slo: Some(s.slo),
+        file: s.file,
+        source_sha256: s.source_sha256,
+        applied_ms: s.applied_ms,
+        applied_by: s.applied_by,
+    }
+}
+
+/// An SLO version for the API; `source` is the file's text when it was asked for.
+fn slo_out(v: SloVersion, source: String) -> v1::SloVersion {
+    let (objective, period, sli_kind, definition_json) = match &v.slo {
+        Some(slo) => (
+            slo.objective,
+            windows::period_text(slo.period),
+            sli_kind(&slo.sli).to_string(),
+            serde_json::to_string(slo).unwrap_or_default(),
+        ),
+        None => (0.0, String::new(), String::new(), String::new()),
+    };
+    v1::SloVersion {
+        id: v.id,
+        version: v.version,
+        deleted: v.slo.is_none(),
+        objective,
+        period,
+        sli_kind,
+        file: v.file,
+        applied_unix_ms: v.applied_ms,
+        applied_by: v.applied_by,
+        definition_json,
+        source_sha256: v.source_sha256,
+        source,
+    }
+}
+
+/// `events`, `latency`, `error_ratio`.
+fn sli_kind(sli: &Sli) -> &'static str {
+    match sli {
+        Sli::Events(_) => "events",
+        Sli::Latency(_) => "latency",
+        Sli::ErrorRatio(_) => "error_ratio",
     }
 }
 

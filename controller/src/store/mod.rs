@@ -1,5 +1,5 @@
 //! What the controller persists (experiments, runs and their events, schedules, agents, the append-only audit
-//! log and the freeze flag), behind the [`Store`] trait so that another database can follow the embedded
+//! log, the freeze flag and the SLO registry with every version of every SLO), behind the [`Store`] trait so that another database can follow the embedded
 //! SQLite one ([`SqliteStore`]).
 //!
 //! The records are plain data: the store checks uniqueness and that a referenced run exists, nothing else.
@@ -9,6 +9,8 @@ mod handle;
 mod sqlite;
 
 use std::collections::BTreeMap;
+
+use crate::slo_file::SloDef;
 
 pub use handle::StoreHandle;
 pub use sqlite::SqliteStore;
@@ -284,6 +286,96 @@ pub struct FreezeRecord {
     pub since_ms: i64,
 }
 
+/// One file of an SLO apply, kept verbatim so that every version can be traced to the text it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SloSource {
+    /// The file name it was applied as.
+    pub file: String,
+    /// Its text exactly as applied; stored once per distinct text, however many SLOs and versions share it.
+    pub text: String,
+}
+
+/// SLOs to apply together, in one transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SloApply {
+    /// The files the SLOs were read from.
+    pub sources: Vec<SloSource>,
+    /// Each SLO with the index in `sources` of the file it was read from. Ids are unique (the caller checks).
+    pub slos: Vec<(SloDef, usize)>,
+    /// When, in milliseconds since the Unix epoch.
+    pub applied_ms: i64,
+    /// Who applied them (the audit log's actor).
+    pub applied_by: String,
+}
+
+/// What an apply did to one SLO.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SloOutcome {
+    /// The id had no current version (never applied, or deleted): version 1, or the one after the deletion.
+    Created,
+    /// The definition differs from the current version's: a new version.
+    Updated,
+    /// The same definition as the current version (where it was read from aside): no new version.
+    Unchanged,
+}
+
+impl SloOutcome {
+    /// `created`, `updated`, `unchanged`: the API's names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SloOutcome::Created => "created",
+            SloOutcome::Updated => "updated",
+            SloOutcome::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// The result of an apply for one SLO.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SloApplied {
+    /// `service/name`.
+    pub id: String,
+    /// Its current version after the apply.
+    pub version: u32,
+    pub outcome: SloOutcome,
+}
+
+/// One version of an SLO id, as kept in its history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SloVersion {
+    /// `service/name`.
+    pub id: String,
+    /// 1, 2, 3, ... per id, never reused.
+    pub version: u32,
+    /// The definition; `None` for a deletion.
+    pub slo: Option<SloDef>,
+    /// The file it was applied from (empty for a deletion).
+    pub file: String,
+    /// SHA-256 (hex) of that file's text (empty for a deletion).
+    pub source_sha256: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub applied_ms: i64,
+    /// Who applied or deleted it.
+    pub applied_by: String,
+}
+
+/// The current version of an SLO that is not deleted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredSlo {
+    /// `service/name`.
+    pub id: String,
+    pub version: u32,
+    pub slo: SloDef,
+    /// The file it was applied from.
+    pub file: String,
+    /// SHA-256 (hex) of that file's text.
+    pub source_sha256: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub applied_ms: i64,
+    /// Who applied it.
+    pub applied_by: String,
+}
+
 /// Everything the controller persists. Implementations are shared between threads; every method is one
 /// short transaction, and blocks: async code calls it only through [`StoreHandle`] (a slow disk or a
 /// database locked by another process then stalls no async worker).
@@ -356,4 +448,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// The freeze flag, if it is set.
     fn freeze(&self) -> StoreResult<Option<FreezeRecord>>;
+
+    /// Applies SLOs in one transaction: for each, a new version unless its definition equals the current one
+    /// (compared without [`SloDef::origin`], so moving an SLO within its file changes nothing). Returns one
+    /// result per SLO, in order.
+    fn apply_slos(&self, apply: &SloApply) -> StoreResult<Vec<SloApplied>>;
+
+    /// Deletes an SLO: appends a deletion version (the history stays). Ok(None) when the id has no current
+    /// version (never applied, or deleted already); else the deletion.
+    fn delete_slo(&self, id: &str, at_ms: i64, by: &str) -> StoreResult<Option<SloVersion>>;
+
+    /// The current version of `id`, unless it was never applied or is deleted. One indexed lookup.
+    fn current_slo(&self, id: &str) -> StoreResult<Option<StoredSlo>>;
+
+    /// The current version of every SLO that is not deleted, by id.
+    fn current_slos(&self) -> StoreResult<Vec<StoredSlo>>;
+
+    /// Every version of `id`, oldest first (empty when it was never applied).
+    fn slo_history(&self, id: &str) -> StoreResult<Vec<SloVersion>>;
+
+    /// The text of the file version `version` of `id` was applied from: None when there is no such version
+    /// or it is a deletion.
+    fn slo_source(&self, id: &str, version: u32) -> StoreResult<Option<SloSource>>;
 }

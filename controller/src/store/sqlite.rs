@@ -14,17 +14,54 @@ use serde::de::DeserializeOwned;
 
 use super::{
     AgentRecord, AuditRecord, EventRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, RunState,
-    ScheduleRecord, Store, StoreError, StoreResult,
+    ScheduleRecord, SloApplied, SloApply, SloOutcome, SloSource, SloVersion, Store, StoreError, StoreResult,
+    StoredSlo,
 };
+use crate::slo_file::{self, Origin, SloDef};
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`. A database with a newer version is
-/// refused rather than misread; an older one would be migrated here.
-const SCHEMA_VERSION: i64 = 1;
+/// refused rather than misread; an older one is migrated ([`MIGRATIONS`]).
+const SCHEMA_VERSION: i64 = 2;
+
+/// The changes since version 1, in order: `MIGRATIONS[n]` takes a database from version `n + 1` to `n + 2`.
+/// A new database gets [`SCHEMA`] (version 1), then each of them.
+const MIGRATIONS: [&str; 1] = [SLO_REGISTRY];
+
+/// Version 2: the SLO registry. Every apply of an SLO id adds a row to `slo_versions` (a deletion is a row
+/// without a definition); the files they came from are kept once per distinct text in `slo_sources`. Both
+/// are append-only.
+const SLO_REGISTRY: &str = "
+CREATE TABLE slo_sources (
+    seq INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL UNIQUE,
+    text TEXT NOT NULL
+);
+CREATE TABLE slo_versions (
+    seq INTEGER PRIMARY KEY,
+    slo_id TEXT NOT NULL,
+    version INTEGER NOT NULL CHECK (version > 0),
+    definition TEXT,
+    file TEXT NOT NULL,
+    source_sha256 TEXT REFERENCES slo_sources (sha256),
+    applied_ms INTEGER NOT NULL,
+    applied_by TEXT NOT NULL,
+    UNIQUE (slo_id, version),
+    CHECK ((definition IS NULL) = (source_sha256 IS NULL))
+);
+CREATE TRIGGER slo_versions_no_update BEFORE UPDATE ON slo_versions
+BEGIN SELECT RAISE(ABORT, 'SLO versions are append-only'); END;
+CREATE TRIGGER slo_versions_no_delete BEFORE DELETE ON slo_versions
+BEGIN SELECT RAISE(ABORT, 'SLO versions are append-only'); END;
+CREATE TRIGGER slo_sources_no_update BEFORE UPDATE ON slo_sources
+BEGIN SELECT RAISE(ABORT, 'SLO sources are append-only'); END;
+CREATE TRIGGER slo_sources_no_delete BEFORE DELETE ON slo_sources
+BEGIN SELECT RAISE(ABORT, 'SLO sources are append-only'); END;
+";
 
 /// How long a statement waits for another process's write lock before failing with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The whole schema at [`SCHEMA_VERSION`]. Tables whose records are listed by insertion order have an
+/// The schema at version 1 (a new database then gets [`MIGRATIONS`]). Tables whose records are listed by insertion order have an
 /// explicit `seq INTEGER PRIMARY KEY`, because an implicit rowid may change on `VACUUM`.
 const SCHEMA: &str = "
 CREATE TABLE experiments (
@@ -174,8 +211,9 @@ impl SqliteStore {
     }
 }
 
-/// Creates the schema in an empty database, or checks the version of an existing one; true when it created.
-/// The check and the creation are one transaction, so two processes opening a new file cannot both create.
+/// Creates the schema in an empty database, or checks the version of an existing one and migrates an older
+/// one; true when it created. The check, the creation and the migrations are one transaction, so two
+/// processes opening a new file cannot both create, and a failed migration leaves the old version whole.
 fn migrate(conn: &mut Connection, name: &str) -> StoreResult<bool> {
     let doing = format!("checking the schema of {name}");
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| failed(&doing, e))?;
@@ -190,10 +228,22 @@ fn migrate(conn: &mut Connection, name: &str) -> StoreResult<bool> {
     if found == SCHEMA_VERSION {
         return Ok(false);
     }
-    tx.execute_batch(SCHEMA).map_err(|e| failed(&doing, e))?;
+    let created = found <= 0;
+    if created {
+        tx.execute_batch(SCHEMA).map_err(|e| failed(&doing, e))?;
+    }
+    let from = found.max(1);
+    let pending = MIGRATIONS.iter().skip(usize::try_from(from - 1).unwrap_or(usize::MAX));
+    for (version, migration) in (from..).zip(pending) {
+        let doing = format!("migrating {name} from schema version {version} to {}", version + 1);
+        tx.execute_batch(migration).map_err(|e| failed(&doing, e))?;
+    }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| failed(&doing, e))?;
     tx.commit().map_err(|e| failed(&doing, e))?;
-    Ok(true)
+    if !created {
+        tracing::info!(path = name, from = found, to = SCHEMA_VERSION, "store schema migrated");
+    }
+    Ok(created)
 }
 
 impl Store for SqliteStore {
@@ -530,6 +580,137 @@ impl Store for SqliteStore {
             })
             .map_err(|e| failed("reading the freeze", e))
     }
+
+    fn apply_slos(&self, apply: &SloApply) -> StoreResult<Vec<SloApplied>> {
+        if let Some((slo, index)) = apply.slos.iter().find(|(_, index)| *index >= apply.sources.len()) {
+            return Err(StoreError::Backend(format!(
+                "applying SLO {}: source {index} of {} given",
+                slo.id(),
+                apply.sources.len()
+            )));
+        }
+        if let Some(big) = apply.sources.iter().find(|s| s.text.len() as u64 > slo_file::MAX_FILE_BYTES) {
+            return Err(StoreError::Backend(format!(
+                "applying {}: {} bytes, larger than the {} an SLO file may be",
+                big.file,
+                big.text.len(),
+                slo_file::MAX_FILE_BYTES
+            )));
+        }
+        // Hashed before the connection is taken: 8 MiB take a few milliseconds.
+        let hashes: Vec<String> = apply.sources.iter().map(|s| sha256_hex(&s.text)).collect();
+        let mut conn = self.conn();
+        let run = |conn: &mut Connection| -> rusqlite::Result<Vec<SloApplied>> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut results = Vec::with_capacity(apply.slos.len());
+            for (slo, index) in &apply.slos {
+                let id = slo.id();
+                let current = latest_slo(&tx, &id)?;
+                let (version, outcome) = match &current {
+                    None => (1, SloOutcome::Created),
+                    Some(SloVersion { version, slo: None, .. }) => (version + 1, SloOutcome::Created),
+                    Some(SloVersion { version, slo: Some(stored), .. }) if same_definition(stored, slo) => {
+                        (*version, SloOutcome::Unchanged)
+                    }
+                    Some(SloVersion { version, .. }) => (version + 1, SloOutcome::Updated),
+                };
+                if outcome != SloOutcome::Unchanged {
+                    let (source, sha256) = (&apply.sources[*index], &hashes[*index]);
+                    tx.prepare_cached(
+                        "INSERT INTO slo_sources (sha256, text) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING",
+                    )?
+                    .execute(params![sha256, source.text])?;
+                    tx.prepare_cached(
+                        "INSERT INTO slo_versions (slo_id, version, definition, file, source_sha256, applied_ms,
+                             applied_by)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![
+                        id,
+                        version,
+                        Json(slo),
+                        source.file,
+                        sha256,
+                        apply.applied_ms,
+                        apply.applied_by
+                    ])?;
+                }
+                results.push(SloApplied { id, version, outcome });
+            }
+            tx.commit()?;
+            Ok(results)
+        };
+        run(&mut conn).map_err(|e| failed(format_args!("applying {} SLOs", apply.slos.len()), e))
+    }
+
+    fn delete_slo(&self, id: &str, at_ms: i64, by: &str) -> StoreResult<Option<SloVersion>> {
+        let mut conn = self.conn();
+        let delete = |conn: &mut Connection| -> rusqlite::Result<Option<SloVersion>> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let version = match latest_slo(&tx, id)? {
+                Some(SloVersion { version, slo: Some(_), .. }) => version + 1,
+                _ => return Ok(None),
+            };
+            tx.prepare_cached(
+                "INSERT INTO slo_versions (slo_id, version, definition, file, source_sha256, applied_ms,
+                     applied_by)
+                 VALUES (?1, ?2, NULL, '', NULL, ?3, ?4)",
+            )?
+            .execute(params![id, version, at_ms, by])?;
+            tx.commit()?;
+            Ok(Some(SloVersion {
+                id: id.to_owned(),
+                version,
+                slo: None,
+                file: String::new(),
+                source_sha256: String::new(),
+                applied_ms: at_ms,
+                applied_by: by.to_owned(),
+            }))
+        };
+        delete(&mut conn).map_err(|e| failed(format_args!("deleting SLO {id}"), e))
+    }
+
+    fn current_slo(&self, id: &str) -> StoreResult<Option<StoredSlo>> {
+        let conn = self.conn();
+        latest_slo(&conn, id)
+            .map(|found| found.and_then(stored_slo))
+            .map_err(|e| failed(format_args!("reading SLO {id}"), e))
+    }
+
+    fn current_slos(&self) -> StoreResult<Vec<StoredSlo>> {
+        let conn = self.conn();
+        conn.prepare_cached(
+            "SELECT v.* FROM slo_versions v
+             JOIN (SELECT slo_id, MAX(version) AS version FROM slo_versions GROUP BY slo_id) latest
+                 ON latest.slo_id = v.slo_id AND latest.version = v.version
+             WHERE v.definition IS NOT NULL
+             ORDER BY v.slo_id",
+        )
+        .and_then(|mut stmt| stmt.query_map([], slo_version_row)?.collect::<rusqlite::Result<Vec<_>>>())
+        .map(|versions| versions.into_iter().filter_map(stored_slo).collect())
+        .map_err(|e| failed("listing SLOs", e))
+    }
+
+    fn slo_history(&self, id: &str) -> StoreResult<Vec<SloVersion>> {
+        let conn = self.conn();
+        conn.prepare_cached("SELECT * FROM slo_versions WHERE slo_id = ?1 ORDER BY version")
+            .and_then(|mut stmt| stmt.query_map([id], slo_version_row)?.collect())
+            .map_err(|e| failed(format_args!("reading the history of SLO {id}"), e))
+    }
+
+    fn slo_source(&self, id: &str, version: u32) -> StoreResult<Option<SloSource>> {
+        let conn = self.conn();
+        conn.prepare_cached(
+            "SELECT v.file, s.text FROM slo_versions v JOIN slo_sources s ON s.sha256 = v.source_sha256
+             WHERE v.slo_id = ?1 AND v.version = ?2",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(params![id, version], |row| Ok(SloSource { file: row.get(0)?, text: row.get(1)? }))
+                .optional()
+        })
+        .map_err(|e| failed(format_args!("reading the source of SLO {id} version {version}"), e))
+    }
 }
 
 // === rows ===
@@ -656,6 +837,54 @@ fn audit_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
             detail: row.get("detail")?,
         },
     })
+}
+
+/// The newest version of SLO `id`, deleted or not. The `(slo_id, version)` index answers it.
+fn latest_slo(conn: &Connection, id: &str) -> rusqlite::Result<Option<SloVersion>> {
+    conn.prepare_cached("SELECT * FROM slo_versions WHERE slo_id = ?1 ORDER BY version DESC LIMIT 1")?
+        .query_row([id], slo_version_row)
+        .optional()
+}
+
+fn slo_version_row(row: &Row<'_>) -> rusqlite::Result<SloVersion> {
+    Ok(SloVersion {
+        id: row.get("slo_id")?,
+        version: row.get("version")?,
+        slo: row.get::<_, Option<Json<SloDef>>>("definition")?.map(|Json(slo)| slo),
+        file: row.get("file")?,
+        source_sha256: row.get::<_, Option<String>>("source_sha256")?.unwrap_or_default(),
+        applied_ms: row.get("applied_ms")?,
+        applied_by: row.get("applied_by")?,
+    })
+}
+
+/// The version as a current SLO; None for a deletion.
+fn stored_slo(v: SloVersion) -> Option<StoredSlo> {
+    let slo = v.slo?;
+    Some(StoredSlo {
+        id: v.id,
+        version: v.version,
+        slo,
+        file: v.file,
+        source_sha256: v.source_sha256,
+        applied_ms: v.applied_ms,
+        applied_by: v.applied_by,
+    })
+}
+
+/// The same SLO, wherever each was read from.
+fn same_definition(a: &SloDef, b: &SloDef) -> bool {
+    let unplaced = |slo: &SloDef| SloDef { origin: Origin::default(), ..slo.clone() };
+    unplaced(a) == unplaced(b)
+}
+
+/// SHA-256 of `text`, in lowercase hex.
+fn sha256_hex(text: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 // === helpers ===
@@ -1291,6 +1520,194 @@ mod tests {
         assert_eq!(seqs.first(), Some(&1));
         assert_eq!(seqs.last(), Some(&400));
         assert_eq!(shared.audit(usize::MAX, None).unwrap().len(), 400);
+    }
+
+    /// Two SLOs of `file` (checkout/availability at `objective`, checkout/latency), as `slo_file` reads them.
+    fn slo_text(objective: &str) -> String {
+        format!(
+            "apiVersion: chaos/v1\nkind: SLO\nservice: checkout\nname: availability\nobjective: {objective}\n\
+             sli:\n  events:\n    bad: http_requests_total{{code=~\"5..\"}}\n    total: http_requests_total\n\
+             ---\napiVersion: chaos/v1\nkind: SLO\nservice: checkout\nname: latency\nobjective: 99%\nperiod: 7d\n\
+             sli:\n  latency:\n    histogram: http_request_duration_seconds\n    threshold: 300ms\n\
+             \x20   buckets: [0.1, 0.3, 1]\n"
+        )
+    }
+
+    fn slo_apply(file: &str, text: &str, by: &str, at_ms: i64) -> SloApply {
+        let slos = slo_file::parse(file, text).unwrap().into_iter().map(|slo| (slo, 0)).collect();
+        SloApply {
+            sources: vec![SloSource { file: file.into(), text: text.into() }],
+            slos,
+            applied_ms: at_ms,
+            applied_by: by.into(),
+        }
+    }
+
+    fn outcomes(applied: &[SloApplied]) -> Vec<(String, u32, SloOutcome)> {
+        applied.iter().map(|a| (a.id.clone(), a.version, a.outcome)).collect()
+    }
+
+    #[test]
+    fn slo_versions_are_added_per_change_and_never_overwritten() {
+        use SloOutcome::{Created, Unchanged, Updated};
+        each_store(|store| {
+            let first = slo_apply("checkout.yaml", &slo_text("99.9%"), "alice", 10);
+            let done = store.apply_slos(&first).unwrap();
+            assert_eq!(
+                outcomes(&done),
+                [("checkout/availability".into(), 1, Created), ("checkout/latency".into(), 1, Created)]
+            );
+            // The same definitions moved down the file (other lines, other origin): unchanged, no version.
+            let moved = format!("# moved\n\n{}", slo_text("99.9%"));
+            let done = store.apply_slos(&slo_apply("other.yaml", &moved, "bob", 20)).unwrap();
+            assert_eq!(
+                outcomes(&done),
+                [("checkout/availability".into(), 1, Unchanged), ("checkout/latency".into(), 1, Unchanged)]
+            );
+            let changed = slo_apply("checkout.yaml", &slo_text("99.5%"), "bob", 30);
+            let done = store.apply_slos(&changed).unwrap();
+            assert_eq!(
+                outcomes(&done),
+                [("checkout/availability".into(), 2, Updated), ("checkout/latency".into(), 1, Unchanged)]
+            );
+
+            let current = store.current_slo("checkout/availability").unwrap().unwrap();
+            assert_eq!((current.version, current.slo.objective), (2, 0.995));
+            assert_eq!((current.applied_by.as_str(), current.applied_ms), ("bob", 30));
+            assert_eq!(current.slo, changed.slos[0].0);
+            let history = store.slo_history("checkout/availability").unwrap();
+            let summary: Vec<_> = history
+                .iter()
+                .map(|v| (v.version, v.applied_by.as_str(), v.slo.as_ref().map(|s| s.objective)))
+                .collect();
+            assert_eq!(summary, [(1, "alice", Some(0.999)), (2, "bob", Some(0.995))]);
+            assert_eq!(history[0].slo.as_ref(), Some(&first.slos[0].0));
+            // Each version keeps the text it came from; one text is stored once for the SLOs sharing it.
+            assert_eq!(store.slo_source("checkout/availability", 1).unwrap().unwrap(), first.sources[0]);
+            assert_eq!(store.slo_source("checkout/availability", 2).unwrap().unwrap(), changed.sources[0]);
+            assert_eq!(store.slo_source("checkout/latency", 1).unwrap().unwrap(), first.sources[0]);
+            assert_eq!(history[0].source_sha256, sha256_hex(&first.sources[0].text));
+            let sources: i64 =
+                store.conn().query_row("SELECT COUNT(*) FROM slo_sources", [], |row| row.get(0)).unwrap();
+            assert_eq!(sources, 2);
+            assert_eq!(store.slo_source("checkout/availability", 3).unwrap(), None);
+            let ids: Vec<_> = store.current_slos().unwrap().into_iter().map(|s| (s.id, s.version)).collect();
+            assert_eq!(ids, [("checkout/availability".into(), 2), ("checkout/latency".into(), 1)]);
+            assert_eq!(store.current_slo("checkout/nothing").unwrap(), None);
+            assert!(store.slo_history("checkout/nothing").unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn a_deleted_slo_leaves_the_current_list_keeps_its_history_and_can_come_back() {
+        each_store(|store| {
+            store.apply_slos(&slo_apply("checkout.yaml", &slo_text("99.9%"), "alice", 10)).unwrap();
+            let deleted = store.delete_slo("checkout/latency", 20, "bob").unwrap().unwrap();
+            assert_eq!(
+                (deleted.version, deleted.slo.is_none(), deleted.applied_by.as_str()),
+                (2, true, "bob")
+            );
+            assert_eq!(store.delete_slo("checkout/latency", 21, "bob").unwrap(), None);
+            assert_eq!(store.delete_slo("checkout/nothing", 21, "bob").unwrap(), None);
+            assert_eq!(store.current_slo("checkout/latency").unwrap(), None);
+            let ids: Vec<_> = store.current_slos().unwrap().into_iter().map(|s| s.id).collect();
+            assert_eq!(ids, ["checkout/availability"]);
+            let history = store.slo_history("checkout/latency").unwrap();
+            assert_eq!(
+                history.iter().map(|v| (v.version, v.slo.is_some())).collect::<Vec<_>>(),
+                [(1, true), (2, false)]
+            );
+            assert_eq!(history[1], deleted);
+            assert_eq!(store.slo_source("checkout/latency", 2).unwrap(), None);
+
+            // Applied again, identical to version 1: created as version 3.
+            let done =
+                store.apply_slos(&slo_apply("checkout.yaml", &slo_text("99.9%"), "carol", 30)).unwrap();
+            assert_eq!(
+                outcomes(&done),
+                [
+                    ("checkout/availability".into(), 1, SloOutcome::Unchanged),
+                    ("checkout/latency".into(), 3, SloOutcome::Created)
+                ]
+            );
+            assert_eq!(store.current_slo("checkout/latency").unwrap().unwrap().version, 3);
+        });
+    }
+
+    #[test]
+    fn an_apply_is_all_or_nothing_and_the_versions_cannot_be_changed() {
+        each_store(|store| {
+            let mut apply = slo_apply("checkout.yaml", &slo_text("99.9%"), "alice", 10);
+            // A second source index out of range: refused before anything is written.
+            apply.slos[1].1 = 7;
+            let err = store.apply_slos(&apply).unwrap_err();
+            assert!(err.to_string().contains("checkout/latency: source 7 of 1 given"), "{err}");
+            assert!(store.current_slos().unwrap().is_empty());
+            let huge = SloApply {
+                sources: vec![SloSource {
+                    file: "huge.yaml".into(),
+                    text: " ".repeat(usize::try_from(slo_file::MAX_FILE_BYTES).unwrap() + 1),
+                }],
+                ..slo_apply("checkout.yaml", &slo_text("99.9%"), "alice", 10)
+            };
+            let err = store.apply_slos(&huge).unwrap_err();
+            assert!(err.to_string().contains("huge.yaml: 8388609 bytes, larger than"), "{err}");
+            assert!(store.current_slos().unwrap().is_empty());
+
+            store.apply_slos(&slo_apply("checkout.yaml", &slo_text("99.9%"), "alice", 10)).unwrap();
+            let conn = store.conn();
+            for (sql, message) in [
+                ("UPDATE slo_versions SET applied_by = 'mallory'", "SLO versions are append-only"),
+                ("DELETE FROM slo_versions", "SLO versions are append-only"),
+                ("UPDATE slo_sources SET text = ''", "SLO sources are append-only"),
+                ("DELETE FROM slo_sources", "SLO sources are append-only"),
+            ] {
+                let err = conn.execute(sql, []).unwrap_err();
+                assert!(err.to_string().contains(message), "{sql}: {err}");
+            }
+        });
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_keeping_its_records() {
+        let dir = TempDir::new();
+        let path = dir.db();
+        {
+            // What the previous release created: the version 1 schema only.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO audit (at_ms, actor, action, detail) VALUES (1, 'alice', 'freeze', 'release')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let version: i64 = store.conn().pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(store.audit(10, None).unwrap()[0].entry.actor, "alice");
+        store.apply_slos(&slo_apply("checkout.yaml", &slo_text("99.9%"), "alice", 10)).unwrap();
+        drop(store);
+        // Reopened at the current version: nothing to migrate, everything kept.
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.current_slos().unwrap().len(), 2);
+        assert_eq!(store.slo_history("checkout/latency").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_current_slo_is_one_indexed_lookup() {
+        let store = SqliteStore::in_memory().unwrap();
+        let conn = store.conn();
+        let plan: Vec<String> = conn
+            .prepare("EXPLAIN QUERY PLAN SELECT * FROM slo_versions WHERE slo_id = ?1 ORDER BY version DESC LIMIT 1")
+            .unwrap()
+            .query_map(["a/b"], |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(plan.len(), 1, "{plan:?}");
+        assert!(plan[0].starts_with("SEARCH slo_versions USING INDEX"), "{plan:?}");
     }
 
     #[test]

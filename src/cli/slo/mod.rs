@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use chaos_controller::slo_file::{self, SloDef, windows};
 
 mod init;
+mod registry;
 
 #[derive(clap::Args)]
 pub struct SloArgs {
@@ -27,6 +28,8 @@ enum SloCommand {
     Schema,
     /// Write a commented starter SLO file (an availability and a latency SLO over the usual HTTP metrics).
     Init(init::InitArgs),
+    #[command(flatten)]
+    Registry(registry::RegistryCommand),
 }
 
 pub async fn slo(args: SloArgs) -> anyhow::Result<u8> {
@@ -37,6 +40,7 @@ pub async fn slo(args: SloArgs) -> anyhow::Result<u8> {
             Ok(0)
         }
         SloCommand::Init(args) => Ok(init::run(args)),
+        SloCommand::Registry(command) => registry::registry(command).await,
     }
 }
 
