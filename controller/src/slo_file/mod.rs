@@ -13,6 +13,7 @@ pub mod model;
 pub mod native;
 pub mod promql;
 pub mod query;
+pub mod status;
 pub mod windows;
 
 use std::collections::BTreeMap;
