@@ -217,20 +217,24 @@ async fn judge(prom: &Prometheus, slo: &SloDef, at: f64) -> Result<Status, Query
     if let Sli::Latency(latency) = &slo.sli
         && latency.buckets.is_none()
     {
-        let selector = format!("{}_bucket{{{}}}", latency.histogram, latency.matchers.trim());
+        let selector = match latency.matchers.trim() {
+            "" => format!("{}_bucket", latency.histogram),
+            matchers => format!("{}_bucket{{{matchers}}}", latency.histogram),
+        };
         let values = prom.label_values("le", &selector).await?;
-        let mut bounds: Vec<f64> = values.iter().filter_map(|v| v.trim().parse::<f64>().ok()).collect();
+        if values.is_empty() {
+            return Ok(invalid(slo, State::NoData, format!("prometheus has no series {selector}")));
+        }
+        // `1` and `1.0` are the same bound; `+Inf` is no threshold.
+        let mut bounds: Vec<f64> =
+            values.iter().filter_map(|v| v.trim().parse::<f64>().ok()).filter(|b| b.is_finite()).collect();
         bounds.sort_by(f64::total_cmp);
         bounds.dedup();
-        if bounds.is_empty() {
-            return Ok(invalid(slo, State::NoData, format!("no data: prometheus has no series {selector}")));
-        }
         if !is_bound(latency.threshold, &bounds) {
-            let finite: Vec<f64> = bounds.into_iter().filter(|b| b.is_finite()).collect();
             return Ok(invalid(
                 slo,
                 State::Invalid,
-                not_a_bound(&latency.histogram, latency.threshold, &finite),
+                not_a_bound(&latency.histogram, latency.threshold, &bounds),
             ));
         }
     }

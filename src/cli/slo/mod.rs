@@ -2,6 +2,8 @@
 //! where they are wrong; `schema` prints the native format's JSON Schema. Each other subcommand lives in a
 //! file of its own.
 
+mod status;
+
 use std::path::PathBuf;
 
 use chaos_controller::slo_file::{self, SloDef, windows};
@@ -23,6 +25,9 @@ enum SloCommand {
     },
     /// Print the JSON Schema of the native SLO document (`apiVersion: chaos/v1`, `kind: SLO`).
     Schema,
+    /// The live error budget of each SLO from Prometheus: SLI, budget remaining, burn rates, alerts firing,
+    /// time to exhaustion (exit 0 budget left, 1 exhausted, 2 bad input, 3 no data or unreachable).
+    Status(status::StatusArgs),
 }
 
 pub async fn slo(args: SloArgs) -> anyhow::Result<u8> {
@@ -32,6 +37,7 @@ pub async fn slo(args: SloArgs) -> anyhow::Result<u8> {
             println!("{}", serde_json::to_string_pretty(&slo_file::json_schema())?);
             Ok(0)
         }
+        SloCommand::Status(args) => status::run(args).await,
     }
 }
 
