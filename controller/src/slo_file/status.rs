@@ -173,12 +173,24 @@ impl Status {
 /// The status of every SLO at `at` (unix seconds), in the order given, [`CONCURRENCY`] at a time.
 pub async fn status_all(prom: Arc<Prometheus>, slos: &[SloDef], at: f64) -> Vec<Status> {
     let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    // Once one SLO finds the server unreachable the others say so without waiting for their own timeouts.
+    let down: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
     for (i, slo) in slos.iter().enumerate() {
-        let (prom, slo, permits) = (prom.clone(), slo.clone(), permits.clone());
+        let (prom, slo, permits, down) = (prom.clone(), slo.clone(), permits.clone(), down.clone());
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            (i, status(&prom, &slo, at).await)
+            let known = down.lock().ok().and_then(|d| d.clone());
+            if let Some(reason) = known {
+                return (i, invalid(&slo, State::Unreachable, reason));
+            }
+            let s = status(&prom, &slo, at).await;
+            if s.state == State::Unreachable
+                && let Ok(mut d) = down.lock()
+            {
+                *d = s.reason.clone();
+            }
+            (i, s)
         });
     }
     let mut out: Vec<Option<Status>> = vec![None; slos.len()];
@@ -201,7 +213,12 @@ pub async fn status(prom: &Prometheus, slo: &SloDef, at: f64) -> Status {
     match judge(prom, slo, at).await {
         Ok(status) => status,
         Err(QueryError::Unreachable { url, message }) => {
-            invalid(slo, State::Unreachable, format!("cannot reach prometheus at {url}: {message}"))
+            // The client's message repeats the whole query URL: keep only its cause.
+            let cause = match message.strip_prefix("cannot reach ") {
+                Some(rest) => rest.split_once(": ").map_or(rest, |(_, cause)| cause),
+                None => &message,
+            };
+            invalid(slo, State::Unreachable, format!("cannot reach prometheus at {url}: {cause}"))
         }
         Err(QueryError::Refused { message, .. }) => {
             invalid(slo, State::Invalid, format!("prometheus refused the SLO's query: {message}"))
