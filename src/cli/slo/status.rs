@@ -158,7 +158,7 @@ pub fn table(statuses: &[Status]) -> String {
             .map(|(c, (cell, w))| {
                 let pad = w - cell.chars().count();
                 // Text columns left-aligned, figures right-aligned.
-                if c < 4 || c >= 8 {
+                if !(4..8).contains(&c) {
                     format!("{cell}{}", " ".repeat(pad))
                 } else {
                     format!("{}{cell}", " ".repeat(pad))
