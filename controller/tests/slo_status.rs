@@ -1,6 +1,6 @@
 //! `slo_file::status` against a real Prometheus (Debian's package) holding 30 days of backfilled history:
 //! every figure of every SLO — availability (bad and good counters), latency (histogram buckets, `1` vs
-//! `1.0`), a ratio-only SLI, 30-day and 7-day periods, a fully spent budget, no data, a threshold that is not a
+//! `1.0`), a ratio-only SLI, a query Prometheus refuses, 30-day and 7-day periods, a fully spent budget, no data, a threshold that is not a
 //! bucket bound, an unreachable server — compared with values computed by hand below.
 //!
 //! The history has a sample every 10 minutes for the first 29 days and every 10 seconds for the last day, and
@@ -165,6 +165,15 @@ sli:
   events:
     bad: ghost_requests_total{code=~"5.."}
     total: ghost_requests_total
+---
+apiVersion: chaos/v1
+kind: SLO
+service: shop
+name: broken
+objective: 99%
+period: 7d
+sli:
+  error_ratio: sum(rate(http_requests_total{job="shop"}[{{.window}}])) /
 ---
 apiVersion: chaos/v1
 kind: SLO
@@ -334,9 +343,18 @@ async fn every_figure_matches_the_hand_computed_one() {
         "{reason}"
     );
 
+    // A query Prometheus refuses is bad input, with Prometheus's reason.
+    let s = find(&statuses, "shop/broken");
+    assert_eq!(s.state, State::Invalid);
+    let reason = s.reason.as_deref().unwrap();
+    assert!(
+        reason.starts_with("prometheus refused the SLO's query: bad_data:") && reason.contains("parse error"),
+        "{reason}"
+    );
+
     // One query per SLO, plus the `le` values of the three latency SLOs without declared buckets (the
     // 300 ms one stops there).
-    assert_eq!(prom.queries_issued(), 8 + 2);
+    assert_eq!(prom.queries_issued(), 9 + 2);
 
     // Exit codes: the worst state, invalid before exhausted before no data.
     let pick = |ids: &[&str]| -> Vec<Status> { ids.iter().map(|id| find(&statuses, id).clone()).collect() };
@@ -363,6 +381,8 @@ async fn every_figure_matches_the_hand_computed_one() {
     assert_eq!(shop["exhaustion"], "6h12m");
     assert_eq!(shop["exhaustion_seconds"], 22_356);
     assert_eq!(doc["slos"][4]["events"], serde_json::Value::Null);
+    assert_eq!(doc["slos"][4]["events_available"], false);
+    assert_eq!(doc["slos"][4]["budget"]["remaining"]["events"], serde_json::Value::Null);
     assert_eq!(doc["exit_code"], 2);
     eprintln!("backfill and start {backfill:?}, whole test {:?}", started.elapsed());
 }

@@ -130,7 +130,7 @@ pub async fn read(prom: &Prometheus, slo: &SloDef, at: Option<f64>) -> Result<Re
     };
     let ratio_of = |name: &str| -> Option<f64> {
         if has_counts(&slo.sli) {
-            pair(name).filter(|(_, total)| *total > 0.0).map(|(bad, total)| bad / total)
+            pair(name).filter(|(_, total)| *total > 0.0).map(|(bad, total)| bad.max(0.0) / total)
         } else {
             finite(&format!("ratio_{name}"))
         }

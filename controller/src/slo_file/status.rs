@@ -407,6 +407,7 @@ fn status_json(s: &Status) -> Value {
         "sli": round(1.0 - f.error_ratio, 9),
         "error_ratio": round(f.error_ratio, 9),
         "compliant": s.compliant(),
+        "events_available": f.counts.is_some(),
         "events": f.counts.map(|c| json!({"bad": round(c.bad, 3), "total": round(c.total, 3)})),
         "budget": {
             "fraction": round(slo.budget(), 12),
