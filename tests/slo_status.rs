@@ -229,6 +229,9 @@ fn bad_input_is_exit_2_and_no_prometheus_is_exit_3() {
     let out = chaos(&[&ok, "--prometheus", "prometheus:9090"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--prometheus: expected a URL"), "{}", text(&out.stderr));
+    let out = chaos(&[&ok, "--prometheus", "https://prometheus:9090"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("https is not supported"), "{}", text(&out.stderr));
 
     // Nothing listens on the port: exit 3, naming the server.
     let out = chaos(&[&ok, "--prometheus", &url, "--at", "1790000000"]);

@@ -17,7 +17,7 @@ pub struct StatusArgs {
     /// SLO files (YAML or JSON).
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// The Prometheus server holding the SLOs' metrics, e.g. http://prometheus:9090.
+    /// The Prometheus server holding the SLOs' metrics (plain http), e.g. http://prometheus:9090.
     #[arg(long, value_name = "URL")]
     prometheus: String,
     /// Evaluate at this time instead of now: RFC 3339 (2026-12-07T03:00:00Z) or unix seconds.
@@ -38,7 +38,11 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<u8> {
         }
     };
     let url = args.prometheus.trim();
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
+    if url.starts_with("https://") {
+        eprintln!("--prometheus: https is not supported (the query client speaks plain http): use http://");
+        return Ok(2);
+    }
+    if !url.starts_with("http://") {
         eprintln!("--prometheus: expected a URL like http://prometheus:9090, found {url:?}");
         return Ok(2);
     }
