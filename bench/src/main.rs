@@ -17,6 +17,7 @@ mod profile;
 mod report;
 mod rtt;
 mod slo;
+mod slo_status;
 mod stats;
 mod targets;
 mod throughput;
@@ -95,6 +96,8 @@ enum Bench {
     Http,
     /// Controller: halt-all fan-out to 1,000 connected protocol-client agents, memory per agent, apply→ack.
     Fleet,
+    /// `chaos slo status` for 100 SLOs against a backfilled Prometheus: queries issued and wall time.
+    SloStatus,
 }
 
 fn main() -> Result<()> {
@@ -147,6 +150,9 @@ fn main() -> Result<()> {
         let chaos_bin = cli.chaos_bin.clone().unwrap_or_else(targets::default_chaos_bin);
         runtime.block_on(fleet::run(&chaos_bin, &fleet::Sizes::new(cli.quick)))
     });
+    let slo_status = has(Bench::SloStatus).then(|| {
+        runtime.block_on(slo_status::run(&slo_status::Sizes::new(cli.quick))).map_err(|e| format!("{e:#}"))
+    });
     // In-process and synchronous, after the targets are gone: nothing else runs meanwhile.
     if has(Bench::Agent) {
         results.agent = Some(agent::run(&agent::Sizes::new(cli.quick)));
@@ -155,6 +161,9 @@ fn main() -> Result<()> {
     if let Some(f) = &fleet {
         markdown.push_str(&fleet::render(f));
     }
+    if let Some(r) = &slo_status {
+        markdown.push_str(&slo_status::render(r));
+    }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(markdown.as_bytes())?;
     stdout.flush()?;
@@ -162,6 +171,13 @@ fn main() -> Result<()> {
         let mut json = serde_json::to_value(&results)?;
         if let (Some(f), Some(object)) = (&fleet, json.as_object_mut()) {
             object.insert("fleet".to_string(), serde_json::to_value(f)?);
+        }
+        if let (Some(r), Some(object)) = (&slo_status, json.as_object_mut()) {
+            let value = match r {
+                Ok(r) => serde_json::to_value(r)?,
+                Err(e) => serde_json::json!({ "error": e }),
+            };
+            object.insert("slo_status".to_string(), value);
         }
         let json = serde_json::to_string_pretty(&json)?;
         std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;

@@ -16,6 +16,7 @@ pub mod openslo;
 pub mod promql;
 pub mod query;
 pub mod sloth;
+pub mod status;
 pub mod windows;
 
 use std::collections::BTreeMap;

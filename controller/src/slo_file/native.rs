@@ -318,7 +318,8 @@ fn sli(sli: &NativeSli, doc: &Node, problems: &mut Vec<Problem>) -> Option<Sli> 
 
 /// Whether `threshold` (seconds) is one of `buckets`.
 pub fn is_bound(threshold: f64, buckets: &[f64]) -> bool {
-    buckets.iter().any(|b| (b - threshold).abs() <= 1e-9 * b.abs().max(1.0))
+    // `+Inf` (written `.inf` in YAML) bounds nothing: `inf - x` is within any tolerance scaled by `inf`.
+    buckets.iter().filter(|b| b.is_finite()).any(|b| (b - threshold).abs() <= 1e-9 * b.abs().max(1.0))
 }
 
 /// The message for a latency threshold that is not a bucket bound.
@@ -502,6 +503,7 @@ mod tests {
     fn thresholds_are_checked_against_declared_buckets() {
         assert!(is_bound(0.25, &[0.1, 0.25, 0.5]));
         assert!(!is_bound(0.3, &[0.1, 0.25, 0.5]));
+        assert!(!is_bound(0.3, &[0.1, f64::INFINITY]), "+Inf is not a bound of every threshold");
         assert!(not_a_bound("h", 0.3, &[0.1, 0.25]).contains("not a bucket bound of h (bounds: 0.1, 0.25)"));
     }
 }

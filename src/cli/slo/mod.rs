@@ -8,6 +8,7 @@ use chaos_controller::slo_file::{self, SloDef, windows};
 
 mod init;
 mod registry;
+mod status;
 
 #[derive(clap::Args)]
 pub struct SloArgs {
@@ -30,6 +31,9 @@ enum SloCommand {
     Init(init::InitArgs),
     #[command(flatten)]
     Registry(registry::RegistryCommand),
+    /// The live error budget of each SLO from Prometheus: SLI, budget remaining, burn rates, alerts firing,
+    /// time to exhaustion (exit 0 budget left, 1 exhausted, 2 bad input, 3 no data or unreachable).
+    Status(status::StatusArgs),
 }
 
 pub async fn slo(args: SloArgs) -> anyhow::Result<u8> {
@@ -41,6 +45,7 @@ pub async fn slo(args: SloArgs) -> anyhow::Result<u8> {
         }
         SloCommand::Init(args) => Ok(init::run(args)),
         SloCommand::Registry(command) => registry::registry(command).await,
+        SloCommand::Status(args) => status::run(args).await,
     }
 }
 
