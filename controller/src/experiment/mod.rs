@@ -22,6 +22,7 @@ pub mod faults;
 pub mod model;
 pub(crate) mod node;
 mod reference;
+pub mod slo_refs;
 mod validate;
 mod values;
 mod vars;
@@ -36,6 +37,7 @@ pub use checked::{
 pub use faults::{FaultKind, FaultParams, Owner, Param, Stream, TargetType};
 pub use model::*;
 pub use reference::fault_reference;
+pub use slo_refs::{NO_REGISTRY, NoRegistry, SloCatalog, SloFiles, SloRef, SloSources};
 pub use validate::API_VERSION;
 pub use vars::{MAX_DEPTH, MAX_EXPANDED_BYTES};
 
@@ -121,6 +123,20 @@ pub fn parse_with_env(
     overrides: &[(String, String)],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Checked, Diagnostics> {
+    let files = slo_refs::files_beside(name);
+    parse_with_slos(name, text, overrides, env, SloSources { files: &files, catalog: &NoRegistry })
+}
+
+/// [`parse_with_env`] with SLO references (`slos: - use:`) resolved from `slos`: `file:` as it says (beside
+/// the experiment file for [`parse`], refused by a controller), registry references from its catalog
+/// ([`NoRegistry`] for [`parse`]).
+pub fn parse_with_slos(
+    name: &str,
+    text: &str,
+    overrides: &[(String, String)],
+    env: &dyn Fn(&str) -> Option<String>,
+    slos: SloSources<'_>,
+) -> Result<Checked, Diagnostics> {
     let diagnostic = |pos: node::Pos, message: String| Diagnostic {
         file: name.to_string(),
         line: pos.line,
@@ -138,7 +154,7 @@ pub fn parse_with_env(
     if !var_errors.is_empty() {
         return Err(Diagnostics(var_errors.into_iter().map(|e| diagnostic(e.pos, e.message)).collect()));
     }
-    finish(name, &root)
+    finish(name, &root, slos)
 }
 
 /// The file name [`check`] gives its diagnostics.
@@ -147,7 +163,8 @@ pub const IN_MEMORY: &str = "<experiment>";
 /// Checks an experiment built in memory (deserialised with serde, or written in code) as [`parse`] checks a
 /// file: the same typing and validation, then its steps' faults; the only other way to a [`Checked`].
 /// Diagnostics name [`IN_MEMORY`] and the positions in the experiment's JSON form. `${…}` is not
-/// substituted again.
+/// substituted again. SLO `file:` references are read relative to the working directory; registry references
+/// are refused ([`NoRegistry`]).
 pub fn check(experiment: &Experiment) -> Result<Checked, Diagnostics> {
     let at_start = |message: String| {
         Diagnostics(vec![Diagnostic { file: IN_MEMORY.into(), line: 0, column: 0, message }])
@@ -155,27 +172,54 @@ pub fn check(experiment: &Experiment) -> Result<Checked, Diagnostics> {
     let text =
         serde_json::to_string_pretty(experiment).map_err(|e| at_start(format!("cannot serialise: {e}")))?;
     let root = node::from_json(&text).map_err(|e| at_start(e.message))?;
-    finish(IN_MEMORY, &root)
+    let files = SloFiles::Relative(PathBuf::new());
+    finish(IN_MEMORY, &root, SloSources { files: &files, catalog: &NoRegistry })
 }
 
-/// Types, validates and checks a substituted tree.
-fn finish(name: &str, root: &node::Node) -> Result<Checked, Diagnostics> {
+/// Types, resolves the SLO references of, validates and checks a substituted tree.
+fn finish(name: &str, root: &node::Node, slos: SloSources<'_>) -> Result<Checked, Diagnostics> {
     let diagnostic = |pos: node::Pos, message: String| Diagnostic {
         file: name.to_string(),
         line: pos.line,
         column: pos.column,
         message: one_line(&message),
     };
-    let experiment: Experiment = de::from_node(root).map_err(|e| {
+    let written: Experiment = de::from_node(root).map_err(|e| {
         let pos = e.pos.unwrap_or(root.pos);
         Diagnostics(vec![diagnostic(pos, e.message)])
     })?;
-    let errors = validate::validate(&experiment, root);
-    if errors.is_empty() {
-        Checked::new(experiment).map_err(|message| Diagnostics(vec![diagnostic(root.pos, message)]))
-    } else {
-        Err(Diagnostics(errors.into_iter().map(|(pos, message)| diagnostic(pos, message)).collect()))
+    let mut experiment = written.clone();
+    let (refs, mut problems) = match slo_refs::resolve(name, &mut experiment, root, slos) {
+        Ok(refs) => (refs, Vec::new()),
+        Err(d) => (Vec::new(), d.0),
+    };
+    if problems.is_empty() {
+        problems.extend(slo_refs::check_gates(name, &experiment, root, &refs));
     }
+    problems.extend(
+        validate::validate(&experiment, root).into_iter().map(|(pos, message)| diagnostic(pos, message)),
+    );
+    if problems.is_empty() {
+        Checked::new(experiment, written, refs)
+            .map_err(|message| Diagnostics(vec![diagnostic(root.pos, message)]))
+    } else {
+        // In file order; an SLO file's own diagnostics stay right after the reference that read it.
+        Err(Diagnostics(sort_stable_by_file(name, problems)))
+    }
+}
+
+/// Diagnostics of the experiment file sorted by position, each followed by the other files' diagnostics that
+/// came after it.
+fn sort_stable_by_file(name: &str, problems: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut groups: Vec<Vec<Diagnostic>> = Vec::new();
+    for d in problems {
+        match groups.last_mut() {
+            Some(group) if d.file != name => group.push(d),
+            _ => groups.push(vec![d]),
+        }
+    }
+    groups.sort_by_key(|g| g.first().map(|d| (d.file != name, d.line, d.column)));
+    groups.into_iter().flatten().collect()
 }
 
 /// Control characters (from keys or values quoted in a message) escaped, so a diagnostic is one line.

@@ -18,21 +18,27 @@ pub const ALLOW_FLAG: &str = "--allow-local-effects";
 /// Parses an experiment submitted to the controller. Unless `allowed`, `${env:NAME}` is not answered from the
 /// controller's environment (its secrets are not for API token holders): such a file is refused
 /// (FAILED_PRECONDITION, at the reference's position). Other errors are INVALID_ARGUMENT.
+/// SLO references come from `catalog` (the controller's registry); `file:` references are refused.
 pub fn parse(
     file: &str,
     source: &str,
     vars: &[(String, String)],
     allowed: bool,
+    catalog: &dyn experiment::SloCatalog,
 ) -> Result<Checked, ApiError> {
+    let files = experiment::SloFiles::Refused(experiment::slo_refs::FILES_REFUSED.into());
+    let slos = experiment::SloSources { files: &files, catalog };
     if allowed {
-        return experiment::parse(file, source, vars).map_err(|d| ApiError::InvalidArgument(d.to_string()));
+        let env = |name: &str| std::env::var(name).ok();
+        return experiment::parse_with_slos(file, source, vars, &env, slos)
+            .map_err(|d| ApiError::InvalidArgument(d.to_string()));
     }
     let asked = Mutex::new(BTreeSet::new());
     let env = |name: &str| {
         crate::fleet::lock(&asked).insert(name.to_string());
         None
     };
-    let parsed = experiment::parse_with_env(file, source, vars, &env);
+    let parsed = experiment::parse_with_slos(file, source, vars, &env, slos);
     let asked = asked.into_inner().unwrap_or_else(|p| p.into_inner());
     parsed.map_err(|d| {
         if asked.is_empty() {

@@ -48,6 +48,8 @@ pub struct Runs {
     /// Proxy (API URL, name) → the run faulting (or having created) it.
     proxy_locks: Mutex<BTreeMap<(String, String), String>>,
     frozen: Mutex<Option<FreezeRecord>>,
+    /// Where SLO references without `file:` are looked up (the controller's SLO registry).
+    slo_catalog: Arc<dyn crate::experiment::SloCatalog>,
 }
 
 /// A run in progress.
@@ -95,6 +97,16 @@ fn new_run_id() -> String {
 
 impl Runs {
     pub async fn new(store: StoreHandle, fleet: Fleet, limits: Limits) -> Result<Arc<Runs>, StoreError> {
+        Runs::with_slo_catalog(store, fleet, limits, Arc::new(crate::experiment::NoRegistry)).await
+    }
+
+    /// [`Runs::new`] with experiments' SLO references (`use:` without `file:`) looked up in `slo_catalog`.
+    pub async fn with_slo_catalog(
+        store: StoreHandle,
+        fleet: Fleet,
+        limits: Limits,
+        slo_catalog: Arc<dyn crate::experiment::SloCatalog>,
+    ) -> Result<Arc<Runs>, StoreError> {
         let frozen = store.call(|s| s.freeze()).await?;
         Ok(Arc::new(Runs {
             store,
@@ -104,12 +116,13 @@ impl Runs {
             locks: Mutex::new(BTreeMap::new()),
             proxy_locks: Mutex::new(BTreeMap::new()),
             frozen: Mutex::new(frozen),
+            slo_catalog,
         }))
     }
 
     /// Parses an experiment submitted here (`${env:NAME}` only with `--allow-local-effects`).
     pub fn parse(&self, file: &str, source: &str, vars: &[(String, String)]) -> Result<Checked, ApiError> {
-        super::local::parse(file, source, vars, self.limits.allow_local_effects)
+        super::local::parse(file, source, vars, self.limits.allow_local_effects, self.slo_catalog.as_ref())
     }
 
     /// Refuses an experiment that would act on the controller's host, unless that was allowed at start.
