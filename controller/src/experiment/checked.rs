@@ -141,11 +141,14 @@ impl Checked {
     /// through).
     pub(super) fn new(
         mut experiment: Experiment,
-        written: Experiment,
+        mut written: Experiment,
         slo_refs: Vec<super::SloRef>,
     ) -> Result<Checked, String> {
         let method = check_steps(&mut experiment.method)?;
         let rollbacks = check_steps(&mut experiment.rollbacks)?;
+        // The document as written carries the same checked steps (`into_inner` hands it out).
+        check_steps(&mut written.method)?;
+        check_steps(&mut written.rollbacks)?;
         Ok(Checked { experiment, written, method, rollbacks, slo_refs })
     }
 
