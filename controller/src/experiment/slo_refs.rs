@@ -115,6 +115,9 @@ pub(super) fn resolve(
             }
             continue;
         };
+        if slo.name.is_empty() {
+            slo.name = id.clone();
+        }
         if let Some(def) = r.definition(slo, &id, &path) {
             r.apply(slo, &def, &path);
             refs.push(SloRef { name: slo.name.clone(), id, def });
@@ -270,9 +273,6 @@ impl Resolver<'_> {
                 &key("signal"),
                 format!("`{id}` is a {derived} SLO by its SLI, not {written}: drop `signal`"),
             );
-        }
-        if slo.name.is_empty() {
-            slo.name = id.clone();
         }
         slo.signal = signal;
         slo.objective = Some(Percent(def.objective));
