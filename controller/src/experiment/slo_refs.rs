@@ -390,13 +390,7 @@ pub(super) fn check_gates(name: &str, exp: &Experiment, root: &Node, refs: &[Slo
         }
         for sref in refs.iter().filter(|s| burn.slos.is_empty() || burn.slos.contains(&s.id)) {
             if !sref.def.alerting.windows.iter().any(|w| w.severity == Severity::Page) {
-                r.at(
-                    &path,
-                    format!(
-                        "the burn-rate guardrail watches page rows, and `{}` has none (its page alert is disabled)",
-                        sref.id
-                    ),
-                );
+                r.at(&path, format!("the burn-rate guardrail watches page rows, and `{}` has none", sref.id));
             }
         }
     }

@@ -138,8 +138,9 @@ impl Controller {
         // The fleet's lease margin is the engine's, so a remote fault's lease ends where the run's deadline does.
         let fleet_config = FleetConfig { margin: crate::engine::DEADLINE_MARGIN, ..config.fleet.clone() };
         let fleet = Fleet::new(fleet_config, store.clone());
-        let runs = runs::Runs::with_slo_catalog(store.clone(), fleet.clone(), config.limits.clone(), slo_catalog)
-            .await?;
+        let runs =
+            runs::Runs::with_slo_catalog(store.clone(), fleet.clone(), config.limits.clone(), slo_catalog)
+                .await?;
         let bind_error = |source| ServerError::Bind { addr: config.listen, source };
         let listener = listen(config.listen).map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;

@@ -345,8 +345,11 @@ impl Runs {
         gate: &engine::slo_gate::GateReport,
     ) -> Refused {
         let now = now_ms();
-        let figures: Vec<String> =
-            gate.lines.iter().map(|(ok, line)| format!("{line}{}", if *ok { "" } else { " (refused)" })).collect();
+        let figures: Vec<String> = gate
+            .lines
+            .iter()
+            .map(|(ok, line)| format!("{line}{}", if *ok { "" } else { " (refused)" }))
+            .collect();
         let record = RunRecord {
             id: id.clone(),
             experiment_id: req.experiment.id.clone(),
