@@ -278,7 +278,7 @@ mod tests {
             short: Duration::from_secs(5),
             burn_rate: 14.4,
             budget_spent: 0.02,
-            for_duration: Duration::ZERO,
+            for_duration: None,
         };
         Burn { row, long, short }
     }

@@ -112,6 +112,7 @@ pub fn check(exp: &Checked, allowed: bool) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::experiment::NoRegistry;
 
     #[test]
     fn every_local_effect_is_named_and_remote_ones_are_not() {
@@ -143,18 +144,21 @@ method:
     #[test]
     fn the_controllers_environment_is_read_only_when_allowed() {
         let source = "apiVersion: chaos/v1\ntitle: \"home is ${env:HOME}\"\nmethod:\n  - { wait: 1s }\n";
-        let refused = tonic::Status::from(parse("env.yaml", source, &[], false).unwrap_err());
+        let refused = tonic::Status::from(parse("env.yaml", source, &[], false, &NoRegistry).unwrap_err());
         assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
         let message = refused.message();
         assert!(message.contains("env.yaml:2:") && message.contains("${env:HOME}"), "{message}");
         assert!(message.contains(ALLOW_FLAG), "{message}");
         let overridden = [("home".to_string(), "/root".to_string())];
-        let exp = parse("env.yaml", &source.replace("env:HOME", "home"), &overridden, false).unwrap();
+        let exp =
+            parse("env.yaml", &source.replace("env:HOME", "home"), &overridden, false, &NoRegistry).unwrap();
         assert_eq!(exp.title, "home is /root");
         if std::env::var_os("HOME").is_some() {
-            parse("env.yaml", source, &[], true).unwrap();
+            parse("env.yaml", source, &[], true, &NoRegistry).unwrap();
         }
-        let bad = tonic::Status::from(parse("bad.yaml", "apiVersion: chaos/v1\n", &[], false).unwrap_err());
+        let bad = tonic::Status::from(
+            parse("bad.yaml", "apiVersion: chaos/v1\n", &[], false, &NoRegistry).unwrap_err(),
+        );
         assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     }
 }

@@ -38,7 +38,7 @@ pub struct Limits {
 #[derive(Debug)]
 pub enum Refused {
     /// The budget gate refused it; `run` is the inconclusive run recorded for it.
-    Gate { run: RunRecord, reason: String },
+    Gate { run: Box<RunRecord>, reason: String },
     /// Anything else, as the API answers it.
     Status(Status),
 }
@@ -373,7 +373,7 @@ impl Runs {
         if req.schedule_id.is_none() {
             self.audit(&req.actor, "run_refused", Some(&id), format!("{}: {reason}", exp.title));
         }
-        Refused::Gate { run: record, reason }
+        Refused::Gate { run: Box::new(record), reason }
     }
 
     /// Every command probe that runs on agents: they are connected and their policies allow it (nothing runs).
