@@ -215,6 +215,7 @@ fn the_burn_rate_guardrail_aborts_a_run_whose_fault_burns_the_real_slo() {
          targets:\n  shop: {{ proxy: {{ api: \"{api}\", name: shop-burn }} }}\n\
          load:\n  - {{ name: main, http: {{ url: \"http://{listen}/checkout\", method: POST }}, rate: 50/s }}\n\
          slos:\n  - {{ use: shop/availability, file: shop.yaml, source: {{ load: main }} }}\n\
+         \x20 - {{ name: production, use: shop/availability, file: shop.yaml, prometheus: \"{prom}\" }}\n\
          baseline: 3s\n\
          method:\n  - {{ name: failing checkouts, fault: http_abort, target: shop, with: {{ status: 503, percentage: 100 }}, duration: 60s }}\n\
          guardrails:\n  slo_burn: {{ prometheus: \"{prom}\", every: 1s }}\n",
@@ -237,6 +238,11 @@ fn the_burn_rate_guardrail_aborts_a_run_whose_fault_burns_the_real_slo() {
         "{reasons}"
     );
     assert!(took < Duration::from_secs(45), "the 60 s fault was not cut short: {took:?}");
+    // The same SLO judged on its own PromQL (polled as good/total counters) counted the failing requests.
+    let production = &journal["slos"][1];
+    assert_eq!(production["name"], "production", "{production}");
+    assert!(production["total"].as_u64().unwrap() > 0, "{production}");
+    assert!(production["good"].as_u64().unwrap() < production["total"].as_u64().unwrap(), "{production}");
     // The fault was reverted: the run's journal says so and the proxy has no fault left.
     let kinds = kinds(&journal);
     assert!(kinds.iter().any(|k| k == "fault_reverted"), "{kinds:?}");

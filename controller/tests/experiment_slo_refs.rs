@@ -105,7 +105,7 @@ fn a_reference_takes_objective_threshold_and_signal_from_the_file() {
     let f = Fixture::new("resolve");
     let exp = f
         .parse(
-            "slos:\n  - use: checkout/availability\n    file: slos.yaml\n    source: { load: main }\n  - name: fast\n    use: checkout/latency\n    file: slos.yaml\n    prometheus: http://127.0.0.1:9090\n",
+            "slos:\n  - use: checkout/availability\n    file: slos.yaml\n    source: { load: main }\n  - name: fast\n    use: checkout/latency\n    file: slos.yaml\n    prometheus: http://prometheus.invalid:9090\n",
         )
         .unwrap();
     let availability = &exp.slos[0];
@@ -122,7 +122,7 @@ fn a_reference_takes_objective_threshold_and_signal_from_the_file() {
     assert_eq!(
         fast.source.prometheus,
         Some(PrometheusSource {
-            url: "http://127.0.0.1:9090".into(),
+            url: "http://prometheus.invalid:9090".into(),
             good: Some(r#"sum(http_request_duration_seconds_bucket{job="checkout",le="0.3"})"#.into()),
             total: Some(r#"sum(http_request_duration_seconds_count{job="checkout"})"#.into()),
             ratio: None,
@@ -203,7 +203,7 @@ fn bad_references_are_refused_at_their_position() {
             format!("{exp}:8:13: `checkout/latency` is a latency SLO by its SLI, not errors: drop `signal`"),
         ),
         (
-            "slos:\n  - use: t/ratio\n    file: template.yaml\n    prometheus: http://127.0.0.1:9090\n",
+            "slos:\n  - use: t/ratio\n    file: template.yaml\n    prometheus: http://prometheus.invalid:9090\n",
             format!(
                 "{exp}:8:5: SLO `t/ratio`: its SLI is a query template (`{{{{.window}}}}`), which cannot be polled as a counter: give `source:` to judge it on the run's own signals"
             ),
@@ -215,7 +215,7 @@ fn bad_references_are_refused_at_their_position() {
             ),
         ),
         (
-            "slos:\n  - use: checkout/availability\n    file: slos.yaml\n    source: { load: main }\n    prometheus: http://127.0.0.1:9090\n",
+            "slos:\n  - use: checkout/availability\n    file: slos.yaml\n    source: { load: main }\n    prometheus: http://prometheus.invalid:9090\n",
             format!(
                 "{exp}:9:5: give either `source` (the run's own signals) or `prometheus` (the SLO's PromQL), not both"
             ),

@@ -159,7 +159,7 @@ impl Checked {
 
     /// The referenced definitions `ids` names, every referenced one when `ids` is empty (what `budget_gate`
     /// and `guardrails.slo_burn` watch).
-    pub fn slo_defs(&self, ids: &[String]) -> Vec<&crate::slo_file::SloDef> {
+    pub fn slo_defs(&self, ids: &[String]) -> Vec<&crate::slo_file::model::SloDef> {
         let mut seen = std::collections::BTreeSet::new();
         self.slo_refs
             .iter()

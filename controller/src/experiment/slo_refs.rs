@@ -8,9 +8,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::diagnostic::{Diagnostic, Diagnostics};
 use super::model::{Experiment, Percent, PrometheusSource, Signal, Slo, Source};
 use super::node::{Node, Pos, Seg};
-use super::{Diagnostic, Diagnostics};
 use crate::slo_file::model::{Counted, Events, Query, Severity, Sli, SloDef};
 use crate::slo_file::promql::le_matcher;
 
