@@ -291,7 +291,7 @@ impl SloCatalog for Catalog {
 fn a_controller_reads_references_from_its_registry_and_refuses_files() {
     let catalog = Catalog(slo_file::parse("registered.yaml", SLOS).unwrap());
     let files = SloFiles::Refused(FILES_REFUSED.into());
-    let sources = SloSources { files: &files, catalog: &catalog };
+    let sources = SloSources::new(&files, &catalog);
     let parse = |body: &str| {
         experiment::parse_with_slos("fleet.yaml", &experiment_text(body), &[], &|_| None, sources)
             .map_err(|d| d.to_string())
@@ -310,7 +310,7 @@ fn a_controller_reads_references_from_its_registry_and_refuses_files() {
          checkout/latency, checkout/good, checkout/whole-seconds, checkout/tickets-only)"
     );
     // Without a registry, the message says what to do.
-    let none = SloSources { files: &files, catalog: &NoRegistry };
+    let none = SloSources::new(&files, &NoRegistry);
     let err = experiment::parse_with_slos(
         "fleet.yaml",
         &experiment_text("slos:\n  - use: shop/latency\n    source: { load: main }\n"),

@@ -199,9 +199,11 @@ impl serde::Serialize for Checked {
     }
 }
 
+/// The document as written (SLO references unresolved, their definitions carried): what it serialises as and
+/// what [`super::check`] takes back to the same checked experiment. `Deref` reads the resolved one.
 impl AsRef<Experiment> for Checked {
     fn as_ref(&self) -> &Experiment {
-        &self.experiment
+        &self.written
     }
 }
 

@@ -72,7 +72,7 @@ pub fn parse_with_env(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Checked, Diagnostics> {
     let files = slo_refs::files_beside(name);
-    parse_with_slos(name, text, overrides, env, SloSources { files: &files, catalog: &NoRegistry })
+    parse_with_slos(name, text, overrides, env, SloSources::new(&files, &NoRegistry))
 }
 
 /// [`parse_with_env`] with SLO references (`slos: - use:`) resolved from `slos`: `file:` as it says (beside
@@ -111,8 +111,9 @@ pub const IN_MEMORY: &str = "<experiment>";
 /// Checks an experiment built in memory (deserialised with serde, or written in code) as [`parse`] checks a
 /// file: the same typing and validation, then its steps' faults; the only other way to a [`Checked`].
 /// Diagnostics name [`IN_MEMORY`] and the positions in the experiment's JSON form. `${…}` is not
-/// substituted again. SLO `file:` references are read relative to the working directory; registry references
-/// are refused ([`NoRegistry`]).
+/// substituted again. SLO references keep the definitions they were resolved to when the document comes from
+/// a checked experiment ([`Checked::as_ref`]); others read `file:` relative to the working directory, and
+/// registry references are refused ([`NoRegistry`]).
 pub fn check(experiment: &Experiment) -> Result<Checked, Diagnostics> {
     let at_start = |message: String| {
         Diagnostics(vec![Diagnostic { file: IN_MEMORY.into(), line: 0, column: 0, message }])
@@ -121,7 +122,8 @@ pub fn check(experiment: &Experiment) -> Result<Checked, Diagnostics> {
         serde_json::to_string_pretty(experiment).map_err(|e| at_start(format!("cannot serialise: {e}")))?;
     let root = node::from_json(&text).map_err(|e| at_start(e.message))?;
     let files = SloFiles::Relative(PathBuf::new());
-    finish(IN_MEMORY, &root, SloSources { files: &files, catalog: &NoRegistry })
+    let carried: Vec<_> = experiment.slos.iter().map(|s| s.definition.clone()).collect();
+    finish(IN_MEMORY, &root, SloSources { carried: &carried, ..SloSources::new(&files, &NoRegistry) })
 }
 
 /// Types, resolves the SLO references of, validates and checks a substituted tree.
@@ -148,6 +150,15 @@ fn finish(name: &str, root: &node::Node, slos: SloSources<'_>) -> Result<Checked
         validate::validate(&experiment, root).into_iter().map(|(pos, message)| diagnostic(pos, message)),
     );
     if problems.is_empty() {
+        // The document as written carries the definitions too, so checking it again reads no file.
+        let mut written = written;
+        // Its signal (defaulted, for a reference) is the definition's, so it serialises as what it is.
+        for (slo, resolved) in written.slos.iter_mut().zip(&experiment.slos) {
+            slo.definition.clone_from(&resolved.definition);
+            if slo.uses.is_some() {
+                slo.signal = resolved.signal;
+            }
+        }
         Checked::new(experiment, written, refs)
             .map_err(|message| Diagnostics(vec![diagnostic(root.pos, message)]))
     } else {

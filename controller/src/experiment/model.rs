@@ -181,6 +181,10 @@ pub struct Slo {
     /// (`http://prometheus:9090`) as good and total counters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<String>,
+    /// With `use`: the definition resolved when the experiment was checked (never read from or written to a
+    /// file), so checking the document again does not read the SLO file again.
+    #[serde(skip)]
+    pub(crate) definition: Option<crate::slo_file::model::SloDef>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]

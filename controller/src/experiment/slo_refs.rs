@@ -65,6 +65,16 @@ pub const FILES_REFUSED: &str = "a controller cannot read the client's SLO files
 pub struct SloSources<'a> {
     pub files: &'a SloFiles,
     pub catalog: &'a dyn SloCatalog,
+    /// Definitions an experiment checked before already carries, by `slos:` index (what [`super::check`]
+    /// passes for a document that came from a checked experiment); empty otherwise.
+    pub carried: &'a [Option<SloDef>],
+}
+
+impl<'a> SloSources<'a> {
+    /// Files as `files` says, registry references from `catalog`, nothing carried.
+    pub fn new(files: &'a SloFiles, catalog: &'a dyn SloCatalog) -> SloSources<'a> {
+        SloSources { files, catalog, carried: &[] }
+    }
 }
 
 /// One resolved reference: the experiment SLO's name and the definition it judges by.
@@ -118,8 +128,10 @@ pub(super) fn resolve(
         if slo.name.is_empty() {
             slo.name = id.clone();
         }
-        if let Some(def) = r.definition(slo, &id, &path) {
+        let carried = r.sources.carried.get(i).cloned().flatten().filter(|d| d.id() == id);
+        if let Some(def) = carried.or_else(|| r.definition(slo, &id, &path)) {
             r.apply(slo, &def, &path);
+            slo.definition = Some(def.clone());
             refs.push(SloRef { name: slo.name.clone(), id, def });
         }
     }
@@ -344,10 +356,11 @@ pub fn counters(def: &SloDef) -> Result<(String, String), String> {
 
 /// Checks `budget_gate` and `guardrails.slo_burn` against the resolved references.
 pub(super) fn check_gates(name: &str, exp: &Experiment, root: &Node, refs: &[SloRef]) -> Vec<Diagnostic> {
+    let no_files = SloFiles::Refused(String::new());
     let mut r = Resolver {
         name,
         root,
-        sources: SloSources { files: &SloFiles::Refused(String::new()), catalog: &NoRegistry },
+        sources: SloSources::new(&no_files, &NoRegistry),
         errors: Vec::new(),
         files: BTreeMap::new(),
     };

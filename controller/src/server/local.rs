@@ -27,7 +27,7 @@ pub fn parse(
     catalog: &dyn experiment::SloCatalog,
 ) -> Result<Checked, ApiError> {
     let files = experiment::SloFiles::Refused(experiment::slo_refs::FILES_REFUSED.into());
-    let slos = experiment::SloSources { files: &files, catalog };
+    let slos = experiment::SloSources::new(&files, catalog);
     if allowed {
         let env = |name: &str| std::env::var(name).ok();
         return experiment::parse_with_slos(file, source, vars, &env, slos)
