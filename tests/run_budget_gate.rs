@@ -110,7 +110,9 @@ fn the_budget_gate_refuses_a_run_below_its_threshold_and_lets_the_example_run_ab
     let file = dir.join("gated.yaml");
     std::fs::write(&file, experiment).unwrap();
     let started = Instant::now();
-    let output = output_within(&mut chaos_run(None, &file, &[], &dir), Duration::from_secs(60));
+    let mut cmd = chaos_run(None, &file, &[], &dir);
+    cmd.arg("--summary").arg(dir.join("summary.md"));
+    let output = output_within(&mut cmd, Duration::from_secs(60));
     assert_eq!(output.status.code(), Some(3), "{}\n{}", describe_output(&output), prometheus.log());
     let journal = read_journal(&dir);
     assert_eq!(journal["verdict"], "inconclusive");
@@ -118,6 +120,8 @@ fn the_budget_gate_refuses_a_run_below_its_threshold_and_lets_the_example_run_ab
         "budget gate: payments/availability has 12.3% of its 1d error budget left, the gate needs 25%";
     assert_eq!(journal["reasons"], serde_json::json!([reason]), "{journal}");
     assert_eq!(timeline_details(&journal, "budget gate"), [reason]);
+    let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(summary.contains(&format!("| guardrail tripped | budget gate | {reason} |")), "{summary}");
     let kinds = kinds(&journal);
     assert!(!kinds.iter().any(|k| k == "fault_injected" || k == "probe"), "touched something: {kinds:?}");
     assert!(!dir.join("probed").exists(), "the steady-state probe ran");
