@@ -42,7 +42,8 @@ pub fn gate_decision(def: &SloDef, min_remaining: f64, ratio: Result<Option<f64>
         Ok(None) => (
             false,
             format!(
-                "budget gate: no data for {id} over its {period} period, so its error budget is unknown (the gate needs {needs} left)"
+                "budget gate: no data for {id} over its {period} period, so its error budget is unknown \
+                 (the gate needs {needs} left)"
             ),
         ),
         Ok(Some(ratio)) => {
@@ -198,7 +199,8 @@ pub fn describe(exp: &Checked) -> Vec<String> {
     if let Some(gate) = &exp.budget_gate {
         let defs: Vec<SloDef> = exp.slo_defs(&gate.slos).into_iter().cloned().collect();
         lines.push(format!(
-            "budget gate: before anything, {} must each have at least {} of their error budget left (read from {})",
+            "budget gate: before anything, {} must each have at least {} of their error budget left \
+             (read from {})",
             ids(&defs),
             percent(gate.min_remaining.0),
             gate.prometheus
@@ -207,7 +209,8 @@ pub fn describe(exp: &Checked) -> Vec<String> {
     if let Some(burn) = exp.guardrails.as_ref().and_then(|g| g.slo_burn.as_ref()) {
         let defs: Vec<SloDef> = exp.slo_defs(&burn.slos).into_iter().cloned().collect();
         lines.push(format!(
-            "burn-rate guardrail: every {} the page rows of {} (from {}) abort the run when both windows burn above their threshold",
+            "burn-rate guardrail: every {} the page rows of {} (from {}) abort the run when both windows burn \
+             above their threshold",
             seconds(burn.every.map_or(DEFAULT_BURN_EVERY, |d| d.0)),
             ids(&defs),
             burn.prometheus
