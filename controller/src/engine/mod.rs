@@ -16,6 +16,7 @@ mod prometheus;
 mod remote;
 mod run;
 pub mod run_proxies;
+pub mod slo_gate;
 mod sources;
 mod timeline;
 mod watch;

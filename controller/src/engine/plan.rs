@@ -465,6 +465,9 @@ impl Plan {
         for load in &exp.load {
             let _ = writeln!(out, "  load {}: {} at {}", load.name, load.http.url, load.rate);
         }
+        for line in super::slo_gate::describe(exp) {
+            let _ = writeln!(out, "  {line}");
+        }
         let _ = writeln!(out, "  method:");
         describe_steps(&mut out, exp.method(), "", 2);
         if !exp.rollbacks.is_empty() {

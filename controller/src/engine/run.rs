@@ -105,6 +105,13 @@ pub async fn execute_with(
     ));
     let mut outcome = Outcome { verdict: Verdict::Passed, ..Outcome::default() };
 
+    // The budget gate comes before anything is touched: no proxy, probe or fault without budget left.
+    if let Some(gate) = super::slo_gate::budget_gate(exp).await {
+        super::slo_gate::note_gate(&ctx, &gate);
+        if let Some(refusal) = gate.refusal {
+            return stop_early(outcome, &ctx, refusal).await;
+        }
+    }
     // Proxies the experiment declares are created first: the steady state is checked through them.
     let created = match create_proxies(&ctx, exp).await {
         Ok(created) => created,
@@ -250,6 +257,7 @@ async fn method(
         method_start,
         config.progress.clone(),
     ));
+    let burn = tokio::spawn(super::slo_gate::burn_guardrail(ctx.clone(), exp.clone()));
     let (steps_ctx, steps) = (ctx.clone(), exp.method().to_vec());
     let result = match tokio::spawn(async move { run_steps(&steps_ctx, &steps).await }).await {
         Ok(result) => result,
@@ -260,6 +268,7 @@ async fn method(
         }
     };
     guard.abort();
+    burn.abort();
     result
 }
 

@@ -126,18 +126,47 @@ impl std::ops::Deref for CheckedStep {
 /// kinds through [`Checked::method`] and [`Checked::rollbacks`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checked {
+    /// With its SLO references resolved (signal, objective, threshold, source filled in).
     experiment: Experiment,
+    /// As written, what it serialises as.
+    written: Experiment,
     method: Vec<CheckedStep>,
     rollbacks: Vec<CheckedStep>,
+    /// The SLO definitions its `use:` entries reference, in `slos:` order.
+    slo_refs: Vec<super::SloRef>,
 }
 
 impl Checked {
     /// Checks the steps of a validated experiment (`Err`: a step that did not check, which validation let
     /// through).
-    pub(super) fn new(mut experiment: Experiment) -> Result<Checked, String> {
+    pub(super) fn new(
+        mut experiment: Experiment,
+        mut written: Experiment,
+        slo_refs: Vec<super::SloRef>,
+    ) -> Result<Checked, String> {
         let method = check_steps(&mut experiment.method)?;
         let rollbacks = check_steps(&mut experiment.rollbacks)?;
-        Ok(Checked { experiment, method, rollbacks })
+        // The document as written carries the same checked steps (`into_inner` hands it out).
+        check_steps(&mut written.method)?;
+        check_steps(&mut written.rollbacks)?;
+        Ok(Checked { experiment, written, method, rollbacks, slo_refs })
+    }
+
+    /// The SLO definitions the experiment's `use:` entries reference, resolved when it was checked.
+    pub fn slo_refs(&self) -> &[super::SloRef] {
+        &self.slo_refs
+    }
+
+    /// The referenced definitions `ids` names, every referenced one when `ids` is empty (what `budget_gate`
+    /// and `guardrails.slo_burn` watch).
+    pub fn slo_defs(&self, ids: &[String]) -> Vec<&crate::slo_file::model::SloDef> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.slo_refs
+            .iter()
+            .filter(|r| ids.is_empty() || ids.contains(&r.id))
+            .filter(|r| seen.insert(r.id.clone()))
+            .map(|r| &r.def)
+            .collect()
     }
 
     /// The method's steps, checked.
@@ -150,9 +179,9 @@ impl Checked {
         &self.rollbacks
     }
 
-    /// The experiment as written (a serde document again).
+    /// The experiment as written (a serde document again; SLO references unresolved).
     pub fn into_inner(self) -> Experiment {
-        self.experiment
+        self.written
     }
 }
 
@@ -166,13 +195,15 @@ impl std::ops::Deref for Checked {
 /// A checked experiment serialises as the document it was checked from.
 impl serde::Serialize for Checked {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.experiment.serialize(serializer)
+        self.written.serialize(serializer)
     }
 }
 
+/// The document as written (SLO references unresolved, their definitions carried): what it serialises as and
+/// what [`super::check`] takes back to the same checked experiment. `Deref` reads the resolved one.
 impl AsRef<Experiment> for Checked {
     fn as_ref(&self) -> &Experiment {
-        &self.experiment
+        &self.written
     }
 }
 

@@ -18,80 +18,30 @@
 
 pub mod checked;
 pub(crate) mod de;
+pub mod diagnostic;
 pub mod faults;
 pub mod model;
 pub(crate) mod node;
 mod reference;
+pub mod slo_refs;
 mod validate;
 mod values;
 mod vars;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use checked::{
     Checked, CheckedKind, CheckedStep, Comparison, Fault, HOST_TARGET, HostMetric, Objective, ProbeKind,
     ProcessMetric, PrometheusQuery, SourceKind, StepKind, TargetKind, parse_percentile,
 };
+pub(crate) use diagnostic::is_json;
+pub use diagnostic::{Diagnostic, Diagnostics};
 pub use faults::{FaultKind, FaultParams, Owner, Param, Stream, TargetType};
 pub use model::*;
 pub use reference::fault_reference;
+pub use slo_refs::{NO_REGISTRY, NoRegistry, SloCatalog, SloFiles, SloRef, SloSources};
 pub use validate::API_VERSION;
 pub use vars::{MAX_DEPTH, MAX_EXPANDED_BYTES};
-
-/// One problem in an experiment file. `line` and `column` are 1-based (column in characters); both are 0
-/// only when the file could not be read at all.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Diagnostic {
-    pub file: String,
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            write!(f, "{}: {}", self.file, self.message)
-        } else {
-            write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
-        }
-    }
-}
-
-/// Every problem found in one file, in file order; displayed one per line.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{}", render(.0))]
-pub struct Diagnostics(pub Vec<Diagnostic>);
-
-fn render(list: &[Diagnostic]) -> String {
-    list.iter().map(Diagnostic::to_string).collect::<Vec<_>>().join("\n")
-}
-
-impl Diagnostics {
-    pub fn iter(&self) -> std::slice::Iter<'_, Diagnostic> {
-        self.0.iter()
-    }
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-/// The document's syntax, from the file name (`.json` is JSON, `.yaml`/`.yml` YAML); other names are JSON
-/// when the text starts with `{`, else YAML.
-pub(crate) fn is_json(name: &str, text: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    if lower.ends_with(".json") {
-        true
-    } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
-        false
-    } else {
-        text.trim_start_matches('\u{feff}').trim_start().starts_with('{')
-    }
-}
 
 /// Reads and validates an experiment file. `overrides` are `--var name=value` pairs; they take precedence
 /// over `vars:` and are used literally.
@@ -121,6 +71,20 @@ pub fn parse_with_env(
     overrides: &[(String, String)],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Checked, Diagnostics> {
+    let files = slo_refs::files_beside(name);
+    parse_with_slos(name, text, overrides, env, SloSources::new(&files, &NoRegistry))
+}
+
+/// [`parse_with_env`] with SLO references (`slos: - use:`) resolved from `slos`: `file:` as it says (beside
+/// the experiment file for [`parse`], refused by a controller), registry references from its catalog
+/// ([`NoRegistry`] for [`parse`]).
+pub fn parse_with_slos(
+    name: &str,
+    text: &str,
+    overrides: &[(String, String)],
+    env: &dyn Fn(&str) -> Option<String>,
+    slos: SloSources<'_>,
+) -> Result<Checked, Diagnostics> {
     let diagnostic = |pos: node::Pos, message: String| Diagnostic {
         file: name.to_string(),
         line: pos.line,
@@ -138,7 +102,7 @@ pub fn parse_with_env(
     if !var_errors.is_empty() {
         return Err(Diagnostics(var_errors.into_iter().map(|e| diagnostic(e.pos, e.message)).collect()));
     }
-    finish(name, &root)
+    finish(name, &root, slos)
 }
 
 /// The file name [`check`] gives its diagnostics.
@@ -147,7 +111,9 @@ pub const IN_MEMORY: &str = "<experiment>";
 /// Checks an experiment built in memory (deserialised with serde, or written in code) as [`parse`] checks a
 /// file: the same typing and validation, then its steps' faults; the only other way to a [`Checked`].
 /// Diagnostics name [`IN_MEMORY`] and the positions in the experiment's JSON form. `${…}` is not
-/// substituted again.
+/// substituted again. SLO references keep the definitions they were resolved to when the document comes from
+/// a checked experiment ([`Checked::as_ref`]); others read `file:` relative to the working directory, and
+/// registry references are refused ([`NoRegistry`]).
 pub fn check(experiment: &Experiment) -> Result<Checked, Diagnostics> {
     let at_start = |message: String| {
         Diagnostics(vec![Diagnostic { file: IN_MEMORY.into(), line: 0, column: 0, message }])
@@ -155,27 +121,64 @@ pub fn check(experiment: &Experiment) -> Result<Checked, Diagnostics> {
     let text =
         serde_json::to_string_pretty(experiment).map_err(|e| at_start(format!("cannot serialise: {e}")))?;
     let root = node::from_json(&text).map_err(|e| at_start(e.message))?;
-    finish(IN_MEMORY, &root)
+    let files = SloFiles::Relative(PathBuf::new());
+    let carried: Vec<_> = experiment.slos.iter().map(|s| s.definition.clone()).collect();
+    finish(IN_MEMORY, &root, SloSources { carried: &carried, ..SloSources::new(&files, &NoRegistry) })
 }
 
-/// Types, validates and checks a substituted tree.
-fn finish(name: &str, root: &node::Node) -> Result<Checked, Diagnostics> {
+/// Types, resolves the SLO references of, validates and checks a substituted tree.
+fn finish(name: &str, root: &node::Node, slos: SloSources<'_>) -> Result<Checked, Diagnostics> {
     let diagnostic = |pos: node::Pos, message: String| Diagnostic {
         file: name.to_string(),
         line: pos.line,
         column: pos.column,
         message: one_line(&message),
     };
-    let experiment: Experiment = de::from_node(root).map_err(|e| {
+    let written: Experiment = de::from_node(root).map_err(|e| {
         let pos = e.pos.unwrap_or(root.pos);
         Diagnostics(vec![diagnostic(pos, e.message)])
     })?;
-    let errors = validate::validate(&experiment, root);
-    if errors.is_empty() {
-        Checked::new(experiment).map_err(|message| Diagnostics(vec![diagnostic(root.pos, message)]))
-    } else {
-        Err(Diagnostics(errors.into_iter().map(|(pos, message)| diagnostic(pos, message)).collect()))
+    let mut experiment = written.clone();
+    let (refs, mut problems) = match slo_refs::resolve(name, &mut experiment, root, slos) {
+        Ok(refs) => (refs, Vec::new()),
+        Err(d) => (Vec::new(), d.0),
+    };
+    if problems.is_empty() {
+        problems.extend(slo_refs::check_gates(name, &experiment, root, &refs));
     }
+    problems.extend(
+        validate::validate(&experiment, root).into_iter().map(|(pos, message)| diagnostic(pos, message)),
+    );
+    if problems.is_empty() {
+        // The document as written carries the definitions too, so checking it again reads no file.
+        let mut written = written;
+        // Its signal (defaulted, for a reference) is the definition's, so it serialises as what it is.
+        for (slo, resolved) in written.slos.iter_mut().zip(&experiment.slos) {
+            slo.definition.clone_from(&resolved.definition);
+            if slo.uses.is_some() {
+                slo.signal = resolved.signal;
+            }
+        }
+        Checked::new(experiment, written, refs)
+            .map_err(|message| Diagnostics(vec![diagnostic(root.pos, message)]))
+    } else {
+        // In file order; an SLO file's own diagnostics stay right after the reference that read it.
+        Err(Diagnostics(sort_stable_by_file(name, problems)))
+    }
+}
+
+/// Diagnostics of the experiment file sorted by position, each followed by the other files' diagnostics that
+/// came after it.
+fn sort_stable_by_file(name: &str, problems: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut groups: Vec<Vec<Diagnostic>> = Vec::new();
+    for d in problems {
+        match groups.last_mut() {
+            Some(group) if d.file != name => group.push(d),
+            _ => groups.push(vec![d]),
+        }
+    }
+    groups.sort_by_key(|g| g.first().map(|d| (d.file != name, d.line, d.column)));
+    groups.into_iter().flatten().collect()
 }
 
 /// Control characters (from keys or values quoted in a message) escaped, so a diagnostic is one line.

@@ -36,6 +36,10 @@ pub struct Experiment {
     pub method: Vec<Step>,
     #[serde(default)]
     pub guardrails: Option<Guardrails>,
+    /// Refuse to start (inconclusive, exit 3) unless each gated SLO has at least `min_remaining` of its
+    /// production error budget left, read from Prometheus before anything is touched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_gate: Option<BudgetGate>,
     /// Extra steps run at the end, whatever happened; faults revert themselves regardless.
     #[serde(default)]
     pub rollbacks: Vec<Step>,
@@ -134,11 +138,18 @@ pub struct HttpRequest {
     pub body: Option<String>,
 }
 
-/// A service level objective judged over the run.
+/// A service level objective judged over the run: spelled out (`name`, `signal`, objective, `source`), or a
+/// reference to an SLO definition (`use: service/name`, from `file:` or the controller's SLO registry) whose
+/// objective, latency threshold and signal come from that definition.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Slo {
+    /// Required unless `use` (then it defaults to the referenced id, `service/name`).
+    #[serde(default)]
     pub name: String,
+    /// Required unless `use` (then it comes from the referenced SLI: events are `errors`, a latency SLI is
+    /// `latency`).
+    #[serde(default)]
     pub signal: Signal,
     /// Fraction of good events required, e.g. `99.5%`. Percentile syntax `p99` is accepted for latency.
     #[serde(default)]
@@ -155,13 +166,33 @@ pub struct Slo {
     /// Saturation: the ceiling the peak sample must stay at or below (`90%`; above 100% for `host: load`).
     #[serde(default)]
     pub max: Option<Ceiling>,
+    /// Where the events come from. Required unless `use` with `prometheus`.
+    #[serde(default)]
     pub source: Source,
+    /// An SLO definition by id (`service/name`): its objective and latency threshold judge this run (an
+    /// `objective`, `threshold` or `percentile` here is refused: one definition).
+    #[serde(rename = "use", default, skip_serializing_if = "Option::is_none")]
+    pub uses: Option<String>,
+    /// With `use`: the SLO file holding it, relative to the experiment file. Without `file`, the id is looked
+    /// up in the controller's SLO registry (`chaos slo apply`), for runs through a controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// With `use`, instead of `source`: judge the run on the SLO's own PromQL, polled from this Prometheus
+    /// (`http://prometheus:9090`) as good and total counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<String>,
+    /// With `use`: the definition resolved when the experiment was checked (never read from or written to a
+    /// file), so checking the document again does not read the SLO file again.
+    #[serde(skip)]
+    pub(crate) definition: Option<crate::slo_file::model::SloDef>,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Signal {
     Latency,
+    /// What an SLO without `signal` deserialises as; validation refuses a spelled-out SLO without `signal`.
+    #[default]
     Errors,
     Traffic,
     Saturation,
@@ -336,6 +367,42 @@ pub struct Guardrails {
     /// Abort when a source gives no data for this long.
     #[serde(default)]
     pub no_data: Option<Duration>,
+    /// Abort when a referenced SLO's fast-burn page condition holds in production (both windows of a page
+    /// row of its alerting table above the row's burn rate), read from Prometheus while the method runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo_burn: Option<SloBurn>,
+}
+
+/// The budget gate: each gated SLO's error budget left over its period, read before preflight.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetGate {
+    /// The Prometheus holding the SLOs' production series, e.g. `http://prometheus:9090`.
+    pub prometheus: String,
+    /// The least share of the error budget that must be left, e.g. `25%`.
+    pub min_remaining: Percent,
+    /// SLO ids (`service/name`) among the experiment's `use:` references; every referenced SLO when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slos: Vec<String>,
+}
+
+/// The production burn-rate guardrail: the page rows of each watched SLO, read every `every` while the
+/// method runs; the first row whose long and short windows both burn above its threshold aborts the run.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SloBurn {
+    /// The Prometheus holding the SLOs' production series.
+    pub prometheus: String,
+    /// SLO ids (`service/name`) among the experiment's `use:` references; every referenced SLO when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slos: Vec<String>,
+    /// How often the burn rates are read (default 5s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<Duration>,
+    /// How long Prometheus may fail to answer before the guardrail fails closed and aborts (default 15s;
+    /// windows without data are not an error: no traffic burns no budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace: Option<Duration>,
 }
 
 /// Multi-window burn-rate tripwire: abort when both the window and window/12 burn faster than `burn_rate`.

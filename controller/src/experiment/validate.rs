@@ -36,7 +36,11 @@ pub fn validate(exp: &Experiment, root: &Node) -> Vec<(Pos, String)> {
         if !names.insert(slo.name.as_str()) {
             v.at(&[path[0], path[1], Seg::K("name")], format!("duplicate SLO name `{}`", slo.name));
         }
-        v.slo(exp, slo, &path);
+        // A reference the resolver could not fill in has its problems reported there already.
+        let unresolved = slo.uses.is_some() && (slo.objective.is_none() || slo.source == Default::default());
+        if !unresolved {
+            v.slo(exp, slo, &path);
+        }
     }
     let mut names = HashSet::new();
     for (i, probe) in exp.steady_state.iter().enumerate() {

@@ -18,21 +18,27 @@ pub const ALLOW_FLAG: &str = "--allow-local-effects";
 /// Parses an experiment submitted to the controller. Unless `allowed`, `${env:NAME}` is not answered from the
 /// controller's environment (its secrets are not for API token holders): such a file is refused
 /// (FAILED_PRECONDITION, at the reference's position). Other errors are INVALID_ARGUMENT.
+/// SLO references come from `catalog` (the controller's registry); `file:` references are refused.
 pub fn parse(
     file: &str,
     source: &str,
     vars: &[(String, String)],
     allowed: bool,
+    catalog: &dyn experiment::SloCatalog,
 ) -> Result<Checked, ApiError> {
+    let files = experiment::SloFiles::Refused(experiment::slo_refs::FILES_REFUSED.into());
+    let slos = experiment::SloSources::new(&files, catalog);
     if allowed {
-        return experiment::parse(file, source, vars).map_err(|d| ApiError::InvalidArgument(d.to_string()));
+        let env = |name: &str| std::env::var(name).ok();
+        return experiment::parse_with_slos(file, source, vars, &env, slos)
+            .map_err(|d| ApiError::InvalidArgument(d.to_string()));
     }
     let asked = Mutex::new(BTreeSet::new());
     let env = |name: &str| {
         crate::fleet::lock(&asked).insert(name.to_string());
         None
     };
-    let parsed = experiment::parse_with_env(file, source, vars, &env);
+    let parsed = experiment::parse_with_slos(file, source, vars, &env, slos);
     let asked = asked.into_inner().unwrap_or_else(|p| p.into_inner());
     parsed.map_err(|d| {
         if asked.is_empty() {
@@ -106,6 +112,7 @@ pub fn check(exp: &Checked, allowed: bool) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::experiment::NoRegistry;
 
     #[test]
     fn every_local_effect_is_named_and_remote_ones_are_not() {
@@ -137,18 +144,21 @@ method:
     #[test]
     fn the_controllers_environment_is_read_only_when_allowed() {
         let source = "apiVersion: chaos/v1\ntitle: \"home is ${env:HOME}\"\nmethod:\n  - { wait: 1s }\n";
-        let refused = tonic::Status::from(parse("env.yaml", source, &[], false).unwrap_err());
+        let refused = tonic::Status::from(parse("env.yaml", source, &[], false, &NoRegistry).unwrap_err());
         assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
         let message = refused.message();
         assert!(message.contains("env.yaml:2:") && message.contains("${env:HOME}"), "{message}");
         assert!(message.contains(ALLOW_FLAG), "{message}");
         let overridden = [("home".to_string(), "/root".to_string())];
-        let exp = parse("env.yaml", &source.replace("env:HOME", "home"), &overridden, false).unwrap();
+        let exp =
+            parse("env.yaml", &source.replace("env:HOME", "home"), &overridden, false, &NoRegistry).unwrap();
         assert_eq!(exp.title, "home is /root");
         if std::env::var_os("HOME").is_some() {
-            parse("env.yaml", source, &[], true).unwrap();
+            parse("env.yaml", source, &[], true, &NoRegistry).unwrap();
         }
-        let bad = tonic::Status::from(parse("bad.yaml", "apiVersion: chaos/v1\n", &[], false).unwrap_err());
+        let bad = tonic::Status::from(
+            parse("bad.yaml", "apiVersion: chaos/v1\n", &[], false, &NoRegistry).unwrap_err(),
+        );
         assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     }
 }

@@ -105,6 +105,15 @@ pub struct Controller {
 impl Controller {
     /// Opens the store (marking unfinished runs interrupted), loads or creates the token files, and binds.
     pub async fn bind(config: ControllerConfig) -> Result<Controller, ServerError> {
+        Controller::bind_with_slos(config, Arc::new(crate::experiment::NoRegistry)).await
+    }
+
+    /// [`Controller::bind`] with experiments' SLO references (`use:` without `file:`) looked up in
+    /// `slo_catalog` (the SLO registry).
+    pub async fn bind_with_slos(
+        config: ControllerConfig,
+        slo_catalog: Arc<dyn crate::experiment::SloCatalog>,
+    ) -> Result<Controller, ServerError> {
         // Owner only, whatever the umask: it holds the tokens and every run's record.
         auth::create_private_dir(&config.data_dir)?;
         let db = config.data_dir.join("controller.db");
@@ -129,7 +138,9 @@ impl Controller {
         // The fleet's lease margin is the engine's, so a remote fault's lease ends where the run's deadline does.
         let fleet_config = FleetConfig { margin: crate::engine::DEADLINE_MARGIN, ..config.fleet.clone() };
         let fleet = Fleet::new(fleet_config, store.clone());
-        let runs = runs::Runs::new(store.clone(), fleet.clone(), config.limits.clone()).await?;
+        let runs =
+            runs::Runs::with_slo_catalog(store.clone(), fleet.clone(), config.limits.clone(), slo_catalog)
+                .await?;
         let bind_error = |source| ServerError::Bind { addr: config.listen, source };
         let listener = listen(config.listen).map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;

@@ -34,6 +34,40 @@ pub struct Limits {
     pub allow_local_effects: bool,
 }
 
+/// Why [`Runs::start_or_refuse`] did not start a run.
+#[derive(Debug)]
+pub enum Refused {
+    /// The budget gate refused it; `run` is the inconclusive run recorded for it.
+    Gate { run: Box<RunRecord>, reason: String },
+    /// Anything else, as the API answers it.
+    Status(Status),
+}
+
+impl Refused {
+    pub fn into_status(self) -> Status {
+        match self {
+            Refused::Gate { run, reason } => ApiError::FailedPrecondition(format!(
+                "{reason} (run {} recorded as inconclusive; nothing was touched)",
+                run.id
+            ))
+            .into(),
+            Refused::Status(status) => status,
+        }
+    }
+}
+
+impl From<Status> for Refused {
+    fn from(status: Status) -> Refused {
+        Refused::Status(status)
+    }
+}
+
+impl From<ApiError> for Refused {
+    fn from(e: ApiError) -> Refused {
+        Refused::Status(e.into())
+    }
+}
+
 /// The terminal state of a dry run: planned, nothing applied.
 pub const DRY_RUN: &str = "dry-run";
 
@@ -48,6 +82,8 @@ pub struct Runs {
     /// Proxy (API URL, name) → the run faulting (or having created) it.
     proxy_locks: Mutex<BTreeMap<(String, String), String>>,
     frozen: Mutex<Option<FreezeRecord>>,
+    /// Where SLO references without `file:` are looked up (the controller's SLO registry).
+    slo_catalog: Arc<dyn crate::experiment::SloCatalog>,
 }
 
 /// A run in progress.
@@ -95,6 +131,16 @@ fn new_run_id() -> String {
 
 impl Runs {
     pub async fn new(store: StoreHandle, fleet: Fleet, limits: Limits) -> Result<Arc<Runs>, StoreError> {
+        Runs::with_slo_catalog(store, fleet, limits, Arc::new(crate::experiment::NoRegistry)).await
+    }
+
+    /// [`Runs::new`] with experiments' SLO references (`use:` without `file:`) looked up in `slo_catalog`.
+    pub async fn with_slo_catalog(
+        store: StoreHandle,
+        fleet: Fleet,
+        limits: Limits,
+        slo_catalog: Arc<dyn crate::experiment::SloCatalog>,
+    ) -> Result<Arc<Runs>, StoreError> {
         let frozen = store.call(|s| s.freeze()).await?;
         Ok(Arc::new(Runs {
             store,
@@ -104,12 +150,13 @@ impl Runs {
             locks: Mutex::new(BTreeMap::new()),
             proxy_locks: Mutex::new(BTreeMap::new()),
             frozen: Mutex::new(frozen),
+            slo_catalog,
         }))
     }
 
     /// Parses an experiment submitted here (`${env:NAME}` only with `--allow-local-effects`).
     pub fn parse(&self, file: &str, source: &str, vars: &[(String, String)]) -> Result<Checked, ApiError> {
-        super::local::parse(file, source, vars, self.limits.allow_local_effects)
+        super::local::parse(file, source, vars, self.limits.allow_local_effects, self.slo_catalog.as_ref())
     }
 
     /// Refuses an experiment that would act on the controller's host, unless that was allowed at start.
@@ -159,8 +206,16 @@ impl Runs {
     }
 
     /// Checks, plans and starts a run (or, with `dry_run`, only plans it). Everything that can refuse a run
-    /// (frozen, bad targets, blast-radius caps, agent policy, locks) refuses it before anything is touched.
+    /// (frozen, bad targets, blast-radius caps, agent policy, locks, the budget gate) refuses it before
+    /// anything is touched. A run the budget gate refuses is stored all the same, finished inconclusive with
+    /// the gate's reason and figures (so it is in the run list), and refused here as FAILED_PRECONDITION.
     pub async fn start(self: &Arc<Self>, req: StartRequest) -> Result<RunRecord, Status> {
+        self.start_or_refuse(req).await.map_err(Refused::into_status)
+    }
+
+    /// [`Runs::start`], telling a budget-gate refusal (with the run recorded for it) from other errors: the
+    /// scheduler reports the former as a skipped firing.
+    pub async fn start_or_refuse(self: &Arc<Self>, req: StartRequest) -> Result<RunRecord, Refused> {
         if !req.dry_run
             && let Some(f) = self.frozen()
         {
@@ -184,6 +239,12 @@ impl Runs {
         }
         let id = new_run_id();
         let seed = req.seed.unwrap_or_else(rand::random);
+        if !req.dry_run
+            && let Some(gate) = engine::slo_gate::budget_gate(&exp).await
+            && let Some(reason) = gate.refusal.clone()
+        {
+            return Err(self.refused_by_gate(&req, &exp, id, seed, reason, &gate).await);
+        }
         let remote = Remote::new(Arc::new(self.fleet.clone()), id.clone(), req.actor.clone());
         // The file's fault is bad input (the client exits 2), the fleet's a precondition (exit 3).
         let mut plan = Plan::resolve_with(&exp, seed, Some(remote)).await.map_err(|e| {
@@ -246,7 +307,7 @@ impl Runs {
         let stored = record.clone();
         if let Err(e) = self.store.call(move |s| s.insert_run(&stored)).await {
             self.unlock_agents(&id);
-            return Err(internal(e));
+            return Err(internal(e).into());
         }
         let (events, _) = broadcast::channel(1024);
         let active = Arc::new(ActiveRun {
@@ -270,6 +331,49 @@ impl Runs {
         let started_record = record.clone();
         tokio::spawn(async move { runs.execute(exp, plan, record, active).await });
         Ok(started_record)
+    }
+
+    /// Records a run the budget gate refused: finished inconclusive (exit 3) with the gate's reason, its
+    /// figures as the run's plan, and an audit entry.
+    async fn refused_by_gate(
+        &self,
+        req: &StartRequest,
+        exp: &Checked,
+        id: String,
+        seed: u64,
+        reason: String,
+        gate: &engine::slo_gate::GateReport,
+    ) -> Refused {
+        let now = now_ms();
+        let figures: Vec<String> = gate
+            .lines
+            .iter()
+            .map(|(ok, line)| format!("{line}{}", if *ok { "" } else { " (refused)" }))
+            .collect();
+        let record = RunRecord {
+            id: id.clone(),
+            experiment_id: req.experiment.id.clone(),
+            title: exp.title.clone(),
+            state: RunState::Inconclusive,
+            verdict: Some(Verdict::Inconclusive.as_str().to_string()),
+            reasons: vec![reason.clone()],
+            seed,
+            started_ms: now,
+            finished_ms: Some(now),
+            actor: req.actor.clone(),
+            schedule_id: req.schedule_id.clone(),
+            plan: format!("not started: the budget gate refused it\n  {}\n", figures.join("\n  ")),
+            journal_json: None,
+            exit_code: Some(Verdict::Inconclusive.exit_code()),
+        };
+        let stored = record.clone();
+        if let Err(e) = self.store.call(move |s| s.insert_run(&stored)).await {
+            return Refused::Status(internal(e));
+        }
+        if req.schedule_id.is_none() {
+            self.audit(&req.actor, "run_refused", Some(&id), format!("{}: {reason}", exp.title));
+        }
+        Refused::Gate { run: Box::new(record), reason }
     }
 
     /// Every command probe that runs on agents: they are connected and their policies allow it (nothing runs).

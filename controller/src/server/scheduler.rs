@@ -1,7 +1,8 @@
 //! Fires schedules: sleeps until the earliest next firing of any schedule (wall clock, in each schedule's time
 //! zone, inside its windows, not on its blackout dates), then starts the run as `schedule:<name>`. A firing
 //! is skipped, with an audit entry saying why, while the controller is frozen or (with `skip_if_running`)
-//! while the schedule's previous run is still going.
+//! while the schedule's previous run is still going, or when the experiment's budget gate refuses it (the
+//! refused run is in the run list, inconclusive, with the gate's reason).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::runs::{Runs, StartRequest, now_ms};
+use super::runs::{Refused, Runs, StartRequest, now_ms};
 use crate::schedule::Timing;
 use crate::store::{NewAudit, ScheduleRecord, StoreHandle};
 
@@ -103,9 +104,10 @@ async fn fire(store: &StoreHandle, runs: &Arc<Runs>, schedule: &ScheduleRecord) 
                     actor: actor.clone(),
                     schedule_id: Some(schedule.id.clone()),
                 };
-                match runs.start(request).await {
+                match runs.start_or_refuse(request).await {
                     Ok(run) => (Some(run.id.clone()), format!("started run {}", run.id)),
-                    Err(status) => (None, format!("could not start: {}", status.message())),
+                    Err(Refused::Gate { run, reason }) => (Some(run.id), format!("skipped: {reason}")),
+                    Err(Refused::Status(status)) => (None, format!("could not start: {}", status.message())),
                 }
             }
             Ok(None) => (None, format!("experiment {} not found", schedule.experiment_id)),

@@ -24,8 +24,8 @@ use std::path::Path;
 
 pub use model::*;
 
+use crate::experiment::diagnostic::{Diagnostic, Diagnostics, is_json};
 use crate::experiment::node::{self, Node, Pos, Value};
-use crate::experiment::{Diagnostic, Diagnostics, is_json};
 
 /// Largest SLO file read.
 pub const MAX_FILE_BYTES: u64 = 8 << 20;
