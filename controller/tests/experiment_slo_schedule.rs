@@ -1,5 +1,5 @@
-//! The budget gate through a real controller: experiments reference SLOs from the controller's registry (a
-//! catalog handed to `Controller::bind_with_slos`; `file:` is refused there), a run the gate refuses is
+//! The budget gate through a real controller: experiments reference SLOs from the controller's registry
+//! (applied with `ApplySlos`, as `chaos slo apply` does; `file:` is refused there), a run the gate refuses is
 //! recorded inconclusive with the gate's reason (in the run list) and refused as FAILED_PRECONDITION, and a
 //! scheduled firing it refuses is skipped with that reason in the audit log, against a real Prometheus whose
 //! backfilled history leaves 12.3% of the budget.
@@ -9,13 +9,10 @@
 
 mod fleet_support;
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chaos_controller::experiment::SloCatalog;
 use chaos_controller::server::Controller;
-use chaos_controller::slo_file::{self, SloDef};
-use chaos_proto::v1::{CreateScheduleRequest, DeleteScheduleRequest};
+use chaos_proto::v1::{ApplySlosRequest, CreateScheduleRequest, DeleteScheduleRequest, SloFile};
 use chaos_test_support::prometheus::{Prometheus, available};
 use chaos_test_support::skip;
 use fleet_support::{
@@ -23,18 +20,6 @@ use fleet_support::{
 };
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
-
-/// The registry as the controller's store will hold it: definitions by id.
-struct Registry(Vec<SloDef>);
-
-impl SloCatalog for Registry {
-    fn slo(&self, id: &str) -> Option<SloDef> {
-        self.0.iter().find(|d| d.id() == id).cloned()
-    }
-    fn ids(&self) -> Vec<String> {
-        self.0.iter().map(SloDef::id).collect()
-    }
-}
 
 const SLO: &str = "apiVersion: chaos/v1\nkind: SLO\nservice: payments\nname: availability\nobjective: 99.9%\n\
                    period: 1d\nsli:\n  events:\n    bad: http_requests_total{job=\"payments\",code=~\"5..\"}\n\
@@ -76,13 +61,13 @@ async fn a_gated_run_and_a_gated_firing_are_refused_with_the_reason_in_the_run_l
     let dir = TempDir::new("slo-gate");
     std::fs::create_dir_all(dir.path()).unwrap();
     std::fs::write(dir.path().join("api.token"), format!("{API_NAME} {API_TOKEN}\n")).unwrap();
-    let registry = Registry(slo_file::parse("payments.yaml", SLO).unwrap());
-    let controller =
-        Controller::bind_with_slos(config(dir.path(), fleet(200, 2000)), Arc::new(registry)).await.unwrap();
+    let controller = Controller::bind(config(dir.path(), fleet(200, 2000))).await.unwrap();
     let addr = controller.local_addr;
     let stop = CancellationToken::new();
     let serving = tokio::spawn(controller.serve(stop.clone()));
     let client = client(addr, Some(API_TOKEN)).await;
+    let files = vec![SloFile { file: "payments.yaml".into(), source: SLO.into() }];
+    client.clone().apply_slos(ApplySlosRequest { files }).await.unwrap();
     let reason =
         "budget gate: payments/availability has 12.3% of its 1d error budget left, the gate needs 25%";
 

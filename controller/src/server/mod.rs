@@ -15,6 +15,7 @@ pub mod error;
 pub mod local;
 pub mod runs;
 pub mod scheduler;
+pub mod slo_catalog;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -104,22 +105,16 @@ pub struct Controller {
 
 impl Controller {
     /// Opens the store (marking unfinished runs interrupted), loads or creates the token files, and binds.
+    /// Experiments' SLO references without `file:` are looked up in the store's SLO registry.
     pub async fn bind(config: ControllerConfig) -> Result<Controller, ServerError> {
-        Controller::bind_with_slos(config, Arc::new(crate::experiment::NoRegistry)).await
-    }
-
-    /// [`Controller::bind`] with experiments' SLO references (`use:` without `file:`) looked up in
-    /// `slo_catalog` (the SLO registry).
-    pub async fn bind_with_slos(
-        config: ControllerConfig,
-        slo_catalog: Arc<dyn crate::experiment::SloCatalog>,
-    ) -> Result<Controller, ServerError> {
         // Owner only, whatever the umask: it holds the tokens and every run's record.
         auth::create_private_dir(&config.data_dir)?;
         let db = config.data_dir.join("controller.db");
         let opened = tokio::task::spawn_blocking(move || SqliteStore::open(&db)).await;
         let opened = opened.map_err(|e| StoreError::Backend(format!("opening the store: {e}")))??;
-        let store = StoreHandle::new(Arc::new(opened));
+        let opened: Arc<dyn crate::store::Store> = Arc::new(opened);
+        let slo_catalog = Arc::new(slo_catalog::RegistryCatalog::new(opened.clone()));
+        let store = StoreHandle::new(opened);
         let interrupted = store
             .call(|s| {
                 s.interrupt_unfinished(
