@@ -187,6 +187,22 @@ impl SeriesContext<'_> {
                     (inside && v.is_some_and(|v| series::misses(slo.signal, v, result.objective)))
                         .then_some(at.max(start_ms))
                 });
+                // Event ratios: at the first bad event of that step, to the millisecond.
+                let first = first.map(|at| {
+                    let good = |e: &Event| match threshold {
+                        Some(t) => crate::slo::stats::is_fast(e, t),
+                        None => e.ok,
+                    };
+                    let bad = crate::slo::is_event_ratio(slo.signal)
+                        .then(|| self.outcome.logs.get(&key))
+                        .flatten()
+                        .and_then(|log| {
+                            let from = Duration::from_millis(at);
+                            let to = Duration::from_millis((at / step_ms + 1) * step_ms).min(end);
+                            log.between(from, to).iter().filter(|e| !good(e)).map(|e| e.at).min()
+                        });
+                    bad.map_or(at, crate::report::journal::millis)
+                });
                 // Failed on too few events: no step missed on its own; the breach is the judged window.
                 Some(first.unwrap_or(start_ms))
             }

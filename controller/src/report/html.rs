@@ -570,7 +570,6 @@ svg.chart .recovered line{stroke:var(--ok);stroke-width:1.5;stroke-dasharray:3 2
 svg.chart .recovered circle{fill:var(--ok)}svg.chart .recovered text{fill:var(--ok);font-weight:600}
 .grid{display:grid;grid-template-columns:1fr;gap:0}
 details{margin:.3em 0}summary{cursor:pointer;color:var(--muted)}
-@media (min-width:1000px){.grid{grid-template-columns:1fr 1fr 1fr;gap:.6em}.grid figure{margin:.3em 0}}
 @media print{:root{--fg:#000;--muted:#333;--bg:#fff;--panel:#f2f2f2;--line:#999}
 body{font-size:11pt}main{max-width:none;padding:0}.verdict{border:2px solid #000;color:#000;background:none!important}
 details{display:none}figure,table{break-inside:avoid}h2{break-after:avoid}.grid{grid-template-columns:1fr}}

@@ -38,6 +38,8 @@ impl TimeScale {
 struct ValueScale {
     min: f64,
     max: f64,
+    /// Between grid lines.
+    step: f64,
 }
 
 impl ValueScale {
@@ -202,15 +204,26 @@ impl Chart<'_> {
             hi = hi.max(v);
         }
         if !lo.is_finite() {
-            return ValueScale { min: 0.0, max: 1.0 };
+            return ValueScale { min: 0.0, max: 1.0, step: 0.25 };
         }
         if self.unit == Unit::Fraction && objective.is_some() && lo > 0.5 {
-            // Zoomed: the band from a bit below the lowest value to 100% (or the highest).
-            let span = (hi.max(1.0) - lo).max(0.01);
-            return ValueScale { min: (lo - span * 0.1).max(0.0), max: hi.max(1.0) };
+            // Zoomed onto the band from a bit below the lowest value (or the objective) to 100%, in round
+            // steps, so a dip from 100% to 98% shows.
+            let top = hi.max(1.0);
+            let step = nice_ceiling(((top - lo) / 4.0).max(0.0025));
+            let bottom = ((lo - step * 0.5) / step).floor() * step;
+            return ValueScale { min: bottom.max(0.0), max: (top / step).ceil() * step, step };
         }
-        let top = if hi <= 0.0 { 1.0 } else { nice_ceiling(hi * 1.1) };
-        ValueScale { min: 0.0_f64.min(lo), max: top }
+        if hi <= 0.0 && lo >= 0.0 {
+            return ValueScale { min: 0.0, max: 1.0, step: 0.25 };
+        }
+        let step = nice_ceiling((hi.max(0.0) * 1.05 - lo.min(0.0)) / 4.0);
+        let mut top = ((hi.max(0.0) * 1.05) / step).ceil() * step;
+        if self.unit == Unit::Fraction && hi <= 1.0 {
+            // A share never exceeds 100%.
+            top = top.min(1.0);
+        }
+        ValueScale { min: if lo < 0.0 { (lo / step).floor() * step } else { 0.0 }, max: top.max(step), step }
     }
 
     fn axes(&self, svg: &mut String, values: ValueScale) {
@@ -221,8 +234,9 @@ impl Chart<'_> {
             PLOT_RIGHT - PLOT_LEFT,
             PLOT_BOTTOM - PLOT_TOP
         );
-        for i in 0..=4 {
-            let v = values.min + (values.max - values.min) * f64::from(i) / 4.0;
+        let lines = ((values.max - values.min) / values.step).round().clamp(1.0, 10.0) as u32;
+        for i in 0..=lines {
+            let v = values.min + values.step * f64::from(i);
             let y = values.y(v);
             let _ = write!(
                 svg,
