@@ -126,9 +126,10 @@ fn chart_id(kind: &str, i: usize) -> String {
     format!("{kind}-{i}")
 }
 
+/// A series' values with the start of their step.
 fn step_points(j: &Journal, values: &[Option<f64>]) -> Vec<(u64, Option<f64>)> {
     let step = j.step_ms.max(1);
-    values.iter().enumerate().map(|(i, v)| ((i as u64 * step + step / 2).min(j.duration_ms), *v)).collect()
+    values.iter().enumerate().map(|(i, v)| (i as u64 * step, *v)).collect()
 }
 
 fn slos(html: &mut String, j: &Journal) {
@@ -218,7 +219,12 @@ fn slo_chart(html: &mut String, j: &Journal, s: &SloSeries, i: usize) {
         desc: desc.clone(),
         unit: Unit::Fraction,
         scale: TimeScale { duration_ms: j.duration_ms },
-        lines: vec![Line { label: s.name.clone(), class: "s1", points: step_points(j, &s.sli) }],
+        lines: vec![Line {
+            label: s.name.clone(),
+            class: "s1",
+            points: step_points(j, &s.sli),
+            step_ms: j.step_ms,
+        }],
         objective: Some((s.objective, format!("{bound} {objective}"))),
         faults: &j.faults,
         breach_ms: s.breach_ms,
@@ -302,11 +308,11 @@ fn sources(html: &mut String, j: &Journal) {
     let scale = TimeScale { duration_ms: j.duration_ms };
     for (i, (source, samples)) in by_source.iter().enumerate() {
         let _ = write!(html, "<h3>{}</h3>", escape(source));
-        let at = |s: &SignalSample| (s.at_ms + j.step_ms.max(1) / 2).min(j.duration_ms);
         let line = |label: &str, class: &'static str, f: &dyn Fn(&SignalSample) -> Option<f64>| Line {
             label: label.to_string(),
             class,
-            points: samples.iter().map(|s| (at(s), f(s))).collect(),
+            points: samples.iter().map(|s| (s.at_ms, f(s))).collect(),
+            step_ms: j.step_ms,
         };
         let peak = |f: &dyn Fn(&SignalSample) -> Option<f64>| {
             samples.iter().filter_map(|s| f(s)).fold(0.0_f64, f64::max)
@@ -433,7 +439,12 @@ fn saturation(html: &mut String, j: &Journal) {
             ),
             unit: Unit::Fraction,
             scale: TimeScale { duration_ms: j.duration_ms },
-            lines: vec![Line { label: s.source.clone(), class: "s2", points: step_points(j, &s.peak) }],
+            lines: vec![Line {
+                label: s.source.clone(),
+                class: "s2",
+                points: step_points(j, &s.peak),
+                step_ms: j.step_ms,
+            }],
             objective: None,
             faults: &j.faults,
             breach_ms: None,

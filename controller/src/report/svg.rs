@@ -50,13 +50,17 @@ impl ValueScale {
     }
 }
 
-/// One line of a chart: a value per time (`None`: no data, the line breaks).
+/// One line of a chart: a value per step of the run (`None`: no data, the line breaks), drawn as steps: each
+/// value holds flat from its time to the next step's, so a second's value never leans into the one before.
 #[derive(Clone, Debug)]
 pub struct Line {
     pub label: String,
     /// The CSS class giving its colour: `s1` … `s5`.
     pub class: &'static str,
+    /// (start of the step in ms since the run started, value).
     pub points: Vec<(u64, Option<f64>)>,
+    /// The length of a step.
+    pub step_ms: u64,
 }
 
 /// How a chart's values read: as a percentage of 1 (`99.5%`), milliseconds, or a rate.
@@ -130,11 +134,13 @@ impl Chart<'_> {
         }
         if let Some((objective, label)) = &self.objective {
             let y = values.y(*objective);
+            // The label above the line, or below it when the line runs along the top.
+            let label_y = if y - 4.0 < PLOT_TOP + 12.0 { y + 14.0 } else { y - 4.0 };
             let _ = write!(
                 svg,
                 r#"<g class="objective"><line x1="{PLOT_LEFT}" x2="{PLOT_RIGHT}" y1="{y:.1}" y2="{y:.1}"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text></g>"#,
                 PLOT_RIGHT - 4.0,
-                y - 4.0,
+                label_y,
                 escape(label),
             );
         }
@@ -144,13 +150,9 @@ impl Chart<'_> {
             for (at, v) in &line.points {
                 match v {
                     Some(v) if v.is_finite() => {
-                        let _ = write!(
-                            d,
-                            "{}{:.1} {:.1}",
-                            if pen_down { " L" } else { " M" },
-                            self.scale.x(*at),
-                            values.y(*v)
-                        );
+                        let (x0, x1) = (self.scale.x(*at), self.scale.x(at.saturating_add(line.step_ms)));
+                        let y = values.y(*v);
+                        let _ = write!(d, "{}{x0:.1} {y:.1} H{x1:.1}", if pen_down { " L" } else { " M" });
                         pen_down = true;
                     }
                     _ => pen_down = false,
