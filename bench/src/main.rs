@@ -15,6 +15,7 @@ mod noxious;
 mod ports;
 mod profile;
 mod report;
+mod report_html;
 mod rtt;
 mod slo;
 mod stats;
@@ -95,6 +96,8 @@ enum Bench {
     Http,
     /// Controller: halt-all fan-out to 1,000 connected protocol-client agents, memory per agent, apply→ack.
     Fleet,
+    /// The HTML run report of a one-hour run with 20 series: render time and file size.
+    ReportHtml,
 }
 
 fn main() -> Result<()> {
@@ -151,9 +154,13 @@ fn main() -> Result<()> {
     if has(Bench::Agent) {
         results.agent = Some(agent::run(&agent::Sizes::new(cli.quick)));
     }
+    let report_html = has(Bench::ReportHtml).then(|| report_html::run(cli.quick));
     let mut markdown = report::render(&mut results);
     if let Some(f) = &fleet {
         markdown.push_str(&fleet::render(f));
+    }
+    if let Some(r) = &report_html {
+        markdown.push_str(&report_html::render(r));
     }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(markdown.as_bytes())?;
@@ -162,6 +169,9 @@ fn main() -> Result<()> {
         let mut json = serde_json::to_value(&results)?;
         if let (Some(f), Some(object)) = (&fleet, json.as_object_mut()) {
             object.insert("fleet".to_string(), serde_json::to_value(f)?);
+        }
+        if let (Some(Ok(r)), Some(object)) = (&report_html, json.as_object_mut()) {
+            object.insert("report_html".to_string(), serde_json::to_value(r)?);
         }
         let json = serde_json::to_string_pretty(&json)?;
         std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;

@@ -2,7 +2,7 @@
 //! --journal`, or a controller's): the self-contained HTML report, the Markdown summary and JUnit XML. Nothing
 //! is run; a journal that cannot be read is named with where it went wrong (exit 2).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use chaos_controller::report::{self, Journal};
@@ -23,13 +23,10 @@ pub struct ReportArgs {
     junit: Option<PathBuf>,
 }
 
-/// The most `chaos report` reads: a one-hour run with 20 series is a few megabytes.
-pub const MAX_JOURNAL_BYTES: u64 = 256 << 20;
-
 /// Renders the reports asked for; returns the exit code: 0 written, 2 when the journal cannot be read or an
 /// output cannot be written.
 pub fn report(args: ReportArgs) -> u8 {
-    let journal = match read_journal(&args.journal) {
+    let journal = match report::read_journal(&args.journal) {
         Ok(journal) => journal,
         Err(e) => {
             eprintln!("chaos report: {e:#}");
@@ -67,21 +64,4 @@ fn write(args: &ReportArgs, journal: &Journal) -> anyhow::Result<()> {
         println!("JUnit report: {}", path.display());
     }
     Ok(())
-}
-
-/// Reads a journal file, at most [`MAX_JOURNAL_BYTES`]; bad JSON is reported at `FILE:LINE:COLUMN`.
-pub fn read_journal(path: &Path) -> anyhow::Result<Journal> {
-    use std::io::Read as _;
-    let file =
-        std::fs::File::open(path).with_context(|| format!("{}: cannot open the journal", path.display()))?;
-    let mut text = String::new();
-    file.take(MAX_JOURNAL_BYTES + 1)
-        .read_to_string(&mut text)
-        .with_context(|| format!("{}: cannot read the journal as UTF-8 text", path.display()))?;
-    if text.len() as u64 > MAX_JOURNAL_BYTES {
-        anyhow::bail!("{}: more than {MAX_JOURNAL_BYTES} bytes; not a chaos journal", path.display());
-    }
-    serde_json::from_str(&text).map_err(|e| {
-        anyhow::anyhow!("{}:{}:{}: not a chaos journal: {e}", path.display(), e.line(), e.column())
-    })
 }

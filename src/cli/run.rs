@@ -124,12 +124,12 @@ async fn run_remote_with_html(args: RunArgs) -> anyhow::Result<u8> {
     if let (Some(html), Some(journal)) = (&args.html, &journal)
         && journal.exists()
     {
-        let rendered = super::report::read_journal(journal)
-            .and_then(|j| Ok(chaos_controller::report::write_html(html, &j)?));
+        let rendered = chaos_controller::report::read_journal(journal)
+            .and_then(|j| chaos_controller::report::write_html(html, &j));
         if let Some(scratch) = &scratch {
             let _ = std::fs::remove_file(scratch);
         }
-        rendered.map_err(|e| e.context(format!("writing the HTML report {}", html.display())))?;
+        anyhow::Context::with_context(rendered, || format!("writing the HTML report {}", html.display()))?;
     }
     code
 }

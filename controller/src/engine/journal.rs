@@ -58,14 +58,14 @@ pub fn journal(
         })
         .collect();
     let duration_ms = ms(outcome.duration);
-    let mut phases = series::phase_windows(&timeline, duration_ms);
+    let mut phases = report::journal::phase_windows(&timeline, duration_ms);
     // The method ends when its last fault is reverted, exactly: the engine knows it better than the timeline.
     if let (Some((_, end)), Some(method)) =
         (outcome.method_window, phases.iter_mut().find(|p| p.name == "method"))
     {
         method.end_ms = ms(end).max(method.start_ms);
     }
-    let faults = series::fault_windows(&timeline);
+    let faults = report::journal::fault_windows(&timeline);
     let recovery: Vec<RecoveryOutcome> = outcome
         .recovery
         .iter()

@@ -13,26 +13,11 @@ use std::time::Duration;
 use super::journal::{Journal, SignalSample, Verdict};
 use super::markdown::{latency, seconds, signal_name, trim};
 use super::series::{SloSeries, WindowSummary};
+pub use super::svg::escape;
 use super::svg::{Chart, Line, TimeScale, Unit};
 use super::{ReportError, write_atomically};
 use crate::experiment::model::Signal;
 use crate::slo::format;
-
-/// Text safe inside HTML and SVG, in element content and in quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Writes the HTML report of `journal` to `path` (atomically).
 pub fn write_html(path: &Path, journal: &Journal) -> Result<(), ReportError> {
@@ -56,10 +41,10 @@ pub fn render_html(journal: &Journal) -> String {
     saturation(&mut html, journal);
     probes(&mut html, journal);
     faults(&mut html, journal);
-    let _ = write!(
+    let _ = writeln!(
         html,
         "<footer>chaos {} · started {} · this file is self-contained: no scripts, nothing fetched</footer>\
-         </main></body></html>\n",
+         </main></body></html>",
         escape(&journal.chaos_version),
         escape(&journal.started_at),
     );
@@ -270,8 +255,11 @@ fn figure(
         html.push_str("</figure>");
         return;
     }
-    let _ =
-        write!(html, "<details><summary>Data table: {}</summary><table><thead><tr>", escape(&chart.title));
+    let _ = write!(
+        html,
+        "<details><summary>Data table: {}</summary><table class=\"data\"><thead><tr>",
+        escape(&chart.title)
+    );
     for c in columns {
         let _ = write!(html, "<th>{}</th>", escape(c));
     }
@@ -279,7 +267,7 @@ fn figure(
     for row in rows {
         html.push_str("<tr>");
         for cell in row {
-            let _ = write!(html, "<td class=\"num\">{}</td>", escape(cell));
+            let _ = write!(html, "<td>{}</td>", escape(cell));
         }
         html.push_str("</tr>");
     }
@@ -381,15 +369,15 @@ fn sources(html: &mut String, j: &Journal) {
         // One data table for the three charts.
         let _ = write!(
             html,
-            "<details><summary>Data table: {}</summary><table><thead><tr><th>time</th><th>requests</th>\
+            "<details><summary>Data table: {}</summary><table class=\"data\"><thead><tr><th>time</th>\
+             <th>requests</th>\
              <th>requests/s</th><th>error ratio</th><th>p50</th><th>p95</th><th>p99</th></tr></thead><tbody>",
             escape(source)
         );
         for s in samples {
             let _ = write!(
                 html,
-                "<tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-                 <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 seconds(s.at_ms),
                 s.requests,
                 trim(s.rate, 1),
@@ -557,7 +545,8 @@ border-radius:6px;margin:0;color:#fff}
 .ok{color:var(--ok);font-weight:600}.bad{color:var(--bad);font-weight:600}.warn{color:var(--warn);font-weight:600}
 table{border-collapse:collapse;width:100%;margin:.6em 0;font-size:.92em}
 th,td{border:1px solid var(--line);padding:.25em .5em;text-align:left;vertical-align:top}
-th{background:var(--panel)}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+th{background:var(--panel)}
+td.num,table.data td{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 figure{margin:1em 0;padding:.6em;border:1px solid var(--line);border-radius:8px;break-inside:avoid}
 figcaption{font-weight:600}
 .legend{list-style:none;padding:0;margin:.3em 0;display:flex;gap:1em;flex-wrap:wrap;font-size:.85em}

@@ -2,7 +2,7 @@
 //! SLO result, time to recover, per-second signal summaries and the time series of [`super::series`]). Stable
 //! field names: other tools read it. Fields added later default when absent, so older journals still read.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -278,6 +278,82 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// The phases of a run from its timeline: each `phase` entry lasts until the next one, the last until
+/// `duration_ms`.
+pub fn phase_windows(timeline: &[TimelineEntry], duration_ms: u64) -> Vec<PhaseWindow> {
+    let starts: Vec<&TimelineEntry> = timeline.iter().filter(|e| e.kind == TimelineKind::Phase).collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let end = starts.get(i + 1).map_or(duration_ms.max(e.at_ms), |next| next.at_ms);
+            PhaseWindow { name: e.name.clone(), start_ms: e.at_ms, end_ms: end.max(e.at_ms) }
+        })
+        .collect()
+}
+
+/// The fault windows of a run from its timeline: each successful injection, ended by the first later revert
+/// entry naming its step or what it applied (the engine's final revert names the fault by what it applied).
+/// An injection never reverted had nothing to revert (a kill): an instant window. Failed injections are not
+/// windows: nothing was in force.
+pub fn fault_windows(timeline: &[TimelineEntry]) -> Vec<FaultWindow> {
+    let mut used = vec![false; timeline.len()];
+    let mut windows = Vec::new();
+    for (i, e) in timeline.iter().enumerate() {
+        if e.kind != TimelineKind::FaultInjected || e.ok != Some(true) {
+            continue;
+        }
+        let revert = timeline.iter().enumerate().skip(i + 1).find(|(j, r)| {
+            !used[*j] && r.kind == TimelineKind::FaultReverted && (r.name == e.name || r.name == e.detail)
+        });
+        let window = match revert {
+            Some((j, r)) => {
+                used[j] = true;
+                FaultWindow {
+                    name: e.name.clone(),
+                    detail: e.detail.clone(),
+                    start_ms: e.at_ms,
+                    end_ms: r.at_ms.max(e.at_ms),
+                    instant: false,
+                    reverted: r.ok == Some(true),
+                }
+            }
+            None => FaultWindow {
+                name: e.name.clone(),
+                detail: e.detail.clone(),
+                start_ms: e.at_ms,
+                end_ms: e.at_ms,
+                instant: true,
+                reverted: true,
+            },
+        };
+        windows.push(window);
+    }
+    windows
+}
+
+/// The most [`read_journal`] reads: a one-hour run with 20 series is a few megabytes.
+pub const MAX_JOURNAL_BYTES: u64 = 256 << 20;
+
+/// Reads a journal file (`chaos run --journal`), at most [`MAX_JOURNAL_BYTES`]; JSON that is not a journal
+/// is reported at `FILE:LINE:COLUMN`.
+pub fn read_journal(path: &Path) -> Result<Journal, ReportError> {
+    use std::io::Read as _;
+    let fail = |reason: String| ReportError::Read { path: path.to_path_buf(), reason };
+    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open the journal: {e}")))?;
+    let mut text = String::new();
+    file.take(MAX_JOURNAL_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| fail(format!("cannot read the journal as UTF-8 text: {e}")))?;
+    if text.len() as u64 > MAX_JOURNAL_BYTES {
+        return Err(fail(format!("more than {MAX_JOURNAL_BYTES} bytes; not a chaos journal")));
+    }
+    serde_json::from_str(&text).map_err(|e| ReportError::Read {
+        path: PathBuf::from(format!("{}:{}:{}", path.display(), e.line(), e.column())),
+        reason: format!("not a chaos journal: {e}"),
+    })
+}
+
 /// Writes the journal as JSON ([`journal_json`]).
 pub fn write_journal(path: &Path, journal: &Journal) -> Result<(), ReportError> {
     write_atomically(path, journal_json(journal)?.as_bytes())
@@ -336,6 +412,36 @@ fn write_value(out: &mut String, value: &serde_json::Value, depth: usize) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(at_ms: u64, kind: TimelineKind, name: &str, detail: &str, ok: Option<bool>) -> TimelineEntry {
+        TimelineEntry { at_ms, kind, name: name.into(), detail: detail.into(), ok }
+    }
+
+    #[test]
+    fn fault_windows_pair_injections_with_reverts() {
+        let timeline = vec![
+            entry(100, TimelineKind::Phase, "method", "", None),
+            entry(1_000, TimelineKind::FaultInjected, "slow", "latency 100 ms on shop", Some(true)),
+            entry(1_500, TimelineKind::FaultInjected, "broken", "cannot apply", Some(false)),
+            entry(2_000, TimelineKind::FaultInjected, "kill", "killed pid 42", Some(true)),
+            entry(3_000, TimelineKind::FaultInjected, "forever", "reset on shop", Some(true)),
+            entry(5_000, TimelineKind::FaultReverted, "slow", "latency 100 ms on shop", Some(true)),
+            entry(6_000, TimelineKind::FaultReverted, "reset on shop", "revert failed: gone", Some(false)),
+        ];
+        let w = fault_windows(&timeline);
+        assert_eq!(w.len(), 3);
+        assert_eq!(
+            (w[0].name.as_str(), w[0].start_ms, w[0].end_ms, w[0].instant),
+            ("slow", 1_000, 5_000, false)
+        );
+        assert_eq!(
+            (w[1].name.as_str(), w[1].start_ms, w[1].end_ms, w[1].instant),
+            ("kill", 2_000, 2_000, true)
+        );
+        assert_eq!((w[2].start_ms, w[2].end_ms, w[2].reverted), (3_000, 6_000, false));
+        let p = phase_windows(&timeline, 9_000);
+        assert_eq!(p, vec![PhaseWindow { name: "method".into(), start_ms: 100, end_ms: 9_000 }]);
+    }
 
     #[test]
     fn rfc3339_known_instants() {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 pub use html::{render_html, write_html};
 pub use journal::{
     ExperimentInfo, Journal, ProbeOutcome, ProbePhase, RecoveryOutcome, SignalSample, TimelineEntry,
-    TimelineKind, Verdict, format_rfc3339, signal_samples, write_journal,
+    TimelineKind, Verdict, format_rfc3339, read_journal, signal_samples, write_journal,
 };
 pub use junit::{render_junit, write_junit};
 pub use markdown::render_markdown;
@@ -25,6 +25,9 @@ pub use series::{FaultWindow, PhaseWindow, SaturationSeries, SloSeries, SourceSu
 pub enum ReportError {
     #[error("cannot write {}: {source}", path.display())]
     Write { path: PathBuf, source: std::io::Error },
+    /// A journal that cannot be read; `path` may end in `:LINE:COLUMN`.
+    #[error("{}: {reason}", path.display())]
+    Read { path: PathBuf, reason: String },
     #[error("cannot encode the journal as JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("cannot encode the JUnit report: {0}")]

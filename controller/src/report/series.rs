@@ -1,7 +1,7 @@
 //! The journal's time series and windows: per SLO its SLI per step, per source a summary before, during and
 //! after the faults, host and process saturation peaks per step, and the run's phases and fault windows with
-//! their exact start and end. Also the rounding every series number goes through ([`round_sig`],
-//! [`round_ms`]) and the bound on a series' length ([`series_step`]).
+//! their exact start and end (the journal module finds those in the timeline). Also the rounding every series
+//! number goes through ([`round_sig`], [`round_ms`]) and the bound on a series' length ([`series_step`]).
 //!
 //! Series are columnar: point `i` of a series covers `[i × step_ms, (i + 1) × step_ms)` since the run started,
 //! so a one-hour run with 20 series stays a few megabytes of JSON (see [`MAX_POINTS`]).
@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::journal::{TimelineEntry, TimelineKind};
 use crate::experiment::model::Signal;
 use crate::signals::Event;
 use crate::slo::stats::{WindowStats, latency_summary};
@@ -68,60 +67,6 @@ pub struct FaultWindow {
     pub instant: bool,
     /// Reverted as planned; false when the revert failed or the fault was lost before its planned end.
     pub reverted: bool,
-}
-
-/// The phases of a run from its timeline: each `phase` entry lasts until the next one, the last until
-/// `duration_ms`.
-pub fn phase_windows(timeline: &[TimelineEntry], duration_ms: u64) -> Vec<PhaseWindow> {
-    let starts: Vec<&TimelineEntry> = timeline.iter().filter(|e| e.kind == TimelineKind::Phase).collect();
-    starts
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let end = starts.get(i + 1).map_or(duration_ms.max(e.at_ms), |next| next.at_ms);
-            PhaseWindow { name: e.name.clone(), start_ms: e.at_ms, end_ms: end.max(e.at_ms) }
-        })
-        .collect()
-}
-
-/// The fault windows of a run from its timeline: each successful injection, ended by the first later revert
-/// entry naming its step or what it applied (the engine's final revert names the fault by what it applied).
-/// An injection never reverted had nothing to revert (a kill): an instant window. Failed injections are not
-/// windows: nothing was in force.
-pub fn fault_windows(timeline: &[TimelineEntry]) -> Vec<FaultWindow> {
-    let mut used = vec![false; timeline.len()];
-    let mut windows = Vec::new();
-    for (i, e) in timeline.iter().enumerate() {
-        if e.kind != TimelineKind::FaultInjected || e.ok != Some(true) {
-            continue;
-        }
-        let revert = timeline.iter().enumerate().skip(i + 1).find(|(j, r)| {
-            !used[*j] && r.kind == TimelineKind::FaultReverted && (r.name == e.name || r.name == e.detail)
-        });
-        let window = match revert {
-            Some((j, r)) => {
-                used[j] = true;
-                FaultWindow {
-                    name: e.name.clone(),
-                    detail: e.detail.clone(),
-                    start_ms: e.at_ms,
-                    end_ms: r.at_ms.max(e.at_ms),
-                    instant: false,
-                    reverted: r.ok == Some(true),
-                }
-            }
-            None => FaultWindow {
-                name: e.name.clone(),
-                detail: e.detail.clone(),
-                start_ms: e.at_ms,
-                end_ms: e.at_ms,
-                instant: true,
-                reverted: true,
-            },
-        };
-        windows.push(window);
-    }
-    windows
 }
 
 /// One SLO's SLI over the run, with its objective, where it broke and when it came back.
@@ -200,8 +145,8 @@ impl WindowSummary {
         let latency = latency_summary(&inside);
         let ms = |d: Duration| round_ms(d.as_secs_f64() * 1e3);
         WindowSummary {
-            from_ms: super::journal::millis(from),
-            to_ms: super::journal::millis(to),
+            from_ms: u64::try_from(from.as_millis()).unwrap_or(u64::MAX),
+            to_ms: u64::try_from(to.as_millis()).unwrap_or(u64::MAX),
             requests: stats.total,
             errors: stats.bad,
             error_ratio: stats.error_ratio().map(round_sig),
@@ -228,10 +173,6 @@ pub struct SourceSummary {
 mod tests {
     use super::*;
 
-    fn entry(at_ms: u64, kind: TimelineKind, name: &str, detail: &str, ok: Option<bool>) -> TimelineEntry {
-        TimelineEntry { at_ms, kind, name: name.into(), detail: detail.into(), ok }
-    }
-
     #[test]
     fn rounding_keeps_sensible_digits() {
         assert_eq!(round_ms(9.351999999999999), 9.352);
@@ -252,31 +193,5 @@ mod tests {
             let step = series_step(Duration::from_secs(secs));
             assert!(secs.div_ceil(step.as_secs()) <= MAX_POINTS, "{secs} s in steps of {step:?}");
         }
-    }
-
-    #[test]
-    fn fault_windows_pair_injections_with_reverts() {
-        let timeline = vec![
-            entry(100, TimelineKind::Phase, "method", "", None),
-            entry(1_000, TimelineKind::FaultInjected, "slow", "latency 100 ms on shop", Some(true)),
-            entry(1_500, TimelineKind::FaultInjected, "broken", "cannot apply", Some(false)),
-            entry(2_000, TimelineKind::FaultInjected, "kill", "killed pid 42", Some(true)),
-            entry(3_000, TimelineKind::FaultInjected, "forever", "reset on shop", Some(true)),
-            entry(5_000, TimelineKind::FaultReverted, "slow", "latency 100 ms on shop", Some(true)),
-            entry(6_000, TimelineKind::FaultReverted, "reset on shop", "revert failed: gone", Some(false)),
-        ];
-        let w = fault_windows(&timeline);
-        assert_eq!(w.len(), 3);
-        assert_eq!(
-            (w[0].name.as_str(), w[0].start_ms, w[0].end_ms, w[0].instant),
-            ("slow", 1_000, 5_000, false)
-        );
-        assert_eq!(
-            (w[1].name.as_str(), w[1].start_ms, w[1].end_ms, w[1].instant),
-            ("kill", 2_000, 2_000, true)
-        );
-        assert_eq!((w[2].start_ms, w[2].end_ms, w[2].reverted), (3_000, 6_000, false));
-        let p = phase_windows(&timeline, 9_000);
-        assert_eq!(p, vec![PhaseWindow { name: "method".into(), start_ms: 100, end_ms: 9_000 }]);
     }
 }

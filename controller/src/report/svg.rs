@@ -9,15 +9,31 @@
 
 use std::fmt::Write;
 
-use super::html::escape;
 use super::series::FaultWindow;
 
+/// The SVG's width and height (its viewBox), and the plot area inside.
 pub const WIDTH: f64 = 960.0;
 pub const HEIGHT: f64 = 250.0;
 pub const PLOT_LEFT: f64 = 64.0;
 pub const PLOT_RIGHT: f64 = 944.0;
 pub const PLOT_TOP: f64 = 14.0;
 pub const PLOT_BOTTOM: f64 = 212.0;
+
+/// Text safe inside HTML and SVG, in element content and in quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// The run's time (milliseconds since it started) to x in the plot area: 0 at [`PLOT_LEFT`], the run's
 /// duration at [`PLOT_RIGHT`].
@@ -146,18 +162,34 @@ impl Chart<'_> {
         }
         for line in &self.lines {
             let mut d = String::with_capacity(line.points.len() * 14);
-            let mut pen_down = false;
+            // The y the pen is at (None: lifted), and where the flat stretch drawn at it ends so far: steps at
+            // the same y are one horizontal segment.
+            let mut pen: Option<String> = None;
+            let mut flat_to: Option<f64> = None;
+            let flush = |d: &mut String, flat_to: &mut Option<f64>| {
+                if let Some(x) = flat_to.take() {
+                    let _ = write!(d, " H{x:.1}");
+                }
+            };
             for (at, v) in &line.points {
                 match v {
                     Some(v) if v.is_finite() => {
                         let (x0, x1) = (self.scale.x(*at), self.scale.x(at.saturating_add(line.step_ms)));
-                        let y = values.y(*v);
-                        let _ = write!(d, "{}{x0:.1} {y:.1} H{x1:.1}", if pen_down { " L" } else { " M" });
-                        pen_down = true;
+                        let y = format!("{:.1}", values.y(*v));
+                        if pen.as_ref() != Some(&y) {
+                            flush(&mut d, &mut flat_to);
+                            let _ = write!(d, "{}{x0:.1} {y}", if pen.is_some() { " L" } else { " M" });
+                            pen = Some(y);
+                        }
+                        flat_to = Some(x1);
                     }
-                    _ => pen_down = false,
+                    _ => {
+                        flush(&mut d, &mut flat_to);
+                        pen = None;
+                    }
                 }
             }
+            flush(&mut d, &mut flat_to);
             if !d.is_empty() {
                 let _ = write!(
                     svg,
