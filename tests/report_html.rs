@@ -207,6 +207,56 @@ fn chaos_report_renders_the_same_reports_from_the_journal() {
     assert_eq!(output.status.code(), Some(2), "{}", describe_output(&output));
 }
 
+/// Kills and reaps a child process when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_run_through_a_controller_writes_the_html_report_here() {
+    use std::io::BufRead as _;
+    let server = ChaosProxy::start(&[]);
+    let target = DemoTarget::start();
+    let dir = temp_dir("report", "controller");
+    let port = free_port();
+    let mut controller = Command::new(chaos_bin())
+        .args(["controller", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = std::io::BufReader::new(controller.stdout.take().unwrap()).lines().next();
+    let _controller = Reaped(controller);
+    assert_eq!(first.unwrap().unwrap(), format!("listening on 127.0.0.1:{port}"));
+    let out = dir.join("out");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let output = output_within(
+        Command::new(chaos_bin())
+            .args(["run", "--controller", &format!("http://127.0.0.1:{port}"), "--token-file"])
+            .arg(dir.join("api.token"))
+            .arg("experiments/error-burst.yaml")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["--quiet", "--seed", "7", "--var", &format!("api={}", server.url())])
+            .args(["--var", &format!("upstream={}", target.addr), "--var", &format!("listen={listen}")])
+            .arg("--html")
+            .arg(out.join("report.html")),
+        Duration::from_secs(60),
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", describe_output(&output));
+    let html = read(&out.join("report.html"));
+    assert!(html.contains(r#"<p class="verdict failed" id="verdict">"#));
+    assert_eq!(tags(&html, "g", "breach").len(), 1, "the controller's journal carries the series");
+    let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["report.html"], "the journal fetched for the report is not left behind");
+}
+
 /// Runs chromium headless with the network off (every host unresolvable, a dead proxy) and a fresh profile;
 /// stdout goes to `stdout` (a file: a DOM dump is larger than a pipe holds).
 fn chromium(profile: &Path, args: &[String], stdout: &Path) -> std::process::ExitStatus {
