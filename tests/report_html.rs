@@ -207,6 +207,38 @@ fn chaos_report_renders_the_same_reports_from_the_journal() {
     assert_eq!(output.status.code(), Some(2), "{}", describe_output(&output));
 }
 
+#[test]
+fn host_saturation_samples_are_series_and_charts() {
+    let out = temp_dir("report", "saturation");
+    let mut cmd = support::chaos_run(None, &repo_path("tests/data/host-saturation.yaml"), &[], &out);
+    cmd.arg("--html").arg(out.join("report.html"));
+    let output = output_within(&mut cmd, Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(0), "{}", describe_output(&output));
+    let j = journal(&out);
+    let sources: Vec<&str> =
+        j["saturation"].as_array().unwrap().iter().map(|s| s["source"].as_str().unwrap()).collect();
+    assert_eq!(sources, ["host:cpu", "host:load", "host:memory"]);
+    let points = j["duration_ms"].as_u64().unwrap().div_ceil(j["step_ms"].as_u64().unwrap()) as usize;
+    for s in j["saturation"].as_array().unwrap() {
+        assert!(s["samples"].as_u64().unwrap() >= 3, "{s}");
+        let peak = s["peak"].as_array().unwrap();
+        assert_eq!(peak.len(), points, "{s}");
+        assert!(peak.iter().filter_map(Value::as_f64).all(|v| v >= 0.0), "{s}");
+        assert!(peak.iter().any(Value::is_f64), "{s}");
+    }
+    // Each SLO's series is the peak of its source, against its ceiling.
+    for slo in j["slo_series"].as_array().unwrap() {
+        let source =
+            j["saturation"].as_array().unwrap().iter().find(|s| s["source"] == slo["source"]).unwrap();
+        assert_eq!(slo["sli"], source["peak"], "{slo}");
+    }
+    let html = read(&out.join("report.html"));
+    assert!(html.contains("<h2>Saturation</h2>"));
+    assert_eq!(html.matches("<svg ").count(), 6, "3 SLO charts and 3 saturation charts");
+    assert!(tags(&html, "g", "breach").is_empty(), "every ceiling held");
+    assert!(tags(&html, "rect", "fault").is_empty(), "no fault in this run");
+}
+
 /// Kills and reaps a child process when dropped.
 struct Reaped(std::process::Child);
 
