@@ -91,7 +91,7 @@ fn header(html: &mut String, j: &Journal) {
     let file = j.experiment.file.as_deref().unwrap_or("EXPERIMENT.yaml");
     let _ = write!(
         html,
-        "<p class=\"rerun\">Rerun with the same random choices: <code>chaos run {} --seed {}</code></p></header>",
+        "<p class=\"rerun\">Rerun with the same random choices (and the same <code>--var</code> values, if any): <code>chaos run {} --seed {}</code></p></header>",
         escape(&shell_quote(file)),
         j.seed,
     );
