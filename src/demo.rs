@@ -1,9 +1,9 @@
 //! `chaos demo`: the quick start's main job. Starts a real HTTP target service and a real `chaos proxy` API on
 //! loopback and runs the example experiment `experiments/latency-on-dependency.yaml` against them, end to end:
-//! live progress, a verdict, and the journal, JUnit and Markdown reports. `chaos demo --tour` instead walks
-//! through every L4 fault by hand through the admin API (latency, pareto latency, bandwidth, timeout,
-//! slow_close, slicer, limit_data, reset_peer, a toxic with a TTL, a disabled proxy) and measures what a client
-//! sees.
+//! live progress, a verdict, and the journal, JUnit, Markdown and HTML reports (`report.html`, whose path it
+//! prints). `chaos demo --tour` instead walks through every L4 fault by hand through the admin API (latency,
+//! pareto latency, bandwidth, timeout, slow_close, slicer, limit_data, reset_peer, a toxic with a TTL, a
+//! disabled proxy) and measures what a client sees.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -20,7 +20,7 @@ pub struct DemoArgs {
     /// Walk through every L4 fault by hand instead of running the example experiment.
     #[arg(long)]
     tour: bool,
-    /// Where the experiment's reports go (journal.json, junit.xml, summary.md).
+    /// Where the experiment's reports go (journal.json, junit.xml, summary.md, report.html).
     #[arg(long, default_value = "chaos-demo-report")]
     reports: std::path::PathBuf,
     /// Round trips measured per phase (with --tour).
@@ -65,6 +65,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         journal: Some(args.reports.join("journal.json")),
         junit: Some(args.reports.join("junit.xml")),
         summary: Some(args.reports.join("summary.md")),
+        html: Some(args.reports.join("report.html")),
         host: Default::default(),
     };
     let code = crate::cli::run::run_experiment(&exp, file, args.seed, false, &reports, true).await;
@@ -72,6 +73,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     let _ = serving.await;
     let _ = target.await;
     println!("reports: {}/journal.json, junit.xml, summary.md", args.reports.display());
+    let html = args.reports.join("report.html");
+    let html = std::path::absolute(&html).unwrap_or(html);
+    println!("HTML report: {} (open it in a browser: file://{})", html.display(), html.display());
     code
 }
 

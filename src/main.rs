@@ -36,6 +36,9 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Check experiment files without touching anything (exit 0 valid, 2 invalid).
     Validate(cli::run::ValidateArgs),
+    /// Render a run's reports from its journal (`chaos run --journal FILE`): a self-contained HTML report with
+    /// charts, the Markdown summary, JUnit XML. Exit 0 when written, 2 for a journal that cannot be read.
+    Report(cli::report::ReportArgs),
     /// Print the JSON Schema of the experiment format.
     Schema,
     /// Print the fault reference as Markdown: every `fault:` kind, its target, and its `with:` keys with their
@@ -195,6 +198,7 @@ fn main() -> ExitCode {
             Command::Slo(args) => return cli::slo::slo(args).await.map(ExitCode::from),
             Command::Certs(args) => cli::certs::certs(args),
             Command::Validate(args) => return Ok(ExitCode::from(cli::run::validate(args))),
+            Command::Report(args) => return Ok(ExitCode::from(cli::report::report(args))),
             Command::Schema => cli::run::schema(),
             Command::Faults => cli::run::faults(),
             Command::Man { dir } => man_pages(dir.as_deref()),

@@ -15,6 +15,7 @@ mod noxious;
 mod ports;
 mod profile;
 mod report;
+mod report_html;
 mod rtt;
 mod slo;
 mod slo_status;
@@ -98,6 +99,8 @@ enum Bench {
     Fleet,
     /// `chaos slo status` for 100 SLOs against a backfilled Prometheus: queries issued and wall time.
     SloStatus,
+    /// The HTML run report of a one-hour run with 20 series: render time and file size.
+    ReportHtml,
 }
 
 fn main() -> Result<()> {
@@ -157,12 +160,16 @@ fn main() -> Result<()> {
     if has(Bench::Agent) {
         results.agent = Some(agent::run(&agent::Sizes::new(cli.quick)));
     }
+    let report_html = has(Bench::ReportHtml).then(|| report_html::run(cli.quick));
     let mut markdown = report::render(&mut results);
     if let Some(f) = &fleet {
         markdown.push_str(&fleet::render(f));
     }
     if let Some(r) = &slo_status {
         markdown.push_str(&slo_status::render(r));
+    }
+    if let Some(r) = &report_html {
+        markdown.push_str(&report_html::render(r));
     }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(markdown.as_bytes())?;
@@ -178,6 +185,9 @@ fn main() -> Result<()> {
                 Err(e) => serde_json::json!({ "error": e }),
             };
             object.insert("slo_status".to_string(), value);
+        }
+        if let (Some(Ok(r)), Some(object)) = (&report_html, json.as_object_mut()) {
+            object.insert("report_html".to_string(), serde_json::to_value(r)?);
         }
         let json = serde_json::to_string_pretty(&json)?;
         std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;

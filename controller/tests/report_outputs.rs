@@ -115,7 +115,10 @@ fn journal() -> Journal {
             p50_ms: Some(12.5),
             p99_ms: Some(40.0),
             rate: 50.0,
+            p95_ms: Some(31.25),
+            error_ratio: Some(0.0),
         }],
+        ..Journal::default()
     }
 }
 
@@ -282,7 +285,9 @@ fn per_second_signal_samples() {
             errors: 10,
             p50_ms: Some(50.0),
             p99_ms: Some(99.0),
-            rate: 100.0
+            rate: 100.0,
+            p95_ms: Some(95.0),
+            error_ratio: Some(0.1),
         }
     );
     assert_eq!(
@@ -290,6 +295,6 @@ fn per_second_signal_samples() {
         (1000, 0, None, 0.0)
     );
     assert_eq!((samples[2].at_ms, samples[2].requests), (2000, 1));
-    assert!((samples[2].rate - 1.0 / 0.6).abs() < 1e-9, "the last bucket is 600 ms long");
+    assert_eq!(samples[2].rate, 1.66667, "the last bucket is 600 ms long; 6 significant digits");
     assert!(signal_samples("x", &events, ms(10), ms(10), Duration::from_secs(1)).is_empty());
 }

@@ -2,6 +2,7 @@
 //! what they print. `main.rs` holds the command tree and dispatches here.
 //!
 //! - `run`: `chaos run` (local), `validate`, `schema`, `faults`; `remote_run`: `chaos run --controller`.
+//! - `report`: `chaos report JOURNAL`, the reports (HTML, Markdown, JUnit) rendered again from a journal.
 //! - `proxies`: `chaos proxies` / `tp`, the toxiproxy-cli work-alike.
 //! - `agent`: `chaos agent inject|status|revert-all|capabilities|serve`.
 //! - `controller`: `chaos controller`, the service.
@@ -19,6 +20,7 @@ pub mod controller;
 pub mod halt;
 pub mod proxies;
 pub mod remote_run;
+pub mod report;
 pub mod run;
 pub mod runs;
 pub mod schedule;

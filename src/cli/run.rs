@@ -37,6 +37,10 @@ pub struct RunArgs {
     /// Write a Markdown summary here (for CI step summaries, e.g. $GITHUB_STEP_SUMMARY).
     #[arg(long, value_name = "FILE")]
     summary: Option<PathBuf>,
+    /// Write the HTML report here: one self-contained file (charts of every SLO, latency, errors and traffic
+    /// with the fault windows; no scripts, nothing fetched), to open in a browser or attach to a CI job.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// No live progress on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -66,6 +70,7 @@ pub struct Reports {
     pub journal: Option<PathBuf>,
     pub junit: Option<PathBuf>,
     pub summary: Option<PathBuf>,
+    pub html: Option<PathBuf>,
     /// The local agent's state directory and policy, for host faults.
     pub host: HostOptions,
 }
@@ -73,7 +78,7 @@ pub struct Reports {
 /// Makes sure every report can be written before anything is touched: creates missing parent directories (as
 /// `chaos demo --reports` does) and opens each file for writing. A path that cannot be written is bad usage
 /// (exit 2), found before the run, not after the faults came and went.
-fn check_outputs(outputs: &[(&str, &Option<PathBuf>)]) -> Result<(), String> {
+pub(crate) fn check_outputs(outputs: &[(&str, &Option<PathBuf>)]) -> Result<(), String> {
     for (flag, path) in outputs {
         let Some(path) = path else { continue };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -93,26 +98,55 @@ fn check_outputs(outputs: &[(&str, &Option<PathBuf>)]) -> Result<(), String> {
     Ok(())
 }
 
+/// `chaos run --controller`: the controller sends the journal back; the HTML report is rendered from it here
+/// (through a journal file next to the report when `--journal` was not asked for, removed afterwards).
+async fn run_remote_with_html(args: RunArgs) -> anyhow::Result<u8> {
+    let scratch = match (&args.html, &args.journal) {
+        (Some(html), None) => {
+            let mut name = html.as_os_str().to_owned();
+            name.push(".journal.json");
+            Some(PathBuf::from(name))
+        }
+        _ => None,
+    };
+    let journal = args.journal.clone().or_else(|| scratch.clone());
+    let remote = super::remote_run::RemoteRun {
+        file: args.file,
+        vars: args.vars,
+        seed: args.seed,
+        dry_run: args.dry_run,
+        quiet: args.quiet,
+        journal: if args.html.is_some() { journal.clone() } else { args.journal },
+        junit: args.junit,
+        summary: args.summary,
+    };
+    let code = super::remote_run::run_remote(&args.remote, remote).await;
+    if let (Some(html), Some(journal)) = (&args.html, &journal)
+        && journal.exists()
+    {
+        let rendered = chaos_controller::report::read_journal(journal)
+            .and_then(|j| chaos_controller::report::write_html(html, &j));
+        if let Some(scratch) = &scratch {
+            let _ = std::fs::remove_file(scratch);
+        }
+        anyhow::Context::with_context(rendered, || format!("writing the HTML report {}", html.display()))?;
+    }
+    code
+}
+
 /// Runs one experiment file; returns the process exit code.
 pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
-    if let Err(e) =
-        check_outputs(&[("journal", &args.journal), ("junit", &args.junit), ("summary", &args.summary)])
-    {
+    if let Err(e) = check_outputs(&[
+        ("journal", &args.journal),
+        ("junit", &args.junit),
+        ("summary", &args.summary),
+        ("html", &args.html),
+    ]) {
         eprintln!("chaos run: {e}; nothing was run");
         return Ok(Verdict::Invalid.exit_code());
     }
     if args.remote.controller.is_some() {
-        let remote = super::remote_run::RemoteRun {
-            file: args.file,
-            vars: args.vars,
-            seed: args.seed,
-            dry_run: args.dry_run,
-            quiet: args.quiet,
-            journal: args.journal,
-            junit: args.junit,
-            summary: args.summary,
-        };
-        return super::remote_run::run_remote(&args.remote, remote).await;
+        return run_remote_with_html(args).await;
     }
     let exp = match experiment::load(&args.file, &args.vars) {
         Ok(exp) => exp,
@@ -122,7 +156,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
     };
     let host = HostOptions { state_dir: args.state_dir, policy: args.agent_policy };
-    let reports = Reports { journal: args.journal, junit: args.junit, summary: args.summary, host };
+    let reports =
+        Reports { journal: args.journal, junit: args.junit, summary: args.summary, html: args.html, host };
     let seed = args.seed.unwrap_or_else(rand::random);
     run_experiment(&exp, &args.file.display().to_string(), seed, args.dry_run, &reports, !args.quiet).await
 }
@@ -237,6 +272,10 @@ fn report(
     if let Some(path) = &reports.summary {
         std::fs::write(path, chaos_controller::report::render_markdown(&journal))
             .with_context(|| format!("writing the summary {}", path.display()))?;
+    }
+    if let Some(path) = &reports.html {
+        chaos_controller::report::write_html(path, &journal)
+            .with_context(|| format!("writing the HTML report {}", path.display()))?;
     }
     println!("{}: {}", exp.title, crate::color::verdict(outcome.verdict.as_str()));
     // Each SLO's reason is printed once, on its own `slo` line with its time to recover; the other reasons

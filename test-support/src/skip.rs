@@ -15,6 +15,7 @@ pub const PARTS: &[(&str, &str)] = &[
     ),
     ("prometheus", "the prometheus server and promtool programs (tests/run_prometheus.rs, the SLO tests)"),
     ("python3", "python3 with the venv module (tests/compat_python.rs: toxiproxy-python)"),
+    ("chromium", "the chromium browser, headless (tests/report_html.rs: the HTML report in a real browser)"),
 ];
 
 /// Whether the test may go on: `Ok(())` (the part is here) gives true; a missing part fails the test with

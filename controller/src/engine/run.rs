@@ -30,6 +30,8 @@ pub struct Outcome {
     /// Per SLO: time from the last fault's end until its signal was back within objective.
     pub recovery: Vec<(String, Option<Duration>)>,
     pub logs: Logs,
+    /// Utilisation samples per SLO source key (host, process and agent saturation), for the journal's series.
+    pub saturation: std::collections::BTreeMap<String, Vec<crate::slo::SaturationSample>>,
     pub duration: Duration,
     pub method_window: Option<(Duration, Duration)>,
 }
@@ -173,6 +175,7 @@ pub async fn execute_with(
         judges_something: !exp.slos.is_empty() || !exp.steady_state.is_empty(),
         fire_and_forget: exp.fire_and_forget,
     });
+    outcome.saturation = collection.saturation.iter().map(|(k, s)| (k.clone(), lock(s).clone())).collect();
     outcome.logs = collection.logs;
     outcome.duration = end;
     finish(outcome, &ctx).await

@@ -1,11 +1,15 @@
 //! The journal: the whole run as JSON (experiment, verdict with reasons, every step, fault, probe, guardrail,
-//! SLO result, time to recover and per-second signal summaries). Stable field names: other tools read it.
+//! SLO result, time to recover, per-second signal summaries and the time series of [`super::series`]). Stable
+//! field names: other tools read it. Fields added later default when absent, so older journals still read.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::series::{
+    FaultWindow, PhaseWindow, SaturationSeries, SloSeries, SourceSummary, round_ms, round_sig,
+};
 use super::{ReportError, write_atomically};
 use crate::signals::Event;
 use crate::slo::SloResult;
@@ -55,7 +59,7 @@ impl std::fmt::Display for Verdict {
 }
 
 /// The whole run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Journal {
     /// The version of chaos that ran it.
     pub chaos_version: String,
@@ -72,12 +76,35 @@ pub struct Journal {
     pub probes: Vec<ProbeOutcome>,
     pub slos: Vec<SloResult>,
     pub recovery: Vec<RecoveryOutcome>,
-    /// Per-second summaries of each source.
+    /// Per-second (per-[`Journal::step_ms`]) summaries of each source: load generators, proxies, Prometheus.
     pub signals: Vec<SignalSample>,
+    /// The length of one point of `signals`, `slo_series` and `saturation`: 1,000, or more for runs longer
+    /// than [`super::series::MAX_POINTS`] seconds.
+    #[serde(default = "default_step_ms")]
+    pub step_ms: u64,
+    /// The lifecycle phases with their start and end.
+    #[serde(default)]
+    pub phases: Vec<PhaseWindow>,
+    /// Every fault that was in force, from injection to revert.
+    #[serde(default)]
+    pub faults: Vec<FaultWindow>,
+    /// Per SLO, its SLI per step against its objective, with breach and recovery.
+    #[serde(default)]
+    pub slo_series: Vec<SloSeries>,
+    /// Host and process utilisation per step (the sources saturation SLOs watch).
+    #[serde(default)]
+    pub saturation: Vec<SaturationSeries>,
+    /// Per source, what was measured before, during and after the faults.
+    #[serde(default)]
+    pub measured: Vec<SourceSummary>,
+}
+
+fn default_step_ms() -> u64 {
+    1000
 }
 
 /// Which experiment ran.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExperimentInfo {
     pub title: String,
     pub hypothesis: Option<String>,
@@ -161,10 +188,17 @@ pub struct SignalSample {
     pub p99_ms: Option<f64>,
     /// Requests per second over the bucket.
     pub rate: f64,
+    /// `None` without requests (absent from older journals).
+    #[serde(default)]
+    pub p95_ms: Option<f64>,
+    /// `errors / requests`; `None` without requests (absent from older journals).
+    #[serde(default)]
+    pub error_ratio: Option<f64>,
 }
 
 /// Per-`step` summaries of `events` from `from` to `to` (the last bucket may be shorter), for the journal's
 /// `signals` and the report charts. Buckets without events are kept, with zero requests: a gap is a finding.
+/// Latencies are rounded to 0.001 ms, rates and ratios to 6 significant digits.
 pub fn signal_samples(
     source: &str,
     events: &[Event],
@@ -192,7 +226,7 @@ pub fn signal_samples(
             let end = (start + step).min(to);
             let stats = WindowStats::of(bucket);
             let latency = latency_summary(bucket);
-            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            let ms = |d: Duration| round_ms(d.as_secs_f64() * 1e3);
             SignalSample {
                 at_ms: millis(start),
                 source: source.to_string(),
@@ -200,7 +234,9 @@ pub fn signal_samples(
                 errors: stats.bad,
                 p50_ms: latency.map(|l| ms(l.p50)),
                 p99_ms: latency.map(|l| ms(l.p99)),
-                rate: stats.rate(end - start),
+                rate: round_sig(stats.rate(end - start)),
+                p95_ms: latency.map(|l| ms(l.p95)),
+                error_ratio: stats.error_ratio().map(round_sig),
             }
         })
         .collect()
@@ -242,16 +278,170 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-/// Writes the journal as pretty JSON (with a final newline).
+/// The phases of a run from its timeline: each `phase` entry lasts until the next one, the last until
+/// `duration_ms`.
+pub fn phase_windows(timeline: &[TimelineEntry], duration_ms: u64) -> Vec<PhaseWindow> {
+    let starts: Vec<&TimelineEntry> = timeline.iter().filter(|e| e.kind == TimelineKind::Phase).collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let end = starts.get(i + 1).map_or(duration_ms.max(e.at_ms), |next| next.at_ms);
+            PhaseWindow { name: e.name.clone(), start_ms: e.at_ms, end_ms: end.max(e.at_ms) }
+        })
+        .collect()
+}
+
+/// The fault windows of a run from its timeline: each successful injection, ended by the first later revert
+/// entry naming its step or what it applied (the engine's final revert names the fault by what it applied).
+/// An injection never reverted had nothing to revert (a kill): an instant window. Failed injections are not
+/// windows: nothing was in force.
+pub fn fault_windows(timeline: &[TimelineEntry]) -> Vec<FaultWindow> {
+    let mut used = vec![false; timeline.len()];
+    let mut windows = Vec::new();
+    for (i, e) in timeline.iter().enumerate() {
+        if e.kind != TimelineKind::FaultInjected || e.ok != Some(true) {
+            continue;
+        }
+        let revert = timeline.iter().enumerate().skip(i + 1).find(|(j, r)| {
+            !used[*j] && r.kind == TimelineKind::FaultReverted && (r.name == e.name || r.name == e.detail)
+        });
+        let window = match revert {
+            Some((j, r)) => {
+                used[j] = true;
+                FaultWindow {
+                    name: e.name.clone(),
+                    detail: e.detail.clone(),
+                    start_ms: e.at_ms,
+                    end_ms: r.at_ms.max(e.at_ms),
+                    instant: false,
+                    reverted: r.ok == Some(true),
+                }
+            }
+            None => FaultWindow {
+                name: e.name.clone(),
+                detail: e.detail.clone(),
+                start_ms: e.at_ms,
+                end_ms: e.at_ms,
+                instant: true,
+                reverted: true,
+            },
+        };
+        windows.push(window);
+    }
+    windows
+}
+
+/// The most [`read_journal`] reads: a one-hour run with 20 series is a few megabytes.
+pub const MAX_JOURNAL_BYTES: u64 = 256 << 20;
+
+/// Reads a journal file (`chaos run --journal`), at most [`MAX_JOURNAL_BYTES`]; JSON that is not a journal
+/// is reported at `FILE:LINE:COLUMN`.
+pub fn read_journal(path: &Path) -> Result<Journal, ReportError> {
+    use std::io::Read as _;
+    let fail = |reason: String| ReportError::Read { path: path.to_path_buf(), reason };
+    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open the journal: {e}")))?;
+    let mut text = String::new();
+    file.take(MAX_JOURNAL_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| fail(format!("cannot read the journal as UTF-8 text: {e}")))?;
+    if text.len() as u64 > MAX_JOURNAL_BYTES {
+        return Err(fail(format!("more than {MAX_JOURNAL_BYTES} bytes; not a chaos journal")));
+    }
+    serde_json::from_str(&text).map_err(|e| ReportError::Read {
+        path: PathBuf::from(format!("{}:{}:{}", path.display(), e.line(), e.column())),
+        reason: format!("not a chaos journal: {e}"),
+    })
+}
+
+/// Writes the journal as JSON ([`journal_json`]).
 pub fn write_journal(path: &Path, journal: &Journal) -> Result<(), ReportError> {
-    let mut json = serde_json::to_vec_pretty(journal)?;
-    json.push(b'\n');
-    write_atomically(path, &json)
+    write_atomically(path, journal_json(journal)?.as_bytes())
+}
+
+/// The journal as indented JSON with a final newline, where an object or array holding only numbers, strings,
+/// booleans and nulls stays on one line: a signal sample is one line, a series one line, so a long run's
+/// journal stays readable and small (pretty printing puts every number of a series on its own line).
+pub fn journal_json(journal: &Journal) -> Result<String, ReportError> {
+    let value = serde_json::to_value(journal)?;
+    let mut out = String::new();
+    write_value(&mut out, &value, 0)?;
+    out.push('\n');
+    Ok(out)
+}
+
+fn write_value(out: &mut String, value: &serde_json::Value, depth: usize) -> Result<(), ReportError> {
+    use serde_json::Value;
+    let flat = |v: &Value| !matches!(v, Value::Array(_) | Value::Object(_));
+    let indent = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.extend(std::iter::repeat_n("  ", depth));
+    };
+    match value {
+        Value::Array(items) if !items.is_empty() && !items.iter().all(flat) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                indent(out, depth + 1);
+                write_value(out, item, depth + 1)?;
+            }
+            indent(out, depth);
+            out.push(']');
+        }
+        Value::Object(fields) if !fields.is_empty() && !fields.values().all(flat) => {
+            out.push('{');
+            for (i, (key, item)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                indent(out, depth + 1);
+                out.push_str(&serde_json::to_string(key)?);
+                out.push_str(": ");
+                write_value(out, item, depth + 1)?;
+            }
+            indent(out, depth);
+            out.push('}');
+        }
+        _ => out.push_str(&serde_json::to_string(value)?),
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(at_ms: u64, kind: TimelineKind, name: &str, detail: &str, ok: Option<bool>) -> TimelineEntry {
+        TimelineEntry { at_ms, kind, name: name.into(), detail: detail.into(), ok }
+    }
+
+    #[test]
+    fn fault_windows_pair_injections_with_reverts() {
+        let timeline = vec![
+            entry(100, TimelineKind::Phase, "method", "", None),
+            entry(1_000, TimelineKind::FaultInjected, "slow", "latency 100 ms on shop", Some(true)),
+            entry(1_500, TimelineKind::FaultInjected, "broken", "cannot apply", Some(false)),
+            entry(2_000, TimelineKind::FaultInjected, "kill", "killed pid 42", Some(true)),
+            entry(3_000, TimelineKind::FaultInjected, "forever", "reset on shop", Some(true)),
+            entry(5_000, TimelineKind::FaultReverted, "slow", "latency 100 ms on shop", Some(true)),
+            entry(6_000, TimelineKind::FaultReverted, "reset on shop", "revert failed: gone", Some(false)),
+        ];
+        let w = fault_windows(&timeline);
+        assert_eq!(w.len(), 3);
+        assert_eq!(
+            (w[0].name.as_str(), w[0].start_ms, w[0].end_ms, w[0].instant),
+            ("slow", 1_000, 5_000, false)
+        );
+        assert_eq!(
+            (w[1].name.as_str(), w[1].start_ms, w[1].end_ms, w[1].instant),
+            ("kill", 2_000, 2_000, true)
+        );
+        assert_eq!((w[2].start_ms, w[2].end_ms, w[2].reverted), (3_000, 6_000, false));
+        let p = phase_windows(&timeline, 9_000);
+        assert_eq!(p, vec![PhaseWindow { name: "method".into(), start_ms: 100, end_ms: 9_000 }]);
+    }
 
     #[test]
     fn rfc3339_known_instants() {

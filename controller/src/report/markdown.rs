@@ -1,6 +1,7 @@
 //! A Markdown summary for CI step summaries (`$GITHUB_STEP_SUMMARY` and the like): the verdict as a headline,
-//! the hypothesis, the reasons, then tables of SLOs, steady-state probes, the fault timeline and time to
-//! recover. Plain GitHub-flavoured Markdown, no HTML.
+//! the hypothesis, the reasons, then tables of SLOs, what each source measured before, during and after the
+//! faults (error ratio, p50/p95/p99 latency), steady-state probes, the fault timeline and time to recover.
+//! Plain GitHub-flavoured Markdown, no HTML.
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -54,6 +55,30 @@ pub fn render_markdown(journal: &Journal) -> String {
                 outcome(slo.passed),
                 cell(&slo.reason),
             );
+        }
+        md.push('\n');
+    }
+
+    if !journal.measured.is_empty() {
+        md.push_str("### Measured\n\n| source | when | requests | error ratio | p50 | p95 | p99 |\n");
+        md.push_str("|---|---|---:|---:|---:|---:|---:|\n");
+        for source in &journal.measured {
+            for (when, w) in
+                [("before", &source.before), ("during", &source.during), ("after", &source.after)]
+            {
+                let _ = writeln!(
+                    md,
+                    "| {} | {when} ({}–{}) | {} | {} | {} | {} | {} |",
+                    cell(&source.source),
+                    seconds(w.from_ms),
+                    seconds(w.to_ms),
+                    format::count(w.requests),
+                    w.error_ratio.map_or_else(|| "–".to_string(), |r| format::percent(r, 2)),
+                    latency(w.p50_ms),
+                    latency(w.p95_ms),
+                    latency(w.p99_ms),
+                );
+            }
         }
         md.push('\n');
     }
@@ -122,7 +147,23 @@ pub fn render_markdown(journal: &Journal) -> String {
     md
 }
 
-fn signal_name(signal: Signal) -> &'static str {
+/// A time since the run started, in seconds: `12.3 s`.
+pub(crate) fn seconds(ms: u64) -> String {
+    format::duration(Duration::from_millis(ms))
+}
+
+/// A measured latency in milliseconds, `–` without requests.
+pub(crate) fn latency(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "–".to_string(), |ms| format!("{} ms", trim(ms, 1)))
+}
+
+/// `x` with at most `decimals` decimals, trailing zeros trimmed.
+pub(crate) fn trim(x: f64, decimals: usize) -> String {
+    let text = format!("{x:.decimals$}");
+    if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text }
+}
+
+pub(crate) fn signal_name(signal: Signal) -> &'static str {
     match signal {
         Signal::Latency => "latency",
         Signal::Errors => "errors",
