@@ -83,6 +83,7 @@ pub fn config(data_dir: &Path, fleet: FleetConfig) -> ControllerConfig {
         fleet,
         limits: Limits::default(),
         max_message_bytes: chaos_proto::MAX_MESSAGE_BYTES,
+        ui_listen: None,
     }
 }
 
