@@ -15,6 +15,10 @@ pub const PARTS: &[(&str, &str)] = &[
     ),
     ("prometheus", "the prometheus server program (tests/run_prometheus.rs)"),
     ("python3", "python3 with the venv module (tests/compat_python.rs: toxiproxy-python)"),
+    (
+        "chromium",
+        "Debian's chromium and chromium-driver (controller/tests/console_browser.rs: the web console)",
+    ),
 ];
 
 /// Whether the test may go on: `Ok(())` (the part is here) gives true; a missing part fails the test with

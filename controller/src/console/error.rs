@@ -23,6 +23,9 @@ pub enum ConsoleError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// A body past [`super::MAX_BODY`].
+    #[error("{0}")]
+    TooLarge(String),
     /// The controller's state refuses it now (a halt of an unknown run, a cap).
     #[error("{0}")]
     Conflict(String),
@@ -43,6 +46,7 @@ impl ConsoleError {
             ConsoleError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ConsoleError::Forbidden(_) => StatusCode::FORBIDDEN,
             ConsoleError::NotFound(_) => StatusCode::NOT_FOUND,
+            ConsoleError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ConsoleError::Conflict(_) => StatusCode::CONFLICT,
             ConsoleError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ConsoleError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -78,6 +82,18 @@ impl From<StoreError> for ConsoleError {
 impl From<crate::fleet::FleetError> for ConsoleError {
     fn from(e: crate::fleet::FleetError) -> ConsoleError {
         ConsoleError::Unavailable(e.to_string())
+    }
+}
+
+/// A form that could not be read: too large (413) or malformed (400), saying why.
+impl From<axum::extract::rejection::FormRejection> for ConsoleError {
+    fn from(e: axum::extract::rejection::FormRejection) -> ConsoleError {
+        let why = e.body_text();
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ConsoleError::TooLarge(format!("the form is larger than {} bytes: {why}", super::MAX_BODY))
+        } else {
+            ConsoleError::BadRequest(format!("malformed form: {why}"))
+        }
     }
 }
 

@@ -34,9 +34,9 @@ const NEXT_FIRINGS: usize = 3;
 /// The longest id, filter or reason the console accepts in a path, query or form.
 pub const MAX_FIELD: usize = 500;
 
-/// A form's fields, or 400 saying what was wrong with it.
+/// A form's fields, or 400 (413 when too large) saying what was wrong with it.
 pub fn form<T>(form: Result<axum::Form<T>, FormRejection>) -> Result<T, ConsoleError> {
-    form.map(|axum::Form(f)| f).map_err(|e| ConsoleError::BadRequest(format!("malformed form: {e}")))
+    form.map(|axum::Form(f)| f).map_err(ConsoleError::from)
 }
 
 /// A query's fields, or 400 saying what was wrong with it.

@@ -212,9 +212,7 @@ pub async fn login(
 ) -> Response {
     let token = match form {
         Ok(axum::Form(form)) => form.token,
-        Err(e) => {
-            return ConsoleError::BadRequest(format!("the login form is malformed: {e}")).into_response();
-        }
+        Err(e) => return ConsoleError::from(e).into_response(),
     };
     let token = token.trim();
     let principal = (!token.is_empty() && token.len() <= MAX_TOKEN)
