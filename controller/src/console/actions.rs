@@ -76,8 +76,7 @@ pub async fn controls(
             let _ = write!(
                 out,
                 "<p id=\"freeze-state\">Frozen by {} since {}: {}</p>\
-                 <form method=\"get\" action=\"/controls/unfreeze\"><button id=\"unfreeze-button\" \
-                 type=\"submit\">Unfreeze…</button></form>",
+                 <p><a id=\"unfreeze-button\" class=\"button\" href=\"/controls/unfreeze\">Unfreeze…</a></p>",
                 Esc(&f.by),
                 utc(f.since_ms),
                 Esc(&f.reason)
@@ -85,8 +84,7 @@ pub async fn controls(
         }
         None => out.push_str(
             "<p id=\"freeze-state\">Not frozen: runs and schedules may start.</p>\
-             <form method=\"get\" action=\"/controls/freeze\"><button id=\"freeze-button\" type=\"submit\">\
-             Freeze…</button></form>",
+             <p><a id=\"freeze-button\" class=\"button\" href=\"/controls/freeze\">Freeze…</a></p>",
         ),
     }
     let active = console.api.runs.active_ids();
@@ -98,7 +96,7 @@ pub async fn controls(
         for id in &active {
             let _ = write!(
                 out,
-                "<li><a href=\"/runs/{link}\">{id}</a> <a class=\"danger\" href=\"/runs/{link}/halt\">Halt…</a></li>",
+                "<li><a href=\"/runs/{link}\">{id}</a> <a class=\"button danger\" href=\"/runs/{link}/halt\">Halt…</a></li>",
                 link = url_part(id),
                 id = Esc(id)
             );
@@ -107,8 +105,8 @@ pub async fn controls(
     }
     out.push_str(
         "<h2>Halt everything</h2><p>Halts every run in progress and asks every connected agent to revert every \
-         fault it holds.</p><form method=\"get\" action=\"/controls/halt-all\"><button id=\"halt-all-button\" \
-         class=\"danger\" type=\"submit\">Halt all…</button></form>",
+         fault it holds.</p><p><a id=\"halt-all-button\" class=\"button danger\" href=\"/controls/halt-all\">Halt \
+         all…</a></p>",
     );
     Ok(frame(&console, &authed, "Freeze & halt", "controls").render(&out))
 }

@@ -162,13 +162,15 @@ pub async fn js() -> Response {
 }
 
 /// Adds the headers every response carries unless its handler set its own (the report sets its CSP and
-/// framing): a strict CSP, no sniffing, no referrer, no framing, no caching of pages holding run data.
+/// framing): a strict CSP, no sniffing, no referrer sent elsewhere, no framing, no caching of pages holding run data.
 pub async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     let defaults = [
         (header::CONTENT_SECURITY_POLICY, CSP),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not `no-referrer`: with it, browsers send `Origin: null` on the console's own form posts, which the
+        // Origin check must refuse. `same-origin` tells nothing to other sites.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::CACHE_CONTROL, "no-store"),
     ];

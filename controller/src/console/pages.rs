@@ -230,8 +230,7 @@ fn run_body(r: &RunRecord) -> String {
     if matches!(r.state, RunState::Running | RunState::Pending) {
         let _ = write!(
             out,
-            "<form method=\"get\" action=\"/runs/{link}/halt\"><button id=\"halt-button\" class=\"danger\" \
-             type=\"submit\">Halt this run…</button></form>"
+            "<p><a id=\"halt-button\" class=\"button danger\" href=\"/runs/{link}/halt\">Halt this run…</a></p>"
         );
     }
     // The live view reads the run's events; for a finished run it draws the whole run from the stored ones.
