@@ -7,6 +7,7 @@ mod agent;
 mod backend;
 mod chaos;
 mod chaos_run;
+mod console;
 mod fleet;
 mod haproxy;
 mod http;
@@ -95,6 +96,8 @@ enum Bench {
     Http,
     /// Controller: halt-all fan-out to 1,000 connected protocol-client agents, memory per agent, apply→ack.
     Fleet,
+    /// Controller: web console page time with 1,000 agents and 10,000 runs in the store.
+    Console,
 }
 
 fn main() -> Result<()> {
@@ -147,6 +150,8 @@ fn main() -> Result<()> {
         let chaos_bin = cli.chaos_bin.clone().unwrap_or_else(targets::default_chaos_bin);
         runtime.block_on(fleet::run(&chaos_bin, &fleet::Sizes::new(cli.quick)))
     });
+    let console =
+        has(Bench::Console).then(|| runtime.block_on(console::run(&console::Sizes::new(cli.quick))));
     // In-process and synchronous, after the targets are gone: nothing else runs meanwhile.
     if has(Bench::Agent) {
         results.agent = Some(agent::run(&agent::Sizes::new(cli.quick)));
@@ -155,6 +160,9 @@ fn main() -> Result<()> {
     if let Some(f) = &fleet {
         markdown.push_str(&fleet::render(f));
     }
+    if let Some(c) = &console {
+        markdown.push_str(&console::render(c));
+    }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(markdown.as_bytes())?;
     stdout.flush()?;
@@ -162,6 +170,9 @@ fn main() -> Result<()> {
         let mut json = serde_json::to_value(&results)?;
         if let (Some(f), Some(object)) = (&fleet, json.as_object_mut()) {
             object.insert("fleet".to_string(), serde_json::to_value(f)?);
+        }
+        if let (Some(Ok(c)), Some(object)) = (&console, json.as_object_mut()) {
+            object.insert("console".to_string(), serde_json::to_value(c)?);
         }
         let json = serde_json::to_string_pretty(&json)?;
         std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;

@@ -382,3 +382,62 @@ async fn bodies_and_fields_are_bounded() {
     let slow = tokio::time::timeout(Duration::from_secs(1), http.get("/login", None)).await;
     assert!(slow.is_ok(), "the console still answers");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_the_console_uses_the_apis_certificate_and_a_secure_cookie() {
+    use std::sync::Arc;
+
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, ServerName};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_rustls::rustls;
+
+    let dir = TempDir::new("console-tls");
+    let hosts = ["127.0.0.1".to_string()];
+    let certs = chaos_proto::certs::generate(&dir.path().join("certs"), &hosts, 1, false).unwrap();
+    let mut cfg = fleet_support::config(&dir.path().join("data"), fleet_support::fleet(200, 2000));
+    cfg.tls = Some(chaos_proto::transport::ServerTls {
+        cert: certs.controller_cert.clone(),
+        key: certs.controller_key.clone(),
+        client_ca: None,
+    });
+    cfg.ui_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let controller = fleet_support::RunningController::start(cfg).await;
+    let ui = controller.ui_addr.unwrap();
+
+    // Plain HTTP on the console's port gets no page.
+    let request =
+        hyper::Request::get(format!("http://{ui}/login")).body(http_body_util::Full::default()).unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let answered = tokio::time::timeout(WAIT, client.request(request)).await.unwrap();
+    assert!(answered.is_err(), "plain HTTP was answered: {answered:?}");
+
+    // Over TLS, trusting the development CA: the login sets a Secure cookie; https://HOST is the origin.
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&certs.ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(ui).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut stream = connector.connect(name, tcp).await.unwrap();
+    let body = console_support::form(&[("token", API_TOKEN)]);
+    let request = format!(
+        "POST /login HTTP/1.1\r\nHost: {ui}\r\nOrigin: https://{ui}\r\nContent-Type: \
+         application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response)).await.unwrap().unwrap();
+    assert!(response.starts_with("HTTP/1.1 303"), "{response}");
+    let cookie = response.lines().find(|l| l.to_lowercase().starts_with("set-cookie:")).unwrap();
+    assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
+}
