@@ -119,7 +119,13 @@ async fn a_browser_logs_in_watches_a_run_live_and_halts_it_and_the_fault_is_reve
             .any(|e| e.run_id == run.id && e.actor == API_NAME && e.detail == "halted from a browser"),
         "{halts:#?}"
     );
-    // The finished run's page shows its report.
-    browser.find("iframe#report").await;
+    // The finished run's page shows its report, framed (the session's cookie reaches the sandboxed frame).
+    let frame = browser.find("iframe#report").await;
+    let report = chaos_test_support::wait::wait_for("the report in its frame", WAIT, || async {
+        let html = browser.frame_source(&frame).await;
+        html.contains("Checkout keeps answering").then_some(html)
+    })
+    .await;
+    assert!(report.to_lowercase().contains("inconclusive"), "the verdict in the report:\n{report}");
     browser.quit().await;
 }

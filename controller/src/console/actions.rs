@@ -13,9 +13,9 @@ use axum::response::{Html, Redirect};
 use chaos_proto::v1;
 
 use super::Console;
-use super::error::ConsoleError;
+use super::error::{ConsoleError, form};
 use super::html::{Esc, url_part, utc};
-use super::pages::{bounded, form, frame, stored_run};
+use super::pages::{bounded, frame, stored_run};
 use super::session::Authed;
 use crate::store::RunState;
 

@@ -1,6 +1,7 @@
 //! [`ConsoleError`]: why a console request was refused or failed, with the one conversion to an HTTP status
 //! and a small page that says why (escaped).
 
+use axum::extract::rejection::FormRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -85,9 +86,14 @@ impl From<crate::fleet::FleetError> for ConsoleError {
     }
 }
 
+/// A form's fields, or 400 (413 when too large) saying what was wrong with it.
+pub fn form<T>(form: Result<axum::Form<T>, FormRejection>) -> Result<T, ConsoleError> {
+    form.map(|axum::Form(f)| f).map_err(ConsoleError::from)
+}
+
 /// A form that could not be read: too large (413) or malformed (400), saying why.
-impl From<axum::extract::rejection::FormRejection> for ConsoleError {
-    fn from(e: axum::extract::rejection::FormRejection) -> ConsoleError {
+impl From<FormRejection> for ConsoleError {
+    fn from(e: FormRejection) -> ConsoleError {
         let why = e.body_text();
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ConsoleError::TooLarge(format!("the form is larger than {} bytes: {why}", super::MAX_BODY))

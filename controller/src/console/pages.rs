@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -33,11 +32,6 @@ pub const AUDIT_LIMIT: usize = 1000;
 const NEXT_FIRINGS: usize = 3;
 /// The longest id, filter or reason the console accepts in a path, query or form.
 pub const MAX_FIELD: usize = 500;
-
-/// A form's fields, or 400 (413 when too large) saying what was wrong with it.
-pub fn form<T>(form: Result<axum::Form<T>, FormRejection>) -> Result<T, ConsoleError> {
-    form.map(|axum::Form(f)| f).map_err(ConsoleError::from)
-}
 
 /// A query's fields, or 400 saying what was wrong with it.
 fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ConsoleError> {

@@ -15,9 +15,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use chaos_proto::transport::tokens_equal;
 
+use super::Console;
 use super::error::ConsoleError;
 use super::html::{Esc, Frame};
-use super::{Console, pages};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "chaos_session";
@@ -243,7 +243,7 @@ pub async fn logout(
     authed: Authed,
     form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ConsoleError> {
-    let form = pages::form(form)?;
+    let form = super::error::form(form)?;
     authed.check_csrf(&form.csrf)?;
     console.sessions.remove(&authed.session);
     let secure = if console.secure { "; Secure" } else { "" };

@@ -157,10 +157,8 @@ impl Controller {
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), ServerError> {
         let Controller { api, listener, ui_listener, config, .. } = self;
         let background = CancellationToken::new();
-        let console = match ui_listener {
-            Some(ui) => Some(tokio::spawn(console_task(&api, &config, ui, shutdown.clone())?)),
-            None => None,
-        };
+        // Built (its TLS files read) before anything starts; spawned once the gRPC server is configured too.
+        let console = ui_listener.map(|ui| console_task(&api, &config, ui, shutdown.clone())).transpose()?;
         let reaper = tokio::spawn({
             let (fleet, stop) = (api.fleet.clone(), background.clone());
             async move { fleet.reap_silent(stop).await }
@@ -178,6 +176,7 @@ impl Controller {
             let config = tls.config().map_err(|e| ServerError::Tls(e.to_string()))?;
             builder = builder.tls_config(config).map_err(|e| ServerError::Tls(e.to_string()))?;
         }
+        let console = console.map(tokio::spawn);
         let controller = ControllerServiceServer::new(api.clone())
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes * 4);

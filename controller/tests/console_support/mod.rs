@@ -275,6 +275,15 @@ impl Browser {
         self.call(Method::POST, &self.path("/execute/sync"), Some(body)).await
     }
 
+    /// The HTML of the document inside `frame` (an iframe element), then back to the top document.
+    pub async fn frame_source(&self, frame: &str) -> String {
+        let id = json!({ "id": { ELEMENT: frame } });
+        self.call(Method::POST, &self.path("/frame"), Some(id)).await;
+        let source = self.source().await;
+        self.call(Method::POST, &self.path("/frame/parent"), Some(json!({}))).await;
+        source
+    }
+
     /// A PNG of the viewport.
     pub async fn screenshot(&self) -> Vec<u8> {
         use base64::Engine as _;
