@@ -1,6 +1,7 @@
 //! `chaos controller --ui-listen`: the binary serves the web console on its own listener (port 0 here), says
 //! where on stdout, refuses a browser without a session, logs one in with a token from `api.token`, and stops
 //! on SIGTERM. The console itself is tested in `controller/tests/console.rs` and `console_browser.rs`.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 
