@@ -6,8 +6,8 @@
 //! Baselines in the same run, on the same controller: the login page (no store, no session: the HTTP stack's
 //! floor), and the gRPC API reading the same data (`ListRuns` of 50, `ListAgents` of all) with the API token.
 //!
-//! The store is filled through the controller's own `StoreHandle` before it serves: one experiment, a real run
-//! of it through the API (a 100 ms wait; its journal is the template), then 9,999 copies of that run with ids
+//! The store is filled through the controller's own `StoreHandle` while it serves: a real run through the API
+//! (6 s of load on a local server judged by two SLOs; its journal, with per-second signals, is the template), then 9,999 copies of that run with ids
 //! and start times of their own, and 1,000 agent records (not connected: the page renders them all the same).
 
 use std::collections::BTreeMap;
@@ -66,14 +66,43 @@ pub struct ConsoleResults {
     pub rows: Vec<Row>,
 }
 
-const EXPERIMENT: &str = "apiVersion: chaos/v1
-title: Console benchmark wait
-fire_and_forget: true
-baseline: 0s
+/// The template run: 6 s of load on a local server judged by an SLO, so its journal holds per-second signals
+/// as a real run's does.
+fn experiment(target: SocketAddr) -> String {
+    format!(
+        "apiVersion: chaos/v1
+title: Console benchmark template
+load:
+  - {{ name: users, http: {{ url: \"http://{target}/\" }}, rate: 50/s, timeout: 2s }}
+slos:
+  - {{ name: availability, signal: errors, objective: 99%, source: {{ load: users }} }}
+  - {{ name: fast, signal: latency, threshold: 100ms, objective: 95%, source: {{ load: users }} }}
+baseline: 2s
 method:
-  - { wait: 100ms }
-recovery: 0s
-";
+  - {{ wait: 2s }}
+recovery: 2s
+"
+    )
+}
+
+/// A local HTTP server answering 200 to everything (the template run's target).
+async fn target() -> Result<SocketAddr> {
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let answer = service_fn(|_request: hyper::Request<hyper::body::Incoming>| async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok"))))
+            });
+            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), answer));
+        }
+    });
+    Ok(addr)
+}
 
 /// Fills a store, serves, and times each page.
 pub async fn run(sizes: &Sizes) -> Result<ConsoleResults> {
@@ -113,7 +142,7 @@ async fn measure(sizes: &Sizes, dir: &std::path::Path) -> Result<ConsoleResults>
     // One real run: its record (journal included) is the template of the rest.
     let start = v1::StartRunRequest {
         experiment: Some(v1::start_run_request::Experiment::Submit(v1::SubmitExperimentRequest {
-            source: EXPERIMENT.into(),
+            source: experiment(target().await?),
             file: "bench.yaml".into(),
             vars: Default::default(),
         })),
@@ -129,7 +158,8 @@ async fn measure(sizes: &Sizes, dir: &std::path::Path) -> Result<ConsoleResults>
             break run;
         }
         ensure!(Instant::now() < deadline, "the template run did not finish within 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Polling the store for the run's end: the run is 6 s long, a 100 ms poll costs nothing measured.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let journal_bytes = template.journal_json.as_ref().map_or(0, String::len);
 
