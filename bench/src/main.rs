@@ -7,6 +7,7 @@ mod agent;
 mod backend;
 mod chaos;
 mod chaos_run;
+mod console;
 mod fleet;
 mod haproxy;
 mod http;
@@ -101,6 +102,8 @@ enum Bench {
     SloStatus,
     /// The HTML run report of a one-hour run with 20 series: render time and file size.
     ReportHtml,
+    /// Controller: web console page time with 1,000 agents and 10,000 runs in the store.
+    Console,
 }
 
 fn main() -> Result<()> {
@@ -156,6 +159,8 @@ fn main() -> Result<()> {
     let slo_status = has(Bench::SloStatus).then(|| {
         runtime.block_on(slo_status::run(&slo_status::Sizes::new(cli.quick))).map_err(|e| format!("{e:#}"))
     });
+    let console =
+        has(Bench::Console).then(|| runtime.block_on(console::run(&console::Sizes::new(cli.quick))));
     // In-process and synchronous, after the targets are gone: nothing else runs meanwhile.
     if has(Bench::Agent) {
         results.agent = Some(agent::run(&agent::Sizes::new(cli.quick)));
@@ -170,6 +175,9 @@ fn main() -> Result<()> {
     }
     if let Some(r) = &report_html {
         markdown.push_str(&report_html::render(r));
+    }
+    if let Some(c) = &console {
+        markdown.push_str(&console::render(c));
     }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(markdown.as_bytes())?;
@@ -188,6 +196,9 @@ fn main() -> Result<()> {
         }
         if let (Some(Ok(r)), Some(object)) = (&report_html, json.as_object_mut()) {
             object.insert("report_html".to_string(), serde_json::to_value(r)?);
+        }
+        if let (Some(Ok(c)), Some(object)) = (&console, json.as_object_mut()) {
+            object.insert("console".to_string(), serde_json::to_value(c)?);
         }
         let json = serde_json::to_string_pretty(&json)?;
         std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;

@@ -1041,6 +1041,44 @@ impl Fleet {
         held.sort();
         held
     }
+
+    /// Remote faults in force with their leases, by fault id (the web console's agents page).
+    pub fn held_faults(&self) -> Vec<HeldFault> {
+        let now = Instant::now();
+        let mut held: Vec<HeldFault> = lock(&self.inner.faults)
+            .iter()
+            .map(|(id, h)| HeldFault {
+                fault_id: id.clone(),
+                agent: h.agent.clone(),
+                run: h.run.clone(),
+                actor: h.actor.clone(),
+                lease_left: h.granted_until.saturating_duration_since(now),
+                renewed_for: h.deadline.saturating_duration_since(now),
+                reverting: h.reverting,
+                disconnected: h.disconnected_at.is_some(),
+            })
+            .collect();
+        held.sort_by(|a, b| a.fault_id.cmp(&b.fault_id));
+        held
+    }
+}
+
+/// A remote fault in force, as [`Fleet::held_faults`] shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldFault {
+    pub fault_id: String,
+    pub agent: String,
+    pub run: String,
+    /// Who started the run that applied it.
+    pub actor: String,
+    /// Until the lease the agent was last given lapses (the agent reverts the fault then unless renewed).
+    pub lease_left: Duration,
+    /// Until renewals stop (the fault's own duration plus the margin).
+    pub renewed_for: Duration,
+    /// A revert was asked for.
+    pub reverting: bool,
+    /// The agent's stream is closed while it holds the fault.
+    pub disconnected: bool,
 }
 
 // === impl probes::Agents ===

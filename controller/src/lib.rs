@@ -13,8 +13,10 @@
 //!   engine's `RemoteHosts`.
 //! - [`deadline`]: the margin a fault's own deadline allows, shared by the engine and the fleet.
 //! - [`server`]: `chaos controller`: the gRPC services, runs through the engine, tokens, the scheduler.
+//! - [`console`]: the controller's web console (`--ui-listen`): pages, login sessions, live run charts.
 //! - [`store`]: the `Store` trait and its SQLite implementation; [`schedule`]: cron timing with windows.
 
+pub mod console;
 pub mod deadline;
 pub mod engine;
 pub mod experiment;

@@ -18,6 +18,10 @@ pub struct ControllerArgs {
     /// a routable address, and then TLS).
     #[arg(long, default_value = "127.0.0.1:7400")]
     listen: SocketAddr,
+    /// Serve the web console on this address too (off unless given; loopback is advised: reach it through an
+    /// SSH tunnel). Log in with an API token; with --tls-cert it is served over the same TLS.
+    #[arg(long, value_name = "ADDR")]
+    ui_listen: Option<SocketAddr>,
     /// Holds controller.db (SQLite) and the token files api.token and agent.token (created with random tokens
     /// when missing).
     #[arg(long, env = "CHAOS_CONTROLLER_DIR", value_name = "DIR", default_value_os_t = default_data_dir())]
@@ -60,7 +64,8 @@ pub struct ControllerArgs {
     allow_local_effects: bool,
 }
 
-/// Runs the controller until SIGINT/SIGTERM; the first line on stdout is `listening on ADDR`.
+/// Runs the controller until SIGINT/SIGTERM; the first line on stdout is `listening on ADDR`, then
+/// `web console on URL` with --ui-listen.
 pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     // One descriptor per connected agent: a systemd default of 1,024 would cap the fleet near 1,000.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
@@ -76,6 +81,7 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         api_token_file: args.api_token_file,
         agent_token_file: args.agent_token_file,
         tls,
+        ui_listen: args.ui_listen,
         fleet: FleetConfig { heartbeat: args.heartbeat, lease: args.lease, ..FleetConfig::default() },
         limits: Limits {
             max_agents_per_run: args.max_agents_per_run,
@@ -89,8 +95,13 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
             "--allow-local-effects: runs may run programs and signal processes on this host for any API token"
         );
     }
+    let tls_on = config.tls.is_some();
     let controller = Controller::bind(config).await.map_err(anyhow::Error::msg)?;
     println!("listening on {}", controller.local_addr);
+    if let Some(ui) = controller.ui_addr {
+        let scheme = if tls_on { "https" } else { "http" };
+        println!("web console on {scheme}://{ui}");
+    }
     let _ = std::io::stdout().flush();
     for id in &controller.interrupted {
         tracing::warn!(run = %id, "marked interrupted (left running by the previous controller)");

@@ -15,7 +15,11 @@ pub const PARTS: &[(&str, &str)] = &[
     ),
     ("prometheus", "the prometheus server and promtool programs (tests/run_prometheus.rs, the SLO tests)"),
     ("python3", "python3 with the venv module (tests/compat_python.rs: toxiproxy-python)"),
-    ("chromium", "the chromium browser, headless (tests/report_html.rs: the HTML report in a real browser)"),
+    (
+        "chromium",
+        "Debian's chromium and chromium-driver, headless (tests/report_html.rs: the HTML report; \
+         controller/tests/console_browser.rs: the web console)",
+    ),
 ];
 
 /// Whether the test may go on: `Ok(())` (the part is here) gives true; a missing part fails the test with

@@ -48,7 +48,7 @@ fn new_id(prefix: &str) -> String {
 }
 
 impl Api {
-    fn audit(&self, actor: &str, action: &str, detail: String) {
+    pub(crate) fn audit(&self, actor: &str, action: &str, detail: String) {
         let entry = NewAudit {
             at_ms: now_ms(),
             actor: actor.to_string(),
@@ -87,6 +87,63 @@ impl Api {
             move |s| s.run(&id)
         });
         found.await?.ok_or(ApiError::NotFound { what: "run", id })
+    }
+
+    /// HaltAll as `actor` (the API's principal, or the web console's logged-in one): optionally freezes, halts
+    /// every run in progress and asks every agent to revert everything, each step in the audit log.
+    pub async fn halt_all_as(
+        &self,
+        actor: &str,
+        req: v1::HaltAllRequest,
+    ) -> Result<v1::HaltAllResponse, Status> {
+        let reason = if req.reason.is_empty() { "halt all".to_string() } else { req.reason };
+        let timeout =
+            if req.timeout_ms == 0 { Duration::from_secs(5) } else { Duration::from_millis(req.timeout_ms) };
+        if req.freeze {
+            let freeze = FreezeRecord { reason: reason.clone(), by: actor.to_string(), since_ms: now_ms() };
+            self.runs.set_frozen(Some(freeze)).await?;
+            self.audit(actor, "freeze", reason.clone());
+        }
+        // Agents first (the fast path every fault is reverted by), runs at the same time: their engines revert
+        // proxies and whatever else they applied.
+        let runs_halted = self.runs.halt_all_runs(actor, &reason);
+        let report = self.fleet.halt_all(&reason, actor, timeout).await;
+        self.audit(
+            actor,
+            "halt_all_done",
+            format!(
+                "{reason}: {} runs halted, {} agents acknowledged ({} faults reverted, {} failed), {} missing, {} ms",
+                runs_halted.len(),
+                report.acknowledged.len(),
+                report.reverted,
+                report.failed,
+                report.missing.len(),
+                report.elapsed.as_millis()
+            ),
+        );
+        Ok(v1::HaltAllResponse {
+            runs_halted,
+            agents_acknowledged: report.acknowledged,
+            agents_missing: report.missing,
+            elapsed_ms: u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
+            frozen: self.runs.frozen().is_some(),
+        })
+    }
+
+    /// Freeze as `actor`: no run or fault starts until unfrozen; audited.
+    pub async fn freeze_as(&self, actor: &str, reason: String) -> Result<v1::FreezeState, Status> {
+        let reason = if reason.is_empty() { "frozen".to_string() } else { reason };
+        let freeze = FreezeRecord { reason: reason.clone(), by: actor.to_string(), since_ms: now_ms() };
+        self.runs.set_frozen(Some(freeze)).await?;
+        self.audit(actor, "freeze", reason);
+        Ok(freeze_out(self.runs.frozen()))
+    }
+
+    /// Unfreeze as `actor`; audited.
+    pub async fn unfreeze_as(&self, actor: &str, reason: String) -> Result<v1::FreezeState, Status> {
+        self.runs.set_frozen(None).await?;
+        self.audit(actor, "unfreeze", reason);
+        Ok(freeze_out(None))
     }
 }
 
@@ -269,49 +326,12 @@ impl ControllerService for Api {
         request: Request<v1::HaltAllRequest>,
     ) -> Result<Response<v1::HaltAllResponse>, Status> {
         let actor = self.tokens.api_principal(request.metadata())?;
-        let req = request.into_inner();
-        let reason = if req.reason.is_empty() { "halt all".to_string() } else { req.reason };
-        let timeout =
-            if req.timeout_ms == 0 { Duration::from_secs(5) } else { Duration::from_millis(req.timeout_ms) };
-        if req.freeze {
-            let freeze = FreezeRecord { reason: reason.clone(), by: actor.clone(), since_ms: now_ms() };
-            self.runs.set_frozen(Some(freeze)).await?;
-            self.audit(&actor, "freeze", reason.clone());
-        }
-        // Agents first (the fast path every fault is reverted by), runs at the same time: their engines revert
-        // proxies and whatever else they applied.
-        let runs_halted = self.runs.halt_all_runs(&actor, &reason);
-        let report = self.fleet.halt_all(&reason, &actor, timeout).await;
-        self.audit(
-            &actor,
-            "halt_all_done",
-            format!(
-                "{reason}: {} runs halted, {} agents acknowledged ({} faults reverted, {} failed), {} missing, {} ms",
-                runs_halted.len(),
-                report.acknowledged.len(),
-                report.reverted,
-                report.failed,
-                report.missing.len(),
-                report.elapsed.as_millis()
-            ),
-        );
-        Ok(Response::new(v1::HaltAllResponse {
-            runs_halted,
-            agents_acknowledged: report.acknowledged,
-            agents_missing: report.missing,
-            elapsed_ms: u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
-            frozen: self.runs.frozen().is_some(),
-        }))
+        Ok(Response::new(self.halt_all_as(&actor, request.into_inner()).await?))
     }
 
     async fn freeze(&self, request: Request<v1::FreezeRequest>) -> Result<Response<v1::FreezeState>, Status> {
         let actor = self.tokens.api_principal(request.metadata())?;
-        let reason = request.into_inner().reason;
-        let reason = if reason.is_empty() { "frozen".to_string() } else { reason };
-        let freeze = FreezeRecord { reason: reason.clone(), by: actor.clone(), since_ms: now_ms() };
-        self.runs.set_frozen(Some(freeze)).await?;
-        self.audit(&actor, "freeze", reason);
-        Ok(Response::new(freeze_out(self.runs.frozen())))
+        Ok(Response::new(self.freeze_as(&actor, request.into_inner().reason).await?))
     }
 
     async fn unfreeze(
@@ -319,10 +339,7 @@ impl ControllerService for Api {
         request: Request<v1::UnfreezeRequest>,
     ) -> Result<Response<v1::FreezeState>, Status> {
         let actor = self.tokens.api_principal(request.metadata())?;
-        let reason = request.into_inner().reason;
-        self.runs.set_frozen(None).await?;
-        self.audit(&actor, "unfreeze", reason);
-        Ok(Response::new(freeze_out(None)))
+        Ok(Response::new(self.unfreeze_as(&actor, request.into_inner().reason).await?))
     }
 
     async fn list_agents(

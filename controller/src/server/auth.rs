@@ -48,6 +48,11 @@ impl Tokens {
                 "missing bearer token: pass --token, --token-file or CHAOS_TOKEN".into(),
             )
         })?;
+        self.api_principal_of(token).ok_or_else(|| ApiError::Unauthenticated("invalid API token".into()))
+    }
+
+    /// The name of API token `token`, if it is one (the web console's login form sends it).
+    pub fn api_principal_of(&self, token: &str) -> Option<String> {
         // Every entry is compared, so the time taken does not say which one matched.
         let mut found = None;
         for (name, expected) in &self.api {
@@ -55,7 +60,7 @@ impl Tokens {
                 found = Some(name.clone());
             }
         }
-        found.ok_or_else(|| ApiError::Unauthenticated("invalid API token".into()))
+        found
     }
 
     /// Checks that a token may enrol agents at all (before its hello is read).

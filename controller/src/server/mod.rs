@@ -57,6 +57,9 @@ pub struct ControllerConfig {
     pub limits: Limits,
     /// The largest API message (an experiment submitted inline).
     pub max_message_bytes: usize,
+    /// Where the web console listens (`--ui-listen`), if anywhere: a listener of its own, with the API's
+    /// tokens and TLS ([`crate::console`]).
+    pub ui_listen: Option<SocketAddr>,
 }
 
 impl Default for ControllerConfig {
@@ -70,6 +73,7 @@ impl Default for ControllerConfig {
             fleet: FleetConfig::default(),
             limits: Limits::default(),
             max_message_bytes: chaos_proto::MAX_MESSAGE_BYTES,
+            ui_listen: None,
         }
     }
 }
@@ -98,6 +102,9 @@ pub struct Controller {
     pub api: api::Api,
     pub local_addr: SocketAddr,
     listener: TcpListener,
+    /// The web console's address and listener, when `ui_listen` was given.
+    pub ui_addr: Option<SocketAddr>,
+    ui_listener: Option<TcpListener>,
     config: ControllerConfig,
     /// Runs the previous controller left unfinished, marked interrupted now.
     pub interrupted: Vec<String>,
@@ -139,14 +146,25 @@ impl Controller {
         let bind_error = |source| ServerError::Bind { addr: config.listen, source };
         let listener = listen(config.listen).map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
+        let (ui_listener, ui_addr) = match config.ui_listen {
+            Some(addr) => {
+                let ui_error = |source| ServerError::Bind { addr, source };
+                let ui = listen(addr).map_err(ui_error)?;
+                let bound = ui.local_addr().map_err(ui_error)?;
+                (Some(ui), Some(bound))
+            }
+            None => (None, None),
+        };
         let api = api::Api { store, fleet, runs, tokens, schedules_changed: Arc::new(Notify::new()) };
-        Ok(Controller { api, local_addr, listener, config, interrupted })
+        Ok(Controller { api, local_addr, listener, ui_addr, ui_listener, config, interrupted })
     }
 
     /// Serves until `shutdown`; then halts every run in progress (reverting its faults) and returns.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), ServerError> {
-        let Controller { api, listener, config, .. } = self;
+        let Controller { api, listener, ui_listener, config, .. } = self;
         let background = CancellationToken::new();
+        // Built (its TLS files read) before anything starts; spawned once the gRPC server is configured too.
+        let console = ui_listener.map(|ui| console_task(&api, &config, ui, shutdown.clone())).transpose()?;
         let reaper = tokio::spawn({
             let (fleet, stop) = (api.fleet.clone(), background.clone());
             async move { fleet.reap_silent(stop).await }
@@ -164,6 +182,7 @@ impl Controller {
             let config = tls.config().map_err(|e| ServerError::Tls(e.to_string()))?;
             builder = builder.tls_config(config).map_err(|e| ServerError::Tls(e.to_string()))?;
         }
+        let console = console.map(tokio::spawn);
         let controller = ControllerServiceServer::new(api.clone())
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes * 4);
@@ -191,8 +210,29 @@ impl Controller {
         background.cancel();
         let _ = reaper.await;
         let _ = scheduler.await;
+        if let Some(console) = console {
+            let _ = console.await;
+        }
         Ok(served?)
     }
+}
+
+/// The web console on `listener` with the API's state and TLS, until `shutdown`.
+fn console_task(
+    api: &api::Api,
+    config: &ControllerConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<impl Future<Output = ()> + use<>, ServerError> {
+    let tls = config.tls.as_ref().map(crate::console::tls::acceptor).transpose().map_err(ServerError::Tls)?;
+    let console = crate::console::Console {
+        api: api.clone(),
+        sessions: crate::console::Sessions::default(),
+        secure: tls.is_some(),
+        shutdown: shutdown.clone(),
+    };
+    let router = crate::console::router(Arc::new(console));
+    Ok(crate::console::serve(listener, router, tls, shutdown))
 }
 
 #[cfg(test)]

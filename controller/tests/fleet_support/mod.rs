@@ -83,6 +83,7 @@ pub fn config(data_dir: &Path, fleet: FleetConfig) -> ControllerConfig {
         fleet,
         limits: Limits::default(),
         max_message_bytes: chaos_proto::MAX_MESSAGE_BYTES,
+        ui_listen: None,
     }
 }
 
@@ -103,6 +104,8 @@ fn write_tokens(data_dir: &Path) {
 /// A controller serving on a thread and runtime of its own.
 pub struct RunningController {
     pub addr: SocketAddr,
+    /// The web console's address, when the configuration asked for one (`ui_listen`).
+    pub ui_addr: Option<SocketAddr>,
     pub config: ControllerConfig,
     /// The runs it marked interrupted when it opened its store (left `running` by a predecessor).
     pub interrupted: Vec<String>,
@@ -150,7 +153,7 @@ impl RunningController {
                             return;
                         }
                     };
-                    let _ = ready_tx.send(Ok((controller.local_addr, interrupted)));
+                    let _ = ready_tx.send(Ok((controller.local_addr, controller.ui_addr, interrupted)));
                     tokio::select! {
                         served = controller.serve(stop) => served.unwrap(),
                         _ = killed => {}
@@ -160,14 +163,23 @@ impl RunningController {
                 runtime.shutdown_timeout(Duration::from_secs(2));
             })
             .unwrap();
-        let (addr, interrupted) = tokio::time::timeout(WAIT, ready)
+        let (addr, ui_addr, interrupted) = tokio::time::timeout(WAIT, ready)
             .await
             .expect("the controller binds in time")
             .unwrap()
             .unwrap_or_else(|e| panic!("the controller could not start: {e}"));
         let mut config = config;
         config.listen = addr;
-        RunningController { addr, config, interrupted, shutdown, kill: Some(kill), thread: Some(thread) }
+        config.ui_listen = ui_addr;
+        RunningController {
+            addr,
+            ui_addr,
+            config,
+            interrupted,
+            shutdown,
+            kill: Some(kill),
+            thread: Some(thread),
+        }
     }
 
     pub fn url(&self) -> String {
