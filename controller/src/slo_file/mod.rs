@@ -12,7 +12,9 @@ pub mod budget;
 pub mod model;
 pub mod native;
 pub mod promql;
+pub mod promtool;
 pub mod query;
+pub mod rules;
 pub mod windows;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,8 @@
 //! where they are wrong; `schema` prints the native format's JSON Schema. Each other subcommand lives in a
 //! file of its own.
 
+mod rules;
+
 use std::path::PathBuf;
 
 use chaos_controller::slo_file::{self, SloDef, windows};
@@ -23,6 +25,9 @@ enum SloCommand {
     },
     /// Print the JSON Schema of the native SLO document (`apiVersion: chaos/v1`, `kind: SLO`).
     Schema,
+    /// Prometheus recording and burn-rate alerting rules for SLO files, and with --tests their promtool unit
+    /// tests (exit 0 written, 2 invalid input: nothing written).
+    Rules(rules::RulesArgs),
 }
 
 pub async fn slo(args: SloArgs) -> anyhow::Result<u8> {
@@ -32,6 +37,7 @@ pub async fn slo(args: SloArgs) -> anyhow::Result<u8> {
             println!("{}", serde_json::to_string_pretty(&slo_file::json_schema())?);
             Ok(0)
         }
+        SloCommand::Rules(args) => rules::rules(args),
     }
 }
 
