@@ -17,6 +17,7 @@ mod profile;
 mod report;
 mod rtt;
 mod slo;
+mod slo_rules;
 mod stats;
 mod targets;
 mod throughput;
@@ -95,6 +96,8 @@ enum Bench {
     Http,
     /// Controller: halt-all fan-out to 1,000 connected protocol-client agents, memory per agent, apply→ack.
     Fleet,
+    /// `chaos slo rules`: rule file and promtool tests for 1,000 SLOs (time, size) vs reading the SLO file.
+    SloRules,
 }
 
 fn main() -> Result<()> {
@@ -151,9 +154,13 @@ fn main() -> Result<()> {
     if has(Bench::Agent) {
         results.agent = Some(agent::run(&agent::Sizes::new(cli.quick)));
     }
+    let slo_rules = has(Bench::SloRules).then(|| slo_rules::run(&slo_rules::Sizes::new(cli.quick)));
     let mut markdown = report::render(&mut results);
     if let Some(f) = &fleet {
         markdown.push_str(&fleet::render(f));
+    }
+    if let Some(r) = &slo_rules {
+        markdown.push_str(&slo_rules::render_section(r));
     }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(markdown.as_bytes())?;
@@ -162,6 +169,9 @@ fn main() -> Result<()> {
         let mut json = serde_json::to_value(&results)?;
         if let (Some(f), Some(object)) = (&fleet, json.as_object_mut()) {
             object.insert("fleet".to_string(), serde_json::to_value(f)?);
+        }
+        if let (Some(Ok(r)), Some(object)) = (&slo_rules, json.as_object_mut()) {
+            object.insert("slo_rules".to_string(), serde_json::to_value(r)?);
         }
         let json = serde_json::to_string_pretty(&json)?;
         std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;

@@ -13,11 +13,14 @@
 //! ratio is exact). Every other alert of the same name firing at that moment (the ticket of the same SLO, which
 //! shares the page's name by default) is expected too.
 //!
-//! Limits: series and evaluations at 1 minute; a row needs its long window of zero errors first, so a
-//! 30-day SLO's ticket row (3 d) costs about 5,400 points per series, and rows needing more than
-//! [`MAX_STEPS`] steps are not tested (said in the file). Template queries and ratio-only SLIs cannot be
-//! synthesised, nor selectors whose matchers no label value can satisfy; the file says which SLOs have no test
-//! and why.
+//! Limits: series and evaluations at 1 minute, so detection times are checked to the minute. A row first needs
+//! the longest long window of its alert with zero errors, and promtool's cost grows with evaluations × samples
+//! per window: a 30-day SLO's ticket row (3 d window, then 10× its threshold) and its "silent" stretch are
+//! about 4,750 one-minute steps each, most of the run time (the example file's 7 test groups: about 10 s of
+//! promtool CPU); rows needing more than [`MAX_STEPS`] steps are not tested (said in the file). Template
+//! queries and ratio-only SLIs cannot be synthesised, nor selectors whose matchers no label value satisfies;
+//! the file says which SLOs have no test and why. Alert names shared between SLOs are not tested (the
+//! expected alerts would depend on the other SLO's series).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
