@@ -164,8 +164,15 @@ fn generated_tests_pass_for_the_example() {
     let dir = generated(&example());
     let tests = std::fs::read_to_string(dir.path().join("rules.test.yaml")).unwrap();
     // Every row fires at the first evaluation after the formula's detection time.
+    assert_eq!(
+        tests.matches("formula: detection after").count(),
+        5,
+        "3 rows of availability, 2 of latency:\n{tests}"
+    );
     assert!(
-        tests.contains("formula: detection after 6m, so firing at the first evaluation after it, 7m"),
+        tests.contains("ticket row 3d/6h (burn rate 1, error ratio threshold 0.1%): 1.01% errors from 3d on, after \
+                        zero errors; formula: detection after 7h7m43s366ms, so firing at the first evaluation after it, \
+                        7h8m after the errors start"),
         "{tests}"
     );
     assert!(!tests.contains("instead"), "every row fires when the formula says:\n{tests}");

@@ -16,8 +16,9 @@
 //! Limits: series and evaluations at 1 minute, so detection times are checked to the minute. A row first needs
 //! the longest long window of its alert with zero errors, and promtool's cost grows with evaluations × samples
 //! per window: a 30-day SLO's ticket row (3 d window, then 10× its threshold) and its "silent" stretch are
-//! about 4,750 one-minute steps each, most of the run time (the example file's 7 test groups: about 10 s of
-//! promtool CPU); rows needing more than [`MAX_STEPS`] steps are not tested (said in the file). Template
+//! about 4,750 one-minute steps each, most of the run time (the example file's 7 test groups: 35-40 s of
+//! promtool CPU on a busy 2-core machine; half of it the period group's 30-day rate, evaluated every 2m over
+//! the whole series); rows needing more than [`MAX_STEPS`] steps are not tested (said in the file). Template
 //! queries and ratio-only SLIs cannot be synthesised, nor selectors whose matchers no label value satisfies;
 //! the file says which SLOs have no test and why. Alert names shared between SLOs are not tested (the
 //! expected alerts would depend on the other SLO's series).
