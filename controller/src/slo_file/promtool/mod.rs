@@ -33,16 +33,12 @@ use super::windows::{detection_time, prom_duration};
 
 mod synth;
 
-use synth::Synthetic;
+use synth::{RATE, Synthetic, Traffic};
 
 /// Series resolution and evaluation interval of the tests.
 pub const STEP: Duration = Duration::from_secs(60);
 /// The longest series (in steps) a generated test uses.
 pub const MAX_STEPS: u64 = 50_000;
-/// Events per step in the synthetic series.
-const RATE: u64 = 100_000_000;
-/// Where every synthetic counter starts, large enough that `rate()` never clamps its extrapolation at zero.
-const OFFSET: u64 = 10_000_000_000_000;
 /// Evaluation points checked in the "silent below the threshold" stretch.
 const SILENT_CHECKS: u64 = 8;
 
@@ -130,19 +126,6 @@ fn plan(slo: &SloDef, all: &[SloDef]) -> Result<Vec<TestGroup>, String> {
 struct Model<'a> {
     slo: &'a SloDef,
     rules: &'a [AlertRule<'a>],
-}
-
-/// Synthetic traffic: `bad` events of `RATE` per step from step `start` on (none before).
-#[derive(Clone, Copy)]
-pub(crate) struct Traffic {
-    pub(crate) start: u64,
-    pub(crate) bad: u64,
-}
-
-impl Traffic {
-    fn ratio(&self) -> f64 {
-        self.bad as f64 / RATE as f64
-    }
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]

@@ -7,10 +7,27 @@ use std::collections::BTreeMap;
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 
-use super::{OFFSET, RATE, Traffic};
 use crate::slo_file::model::{Counted, Events, Query, Sli, SloDef};
 use crate::slo_file::promql::le_text;
 use crate::slo_file::rules;
+
+/// Events per step in the synthetic series.
+pub(super) const RATE: u64 = 100_000_000;
+/// Where every synthetic counter starts, large enough that `rate()` never clamps its extrapolation at zero.
+const OFFSET: u64 = 10_000_000_000_000;
+
+/// Synthetic traffic: `bad` events of `RATE` per step from step `start` on (none before).
+#[derive(Clone, Copy)]
+pub(super) struct Traffic {
+    pub(super) start: u64,
+    pub(super) bad: u64,
+}
+
+impl Traffic {
+    pub(super) fn ratio(&self) -> f64 {
+        self.bad as f64 / RATE as f64
+    }
+}
 
 /// What a synthetic series counts.
 #[derive(Clone, Copy, Debug, PartialEq)]
