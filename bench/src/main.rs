@@ -19,6 +19,7 @@ mod report;
 mod report_html;
 mod rtt;
 mod slo;
+mod slo_rules;
 mod slo_status;
 mod stats;
 mod targets;
@@ -104,6 +105,8 @@ enum Bench {
     ReportHtml,
     /// Controller: web console page time with 1,000 agents and 10,000 runs in the store.
     Console,
+    /// `chaos slo rules`: rule file and promtool tests for 1,000 SLOs (time, size) vs reading the SLO file.
+    SloRules,
 }
 
 fn main() -> Result<()> {
@@ -166,6 +169,7 @@ fn main() -> Result<()> {
         results.agent = Some(agent::run(&agent::Sizes::new(cli.quick)));
     }
     let report_html = has(Bench::ReportHtml).then(|| report_html::run(cli.quick));
+    let slo_rules = has(Bench::SloRules).then(|| slo_rules::run(&slo_rules::Sizes::new(cli.quick)));
     let mut markdown = report::render(&mut results);
     if let Some(f) = &fleet {
         markdown.push_str(&fleet::render(f));
@@ -178,6 +182,9 @@ fn main() -> Result<()> {
     }
     if let Some(c) = &console {
         markdown.push_str(&console::render(c));
+    }
+    if let Some(r) = &slo_rules {
+        markdown.push_str(&slo_rules::render_section(r));
     }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(markdown.as_bytes())?;
@@ -199,6 +206,9 @@ fn main() -> Result<()> {
         }
         if let (Some(Ok(c)), Some(object)) = (&console, json.as_object_mut()) {
             object.insert("console".to_string(), serde_json::to_value(c)?);
+        }
+        if let (Some(Ok(r)), Some(object)) = (&slo_rules, json.as_object_mut()) {
+            object.insert("slo_rules".to_string(), serde_json::to_value(r)?);
         }
         let json = serde_json::to_string_pretty(&json)?;
         std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;

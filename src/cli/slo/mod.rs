@@ -8,6 +8,7 @@ use chaos_controller::slo_file::{self, SloDef, windows};
 
 mod init;
 mod registry;
+mod rules;
 mod status;
 
 #[derive(clap::Args)]
@@ -34,6 +35,9 @@ enum SloCommand {
     /// The live error budget of each SLO from Prometheus: SLI, budget remaining, burn rates, alerts firing,
     /// time to exhaustion (exit 0 budget left, 1 exhausted, 2 bad input, 3 no data or unreachable).
     Status(status::StatusArgs),
+    /// Prometheus recording and burn-rate alerting rules for SLO files, and with --tests their promtool unit
+    /// tests (exit 0 written, 2 invalid input: nothing written).
+    Rules(rules::RulesArgs),
 }
 
 pub async fn slo(args: SloArgs) -> anyhow::Result<u8> {
@@ -46,6 +50,7 @@ pub async fn slo(args: SloArgs) -> anyhow::Result<u8> {
         SloCommand::Init(args) => Ok(init::run(args)),
         SloCommand::Registry(command) => registry::registry(command).await,
         SloCommand::Status(args) => status::run(args).await,
+        SloCommand::Rules(args) => rules::rules(args),
     }
 }
 
