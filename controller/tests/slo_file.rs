@@ -175,6 +175,25 @@ mod live {
         let want = (0.05 * 21_000.0 + 6_000.0) / 216_000.0 / 0.01;
         assert!((ticket.long.unwrap() - want).abs() / want < 0.02, "{ticket:?} want {want}");
         assert!(ticket.holds(), "the 30 m window burns at (10 × 600 + 0.05 × 1200) / 18,000 / 1%");
+        // A bad counter with no series at all (a service that never failed) is an error ratio of 0, not "no data".
+        let never_failed = &slo_file::parse(
+            "s.yaml",
+            "apiVersion: chaos/v1\nkind: SLO\nservice: api\nname: clean\nobjective: 99%\nperiod: 1d\n\
+             sli:\n  events:\n    bad: 'http_requests_total{job=\"api\",code=\"404\"}'\n    total: http_requests_total{job=\"api\"}\n",
+        )
+        .unwrap()[0];
+        assert_eq!(budget::period_error_ratio(&prom, never_failed, at).await.unwrap(), Some(0.0));
+        let no_traffic = &slo_file::parse(
+            "s.yaml",
+            "apiVersion: chaos/v1\nkind: SLO\nservice: api\nname: none\nobjective: 99%\nperiod: 1d\n\
+             sli:\n  events:\n    bad: 'http_requests_total{job=\"gone\",code=\"500\"}'\n    total: http_requests_total{job=\"gone\"}\n",
+        )
+        .unwrap()[0];
+        assert_eq!(
+            budget::period_error_ratio(&prom, no_traffic, at).await.unwrap(),
+            None,
+            "no total is no data"
+        );
         // An hour earlier nothing was burning fast.
         let calm = budget::burn_rates(&prom, slo, None, Some((END - 3600) as f64)).await.unwrap();
         assert!(!calm[0].holds() && (calm[0].long.unwrap() - 0.5).abs() < 0.01, "{calm:?}");

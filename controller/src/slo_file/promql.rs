@@ -18,7 +18,7 @@ pub const WINDOW_PLACEHOLDER: &str = "{{.window}}";
 pub fn error_ratio(sli: &Sli, window: Duration) -> String {
     match sli {
         Sli::Events(Events { counted: Counted::Bad, query, total }) => {
-            format!("({}) / ({})", rate(query, window), rate(total, window))
+            format!("({}) / ({})", bad_rate(query, window), rate(total, window))
         }
         Sli::Events(Events { counted: Counted::Good, query, total }) => {
             let total = rate(total, window);
@@ -57,6 +57,16 @@ pub fn event_counts(sli: &Sli, window: Duration) -> Option<(String, String)> {
     let seconds = window.as_secs_f64();
     event_rates(sli, window)
         .map(|(bad, total)| (format!("({bad}) * {seconds}"), format!("({total}) * {seconds}")))
+}
+
+/// The bad events' rate, zero when the counter has no series at all: a service that never failed has no
+/// `code="5xx"` series, and its error ratio is 0, not "no data" (without traffic the ratio stays empty, since
+/// the total is).
+fn bad_rate(query: &Query, window: Duration) -> String {
+    match query {
+        Query::Counter(_) => format!("({}) or vector(0)", rate(query, window)),
+        Query::Template(_) => rate(query, window),
+    }
 }
 
 /// A query's rate over `window`.
@@ -138,7 +148,7 @@ mod tests {
     fn error_ratios_sum_before_dividing() {
         assert_eq!(
             error_ratio(&events(Counted::Bad), Duration::from_secs(300)),
-            r#"(sum(rate(http_requests_total{code=~"5.."}[5m]))) / (sum(rate(http_requests_total[5m])))"#
+            r#"((sum(rate(http_requests_total{code=~"5.."}[5m]))) or vector(0)) / (sum(rate(http_requests_total[5m])))"#
         );
         let good = error_ratio(&events(Counted::Good), Duration::from_secs(3600));
         assert!(good.starts_with("((sum(rate(http_requests_total[1h]))) - ("), "{good}");
