@@ -368,6 +368,9 @@ async fn bodies_and_fields_are_bounded() {
     let huge = "x".repeat(64 * 1024);
     let r = http.post("/login", None, &[("token", &huge)], &[]).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{r:?}");
+    // The unread rest of the body ends the connection, and the answer says so: the client's next request
+    // must not go into that socket.
+    assert_eq!(r.headers.get("connection").map(|v| v.as_bytes()), Some(&b"close"[..]), "{r:?}");
     let session = http.login_ci().await;
     let long = "r".repeat(600);
     let fields = [("csrf", session.csrf.as_str()), ("confirm", "yes"), ("reason", long.as_str())];

@@ -123,7 +123,13 @@ fn promtool_checks_every_generated_rule_file() {
     if !skip::require("prometheus", available()) {
         return;
     }
-    for (what, slos) in [("example", example()), ("coverage", coverage())] {
+    let imports = ["experiments/slos/sloth-checkout.yaml", "experiments/slos/openslo-checkout.yaml"]
+        .map(|file| (file, slo_file::load(&repo(file)).unwrap()));
+    let starter = slo_file::parse("init.yaml", &slo_file::init::render("checkout").unwrap()).unwrap();
+    for (what, slos) in [("example", example()), ("coverage", coverage()), ("chaos slo init", starter)]
+        .into_iter()
+        .chain(imports)
+    {
         let dir = generated(&slos);
         let out = run(dir.path(), &["check", "rules", "rules.yaml"]);
         assert!(out.contains("SUCCESS"), "{what}: {out}");
@@ -238,6 +244,18 @@ tests:
     let detect = slo_file::windows::detection_time(row, slos[0].budget(), 0.05).unwrap();
     assert!((detect.as_secs_f64() - 17.28 * 60.0).abs() < 1e-6, "{detect:?}");
     assert!(77.0 < 60.0 + detect.as_secs_f64() / 60.0 && 60.0 + detect.as_secs_f64() / 60.0 <= 78.0);
+}
+
+/// Sloth and OpenSLO files produce the same rules as their native twins (only the SLOs' origins differ, and
+/// the rules do not name origins).
+#[test]
+fn imported_files_produce_the_native_files_rules() {
+    let native = example();
+    let sloth = slo_file::load(&repo("experiments/slos/sloth-checkout.yaml")).unwrap();
+    assert_eq!(render(&sloth), render(&native[..1]), "sloth-checkout.yaml vs checkout.yaml");
+    let openslo = slo_file::load(&repo("experiments/slos/openslo-checkout.yaml")).unwrap();
+    assert_eq!(render(&openslo[..1]), render(&native[..1]), "openslo-checkout.yaml vs checkout.yaml");
+    assert_eq!(render_tests(&openslo[..1], "r.yaml"), render_tests(&native[..1], "r.yaml"));
 }
 
 #[test]

@@ -18,9 +18,10 @@ pub struct ControllerArgs {
     /// a routable address, and then TLS).
     #[arg(long, default_value = "127.0.0.1:7400")]
     listen: SocketAddr,
-    /// Serve the web console on this address too (off unless given; loopback is advised: reach it through an
-    /// SSH tunnel). Log in with an API token; with --tls-cert it is served over the same TLS.
-    #[arg(long, value_name = "ADDR")]
+    /// Serve the web console on this address too (off unless given; `--ui-listen` alone is loopback,
+    /// 127.0.0.1:7401: reach it through an SSH tunnel). Log in with an API token; with --tls-cert it is served
+    /// over the same TLS.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:7401")]
     ui_listen: Option<SocketAddr>,
     /// Holds controller.db (SQLite) and the token files api.token and agent.token (created with random tokens
     /// when missing).

@@ -66,7 +66,14 @@ impl IntoResponse for ConsoleError {
         }
         let reason = self.to_string();
         let body = super::html::error_page(status, &reason);
-        (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+        let mut response =
+            (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body is never read: the connection cannot carry another request, and saying so
+            // keeps a keep-alive client from sending its next request into a socket about to close.
+            response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 
