@@ -599,7 +599,6 @@ fn read_slo_files(
     let mut problems = Vec::new();
     let mut sources: Vec<SloSource> = Vec::with_capacity(files.len());
     let mut slos = Vec::new();
-    let mut seen: BTreeMap<String, String> = BTreeMap::new();
     for (index, file) in files.into_iter().enumerate() {
         let name = if file.file.is_empty() { format!("slos-{}.yaml", index + 1) } else { file.file };
         if name.len() > MAX_SLO_NAME {
@@ -624,28 +623,14 @@ fn read_slo_files(
             });
         } else {
             match slo_file::parse(&name, &file.source) {
-                Ok(read) => {
-                    for slo in read {
-                        let id = slo.id();
-                        match seen.get(&id) {
-                            Some(first) => problems.push(Diagnostic {
-                                file: slo.origin.file.clone(),
-                                line: slo.origin.line,
-                                column: slo.origin.column,
-                                message: format!("SLO {id} is defined twice (first at {first})"),
-                            }),
-                            None => {
-                                seen.insert(id, slo.origin.to_string());
-                            }
-                        }
-                        slos.push((slo, index));
-                    }
-                }
+                Ok(read) => slos.extend(read.into_iter().map(|slo| (slo, index))),
                 Err(diagnostics) => problems.extend(diagnostics.0),
             }
         }
         sources.push(SloSource { file: name, text: file.source });
     }
+    let defs: Vec<&slo_file::SloDef> = slos.iter().map(|(slo, _)| slo).collect();
+    problems.extend(slo_file::duplicate_ids(defs));
     if slos.len() > slo_file::MAX_SLOS {
         problems.push(Diagnostic {
             file: "(all files)".into(),

@@ -60,7 +60,7 @@ pub fn load_all(paths: &[impl AsRef<Path>]) -> Result<Vec<SloDef>, Diagnostics> 
             Err(d) => problems.extend(d.0),
         }
     }
-    problems.extend(duplicates(&all));
+    problems.extend(duplicate_ids(&all));
     if all.len() > MAX_SLOS {
         problems.push(Diagnostic {
             file: "(all files)".into(),
@@ -116,7 +116,7 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<SloDef>, Diagnostics> {
             "no SLO in this file (its OpenSLO documents are all of kinds that hold none)".to_string(),
         ));
     }
-    problems.extend(duplicates(&slos));
+    problems.extend(duplicate_ids(&slos));
     problems.sort_by_key(|d| (d.line, d.column));
     if slos.len() > MAX_SLOS {
         problems.push(diagnostic(Pos::START, format!("{} SLOs, at most {MAX_SLOS} in one file", slos.len())));
@@ -165,8 +165,9 @@ fn read_document(
     }
 }
 
-/// An SLO id defined twice, at its second definition.
-fn duplicates(slos: &[SloDef]) -> Vec<Diagnostic> {
+/// An SLO id defined twice, at its second definition (in one file, across the files read together, across
+/// the files a controller applies at once).
+pub fn duplicate_ids<'a>(slos: impl IntoIterator<Item = &'a SloDef>) -> Vec<Diagnostic> {
     let mut seen: BTreeMap<String, &Origin> = BTreeMap::new();
     let mut out = Vec::new();
     for slo in slos {

@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 use super::model::{
     AlertSpec, Alerting, BurnWindow, Counted, Events, LatencySli, Origin, Query, Severity, Sli, SloDef,
 };
-use super::promql::has_window;
+pub use super::promql::is_metric_name;
+use super::promql::{has_window, split_selector};
 use super::windows::{self, default_windows, parse_period, parse_prom_duration};
 use crate::experiment::de::from_node;
 use crate::experiment::model::{Duration as ExpDuration, Percent};
@@ -340,11 +341,9 @@ pub fn rate_query(text: &str) -> Result<Query, String> {
     if has_window(t) {
         return Ok(Query::Template(t.to_string()));
     }
-    let name_end = t.find('{').unwrap_or(t.len());
-    let (name, matchers) = t.split_at(name_end);
-    let selector = (name.is_empty() || is_metric_name(name))
-        && (matchers.is_empty() || matchers.ends_with('}'))
-        && !(name.is_empty() && matchers.is_empty());
+    // A metric with matchers, or matchers alone (`{__name__="x",job="a"}`).
+    let selector =
+        split_selector(t).is_some() || t.starts_with('{') && split_selector(&format!("x{t}")).is_some();
     if selector {
         Ok(Query::Counter(t.to_string()))
     } else {
@@ -470,13 +469,6 @@ pub fn check_label_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Prometheus metric names: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-pub fn is_metric_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,6 +488,8 @@ mod tests {
         );
         assert!(matches!(rate_query("sum(rate(x[{{.window}}]))"), Ok(Query::Template(_))));
         assert!(rate_query("sum(rate(x[5m]))").unwrap_err().contains("{{.window}}"));
+        assert!(rate_query(r#"x{a="1"} or y{b="2"}"#).is_err(), "two selectors are an expression");
+        assert!(matches!(rate_query(r#"{__name__="x",job="a"}"#), Ok(Query::Counter(_))));
         assert!(rate_query("").is_err());
     }
 

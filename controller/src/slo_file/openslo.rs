@@ -628,8 +628,8 @@ fn ratio(spec: &SliSpec, node: &Node, index: &Index<'_>, problems: &mut Vec<Prob
 /// "requests at or under T seconds" of histogram `H`: read as one, it gets the `le` matcher that also
 /// matches Prometheus 3's spelling of whole bounds (`1.0`).
 fn latency(good: &str, total: &str) -> Option<LatencySli> {
-    let (good_name, good_matchers) = split_selector(good)?;
-    let (total_name, total_matchers) = split_selector(total)?;
+    let (good_name, good_matchers) = super::promql::split_selector(good)?;
+    let (total_name, total_matchers) = super::promql::split_selector(total)?;
     let histogram = good_name.strip_suffix("_bucket")?;
     if total_name.strip_suffix("_count")? != histogram {
         return None;
@@ -651,44 +651,6 @@ fn latency(good: &str, total: &str) -> Option<LatencySli> {
         threshold: threshold?,
         buckets: None,
     })
-}
-
-/// A plain selector's metric name and its matchers (trimmed, in order), split at the commas outside quotes.
-fn split_selector(selector: &str) -> Option<(&str, Vec<String>)> {
-    if !super::sloth::is_selector(selector) {
-        return None;
-    }
-    let Some((name, rest)) = selector.split_once('{') else { return Some((selector, Vec::new())) };
-    let inner = rest.strip_suffix('}')?;
-    let mut matchers = Vec::new();
-    let mut current = String::new();
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    for c in inner.chars() {
-        match quote {
-            Some(q) => {
-                if escaped {
-                    escaped = false;
-                } else if c == '\\' {
-                    escaped = true;
-                } else if c == q {
-                    quote = None;
-                }
-                current.push(c);
-            }
-            None if c == ',' => matchers.push(std::mem::take(&mut current)),
-            None => {
-                if matches!(c, '"' | '\'' | '`') {
-                    quote = Some(c);
-                }
-                current.push(c);
-            }
-        }
-    }
-    matchers.push(current);
-    let matchers: Vec<String> =
-        matchers.into_iter().map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
-    Some((name, matchers))
 }
 
 /// One metric source: Prometheus, with `spec.query` a counter selector or a `{{.window}}` expression.
@@ -783,6 +745,9 @@ mod tests {
         assert!(latency(r#"h_bucket{job="b",le="0.3"}"#, r#"h_count{job="a"}"#).is_none());
         assert!(latency(r#"h_bucket{le=~"0.3"}"#, "h_count").is_none());
         assert!(latency(r#"g_bucket{le="0.3"}"#, "h_count").is_none());
-        assert_eq!(split_selector(r#"x{a="1,2", b!~"x\"y"}"#).unwrap().1, [r#"a="1,2""#, r#"b!~"x\"y""#]);
+        assert_eq!(
+            crate::slo_file::promql::split_selector(r#"x{a="1,2", b!~"x\"y"}"#).unwrap().1,
+            [r#"a="1,2""#, r#"b!~"x\"y""#]
+        );
     }
 }

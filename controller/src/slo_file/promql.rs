@@ -132,6 +132,61 @@ pub fn le_text(threshold: f64) -> String {
     format!("{threshold}")
 }
 
+/// A plain series selector split into its metric name and its matchers (trimmed, in order, split at the commas
+/// outside quoted strings): a metric name, optionally followed by one `{…}` whose braces are the only ones
+/// outside quotes, and nothing after it. `None` for anything else (an expression, a range, two selectors).
+pub fn split_selector(text: &str) -> Option<(&str, Vec<String>)> {
+    let name_end = text.find('{').unwrap_or(text.len());
+    let (name, rest) = text.split_at(name_end);
+    if !is_metric_name(name) {
+        return None;
+    }
+    if rest.is_empty() {
+        return Some((name, Vec::new()));
+    }
+    let mut matchers = Vec::new();
+    let mut current = String::new();
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in rest.char_indices().skip(1) {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+                current.push(c);
+            }
+            None => match c {
+                '"' | '\'' | '`' => {
+                    quote = Some(c);
+                    current.push(c);
+                }
+                ',' => matchers.push(std::mem::take(&mut current)),
+                '}' if i + 1 == rest.len() => {
+                    matchers.push(current);
+                    let matchers =
+                        matchers.into_iter().map(|m| m.trim().to_string()).filter(|m| !m.is_empty());
+                    return Some((name, matchers.collect()));
+                }
+                '{' | '}' | '[' | ']' | '(' | ')' => return None,
+                _ => current.push(c),
+            },
+        }
+    }
+    None
+}
+
+/// Prometheus metric names: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +224,20 @@ mod tests {
         );
         assert!(ratio.contains(r#"http_request_duration_seconds_count{job="api"}[5m]"#), "{ratio}");
         assert_eq!(le_matcher(1.0), r#"le=~"1(\\.0)?""#);
+    }
+
+    #[test]
+    fn selectors_split_at_commas_outside_quotes() {
+        assert_eq!(split_selector("http_requests_total"), Some(("http_requests_total", vec![])));
+        assert_eq!(
+            split_selector(r#"x{a="1,2", b!~"x\"y}", c=~'5..'}"#),
+            Some(("x", vec![r#"a="1,2""#.to_string(), r#"b!~"x\"y}""#.to_string(), "c=~'5..'".to_string()]))
+        );
+        for not in
+            [r#"x{a="1"}[5m])) + sum(rate(y{b="2"}"#, "rate(x)", r#"x{a="1"} or y"#, "x{", "{a=\"1\"}", ""]
+        {
+            assert_eq!(split_selector(not), None, "{not}");
+        }
     }
 
     #[test]

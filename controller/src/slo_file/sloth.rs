@@ -419,39 +419,9 @@ fn no_window(text: &str) -> String {
     )
 }
 
-/// A plain series selector: a metric name, optionally followed by one `{…}` of matchers whose braces are the
-/// only ones outside quoted strings, and nothing after it.
+/// A plain series selector ([`super::promql::split_selector`]).
 pub fn is_selector(text: &str) -> bool {
-    let name_end = text.find('{').unwrap_or(text.len());
-    let (name, rest) = text.split_at(name_end);
-    if !is_metric_name(name) {
-        return false;
-    }
-    if rest.is_empty() {
-        return true;
-    }
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    for (i, c) in rest.char_indices().skip(1) {
-        match quote {
-            Some(q) => {
-                if escaped {
-                    escaped = false;
-                } else if c == '\\' {
-                    escaped = true;
-                } else if c == q {
-                    quote = None;
-                }
-            }
-            None => match c {
-                '"' | '\'' | '`' => quote = Some(c),
-                '}' => return i + 1 == rest.len(),
-                '{' | '[' | ']' | '(' | ')' => return false,
-                _ => {}
-            },
-        }
-    }
-    false
+    super::promql::split_selector(text).is_some()
 }
 
 /// Label (and annotation) names at `path` of `node`.
