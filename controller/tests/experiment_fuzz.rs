@@ -9,8 +9,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use chaos_controller::experiment::parse;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 /// serde-saphyr takes a few milliseconds per document in debug builds, JSON a tenth of one: these keep the
 /// test within a few seconds.
@@ -55,42 +55,7 @@ const VALUES: &[&str] = &[
 ];
 
 fn mutate(rng: &mut StdRng, text: &str) -> String {
-    let mut chars: Vec<char> = text.chars().collect();
-    let rounds = rng.random_range(1..=3);
-    for _ in 0..rounds {
-        if chars.is_empty() {
-            break;
-        }
-        let at = rng.random_range(0..chars.len());
-        match rng.random_range(0..6) {
-            0 => chars[at] = INTERESTING[rng.random_range(0..INTERESTING.len())],
-            1 => {
-                let end = (at + rng.random_range(1..8)).min(chars.len());
-                chars.drain(at..end);
-            }
-            2 => chars.truncate(at),
-            3 => {
-                // Duplicate the line holding `at` (duplicate keys, repeated steps).
-                let start = chars[..at].iter().rposition(|c| *c == '\n').map_or(0, |i| i + 1);
-                let end = chars[at..].iter().position(|c| *c == '\n').map_or(chars.len(), |i| at + i + 1);
-                let line: Vec<char> = chars[start..end].to_vec();
-                chars.splice(end..end, line);
-            }
-            4 => chars.insert(at, INTERESTING[rng.random_range(0..INTERESTING.len())]),
-            _ => {
-                // Swap the value after the next `:` for another type.
-                if let Some(colon) = chars[at..].iter().position(|c| *c == ':').map(|i| at + i + 1) {
-                    let end = chars[colon..]
-                        .iter()
-                        .position(|c| matches!(c, ',' | '\n' | '}'))
-                        .map_or(chars.len(), |i| colon + i);
-                    let value = format!(" {}", VALUES[rng.random_range(0..VALUES.len())]);
-                    chars.splice(colon..end, value.chars());
-                }
-            }
-        }
-    }
-    chars.into_iter().collect()
+    chaos_test_support::mutate::mutate(rng, text, INTERESTING, VALUES)
 }
 
 #[test]

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chaos_controller::slo_file::{self, Counted, Format, Origin, Query, Sli, SloDef, init, promql, windows};
 use chaos_test_support::{TempDir, prometheus, skip};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 fn repo(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
@@ -841,39 +841,7 @@ const VALUES: &[&str] = &[
 ];
 
 fn mutate(rng: &mut StdRng, text: &str) -> String {
-    let mut chars: Vec<char> = text.chars().collect();
-    for _ in 0..rng.random_range(1..=3) {
-        if chars.is_empty() {
-            break;
-        }
-        let at = rng.random_range(0..chars.len());
-        match rng.random_range(0..6) {
-            0 => chars[at] = INTERESTING[rng.random_range(0..INTERESTING.len())],
-            1 => {
-                let end = (at + rng.random_range(1..8)).min(chars.len());
-                chars.drain(at..end);
-            }
-            2 => chars.truncate(at),
-            3 => {
-                let start = chars[..at].iter().rposition(|c| *c == '\n').map_or(0, |i| i + 1);
-                let end = chars[at..].iter().position(|c| *c == '\n').map_or(chars.len(), |i| at + i + 1);
-                let line: Vec<char> = chars[start..end].to_vec();
-                chars.splice(end..end, line);
-            }
-            4 => chars.insert(at, INTERESTING[rng.random_range(0..INTERESTING.len())]),
-            _ => {
-                if let Some(colon) = chars[at..].iter().position(|c| *c == ':').map(|i| at + i + 1) {
-                    let end = chars[colon..]
-                        .iter()
-                        .position(|c| matches!(c, ',' | '\n' | '}'))
-                        .map_or(chars.len(), |i| colon + i);
-                    let value = format!(" {}", VALUES[rng.random_range(0..VALUES.len())]);
-                    chars.splice(colon..end, value.chars());
-                }
-            }
-        }
-    }
-    chars.into_iter().collect()
+    chaos_test_support::mutate::mutate(rng, text, INTERESTING, VALUES)
 }
 
 #[test]

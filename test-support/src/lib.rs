@@ -16,6 +16,7 @@
 //!   real parts (curl, a cgroup, Prometheus...). CI sets none of it.
 //! - [`prometheus`]: a real Prometheus server on a kernel-chosen port, optionally backfilled with history
 //!   through promtool, and `promtool` itself.
+//! - [`mutate`]: seeded mutation of documents for the parsers' fuzz tests.
 //! - [`kill`]: [`KillRng`], the seeded generator of the kill matrices' moments.
 //!
 //! What it does *not* hold: fixtures of one crate (a controller on its own runtime, the proxy's in-process API
@@ -23,6 +24,7 @@
 
 pub mod dir;
 pub mod kill;
+pub mod mutate;
 pub mod net;
 pub mod process;
 pub mod prometheus;
