@@ -289,10 +289,29 @@ fn a_run_through_a_controller_writes_the_html_report_here() {
     assert_eq!(left, ["report.html"], "the journal fetched for the report is not left behind");
 }
 
-/// Runs chromium headless with the network off (every host unresolvable, a dead proxy) and a fresh profile;
-/// stdout goes to `stdout` (a file: a DOM dump is larger than a pipe holds).
+/// Hosts chromium itself calls at start (time, component updates, accounts), whatever the page: what a proxy
+/// sees from a blank page. Any other host in a proxied request came from the page.
+const CHROMIUM_OWN_HOSTS: &[&str] = &[".google.com", ".googleapis.com", ".gstatic.com", ".gvt1.com"];
+
+/// Runs chromium headless with the network off (every host unresolvable but the loopback proxy, every request
+/// sent to that proxy: a listener of this test's that reads the request line and closes the connection) and a
+/// fresh profile; stdout goes to `stdout` (a file: a DOM dump is larger than a pipe holds). Fails when the page
+/// fetched anything: a proxied request for a host other than chromium's own services.
 fn chromium(profile: &Path, args: &[String], stdout: &Path) -> std::process::ExitStatus {
-    let child = Command::new("chromium")
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let mut requests: Vec<String> = Vec::new();
+    let take = |requests: &mut Vec<String>| {
+        while let Ok((mut conn, _)) = proxy.accept() {
+            conn.set_nonblocking(false).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut head = [0u8; 512];
+            let n = std::io::Read::read(&mut conn, &mut head).unwrap_or(0);
+            let text = String::from_utf8_lossy(&head[..n]);
+            requests.push(text.lines().next().unwrap_or("(nothing read)").to_string());
+        }
+    };
+    let mut child = Command::new("chromium")
         .args([
             "--headless",
             "--no-sandbox",
@@ -301,9 +320,9 @@ fn chromium(profile: &Path, args: &[String], stdout: &Path) -> std::process::Exi
             "--disable-component-update",
             "--disable-sync",
             "--no-first-run",
-            "--proxy-server=127.0.0.1:9",
-            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
         ])
+        .arg(format!("--proxy-server={}", proxy.local_addr().unwrap()))
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .stdin(Stdio::null())
@@ -311,11 +330,11 @@ fn chromium(profile: &Path, args: &[String], stdout: &Path) -> std::process::Exi
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut child = child;
     let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
+    let status = loop {
+        take(&mut requests);
         if let Some(status) = child.try_wait().unwrap() {
-            return status;
+            break status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -323,7 +342,37 @@ fn chromium(profile: &Path, args: &[String], stdout: &Path) -> std::process::Exi
             panic!("chromium took more than 90 s");
         }
         std::thread::sleep(Duration::from_millis(50));
+    };
+    take(&mut requests);
+    let from_page: Vec<&String> = requests
+        .iter()
+        .filter(|line| {
+            let target = line.split_whitespace().nth(1).unwrap_or("");
+            let host = target.trim_start_matches("http://").trim_start_matches("https://");
+            let host = host.split(['/', ':']).next().unwrap_or("");
+            !CHROMIUM_OWN_HOSTS.iter().any(|own| host.ends_with(own))
+        })
+        .collect();
+    assert!(from_page.is_empty(), "the page fetched something through the proxy: {from_page:?}");
+    status
+}
+
+/// The proxy check can fail: a page with one remote image is caught.
+#[test]
+fn the_offline_check_catches_a_page_that_fetches() {
+    if !skip::require("chromium", skip::program("chromium")) {
+        return;
     }
+    let work = temp_dir("report", "chromium-fetch");
+    let page = work.join("fetch.html");
+    std::fs::write(&page, r#"<html><body><img src="http://example.com/x.png">x</body></html>"#).unwrap();
+    let url = format!("file://{}", std::path::absolute(&page).unwrap().display());
+    let caught = std::panic::catch_unwind(|| {
+        chromium(&work.join("profile"), &["--dump-dom".to_string(), url], &work.join("dom.html"))
+    });
+    let message = caught.expect_err("a fetching page passed the offline check");
+    let message = message.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("example.com"), "{message}");
 }
 
 #[test]
