@@ -9,6 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use chaos_controller::experiment::parse;
+use chaos_test_support::mutate::assert_placed;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -74,7 +75,6 @@ fn mutated_documents_never_panic_and_always_have_positions() {
         let rounds = scale * if name.ends_with(".json") { JSON_ROUNDS } else { YAML_ROUNDS };
         for round in 0..rounds {
             let text = mutate(&mut rng, &original);
-            let lines = text.split('\n').count();
             let result = catch_unwind(AssertUnwindSafe(|| parse(&name, &text, &[])));
             match result {
                 Err(_) => panic!("{name} round {round} panicked on:\n{text}"),
@@ -83,15 +83,8 @@ fn mutated_documents_never_panic_and_always_have_positions() {
                     invalid += 1;
                     assert!(!diagnostics.is_empty(), "{name} round {round}: an error without diagnostics");
                     for d in diagnostics.iter() {
-                        assert!(d.line >= 1 && d.column >= 1, "{name} round {round}: {d}\n{text}");
-                        assert!(
-                            d.line <= lines + 1,
-                            "{name} round {round}: {d} beyond {lines} lines\n{text}"
-                        );
-                        assert!(
-                            !d.message.is_empty() && !d.message.contains('\n'),
-                            "{name} round {round}: {d:?}"
-                        );
+                        let context = format!("{name} round {round}");
+                        assert_placed(&context, &text, d.line, d.column, &d.message);
                     }
                 }
             }

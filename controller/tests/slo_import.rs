@@ -9,6 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use chaos_controller::slo_file::{self, Counted, Format, Origin, Query, Sli, SloDef, init, promql, windows};
+use chaos_test_support::mutate::assert_placed;
 use chaos_test_support::{TempDir, prometheus, skip};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -864,7 +865,6 @@ fn mutated_documents_of_every_format_never_panic_and_always_have_positions() {
     for (name, original) in &sources {
         for round in 0..150 * scale {
             let text = mutate(&mut rng, original);
-            let lines = text.split('\n').count();
             match catch_unwind(AssertUnwindSafe(|| slo_file::parse(name, &text))) {
                 Err(_) => panic!("{name} round {round} panicked on:\n{text}"),
                 Ok(Ok(slos)) => {
@@ -875,15 +875,8 @@ fn mutated_documents_of_every_format_never_panic_and_always_have_positions() {
                     invalid += 1;
                     assert!(!diagnostics.is_empty(), "{name} round {round}: an error without diagnostics");
                     for d in diagnostics.iter() {
-                        assert!(d.line >= 1 && d.column >= 1, "{name} round {round}: {d}\n{text}");
-                        assert!(
-                            d.line <= lines + 1,
-                            "{name} round {round}: {d} beyond {lines} lines\n{text}"
-                        );
-                        assert!(
-                            !d.message.is_empty() && !d.message.contains('\n'),
-                            "{name} round {round}: {d:?}"
-                        );
+                        let context = format!("{name} round {round}");
+                        assert_placed(&context, &text, d.line, d.column, &d.message);
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! Seeded mutation of documents for the parsers' fuzz tests: up to three edits of a text (a character
 //! replaced or inserted from `interesting`, a run deleted, the rest cut off, a line duplicated — duplicate keys,
-//! repeated steps —, or the value after a `:` swapped for one of `values`, another type).
+//! repeated steps —, or the value after a `:` swapped for one of `values`, another type), and the check every
+//! parser's diagnostics on them must pass ([`assert_placed`]).
 
 use rand::Rng;
 
@@ -43,4 +44,14 @@ pub fn mutate(rng: &mut impl Rng, text: &str, interesting: &[char], values: &[&s
         }
     }
     chars.into_iter().collect()
+}
+
+/// Checks one diagnostic of a mutated document: placed inside the document (1-based line and column, at most
+/// one line past its last), with a one-line message. `context` names the document and round in failures.
+#[track_caller]
+pub fn assert_placed(context: &str, text: &str, line: usize, column: usize, message: &str) {
+    let lines = text.split('\n').count();
+    assert!(line >= 1 && column >= 1, "{context}: {line}:{column}: {message}\n{text}");
+    assert!(line <= lines + 1, "{context}: {line}:{column}: {message} beyond {lines} lines\n{text}");
+    assert!(!message.is_empty() && !message.contains('\n'), "{context}: {line}:{column}: {message:?}");
 }

@@ -215,18 +215,19 @@ fn slo_chart(html: &mut String, j: &Journal, s: &SloSeries, i: usize) {
         breach_ms: s.breach_ms,
         recovered,
     };
-    let rows: Vec<Vec<String>> = s
-        .sli
+    let rows = fraction_rows(&s.sli, j.step_ms);
+    figure(html, &chart, &[("sli", &s.name)], &["time", "SLI"], &rows);
+}
+
+/// The data table of a per-step series of fractions: the step's start and its value (`–` without data).
+fn fraction_rows(values: &[Option<f64>], step_ms: u64) -> Vec<Vec<String>> {
+    values
         .iter()
         .enumerate()
         .map(|(k, v)| {
-            vec![
-                seconds(k as u64 * j.step_ms),
-                v.map_or_else(|| "–".to_string(), |v| Unit::Fraction.format(v)),
-            ]
+            vec![seconds(k as u64 * step_ms), v.map_or_else(|| "–".to_string(), |v| Unit::Fraction.format(v))]
         })
-        .collect();
-    figure(html, &chart, &[("sli", &s.name)], &["time", "SLI"], &rows);
+        .collect()
 }
 
 /// A chart in a figure with its legend, caption and data table.
@@ -438,17 +439,7 @@ fn saturation(html: &mut String, j: &Journal) {
             breach_ms: None,
             recovered: None,
         };
-        let rows: Vec<Vec<String>> = s
-            .peak
-            .iter()
-            .enumerate()
-            .map(|(k, v)| {
-                vec![
-                    seconds(k as u64 * j.step_ms),
-                    v.map_or_else(|| "–".to_string(), |v| Unit::Fraction.format(v)),
-                ]
-            })
-            .collect();
+        let rows = fraction_rows(&s.peak, j.step_ms);
         figure(html, &chart, &[("peak", &s.source)], &["time", "peak"], &rows);
     }
     html.push_str("</section>");
