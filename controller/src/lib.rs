@@ -17,6 +17,7 @@
 //! - [`store`]: the `Store` trait and its SQLite implementation; [`schedule`]: cron timing with windows.
 
 pub mod console;
+pub mod ctk;
 pub mod deadline;
 pub mod engine;
 pub mod experiment;
@@ -24,6 +25,7 @@ pub mod fleet;
 mod fleet_hosts;
 pub mod http;
 pub mod load;
+pub mod notify;
 pub mod probes;
 pub mod remote_fault;
 pub mod report;

@@ -98,6 +98,7 @@ pub fn journal(
             .collect(),
         saturation: context.saturation_series(),
         measured: context.measured(&faults),
+        detection: outcome.detection.clone(),
         recovery,
         faults,
         timeline,

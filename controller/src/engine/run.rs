@@ -34,6 +34,8 @@ pub struct Outcome {
     pub saturation: std::collections::BTreeMap<String, Vec<crate::slo::SaturationSample>>,
     pub duration: Duration,
     pub method_window: Option<(Duration, Duration)>,
+    /// Per expected alert of the experiment's `detection`: time to detect and to resolve.
+    pub detection: Vec<crate::report::journal::DetectionOutcome>,
 }
 
 impl Outcome {

@@ -54,6 +54,57 @@ pub struct Experiment {
     /// with SLOs or probes it is a contradiction, refused by validation.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fire_and_forget: bool,
+    /// The alerts that should catch this experiment's faults: each must fire within `within` of the first
+    /// fault's injection, or the verdict fails "not detected".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection: Option<Detection>,
+    /// What a failure means (a refuted hypothesis or a guardrail trip), for runs through a controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
+}
+
+/// Where firing alerts are read, and which ones are expected.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Detection {
+    /// Prometheus base URL: firing alerts are read from its `ALERTS{alertstate="firing"}` series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<String>,
+    /// Alertmanager base URL: firing alerts are read from its API v2 (`/api/v2/alerts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alertmanager: Option<String>,
+    /// The alert names (`alertname`) expected to fire.
+    pub alerts: Vec<String>,
+    /// How long after the first fault's injection each may take to fire.
+    pub within: Duration,
+}
+
+/// What a failed run through the controller does besides failing.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnFailure {
+    /// Open an incident, its timeline filled from the run and linked to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<IncidentTemplate>,
+}
+
+/// The incident a failed run opens.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentTemplate {
+    /// `sev1` (worst) to `sev4`.
+    pub severity: String,
+    /// The incident's title; default: the experiment's title and the verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The services affected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// Who leads the response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commander: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub responders: Vec<String>,
 }
 
 /// Something faults are applied to.

@@ -97,6 +97,25 @@ pub struct Journal {
     /// Per source, what was measured before, during and after the faults.
     #[serde(default)]
     pub measured: Vec<SourceSummary>,
+    /// Per expected alert (the experiment's `detection`): when it fired and resolved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detection: Vec<DetectionOutcome>,
+}
+
+/// One expected alert of a run: time to detect (injection to firing) and to resolve.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetectionOutcome {
+    /// The alert's name (`alertname`).
+    pub alert: String,
+    /// Where it was watched: the Prometheus or Alertmanager URL.
+    pub source: String,
+    /// How long it was allowed to take to fire.
+    pub within_ms: u64,
+    /// From the first fault's injection to the alert firing; `None` when it did not fire in time.
+    pub detected_after_ms: Option<u64>,
+    /// From the first fault's injection to the alert resolving; `None` when it was still firing when the
+    /// run stopped watching, or never fired.
+    pub resolved_after_ms: Option<u64>,
 }
 
 fn default_step_ms() -> u64 {

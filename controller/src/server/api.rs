@@ -40,6 +40,8 @@ pub struct Api {
     pub tokens: Arc<Tokens>,
     /// Poked when schedules change, so the scheduler recomputes its next firing.
     pub schedules_changed: Arc<Notify>,
+    /// Where on-call notifications go ([`crate::notify`]); never waited for.
+    pub notifier: crate::notify::Notifier,
 }
 
 fn new_id(prefix: &str) -> String {

@@ -155,7 +155,9 @@ impl Controller {
             }
             None => (None, None),
         };
-        let api = api::Api { store, fleet, runs, tokens, schedules_changed: Arc::new(Notify::new()) };
+        let notifier = crate::notify::Notifier::disabled();
+        let api =
+            api::Api { store, fleet, runs, tokens, schedules_changed: Arc::new(Notify::new()), notifier };
         Ok(Controller { api, local_addr, listener, ui_addr, ui_listener, config, interrupted })
     }
 

@@ -84,6 +84,16 @@ pub struct Runs {
     frozen: Mutex<Option<FreezeRecord>>,
     /// Where SLO references without `file:` are looked up (the controller's SLO registry).
     slo_catalog: Arc<dyn crate::experiment::SloCatalog>,
+    /// Told about every finished run ([`Runs::listen`]).
+    listeners: Mutex<Vec<Arc<dyn RunListener>>>,
+}
+
+/// Told about every run that finishes through the controller, once its record (verdict, journal) is stored
+/// and before its `finished` event is sent to watchers. Everything it applied is reverted by then: a listener
+/// is never on a revert's path. It must not block (queue work with `StoreHandle::submit`, or spawn): the run's
+/// watchers wait for it.
+pub trait RunListener: Send + Sync {
+    fn run_finished(&self, run: &RunRecord, exp: &Checked, outcome: &engine::Outcome);
 }
 
 /// A run in progress.
@@ -151,7 +161,13 @@ impl Runs {
             proxy_locks: Mutex::new(BTreeMap::new()),
             frozen: Mutex::new(frozen),
             slo_catalog,
+            listeners: Mutex::new(Vec::new()),
         }))
+    }
+
+    /// Adds a listener told about every run that finishes from now on.
+    pub fn listen(&self, listener: Arc<dyn RunListener>) {
+        lock(&self.listeners).push(listener);
     }
 
     /// Parses an experiment submitted here (`${env:NAME}` only with `--allow-local-effects`).
@@ -492,6 +508,10 @@ impl Runs {
         let stored = record.clone();
         if let Err(e) = self.store.call(move |s| s.update_run(&stored)).await {
             tracing::error!(run = %record.id, error = %e, "could not store the run's outcome");
+        }
+        let listeners = lock(&self.listeners).clone();
+        for listener in listeners {
+            listener.run_finished(&record, &exp, &outcome);
         }
         let summary = format!("{}: {}", exp.title, outcome.verdict.as_str().to_uppercase());
         // The finished event carries the verdict and its reasons, so a watcher needs no further call (the

@@ -5,14 +5,20 @@
 //! The records are plain data: the store checks uniqueness and that a referenced run exists, nothing else.
 //! Which states a run may move through, and what an audit entry means, is the caller's business.
 
+mod gamedays;
 mod handle;
+mod incidents;
+mod notify_log;
 mod sqlite;
 
 use std::collections::BTreeMap;
 
 use crate::slo_file::SloDef;
 
+pub use gamedays::GameDayStore;
 pub use handle::StoreHandle;
+pub use incidents::{IncidentRef, IncidentStore};
+pub use notify_log::NotifyStore;
 pub use sqlite::SqliteStore;
 
 /// The result of every store operation.
@@ -379,7 +385,7 @@ pub struct StoredSlo {
 /// Everything the controller persists. Implementations are shared between threads; every method is one
 /// short transaction, and blocks: async code calls it only through [`StoreHandle`] (a slow disk or a
 /// database locked by another process then stalls no async worker).
-pub trait Store: Send + Sync + 'static {
+pub trait Store: IncidentStore + GameDayStore + NotifyStore + Send + Sync + 'static {
     /// Stores a new experiment; [`StoreError::Conflict`] when its id is taken.
     fn insert_experiment(&self, e: &ExperimentRecord) -> StoreResult<()>;
 

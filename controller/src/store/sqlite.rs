@@ -21,11 +21,12 @@ use crate::slo_file::{self, Origin, SloDef};
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`. A database with a newer version is
 /// refused rather than misread; an older one is migrated ([`MIGRATIONS`]).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 5;
 
 /// The changes since version 1, in order: `MIGRATIONS[n]` takes a database from version `n + 1` to `n + 2`.
 /// A new database gets [`SCHEMA`] (version 1), then each of them.
-const MIGRATIONS: [&str; 1] = [SLO_REGISTRY];
+const MIGRATIONS: [&str; 4] =
+    [SLO_REGISTRY, super::incidents::MIGRATION, super::gamedays::MIGRATION, super::notify_log::MIGRATION];
 
 /// Version 2: the SLO registry. Every apply of an SLO id adds a row to `slo_versions` (a deletion is a row
 /// without a definition); the files they came from are kept once per distinct text in `slo_sources`. Both
@@ -206,7 +207,7 @@ impl SqliteStore {
     }
 
     /// The connection, for one operation.
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -947,7 +948,7 @@ fn make_private(path: &Path) -> StoreResult<()> {
     Ok(())
 }
 
-fn failed(doing: impl fmt::Display, err: rusqlite::Error) -> StoreError {
+pub(super) fn failed(doing: impl fmt::Display, err: rusqlite::Error) -> StoreError {
     StoreError::Backend(format!("{doing}: {err}"))
 }
 
