@@ -21,6 +21,11 @@ pub use incidents::{IncidentRef, IncidentStore};
 pub use notify_log::NotifyStore;
 pub use sqlite::SqliteStore;
 
+/// The schema changes since version 1, in order: `MIGRATIONS[n]` takes a database from version `n + 1` to
+/// `n + 2`. A new database gets the version 1 schema, then each of them. Each part of the store keeps its own.
+const MIGRATIONS: [&str; 4] =
+    [sqlite::SLO_REGISTRY, incidents::MIGRATION, gamedays::MIGRATION, notify_log::MIGRATION];
+
 /// The result of every store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
 

@@ -13,9 +13,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AgentRecord, AuditRecord, EventRecord, ExperimentRecord, FreezeRecord, NewAudit, RunRecord, RunState,
-    ScheduleRecord, SloApplied, SloApply, SloOutcome, SloSource, SloVersion, Store, StoreError, StoreResult,
-    StoredSlo,
+    AgentRecord, AuditRecord, EventRecord, ExperimentRecord, FreezeRecord, MIGRATIONS, NewAudit, RunRecord,
+    RunState, ScheduleRecord, SloApplied, SloApply, SloOutcome, SloSource, SloVersion, Store, StoreError,
+    StoreResult, StoredSlo,
 };
 use crate::slo_file::{self, Origin, SloDef};
 
@@ -23,15 +23,10 @@ use crate::slo_file::{self, Origin, SloDef};
 /// refused rather than misread; an older one is migrated ([`MIGRATIONS`]).
 const SCHEMA_VERSION: i64 = 5;
 
-/// The changes since version 1, in order: `MIGRATIONS[n]` takes a database from version `n + 1` to `n + 2`.
-/// A new database gets [`SCHEMA`] (version 1), then each of them.
-const MIGRATIONS: [&str; 4] =
-    [SLO_REGISTRY, super::incidents::MIGRATION, super::gamedays::MIGRATION, super::notify_log::MIGRATION];
-
 /// Version 2: the SLO registry. Every apply of an SLO id adds a row to `slo_versions` (a deletion is a row
 /// without a definition); the files they came from are kept once per distinct text in `slo_sources`. Both
 /// are append-only.
-const SLO_REGISTRY: &str = "
+pub(super) const SLO_REGISTRY: &str = "
 CREATE TABLE slo_sources (
     seq INTEGER PRIMARY KEY,
     sha256 TEXT NOT NULL UNIQUE,
