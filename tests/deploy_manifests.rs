@@ -8,6 +8,12 @@
 //! policy in the ConfigMap loads and protects the node's services (`chaos agent inject --dry-run`); and the
 //! structure of deploy/Containerfile (stages, pinned base images, every workspace member copied, ENTRYPOINT).
 //!
+//! Then, for real (as root, like the host-fault tests): the manifests' own command lines, users, fsGroup,
+//! capabilities and no_new_privs (util-linux `setpriv`), volumes laid out as the kubelet lays them (Secret keys
+//! behind `..data` symlinks with their `defaultMode`), run a controller and an agent that enrols, plain and with
+//! the TLS overlay; and the agent's documented capabilities suffice to apply and revert a fault of each family in
+//! a network namespace of the test's own, while removing any one of them makes its faults fail.
+//!
 //! The validator lives in a venv of its own under the target directory (`target/py-kubernetes-validate`), built
 //! once with PyPI reachable and reused: it is made complete under a private name and renamed into place, so a
 //! concurrent run never sees half of one. A missing python3 fails the schema tests; only
@@ -22,7 +28,9 @@ use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use chaos_test_support::{TempDir, Victim, skip};
+use chaos_test_support::net::NetnsPair;
+use chaos_test_support::process::{children_named, process_state};
+use chaos_test_support::{TempDir, Victim, sh, skip, wait_until};
 use serde_json::{Value, json};
 
 /// The validator, and the versions of what it pulls in, pinned (read when these tests were written).
@@ -807,4 +815,545 @@ fn workspace_members(text: &str) -> Vec<String> {
     let line = text.lines().find(|l| l.trim_start().starts_with("members = [")).expect("workspace members");
     let list = line.split_once('[').unwrap().1.split_once(']').expect("members on one line").0;
     list.split(',').map(|m| m.trim().trim_matches('"').to_string()).filter(|m| !m.is_empty()).collect()
+}
+
+// === the capabilities, for real ===
+
+/// A `sleep 600` of user nobody (65534): signalling it needs CAP_KILL, as a pod's process does for the agent.
+struct NobodySleeps(std::process::Child);
+
+impl NobodySleeps {
+    fn start() -> NobodySleeps {
+        let child = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "600"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `setpriv … sleep 600` (util-linux's setpriv): {e}"));
+        let pid = child.id();
+        wait_until("the victim runs as nobody", Duration::from_secs(10), || {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t65534\t")))
+                && process_state(pid).is_some_and(|s| s == 'S')
+        });
+        NobodySleeps(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for NobodySleeps {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `chaos ARGS` as root in network namespace `ns` with only `caps` (the bounding set, so also every program it
+/// runs) and no_new_privs: what the DaemonSet's securityContext gives the agent container.
+fn chaos_with_caps(ns: &str, caps: &[&str], args: &[&str]) -> Command {
+    let mut set = String::from("-all");
+    for cap in caps {
+        set.push_str(&format!(",+{}", cap.to_ascii_lowercase()));
+    }
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        ns,
+        "setpriv",
+        "--bounding-set",
+        &set,
+        "--inh-caps=-all",
+        "--no-new-privs",
+        "--",
+    ])
+    .arg(env!("CARGO_BIN_EXE_chaos"))
+    .args(args)
+    .env("RUST_LOG", "warn");
+    cmd
+}
+
+fn documented_caps() -> Vec<&'static str> {
+    AGENT_CAPABILITIES.iter().map(|(cap, _)| *cap).collect()
+}
+
+/// `chaos agent capabilities --json` with `caps`: which network features the agent finds.
+fn network_support(ns: &str, caps: &[&str]) -> Value {
+    let out =
+        run(&mut chaos_with_caps(ns, caps, &["agent", "capabilities", "--json"]), Duration::from_secs(60));
+    assert!(out.success, "chaos agent capabilities failed with {caps:?}:\n{}", out.output);
+    let json = &out.output[out.output.find('{').expect("JSON")..];
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {}", out.output))
+}
+
+#[test]
+fn the_documented_capabilities_suffice_for_every_fault_and_each_is_needed() {
+    let net = NetnsPair::tagged("k8scaps");
+    let dir = TempDir::new("deploy-caps");
+    let fill = dir.path().join("fill");
+    std::fs::create_dir(&fill).unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, format!("stress: {{ fill_paths: [{}] }}\n", fill.display())).unwrap();
+    let victim = NobodySleeps::start();
+
+    // With exactly the documented capabilities (and no_new_privs), every network feature is found ...
+    let support = network_support(&net.a, &documented_caps());
+    for feature in ["nft", "tc", "tbf"] {
+        assert_eq!(support[feature], "ok", "{feature} with the documented capabilities: {support}");
+    }
+    // ... and a fault of each family applies and reverts: a pause of another user's process, a partition
+    // (nftables), a bandwidth limit (tc tbf), CPU stress and a disk fill.
+    let spec = dir.path().join("faults.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "- {{ kind: process-pause, target: {{ pid: {} }} }}\n\
+             - {{ kind: network-partition, filter: {{ hosts: [{}] }} }}\n\
+             - {{ kind: network-bandwidth, device: veth-a, rate: 1mbit }}\n\
+             - {{ kind: cpu-stress, workers: 1, load: 10 }}\n\
+             - {{ kind: disk-fill, path: {}, size: 1MiB }}\n",
+            victim.pid(),
+            net.addr_b,
+            fill.display()
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let (spec_arg, state_arg, policy_arg) =
+        (spec.to_str().unwrap(), state.to_str().unwrap(), policy.to_str().unwrap());
+    let inject = ["agent", "inject", spec_arg, "--state-dir", state_arg, "--policy", policy_arg];
+    let mut agent = chaos_with_caps(&net.a, &documented_caps(), &inject)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chaos agent inject");
+    let stderr = drain(agent.stderr.take().unwrap());
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = agent.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut injected = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while injected.len() < 5 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.starts_with("injected ") => injected.push(line),
+            Ok(_) => {}
+            Err(_) => {
+                let _ = agent.kill();
+                let _ = agent.wait();
+                panic!("the agent applied {injected:?}, not all five:\n{}", stderr.join().unwrap());
+            }
+        }
+    }
+    assert_eq!(process_state(victim.pid()), Some('T'), "nobody's process is paused");
+    assert_eq!(net.chaos_tables(&net.a).len(), 1, "the partition's table: {:?}", net.chaos_tables(&net.a));
+    let qdisc = || sh(&["ip", "netns", "exec", &net.a, "tc", "qdisc", "show", "dev", "veth-a"]);
+    assert!(qdisc().contains("qdisc tbf cafe:"), "the bandwidth limit: {}", qdisc());
+    assert_eq!(children_named(agent.id(), "chaos-cpu").len(), 1, "one CPU worker");
+    let filled = || std::fs::read_dir(&fill).unwrap().count();
+    assert_eq!(filled(), 1, "the fill file");
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    let exited = {
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = agent.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < end, "the agent did not exit within 60 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let stderr = stderr.join().unwrap();
+    assert!(exited.success(), "reverting with the documented capabilities failed: {exited}\n{stderr}");
+    assert!(victim_running(victim.pid()), "nobody's process resumed");
+    assert!(net.chaos_tables(&net.a).is_empty(), "the table is gone");
+    assert!(!qdisc().contains("tbf"), "the qdisc is gone: {}", qdisc());
+    assert_eq!(filled(), 0, "the fill file is gone");
+    assert!(journal_is_empty(&state), "the undo journal is empty");
+
+    // Each capability is needed: without SYS_ADMIN no network feature is found (the probe's namespace cannot
+    // be made), without NET_ADMIN nftables and tc refuse, without KILL another user's process cannot be paused.
+    let without = |cap: &str| documented_caps().into_iter().filter(|c| *c != cap).collect::<Vec<_>>();
+    let support = network_support(&net.a, &without("SYS_ADMIN"));
+    for feature in ["nft", "tc", "tbf", "netem"] {
+        let why = support[feature]["missing"].as_str().unwrap_or_else(|| panic!("{feature}: {support}"));
+        assert!(why.contains("CAP_SYS_ADMIN"), "{feature} without SYS_ADMIN: {why}");
+    }
+    let support = network_support(&net.a, &without("NET_ADMIN"));
+    for feature in ["nft", "tbf"] {
+        assert!(support[feature]["missing"].is_string(), "{feature} without NET_ADMIN: {support}");
+    }
+    let pause = dir.path().join("pause.yaml");
+    std::fs::write(&pause, format!("{{ kind: process-pause, target: {{ pid: {} }} }}\n", victim.pid()))
+        .unwrap();
+    let inject = ["agent", "inject", pause.to_str().unwrap(), "--duration", "30s", "--state-dir", state_arg];
+    let refused = run(&mut chaos_with_caps(&net.a, &without("KILL"), &inject), Duration::from_secs(60));
+    assert!(!refused.success, "paused another user's process without CAP_KILL:\n{}", refused.output);
+    assert!(
+        refused.output.contains("sending SIGSTOP") && refused.output.contains("EPERM"),
+        "{}",
+        refused.output
+    );
+    assert!(victim_running(victim.pid()), "nobody's process was never stopped");
+    assert!(journal_is_empty(&state), "the failed apply left no record");
+}
+
+fn victim_running(pid: u32) -> bool {
+    matches!(process_state(pid), Some('S' | 'R' | 'D'))
+}
+
+fn journal_is_empty(state: &Path) -> bool {
+    std::fs::read_dir(state.join("journal")).map_or(true, |mut entries| entries.next().is_none())
+}
+
+// === the manifests' commands, run ===
+
+/// A child process killed (SIGKILL) and reaped on drop.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Running {
+    /// SIGTERM, then the exit status within `within`.
+    fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let end = Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < end, "pid {} did not exit within {within:?} of SIGTERM", self.0.id());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The content of the Secrets the deployment expects, as `kubectl create secret` would hold them.
+struct Secrets {
+    api_token: String,
+    agent_token: String,
+    certs: PathBuf,
+}
+
+impl Secrets {
+    fn key(&self, secret: &str, key: &str) -> Vec<u8> {
+        match (secret, key) {
+            ("chaos-tokens", "api.token") => format!("admin {}\n", self.api_token).into_bytes(),
+            ("chaos-tokens", "agent.token") => format!("{}\n", self.agent_token).into_bytes(),
+            ("chaos-controller-tls", "tls.crt") => std::fs::read(self.certs.join("controller.pem")).unwrap(),
+            ("chaos-controller-tls", "tls.key") => std::fs::read(self.certs.join("controller.key")).unwrap(),
+            ("chaos-controller-tls", "ca.crt") => std::fs::read(self.certs.join("ca.pem")).unwrap(),
+            other => panic!("the deployment uses a Secret key this test does not know: {other:?}"),
+        }
+    }
+}
+
+/// The files of a Secret or ConfigMap volume: path and content.
+type Files = Vec<(String, Vec<u8>)>;
+
+/// Lays out the pod's volumes under `dir` the way the kubelet does (Secret and ConfigMap keys behind the
+/// `..data` symlink, the `defaultMode`, the fsGroup owning them) and returns each mount path with its host
+/// directory. hostPath volumes become fresh directories (the agent's journal and /var/tmp); the CRI socket,
+/// unused yet, is left out.
+fn lay_out_volumes(
+    pod: &Value,
+    container: &Value,
+    objects: &[(String, Value)],
+    secrets: &Secrets,
+    dir: &Path,
+) -> Vec<(String, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let fs_group = pod["securityContext"]["fsGroup"].as_u64().map(|g| g as u32);
+    let own = |path: &Path| {
+        if let Some(group) = fs_group {
+            std::os::unix::fs::lchown(path, Some(0), Some(group)).unwrap();
+        }
+    };
+    let mut mounts = Vec::new();
+    for mount in container["volumeMounts"].as_array().unwrap() {
+        let (name, at) = (mount["name"].as_str().unwrap(), mount["mountPath"].as_str().unwrap());
+        let host = dir.join(name);
+        let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == name);
+        let files: Option<(Files, u32)> = match volume {
+            // A volumeClaimTemplate: a directory the fsGroup may write (setgid, group rwx), as the kubelet makes it.
+            None => {
+                std::fs::create_dir(&host).unwrap();
+                own(&host);
+                std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o2775)).unwrap();
+                None
+            }
+            Some(v) if v["hostPath"]["type"] == "Socket" => continue,
+            Some(v) if v.get("hostPath").is_some() || v.get("emptyDir").is_some() => {
+                std::fs::create_dir(&host).unwrap();
+                None
+            }
+            Some(v) if v.get("secret").is_some() => {
+                let secret = v["secret"]["secretName"].as_str().unwrap();
+                let items = v["secret"]["items"].as_array().expect("Secret volumes name their items");
+                let files = items
+                    .iter()
+                    .map(|i| {
+                        (
+                            i["path"].as_str().unwrap().to_string(),
+                            secrets.key(secret, i["key"].as_str().unwrap()),
+                        )
+                    })
+                    .collect();
+                Some((files, v["secret"]["defaultMode"].as_u64().expect("defaultMode") as u32))
+            }
+            Some(v) if v.get("configMap").is_some() => {
+                let map = object(objects, "ConfigMap", v["configMap"]["name"].as_str().unwrap());
+                let data = map["data"].as_object().unwrap();
+                Some((
+                    data.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().as_bytes().to_vec())).collect(),
+                    0o644,
+                ))
+            }
+            Some(v) => panic!("a volume of a kind this test does not lay out: {v}"),
+        };
+        if let Some((files, mode)) = files {
+            let data = host.join("..2026_12_07_00_00_00.000000000");
+            std::fs::create_dir_all(&data).unwrap();
+            std::os::unix::fs::symlink("..2026_12_07_00_00_00.000000000", host.join("..data")).unwrap();
+            for (path, bytes) in files {
+                let file = data.join(&path);
+                std::fs::write(&file, bytes).unwrap();
+                own(&file);
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+                std::os::unix::fs::symlink(format!("..data/{path}"), host.join(&path)).unwrap();
+            }
+        }
+        mounts.push((at.to_string(), host));
+    }
+    mounts
+}
+
+/// `text` (a value, or `--flag=VALUE`) with a value under a mount path moved under its host directory (the
+/// longest mount that holds it, once), and `$(VAR)` replaced from the container's `env`.
+fn remap(text: &str, mounts: &[(String, PathBuf)], env: &[(String, String)]) -> String {
+    let (prefix, value) = match text.split_once('=') {
+        Some((flag, value)) if flag.starts_with("--") => (format!("{flag}="), value),
+        _ => (String::new(), text),
+    };
+    let holder = mounts
+        .iter()
+        .filter(|(at, _)| value == at || value.starts_with(&format!("{at}/")))
+        .max_by_key(|(at, _)| at.len());
+    let mut out = match holder {
+        Some((at, host)) => format!("{prefix}{}{}", host.display(), &value[at.len()..]),
+        None => text.to_string(),
+    };
+    for (name, value) in env {
+        out = out.replace(&format!("$({name})"), value);
+    }
+    out
+}
+
+/// The container's command line and environment with the pod's volumes at `mounts`: `(args, env)`.
+fn command_line(
+    container: &Value,
+    mounts: &[(String, PathBuf)],
+    node: &str,
+) -> (Vec<String>, Vec<(String, String)>) {
+    let mut env = Vec::new();
+    for e in container["env"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap().to_string();
+        let value = match e["value"].as_str() {
+            Some(value) => remap(value, mounts, &env),
+            None => {
+                assert_eq!(e["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName", "{name}");
+                node.to_string()
+            }
+        };
+        env.push((name, value));
+    }
+    let args = args(container).iter().map(|a| remap(a, mounts, &env)).collect();
+    (args, env)
+}
+
+/// `setpriv` arguments giving a process the container's user, group, fsGroup, capabilities and no_new_privs.
+fn privileges(pod: &Value, container: &Value) -> Vec<String> {
+    let security = &container["securityContext"];
+    let uid = security["runAsUser"].as_u64().or(pod["securityContext"]["runAsUser"].as_u64()).unwrap();
+    let gid = security["runAsGroup"].as_u64().or(pod["securityContext"]["runAsGroup"].as_u64()).unwrap();
+    let groups = pod["securityContext"]["fsGroup"].as_u64().map_or("-".to_string(), |g| g.to_string());
+    let mut caps = String::from("-all");
+    for cap in security["capabilities"]["add"].as_array().into_iter().flatten() {
+        caps.push_str(&format!(",+{}", cap.as_str().unwrap().to_ascii_lowercase()));
+    }
+    let mut out = vec![format!("--reuid={uid}"), format!("--regid={gid}")];
+    if groups == "-" {
+        out.push("--clear-groups".into());
+    } else {
+        out.push(format!("--groups={groups}"));
+    }
+    out.extend(["--bounding-set".into(), caps, "--inh-caps=-all".into()]);
+    if security["allowPrivilegeEscalation"] == false {
+        out.push("--no-new-privs".into());
+    }
+    out
+}
+
+/// Runs the controller and one agent with exactly the manifests' arguments, environment, users, capabilities
+/// and volume layout (paths moved under a scratch directory, the listen addresses on loopback port 0): the agent
+/// enrols with the Secret's token and is listed with its node label. Done for the base deployment and for the
+/// TLS overlay (the controller's certificate from `chaos certs`, as its comments say).
+#[test]
+fn the_manifests_commands_run_a_controller_and_an_agent_that_enrols() {
+    use std::io::BufRead as _;
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    for (variant, objects) in [("plain", base_objects()), ("tls", tls_objects())] {
+        let dir = TempDir::new(&format!("deploy-run-{variant}"));
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let certs = dir.path().join("certs");
+        sh(&[
+            env!("CARGO_BIN_EXE_chaos"),
+            "certs",
+            "--out",
+            certs.to_str().unwrap(),
+            "--host",
+            "chaos-controller.chaos.svc.cluster.local",
+            "--host",
+            "127.0.0.1",
+        ]);
+        let secrets = Secrets {
+            api_token: format!("{:064x}", 0xa11ce_u64),
+            agent_token: format!("{:064x}", 0xb0b_u64),
+            certs,
+        };
+
+        let set = object(&objects, "StatefulSet", "chaos-controller");
+        let pod = &set["spec"]["template"]["spec"];
+        let container = only_container(pod);
+        let controller_dir = dir.path().join("controller");
+        std::fs::create_dir(&controller_dir).unwrap();
+        let mounts = lay_out_volumes(pod, container, &objects, &secrets, &controller_dir);
+        let (mut args, env) = command_line(container, &mounts, "k8s-node-1");
+        for arg in &mut args {
+            if arg.starts_with("--listen=") || arg.starts_with("--ui-listen=") {
+                let flag = arg.split('=').next().unwrap().to_string();
+                *arg = format!("{flag}=127.0.0.1:0");
+            }
+        }
+        let mut controller = Running(
+            Command::new("setpriv")
+                .args(privileges(pod, container))
+                .arg("--")
+                .arg(env!("CARGO_BIN_EXE_chaos"))
+                .args(&args)
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap())
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start the controller"),
+        );
+        let controller_err = drain(controller.0.stderr.take().unwrap());
+        let mut lines = std::io::BufReader::new(controller.0.stdout.take().unwrap()).lines();
+        let first = match lines.next() {
+            Some(Ok(line)) => line,
+            _ => panic!("{variant}: the controller printed nothing:\n{}", {
+                let _ = controller.0.kill();
+                controller_err.join().unwrap()
+            }),
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let addr =
+            first.strip_prefix("listening on ").unwrap_or_else(|| panic!("{variant}: {first}")).to_string();
+
+        let daemon = object(&objects, "DaemonSet", "chaos-agent");
+        let pod = &daemon["spec"]["template"]["spec"];
+        let container = only_container(pod);
+        let agent_dir = dir.path().join("agent");
+        std::fs::create_dir(&agent_dir).unwrap();
+        let mounts = lay_out_volumes(pod, container, &objects, &secrets, &agent_dir);
+        let (args, mut env) = command_line(container, &mounts, "k8s-node-1");
+        let url = env.iter_mut().find(|(k, _)| k == "CHAOS_CONTROLLER").expect("CHAOS_CONTROLLER");
+        url.1 = url.1.replace("chaos-controller.chaos.svc.cluster.local:7400", &addr);
+        let url = url.1.clone();
+        assert_eq!(url.starts_with("https://"), variant == "tls", "{variant}: {url}");
+        let mut agent = Running(
+            Command::new("setpriv")
+                .args(privileges(pod, container))
+                .arg("--")
+                .arg(env!("CARGO_BIN_EXE_chaos"))
+                .args(&args)
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap())
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start the agent"),
+        );
+        let agent_err = drain(agent.0.stderr.take().unwrap());
+
+        // The agent is listed, connected, with its id and label from the node's name.
+        let mut listed = String::new();
+        let enrolled = chaos_test_support::wait::poll_until(Duration::from_secs(60), || {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_chaos"));
+            cmd.args(["agents", "--json", "--controller", &url, "--token", &secrets.api_token]);
+            if variant == "tls" {
+                cmd.arg("--ca").arg(secrets.certs.join("ca.pem"));
+            }
+            let out = cmd.output().unwrap();
+            listed =
+                String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            let rows: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            rows.as_array().is_some_and(|rows| {
+                rows.iter().any(|a| {
+                    a["id"] == "k8s-node-1"
+                        && a["labels"]["node"] == "k8s-node-1"
+                        && a["health"] == "connected"
+                })
+            })
+        });
+        if !enrolled {
+            let (a, c) =
+                (agent.terminate(Duration::from_secs(60)), controller.terminate(Duration::from_secs(60)));
+            panic!(
+                "{variant}: the agent did not enrol: {listed}\nagent ({a}):\n{}\ncontroller ({c}):\n{}",
+                agent_err.join().unwrap(),
+                controller_err.join().unwrap()
+            );
+        }
+        // SIGTERM, as the kubelet sends: both exit cleanly.
+        let status = agent.terminate(Duration::from_secs(60));
+        assert!(status.success(), "{variant}: agent exit {status}:\n{}", agent_err.join().unwrap());
+        let status = controller.terminate(Duration::from_secs(60));
+        assert!(status.success(), "{variant}: controller exit {status}:\n{}", controller_err.join().unwrap());
+        // The store is the controller's own, private, on the claim.
+        let data = env.iter().find(|(k, _)| k == "CHAOS_STATE_DIR").map(|(_, v)| PathBuf::from(v)).unwrap();
+        assert!(
+            data.join("journal").is_dir() || data.is_dir(),
+            "{variant}: the agent's state dir {}",
+            data.display()
+        );
+        let db = controller_dir.join("data").join("controller.db");
+        let meta = std::fs::metadata(&db).unwrap_or_else(|e| panic!("{variant}: {}: {e}", db.display()));
+        let uid = set["spec"]["template"]["spec"]["securityContext"]["runAsUser"].as_u64().unwrap();
+        assert_eq!((u64::from(meta.uid()), meta.mode() & 0o777), (uid, 0o600), "{variant}: controller.db");
+    }
 }
