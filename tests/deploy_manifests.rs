@@ -692,7 +692,7 @@ fn the_agent_policy_loads_and_protects_the_nodes_services() {
     let dir = TempDir::new("deploy-policy");
     let policy_file = dir.path().join("policy.yaml");
     std::fs::write(&policy_file, policy).unwrap();
-    let kubelet = Victim::named("containerd");
+    let containerd = Victim::named("containerd");
     let inject = |spec: &str, with_policy: bool| {
         let spec_file = dir.path().join("spec.yaml");
         std::fs::write(&spec_file, spec).unwrap();
@@ -705,7 +705,7 @@ fn the_agent_policy_loads_and_protects_the_nodes_services() {
         }
         run(&mut cmd, Duration::from_secs(60))
     };
-    let kill = format!("{{ kind: process-kill, target: {{ pid: {} }} }}", kubelet.pid());
+    let kill = format!("{{ kind: process-kill, target: {{ pid: {} }} }}", containerd.pid());
     let refused = inject(&kill, true);
     assert!(!refused.success, "the policy let a process named containerd be killed:\n{}", refused.output);
     assert!(refused.output.contains("policy rule 'protected-name'"), "{}", refused.output);
@@ -924,15 +924,18 @@ fn the_documented_capabilities_suffice_for_every_fault_and_each_is_needed() {
     let (spec_arg, state_arg, policy_arg) =
         (spec.to_str().unwrap(), state.to_str().unwrap(), policy.to_str().unwrap());
     let inject = ["agent", "inject", spec_arg, "--state-dir", state_arg, "--policy", policy_arg];
-    let mut agent = chaos_with_caps(&net.a, &documented_caps(), &inject)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start chaos agent inject");
-    let stderr = drain(agent.stderr.take().unwrap());
+    // Killed (SIGKILL) if the test fails midway: its watchdog then reverts what it holds.
+    let mut agent = Running(
+        chaos_with_caps(&net.a, &documented_caps(), &inject)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chaos agent inject"),
+    );
+    let stderr = drain(agent.0.stderr.take().unwrap());
     let (lines_tx, lines) = std::sync::mpsc::channel();
-    let stdout = agent.stdout.take().unwrap();
+    let stdout = agent.0.stdout.take().unwrap();
     std::thread::spawn(move || {
         use std::io::BufRead as _;
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -947,8 +950,7 @@ fn the_documented_capabilities_suffice_for_every_fault_and_each_is_needed() {
             Ok(line) if line.starts_with("injected ") => injected.push(line),
             Ok(_) => {}
             Err(_) => {
-                let _ = agent.kill();
-                let _ = agent.wait();
+                drop(agent);
                 panic!("the agent applied {injected:?}, not all five:\n{}", stderr.join().unwrap());
             }
         }
@@ -957,22 +959,11 @@ fn the_documented_capabilities_suffice_for_every_fault_and_each_is_needed() {
     assert_eq!(net.chaos_tables(&net.a).len(), 1, "the partition's table: {:?}", net.chaos_tables(&net.a));
     let qdisc = || sh(&["ip", "netns", "exec", &net.a, "tc", "qdisc", "show", "dev", "veth-a"]);
     assert!(qdisc().contains("qdisc tbf cafe:"), "the bandwidth limit: {}", qdisc());
-    assert_eq!(children_named(agent.id(), "chaos-cpu").len(), 1, "one CPU worker");
+    assert_eq!(children_named(agent.0.id(), "chaos-cpu").len(), 1, "one CPU worker");
     let filled = || std::fs::read_dir(&fill).unwrap().count();
     assert_eq!(filled(), 1, "the fill file");
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.id() as i32), nix::sys::signal::Signal::SIGTERM)
-        .unwrap();
-    let exited = {
-        let end = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = agent.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < end, "the agent did not exit within 60 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
+    let exited = agent.terminate(Duration::from_secs(60));
     let stderr = stderr.join().unwrap();
     assert!(exited.success(), "reverting with the documented capabilities failed: {exited}\n{stderr}");
     assert!(victim_running(victim.pid()), "nobody's process resumed");
@@ -1213,6 +1204,24 @@ fn privileges(pod: &Value, container: &Value) -> Vec<String> {
     out
 }
 
+/// The `chaos` binary as the container runs it: `setpriv` with the container's [`privileges`], and with
+/// `readOnlyRootFilesystem` in a mount namespace of its own whose root is read-only, `scratch` (where the test
+/// laid out the pod's volumes) excepted: the container writes nowhere but its volumes.
+fn as_container(pod: &Value, container: &Value, scratch: &Path) -> Command {
+    let mut cmd = if container["securityContext"]["readOnlyRootFilesystem"] == true {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(r#"mount --bind "$0" "$0" && mount -o remount,bind,ro / && exec "$@""#)
+            .arg(scratch)
+            .arg("setpriv");
+        cmd
+    } else {
+        Command::new("setpriv")
+    };
+    cmd.args(privileges(pod, container)).arg("--").arg(env!("CARGO_BIN_EXE_chaos"));
+    cmd
+}
+
 /// Runs the controller and one agent with exactly the manifests' arguments, environment, users, capabilities
 /// and volume layout (paths moved under a scratch directory, the listen addresses on loopback port 0): the agent
 /// enrols with the Secret's token and is listed with its node label. Done for the base deployment and for the
@@ -1255,10 +1264,7 @@ fn the_manifests_commands_run_a_controller_and_an_agent_that_enrols() {
             }
         }
         let mut controller = Running(
-            Command::new("setpriv")
-                .args(privileges(pod, container))
-                .arg("--")
-                .arg(env!("CARGO_BIN_EXE_chaos"))
+            as_container(pod, container, dir.path())
                 .args(&args)
                 .env_clear()
                 .env("PATH", std::env::var_os("PATH").unwrap())
@@ -1294,10 +1300,7 @@ fn the_manifests_commands_run_a_controller_and_an_agent_that_enrols() {
         let url = url.1.clone();
         assert_eq!(url.starts_with("https://"), variant == "tls", "{variant}: {url}");
         let mut agent = Running(
-            Command::new("setpriv")
-                .args(privileges(pod, container))
-                .arg("--")
-                .arg(env!("CARGO_BIN_EXE_chaos"))
+            as_container(pod, container, dir.path())
                 .args(&args)
                 .env_clear()
                 .env("PATH", std::env::var_os("PATH").unwrap())
