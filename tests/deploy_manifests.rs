@@ -125,9 +125,8 @@ fn tls_objects() -> Vec<(String, Value)> {
         for op in ops.as_array().unwrap_or_else(|| panic!("{file}: a JSON patch is a list of operations")) {
             json_patch(target, op).unwrap_or_else(|e| panic!("tls/{file}: {e} in {op}"));
         }
-        objects.push((format!("tls/{file}"), Value::Null));
     }
-    objects.into_iter().filter(|(_, doc)| !doc.is_null()).collect()
+    objects
 }
 
 /// One RFC 6902 operation of the kinds the overlay uses (`test`, `add`, `replace`) applied to `doc`.
