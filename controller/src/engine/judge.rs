@@ -3,6 +3,7 @@
 //! on its own.
 
 use super::Abort;
+use super::detection::Detected;
 use crate::probes::ProbeResult;
 use crate::report::Verdict;
 use crate::slo::SloResult;
@@ -29,7 +30,12 @@ pub struct Observed<'a> {
     pub judges_something: bool,
     /// `fire_and_forget: true`: the file opted in to a run that judges nothing.
     pub fire_and_forget: bool,
+    /// What the watch of the experiment's `detection` saw, when it has one.
+    pub detection: Option<&'a Detected>,
 }
+
+/// The reason of a run with `detection` whose method injected no fault: there was nothing to detect.
+pub const NO_FAULT_TO_DETECT: &str = "detection: no fault was injected, so no alert could detect one";
 
 /// The verdict and its reasons, in the order a reader needs them: losses first, then why the method stopped,
 /// the SLOs and probes, and failed reverts.
@@ -74,6 +80,9 @@ pub fn judge(observed: &Observed<'_>) -> (Verdict, Vec<String>) {
                 probe.name, probe.detail
             ));
         }
+        if let Some(detected) = observed.detection {
+            judge_detection(detected, &mut verdict, &mut reasons);
+        }
     }
     // A fault lost mid-run (expired, its agent gone) means the method did not run as planned: neither a pass
     // nor a failure can be pinned on it (DESIGN §7.7). The SLO reasons above stay, after the loss.
@@ -102,6 +111,52 @@ pub fn judge(observed: &Observed<'_>) -> (Verdict, Vec<String>) {
         }
     }
     (verdict, reasons)
+}
+
+/// Detection: an expected alert that did not fire within its `within` fails the run; one that did says how
+/// fast. Without a fault, or without a single answer from the source, nothing was measured (inconclusive).
+fn judge_detection(detected: &Detected, verdict: &mut Verdict, reasons: &mut Vec<String>) {
+    let unsure = |verdict: &mut Verdict, reasons: &mut Vec<String>, reason: String| {
+        if *verdict == Verdict::Passed {
+            *verdict = Verdict::Inconclusive;
+        }
+        reasons.push(reason);
+    };
+    if detected.no_fault {
+        return unsure(verdict, reasons, NO_FAULT_TO_DETECT.into());
+    }
+    if let Some(error) = &detected.unanswered {
+        let source = detected.outcomes.first().map_or("", |o| o.source.as_str());
+        return unsure(verdict, reasons, format!("detection: {source} never answered: {error}"));
+    }
+    for o in &detected.outcomes {
+        let within = ms(o.within_ms);
+        match o.detected_after_ms {
+            Some(after) => reasons.push(format!(
+                "detected: alert {} fired {} after the fault (within {within}; {})",
+                o.alert,
+                ms(after),
+                o.source
+            )),
+            None => {
+                *verdict = Verdict::Failed;
+                let stale = if detected.already_firing.contains(&o.alert) {
+                    " (it was already firing before the fault)"
+                } else {
+                    ""
+                };
+                reasons.push(format!(
+                    "not detected: alert {} did not fire within {within} of the fault ({}){stale}",
+                    o.alert, o.source
+                ));
+            }
+        }
+    }
+}
+
+/// A duration in milliseconds as experiments write it: `30s`, `1.5s`, `800ms`.
+fn ms(ms: u64) -> String {
+    crate::experiment::model::Duration(std::time::Duration::from_millis(ms)).to_string()
 }
 
 #[cfg(test)]
@@ -140,6 +195,7 @@ mod tests {
             revert_failures: &[],
             judges_something: true,
             fire_and_forget: false,
+            detection: None,
         }
     }
 
