@@ -409,3 +409,138 @@ impl State {
 fn human(d: Duration) -> String {
     crate::slo::format::duration(Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn set(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn state(alerts: &[&str], within: Duration) -> State {
+        let n = alerts.len();
+        State {
+            source: Source::Prometheus("http://prom:9090".into()),
+            alerts: names(alerts),
+            within,
+            injected: None,
+            stale: vec![false; n],
+            detected: vec![None; n],
+            resolved: vec![None; n],
+            answered: false,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn the_query_escapes_names_for_the_regex_and_the_string() {
+        assert_eq!(
+            firing_query(&names(&["ShopDown", "Checkout:slo_burn"])),
+            r#"ALERTS{alertstate="firing",alertname=~"ShopDown|Checkout:slo_burn"}"#
+        );
+        // A dot or a pipe is literal; a quote and a backslash cannot end the string.
+        assert_eq!(
+            firing_query(&names(&["a.b|c", "say \"hi\\"])),
+            r#"ALERTS{alertstate="firing",alertname=~"a\\.b\\|c|say \"hi\\\\"}"#
+        );
+        let am = Source::Alertmanager("http://am:9093/".into()).request_url(&names(&["A", "B"]));
+        assert_eq!(am, "http://am:9093/api/v2/alerts?active=true&filter=alertname%3D~%22A%7CB%22");
+    }
+
+    #[test]
+    fn answers_are_read_for_the_expected_alerts_only() {
+        let alerts = names(&["ShopDown", "Slow"]);
+        let prom = Source::Prometheus("http://p".into());
+        let body = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"__name__":"ALERTS","alertname":"ShopDown","alertstate":"firing","proxy":"a"},"value":[1,"1"]},
+            {"metric":{"__name__":"ALERTS","alertname":"ShopDown","alertstate":"firing","proxy":"b"},"value":[1,"1"]},
+            {"metric":{"__name__":"ALERTS","alertname":"Other","alertstate":"firing"},"value":[1,"1"]},
+            {"metric":{"__name__":"ALERTS","alertname":"Slow","alertstate":"pending"},"value":[1,"1"]}]}}"#;
+        assert_eq!(prom.firing(200, body, &alerts), Ok(set(&["ShopDown"])));
+        let error = br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
+        assert_eq!(
+            prom.firing(400, error, &alerts).unwrap_err(),
+            format!("answered http 400: {:?}", String::from_utf8_lossy(error))
+        );
+        assert_eq!(prom.firing(200, error, &alerts).unwrap_err(), "query failed: bad_data: parse error");
+        assert!(prom.firing(200, b"<html>", &alerts).unwrap_err().starts_with("expected JSON, got"));
+
+        let am = Source::Alertmanager("http://a".into());
+        let body = br#"[
+            {"labels":{"alertname":"Slow","severity":"page"},"status":{"state":"active","silencedBy":[],"inhibitedBy":[]}},
+            {"labels":{"alertname":"ShopDown"},"status":{"state":"suppressed","silencedBy":["x"],"inhibitedBy":[]}},
+            {"labels":{"alertname":"Other"},"status":{"state":"active"}}]"#;
+        assert_eq!(am.firing(200, body, &alerts), Ok(set(&["Slow"])));
+        assert_eq!(am.firing(200, b"{}", &alerts).unwrap_err(), "expected a JSON array of alerts");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn times_are_measured_from_the_injection_to_the_polls_that_saw_a_change() {
+        let mut s = state(&["A", "B", "C"], Duration::from_secs(10));
+        let start = Instant::now();
+        // Before the fault: C already fires, so its firing is not a detection.
+        assert!(s.observe(start, Ok(set(&["C"]))).is_empty());
+        s.injected = Some(start + Duration::from_millis(500));
+        assert!(!s.settled(Instant::now()));
+        let at = |ms: u64| start + Duration::from_millis(500 + ms);
+        assert!(s.observe(at(1000), Err("connection refused".into())).is_empty());
+        let notes = s.observe(at(2300), Ok(set(&["A", "C"])));
+        assert_eq!(
+            notes,
+            vec![("A".to_string(), "alert fired 2.3 s after the fault (detected)".to_string())]
+        );
+        // A resolves; C, seen not firing, fires again: now that is a detection.
+        let notes = s.observe(at(3000), Ok(set(&[])));
+        assert_eq!(notes, vec![("A".to_string(), "alert resolved 3 s after the fault".to_string())]);
+        let notes = s.observe(at(4000), Ok(set(&["C"])));
+        assert_eq!(notes, vec![("C".to_string(), "alert fired 4 s after the fault (detected)".to_string())]);
+        assert_eq!(s.resolved[0], Some(Duration::from_millis(3000)));
+        // B first fires after `within`: not detected.
+        s.observe(at(10_500), Ok(set(&["B"])));
+        assert_eq!(s.detected[1], None);
+        assert!(s.settled(at(10_000)), "within elapsed");
+        let d = s.detected();
+        assert!(!d.no_fault && d.unanswered.is_none() && d.already_firing.is_empty(), "{d:?}");
+        assert_eq!(
+            d.outcomes[0],
+            DetectionOutcome {
+                alert: "A".into(),
+                source: "http://prom:9090".into(),
+                within_ms: 10_000,
+                detected_after_ms: Some(2300),
+                resolved_after_ms: Some(3000),
+            }
+        );
+        assert_eq!((d.outcomes[1].detected_after_ms, d.outcomes[1].resolved_after_ms), (None, None));
+        assert_eq!(
+            (d.outcomes[2].detected_after_ms, d.outcomes[2].resolved_after_ms),
+            (Some(4000), Some(10_500))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watch_settles_when_every_alert_fired_and_reports_what_never_could_be_seen() {
+        let mut s = state(&["A"], Duration::from_secs(30));
+        let start = Instant::now();
+        s.observe(start, Ok(set(&["A"])));
+        s.injected = Some(start + Duration::from_millis(10));
+        s.observe(start + Duration::from_secs(1), Ok(set(&["A"])));
+        assert!(!s.settled(start + Duration::from_secs(1)), "still firing from before: not a detection");
+        assert_eq!(s.detected().already_firing, ["A"]);
+        s.observe(start + Duration::from_secs(2), Ok(set(&[])));
+        s.observe(start + Duration::from_secs(3), Ok(set(&["A"])));
+        assert!(s.settled(start + Duration::from_secs(3)));
+        assert!(s.detected().already_firing.is_empty());
+
+        let mut never = state(&["A"], Duration::from_secs(30));
+        never.observe(start, Err("connection refused".into()));
+        let d = never.detected();
+        assert!(d.no_fault);
+        assert_eq!(d.unanswered.as_deref(), Some("connection refused"));
+    }
+}

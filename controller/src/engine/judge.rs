@@ -281,4 +281,70 @@ mod tests {
         assert_eq!(verdict, Verdict::Inconclusive);
         assert_eq!(reasons.last().map(String::as_str), Some(FIRE_AND_FORGET));
     }
+
+    fn detected(outcomes: &[(&str, Option<u64>)]) -> Detected {
+        Detected {
+            outcomes: outcomes
+                .iter()
+                .map(|(alert, after)| crate::report::journal::DetectionOutcome {
+                    alert: alert.to_string(),
+                    source: "http://prom:9090".into(),
+                    within_ms: 30_000,
+                    detected_after_ms: *after,
+                    resolved_after_ms: None,
+                })
+                .collect(),
+            ..Detected::default()
+        }
+    }
+
+    #[test]
+    fn an_expected_alert_that_did_not_fire_fails_the_run_and_detected_ones_say_how_fast() {
+        let ok = Ok(());
+        let passed = [slo("a", Some(true))];
+        let seen = detected(&[("ShopDown", Some(3200))]);
+        let (verdict, reasons) = judge(&Observed { detection: Some(&seen), ..observed(&ok, &passed) });
+        assert_eq!(verdict, Verdict::Passed);
+        assert_eq!(
+            reasons,
+            [
+                "detected: alert ShopDown fired 3.2s after the fault (within 30s; http://prom:9090)",
+                "a: Some(true)"
+            ]
+        );
+        let mut missed = detected(&[("ShopDown", Some(3200)), ("Never", None)]);
+        missed.already_firing = vec!["Never".into()];
+        let (verdict, reasons) = judge(&Observed { detection: Some(&missed), ..observed(&ok, &passed) });
+        assert_eq!(verdict, Verdict::Failed);
+        assert_eq!(
+            reasons[1],
+            "not detected: alert Never did not fire within 30s of the fault (http://prom:9090) (it was already \
+             firing before the fault)"
+        );
+        // An interrupted run is not judged on detection.
+        let interrupted = Err(Abort::Interrupted);
+        let (verdict, reasons) =
+            judge(&Observed { detection: Some(&missed), ..observed(&interrupted, &passed) });
+        assert_eq!(verdict, Verdict::Inconclusive);
+        assert!(!reasons.iter().any(|r| r.contains("detected")), "{reasons:?}");
+    }
+
+    #[test]
+    fn detection_without_a_fault_or_an_answer_is_inconclusive() {
+        let ok = Ok(());
+        let passed = [slo("a", Some(true))];
+        let no_fault = Detected { no_fault: true, ..detected(&[("A", None)]) };
+        let (verdict, reasons) = judge(&Observed { detection: Some(&no_fault), ..observed(&ok, &passed) });
+        assert_eq!((verdict, reasons[0].as_str()), (Verdict::Inconclusive, NO_FAULT_TO_DETECT));
+        let silent = Detected { unanswered: Some("connection refused".into()), ..detected(&[("A", None)]) };
+        let (verdict, reasons) = judge(&Observed { detection: Some(&silent), ..observed(&ok, &passed) });
+        assert_eq!(verdict, Verdict::Inconclusive);
+        assert_eq!(reasons[0], "detection: http://prom:9090 never answered: connection refused");
+        // A failure stays a failure.
+        let failed = [slo("b", Some(false))];
+        assert_eq!(
+            judge(&Observed { detection: Some(&no_fault), ..observed(&ok, &failed) }).0,
+            Verdict::Failed
+        );
+    }
 }
