@@ -9,7 +9,7 @@ use chaos_controller::report::markdown::{DetectionState, detection_line, detecti
 use chaos_controller::report::{Journal, Verdict, render_html, render_junit, render_markdown};
 use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
 
-const PROM: &str = "http://127.0.0.1:9090";
+const PROM: &str = "http://prometheus.example:9090";
 
 fn outcome(alert: &str, detected: Option<u64>, resolved: Option<u64>) -> DetectionOutcome {
     DetectionOutcome {
@@ -99,7 +99,7 @@ fn markdown_and_html_show_a_detection_table() {
     let html = render_html(&j);
     assert!(html.contains("<h2>Detection</h2>"), "{html}");
     assert!(
-        html.contains("<td>ShopDown</td><td>http://127.0.0.1:9090</td><td class=\"num\">30 s</td><td class=\"num\">3.2 s</td><td class=\"num\">9.5 s</td><td><span class=\"ok\">detected</span></td>"),
+        html.contains("<td>ShopDown</td><td>http://prometheus.example:9090</td><td class=\"num\">30 s</td><td class=\"num\">3.2 s</td><td class=\"num\">9.5 s</td><td><span class=\"ok\">detected</span></td>"),
         "{html}"
     );
     assert!(html.contains("<span class=\"bad\">not detected</span>"));
