@@ -280,11 +280,23 @@ fn report(
     println!("{}: {}", exp.title, crate::color::verdict(outcome.verdict.as_str()));
     // Each SLO's reason is printed once, on its own `slo` line with its time to recover; the other reasons
     // (guardrails, lost faults, probes, nothing judged) as a list first.
-    for reason in outcome.reasons.iter().filter(|r| !outcome.slos.iter().any(|slo| &slo.reason == *r)) {
+    // The detection reasons too are printed once, on their alert's own `alert` line.
+    let per_alert = |r: &str| {
+        outcome.detection.iter().any(|o| {
+            r.starts_with(&format!("detected: alert {} fired", o.alert))
+                || r.starts_with(&format!("not detected: alert {} did not fire", o.alert))
+        })
+    };
+    for reason in
+        outcome.reasons.iter().filter(|r| !outcome.slos.iter().any(|slo| &slo.reason == *r) && !per_alert(r))
+    {
         println!("  - {reason}");
     }
     for line in chaos_controller::slo::format::verdict_lines(&outcome.slos, &outcome.recovery) {
         println!("{line}");
+    }
+    for o in &outcome.detection {
+        println!("  alert {}", chaos_controller::report::markdown::detection_line(o, &outcome.reasons));
     }
     Ok(outcome.verdict.exit_code())
 }

@@ -16,12 +16,15 @@
 //!   real parts (curl, a cgroup, Prometheus...). CI sets none of it.
 //! - [`prometheus`]: a real Prometheus server on a kernel-chosen port, optionally backfilled with history
 //!   through promtool, and `promtool` itself.
+//! - [`alertmanager`]: a real Alertmanager (Debian's `prometheus-alertmanager`) on a kernel-chosen port, without
+//!   clustering, whose receiver sends nothing.
 //! - [`mutate`]: seeded mutation of documents for the parsers' fuzz tests.
 //! - [`kill`]: [`KillRng`], the seeded generator of the kill matrices' moments.
 //!
 //! What it does *not* hold: fixtures of one crate (a controller on its own runtime, the proxy's in-process API
 //! client, the binary's `chaos proxy` child); those stay in that crate's tests, built on these.
 
+pub mod alertmanager;
 pub mod dir;
 pub mod kill;
 pub mod mutate;

@@ -14,6 +14,10 @@ pub const PARTS: &[(&str, &str)] = &[
         "a cgroup v2 directory this test may create (proxy/tests/intercept.rs: cgroup-scoped interception)",
     ),
     ("prometheus", "the prometheus server and promtool programs (tests/run_prometheus.rs, the SLO tests)"),
+    (
+        "alertmanager",
+        "Debian's prometheus-alertmanager (controller/tests/detection.rs: detection through Alertmanager)",
+    ),
     ("python3", "python3 with the venv module (tests/compat_python.rs: toxiproxy-python)"),
     (
         "chromium",

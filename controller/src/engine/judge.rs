@@ -3,6 +3,7 @@
 //! on its own.
 
 use super::Abort;
+use super::detection::Detected;
 use crate::probes::ProbeResult;
 use crate::report::Verdict;
 use crate::slo::SloResult;
@@ -29,7 +30,12 @@ pub struct Observed<'a> {
     pub judges_something: bool,
     /// `fire_and_forget: true`: the file opted in to a run that judges nothing.
     pub fire_and_forget: bool,
+    /// What the watch of the experiment's `detection` saw, when it has one.
+    pub detection: Option<&'a Detected>,
 }
+
+/// The reason of a run with `detection` whose method injected no fault: there was nothing to detect.
+pub const NO_FAULT_TO_DETECT: &str = "detection: no fault was injected, so no alert could detect one";
 
 /// The verdict and its reasons, in the order a reader needs them: losses first, then why the method stopped,
 /// the SLOs and probes, and failed reverts.
@@ -74,6 +80,9 @@ pub fn judge(observed: &Observed<'_>) -> (Verdict, Vec<String>) {
                 probe.name, probe.detail
             ));
         }
+        if let Some(detected) = observed.detection {
+            judge_detection(detected, &mut verdict, &mut reasons);
+        }
     }
     // A fault lost mid-run (expired, its agent gone) means the method did not run as planned: neither a pass
     // nor a failure can be pinned on it (DESIGN §7.7). The SLO reasons above stay, after the loss.
@@ -102,6 +111,52 @@ pub fn judge(observed: &Observed<'_>) -> (Verdict, Vec<String>) {
         }
     }
     (verdict, reasons)
+}
+
+/// Detection: an expected alert that did not fire within its `within` fails the run; one that did says how
+/// fast. Without a fault, or without a single answer from the source, nothing was measured (inconclusive).
+fn judge_detection(detected: &Detected, verdict: &mut Verdict, reasons: &mut Vec<String>) {
+    let unsure = |verdict: &mut Verdict, reasons: &mut Vec<String>, reason: String| {
+        if *verdict == Verdict::Passed {
+            *verdict = Verdict::Inconclusive;
+        }
+        reasons.push(reason);
+    };
+    if detected.no_fault {
+        return unsure(verdict, reasons, NO_FAULT_TO_DETECT.into());
+    }
+    if let Some(error) = &detected.unanswered {
+        let source = detected.outcomes.first().map_or("", |o| o.source.as_str());
+        return unsure(verdict, reasons, format!("detection: {source} never answered: {error}"));
+    }
+    for o in &detected.outcomes {
+        let within = ms(o.within_ms);
+        match o.detected_after_ms {
+            Some(after) => reasons.push(format!(
+                "detected: alert {} fired {} after the fault (within {within}; {})",
+                o.alert,
+                ms(after),
+                o.source
+            )),
+            None => {
+                *verdict = Verdict::Failed;
+                let stale = if detected.already_firing.contains(&o.alert) {
+                    " (it was already firing before the fault)"
+                } else {
+                    ""
+                };
+                reasons.push(format!(
+                    "not detected: alert {} did not fire within {within} of the fault ({}){stale}",
+                    o.alert, o.source
+                ));
+            }
+        }
+    }
+}
+
+/// A duration in milliseconds as experiments write it: `30s`, `1.5s`, `800ms`.
+fn ms(ms: u64) -> String {
+    crate::experiment::model::Duration(std::time::Duration::from_millis(ms)).to_string()
 }
 
 #[cfg(test)]
@@ -140,6 +195,7 @@ mod tests {
             revert_failures: &[],
             judges_something: true,
             fire_and_forget: false,
+            detection: None,
         }
     }
 
@@ -224,5 +280,71 @@ mod tests {
         let (verdict, reasons) = judge(&Observed { method: &interrupted, ..opted_in });
         assert_eq!(verdict, Verdict::Inconclusive);
         assert_eq!(reasons.last().map(String::as_str), Some(FIRE_AND_FORGET));
+    }
+
+    fn detected(outcomes: &[(&str, Option<u64>)]) -> Detected {
+        Detected {
+            outcomes: outcomes
+                .iter()
+                .map(|(alert, after)| crate::report::journal::DetectionOutcome {
+                    alert: alert.to_string(),
+                    source: "http://prom:9090".into(),
+                    within_ms: 30_000,
+                    detected_after_ms: *after,
+                    resolved_after_ms: None,
+                })
+                .collect(),
+            ..Detected::default()
+        }
+    }
+
+    #[test]
+    fn an_expected_alert_that_did_not_fire_fails_the_run_and_detected_ones_say_how_fast() {
+        let ok = Ok(());
+        let passed = [slo("a", Some(true))];
+        let seen = detected(&[("ShopDown", Some(3200))]);
+        let (verdict, reasons) = judge(&Observed { detection: Some(&seen), ..observed(&ok, &passed) });
+        assert_eq!(verdict, Verdict::Passed);
+        assert_eq!(
+            reasons,
+            [
+                "detected: alert ShopDown fired 3.2s after the fault (within 30s; http://prom:9090)",
+                "a: Some(true)"
+            ]
+        );
+        let mut missed = detected(&[("ShopDown", Some(3200)), ("Never", None)]);
+        missed.already_firing = vec!["Never".into()];
+        let (verdict, reasons) = judge(&Observed { detection: Some(&missed), ..observed(&ok, &passed) });
+        assert_eq!(verdict, Verdict::Failed);
+        assert_eq!(
+            reasons[1],
+            "not detected: alert Never did not fire within 30s of the fault (http://prom:9090) (it was already \
+             firing before the fault)"
+        );
+        // An interrupted run is not judged on detection.
+        let interrupted = Err(Abort::Interrupted);
+        let (verdict, reasons) =
+            judge(&Observed { detection: Some(&missed), ..observed(&interrupted, &passed) });
+        assert_eq!(verdict, Verdict::Inconclusive);
+        assert!(!reasons.iter().any(|r| r.contains("detected")), "{reasons:?}");
+    }
+
+    #[test]
+    fn detection_without_a_fault_or_an_answer_is_inconclusive() {
+        let ok = Ok(());
+        let passed = [slo("a", Some(true))];
+        let no_fault = Detected { no_fault: true, ..detected(&[("A", None)]) };
+        let (verdict, reasons) = judge(&Observed { detection: Some(&no_fault), ..observed(&ok, &passed) });
+        assert_eq!((verdict, reasons[0].as_str()), (Verdict::Inconclusive, NO_FAULT_TO_DETECT));
+        let silent = Detected { unanswered: Some("connection refused".into()), ..detected(&[("A", None)]) };
+        let (verdict, reasons) = judge(&Observed { detection: Some(&silent), ..observed(&ok, &passed) });
+        assert_eq!(verdict, Verdict::Inconclusive);
+        assert_eq!(reasons[0], "detection: http://prom:9090 never answered: connection refused");
+        // A failure stays a failure.
+        let failed = [slo("b", Some(false))];
+        assert_eq!(
+            judge(&Observed { detection: Some(&no_fault), ..observed(&ok, &failed) }).0,
+            Verdict::Failed
+        );
     }
 }

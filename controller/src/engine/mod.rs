@@ -5,6 +5,7 @@
 //! report.
 
 mod collect;
+mod detection;
 mod driver;
 mod error;
 mod faults;
@@ -21,8 +22,9 @@ mod sources;
 mod timeline;
 mod watch;
 
+pub use detection::{Detected, firing_query};
 pub use journal::journal;
-pub use judge::{FIRE_AND_FORGET, NOTHING_JUDGED, Observed, judge};
+pub use judge::{FIRE_AND_FORGET, NO_FAULT_TO_DETECT, NOTHING_JUDGED, Observed, judge};
 pub use run::{ExecuteOptions, Outcome, Verdict, execute, execute_with, source_key};
 pub use watch::{Guard, guards, watch_tick};
 

@@ -141,6 +141,8 @@ pub async fn execute_with(
 
     let baseline = baseline(&ctx, exp).await;
     let method_start = run_start.elapsed();
+    // The expected alerts are watched from the method on; times are measured from the first fault.
+    let mut detection = exp.detection.as_ref().and_then(|d| super::detection::Watch::start(d, ctx.clone()));
     let mut method_result = method(&ctx, exp, &collection.logs, baseline, config).await;
     // Every exit path reverts: normal end, guardrail trip, error, interrupt.
     ctx.revert_all().await;
@@ -155,6 +157,20 @@ pub async fn execute_with(
             method_result = Err(ctx.abort_reason());
         }
     }
+    // Past the recovery window, the run waits only while an expected alert has not fired and `within` has not
+    // elapsed since the injection (an interrupt cuts it short: the run is then inconclusive).
+    if let Some(watch) = &mut detection
+        && matches!(method_result, Ok(()) | Err(Abort::Guardrail(_)))
+    {
+        watch.settled(&ctx, &interrupt).await;
+        if method_result.is_ok() && interrupt.is_cancelled() {
+            method_result = Err(Abort::Interrupted);
+        }
+    }
+    let detected = match detection {
+        Some(watch) => Some(watch.finish(&ctx).await),
+        None => None,
+    };
     collection.stop().await;
     let end = run_start.elapsed();
     let window = Windows { baseline_start: baseline.0, method_start, method_end, end };
@@ -174,9 +190,11 @@ pub async fn execute_with(
         probes_after: &outcome.probes_after,
         lost: &lost,
         revert_failures: &revert_failures,
-        judges_something: !exp.slos.is_empty() || !exp.steady_state.is_empty(),
+        judges_something: !exp.slos.is_empty() || !exp.steady_state.is_empty() || exp.detection.is_some(),
         fire_and_forget: exp.fire_and_forget,
+        detection: detected.as_ref(),
     });
+    outcome.detection = detected.map(|d| d.outcomes).unwrap_or_default();
     outcome.saturation = collection.saturation.iter().map(|(k, s)| (k.clone(), lock(s).clone())).collect();
     outcome.logs = collection.logs;
     outcome.duration = end;

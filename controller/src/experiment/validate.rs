@@ -8,11 +8,18 @@ use super::checked::{
     HostMetric, ProcessMetric, PrometheusQuery, SourceKind, TargetKind, parse_percentile, signal_name,
 };
 use super::faults::{self, FaultKind, TargetType};
-use super::model::{Count, Experiment, HttpRequest, Probe, Signal, Slo, Step, Target};
+use super::model::{Count, Detection, Experiment, HttpRequest, Probe, Signal, Slo, Step, Target};
 use super::node::{Node, Pos, Seg};
 
 /// The API version this format is.
 pub const API_VERSION: &str = "chaos/v1";
+
+/// The longest `detection.within`: the run waits up to that long after the first fault for the alerts.
+pub const MAX_DETECTION_WITHIN: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The most alerts one experiment's `detection` may expect.
+const MAX_DETECTION_ALERTS: usize = 100;
+/// The longest alert name accepted (Prometheus itself has no limit; no real alert name comes close).
+const MAX_ALERT_NAME: usize = 256;
 
 /// Returns every problem found, in file order.
 pub fn validate(exp: &Experiment, root: &Node) -> Vec<(Pos, String)> {
@@ -73,6 +80,9 @@ pub fn validate(exp: &Experiment, root: &Node) -> Vec<(Pos, String)> {
         if g.no_data.is_some_and(|d| d.0.is_zero()) {
             v.at(&[Seg::K("guardrails"), Seg::K("no_data")], "`no_data` must be above 0".into());
         }
+    }
+    if let Some(detection) = &exp.detection {
+        v.detection(detection);
     }
     if exp.fire_and_forget && (!exp.slos.is_empty() || !exp.steady_state.is_empty()) {
         let judged = match (exp.slos.is_empty(), exp.steady_state.is_empty()) {
@@ -240,6 +250,80 @@ impl Validator<'_> {
     fn method(&mut self, path: &[Seg<'_>], method: &str) {
         if method.is_empty() || http::Method::from_bytes(method.as_bytes()).is_err() {
             self.at(path, format!("invalid HTTP method {method:?}"));
+        }
+    }
+
+    /// `detection:`: one source with a usable base URL, at least one alert name, a positive bounded `within`.
+    fn detection(&mut self, d: &Detection) {
+        let path = [Seg::K("detection")];
+        match (&d.prometheus, &d.alertmanager) {
+            (None, None) => self.at(
+                &path,
+                "`detection` needs `prometheus` or `alertmanager`: the URL firing alerts are read from"
+                    .into(),
+            ),
+            (Some(_), Some(_)) => self.at_key(
+                &join(&path, &[Seg::K("alertmanager")]),
+                "`detection` takes `prometheus` or `alertmanager`, not both: name the one whose alerts count"
+                    .into(),
+            ),
+            _ => {}
+        }
+        for (field, url) in [("prometheus", &d.prometheus), ("alertmanager", &d.alertmanager)] {
+            let Some(url) = url else { continue };
+            let problem = match crate::http::Request::get(url) {
+                Err(crate::http::HttpError::InvalidUrl { reason, .. }) => Some(reason),
+                Err(e) => Some(e.to_string()),
+                Ok(_) if url.contains(['?', '#']) => Some("a base URL takes no query or fragment".into()),
+                Ok(_) => None,
+            };
+            if let Some(reason) = problem {
+                self.at(
+                    &join(&path, &[Seg::K(field)]),
+                    format!("`{field}` must be an http:// base URL, found {url:?}: {reason}"),
+                );
+            }
+        }
+        if d.alerts.is_empty() {
+            self.at(&join(&path, &[Seg::K("alerts")]), "`alerts` must name at least one alert".into());
+        }
+        if d.alerts.len() > MAX_DETECTION_ALERTS {
+            self.at(
+                &join(&path, &[Seg::K("alerts")]),
+                format!(
+                    "`alerts` names {} alerts, at most {MAX_DETECTION_ALERTS} are watched",
+                    d.alerts.len()
+                ),
+            );
+        }
+        let mut seen = HashSet::new();
+        for (i, alert) in d.alerts.iter().enumerate() {
+            let at = join(&path, &[Seg::K("alerts"), Seg::I(i)]);
+            if alert.trim().is_empty() || alert.trim() != alert {
+                self.at(&at, format!("alert name {alert:?} must not be empty or start or end with spaces"));
+            } else if alert.chars().any(char::is_control) || alert.len() > MAX_ALERT_NAME {
+                self.at(
+                    &at,
+                    format!(
+                        "alert name {alert:?} is not a usable `alertname` label value (no control characters, \
+                         at most {MAX_ALERT_NAME} bytes)"
+                    ),
+                );
+            } else if !seen.insert(alert.as_str()) {
+                self.at(&at, format!("duplicate alert `{alert}`"));
+            }
+        }
+        let within = join(&path, &[Seg::K("within")]);
+        if d.within.0.is_zero() {
+            self.at(&within, "`within` must be above 0".into());
+        } else if d.within.0 > MAX_DETECTION_WITHIN {
+            self.at(
+                &within,
+                format!(
+                    "`within` is {}, at most 1h: the run waits that long after the fault for the alerts",
+                    d.within
+                ),
+            );
         }
     }
 

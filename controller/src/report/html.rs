@@ -1,9 +1,10 @@
 //! The HTML run report ([`render_html`]): one self-contained document (inline CSS and SVG drawn by
 //! [`super::svg`], no script, nothing fetched) with the verdict and hypothesis on top, per SLO its SLI against
 //! the objective over time with fault windows shaded, breach and recovery marked; per source latency
-//! percentiles, error ratio and traffic; saturation; the steady-state probes; the fault table; the seed and the
-//! command that reruns it. Light and dark (`prefers-color-scheme`), printable (`@media print`), and every chart
-//! has a title, a description and a data table. Every string from the experiment or the run is escaped.
+//! percentiles, error ratio and traffic; saturation; the steady-state probes; the expected alerts' time to
+//! detect and resolve; the fault table; the seed and the command that reruns it. Light and dark
+//! (`prefers-color-scheme`), printable (`@media print`), and every chart has a title, a description and a data
+//! table. Every string from the experiment or the run is escaped.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -40,6 +41,7 @@ pub fn render_html(journal: &Journal) -> String {
     sources(&mut html, journal);
     saturation(&mut html, journal);
     probes(&mut html, journal);
+    detection(&mut html, journal);
     faults(&mut html, journal);
     let _ = writeln!(
         html,
@@ -443,6 +445,35 @@ fn saturation(html: &mut String, j: &Journal) {
         figure(html, &chart, &[("peak", &s.source)], &["time", "peak"], &rows);
     }
     html.push_str("</section>");
+}
+
+/// The expected alerts: time to detect and to resolve, each against its `within`.
+fn detection(html: &mut String, j: &Journal) {
+    if j.detection.is_empty() {
+        return;
+    }
+    html.push_str(
+        "<section><h2>Detection</h2><table><thead><tr><th>alert</th><th>source</th><th>within</th>\
+         <th>time to detect</th><th>time to resolve</th><th>result</th></tr></thead><tbody>",
+    );
+    for o in &j.detection {
+        let result = match super::markdown::detection_state(o, &j.reasons) {
+            super::markdown::DetectionState::Detected => "<span class=\"ok\">detected</span>",
+            super::markdown::DetectionState::NotDetected => "<span class=\"bad\">not detected</span>",
+            super::markdown::DetectionState::NotMeasured => "<span class=\"warn\">not measured</span>",
+        };
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td>{result}</td></tr>",
+            escape(&o.alert),
+            escape(&o.source),
+            escape(&seconds(o.within_ms)),
+            escape(&o.detected_after_ms.map_or_else(|| "–".to_string(), seconds)),
+            escape(&super::markdown::resolved(o)),
+        );
+    }
+    html.push_str("</tbody></table></section>");
 }
 
 fn probes(html: &mut String, j: &Journal) {

@@ -1,6 +1,7 @@
-//! JUnit XML for CI: one suite named after the experiment, one test case per SLO and per steady-state probe.
-//! A missed SLO or a failed probe is a `failure` whose message is the reason; an inconclusive SLO is an
-//! `error` (it could not be judged, which is not a pass). Verdict, seed and reasons go in suite properties and
+//! JUnit XML for CI: one suite named after the experiment, one test case per SLO, per steady-state probe and
+//! per expected alert (`detection`, its time the time to detect). A missed SLO, a failed probe or an alert not
+//! detected is a `failure` whose message is the reason; an inconclusive SLO or an alert that could not be
+//! measured is an `error` (it could not be judged, which is not a pass). Verdict, seed and reasons go in suite properties and
 //! `system-out`.
 
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::journal::Journal;
+use super::markdown::{DetectionState, detection_line, detection_state, seconds};
 use super::{ReportError, write_atomically};
 
 /// The report as a JUnit XML document.
@@ -54,6 +56,37 @@ pub fn render_junit(journal: &Journal) -> Result<String, ReportError> {
         if !probe.detail.is_empty() {
             case.set_system_out(probe.detail.as_str());
         }
+        suite.add_test_case(case);
+    }
+    for o in &journal.detection {
+        let status = match detection_state(o, &journal.reasons) {
+            DetectionState::Detected => TestCaseStatus::success(),
+            DetectionState::NotDetected => {
+                let reason = journal
+                    .reasons
+                    .iter()
+                    .find(|r| r.starts_with(&format!("not detected: alert {} ", o.alert)))
+                    .map_or("not detected", String::as_str);
+                non_success(NonSuccessKind::Failure, "not detected", reason)
+            }
+            DetectionState::NotMeasured => {
+                let why: Vec<&str> = journal
+                    .reasons
+                    .iter()
+                    .filter(|r| r.starts_with("detection: "))
+                    .map(String::as_str)
+                    .collect();
+                let why = if why.is_empty() { "not measured".to_string() } else { why.join("; ") };
+                non_success(NonSuccessKind::Error, "inconclusive", &why)
+            }
+        };
+        let mut case =
+            TestCase::new(format!("alert {} fires within {}", o.alert, seconds(o.within_ms)), status);
+        case.set_classname("detection");
+        if let Some(ms) = o.detected_after_ms {
+            case.set_time(Duration::from_millis(ms));
+        }
+        case.set_system_out(detection_line(o, &journal.reasons));
         suite.add_test_case(case);
     }
 

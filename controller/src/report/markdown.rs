@@ -1,12 +1,13 @@
 //! A Markdown summary for CI step summaries (`$GITHUB_STEP_SUMMARY` and the like): the verdict as a headline,
 //! the hypothesis, the reasons, then tables of SLOs, what each source measured before, during and after the
-//! faults (error ratio, p50/p95/p99 latency), steady-state probes, the fault timeline and time to recover.
+//! faults (error ratio, p50/p95/p99 latency), steady-state probes, the fault timeline, the expected alerts'
+//! time to detect and resolve, and time to recover.
 //! Plain GitHub-flavoured Markdown, no HTML.
 
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::journal::{Journal, TimelineKind, Verdict};
+use super::journal::{DetectionOutcome, Journal, TimelineKind, Verdict};
 use crate::experiment::model::Signal;
 use crate::slo::{SloResult, format};
 
@@ -133,6 +134,31 @@ pub fn render_markdown(journal: &Journal) -> String {
         md.push('\n');
     }
 
+    if !journal.detection.is_empty() {
+        md.push_str(
+            "### Detection\n\n| alert | source | within | time to detect | time to resolve | result |\n\
+             |---|---|---:|---:|---:|---|\n",
+        );
+        for o in &journal.detection {
+            let state = detection_state(o, &journal.reasons);
+            let result = match state {
+                DetectionState::Detected => "✅ detected",
+                DetectionState::NotDetected => "❌ not detected",
+                DetectionState::NotMeasured => "⚠️ not measured",
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {result} |",
+                cell(&o.alert),
+                cell(&o.source),
+                seconds(o.within_ms),
+                o.detected_after_ms.map_or_else(|| "–".to_string(), seconds),
+                resolved(o),
+            );
+        }
+        md.push('\n');
+    }
+
     if !journal.recovery.is_empty() {
         md.push_str("### Time to recover\n\n| SLO | time to recover |\n|---|---:|\n");
         for r in &journal.recovery {
@@ -145,6 +171,57 @@ pub fn render_markdown(journal: &Journal) -> String {
         md.push('\n');
     }
     md
+}
+
+/// What became of one expected alert, for the reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DetectionState {
+    /// It fired within `within` of the fault.
+    Detected,
+    /// It did not: the verdict failed with its `not detected: alert NAME …` reason.
+    NotDetected,
+    /// Nothing could be measured (no fault was injected, the source never answered, the run was interrupted):
+    /// the reasons say why.
+    NotMeasured,
+}
+
+/// The state of `o` in a run that gave `reasons`.
+pub fn detection_state(o: &DetectionOutcome, reasons: &[String]) -> DetectionState {
+    if o.detected_after_ms.is_some() {
+        DetectionState::Detected
+    } else if reasons.iter().any(|r| r.starts_with(&format!("not detected: alert {} did not fire", o.alert)))
+    {
+        DetectionState::NotDetected
+    } else {
+        DetectionState::NotMeasured
+    }
+}
+
+/// One line per expected alert for terminal summaries: `ShopDown: detected 3.2 s after the fault (within
+/// 30 s), resolved after 7 s (http://prometheus:9090)`.
+pub fn detection_line(o: &DetectionOutcome, reasons: &[String]) -> String {
+    let within = seconds(o.within_ms);
+    let what = match (detection_state(o, reasons), o.detected_after_ms) {
+        (DetectionState::Detected, Some(ms)) => {
+            let resolved = o.resolved_after_ms.map_or_else(
+                || "still firing when the run stopped watching".to_string(),
+                |r| format!("resolved {} after the fault", seconds(r)),
+            );
+            format!("detected {} after the fault (within {within}), {resolved}", seconds(ms))
+        }
+        (DetectionState::NotMeasured, _) => "not measured (see the reasons)".to_string(),
+        _ => format!("NOT detected within {within}"),
+    };
+    format!("{}: {what} ({})", o.alert, o.source)
+}
+
+/// Time to resolve, or why there is none.
+pub(crate) fn resolved(o: &DetectionOutcome) -> String {
+    match (o.detected_after_ms, o.resolved_after_ms) {
+        (_, Some(ms)) => seconds(ms),
+        (Some(_), None) => "still firing".to_string(),
+        (None, None) => "–".to_string(),
+    }
 }
 
 /// A time since the run started, in seconds: `12.3 s`.
