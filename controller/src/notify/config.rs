@@ -566,7 +566,7 @@ mod tests {
             "{err}"
         );
         assert!(lines[4].starts_with("n.yaml:12:14: `timeout`: a duration needs a unit"), "{err}");
-        assert!(lines[5].starts_with("n.yaml:13:25: unknown event \"nope\""), "{err}");
+        assert!(lines[5].starts_with("n.yaml:13:26: unknown event \"nope\""), "{err}");
         assert_eq!(lines.len(), 6, "{err}");
     }
 }

@@ -31,9 +31,14 @@ struct Job {
     at_ms: i64,
 }
 
-/// What the channels share: the store and the jitter's random numbers.
+/// The channels and their queues.
 pub(super) struct Dispatcher {
     channels: Vec<ChannelState>,
+    shared: Arc<Shared>,
+}
+
+/// What the workers share: the store and the jitter's random numbers.
+struct Shared {
     store: StoreHandle,
     rng: Mutex<StdRng>,
 }
@@ -86,12 +91,12 @@ impl Dispatcher {
             channels.push(ChannelState { channel: Arc::new(channel), target, queue: tx });
             receivers.push(rx);
         }
-        let dispatcher = Arc::new(Dispatcher { channels, store, rng: Mutex::new(rng) });
-        for (index, rx) in receivers.into_iter().enumerate() {
-            // The worker holds the dispatcher weakly: it ends when the last notifier is gone.
-            tokio::spawn(worker(Arc::downgrade(&dispatcher), index, rx));
+        let shared = Arc::new(Shared { store, rng: Mutex::new(rng) });
+        for (state, rx) in channels.iter().zip(receivers) {
+            // A worker ends once the last notifier is gone and its queue is drained.
+            tokio::spawn(worker(shared.clone(), state.channel.clone(), state.target.clone(), rx));
         }
-        dispatcher
+        Arc::new(Dispatcher { channels, shared })
     }
 
     pub(super) fn channels(&self) -> impl Iterator<Item = &Channel> {
@@ -113,8 +118,8 @@ impl Dispatcher {
                     mpsc::error::TrySendError::Closed(_) => "the channel's worker has stopped",
                 };
                 tracing::warn!(channel = %state.channel.name, event = %kind, reason, "a notification was dropped");
-                let dropped = self.new_delivery(&state.channel, &job, "dropped", Some(reason.to_string()));
-                self.store.submit("the notification log", move |s| s.insert_delivery(&dropped));
+                let dropped = new_delivery(&state.channel, &job, "dropped", Some(reason.to_string()));
+                self.shared.store.submit("the notification log", move |s| s.insert_delivery(&dropped));
             }
         }
     }
@@ -133,110 +138,117 @@ impl Dispatcher {
         }
         let at_ms = crate::server::runs::now_ms();
         let job = Job { notification: notification_id(at_ms), event: Arc::new(event), at_ms };
-        let sends = chosen.into_iter().map(|state| self.deliver(state, &job, 0));
+        let sends =
+            chosen.into_iter().map(|state| deliver(&self.shared, &state.channel, &state.target, &job, 0));
         Ok(futures_join_all(sends).await)
-    }
-
-    fn new_delivery(&self, channel: &Channel, job: &Job, state: &str, error: Option<String>) -> NewDelivery {
-        let rendered = render::render(channel, &job.event, &job.notification, job.at_ms);
-        NewDelivery {
-            id: format!("{}/{}", job.notification, channel.name),
-            notification: job.notification.clone(),
-            channel: channel.name.clone(),
-            channel_kind: channel.kind.as_str().to_string(),
-            event: render::kind_of(&job.event).as_str().to_string(),
-            summary: render::summary(&job.event),
-            created_ms: job.at_ms,
-            state: state.to_string(),
-            last_error: error,
-            payload: rendered.logged,
-        }
-    }
-
-    /// Delivers `job` on `state`'s channel: attempts until one is accepted, one is refused, or `retries`
-    /// retries were made.
-    async fn deliver(&self, state: &ChannelState, job: &Job, retries: u32) -> DeliveryOutcome {
-        let channel = &state.channel;
-        let started = Instant::now();
-        let rendered = render::render(channel, &job.event, &job.notification, job.at_ms);
-        let record = self.new_delivery(channel, job, "pending", None);
-        let delivery_id = record.id.clone();
-        if let Err(e) = self.store.call(move |s| s.insert_delivery(&record)).await {
-            tracing::error!(channel = %channel.name, error = %e, "could not record a notification delivery");
-        }
-        let body = Bytes::from(rendered.body);
-        let event = render::kind_of(&job.event).as_str();
-        let mut outcome = DeliveryOutcome {
-            channel: channel.name.clone(),
-            delivered: false,
-            attempts: 0,
-            status: None,
-            error: None,
-            elapsed: Duration::ZERO,
-        };
-        for attempt in 1..=retries.saturating_add(1) {
-            let at_ms = crate::server::runs::now_ms();
-            let headers = headers(channel, &delivery_id, event, &body, at_ms);
-            let sent = Instant::now();
-            let answer = state.target.post(&headers, body.clone(), channel.timeout).await;
-            let elapsed = sent.elapsed();
-            let (status, verdict) = match &answer {
-                Ok(a) => (Some(a.status), classify(a.status, &a.body)),
-                Err(e) => (None, Verdict::Retry(e.clone())),
-            };
-            let last = attempt > retries;
-            let (state_name, error) = match &verdict {
-                Verdict::Delivered => ("delivered", None),
-                Verdict::Retry(e) if !last => ("retrying", Some(e.clone())),
-                Verdict::Retry(e) | Verdict::Refused(e) => ("failed", Some(e.clone())),
-            };
-            outcome.attempts = attempt;
-            outcome.status = status;
-            outcome.error.clone_from(&error);
-            outcome.delivered = verdict == Verdict::Delivered;
-            match &error {
-                None => {
-                    tracing::info!(channel = %channel.name, event, attempt, status, "notification delivered")
-                }
-                Some(e) => {
-                    tracing::warn!(channel = %channel.name, event, attempt, status, error = %e, state = state_name, "notification attempt failed")
-                }
-            }
-            let attempt_record = AttemptRecord {
-                attempt,
-                at_ms,
-                elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-                status,
-                error,
-            };
-            let id = delivery_id.clone();
-            let state_owned = state_name.to_string();
-            if let Err(e) =
-                self.store.call(move |s| s.record_attempt(&id, &attempt_record, &state_owned)).await
-            {
-                tracing::error!(channel = %channel.name, error = %e, "could not record a notification attempt");
-            }
-            if state_name != "retrying" {
-                break;
-            }
-            let wait = {
-                let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
-                backoff(channel.backoff, channel.max_backoff, attempt, &mut *rng)
-            };
-            tokio::time::sleep(wait).await;
-        }
-        outcome.elapsed = started.elapsed();
-        outcome
     }
 }
 
-/// A worker: delivers its channel's jobs one after another, until the dispatcher is gone.
-async fn worker(dispatcher: std::sync::Weak<Dispatcher>, index: usize, mut rx: mpsc::Receiver<Job>) {
+fn new_delivery(channel: &Channel, job: &Job, state: &str, error: Option<String>) -> NewDelivery {
+    let rendered = render::render(channel, &job.event, &job.notification, job.at_ms);
+    NewDelivery {
+        id: format!("{}/{}", job.notification, channel.name),
+        notification: job.notification.clone(),
+        channel: channel.name.clone(),
+        channel_kind: channel.kind.as_str().to_string(),
+        event: render::kind_of(&job.event).as_str().to_string(),
+        summary: render::summary(&job.event),
+        created_ms: job.at_ms,
+        state: state.to_string(),
+        last_error: error,
+        payload: rendered.logged,
+    }
+}
+
+/// Delivers `job` on `channel`: attempts until one is accepted, one is refused, or `retries` retries were
+/// made.
+async fn deliver(
+    shared: &Shared,
+    channel: &Channel,
+    target: &Target,
+    job: &Job,
+    retries: u32,
+) -> DeliveryOutcome {
+    let started = Instant::now();
+    let rendered = render::render(channel, &job.event, &job.notification, job.at_ms);
+    let record = new_delivery(channel, job, "pending", None);
+    let delivery_id = record.id.clone();
+    if let Err(e) = shared.store.call(move |s| s.insert_delivery(&record)).await {
+        tracing::error!(channel = %channel.name, error = %e, "could not record a notification delivery");
+    }
+    let body = Bytes::from(rendered.body);
+    let event = render::kind_of(&job.event).as_str();
+    let mut outcome = DeliveryOutcome {
+        channel: channel.name.clone(),
+        delivered: false,
+        attempts: 0,
+        status: None,
+        error: None,
+        elapsed: Duration::ZERO,
+    };
+    for attempt in 1..=retries.saturating_add(1) {
+        let at_ms = crate::server::runs::now_ms();
+        let headers = headers(channel, &delivery_id, event, &body, at_ms);
+        let sent = Instant::now();
+        let answer = target.post(&headers, body.clone(), channel.timeout).await;
+        let elapsed = sent.elapsed();
+        let (status, verdict) = match &answer {
+            Ok(a) => (Some(a.status), classify(a.status, &a.body)),
+            Err(e) => (None, Verdict::Retry(e.clone())),
+        };
+        let last = attempt > retries;
+        let (state_name, error) = match &verdict {
+            Verdict::Delivered => ("delivered", None),
+            Verdict::Retry(e) if !last => ("retrying", Some(e.clone())),
+            Verdict::Retry(e) | Verdict::Refused(e) => ("failed", Some(e.clone())),
+        };
+        outcome.attempts = attempt;
+        outcome.status = status;
+        outcome.error.clone_from(&error);
+        outcome.delivered = verdict == Verdict::Delivered;
+        match &error {
+            None => {
+                tracing::info!(channel = %channel.name, event, attempt, status, "notification delivered")
+            }
+            Some(e) => {
+                tracing::warn!(channel = %channel.name, event, attempt, status, error = %e, state = state_name, "notification attempt failed")
+            }
+        }
+        let attempt_record = AttemptRecord {
+            attempt,
+            at_ms,
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            status,
+            error,
+        };
+        let id = delivery_id.clone();
+        let state_owned = state_name.to_string();
+        if let Err(e) = shared.store.call(move |s| s.record_attempt(&id, &attempt_record, &state_owned)).await
+        {
+            tracing::error!(channel = %channel.name, error = %e, "could not record a notification attempt");
+        }
+        if state_name != "retrying" {
+            break;
+        }
+        let wait = {
+            let mut rng = shared.rng.lock().unwrap_or_else(PoisonError::into_inner);
+            backoff(channel.backoff, channel.max_backoff, attempt, &mut *rng)
+        };
+        tokio::time::sleep(wait).await;
+    }
+    outcome.elapsed = started.elapsed();
+    outcome
+}
+
+/// A worker: delivers its channel's jobs one after another, until its queue is closed and drained.
+async fn worker(
+    shared: Arc<Shared>,
+    channel: Arc<Channel>,
+    target: Arc<Target>,
+    mut rx: mpsc::Receiver<Job>,
+) {
     while let Some(job) = rx.recv().await {
-        let Some(dispatcher) = dispatcher.upgrade() else { return };
-        let Some(state) = dispatcher.channels.get(index) else { return };
-        let retries = state.channel.retries;
-        dispatcher.deliver(state, &job, retries).await;
+        deliver(&shared, &channel, &target, &job, channel.retries).await;
     }
 }
 
