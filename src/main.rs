@@ -234,6 +234,11 @@ fn main() -> ExitCode {
             eprintln!("chaos: {e:#}");
             ExitCode::from(2)
         }
+        // A channels file (`chaos controller --notify FILE`) that is wrong: every problem at FILE:LINE:COLUMN.
+        Err(e) if e.downcast_ref::<chaos_controller::experiment::Diagnostics>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("chaos: {e:#}");
             ExitCode::from(1)

@@ -81,7 +81,7 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let notify = match &args.notify {
-        Some(path) => chaos_controller::notify::config::load(path).map_err(anyhow::Error::msg)?,
+        Some(path) => chaos_controller::notify::config::load(path)?,
         None => chaos_controller::notify::NotifyConfig::default(),
     };
     for channel in &notify.channels {
