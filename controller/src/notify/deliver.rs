@@ -354,7 +354,7 @@ mod tests {
             (1..=5).map(|a| backoff(base, max, a, &mut rng)).collect::<Vec<_>>()
         };
         assert_eq!(waits(3), waits(3));
-        assert_eq!(backoff(base, max, u32::MAX, &mut rng) <= max, true);
+        assert!(backoff(base, max, u32::MAX, &mut rng) <= max);
     }
 
     #[test]
