@@ -178,3 +178,53 @@ async fn a_controller_without_channels_refuses_a_test_and_lists_none() {
     assert!(client.notify_log(NotifyLogRequest::default()).await.unwrap().into_inner().deliveries.is_empty());
     controller.stop(Duration::from_secs(30)).await;
 }
+
+/// A run with one steady-state probe of `url` and a one-second wait: inconclusive when the probe fails.
+fn probed_run(url: &str) -> String {
+    format!(
+        "apiVersion: chaos/v1
+title: checkout stays up
+steady_state:
+  - {{ name: health, http: {{ url: \"{url}\", status: 200, timeout: 2s }} }}
+baseline: 0s
+method:
+  - {{ wait: 100ms }}
+recovery: 0s
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_does_not_pass_is_notified_and_one_that_passes_is_not() {
+    let dir = TempDir::new("notify-runs");
+    let hook = Receiver::start(&[], Behave::Status(200)).await;
+    let healthy = Receiver::start(&[], Behave::Status(200)).await;
+    let sick = Receiver::start(&[], Behave::Status(503)).await;
+    let mut runs_only = channel("runs", webhook(hook.url("/"), None));
+    runs_only.events = [EventKind::RunFailed, EventKind::GuardrailTripped].into_iter().collect();
+    let mut cfg = config(dir.path(), fleet(200, 2000));
+    cfg.notify = NotifyConfig { channels: vec![runs_only], seed: Some(5) };
+    let controller = RunningController::start(cfg).await;
+    let client = controller.client().await;
+
+    let passed =
+        fleet_support::start_run(&client, &probed_run(&healthy.url("/health")), 1, false).await.unwrap();
+    fleet_support::watch(&client, &passed.id).await;
+    assert_eq!(fleet_support::get_run(&client, &passed.id).await.verdict, "passed");
+    let failed =
+        fleet_support::start_run(&client, &probed_run(&sick.url("/health")), 2, false).await.unwrap();
+    fleet_support::watch(&client, &failed.id).await;
+    let failed_run = fleet_support::get_run(&client, &failed.id).await;
+    assert_eq!(failed_run.verdict, "inconclusive");
+
+    let got = hook.wait_for(1).await;
+    let body = got[0].json();
+    assert_eq!(body["kind"], "run_failed");
+    assert_eq!(body["details"]["run_id"], failed.id.as_str());
+    assert_eq!(body["details"]["verdict"], "inconclusive");
+    assert_eq!(body["details"]["title"], "checkout stays up");
+    assert_eq!(body["details"]["reasons"], serde_json::json!(failed_run.reasons));
+    // Only the run that did not pass: its notification came after the passing run had finished.
+    assert_eq!(hook.requests().len(), 1);
+    controller.stop(Duration::from_secs(30)).await;
+}
