@@ -106,7 +106,7 @@ impl Dispatcher {
     /// Queues `event` on every channel that takes it; never waits.
     pub(super) fn dispatch(&self, event: Event) {
         let kind = render::kind_of(&event);
-        let at_ms = crate::server::runs::now_ms();
+        let at_ms = now_ms();
         let job = Job { notification: notification_id(at_ms), event: Arc::new(event), at_ms };
         for state in &self.channels {
             if !state.channel.takes(kind) {
@@ -136,7 +136,7 @@ impl Dispatcher {
         if let (Some(name), true) = (channel, chosen.is_empty()) {
             return Err(format!("no notification channel named {name:?}"));
         }
-        let at_ms = crate::server::runs::now_ms();
+        let at_ms = now_ms();
         let job = Job { notification: notification_id(at_ms), event: Arc::new(event), at_ms };
         let sends =
             chosen.into_iter().map(|state| deliver(&self.shared, &state.channel, &state.target, &job, 0));
@@ -187,7 +187,7 @@ async fn deliver(
         elapsed: Duration::ZERO,
     };
     for attempt in 1..=retries.saturating_add(1) {
-        let at_ms = crate::server::runs::now_ms();
+        let at_ms = now_ms();
         let headers = headers(channel, &delivery_id, event, &body, at_ms);
         let sent = Instant::now();
         let answer = target.post(&headers, body.clone(), channel.timeout).await;
@@ -300,6 +300,11 @@ pub fn backoff(base: Duration, max: Duration, attempt: u32, rng: &mut impl rand:
     let full = base.saturating_mul(factor).min(max);
     let half = full / 2;
     half + full.mul_f64(rng.random_range(0.0..=0.5))
+}
+
+/// Now, in milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// A notification id: the time and a random suffix.

@@ -4,7 +4,6 @@
 
 use rusqlite::params;
 
-use super::sqlite::failed;
 use super::{SqliteStore, StoreError, StoreResult};
 
 /// Version 5: notification deliveries, one row per notification and channel (its state updated as attempts
@@ -38,6 +37,12 @@ CREATE TABLE notify_attempts (
     UNIQUE (delivery_id, attempt)
 );
 ";
+
+/// A database error, saying what was being done (as `sqlite.rs` words them; not imported from there, so that
+/// this file and `sqlite.rs`, which reads [`MIGRATION`], do not import each other).
+fn failed(doing: &str, err: rusqlite::Error) -> StoreError {
+    StoreError::Backend(format!("{doing}: {err}"))
+}
 
 /// The most deliveries one listing returns.
 pub const MAX_LISTED: usize = 1000;
