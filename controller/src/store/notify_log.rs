@@ -44,6 +44,9 @@ fn failed(doing: &str, err: rusqlite::Error) -> StoreError {
     StoreError::Backend(format!("{doing}: {err}"))
 }
 
+/// How many deliveries the log keeps: older ones (and their attempts) go as new ones are recorded.
+pub const KEPT: i64 = 10_000;
+
 /// The most deliveries one listing returns.
 pub const MAX_LISTED: usize = 1000;
 
@@ -139,7 +142,21 @@ impl NotifyStore for SqliteStore {
             ],
         );
         match inserted {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                // Bounded: the oldest beyond KEPT go (attempts first: they reference their delivery).
+                let oldest_kept = conn.last_insert_rowid() - KEPT;
+                if oldest_kept > 0 {
+                    conn.execute(
+                        "DELETE FROM notify_attempts WHERE delivery_id IN
+                             (SELECT id FROM notify_deliveries WHERE seq <= ?1)",
+                        params![oldest_kept],
+                    )
+                    .map_err(|e| failed(doing, e))?;
+                    conn.execute("DELETE FROM notify_deliveries WHERE seq <= ?1", params![oldest_kept])
+                        .map_err(|e| failed(doing, e))?;
+                }
+                Ok(())
+            }
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
@@ -287,6 +304,24 @@ mod tests {
             last_error: None,
             payload: "{}".into(),
         }
+    }
+
+    #[test]
+    fn the_log_keeps_the_newest_deliveries_only() {
+        let store = SqliteStore::in_memory().unwrap();
+        let ok = AttemptRecord { attempt: 1, at_ms: 1, elapsed_ms: 1, status: Some(200), error: None };
+        for n in 0..=KEPT + 1 {
+            store.insert_delivery(&delivery(&format!("n-{n}/a"), "a")).unwrap();
+            if n < 3 {
+                store.record_attempt(&format!("n-{n}/a"), &ok, "delivered").unwrap();
+            }
+        }
+        assert!(!has_delivery(&store, "n-0/a") && !has_delivery(&store, "n-1/a"));
+        assert!(has_delivery(&store, "n-2/a") && has_delivery(&store, &format!("n-{}/a", KEPT + 1)));
+        let conn = store.conn();
+        let attempts: i64 = conn.query_row("SELECT COUNT(*) FROM notify_attempts", [], |r| r.get(0)).unwrap();
+        let kept: i64 = conn.query_row("SELECT COUNT(*) FROM notify_deliveries", [], |r| r.get(0)).unwrap();
+        assert_eq!((attempts, kept), (1, KEPT));
     }
 
     #[test]
