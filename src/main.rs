@@ -87,6 +87,8 @@ enum Command {
     Freeze(cli::halt::FreezeArgs),
     /// Let runs start again after `chaos freeze` or `chaos halt --all --freeze`.
     Unfreeze(cli::halt::UnfreezeArgs),
+    /// On-call notifications of a controller: the delivery log, a test message, the channels.
+    Notify(cli::notify::NotifyArgs),
     /// SLOs as code: check SLO files, generate Prometheus rules, report error budgets, register SLOs with a
     /// controller.
     Slo(cli::slo::SloArgs),
@@ -195,6 +197,7 @@ fn main() -> ExitCode {
             Command::Halt(args) => return cli::halt::halt(args).await.map(ExitCode::from),
             Command::Freeze(args) => return cli::halt::freeze(args).await.map(ExitCode::from),
             Command::Unfreeze(args) => return cli::halt::unfreeze(args).await.map(ExitCode::from),
+            Command::Notify(args) => return cli::notify::notify(args).await.map(ExitCode::from),
             Command::Slo(args) => return cli::slo::slo(args).await.map(ExitCode::from),
             Command::Certs(args) => cli::certs::certs(args),
             Command::Validate(args) => return Ok(ExitCode::from(cli::run::validate(args))),
@@ -229,6 +232,11 @@ fn main() -> ExitCode {
             ) =>
         {
             eprintln!("chaos: {e:#}");
+            ExitCode::from(2)
+        }
+        // A channels file (`chaos controller --notify FILE`) that is wrong: every problem at FILE:LINE:COLUMN.
+        Err(e) if e.downcast_ref::<chaos_controller::experiment::Diagnostics>().is_some() => {
+            eprintln!("{e}");
             ExitCode::from(2)
         }
         Err(e) => {

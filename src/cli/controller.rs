@@ -63,6 +63,10 @@ pub struct ControllerArgs {
     /// root).
     #[arg(long)]
     allow_local_effects: bool,
+    /// On-call notification channels (YAML or JSON: webhook, slack, pagerduty; see "Notifications" in the
+    /// docs). A bad file is refused before anything starts, at FILE:LINE:COLUMN.
+    #[arg(long, value_name = "FILE")]
+    notify: Option<PathBuf>,
 }
 
 /// Runs the controller until SIGINT/SIGTERM; the first line on stdout is `listening on ADDR`, then
@@ -76,6 +80,13 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(ServerTls { cert, key, client_ca: args.client_ca }),
         _ => None,
     };
+    let notify = match &args.notify {
+        Some(path) => chaos_controller::notify::config::load(path)?,
+        None => chaos_controller::notify::NotifyConfig::default(),
+    };
+    for channel in &notify.channels {
+        tracing::info!(channel = %channel.name, kind = channel.kind.as_str(), target = %channel.target(), "notification channel");
+    }
     let config = ControllerConfig {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -89,6 +100,7 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
             max_fleet_percent: args.max_fleet_percent,
             allow_local_effects: args.allow_local_effects,
         },
+        notify,
         ..ControllerConfig::default()
     };
     if config.limits.allow_local_effects {

@@ -18,6 +18,7 @@ pub mod certs;
 pub mod client;
 pub mod controller;
 pub mod halt;
+pub mod notify;
 pub mod proxies;
 pub mod remote_run;
 pub mod report;

@@ -18,6 +18,7 @@ use super::error::ApiError;
 use super::runs::{Runs, StartRequest, now_ms};
 use crate::experiment::{Diagnostic, Diagnostics};
 use crate::fleet::{Fleet, check_agent_id};
+use crate::notify::Event;
 use crate::schedule::Timing;
 use crate::slo_file::{self, Sli, windows};
 use crate::store::{
@@ -105,6 +106,7 @@ impl Api {
             let freeze = FreezeRecord { reason: reason.clone(), by: actor.to_string(), since_ms: now_ms() };
             self.runs.set_frozen(Some(freeze)).await?;
             self.audit(actor, "freeze", reason.clone());
+            self.notifier.emit(Event::Freeze { actor: actor.into(), reason: reason.clone(), frozen: true });
         }
         // Agents first (the fast path every fault is reverted by), runs at the same time: their engines revert
         // proxies and whatever else they applied.
@@ -123,6 +125,7 @@ impl Api {
                 report.elapsed.as_millis()
             ),
         );
+        self.notifier.emit(Event::HaltAll { actor: actor.into(), reason, runs_halted: runs_halted.len() });
         Ok(v1::HaltAllResponse {
             runs_halted,
             agents_acknowledged: report.acknowledged,
@@ -137,14 +140,16 @@ impl Api {
         let reason = if reason.is_empty() { "frozen".to_string() } else { reason };
         let freeze = FreezeRecord { reason: reason.clone(), by: actor.to_string(), since_ms: now_ms() };
         self.runs.set_frozen(Some(freeze)).await?;
-        self.audit(actor, "freeze", reason);
+        self.audit(actor, "freeze", reason.clone());
+        self.notifier.emit(Event::Freeze { actor: actor.into(), reason, frozen: true });
         Ok(freeze_out(self.runs.frozen()))
     }
 
     /// Unfreeze as `actor`; audited.
     pub async fn unfreeze_as(&self, actor: &str, reason: String) -> Result<v1::FreezeState, Status> {
         self.runs.set_frozen(None).await?;
-        self.audit(actor, "unfreeze", reason);
+        self.audit(actor, "unfreeze", reason.clone());
+        self.notifier.emit(Event::Freeze { actor: actor.into(), reason, frozen: false });
         Ok(freeze_out(None))
     }
 }

@@ -13,6 +13,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod local;
+pub mod notify;
 pub mod runs;
 pub mod scheduler;
 pub mod slo_catalog;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use chaos_proto::v1::agent_service_server::AgentServiceServer;
 use chaos_proto::v1::controller_service_server::ControllerServiceServer;
+use chaos_proto::v1::notify_service_server::NotifyServiceServer;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +62,8 @@ pub struct ControllerConfig {
     /// Where the web console listens (`--ui-listen`), if anywhere: a listener of its own, with the API's
     /// tokens and TLS ([`crate::console`]).
     pub ui_listen: Option<SocketAddr>,
+    /// On-call notification channels (`--notify FILE`, [`crate::notify::config`]); none by default.
+    pub notify: crate::notify::NotifyConfig,
 }
 
 impl Default for ControllerConfig {
@@ -74,6 +78,7 @@ impl Default for ControllerConfig {
             limits: Limits::default(),
             max_message_bytes: chaos_proto::MAX_MESSAGE_BYTES,
             ui_listen: None,
+            notify: crate::notify::NotifyConfig::default(),
         }
     }
 }
@@ -155,7 +160,8 @@ impl Controller {
             }
             None => (None, None),
         };
-        let notifier = crate::notify::Notifier::disabled();
+        let notifier = crate::notify::Notifier::start(config.notify.clone(), store.clone());
+        runs.listen(Arc::new(notify::RunEvents(notifier.clone())));
         let api =
             api::Api { store, fleet, runs, tokens, schedules_changed: Arc::new(Notify::new()), notifier };
         Ok(Controller { api, local_addr, listener, ui_addr, ui_listener, config, interrupted })
@@ -197,6 +203,7 @@ impl Controller {
         let served = builder
             .add_service(controller)
             .add_service(agents)
+            .add_service(NotifyServiceServer::new(api.clone()))
             .serve_with_incoming_shutdown(incoming, async move {
                 stopping.cancelled().await;
                 // Halt and revert before the streams close: the agents are still reachable now.

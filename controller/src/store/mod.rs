@@ -18,7 +18,7 @@ use crate::slo_file::SloDef;
 pub use gamedays::GameDayStore;
 pub use handle::StoreHandle;
 pub use incidents::{IncidentRef, IncidentStore};
-pub use notify_log::NotifyStore;
+pub use notify_log::{AttemptRecord, DeliveryFilter, DeliveryRecord, NewDelivery, NotifyStore};
 pub use sqlite::SqliteStore;
 
 /// The schema changes since version 1, in order: `MIGRATIONS[n]` takes a database from version `n + 1` to

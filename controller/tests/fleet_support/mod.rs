@@ -84,6 +84,7 @@ pub fn config(data_dir: &Path, fleet: FleetConfig) -> ControllerConfig {
         limits: Limits::default(),
         max_message_bytes: chaos_proto::MAX_MESSAGE_BYTES,
         ui_listen: None,
+        notify: chaos_controller::notify::NotifyConfig::default(),
     }
 }
 
