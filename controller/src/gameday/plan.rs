@@ -174,15 +174,17 @@ fn read_bounded(path: &Path, file: &str) -> Result<String, Diagnostic> {
 }
 
 /// Reads the plan at `path` and every experiment it names, each checked as `chaos validate` checks it (with
-/// the scenario's `vars`). Every problem of the plan and of its experiments is returned, at file:line:column
-/// (an experiment that cannot be read, at its scenario's `experiment:`).
-pub fn load(path: &Path) -> Result<Loaded, Diagnostics> {
+/// the scenario's `vars`, then `overrides` over them: `chaos gameday run --var`). Every problem of the plan
+/// and of its experiments is returned, at file:line:column (an experiment that cannot be read, at its
+/// scenario's `experiment:`).
+pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<Loaded, Diagnostics> {
     let name = path.display().to_string();
     let source = read_bounded(path, &name).map_err(|d| Diagnostics(vec![d]))?;
     let (plan, root) = parse_tree(&name, &source)?;
     let dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
     let mut problems = Vec::new();
     let mut experiments: Vec<ExperimentFile> = Vec::new();
+    let mut all_declared = Vec::new();
     for (index, scenario) in plan.scenarios.iter().enumerate() {
         let file_path = dir.join(&scenario.experiment);
         let file = file_path.display().to_string();
@@ -209,16 +211,65 @@ pub fn load(path: &Path) -> Result<Loaded, Diagnostics> {
                 }
             },
         };
-        let vars: Vec<(String, String)> = scenario.vars.clone().into_iter().collect();
+        let declared = declared_vars(&file, &text);
+        let vars = scenario_vars(scenario, &declared, overrides);
+        all_declared.push(declared);
         if let Err(d) = crate::experiment::parse(&file, &text, &vars) {
             problems.extend(d.0);
         }
+    }
+    for name in unused_overrides(overrides, &all_declared) {
+        problems.push(Diagnostic {
+            file: "--var".into(),
+            line: 0,
+            column: 0,
+            message: format!("{name}: no experiment of the plan declares it in its `vars:`"),
+        });
     }
     if problems.is_empty() {
         Ok(Loaded { plan, file: name, source, experiments })
     } else {
         Err(Diagnostics(problems))
     }
+}
+
+/// The variable names an experiment's text declares in its `vars:` (none when it cannot be read: checking
+/// it reports why).
+pub fn declared_vars(name: &str, text: &str) -> BTreeSet<String> {
+    let parsed = if is_json(name, text) { node::from_json(text) } else { node::from_yaml(text) };
+    match parsed.ok().as_ref().and_then(|root| root.get("vars")).map(|v| &v.value) {
+        Some(Value::Map(entries)) => entries.iter().map(|(k, _)| k.name.clone()).collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+/// A scenario's variables: the plan's `vars`, then each of `overrides` (`--var name=value`) that its
+/// experiment declares (`declared`), over them.
+pub fn scenario_vars(
+    scenario: &Scenario,
+    declared: &BTreeSet<String>,
+    overrides: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut vars = scenario.vars.clone();
+    for (name, value) in overrides {
+        if declared.contains(name) {
+            vars.insert(name.clone(), value.clone());
+        }
+    }
+    vars.into_iter().collect()
+}
+
+/// The overrides no experiment of the plan declares (`declared`, one set per experiment): a mistyped
+/// `--var` is an error, not ignored.
+pub fn unused_overrides<'a>(
+    overrides: &'a [(String, String)],
+    declared: &[BTreeSet<String>],
+) -> Vec<&'a str> {
+    overrides
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| !declared.iter().any(|d| d.contains(*name)))
+        .collect()
 }
 
 /// Parses and checks a plan's text (not its experiments); `name` names the file in diagnostics and picks the

@@ -86,6 +86,9 @@ impl GameDays {
     fn prepare(&self, req: &v1::StartGameDayRequest) -> Result<(plan::Plan, Vec<Prepared>), ApiError> {
         let name = if req.file.is_empty() { "gameday.yaml".to_string() } else { req.file.clone() };
         let plan = plan::parse(&name, &req.plan).map_err(|d| ApiError::InvalidArgument(d.to_string()))?;
+        let mut overrides: Vec<(String, String)> = req.vars.clone().into_iter().collect();
+        overrides.sort();
+        let mut all_declared = Vec::new();
         if req.experiments.len() > plan::MAX_SCENARIOS {
             return Err(ApiError::InvalidArgument(format!(
                 "{} experiments sent, at most {}",
@@ -109,7 +112,9 @@ impl GameDays {
                 continue;
             };
             let file = if sent.file.is_empty() { sent.path.clone() } else { sent.file.clone() };
-            let vars: Vec<(String, String)> = scenario.vars.clone().into_iter().collect();
+            let declared = plan::declared_vars(&file, &sent.source);
+            let vars = plan::scenario_vars(scenario, &declared, &overrides);
+            all_declared.push(declared);
             let checked = self.api.runs.parse(&file, &sent.source, &vars).and_then(|exp| {
                 self.api.runs.check_local_effects(&exp)?;
                 Ok(exp)
@@ -128,6 +133,14 @@ impl GameDays {
                     message: format!("scenario {:?}: {e}", scenario.name),
                 }),
             }
+        }
+        for name in plan::unused_overrides(&overrides, &all_declared) {
+            problems.push(Diagnostic {
+                file: "vars".into(),
+                line: 0,
+                column: 0,
+                message: format!("{name}: no experiment of the plan declares it in its `vars:`"),
+            });
         }
         if problems.is_empty() {
             Ok((plan, prepared))
