@@ -185,6 +185,13 @@ fn the_example_game_day_runs_across_hosts_takes_a_note_and_writes_its_review() {
         freeze.lines().find(|l| l.starts_with("| availability |") && l.ends_with("% |")).unwrap();
     let consumed: f64 = budget_row.rsplit('|').nth(1).unwrap().trim().trim_end_matches('%').parse().unwrap();
     assert!(consumed > 100.0, "the frozen shop spent more than its budget: {budget_row}");
+    let recovery =
+        &freeze[freeze.find("**Recovery**").unwrap()..freeze.find("**SLO budget consumed**").unwrap()];
+    let recovered = recovery.lines().find(|l| l.starts_with("| availability |")).unwrap();
+    assert!(
+        !recovered.contains("not"),
+        "the shop serves again after the pause, its recovery measured: {recovered}"
+    );
 
     let page = std::fs::read_to_string(&html).unwrap();
     for id in

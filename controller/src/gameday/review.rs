@@ -7,7 +7,9 @@
 //!   run journal's `detection` entry, from the first fault's injection to the alert firing; "not detected"
 //!   when it did not fire within the experiment's `within`, "not measured" when the experiment watches no such
 //!   alert (or the scenario did not run);
-//! - time to recover, per SLO: the journal's `recovery` (from the last fault's revert to the SLO met again);
+//! - time to recover, per SLO: the journal's `recovery` (from the last fault's revert to the first stretch of
+//!   events meeting the objective again; "not shown recovered" when the recovery window holds no such stretch,
+//!   which needs at least 1 / (1 − objective) events);
 //! - SLO budget consumed, per event SLO (errors, latency): the bad events of the judged window over the bad
 //!   events the objective allows in that window, `(total − good) / ((1 − objective) × total)`: 100% means the
 //!   scenario spent exactly what the objective allows for that many events ([`budget_consumed`]);
@@ -270,7 +272,7 @@ fn recoveries(s: &ScenarioReview) -> Vec<(String, String)> {
         .map(|r| {
             let text = r
                 .time_to_recover_ms
-                .map_or_else(|| "not recovered within the recovery window".to_string(), human);
+                .map_or_else(|| "not shown recovered within the recovery window".to_string(), human);
             (r.slo.clone(), text)
         })
         .collect()
