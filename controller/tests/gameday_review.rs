@@ -6,7 +6,7 @@
 
 use chaos_controller::experiment::Signal;
 use chaos_controller::gameday::plan;
-use chaos_controller::gameday::review::{self, Detected, IncidentInfo, Review};
+use chaos_controller::gameday::review::{self, Detected, IncidentInfo, Review, RunData};
 use chaos_controller::report::journal::{DetectionOutcome, Journal, RecoveryOutcome, Verdict};
 use chaos_controller::slo::SloResult;
 use chaos_controller::store::{GameDayRecord, NoteRecord, ScenarioRecord};
@@ -40,7 +40,7 @@ fn slo(name: &str, signal: Signal, objective: f64, good: u64, total: u64) -> Slo
     }
 }
 
-fn game_day() -> (GameDayRecord, Vec<(Option<Journal>, Vec<IncidentInfo>)>) {
+fn game_day() -> (GameDayRecord, Vec<RunData>) {
     let plan = plan::parse("plan.yaml", PLAN).unwrap();
     let scenario =
         |name: &str, exp: &str, state: &str, verdict: Option<&str>, run: Option<&str>| ScenarioRecord {

@@ -93,9 +93,12 @@ impl From<IncidentRef> for IncidentInfo {
     }
 }
 
+/// What the store holds of one scenario's run: its journal (when it ran) and the incidents linked to it.
+pub type RunData = (Option<Journal>, Vec<IncidentInfo>);
+
 impl Review {
     /// The review of `g`; `runs` holds, per scenario in order, its run's journal and incidents.
-    pub fn new(g: &GameDayRecord, mut runs: Vec<(Option<Journal>, Vec<IncidentInfo>)>) -> Review {
+    pub fn new(g: &GameDayRecord, mut runs: Vec<RunData>) -> Review {
         runs.resize_with(g.scenarios.len(), || (None, Vec::new()));
         let scenarios = g
             .scenarios
@@ -549,9 +552,9 @@ pub fn render_html(r: &Review) -> String {
         }
         h.push_str("</ul>");
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "</section><footer>{BLAMELESS} This file is self-contained: no scripts, nothing fetched.</footer></main></body></html>\n"
+        "</section><footer>{BLAMELESS} This file is self-contained: no scripts, nothing fetched.</footer></main></body></html>"
     );
     h
 }
