@@ -110,7 +110,14 @@ fn the_example_game_day_runs_across_hosts_takes_a_note_and_writes_its_review() {
         .args(["--var", &format!("shop=http://{}", shop.addr)])
         .args(["--var", &format!("web_hosts={web_ip}/32")])
         .args(["--var", &format!("worker={worker_cmdline}")])
-        .args(["--var", &format!("shop_process=demo-target --http --listen {web_ip}:8080")])
+        // Anchored: this command line mentions the shop's too.
+        .args([
+            "--var",
+            &format!(
+                r"shop_process=^\S*chaos demo-target --http --listen {}:8080$",
+                web_ip.to_string().replace('.', r"\.")
+            ),
+        ])
         .arg("--review")
         .arg(&review)
         .arg("--html")
@@ -132,6 +139,11 @@ fn the_example_game_day_runs_across_hosts_takes_a_note_and_writes_its_review() {
     // Scenario 2 partitions the database host from the web host, through a table in its namespace.
     wait_until("the db host partitioned from the web host", Duration::from_secs(30), || {
         !lan.chaos_tables(2).is_empty() && !connects_from(db, shop.addr)
+    });
+
+    // Scenario 3 freezes the shop itself.
+    wait_until("the shop frozen by the web agent", Duration::from_secs(30), || {
+        process_state(shop.child.id()) == Some('T')
     });
 
     let out = support::wait_within(run, Duration::from_secs(120));
