@@ -151,6 +151,10 @@ fn the_example_game_day_runs_across_hosts_takes_a_note_and_writes_its_review() {
     // The third scenario refutes its hypothesis and stops the game day (on_failure: stop): exit 1.
     assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
     assert!(stdout.contains("scenario 1: \"a web worker stalls\""), "{stdout}");
+    assert!(
+        stdout.contains(&format!("note by Barbara: {note}")),
+        "the note is streamed to the run: {stdout}"
+    );
     assert!(stdout.contains("game day stopped: scenario \"the shop freezes\" ended failed"), "{stdout}");
 
     // Every fault was reverted.

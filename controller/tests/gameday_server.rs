@@ -151,6 +151,7 @@ async fn scenarios_run_in_order_a_refused_one_is_passed_over_notes_go_to_it_and_
         "ended passed",
         "could not start",
         "scenario 3: \"long pause\"",
+        "note by Ada: latency graphs flat",
         "ended halted",
         "game day halted: halted by ci: enough",
     ];

@@ -531,7 +531,8 @@ impl GameDayService for GameDayServer {
         let (tx, rx) = mpsc::channel(64);
         let days = self.0.clone();
         tokio::spawn(async move {
-            let mut sent = 0usize;
+            // Log lines and notes sent so far; `seq` numbers both.
+            let (mut lines, mut notes, mut seq) = (0usize, 0usize, 0u64);
             loop {
                 let g = match days.stored(&id).await {
                     Ok(g) => g,
@@ -540,15 +541,18 @@ impl GameDayService for GameDayServer {
                         return;
                     }
                 };
-                for line in g.log.iter().skip(sent) {
-                    sent += 1;
-                    let event = v1::GameDayEvent {
-                        seq: sent as u64,
-                        at_unix_ms: line.at_ms,
-                        kind: line.kind.clone(),
-                        line: line.text.clone(),
-                        gameday: None,
-                    };
+                let new_lines = g.log.iter().skip(lines).map(|l| (l.at_ms, l.kind.clone(), l.text.clone()));
+                let new_notes = g
+                    .notes
+                    .iter()
+                    .skip(notes)
+                    .map(|n| (n.at_ms, "note".to_string(), format!("note by {}: {}", n.author, n.text)));
+                let mut fresh: Vec<(i64, String, String)> = new_lines.chain(new_notes).collect();
+                fresh.sort_by_key(|(at, _, _)| *at);
+                (lines, notes) = (g.log.len(), g.notes.len());
+                for (at_ms, kind, line) in fresh {
+                    seq += 1;
+                    let event = v1::GameDayEvent { seq, at_unix_ms: at_ms, kind, line, gameday: None };
                     if tx.send(Ok(event)).await.is_err() {
                         return;
                     }
@@ -556,7 +560,7 @@ impl GameDayService for GameDayServer {
                 let live = changes.is_some() && g.state == crate::store::GAMEDAY_RUNNING;
                 if !live {
                     let event = v1::GameDayEvent {
-                        seq: sent as u64 + 1,
+                        seq: seq + 1,
                         at_unix_ms: g.finished_ms.unwrap_or_else(now_ms),
                         kind: "finished".into(),
                         line: format!("game day {}", g.state),
@@ -611,6 +615,10 @@ impl GameDayService for GameDayServer {
             .await
             .map_err(ApiError::from)?;
         self.0.api.audit(&actor, "gameday_note", format!("{id} by {}: {}", note.author, note.text));
+        // Its watchers show it.
+        if let Some(active) = lock(&self.0.active).get(&id) {
+            active.changed.send_modify(|n| *n += 1);
+        }
         Ok(Response::new(v1::GameDayNoteResponse { gameday_id: id, note: Some(note_out(&note)) }))
     }
 
