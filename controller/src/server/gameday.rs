@@ -34,6 +34,8 @@ use crate::store::{
 /// The longest note, in bytes, and the longest author name.
 pub const MAX_NOTE_BYTES: usize = 4096;
 pub const MAX_AUTHOR_BYTES: usize = 128;
+/// The most game days one ListGameDays returns.
+const MAX_LIST: usize = 1000;
 /// How long HaltGameDay waits for the current run's reverts.
 const HALT_WAIT: Duration = Duration::from_secs(60);
 
@@ -641,7 +643,7 @@ impl GameDayService for GameDayServer {
         self.0.api.tokens.api_principal(request.metadata())?;
         let limit = match request.into_inner().limit {
             0 => 100,
-            n => n as usize,
+            n => (n as usize).min(MAX_LIST),
         };
         let list = self.0.api.store.call(move |s| s.gamedays(limit)).await.map_err(internal)?;
         let gamedays = list.iter().map(|g| gameday_out(g, String::new())).collect();
