@@ -81,6 +81,8 @@ enum Command {
     Agents(cli::agents::AgentsArgs),
     /// Schedules on a controller (game days): add, list, rm.
     Schedule(cli::schedule::ScheduleArgs),
+    /// Game days through a controller: run a plan of scenarios, add notes while it runs, write its review.
+    Gameday(cli::gameday::GameDayArgs),
     /// Halt every run and revert every fault on every agent (`chaos halt --all [--freeze]`).
     Halt(cli::halt::HaltArgs),
     /// Stop new runs (by hand or by schedule) from starting until `chaos unfreeze`.
@@ -194,6 +196,7 @@ fn main() -> ExitCode {
             Command::Runs(args) => return cli::runs::runs(args).await.map(ExitCode::from),
             Command::Agents(args) => return cli::agents::agents(args).await.map(ExitCode::from),
             Command::Schedule(args) => return cli::schedule::schedule(args).await.map(ExitCode::from),
+            Command::Gameday(args) => return cli::gameday::gameday(args).await.map(ExitCode::from),
             Command::Halt(args) => return cli::halt::halt(args).await.map(ExitCode::from),
             Command::Freeze(args) => return cli::halt::freeze(args).await.map(ExitCode::from),
             Command::Unfreeze(args) => return cli::halt::unfreeze(args).await.map(ExitCode::from),

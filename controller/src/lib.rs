@@ -23,6 +23,7 @@ pub mod engine;
 pub mod experiment;
 pub mod fleet;
 mod fleet_hosts;
+pub mod gameday;
 pub mod http;
 pub mod load;
 pub mod notify;

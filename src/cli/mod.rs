@@ -17,6 +17,7 @@ pub mod args;
 pub mod certs;
 pub mod client;
 pub mod controller;
+pub mod gameday;
 pub mod halt;
 pub mod notify;
 pub mod proxies;

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod gameday;
 pub mod local;
 pub mod notify;
 pub mod runs;
@@ -204,6 +205,7 @@ impl Controller {
             .add_service(controller)
             .add_service(agents)
             .add_service(NotifyServiceServer::new(api.clone()))
+            .add_service(gameday::service(api.clone(), config.max_message_bytes))
             .serve_with_incoming_shutdown(incoming, async move {
                 stopping.cancelled().await;
                 // Halt and revert before the streams close: the agents are still reachable now.

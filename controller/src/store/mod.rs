@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 
 use crate::slo_file::SloDef;
 
-pub use gamedays::GameDayStore;
+pub use gamedays::{
+    GameDayRecord, GameDayStore, LogLine, NoteRecord, RUNNING as GAMEDAY_RUNNING, ScenarioRecord,
+};
 pub use handle::StoreHandle;
 pub use incidents::{IncidentRef, IncidentStore};
 pub use notify_log::{AttemptRecord, DeliveryFilter, DeliveryRecord, NewDelivery, NotifyStore};
