@@ -15,7 +15,7 @@ use chaos_proto::transport::{ClientConfig, WithToken};
 use chaos_proto::v1::game_day_service_client::GameDayServiceClient;
 use chaos_proto::v1::{
     FreezeRequest, GameDay, GameDayEvent, GameDayExperiment, GameDayNoteRequest, GetGameDayRequest,
-    HaltGameDayRequest, ListGameDaysRequest, StartGameDayRequest, WatchGameDayRequest,
+    HaltAllRequest, HaltGameDayRequest, ListGameDaysRequest, StartGameDayRequest, WatchGameDayRequest,
 };
 use fleet_support::{
     API_TOKEN, Agent, RunningController, TempDir, Victim, WAIT, audit_of, config, fleet, wait_connected,
@@ -247,6 +247,49 @@ async fn a_freeze_stops_the_game_day_before_its_next_scenario_and_a_frozen_contr
     let err = days.clone().start_game_day(request).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
     assert!(err.message().contains("the controller is frozen"), "{err}");
+}
+
+/// A halt-all that comes while the game day pauses between scenarios (no run to halt) ends it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halt_all_during_a_pause_halts_the_game_day() {
+    let dir = TempDir::new("gameday-halt-all");
+    let controller = RunningController::start(config(dir.path(), fleet(200, 2000))).await;
+    let client = controller.client().await;
+    let days = days(&controller).await;
+    let _web = Agent::start(controller.addr, "web-1", &[("role", "web")]).await;
+    wait_connected(&client, &["web-1"]).await;
+    let victim = Victim::spawn();
+    let plan = "apiVersion: chaos/v1\nkind: GameDay\ntitle: halting\nscenarios:\n\
+                - { name: one, experiment: p.yaml, pause_after: 10m }\n- { name: two, experiment: p.yaml }\n";
+    let request = start(plan, &[("p.yaml", pause(victim.pid(), "100ms"))]);
+    let g = days.clone().start_game_day(request).await.unwrap().into_inner();
+    let mut stream =
+        days.clone().watch_game_day(WatchGameDayRequest { id: g.id.clone() }).await.unwrap().into_inner();
+    let pausing = async {
+        while let Some(e) = stream.message().await.unwrap() {
+            if e.line.starts_with("pausing 600s after") {
+                return;
+            }
+        }
+        panic!("the game day ended before its pause");
+    };
+    tokio::time::timeout(Duration::from_secs(30), pausing).await.unwrap();
+    let halt = HaltAllRequest { reason: "stop everything".into(), ..HaltAllRequest::default() };
+    client.clone().halt_all(halt).await.unwrap();
+    let end = async {
+        while let Some(e) = stream.message().await.unwrap() {
+            if e.kind == "finished" {
+                return e.gameday.unwrap();
+            }
+        }
+        panic!("no finished event");
+    };
+    let ended =
+        tokio::time::timeout(WAIT, end).await.expect("the halt-all ends the pause, not its 10 minutes");
+    assert_eq!(ended.state, "halted");
+    assert!(ended.reason.contains("stop everything"), "{}", ended.reason);
+    let states: Vec<&str> = ended.scenarios.iter().map(|s| s.state.as_str()).collect();
+    assert_eq!(states, ["passed", "skipped"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -228,7 +228,8 @@ impl GameDays {
         g.log.push(LogLine { at_ms: now_ms(), kind: kind.into(), text });
     }
 
-    /// Waits `pause` unless the game day is halted (or the controller frozen) first; false when it was.
+    /// Waits `pause` unless the game day is halted (by its own halt or a halt-all) or the controller frozen first;
+    /// false when it was.
     async fn pause(&self, pause: Duration, active: &Active) -> bool {
         let frozen = async {
             loop {
@@ -238,10 +239,16 @@ impl GameDays {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         };
+        let mut halt_alls = self.api.runs.halt_alls();
         tokio::select! {
             () = tokio::time::sleep(pause) => true,
             () = active.halt.cancelled() => false,
             () = frozen => false,
+            Ok(()) = halt_alls.changed() => {
+                let why = halt_alls.borrow().1.clone();
+                lock(&active.halted).get_or_insert(why);
+                false
+            }
         }
     }
 

@@ -86,6 +86,9 @@ pub struct Runs {
     slo_catalog: Arc<dyn crate::experiment::SloCatalog>,
     /// Told about every finished run ([`Runs::listen`]).
     listeners: Mutex<Vec<Arc<dyn RunListener>>>,
+    /// Bumped by every [`Runs::halt_all_runs`], with its "halted by ACTOR: REASON": what is waiting between runs
+    /// (a game day's pause) stops too.
+    halt_alls: tokio::sync::watch::Sender<(u64, String)>,
 }
 
 /// Told about every run that finishes through the controller, once its record (verdict, journal) is stored
@@ -162,7 +165,13 @@ impl Runs {
             frozen: Mutex::new(frozen),
             slo_catalog,
             listeners: Mutex::new(Vec::new()),
+            halt_alls: tokio::sync::watch::Sender::new((0, String::new())),
         }))
+    }
+
+    /// Changes at every halt-all (its value: a count and "halted by ACTOR: REASON").
+    pub fn halt_alls(&self) -> tokio::sync::watch::Receiver<(u64, String)> {
+        self.halt_alls.subscribe()
     }
 
     /// Adds a listener told about every run that finishes from now on.
@@ -576,6 +585,10 @@ impl Runs {
 
     /// Halts every run in progress (without waiting); returns their ids.
     pub fn halt_all_runs(&self, actor: &str, reason: &str) -> Vec<String> {
+        self.halt_alls.send_modify(|(seq, why)| {
+            *seq += 1;
+            *why = format!("halted by {actor}: {reason}");
+        });
         let runs: Vec<Arc<ActiveRun>> = lock(&self.active).values().cloned().collect();
         let mut ids = Vec::new();
         for run in runs {
