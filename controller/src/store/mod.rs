@@ -17,7 +17,7 @@ use crate::slo_file::SloDef;
 
 pub use gamedays::GameDayStore;
 pub use handle::StoreHandle;
-pub use incidents::{IncidentRef, IncidentStore};
+pub use incidents::{IncidentFilter, IncidentRef, IncidentStore};
 pub use notify_log::NotifyStore;
 pub use sqlite::SqliteStore;
 
