@@ -2,7 +2,7 @@
 //! the prost messages and tonic clients and servers.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["chaos/v1/agent.proto", "chaos/v1/controller.proto"];
+    let files = ["chaos/v1/agent.proto", "chaos/v1/controller.proto", "chaos/v1/incidents.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -88,12 +88,21 @@ pub fn incident_from_run(
     if !measured.is_empty() {
         if unrecovered.is_empty() {
             let last = measured.iter().filter_map(|s| s.recovered_ms).max().unwrap_or_default();
-            let slowest = journal.recovery.iter().filter_map(|r| r.time_to_recover_ms).max().unwrap_or_default();
+            let slowest =
+                journal.recovery.iter().filter_map(|r| r.time_to_recover_ms).max().unwrap_or_default();
             let ttr = i64::try_from(slowest).unwrap_or(i64::MAX);
-            entry(at(last), EntryKind::Recovered, format!("every breached SLO held again ({} after the faults)", human_ms(ttr)));
+            entry(
+                at(last),
+                EntryKind::Recovered,
+                format!("every breached SLO held again ({} after the faults)", human_ms(ttr)),
+            );
         } else {
             let end = at(journal.duration_ms);
-            entry(end, EntryKind::Note, format!("not recovered within the recovery window: {}", unrecovered.join(", ")));
+            entry(
+                end,
+                EntryKind::Note,
+                format!("not recovered within the recovery window: {}", unrecovered.join(", ")),
+            );
         }
     }
     let breach_at = first_breach.map(|(b, _)| at(b));
@@ -155,7 +164,10 @@ mod tests {
 
     fn journal() -> Journal {
         Journal {
-            experiment: ExperimentInfo { title: "checkout under latency".into(), ..ExperimentInfo::default() },
+            experiment: ExperimentInfo {
+                title: "checkout under latency".into(),
+                ..ExperimentInfo::default()
+            },
             started_at: "2026-12-07T05:00:00.000Z".into(),
             duration_ms: 60_000,
             verdict: Verdict::Failed,

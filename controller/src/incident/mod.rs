@@ -83,7 +83,8 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 4] = [Status::Investigating, Status::Identified, Status::Monitoring, Status::Resolved];
+    pub const ALL: [Status; 4] =
+        [Status::Investigating, Status::Identified, Status::Monitoring, Status::Resolved];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -306,11 +307,20 @@ pub struct Update {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     /// Someone took it on: sets the acknowledged time (once).
-    Ack { note: Option<String> },
+    Ack {
+        note: Option<String>,
+    },
     /// A move of the status (`resolved` is [`Change::Resolve`]); `reopen` takes a resolved one back.
-    Status { to: Status, reopen: bool, note: Option<String> },
+    Status {
+        to: Status,
+        reopen: bool,
+        note: Option<String>,
+    },
     Note(String),
-    Resolve { root_cause: Option<String>, note: Option<String> },
+    Resolve {
+        root_cause: Option<String>,
+        note: Option<String>,
+    },
     Update(Update),
     LinkRun(String),
 }
@@ -400,9 +410,15 @@ impl Incident {
         if !o.services.is_empty() {
             text.push_str(&format!(" (services: {})", o.services.join(", ")));
         }
-        let mut timeline = vec![Entry { at_ms: now_ms, author: author.into(), kind: EntryKind::Opened, text }];
+        let mut timeline =
+            vec![Entry { at_ms: now_ms, author: author.into(), kind: EntryKind::Opened, text }];
         if let Some(s) = &o.summary {
-            timeline.push(Entry { at_ms: now_ms, author: author.into(), kind: EntryKind::Note, text: s.clone() });
+            timeline.push(Entry {
+                at_ms: now_ms,
+                author: author.into(),
+                kind: EntryKind::Note,
+                text: s.clone(),
+            });
         }
         Ok(Incident {
             id,
@@ -463,7 +479,9 @@ impl Incident {
             Change::Ack { note } => {
                 note_ok(note)?;
                 if self.status == Status::Resolved {
-                    return Err(Refused::State("the incident is resolved: there is nothing to acknowledge".into()));
+                    return Err(Refused::State(
+                        "the incident is resolved: there is nothing to acknowledge".into(),
+                    ));
                 }
                 if let (Some(at), Some(by)) = (self.acknowledged_ms, &self.acknowledged_by) {
                     return Err(Refused::State(format!(
@@ -480,7 +498,11 @@ impl Incident {
                 push(EntryKind::Ack, note.clone().unwrap_or_else(|| format!("acknowledged by {author}")));
             }
             Change::Status { to: Status::Resolved, reopen: false, note } => {
-                return self.apply_to_copy(&Change::Resolve { root_cause: None, note: note.clone() }, now, author);
+                return self.apply_to_copy(
+                    &Change::Resolve { root_cause: None, note: note.clone() },
+                    now,
+                    author,
+                );
             }
             Change::Status { to, reopen, note } => {
                 note_ok(note)?;
@@ -562,9 +584,10 @@ impl Incident {
                 changed = true;
             }
         }
-        changed |= edit_list("responder", &mut self.responders, &u.add_responders, &u.remove_responders, |t| {
-            push(EntryKind::Responder, t)
-        })?;
+        changed |=
+            edit_list("responder", &mut self.responders, &u.add_responders, &u.remove_responders, |t| {
+                push(EntryKind::Responder, t)
+            })?;
         changed |= edit_list("service", &mut self.services, &u.add_services, &u.remove_services, |t| {
             push(EntryKind::Service, t)
         })?;
@@ -585,7 +608,10 @@ impl Incident {
                 check_name("an action item's owner", o).map_err(invalid)?;
             }
             let owner = item.owner.as_ref().map(|o| format!(" (owner {o})")).unwrap_or_default();
-            push(EntryKind::ActionItem, format!("action item {}: {}{owner}", self.action_items.len() + 1, item.text));
+            push(
+                EntryKind::ActionItem,
+                format!("action item {}: {}{owner}", self.action_items.len() + 1, item.text),
+            );
             self.action_items.push(ActionItem { done: false, ..item.clone() });
             changed = true;
         }
@@ -659,9 +685,8 @@ pub fn parse_age(s: &str) -> Result<i64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("expected an age like 90d, 2w, 12h or 30m, found {s:?}"))?;
+    let n: i64 =
+        number.parse().map_err(|_| format!("expected an age like 90d, 2w, 12h or 30m, found {s:?}"))?;
     let unit_ms: i64 = match unit {
         "w" => 7 * 86_400_000,
         "d" => 86_400_000,
@@ -735,7 +760,10 @@ mod tests {
                 assert_eq!(got.is_ok(), allowed.contains(&(from, to)), "{from} → {to}: {got:?}");
             }
         }
-        assert_eq!(Identified.check_transition(Identified, false), Err("the incident is already identified".into()));
+        assert_eq!(
+            Identified.check_transition(Identified, false),
+            Err("the incident is already identified".into())
+        );
         let back = Identified.check_transition(Investigating, false).unwrap_err();
         assert!(back.contains("may not go back from identified to investigating"), "{back}");
         let resolved = Resolved.check_transition(Monitoring, false).unwrap_err();
@@ -753,15 +781,21 @@ mod tests {
         inc.apply(&Change::Ack { note: None }, 181_000, "bo").unwrap();
         assert_eq!(inc.time_to_acknowledge_ms(), Some(120_000));
         let again = inc.apply(&Change::Ack { note: None }, 190_000, "cy").unwrap_err();
-        assert!(again.to_string().starts_with("the incident was already acknowledged by bo at 1970-01-01T00:03:01"));
-        inc.apply(&Change::Status { to: Status::Identified, reopen: false, note: None }, 200_000, "ana").unwrap();
+        assert!(
+            again
+                .to_string()
+                .starts_with("the incident was already acknowledged by bo at 1970-01-01T00:03:01")
+        );
+        inc.apply(&Change::Status { to: Status::Identified, reopen: false, note: None }, 200_000, "ana")
+            .unwrap();
         let resolve = Change::Resolve { root_cause: Some("pool too small".into()), note: None };
         inc.apply(&resolve, 3_601_000, "ana").unwrap();
         assert_eq!(inc.time_to_recover_ms(), Some(3_600_000));
         assert_eq!(inc.root_cause.as_deref(), Some("pool too small"));
         let kinds: Vec<EntryKind> = inc.timeline.iter().map(|e| e.kind).collect();
-        use EntryKind::*;
-        assert_eq!(kinds, [Opened, Ack, Status, RootCause, Resolved]);
+        let expected =
+            [EntryKind::Opened, EntryKind::Ack, EntryKind::Status, EntryKind::RootCause, EntryKind::Resolved];
+        assert_eq!(kinds, expected);
         assert!(inc.timeline.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
     }
 
@@ -770,14 +804,16 @@ mod tests {
         let mut inc = Incident::open("inc-1".into(), opening(), 70_000, "ana").unwrap();
         inc.apply(&Change::Resolve { root_cause: None, note: None }, 80_000, "ana").unwrap();
         let before = inc.clone();
-        let err = inc.apply(&Change::Status { to: Status::Monitoring, reopen: false, note: None }, 90_000, "x");
+        let err =
+            inc.apply(&Change::Status { to: Status::Monitoring, reopen: false, note: None }, 90_000, "x");
         assert!(matches!(err, Err(Refused::State(_))), "{err:?}");
         assert!(inc.apply(&Change::Ack { note: None }, 90_000, "x").is_err());
         let u = Update { done_action_items: vec![3], ..Update::default() };
         let err = inc.apply(&Change::Update(u), 90_000, "x").unwrap_err();
         assert_eq!(err.to_string(), "there is no action item 3: the incident has 0");
         assert_eq!(inc, before);
-        inc.apply(&Change::Status { to: Status::Investigating, reopen: true, note: None }, 95_000, "x").unwrap();
+        inc.apply(&Change::Status { to: Status::Investigating, reopen: true, note: None }, 95_000, "x")
+            .unwrap();
         assert_eq!((inc.status, inc.resolved_ms), (Status::Investigating, None));
     }
 
@@ -790,7 +826,11 @@ mod tests {
             add_responders: vec!["dee".into()],
             remove_responders: vec!["bo".into()],
             add_services: vec!["payments".into()],
-            add_action_items: vec![ActionItem { text: "alert on pool".into(), owner: Some("bo".into()), done: true }],
+            add_action_items: vec![ActionItem {
+                text: "alert on pool".into(),
+                owner: Some("bo".into()),
+                done: true,
+            }],
             ..Update::default()
         };
         let entries = inc.apply(&Change::Update(u), 80_000, "ana").unwrap();

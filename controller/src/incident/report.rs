@@ -228,7 +228,11 @@ pub fn html(i: &Incident, runs: &[LinkedRun]) -> String {
     }
     h.push_str("</section><section id=\"times\"><h2>Time to detect, acknowledge and recover</h2><table>");
     for (what, span, value) in time_rows(i) {
-        let _ = write!(h, "<tr><th scope=\"row\">{what}</th><td>{span}</td><td class=\"num\">{}</td></tr>", escape(&value));
+        let _ = write!(
+            h,
+            "<tr><th scope=\"row\">{what}</th><td>{span}</td><td class=\"num\">{}</td></tr>",
+            escape(&value)
+        );
     }
     h.push_str(
         "</table></section><section id=\"timeline\"><h2>Timeline</h2><table><tr><th>time (UTC)</th><th>kind</th>\
@@ -289,7 +293,11 @@ mod tests {
         };
         let mut i = Incident::open("inc-1".into(), o, 1_796_619_700_000, "ana").unwrap();
         let u = Update {
-            add_action_items: vec![ActionItem { text: "page on pool saturation".into(), owner: Some("bo".into()), done: false }],
+            add_action_items: vec![ActionItem {
+                text: "page on pool saturation".into(),
+                owner: Some("bo".into()),
+                done: false,
+            }],
             ..Update::default()
         };
         i.apply(&Change::Update(u), 1_796_619_710_000, "ana").unwrap();
@@ -301,7 +309,9 @@ mod tests {
     #[test]
     fn the_markdown_review_has_every_section_and_the_times() {
         let md = markdown(&incident(), &[]);
-        for heading in ["## Summary", "## Impact", "## Timeline", "## Root cause", "## Action items", "## Responders"] {
+        for heading in
+            ["## Summary", "## Impact", "## Timeline", "## Root cause", "## Action items", "## Responders"]
+        {
             assert!(md.contains(heading), "{heading} missing:\n{md}");
         }
         assert!(md.contains("| Time to detect | started → detected | 1 min 0 s |"), "{md}");

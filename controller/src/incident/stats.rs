@@ -40,8 +40,14 @@ pub struct Figure {
 
 impl Figure {
     pub fn of(values: &[i64]) -> Figure {
-        let mean_ms = (!values.is_empty()).then(|| values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64);
-        Figure { count: values.len(), mean_ms, p50_ms: nearest_rank(values, 50), p90_ms: nearest_rank(values, 90) }
+        let mean_ms =
+            (!values.is_empty()).then(|| values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64);
+        Figure {
+            count: values.len(),
+            mean_ms,
+            p50_ms: nearest_rank(values, 50),
+            p90_ms: nearest_rank(values, 90),
+        }
     }
 }
 

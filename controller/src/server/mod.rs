@@ -12,6 +12,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod incidents;
 pub mod local;
 pub mod runs;
 pub mod scheduler;
@@ -158,6 +159,7 @@ impl Controller {
         let notifier = crate::notify::Notifier::disabled();
         let api =
             api::Api { store, fleet, runs, tokens, schedules_changed: Arc::new(Notify::new()), notifier };
+        api.runs.listen(incidents::IncidentsFromRuns::new(api.store.clone(), api.notifier.clone()));
         Ok(Controller { api, local_addr, listener, ui_addr, ui_listener, config, interrupted })
     }
 
@@ -197,6 +199,7 @@ impl Controller {
         let served = builder
             .add_service(controller)
             .add_service(agents)
+            .add_service(incidents::service(&api, config.max_message_bytes))
             .serve_with_incoming_shutdown(incoming, async move {
                 stopping.cancelled().await;
                 // Halt and revert before the streams close: the agents are still reachable now.

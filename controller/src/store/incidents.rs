@@ -290,21 +290,22 @@ impl IncidentStore for SqliteStore {
         author: &str,
     ) -> StoreResult<Result<(Incident, Vec<Entry>), Refused>> {
         let mut conn = self.conn();
-        let update = |conn: &mut Connection| -> rusqlite::Result<Option<Result<(Incident, Vec<Entry>), Refused>>> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some(mut incident) = read(&tx, id)? else { return Ok(None) };
-            let entries = match incident.apply(change, now_ms, author) {
-                Ok(entries) => entries,
-                Err(refused) => return Ok(Some(Err(refused))),
+        let update =
+            |conn: &mut Connection| -> rusqlite::Result<Option<Result<(Incident, Vec<Entry>), Refused>>> {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let Some(mut incident) = read(&tx, id)? else { return Ok(None) };
+                let entries = match incident.apply(change, now_ms, author) {
+                    Ok(entries) => entries,
+                    Err(refused) => return Ok(Some(Err(refused))),
+                };
+                write_row(&tx, &incident, false)?;
+                append_entries(&tx, id, &entries)?;
+                if let Change::LinkRun(run) = change {
+                    link_run(&tx, id, run, now_ms)?;
+                }
+                tx.commit()?;
+                Ok(Some(Ok((incident, entries))))
             };
-            write_row(&tx, &incident, false)?;
-            append_entries(&tx, id, &entries)?;
-            if let Change::LinkRun(run) = change {
-                link_run(&tx, id, run, now_ms)?;
-            }
-            tx.commit()?;
-            Ok(Some(Ok((incident, entries))))
-        };
         update(&mut conn)
             .map_err(|e| failed(format_args!("updating incident {id}"), e))?
             .ok_or_else(|| StoreError::NotFound { what: "incident", id: id.to_string() })
@@ -345,15 +346,23 @@ mod tests {
         assert!(matches!(store.insert_incident(&inc), Err(StoreError::Conflict(_))));
         assert_eq!(store.incident("inc-1").unwrap(), Some(inc.clone()));
         assert_eq!(store.incidents_for_run("r-1").unwrap()[0].id, "inc-1");
-        let (after, entries) =
-            store.update_incident("inc-1", &Change::Note("seen on the dashboard".into()), 12_000, "bo").unwrap().unwrap();
+        let (after, entries) = store
+            .update_incident("inc-1", &Change::Note("seen on the dashboard".into()), 12_000, "bo")
+            .unwrap()
+            .unwrap();
         assert_eq!(entries.len(), 1);
         assert_eq!(store.incident("inc-1").unwrap(), Some(after));
         let refused = store
-            .update_incident("inc-1", &Change::Status { to: Status::Investigating, reopen: false, note: None }, 13_000, "bo")
+            .update_incident(
+                "inc-1",
+                &Change::Status { to: Status::Investigating, reopen: false, note: None },
+                13_000,
+                "bo",
+            )
             .unwrap();
         assert_eq!(refused, Err(Refused::State("the incident is already investigating".into())));
-        let kinds: Vec<EntryKind> = store.incident_timeline("inc-1").unwrap().iter().map(|e| e.kind).collect();
+        let kinds: Vec<EntryKind> =
+            store.incident_timeline("inc-1").unwrap().iter().map(|e| e.kind).collect();
         assert_eq!(kinds, [EntryKind::Opened, EntryKind::Note], "a refused change stores nothing");
         let missing = store.update_incident("inc-9", &Change::Note("x".into()), 1, "bo");
         assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
@@ -383,10 +392,19 @@ mod tests {
         };
         assert_eq!(ids(IncidentFilter::default()), ["c", "b", "a"]);
         assert_eq!(ids(IncidentFilter { service: Some("web".into()), ..Default::default() }), ["b", "a"]);
-        assert_eq!(ids(IncidentFilter { since_ms: Some(2_000), until_ms: Some(3_000), ..Default::default() }), ["b"]);
+        assert_eq!(
+            ids(IncidentFilter { since_ms: Some(2_000), until_ms: Some(3_000), ..Default::default() }),
+            ["b"]
+        );
         assert_eq!(ids(IncidentFilter { limit: 1, ..Default::default() }), ["c"]);
-        assert_eq!(ids(IncidentFilter { severity: Some(Severity::Sev1), ..Default::default() }), Vec::<String>::new());
-        store.update_incident("a", &Change::Resolve { root_cause: None, note: None }, 5_000, "x").unwrap().unwrap();
+        assert_eq!(
+            ids(IncidentFilter { severity: Some(Severity::Sev1), ..Default::default() }),
+            Vec::<String>::new()
+        );
+        store
+            .update_incident("a", &Change::Resolve { root_cause: None, note: None }, 5_000, "x")
+            .unwrap()
+            .unwrap();
         assert_eq!(ids(IncidentFilter { status: Some(Status::Resolved), ..Default::default() }), ["a"]);
         let _: &dyn Store = &store;
     }
