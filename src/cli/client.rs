@@ -41,7 +41,7 @@ pub const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:7400";
 pub type Client = ControllerServiceClient<InterceptedService<Channel, WithToken>>;
 
 impl ClientArgs {
-    fn token(&self) -> anyhow::Result<Option<String>> {
+    pub(crate) fn token(&self) -> anyhow::Result<Option<String>> {
         if let Some(t) = &self.token {
             return Ok(Some(t.clone()));
         }
