@@ -17,7 +17,7 @@ use crate::experiment::Checked;
 use crate::incident::{self, ActionItem, Change, Incident, Opening, Refused, Severity, Update, stats};
 use crate::notify::{Event, IncidentChange, Notifier};
 use crate::report::journal::Journal;
-use crate::store::{IncidentFilter, NewAudit, RunRecord, StoreHandle};
+use crate::store::{IncidentFilter, NewAudit, RunRecord, StoreError, StoreHandle};
 
 /// The most incidents one listing returns.
 const MAX_LIST: usize = 1000;
@@ -151,7 +151,11 @@ impl Api {
                 let (id, actor, change) = (id.clone(), actor.clone(), change.clone());
                 move |s| s.update_incident(&id, &change, now, &actor)
             })
-            .await??;
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound { .. } => ApiError::NotFound { what: "incident", id: id.clone() },
+                e => ApiError::Store(e),
+            })??;
         let summary: Vec<String> = entries.iter().map(|e| format!("{}: {}", e.kind, e.text)).collect();
         let summary = summary.join("; ");
         self.audit(&actor, action, format!("{id}: {summary}"));
