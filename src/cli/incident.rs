@@ -44,11 +44,11 @@ enum IncidentCommand {
         responders: Vec<String>,
         /// When the failure began: RFC 3339 (`2026-12-07T05:00:00Z`) or an age (`20m`: 20 minutes ago).
         /// Default: now.
-        #[arg(long, value_name = "WHEN")]
-        started: Option<String>,
+        #[arg(long, value_name = "WHEN", value_parser = parse_when)]
+        started: Option<When>,
         /// When it was noticed, as --started. Default: now.
-        #[arg(long, value_name = "WHEN")]
-        detected: Option<String>,
+        #[arg(long, value_name = "WHEN", value_parser = parse_when)]
+        detected: Option<When>,
         /// The first note: what was seen.
         #[arg(long)]
         summary: Option<String>,
@@ -125,8 +125,8 @@ enum IncidentCommand {
         #[arg(long)]
         service: Option<String>,
         /// Only incidents started within this age (`90d`, `2w`, `12h`).
-        #[arg(long, value_name = "AGE")]
-        since: Option<String>,
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
+        since: Option<i64>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
         /// JSON instead of a table.
@@ -155,8 +155,8 @@ enum IncidentCommand {
     /// over the incidents started in the period.
     Stats {
         /// The period: incidents started within this age (`90d`, `2w`, `12h`).
-        #[arg(long, value_name = "AGE", default_value = "90d")]
-        since: String,
+        #[arg(long, value_name = "AGE", default_value = "90d", value_parser = age_arg)]
+        since: (i64, String),
         #[arg(long)]
         service: Option<String>,
         #[arg(long)]
@@ -191,15 +191,34 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// `--started`/`--detected`: RFC 3339, or an age before now.
-fn parse_when(flag: &str, s: &str) -> anyhow::Result<i64> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp_millis());
+/// An age with the text it was written as (for the stats' heading).
+fn age_arg(s: &str) -> Result<(i64, String), String> {
+    parse_age(s).map(|ms| (ms, s.to_string()))
+}
+
+/// `--started`/`--detected`: RFC 3339 (a time), or an age (that long before `now`).
+#[derive(Clone, Copy, Debug)]
+enum When {
+    At(i64),
+    Ago(i64),
+}
+
+impl When {
+    fn at(self, now: i64) -> i64 {
+        match self {
+            When::At(ms) => ms,
+            When::Ago(age) => now - age,
+        }
     }
-    let age = parse_age(s).map_err(|e| {
-        anyhow::anyhow!("{flag}: expected RFC 3339 (2026-12-07T05:00:00Z) or an age (20m, 2h): {e}")
-    })?;
-    Ok(now_ms() - age)
+}
+
+fn parse_when(s: &str) -> Result<When, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(When::At(t.timestamp_millis()));
+    }
+    parse_age(s)
+        .map(When::Ago)
+        .map_err(|e| format!("expected RFC 3339 (2026-12-07T05:00:00Z) or an age (20m, 2h): {e}"))
 }
 
 /// Bad input, refused by the controller as INVALID_ARGUMENT: printed, exit 2.
@@ -235,11 +254,13 @@ pub async fn incident(args: IncidentArgs) -> anyhow::Result<u8> {
             summary,
             runs,
         } => {
+            // One `now` for both, so `--started 10m --detected 8m` is exactly 2 minutes apart.
+            let now = now_ms();
             let request = v1::OpenIncidentRequest {
                 title,
                 severity,
-                started_unix_ms: started.map(|s| parse_when("--started", &s)).transpose()?.unwrap_or(0),
-                detected_unix_ms: detected.map(|s| parse_when("--detected", &s)).transpose()?.unwrap_or(0),
+                started_unix_ms: started.map_or(0, |w| w.at(now)),
+                detected_unix_ms: detected.map_or(0, |w| w.at(now)),
                 commander: commander.unwrap_or_default(),
                 responders,
                 services,
@@ -307,8 +328,7 @@ pub async fn incident(args: IncidentArgs) -> anyhow::Result<u8> {
             println!("incident {} updated ({}, {})", i.id, i.severity, i.status);
         }
         IncidentCommand::List { status, severity, service, since, limit, json } => {
-            let since_unix_ms = since.map(|s| parse_age(&s).map(|age| now_ms() - age)).transpose();
-            let since_unix_ms = since_unix_ms.map_err(|e| anyhow::anyhow!("--since: {e}"))?.unwrap_or(0);
+            let since_unix_ms = since.map_or(0, |age| now_ms() - age);
             let request = v1::ListIncidentsRequest {
                 status: status.unwrap_or_default(),
                 severity: severity.unwrap_or_default(),
@@ -368,7 +388,7 @@ pub async fn incident(args: IncidentArgs) -> anyhow::Result<u8> {
             }
         }
         IncidentCommand::Stats { since, service, severity, json } => {
-            let age = parse_age(&since).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+            let (age, since) = since;
             let request = v1::IncidentStatsRequest {
                 since_unix_ms: now_ms() - age,
                 until_unix_ms: 0,
