@@ -97,7 +97,7 @@ async fn a_failed_run_with_on_failure_opens_a_linked_incident_with_the_runs_time
         (incident.commander.as_str(), incident.responders.clone()),
         ("ana", vec!["bo".to_string(), "cy".into()])
     );
-    assert_eq!(incident.run_ids, [run.id.clone()]);
+    assert_eq!(incident.run_ids, vec![run.id.clone()]);
     assert_eq!(incident.opened_by, format!("run:{}", run.id));
 
     // Times in wall clock: the journal's start plus its offsets.

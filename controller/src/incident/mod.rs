@@ -401,10 +401,10 @@ impl Incident {
         if o.started_ms > now_ms {
             return Err(Refused::Invalid("the incident's start is in the future".into()));
         }
-        if let Some(d) = o.detected_ms {
-            if d < o.started_ms {
-                return Err(Refused::Invalid("the incident was detected before it started".into()));
-            }
+        if let Some(d) = o.detected_ms
+            && d < o.started_ms
+        {
+            return Err(Refused::Invalid("the incident was detected before it started".into()));
         }
         let mut text = format!("opened as {} by {author}: {}", o.severity, o.title);
         if !o.services.is_empty() {
@@ -562,12 +562,12 @@ impl Incident {
                 changed = true;
             }
         }
-        if let Some(sev) = u.severity {
-            if sev != self.severity {
-                push(EntryKind::Severity, format!("severity {} → {sev}", self.severity));
-                self.severity = sev;
-                changed = true;
-            }
+        if let Some(sev) = u.severity
+            && sev != self.severity
+        {
+            push(EntryKind::Severity, format!("severity {} → {sev}", self.severity));
+            self.severity = sev;
+            changed = true;
         }
         if let Some(c) = &u.commander {
             let next = if c.is_empty() { None } else { Some(c.clone()) };

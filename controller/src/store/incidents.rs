@@ -76,6 +76,10 @@ pub struct IncidentFilter {
     pub limit: usize,
 }
 
+/// What [`IncidentStore::update_incident`] answers: the incident as it is now and the timeline entries the
+/// change added, or why the change was refused.
+pub type Updated = Result<(Incident, Vec<Entry>), Refused>;
+
 /// The incident part of the [`super::Store`].
 pub trait IncidentStore {
     /// The incidents linked to `run_id` (opened from it, or linked to it later), oldest first.
@@ -93,13 +97,7 @@ pub trait IncidentStore {
     /// Applies `change` by `author` at `now_ms` to incident `id` and stores the result with the timeline
     /// entries it adds, in one transaction: the incident as it is now (timeline included) and the new entries,
     /// or why the change was refused (nothing stored then). [`StoreError::NotFound`] for an unknown id.
-    fn update_incident(
-        &self,
-        id: &str,
-        change: &Change,
-        now_ms: i64,
-        author: &str,
-    ) -> StoreResult<Result<(Incident, Vec<Entry>), Refused>>;
+    fn update_incident(&self, id: &str, change: &Change, now_ms: i64, author: &str) -> StoreResult<Updated>;
 
     /// The timeline of incident `id`, oldest first (empty for an unknown id).
     fn incident_timeline(&self, id: &str) -> StoreResult<Vec<Entry>>;
@@ -266,10 +264,10 @@ impl IncidentStore for SqliteStore {
             for row in rows {
                 let (id, record) = row?;
                 let mut incident = from_record(&record)?;
-                if let Some(service) = &filter.service {
-                    if !incident.services.contains(service) {
-                        continue;
-                    }
+                if let Some(service) = &filter.service
+                    && !incident.services.contains(service)
+                {
+                    continue;
                 }
                 incident.runs = runs(&conn, &id)?;
                 out.push(incident);
@@ -282,30 +280,23 @@ impl IncidentStore for SqliteStore {
         list().map_err(|e| failed("listing incidents", e))
     }
 
-    fn update_incident(
-        &self,
-        id: &str,
-        change: &Change,
-        now_ms: i64,
-        author: &str,
-    ) -> StoreResult<Result<(Incident, Vec<Entry>), Refused>> {
+    fn update_incident(&self, id: &str, change: &Change, now_ms: i64, author: &str) -> StoreResult<Updated> {
         let mut conn = self.conn();
-        let update =
-            |conn: &mut Connection| -> rusqlite::Result<Option<Result<(Incident, Vec<Entry>), Refused>>> {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let Some(mut incident) = read(&tx, id)? else { return Ok(None) };
-                let entries = match incident.apply(change, now_ms, author) {
-                    Ok(entries) => entries,
-                    Err(refused) => return Ok(Some(Err(refused))),
-                };
-                write_row(&tx, &incident, false)?;
-                append_entries(&tx, id, &entries)?;
-                if let Change::LinkRun(run) = change {
-                    link_run(&tx, id, run, now_ms)?;
-                }
-                tx.commit()?;
-                Ok(Some(Ok((incident, entries))))
+        let update = |conn: &mut Connection| -> rusqlite::Result<Option<Updated>> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(mut incident) = read(&tx, id)? else { return Ok(None) };
+            let entries = match incident.apply(change, now_ms, author) {
+                Ok(entries) => entries,
+                Err(refused) => return Ok(Some(Err(refused))),
             };
+            write_row(&tx, &incident, false)?;
+            append_entries(&tx, id, &entries)?;
+            if let Change::LinkRun(run) = change {
+                link_run(&tx, id, run, now_ms)?;
+            }
+            tx.commit()?;
+            Ok(Some(Ok((incident, entries))))
+        };
         update(&mut conn)
             .map_err(|e| failed(format_args!("updating incident {id}"), e))?
             .ok_or_else(|| StoreError::NotFound { what: "incident", id: id.to_string() })
