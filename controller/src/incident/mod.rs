@@ -2,9 +2,8 @@
 //! the transitions it allows, [`Incident`] with its append-only [`Entry`] timeline, the changes people make
 //! ([`Change`], applied by [`Incident::apply`], each refusal saying why) and the times measured from it (time
 //! to detect, acknowledge, recover). [`stats`] aggregates those times over a period, [`from_run`] builds the
-//! incident a failed run opens, [`report`] renders the blameless review. The store keeps incidents
-//! (`crate::store::IncidentStore`); the gRPC service (`crate::server::incidents`) is the only caller that
-//! changes them.
+//! incident a failed run opens, [`report`] renders the blameless review. The store keeps incidents (its
+//! `IncidentStore` part); the controller's `IncidentService` is the only caller that changes them.
 //!
 //! Lifecycle: `investigating → identified → monitoring → resolved`. Any forward move is allowed (skipping
 //! states too); `monitoring` may go back to `investigating` or `identified` when the fix does not hold;

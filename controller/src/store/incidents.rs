@@ -4,7 +4,6 @@
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::sqlite::failed;
 use super::{SqliteStore, StoreError, StoreResult};
 use crate::incident::{Change, Entry, Incident, Refused, Severity, Status};
 
@@ -101,6 +100,12 @@ pub trait IncidentStore {
 
     /// The timeline of incident `id`, oldest first (empty for an unknown id).
     fn incident_timeline(&self, id: &str) -> StoreResult<Vec<Entry>>;
+}
+
+/// A backend error, saying what was being done (as the rest of the store words them; a copy of its helper,
+/// so this file does not import the SQLite store's, which imports this file's migration).
+fn failed(doing: impl std::fmt::Display, err: rusqlite::Error) -> StoreError {
+    StoreError::Backend(format!("{doing}: {err}"))
 }
 
 /// The record column: the incident without what has tables of its own.
