@@ -2,7 +2,8 @@
 //! connection resets (a real `chaos proxy` in front of a real HTTP service) refute its errors SLO opens the
 //! incident its `on_failure` describes, linked to the run, its timeline and times taken from the run's
 //! journal in wall clock, visible as soon as the run's `finished` event is; the same run without `on_failure`
-//! opens none. The review renders the run's SLO numbers.
+//! opens none; a schedule's own `on_failure` replaces the experiment's. The review renders the run's SLO
+//! numbers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fleet_support;
@@ -14,10 +15,13 @@ use chaos_controller::incident::report::{self, LinkedRun};
 use chaos_controller::report::journal::Journal;
 use chaos_proto::transport::{ClientConfig, WithToken};
 use chaos_proto::v1::incident_service_client::IncidentServiceClient;
-use chaos_proto::v1::{GetIncidentRequest, ListIncidentsRequest};
+use chaos_proto::v1::{
+    CreateScheduleRequest, DeleteScheduleRequest, GetIncidentRequest, ListIncidentsRequest,
+};
 use chaos_proxy::client::{Client as ProxyClient, NewProxy};
 use fleet_support::{
-    API_TOKEN, RunningController, TempDir, audit_of, config, fleet, get_run, http_ok, start_run, watch,
+    API_TOKEN, RunningController, TempDir, WAIT, audit_of, config, fleet, get_run, http_ok, runs, start_run,
+    submit, wait_for, watch,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
@@ -182,6 +186,64 @@ async fn a_failed_run_with_on_failure_opens_a_linked_incident_with_the_runs_time
     assert_eq!(get_run(&api, &plain.id).await.verdict, "failed");
     let listed = client.clone().list_incidents(ListIncidentsRequest::default()).await.unwrap().into_inner();
     assert_eq!(listed.incidents.len(), 1, "a run without on_failure opened an incident");
+    stop.cancel();
+    controller.stop(Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedules_own_on_failure_replaces_the_experiments() {
+    let dir = TempDir::new("incident-schedule");
+    let mut cfg = config(dir.path(), fleet(200, 2_000));
+    cfg.limits.allow_local_effects = true;
+    let controller = RunningController::start(cfg).await;
+    let api = controller.client().await;
+    let client = incidents(controller.addr).await;
+    let (upstream, _count) = http_ok().await;
+    let (proxy_api, listen, stop) = proxy_in_front_of(upstream).await;
+    let stored = api
+        .clone()
+        .submit_experiment(submit(&resets(&proxy_api, &listen, ON_FAILURE)))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // A bad block is refused, saying where.
+    let bad = CreateScheduleRequest {
+        name: "bad".into(),
+        experiment_id: stored.id.clone(),
+        cron: "* * * * * *".into(),
+        on_failure: "incident: {severity: sev9}".into(),
+        ..CreateScheduleRequest::default()
+    };
+    let bad = api.clone().create_schedule(bad).await.unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(bad.message().starts_with("on_failure.incident.severity: unknown severity \"sev9\""), "{bad:?}");
+
+    let schedule = CreateScheduleRequest {
+        name: "nightly".into(),
+        experiment_id: stored.id.clone(),
+        cron: "* * * * * *".into(),
+        on_failure: "incident:\n  severity: sev1\n  title: nightly resets\n  services: [payments]\n".into(),
+        ..CreateScheduleRequest::default()
+    };
+    api.clone().create_schedule(schedule).await.unwrap();
+    let fired = wait_for("the schedule's first run", WAIT, || async {
+        runs(&api).await.into_iter().find(|r| r.actor == "schedule:nightly")
+    })
+    .await;
+    api.clone().delete_schedule(DeleteScheduleRequest { id: "nightly".into() }).await.unwrap();
+    watch(&api, &fired.id).await;
+    assert_eq!(get_run(&api, &fired.id).await.verdict, "failed");
+    let listed = client.clone().list_incidents(ListIncidentsRequest::default()).await.unwrap().into_inner();
+    let opened: Vec<_> = listed.incidents.iter().filter(|i| i.run_ids.contains(&fired.id)).collect();
+    assert_eq!(opened.len(), 1, "{listed:#?}");
+    let incident = opened[0];
+    assert_eq!(
+        (incident.title.as_str(), incident.severity.as_str(), incident.services.clone()),
+        ("nightly resets", "sev1", vec!["payments".to_string()]),
+        "the schedule's on_failure, not the experiment's"
+    );
+    assert_eq!(incident.commander, "", "nothing of the experiment's template is merged in");
     stop.cancel();
     controller.stop(Duration::from_secs(10)).await;
 }

@@ -12,10 +12,50 @@
 //! started at the first fault's injection (the run's start without faults) and was detected at the earlier
 //! of the first guardrail trip and the first breach (the run's end when neither was seen).
 
-use crate::experiment::model::IncidentTemplate;
+use crate::experiment::model::{IncidentTemplate, OnFailure};
 use crate::report::journal::{Journal, TimelineKind, Verdict};
 
-use super::{Entry, EntryKind, Incident, MAX_TITLE, Opening, Refused, human_ms};
+use super::{
+    Entry, EntryKind, Incident, MAX_TITLE, Opening, Refused, Severity, check_name, check_names, check_text,
+    human_ms,
+};
+
+/// The largest `on_failure` block a schedule may carry.
+pub const MAX_ON_FAILURE: usize = 64 * 1024;
+
+/// A schedule's own `on_failure` block (YAML or JSON, the experiment's `on_failure:` syntax), checked as an
+/// experiment's is; errors say where (the parser's line and column, or the field).
+pub fn parse_on_failure(text: &str) -> Result<OnFailure, String> {
+    if text.len() > MAX_ON_FAILURE {
+        return Err(format!("on_failure is {} bytes long; at most {MAX_ON_FAILURE} are allowed", text.len()));
+    }
+    let parsed: OnFailure = serde_saphyr::from_str(text).map_err(|e| format!("on_failure: {e}"))?;
+    if let Some(t) = &parsed.incident {
+        check_template(t).map_err(|e| format!("on_failure.incident.{e}"))?;
+    }
+    Ok(parsed)
+}
+
+/// `CreateScheduleRequest.on_failure`: `None` when empty (the experiment's applies).
+pub fn parse_on_failure_field(text: &str) -> Result<Option<OnFailure>, String> {
+    if text.trim().is_empty() { Ok(None) } else { parse_on_failure(text).map(Some) }
+}
+
+/// The checks of an `on_failure.incident` template; the error starts with the field's name.
+pub fn check_template(t: &IncidentTemplate) -> Result<(), String> {
+    t.severity.parse::<Severity>().map_err(|e| format!("severity: {e}"))?;
+    if let Some(title) = &t.title {
+        check_text("the title", title, MAX_TITLE).map_err(|e| format!("title: {e}"))?;
+        if title.contains('\n') {
+            return Err("title: the title must be one line".into());
+        }
+    }
+    if let Some(c) = &t.commander {
+        check_name("the commander", c).map_err(|e| format!("commander: {e}"))?;
+    }
+    check_names("service", &t.services).map_err(|e| format!("services: {e}"))?;
+    check_names("responder", &t.responders).map_err(|e| format!("responders: {e}"))
+}
 
 /// Who the run-derived entries are by.
 pub const AUTHOR: &str = "chaos";
@@ -238,6 +278,19 @@ mod tests {
         assert_eq!(inc.timeline[2].text, "guardrail tripped: errors burn rate 20x");
         assert_eq!(inc.timeline[4].text, "every breached SLO held again (4 s after the faults)");
         assert_eq!(inc.opened_by, "run:r-1");
+    }
+
+    #[test]
+    fn a_schedules_on_failure_is_parsed_and_checked() {
+        let parsed = parse_on_failure("incident: {severity: SEV1, services: [checkout]}").unwrap();
+        assert_eq!(parsed.incident.unwrap().services, ["checkout"]);
+        assert_eq!(parse_on_failure("{}").unwrap(), OnFailure { incident: None });
+        let bad = parse_on_failure("incident: {severity: sev7}").unwrap_err();
+        assert!(bad.starts_with("on_failure.incident.severity: unknown severity \"sev7\""), "{bad}");
+        let unknown = parse_on_failure("incident: {severity: sev1, pager: x}").unwrap_err();
+        assert!(unknown.contains("pager"), "{unknown}");
+        let empty = parse_on_failure("incident: {severity: sev1, services: [\"\"]}").unwrap_err();
+        assert_eq!(empty, "on_failure.incident.services: service must not be empty");
     }
 
     #[test]

@@ -425,64 +425,84 @@ impl IncidentsFromRuns {
 
 impl RunListener for IncidentsFromRuns {
     fn run_finished(&self, run: &RunRecord, exp: &Checked, outcome: &engine::Outcome) {
-        let Some(template) = exp.on_failure.as_ref().and_then(|f| f.incident.as_ref()) else { return };
         if !incident::from_run::opens_incident(outcome.verdict) {
             return;
         }
-        let journal: Journal = match run.journal_json.as_deref().map(serde_json::from_str).transpose() {
-            Ok(Some(j)) => j,
-            Ok(None) => {
-                Journal { experiment: Default::default(), verdict: outcome.verdict, ..Journal::default() }
-            }
-            Err(e) => {
-                tracing::error!(run = %run.id, error = %e, "the run's journal does not read: its incident has no run timeline");
-                Journal { verdict: outcome.verdict, ..Journal::default() }
-            }
-        };
-        let mut journal = journal;
-        if journal.experiment.title.is_empty() {
-            journal.experiment.title = exp.title.clone();
+        let from_experiment = exp.on_failure.as_ref().and_then(|f| f.incident.clone());
+        if from_experiment.is_none() && run.schedule_id.is_none() {
+            return;
         }
-        if journal.reasons.is_empty() {
-            journal.reasons = run.reasons.clone();
-        }
-        let now = now_ms();
-        let incident = match incident::from_run::incident_from_run(
-            new_incident_id(),
-            template,
-            &run.id,
-            &journal,
-            run.started_ms,
-            now,
-        ) {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::error!(run = %run.id, error = %e, "could not open the incident the run's on_failure asks for");
-                return;
-            }
-        };
-        tracing::info!(run = %run.id, incident = %incident.id, severity = %incident.severity, "a failed run opened an incident");
-        let audit = NewAudit {
-            at_ms: now,
-            actor: format!("run:{}", run.id),
-            action: "incident_opened".into(),
-            run_id: Some(run.id.clone()),
-            detail: format!(
-                "{} ({}, {}): {}",
-                incident.id,
-                incident.severity,
-                incident.services.join(", "),
-                incident.title
-            ),
-            ..NewAudit::default()
-        };
-        let stored = incident.clone();
+        let (run, title, verdict) = (run.clone(), exp.title.clone(), outcome.verdict);
+        let notifier = self.notifier.clone();
+        // Decided on the store's queue: a schedule's own `on_failure` (read there) replaces the experiment's,
+        // and whatever is read after the run's `finished` event sees the incident.
         self.store.submit("an incident opened by a failed run", move |s| {
-            s.insert_incident(&stored)?;
-            s.append_audit(&audit).map(|_| ())
+            let template = match &run.schedule_id {
+                Some(schedule) => match s.schedule_on_failure(schedule)? {
+                    Some(own) => own.incident,
+                    None => from_experiment,
+                },
+                None => from_experiment,
+            };
+            let Some(template) = template else { return Ok(()) };
+            let journal = run_journal(&run, &title, verdict);
+            let now = now_ms();
+            let incident = match incident::from_run::incident_from_run(
+                new_incident_id(),
+                &template,
+                &run.id,
+                &journal,
+                run.started_ms,
+                now,
+            ) {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::error!(run = %run.id, error = %e, "could not open the incident the run's on_failure asks for");
+                    return Ok(());
+                }
+            };
+            s.insert_incident(&incident)?;
+            let audit = NewAudit {
+                at_ms: now,
+                actor: format!("run:{}", run.id),
+                action: "incident_opened".into(),
+                run_id: Some(run.id.clone()),
+                detail: format!(
+                    "{} ({}, {}): {}",
+                    incident.id,
+                    incident.severity,
+                    incident.services.join(", "),
+                    incident.title
+                ),
+                ..NewAudit::default()
+            };
+            s.append_audit(&audit)?;
+            tracing::info!(run = %run.id, incident = %incident.id, severity = %incident.severity, "a failed run opened an incident");
+            notifier.emit(event(&incident, IncidentChange::Opened, format!("opened by run {}", run.id)));
+            Ok(())
         });
-        self.notifier.emit(event(&incident, IncidentChange::Opened, format!("opened by run {}", run.id)));
     }
+}
+
+/// The run's journal (an empty one with the run's title, verdict and reasons when it has none or it does not
+/// read: the incident then has no timeline from the run).
+fn run_journal(run: &RunRecord, title: &str, verdict: crate::report::journal::Verdict) -> Journal {
+    let mut journal = match run.journal_json.as_deref().map(serde_json::from_str::<Journal>).transpose() {
+        Ok(Some(j)) => j,
+        Ok(None) => Journal::default(),
+        Err(e) => {
+            tracing::error!(run = %run.id, error = %e, "the run's journal does not read: its incident has no run timeline");
+            Journal::default()
+        }
+    };
+    if journal.experiment.title.is_empty() {
+        journal.experiment.title = title.to_string();
+        journal.verdict = verdict;
+    }
+    if journal.reasons.is_empty() {
+        journal.reasons = run.reasons.clone();
+    }
+    journal
 }
 
 /// The service for the gRPC server, with the controller service's message sizes.

@@ -5,6 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{SqliteStore, StoreError, StoreResult};
+use crate::experiment::model::OnFailure;
 use crate::incident::{Change, Entry, Incident, Refused, Severity, Status};
 
 /// Version 3: incidents. The timeline is append-only (triggers refuse an update or a delete); the incident
@@ -46,6 +47,10 @@ CREATE TRIGGER incident_timeline_no_update BEFORE UPDATE ON incident_timeline
 BEGIN SELECT RAISE(ABORT, 'incident timelines are append-only'); END;
 CREATE TRIGGER incident_timeline_no_delete BEFORE DELETE ON incident_timeline
 BEGIN SELECT RAISE(ABORT, 'incident timelines are append-only'); END;
+CREATE TABLE schedule_on_failure (
+    schedule_id TEXT PRIMARY KEY,
+    on_failure TEXT NOT NULL
+);
 ";
 
 /// An incident as other records see it: enough to list it beside a run or a game day.
@@ -100,6 +105,12 @@ pub trait IncidentStore {
 
     /// The timeline of incident `id`, oldest first (empty for an unknown id).
     fn incident_timeline(&self, id: &str) -> StoreResult<Vec<Entry>>;
+
+    /// Keeps schedule `schedule_id`'s own `on_failure` (it replaces the experiment's for its runs).
+    fn set_schedule_on_failure(&self, schedule_id: &str, on_failure: &OnFailure) -> StoreResult<()>;
+
+    /// Schedule `schedule_id`'s own `on_failure`, if it has one.
+    fn schedule_on_failure(&self, schedule_id: &str) -> StoreResult<Option<OnFailure>>;
 }
 
 /// A backend error, saying what was being done (as the rest of the store words them; a copy of its helper,
@@ -310,6 +321,30 @@ impl IncidentStore for SqliteStore {
     fn incident_timeline(&self, id: &str) -> StoreResult<Vec<Entry>> {
         let conn = self.conn();
         timeline(&conn, id).map_err(|e| failed(format_args!("reading the timeline of incident {id}"), e))
+    }
+
+    fn set_schedule_on_failure(&self, schedule_id: &str, on_failure: &OnFailure) -> StoreResult<()> {
+        let doing = format!("storing the on_failure of schedule {schedule_id}");
+        let json =
+            serde_json::to_string(on_failure).map_err(|e| StoreError::Backend(format!("{doing}: {e}")))?;
+        let conn = self.conn();
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO schedule_on_failure (schedule_id, on_failure) VALUES (?1, ?2)",
+        )
+        .and_then(|mut stmt| stmt.execute(params![schedule_id, json]))
+        .map_err(|e| failed(&doing, e))?;
+        Ok(())
+    }
+
+    fn schedule_on_failure(&self, schedule_id: &str) -> StoreResult<Option<OnFailure>> {
+        let doing = format!("reading the on_failure of schedule {schedule_id}");
+        let conn = self.conn();
+        let json: Option<String> = conn
+            .prepare_cached("SELECT on_failure FROM schedule_on_failure WHERE schedule_id = ?1")
+            .and_then(|mut stmt| stmt.query_row([schedule_id], |row| row.get(0)).optional())
+            .map_err(|e| failed(&doing, e))?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Backend(format!("{doing}: {e}"))))
+            .transpose()
     }
 }
 
