@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "chaos/v1/agent.proto",
         "chaos/v1/controller.proto",
         "chaos/v1/gameday.proto",
+        "chaos/v1/incidents.proto",
         "chaos/v1/notify.proto",
     ];
     for file in files {

@@ -77,6 +77,8 @@ enum Command {
     Controller(cli::controller::ControllerArgs),
     /// Runs on a controller: list, show, watch, halt, and the audit log.
     Runs(cli::runs::RunsArgs),
+    /// Incidents on a controller: open, ack, status, note, resolve, update, list, show, report, stats.
+    Incident(cli::incident::IncidentArgs),
     /// The agents connected to a controller, with labels and health.
     Agents(cli::agents::AgentsArgs),
     /// Schedules on a controller (game days): add, list, rm.
@@ -194,6 +196,7 @@ fn main() -> ExitCode {
             Command::Agent(args) => return cli::agent::run(args).await.map(ExitCode::from),
             Command::Controller(args) => cli::controller::controller(args).await,
             Command::Runs(args) => return cli::runs::runs(args).await.map(ExitCode::from),
+            Command::Incident(args) => return cli::incident::incident(args).await.map(ExitCode::from),
             Command::Agents(args) => return cli::agents::agents(args).await.map(ExitCode::from),
             Command::Schedule(args) => return cli::schedule::schedule(args).await.map(ExitCode::from),
             Command::Gameday(args) => return cli::gameday::gameday(args).await.map(ExitCode::from),

@@ -12,6 +12,8 @@
 //! - [`fleet`]: the agents connected to a controller, their leased faults, halt-all; `fleet_hosts` makes it the
 //!   engine's `RemoteHosts`.
 //! - [`deadline`]: the margin a fault's own deadline allows, shared by the engine and the fleet.
+//! - [`incident`]: incidents as data and rules: severity, lifecycle, timeline, times to detect/acknowledge/
+//!   recover, stats over a period, the incident a failed run opens, the blameless review.
 //! - [`server`]: `chaos controller`: the gRPC services, runs through the engine, tokens, the scheduler.
 //! - [`console`]: the controller's web console (`--ui-listen`): pages, login sessions, live run charts.
 //! - [`store`]: the `Store` trait and its SQLite implementation; [`schedule`]: cron timing with windows.
@@ -25,6 +27,7 @@ pub mod fleet;
 mod fleet_hosts;
 pub mod gameday;
 pub mod http;
+pub mod incident;
 pub mod load;
 pub mod notify;
 pub mod probes;

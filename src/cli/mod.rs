@@ -9,6 +9,7 @@
 //! - The controller's clients: `runs`, `agents`, `schedule`, `halt` (`halt --all`, `freeze`, `unfreeze`), over
 //!   `client` (how to reach the controller); `certs` makes development certificates.
 //! - `slo`: `chaos slo`, SLOs as code (SLO files: check, rules, status, the controller's registry).
+//! - `incident`: `chaos incident`, the controller's incidents and their review.
 //! - `args`: value parsers the groups' flags share.
 
 pub mod agent;
@@ -19,6 +20,7 @@ pub mod client;
 pub mod controller;
 pub mod gameday;
 pub mod halt;
+pub mod incident;
 pub mod notify;
 pub mod proxies;
 pub mod remote_run;

@@ -45,6 +45,10 @@ enum ScheduleCommand {
         /// Variables for the experiment.
         #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_label)]
         vars: Vec<(String, String)>,
+        /// A file holding this schedule's own `on_failure:` block (YAML or JSON, as in an experiment, e.g.
+        /// `incident: {severity: sev2, services: [checkout]}`); it replaces the experiment's for its runs.
+        #[arg(long, value_name = "FILE")]
+        on_failure: Option<PathBuf>,
     },
     /// Schedules with their next firing.
     List,
@@ -55,7 +59,24 @@ enum ScheduleCommand {
 pub async fn schedule(args: ScheduleArgs) -> anyhow::Result<u8> {
     let mut client = args.client.connect().await?;
     match args.command {
-        ScheduleCommand::Add { name, file, cron, timezone, window, blackout, allow_overlap, seed, vars } => {
+        ScheduleCommand::Add {
+            name,
+            file,
+            cron,
+            timezone,
+            window,
+            blackout,
+            allow_overlap,
+            seed,
+            vars,
+            on_failure,
+        } => {
+            let on_failure = match on_failure {
+                Some(path) => {
+                    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
+                }
+                None => String::new(),
+            };
             let source =
                 std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             let submit = v1::SubmitExperimentRequest {
@@ -80,6 +101,7 @@ pub async fn schedule(args: ScheduleArgs) -> anyhow::Result<u8> {
                 skip_if_running: Some(!allow_overlap),
                 blackout_dates: blackout,
                 seed,
+                on_failure,
             };
             let s = match client.create_schedule(request).await {
                 Ok(s) => s.into_inner(),

@@ -33,6 +33,7 @@ pub fn validate(exp: &Experiment, root: &Node) -> Vec<(Pos, String)> {
     if exp.title.trim().is_empty() {
         v.at(&[Seg::K("title")], "`title` must not be empty".into());
     }
+    v.on_failure(exp);
     for (name, target) in &exp.targets {
         v.target(name, target);
     }
@@ -698,6 +699,43 @@ impl Validator<'_> {
                 self.at(&join(path, &[Seg::K("duration")]), "`duration` must be above 0".into())
             }
             _ => {}
+        }
+    }
+}
+
+// === on_failure (issue 16: incidents from experiments) ===
+
+impl Validator<'_> {
+    /// `on_failure.incident`: a known severity, and each text within the incident's bounds.
+    fn on_failure(&mut self, exp: &Experiment) {
+        use crate::incident::{MAX_TITLE, check_name, check_names, check_text};
+        let Some(t) = exp.on_failure.as_ref().and_then(|f| f.incident.as_ref()) else { return };
+        let base = [Seg::K("on_failure"), Seg::K("incident")];
+        let at = |field: &'static str| join(&base, &[Seg::K(field)]);
+        if let Err(e) = t.severity.parse::<crate::incident::Severity>() {
+            self.at(&at("severity"), format!("on_failure.incident: {e}"));
+        }
+        if let Some(title) = &t.title {
+            let checked = check_text("`title`", title, MAX_TITLE).and_then(|()| {
+                if title.contains('\n') { Err("`title` must be one line".into()) } else { Ok(()) }
+            });
+            if let Err(e) = checked {
+                self.at(&at("title"), format!("on_failure.incident: {e}"));
+            }
+        }
+        if let Some(Err(e)) = t.commander.as_ref().map(|c| check_name("`commander`", c)) {
+            self.at(&at("commander"), format!("on_failure.incident: {e}"));
+        }
+        for (field, list) in [("services", &t.services), ("responders", &t.responders)] {
+            let what = if field == "services" { "service" } else { "responder" };
+            if let Err(e) = check_names(what, list) {
+                let bad = list.iter().position(|n| check_name(what, n).is_err());
+                let path = match bad {
+                    Some(i) => join(&at(field), &[Seg::I(i)]),
+                    None => at(field),
+                };
+                self.at(&path, format!("on_failure.incident: {e}"));
+            }
         }
     }
 }

@@ -546,7 +546,7 @@ fn faults(html: &mut String, j: &Journal) {
 }
 
 /// The report's stylesheet: light by default, dark with the system's preference, plain on paper.
-const CSS: &str = r#"
+pub(crate) const CSS: &str = r#"
 :root{--fg:#1f2328;--muted:#59636e;--bg:#fff;--panel:#f6f8fa;--line:#d1d9e0;--ok:#1a7f37;--bad:#cf222e;
 --warn:#9a6700;--fault:rgba(207,34,46,.13);--s1:#0969da;--s2:#8250df;--s3:#bf3989;--s4:#cf222e;--s5:#1a7f37;
 --objective:#9a6700;color-scheme:light dark}

@@ -389,6 +389,8 @@ impl ControllerService for Api {
         }
         Timing::parse(&req.cron, &req.timezone, &req.windows, &req.blackout_dates)
             .map_err(ApiError::InvalidArgument)?;
+        let on_failure = crate::incident::from_run::parse_on_failure_field(&req.on_failure)
+            .map_err(ApiError::InvalidArgument)?;
         let experiment = req.experiment_id.clone();
         if self.store.call(move |s| s.experiment(&experiment)).await.map_err(ApiError::from)?.is_none() {
             return Err(ApiError::NotFound { what: "experiment", id: req.experiment_id }.into());
@@ -410,7 +412,14 @@ impl ControllerService for Api {
         };
         // A name or id taken is ALREADY_EXISTS.
         let stored = record.clone();
-        self.store.call(move |s| s.insert_schedule(&stored)).await.map_err(ApiError::from)?;
+        let (id, override_) = (record.id.clone(), on_failure);
+        self.store
+            .call(move |s| {
+                s.insert_schedule(&stored)?;
+                override_.map_or(Ok(()), |f| s.set_schedule_on_failure(&id, &f))
+            })
+            .await
+            .map_err(ApiError::from)?;
         self.audit(&actor, "schedule_created", format!("{} {:?} {}", record.id, record.name, record.cron));
         self.schedules_changed.notify_one();
         Ok(Response::new(schedule_out(record)))

@@ -13,6 +13,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod gameday;
+pub mod incidents;
 pub mod local;
 pub mod notify;
 pub mod runs;
@@ -165,6 +166,7 @@ impl Controller {
         runs.listen(Arc::new(notify::RunEvents(notifier.clone())));
         let api =
             api::Api { store, fleet, runs, tokens, schedules_changed: Arc::new(Notify::new()), notifier };
+        api.runs.listen(incidents::IncidentsFromRuns::new(api.store.clone(), api.notifier.clone()));
         Ok(Controller { api, local_addr, listener, ui_addr, ui_listener, config, interrupted })
     }
 
@@ -206,6 +208,7 @@ impl Controller {
             .add_service(agents)
             .add_service(NotifyServiceServer::new(api.clone()))
             .add_service(gameday::service(api.clone(), config.max_message_bytes))
+            .add_service(incidents::service(&api, config.max_message_bytes))
             .serve_with_incoming_shutdown(incoming, async move {
                 stopping.cancelled().await;
                 // Halt and revert before the streams close: the agents are still reachable now.

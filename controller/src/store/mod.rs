@@ -19,7 +19,7 @@ pub use gamedays::{
     GameDayRecord, GameDayStore, LogLine, NoteRecord, RUNNING as GAMEDAY_RUNNING, ScenarioRecord,
 };
 pub use handle::StoreHandle;
-pub use incidents::{IncidentRef, IncidentStore};
+pub use incidents::{IncidentFilter, IncidentRef, IncidentStore};
 pub use notify_log::{AttemptRecord, DeliveryFilter, DeliveryRecord, NewDelivery, NotifyStore};
 pub use sqlite::SqliteStore;
 
