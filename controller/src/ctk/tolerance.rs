@@ -113,7 +113,7 @@ fn jsonpath(
         value = parsed;
     }
     let parsed = parse_jsonpath(&path)?;
-    let found: Vec<Value> = parsed.query(&value).all().into_iter().cloned().collect();
+    let found = parsed.query(&value);
     if let Some(expect) = spec.get("expect") {
         let expect = resolved.substitute(expect);
         let expected = match expect {
@@ -135,11 +135,159 @@ fn jsonpath(
     }
 }
 
-/// Parses a JSONPath in the jsonpath2 dialect Chaos Toolkit uses: RFC 9535 (serde_json_path) after
-/// rewriting the filters' parenthesised form `[?(@.x!="0")]`, which RFC 9535 also reads, as is.
-pub fn parse_jsonpath(path: &str) -> Result<serde_json_path::JsonPath, ToleranceError> {
-    serde_json_path::JsonPath::parse(path)
-        .map_err(|e| ToleranceError(format!("invalid jsonpath {path:?}: {e}")))
+/// A JSONPath in the jsonpath2 dialect Chaos Toolkit uses, checked: [`JsonPath2::query`] evaluates it.
+#[derive(Debug)]
+pub struct JsonPath2 {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug)]
+enum Part {
+    /// An RFC 9535 path from the current nodes (`$` standing for each).
+    Path(serde_json_path::JsonPath),
+    /// A jsonpath2 filter `[?(expr)]`: keeps the current nodes (not their children) for which `expr`, with
+    /// `@` the node, holds.
+    Filter(serde_json_path::JsonPath),
+}
+
+impl JsonPath2 {
+    /// Every value the path matches in `value`, in document order.
+    pub fn query(&self, value: &Value) -> Vec<Value> {
+        let mut nodes = vec![value.clone()];
+        for part in &self.parts {
+            let mut next = Vec::new();
+            for node in &nodes {
+                match part {
+                    Part::Path(path) => next.extend(path.query(node).all().into_iter().cloned()),
+                    Part::Filter(filter) => {
+                        let one = Value::Array(vec![node.clone()]);
+                        next.extend(filter.query(&one).all().into_iter().cloned());
+                    }
+                }
+            }
+            nodes = next;
+        }
+        nodes
+    }
+}
+
+/// Parses a JSONPath in the jsonpath2 dialect Chaos Toolkit uses (`$.data.result.*[?(@.value[1]!="0")]`):
+/// a filter applies to the node it follows (jsonpath2), not to that node's children (RFC 9535); `=` in a
+/// filter is equality and `and`/`or`/`not` are the logical operators. The rest is RFC 9535
+/// (serde_json_path).
+pub fn parse_jsonpath(path: &str) -> Result<JsonPath2, ToleranceError> {
+    let invalid = |why: String| ToleranceError(format!("invalid jsonpath {path:?}: {why}"));
+    let Some(rest) = path.trim().strip_prefix('$') else {
+        return Err(invalid("a path starts with `$`".into()));
+    };
+    let chars: Vec<char> = rest.chars().collect();
+    let mut parts = Vec::new();
+    let mut plain = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '[' && chars.get(i + 1) == Some(&'?') {
+            // The filter runs to its matching `]`, quotes and nested brackets skipped.
+            let mut depth = 0;
+            let mut quote: Option<char> = None;
+            let mut end = None;
+            for (j, &c) in chars.iter().enumerate().skip(i) {
+                match (quote, c) {
+                    (Some(q), c) if c == q => quote = None,
+                    (Some(_), _) => {}
+                    (None, '"' | '\'') => quote = Some(c),
+                    (None, '[') => depth += 1,
+                    (None, ']') => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = Some(j);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let Some(end) = end else { return Err(invalid("a filter `[?` is not closed".into())) };
+            if !plain.is_empty() {
+                let p = format!("${plain}");
+                parts.push(Part::Path(
+                    serde_json_path::JsonPath::parse(&p).map_err(|e| invalid(e.to_string()))?,
+                ));
+                plain.clear();
+            }
+            let expr: String = chars[i + 2..end].iter().collect();
+            let filter = format!("$[?{}]", rfc_filter(&expr));
+            parts.push(Part::Filter(
+                serde_json_path::JsonPath::parse(&filter).map_err(|e| invalid(e.to_string()))?,
+            ));
+            i = end + 1;
+        } else {
+            plain.push(chars[i]);
+            i += 1;
+        }
+    }
+    if !plain.is_empty() || parts.is_empty() {
+        let p = format!("${plain}");
+        parts.push(Part::Path(serde_json_path::JsonPath::parse(&p).map_err(|e| invalid(e.to_string()))?));
+    }
+    Ok(JsonPath2 { parts })
+}
+
+/// A jsonpath2 filter expression in RFC 9535 syntax: `=` → `==`, `and`/`or`/`not` → `&&`/`||`/`!`
+/// (outside quotes).
+fn rfc_filter(expr: &str) -> String {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut out = String::new();
+    let mut quote: Option<char> = None;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if let Some(q) = quote {
+            out.push(c);
+            if c == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            '"' | '\'' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            '=' => {
+                let prev = i.checked_sub(1).map(|p| chars[p]);
+                let next = chars.get(i + 1).copied();
+                if matches!(prev, Some('!' | '<' | '>' | '=')) || next == Some('=') {
+                    out.push('=');
+                } else {
+                    out.push_str("==");
+                }
+            }
+            c if c.is_ascii_alphabetic() => {
+                let word: String =
+                    chars[i..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == '_').collect();
+                let boundary = i == 0
+                    || !(chars[i - 1].is_ascii_alphanumeric()
+                        || matches!(chars[i - 1], '_' | '.' | '@' | '$'));
+                let replaced = match word.as_str() {
+                    "and" if boundary => " && ",
+                    "or" if boundary => " || ",
+                    "not" if boundary => "!",
+                    _ => "",
+                };
+                if replaced.is_empty() {
+                    out.push_str(&word);
+                } else {
+                    out.push_str(replaced);
+                }
+                i += word.len();
+                continue;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    out
 }
 
 fn range(spec: &serde_json::Map<String, Value>, value: &Value) -> Result<bool, ToleranceError> {
@@ -263,7 +411,11 @@ mod tests {
         let t = json!({"type": "jsonpath", "path": "$.data.result.*[?(@.value[1]!=\"0\")]", "count": 1});
         assert_eq!(w(t, body.clone()), Ok(true));
         let t = json!({"type": "jsonpath", "path": "$.data.result.*[?(@.value[1]!=\"0\")]", "count": 0});
-        assert_eq!(w(t, body), Ok(false));
+        assert_eq!(w(t, body.clone()), Ok(false));
+        let t = json!({"type": "jsonpath", "path": "$.data.result.*[?(@.value[1] = \"3\")].value[0]", "expect": 2});
+        assert_eq!(w(t, body.clone()), Ok(true));
+        let t = json!({"type": "jsonpath", "path": "$.data.result[*].value[1]", "expect": ["0", "3"]});
+        assert_eq!(w(t, body), Ok(true));
     }
 
     #[test]
