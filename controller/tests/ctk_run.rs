@@ -365,10 +365,10 @@ async fn dry_modes_skip_what_they_say() {
         let _ = std::fs::remove_file(&made);
         let requests = service.seen().len();
         let options = Options { dry: Some(dry), ..Options::default() };
-        let ran =
-            tokio::time::timeout(Duration::from_secs(30), run_with(&exp, options, Overrides::default()))
-                .await
-                .unwrap_or_else(|_| panic!("{dry:?}: the pause was not skipped"));
+        let exp = if dry == Dry::Probes { &probes_only } else { &exp };
+        let ran = tokio::time::timeout(Duration::from_secs(30), run_with(exp, options, Overrides::default()))
+            .await
+            .unwrap_or_else(|_| panic!("{dry:?}: the pause was not skipped"));
         assert_eq!(ran.json["experiment"]["dry"], dry.as_str());
         assert_eq!(made.exists(), action_runs, "{dry:?}");
         let probes_seen = service.seen().len() - requests;
