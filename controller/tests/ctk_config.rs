@@ -53,7 +53,10 @@ fn env_configuration_types_defaults_and_overrides() {
     // An override beats the environment and the experiment; an unknown key is added.
     let overrides = obj(json!({"port": 9, "plain": "y", "extra": "z"}));
     let resolved = load_configuration(Some(&config), &overrides, &env).unwrap();
-    assert_eq!((resolved["port"].clone(), resolved["plain"].clone(), resolved["extra"].clone()), (json!(9), json!("y"), json!("z")));
+    assert_eq!(
+        (resolved["port"].clone(), resolved["plain"].clone(), resolved["extra"].clone()),
+        (json!(9), json!("y"), json!("z"))
+    );
     // A missing variable without default or override is an invalid experiment.
     let missing = obj(json!({"k": {"type": "env", "key": "NOPE"}}));
     let e = load_configuration(Some(&missing), &Map::new(), &no_env).unwrap_err();
@@ -66,10 +69,14 @@ fn env_configuration_types_defaults_and_overrides() {
 
 #[test]
 fn secrets_inline_env_and_overrides() {
-    let secrets = obj(json!({"api": {"token": "inline", "key": {"type": "env", "key": "API_KEY"}}, "db": {"pw": "p"}}));
+    let secrets =
+        obj(json!({"api": {"token": "inline", "key": {"type": "env", "key": "API_KEY"}}, "db": {"pw": "p"}}));
     let env = |k: &str| (k == "API_KEY").then(|| "from-env".to_string());
     let resolved = load_secrets(Some(&secrets), &obj(json!({"db": {"pw": "override"}})), &env).unwrap();
-    assert_eq!(Value::Object(resolved), json!({"api": {"token": "inline", "key": "from-env"}, "db": {"pw": "override"}}));
+    assert_eq!(
+        Value::Object(resolved),
+        json!({"api": {"token": "inline", "key": "from-env"}, "db": {"pw": "override"}})
+    );
     let e = load_secrets(Some(&secrets), &Map::new(), &no_env).unwrap_err();
     assert_eq!(e.path, ["secrets", "api", "key", "key"]);
 }
@@ -143,7 +150,11 @@ async fn substitution_reaches_providers_keeps_types_and_the_journal_keeps_the_te
     assert_eq!(get["headers"]["x-token"], "s3cr3t", "secrets of any scope reach any header");
     assert_eq!(get["headers"]["x-mixed"], "n=5");
     let json_body: Value = serde_json::from_str(run[1]["output"]["body"]["body"].as_str().unwrap()).unwrap();
-    assert_eq!(json_body, json!({"n": 5, "w": "hidden"}), "exactly ${{limit}} keeps the number; $word is substituted");
+    assert_eq!(
+        json_body,
+        json!({"n": 5, "w": "hidden"}),
+        "exactly ${{limit}} keeps the number; $word is substituted"
+    );
     assert_eq!(run[2]["output"]["body"]["body"], "a=1+2&b=override");
     assert_eq!(run[2]["output"]["body"]["headers"]["content-type"], "application/x-www-form-urlencoded");
     assert_eq!(run[3]["output"]["stdout"], "override|$(echo no shell)|5|");
@@ -151,8 +162,14 @@ async fn substitution_reaches_providers_keeps_types_and_the_journal_keeps_the_te
     assert_eq!(run[5]["output"]["stdout"], "override-|");
     // The journal: activities unsubstituted, the experiment without the override.
     assert_eq!(run[0]["activity"]["provider"]["headers"]["X-Token"], "${token}");
-    assert_eq!(ran.json["experiment"]["configuration"]["who"], json!({"type": "env", "key": "CTK_TEST_WHO", "default": "world"}));
-    assert_eq!(ran.json["experiment"]["secrets"]["auth"]["token"], "s3cr3t", "inline secrets are in the journal, as in CTK");
+    assert_eq!(
+        ran.json["experiment"]["configuration"]["who"],
+        json!({"type": "env", "key": "CTK_TEST_WHO", "default": "world"})
+    );
+    assert_eq!(
+        ran.json["experiment"]["secrets"]["auth"]["token"], "s3cr3t",
+        "inline secrets are in the journal, as in CTK"
+    );
 }
 
 #[tokio::test]
