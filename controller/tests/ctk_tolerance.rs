@@ -25,10 +25,14 @@ async fn judged(cases: &[(Value, Value)]) -> Vec<bool> {
                 {"type": "probe", "name": "p", "provider": provider, "tolerance": tolerance}
             ]},
         });
-        let ran = run_with(&exp, chaos_controller::ctk::run::Options {
-            hypothesis_strategy: Some(chaos_controller::ctk::run::HypothesisStrategy::BeforeMethodOnly),
-            ..Default::default()
-        }, Default::default())
+        let ran = run_with(
+            &exp,
+            chaos_controller::ctk::run::Options {
+                hypothesis_strategy: Some(chaos_controller::ctk::run::HypothesisStrategy::BeforeMethodOnly),
+                ..Default::default()
+            },
+            Default::default(),
+        )
         .await;
         let probe = &ran.json["steady_states"]["before"]["probes"][0];
         assert_eq!(probe["status"], "succeeded", "{provider}");
@@ -38,7 +42,8 @@ async fn judged(cases: &[(Value, Value)]) -> Vec<bool> {
 }
 
 fn process(args: &[&str]) -> Value {
-    json!({"type": "process", "path": "sh", "arguments": ["-c"].iter().chain(args).collect::<Vec<_>>()})
+    let argv: Vec<&str> = ["-c"].iter().chain(args).copied().collect();
+    json!({"type": "process", "path": "sh", "arguments": argv})
 }
 
 #[tokio::test]
@@ -63,12 +68,36 @@ async fn each_kind_on_real_outputs() {
         // regex on a non-string (no target on an object): an error, so not met.
         (http("/health"), json!({"type": "regex", "pattern": "ok"}), false),
         // jsonpath: ≥ 1 match, count, expect; Prometheus' filter dialect; JSON text parsed first.
-        (http("/json"), json!({"type": "jsonpath", "target": "body", "path": "$.data.result.*[?(@.value[1]!=\"0\")]"}), true),
-        (http("/json"), json!({"type": "jsonpath", "target": "body", "path": "$.data.result.*[?(@.value[1]!=\"0\")]", "count": 1}), true),
-        (http("/json"), json!({"type": "jsonpath", "target": "body", "path": "$.data.result.*[?(@.value[1]!=\"0\")]", "count": 0}), false),
-        (http("/json"), json!({"type": "jsonpath", "target": "body", "path": "$.data.result[*].metric.job", "expect": ["a", "b"]}), true),
-        (http("/json"), json!({"type": "jsonpath", "target": "body", "path": "$.status", "expect": "success"}), true),
-        (process(&["echo '{\"up\": [1, 1]}'"]), json!({"type": "jsonpath", "target": "stdout", "path": "$.up[*]", "expect": [1, 1]}), true),
+        (
+            http("/json"),
+            json!({"type": "jsonpath", "target": "body", "path": "$.data.result.*[?(@.value[1]!=\"0\")]"}),
+            true,
+        ),
+        (
+            http("/json"),
+            json!({"type": "jsonpath", "target": "body", "path": "$.data.result.*[?(@.value[1]!=\"0\")]", "count": 1}),
+            true,
+        ),
+        (
+            http("/json"),
+            json!({"type": "jsonpath", "target": "body", "path": "$.data.result.*[?(@.value[1]!=\"0\")]", "count": 0}),
+            false,
+        ),
+        (
+            http("/json"),
+            json!({"type": "jsonpath", "target": "body", "path": "$.data.result[*].metric.job", "expect": ["a", "b"]}),
+            true,
+        ),
+        (
+            http("/json"),
+            json!({"type": "jsonpath", "target": "body", "path": "$.status", "expect": "success"}),
+            true,
+        ),
+        (
+            process(&["echo '{\"up\": [1, 1]}'"]),
+            json!({"type": "jsonpath", "target": "stdout", "path": "$.up[*]", "expect": [1, 1]}),
+            true,
+        ),
         (http("/json"), json!({"type": "jsonpath", "target": "body", "path": "$.nothing"}), false),
         // range: Decimal comparison of numbers and numeric text; non-numbers are out.
         (process(&["printf 2.5"]), json!({"type": "range", "target": "stdout", "range": [2, 3]}), true),
@@ -76,8 +105,16 @@ async fn each_kind_on_real_outputs() {
         (process(&["exit 4"]), json!({"type": "range", "target": "status", "range": [1, 4]}), true),
         (process(&["printf abc"]), json!({"type": "range", "target": "stdout", "range": [2, 3]}), false),
         // A probe as the tolerance: run with `arguments.value`; an output → met, a failure → not met.
-        (http("/health"), json!({"type": "probe", "name": "t", "provider": {"type": "http", "url": format!("{}/echo", service.url())}}), true),
-        (http("/health"), json!({"type": "probe", "name": "t", "provider": {"type": "http", "url": refused}}), false),
+        (
+            http("/health"),
+            json!({"type": "probe", "name": "t", "provider": {"type": "http", "url": format!("{}/echo", service.url())}}),
+            true,
+        ),
+        (
+            http("/health"),
+            json!({"type": "probe", "name": "t", "provider": {"type": "http", "url": refused}}),
+            false,
+        ),
     ];
     let pairs: Vec<(Value, Value)> = cases.iter().map(|(p, t, _)| (p.clone(), t.clone())).collect();
     let got = judged(&pairs).await;
