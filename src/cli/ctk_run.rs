@@ -106,10 +106,6 @@ pub async fn run(ctk: CtkRun<'_>) -> anyhow::Result<u8> {
         return Ok(INVALID);
     }
     let journal_path = args.journal_path.or(journal).unwrap_or_else(|| PathBuf::from("journal.json"));
-    if let Err(e) = super::run::check_outputs(&[("journal-path", &Some(journal_path.clone()))]) {
-        eprintln!("chaos run: {e}; nothing was run");
-        return Ok(INVALID);
-    }
     let mut overrides = Overrides::default();
     for path in &args.var_file {
         if let Err(e) = config::read_var_file(path, &mut overrides) {
@@ -156,6 +152,11 @@ pub async fn run(ctk: CtkRun<'_>) -> anyhow::Result<u8> {
             return Ok(INVALID);
         }
     };
+    // Checked (and created) only once everything else is known to be right.
+    if let Err(e) = super::run::check_outputs(&[("journal-path", &Some(journal_path.clone()))]) {
+        eprintln!("chaos run: {e}; nothing was run");
+        return Ok(INVALID);
+    }
     let progress: Option<run::Progress> = if quiet {
         None
     } else {
