@@ -1,6 +1,6 @@
 //! `chaos run` of Chaos Toolkit experiments, end to end through the binary: dispatch, the journal at
 //! `--journal-path` (default `./journal.json`), exit codes (0, 1, 2 with file:line:column, 3 after a real
-//! SIGINT with the journal still written), `--var key:type=value`, flags refused on the wrong kind of file,
+//! SIGINT, SIGTERM or SIGUSR2 with the journal still written), `--var key:type=value`, flags refused on the wrong kind of file,
 //! and `chaos validate` of a Chaos Toolkit file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -130,40 +130,46 @@ fn invalid_files_and_bad_usage_exit_2() {
 }
 
 #[test]
-fn sigint_interrupts_with_exit_3_and_a_journal() {
-    let dir = temp_dir("ctk-cli", "sigint");
-    let started = dir.join("started");
-    let marker = dir.join("rolled-back");
-    let exp = json!({
-        "title": "long", "description": "d",
-        "method": [{"type": "action", "name": "long", "provider": {"type": "process", "path": "sh",
-                    "arguments": ["-c", format!("touch '{}'; exec sleep 60", started.display())]}}],
-        "rollbacks": [{"type": "action", "name": "mark", "provider": {"type": "process", "path": "touch",
-                       "arguments": [marker.display().to_string()]}}]
-    });
-    let file = write(&dir, "long.json", &exp);
-    let journal_path = dir.join("journal.json");
-    let mut child = Command::new(chaos_bin())
-        .arg("run")
-        .arg(&file)
-        .arg("--journal-path")
-        .arg(&journal_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    support::wait_until("the long action started", Duration::from_secs(30), || started.exists());
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    let end = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < end, "chaos run did not stop after SIGINT");
-        std::thread::sleep(Duration::from_millis(20));
+fn signals_interrupt_with_exit_3_and_a_journal() {
+    // (signal, --rollback-strategy, rollbacks played?)
+    for (sig, strategy, played) in
+        [("INT", "default", false), ("TERM", "always", true), ("USR2", "always", false)]
+    {
+        let dir = temp_dir("ctk-cli", &format!("sig{sig}"));
+        let started = dir.join("started");
+        let marker = dir.join("rolled-back");
+        let exp = json!({
+            "title": "long", "description": "d",
+            "method": [{"type": "action", "name": "long", "provider": {"type": "process", "path": "sh",
+                        "arguments": ["-c", format!("touch '{}'; exec sleep 60", started.display())]}}],
+            "rollbacks": [{"type": "action", "name": "mark", "provider": {"type": "process", "path": "touch",
+                           "arguments": [marker.display().to_string()]}}]
+        });
+        let file = write(&dir, "long.json", &exp);
+        let journal_path = dir.join("journal.json");
+        let mut child = Command::new(chaos_bin())
+            .arg("run")
+            .arg(&file)
+            .arg("--journal-path")
+            .arg(&journal_path)
+            .args(["--rollback-strategy", strategy])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        support::wait_until("the long action started", Duration::from_secs(30), || started.exists());
+        Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().unwrap();
+        let end = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < end, "chaos run did not stop after SIG{sig}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(3), "SIG{sig}: {}", describe_output(&output));
+        let journal = read(&journal_path);
+        assert_eq!(journal["status"], "interrupted", "SIG{sig}");
+        assert!(journal["run"][0].get("status").is_none(), "SIG{sig}: the cut activity has no status");
+        assert_eq!(!journal["rollbacks"].as_array().unwrap().is_empty(), played, "SIG{sig} with {strategy}");
+        assert_eq!(marker.exists(), played, "SIG{sig} with {strategy}");
     }
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(3), "{}", describe_output(&output));
-    let journal = read(&journal_path);
-    assert_eq!(journal["status"], "interrupted");
-    assert!(journal["run"][0].get("status").is_none(), "the cut activity has no status");
-    assert_eq!(journal["rollbacks"], json!([]), "default strategy: no rollbacks after an interrupt");
-    assert!(!marker.exists());
 }

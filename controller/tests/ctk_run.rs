@@ -197,7 +197,7 @@ async fn a_failing_method_activity_and_a_method_probe_miss_do_not_fail_the_run()
     assert_eq!(run[1]["status"], "failed");
     assert_eq!(
         run[1]["exception"],
-        json!(["chaoslib.exceptions.ActivityFailed: process activity took too long to complete\n"])
+        json!(["chaoslib.exceptions.ActivityFailed: process activity took too long\n"])
     );
     assert_eq!(run[2]["status"], "succeeded", "a non-zero exit is an output");
     assert_eq!(run[2]["output"], json!({"status": 3, "stdout": "out\n", "stderr": "err\n"}));

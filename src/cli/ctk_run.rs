@@ -208,15 +208,35 @@ fn title(experiment: &serde_json::Value) -> String {
     }
 }
 
-/// Cancels `interrupt` on SIGINT or SIGTERM (the run ends `interrupted`, rollbacks per strategy), and
-/// `stop_rollbacks` on a second one.
+/// Cancels `interrupt` on SIGINT, SIGTERM or SIGUSR1 (the run ends `interrupted`, rollbacks per
+/// strategy), and `stop_rollbacks` on a second one; SIGUSR2 cancels both at once (no rollbacks even with
+/// `always`), as Chaos Toolkit's signal handlers do.
 async fn on_signal(interrupt: CancellationToken, stop_rollbacks: CancellationToken) {
-    crate::shutdown_signal().await;
-    tracing::warn!("interrupted: the run stops (interrupt again to stop the rollbacks too)");
-    interrupt.cancel();
-    crate::shutdown_signal().await;
-    tracing::warn!("interrupted again: stopping the rollbacks");
-    stop_rollbacks.cancel();
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut usr1 = signal(SignalKind::user_defined1()).ok();
+    let mut usr2 = signal(SignalKind::user_defined2()).ok();
+    let mut interrupted = false;
+    loop {
+        let leave_now = tokio::select! {
+            _ = crate::shutdown_signal() => false,
+            Some(()) = async { usr1.as_mut()?.recv().await } => false,
+            Some(()) = async { usr2.as_mut()?.recv().await } => true,
+        };
+        if leave_now {
+            tracing::warn!("SIGUSR2: leaving now, without rollbacks");
+            interrupt.cancel();
+            stop_rollbacks.cancel();
+            return;
+        }
+        if interrupted {
+            tracing::warn!("interrupted again: stopping the rollbacks");
+            stop_rollbacks.cancel();
+            return;
+        }
+        tracing::warn!("interrupted: the run stops (interrupt again to stop the rollbacks too)");
+        interrupt.cancel();
+        interrupted = true;
+    }
 }
 
 /// `chaos validate` of a Chaos Toolkit file: `None` when the file is not one. Python providers are
