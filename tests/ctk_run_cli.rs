@@ -1,7 +1,7 @@
 //! `chaos run` of Chaos Toolkit experiments, end to end through the binary: dispatch, the journal at
 //! `--journal-path` (default `./journal.json`), exit codes (0, 1, 2 with file:line:column, 3 after a real
 //! SIGINT, SIGTERM or SIGUSR2 with the journal still written), `--var key:type=value`, flags refused on the wrong kind of file,
-//! and `chaos validate` of a Chaos Toolkit file.
+//! `chaos validate` of a Chaos Toolkit file, and https providers against a python3 TLS server (`verify_tls`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -172,4 +172,79 @@ fn signals_interrupt_with_exit_3_and_a_journal() {
         assert_eq!(!journal["rollbacks"].as_array().unwrap().is_empty(), played, "SIG{sig} with {strategy}");
         assert_eq!(marker.exists(), played, "SIG{sig} with {strategy}");
     }
+}
+
+/// A python3 HTTPS server on 127.0.0.1:0 with `chaos certs`' development certificate (a CA this host does
+/// not trust), killed on drop.
+struct HttpsServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for HttpsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn https_server(dir: &Path) -> HttpsServer {
+    let certs = dir.join("certs");
+    let made = output_within(
+        Command::new(chaos_bin()).arg("certs").arg("--out").arg(&certs),
+        Duration::from_secs(60),
+    );
+    assert!(made.status.success(), "{}", describe_output(&made));
+    let script = format!(
+        "import http.server, ssl, sys\n\
+         class H(http.server.BaseHTTPRequestHandler):\n\
+         \x20   def do_GET(self):\n\
+         \x20       body = b'secure'\n\
+         \x20       self.send_response(200); self.send_header('Content-Type', 'text/plain')\n\
+         \x20       self.send_header('Content-Length', str(len(body))); self.end_headers(); self.wfile.write(body)\n\
+         \x20   def log_message(self, *a): pass\n\
+         s = http.server.HTTPServer(('127.0.0.1', 0), H)\n\
+         c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain('{cert}', '{key}')\n\
+         s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+         print(s.server_address[1], flush=True)\n\
+         s.serve_forever()\n",
+        cert = certs.join("controller.pem").display(),
+        key = certs.join("controller.key").display(),
+    );
+    let mut child = Command::new("python3").args(["-c", &script]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)
+        .unwrap();
+    let port = line.trim().parse().unwrap_or_else(|_| panic!("the HTTPS server printed {line:?}"));
+    HttpsServer { child, port }
+}
+
+#[test]
+fn https_providers_verify_certificates_unless_told_not_to() {
+    if !chaos_test_support::skip::require("python3", chaos_test_support::skip::program("python3")) {
+        return;
+    }
+    let dir = temp_dir("ctk-cli", "https");
+    let server = https_server(&dir);
+    let url = format!("https://localhost:{}/", server.port);
+    let exp = json!({
+        "title": "https", "description": "d",
+        "method": [
+            {"type": "probe", "name": "unverified", "provider": {"type": "http", "url": url, "verify_tls": false, "timeout": 10}},
+            {"type": "probe", "name": "verified", "provider": {"type": "http", "url": url, "timeout": 10}}
+        ]
+    });
+    let file = write(&dir, "https.json", &exp);
+    let journal_path = dir.join("journal.json");
+    let output = output_within(
+        Command::new(chaos_bin()).arg("run").arg(&file).arg("--journal-path").arg(&journal_path),
+        Duration::from_secs(60),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe_output(&output));
+    let journal = read(&journal_path);
+    assert_eq!(journal["run"][0]["status"], "succeeded", "{:#}", journal["run"][0]);
+    assert_eq!(journal["run"][0]["output"]["body"], "secure");
+    assert_eq!(journal["run"][1]["status"], "failed", "an unknown CA is refused by default");
+    let exception = journal["run"][1]["exception"][0].as_str().unwrap();
+    assert!(exception.contains("TLS"), "{exception}");
 }

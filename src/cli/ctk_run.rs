@@ -56,7 +56,8 @@ pub struct CtkArgs {
     /// (repeatable; later files win, `--var` beats them all).
     #[arg(long, value_name = "FILE")]
     pub var_file: Vec<PathBuf>,
-    /// Global controls from a file (Chaos Toolkit's `--control-file`).
+    /// Global controls from a file (Chaos Toolkit's `--control-file`): not supported yet, refused (exit 2);
+    /// declare controls in the experiment instead.
     #[arg(long, value_name = "FILE")]
     pub control_file: Vec<PathBuf>,
 }
