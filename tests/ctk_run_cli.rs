@@ -1,7 +1,8 @@
 //! `chaos run` of Chaos Toolkit experiments, end to end through the binary: dispatch, the journal at
 //! `--journal-path` (default `./journal.json`), exit codes (0, 1, 2 with file:line:column, 3 after a real
-//! SIGINT, SIGTERM or SIGUSR2 with the journal still written), `--var key:type=value`, flags refused on the wrong kind of file,
-//! `chaos validate` of a Chaos Toolkit file, and https providers against a python3 TLS server (`verify_tls`).
+//! SIGINT, SIGTERM or SIGUSR2 with the journal still written), `--var key:type=value`, flags refused on the
+//! wrong kind of file, `chaos validate` of a Chaos Toolkit file, and https providers against a python3 TLS
+//! server (`verify_tls`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

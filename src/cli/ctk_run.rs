@@ -154,7 +154,7 @@ pub async fn run(ctk: CtkRun<'_>) -> anyhow::Result<u8> {
         }
     };
     // Checked (and created) only once everything else is known to be right.
-    if let Err(e) = super::run::check_outputs(&[("journal-path", &Some(journal_path.clone()))]) {
+    if let Err(e) = check_journal_path(&journal_path) {
         eprintln!("chaos run: {e}; nothing was run");
         return Ok(INVALID);
     }
@@ -199,6 +199,25 @@ pub async fn run(ctk: CtkRun<'_>) -> anyhow::Result<u8> {
     println!("{}: {}{deviated}", title(&journal.experiment), journal.status.as_str());
     println!("  journal: {}", journal_path.display());
     Ok(journal.exit_code())
+}
+
+/// Makes sure the journal can be written before anything is touched (missing directories are created):
+/// bad usage otherwise.
+fn check_journal_path(path: &Path) -> Result<(), String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            format!("--journal-path {}: cannot create the directory {}: {e}", path.display(), dir.display())
+        })?;
+    }
+    if path.is_dir() {
+        return Err(format!("--journal-path {}: is a directory, expected a file name", path.display()));
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map(drop)
+        .map_err(|e| format!("--journal-path {}: cannot write there: {e}", path.display()))
 }
 
 fn title(experiment: &serde_json::Value) -> String {

@@ -3,7 +3,8 @@
 //! secrets (vault refused), `--var key[:type]=value` and `--var-file` overrides, and Python
 //! `string.Template` substitution where a string that is exactly one `${x}` keeps the value's type.
 //!
-//! Dynamic configuration (a probe as a value) needs the providers and runs in [`super::run`].
+//! Dynamic configuration (a probe as a value) needs the providers and is evaluated by the runner
+//! (`ctk::run`).
 
 use serde_json::{Map, Value};
 
@@ -312,7 +313,7 @@ pub fn read_var_file(path: &std::path::Path, overrides: &mut Overrides) -> Resul
         return Err(format!("--var-file {name}: expected a .json, .yaml, .yml or .env file"));
     };
     let root = parsed.map_err(|e| format!("{name}:{}:{}: {}", e.pos.line, e.pos.column, e.message))?;
-    let doc = super::load::to_json(&root);
+    let doc = to_json(&root);
     let Value::Object(doc) = doc else {
         return Err(format!(
             "{name}:{}:{}: expected a mapping with configuration and secrets",
@@ -339,6 +340,24 @@ pub fn read_var_file(path: &std::path::Path, overrides: &mut Overrides) -> Resul
         }
     }
     Ok(())
+}
+
+/// The tree as JSON (keys in file order).
+pub fn to_json(node: &crate::experiment::node::Node) -> Value {
+    match &node.value {
+        crate::experiment::node::Value::Null => Value::Null,
+        crate::experiment::node::Value::Bool(b) => Value::Bool(*b),
+        crate::experiment::node::Value::Int(n) => Value::from(*n),
+        crate::experiment::node::Value::UInt(n) => Value::from(*n),
+        crate::experiment::node::Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+        }
+        crate::experiment::node::Value::Str(s) => Value::String(s.clone()),
+        crate::experiment::node::Value::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
+        crate::experiment::node::Value::Map(entries) => {
+            Value::Object(entries.iter().map(|(k, v)| (k.name.clone(), to_json(v))).collect())
+        }
+    }
 }
 
 /// chaostoolkit-lib's `substitute`: nothing happens without configuration and secrets; otherwise objects

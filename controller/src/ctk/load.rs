@@ -62,19 +62,7 @@ fn at(file: &str, pos: Pos, message: String) -> Diagnostic {
     Diagnostic { file: file.to_string(), line: pos.line, column: pos.column, message }
 }
 
-/// The tree as JSON (keys in file order).
-pub fn to_json(node: &Node) -> Value {
-    match &node.value {
-        N::Null => Value::Null,
-        N::Bool(b) => Value::Bool(*b),
-        N::Int(n) => Value::from(*n),
-        N::UInt(n) => Value::from(*n),
-        N::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
-        N::Str(s) => Value::String(s.clone()),
-        N::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
-        N::Map(entries) => Value::Object(entries.iter().map(|(k, v)| (k.name.clone(), to_json(v))).collect()),
-    }
-}
+pub use super::config::to_json;
 
 /// Whether `text` (named `name`) is a Chaos Toolkit experiment: a mapping with `title`, `description` and
 /// `method`, and no `apiVersion`. Unreadable text is not (the native reader reports it).
@@ -577,6 +565,7 @@ impl Checker<'_> {
     }
 
     fn tolerance(&mut self, t: &Node, name: &str) {
+        let of = format!("tolerance of '{name}'");
         match &t.value {
             N::Bool(_) | N::Int(_) | N::UInt(_) | N::Str(_) | N::Seq(_) => {}
             N::Float(_) | N::Null => self.report(
@@ -593,12 +582,12 @@ impl Checker<'_> {
                         Some(s) if s.contains("${") => {}
                         Some(s) => {
                             if let Err(e) = regex::Regex::new(s) {
-                                self.report(p.pos, format!("tolerance of '{name}': invalid regex pattern: {}", one_line(&e.to_string())));
+                                self.report(p.pos, format!("{of}: invalid regex pattern: {}", one_line(&e.to_string())));
                             }
                         }
-                        None => self.report(p.pos, format!("tolerance of '{name}': the regex pattern must be a string")),
+                        None => self.report(p.pos, format!("{of}: the regex pattern must be a string")),
                     },
-                    None => self.report(t.pos, format!("tolerance of '{name}': a regex tolerance must have a pattern")),
+                    None => self.report(t.pos, format!("{of}: a regex tolerance must have a pattern")),
                 },
                 Some("jsonpath") => {
                     match t.get("path") {
@@ -606,30 +595,30 @@ impl Checker<'_> {
                             Some(s) if s.contains("${") => {}
                             Some(s) => {
                                 if let Err(e) = super::tolerance::parse_jsonpath(s) {
-                                    self.report(p.pos, format!("tolerance of '{name}': {}", one_line(&e.0)));
+                                    self.report(p.pos, format!("{of}: {}", one_line(&e.0)));
                                 }
                             }
-                            None => self.report(p.pos, format!("tolerance of '{name}': the jsonpath path must be a string")),
+                            None => self.report(p.pos, format!("{of}: the jsonpath path must be a string")),
                         },
-                        None => self.report(t.pos, format!("tolerance of '{name}': a jsonpath tolerance must have a path")),
+                        None => self.report(t.pos, format!("{of}: a jsonpath tolerance must have a path")),
                     }
                     if let Some(c) = t.get("count")
                         && !matches!(c.value, N::Int(0..) | N::UInt(_))
                     {
-                        self.report(c.pos, format!("tolerance of '{name}': count must be a non-negative integer"));
+                        self.report(c.pos, format!("{of}: count must be a non-negative integer"));
                     }
                 }
                 Some("range") => match t.get("range") {
                     Some(r) if matches!(&r.value, N::Seq(l) if l.len() == 2 && l.iter().all(is_number)) => {}
-                    Some(r) => self.report(r.pos, format!("tolerance of '{name}': a range must be a sequence of two numbers")),
-                    None => self.report(t.pos, format!("tolerance of '{name}': a range tolerance must have a range")),
+                    Some(r) => self.report(r.pos, format!("{of}: a range must be a sequence of two numbers")),
+                    None => self.report(t.pos, format!("{of}: a range tolerance must have a range")),
                 },
                 Some("probe") => self.activity(t, Place::Embedded, &[]),
                 Some(other) => self.report(
                     Self::key_pos(t, "type"),
-                    format!("tolerance of '{name}': unknown tolerance type '{other}' (regex, jsonpath, range or probe)"),
+                    format!("{of}: unknown tolerance type '{other}' (regex, jsonpath, range or probe)"),
                 ),
-                None => self.report(t.pos, format!("tolerance of '{name}': a tolerance mapping must have a type")),
+                None => self.report(t.pos, format!("{of}: a tolerance mapping must have a type")),
             },
         }
     }

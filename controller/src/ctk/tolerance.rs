@@ -1,6 +1,6 @@
 //! Chaos Toolkit tolerances (`hypothesis.py: within_tolerance`, reference §8): whether a probe's output is
 //! within its tolerance, with Python's equality and ordering. A probe used as a tolerance needs a provider
-//! run and is handled by [`super::run`]; everything else is decided here.
+//! run and is handled by the runner (`ctk::run`); everything else is decided here.
 
 use std::cmp::Ordering;
 
