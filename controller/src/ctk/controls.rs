@@ -349,21 +349,21 @@ fn check_one(control: &model::Control, at: &str) -> Result<(), ControlError> {
         return err(format!("{at}/name"), "a control must have a non-empty `name`".into());
     }
     let name = &control.name;
-    if let Some(scope) = control.extra.get("scope") {
-        if !matches!(scope.as_str(), Some("before" | "after")) {
-            return err(
-                format!("{at}/scope"),
-                format!("control '{name}': scope must be 'before' or 'after', not {scope}"),
-            );
-        }
+    if let Some(scope) = control.extra.get("scope")
+        && !matches!(scope.as_str(), Some("before" | "after"))
+    {
+        return err(
+            format!("{at}/scope"),
+            format!("control '{name}': scope must be 'before' or 'after', not {scope}"),
+        );
     }
-    if let Some(automatic) = control.extra.get("automatic") {
-        if !automatic.is_boolean() {
-            return err(
-                format!("{at}/automatic"),
-                format!("control '{name}': automatic must be true or false, not {automatic}"),
-            );
-        }
+    if let Some(automatic) = control.extra.get("automatic")
+        && !automatic.is_boolean()
+    {
+        return err(
+            format!("{at}/automatic"),
+            format!("control '{name}': automatic must be true or false, not {automatic}"),
+        );
     }
     let Some(provider) = &control.provider else {
         return err(at.to_string(), format!("control '{name}' must have a `provider`"));
@@ -388,16 +388,16 @@ fn check_one(control: &model::Control, at: &str) -> Result<(), ControlError> {
             );
         }
     }
-    if !provider.get("module").and_then(Value::as_str).is_some_and(|m| !m.is_empty()) {
+    if provider.get("module").and_then(Value::as_str).is_none_or(str::is_empty) {
         return err(format!("{at}/provider/module"), format!("Control '{name}' must have a module path"));
     }
-    if let Some(arguments) = provider.get("arguments") {
-        if !arguments.is_object() {
-            return err(
-                format!("{at}/provider/arguments"),
-                format!("control '{name}': arguments must be an object"),
-            );
-        }
+    if let Some(arguments) = provider.get("arguments")
+        && !arguments.is_object()
+    {
+        return err(
+            format!("{at}/provider/arguments"),
+            format!("control '{name}': arguments must be an object"),
+        );
     }
     Ok(())
 }
@@ -480,12 +480,11 @@ fn substitute(value: &Value, configuration: &Map<String, Value>, secrets: &Map<S
     };
     match value {
         Value::String(s) => {
-            if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-                if !name.contains(['$', '{', '}']) {
-                    if let Some(found) = lookup(name) {
-                        return found;
-                    }
-                }
+            if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
+                && !name.contains(['$', '{', '}'])
+                && let Some(found) = lookup(name)
+            {
+                return found;
             }
             let mut out = String::new();
             let mut rest = s.as_str();

@@ -284,10 +284,10 @@ impl Python {
     /// The running driver, started when there is none.
     async fn driver(&self) -> Result<Arc<Driver>, String> {
         let mut slot = self.inner.driver.lock().await;
-        if let Some(driver) = slot.as_ref() {
-            if driver.alive() {
-                return Ok(driver.clone());
-            }
+        if let Some(driver) = slot.as_ref()
+            && driver.alive()
+        {
+            return Ok(driver.clone());
         }
         let driver = Arc::new(Driver::spawn(&self.inner.interpreter, &self.inner.env)?);
         *slot = Some(driver.clone());
@@ -414,23 +414,22 @@ impl Driver {
     }
 
     fn kill(&self) {
-        if let Ok(mut child) = self.child.lock() {
-            if let Some(mut child) = child.take() {
-                let _ = child.start_kill();
-                tokio::spawn(async move {
-                    let _ = child.wait().await;
-                });
-            }
+        let child = self.child.lock().ok().and_then(|mut c| c.take());
+        if let Some(mut child) = child {
+            let _ = child.start_kill();
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
         }
     }
 
     async fn stop(&self) {
         let _ = self.stdin.lock().await.shutdown().await;
         let child = self.child.lock().ok().and_then(|mut c| c.take());
-        if let Some(mut child) = child {
-            if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
-                let _ = child.kill().await;
-            }
+        if let Some(mut child) = child
+            && tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err()
+        {
+            let _ = child.kill().await;
         }
     }
 }
