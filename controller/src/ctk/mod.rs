@@ -8,6 +8,7 @@
 
 pub mod controls;
 pub mod model;
+pub mod native;
 pub mod python;
 
 /// Why an activity failed, as Chaos Toolkit journals it: the `exception` lines (a traceback, or one line).
