@@ -2,6 +2,7 @@
 //! what they print. `main.rs` holds the command tree and dispatches here.
 //!
 //! - `run`: `chaos run` (local), `validate`, `schema`, `faults`; `remote_run`: `chaos run --controller`.
+//! - `convert`: `chaos convert`, the native equivalent of a Chaos Toolkit experiment.
 //! - `report`: `chaos report JOURNAL`, the reports (HTML, Markdown, JUnit) rendered again from a journal.
 //! - `proxies`: `chaos proxies` / `tp`, the toxiproxy-cli work-alike.
 //! - `agent`: `chaos agent inject|status|revert-all|capabilities|serve`.
@@ -17,6 +18,7 @@ pub mod args;
 pub mod certs;
 pub mod client;
 pub mod controller;
+pub mod convert;
 pub mod halt;
 pub mod proxies;
 pub mod remote_run;

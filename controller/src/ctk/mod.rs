@@ -7,6 +7,7 @@
 //! - [`controls`]: python controls through the same driver.
 
 pub mod controls;
+pub mod convert;
 pub mod model;
 pub mod native;
 pub mod python;
