@@ -59,9 +59,12 @@ impl Conversion {
     }
 }
 
+/// Argument → `with:` key renames.
+type Renames = &'static [(&'static str, &'static str)];
+
 /// The names of chaostoolkit-toxiproxy's toxic shortcuts and the native fault each becomes, with the
 /// argument → `with:` key renames.
-const TOXICS: &[(&str, &str, &[(&str, &str)])] = &[
+const TOXICS: &[(&str, &str, Renames)] = &[
     ("create_latency_toxic", "latency", &[("latency", "latency"), ("jitter", "jitter")]),
     ("create_bandwith_degradation_toxic", "bandwidth", &[("rate", "rate")]),
     ("create_slow_connection_close_toxic", "slow_close", &[("delay", "delay")]),
