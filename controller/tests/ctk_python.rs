@@ -421,8 +421,8 @@ async fn controls_run_their_hooks_in_order_with_scopes_and_interrupt() {
     let exp = experiment(doc.clone());
     let mut controls = Controls::load(python.clone(), &exp, &[file]).unwrap();
     controls.set_configuration(&args(json!({"where": "here"})), &Map::new());
-    controls.validate().await;
-    controls.initialize().await;
+    // configure_control runs at the first hook and cleanup_control after the after-experiment hooks, by
+    // themselves (the runner only loads the controls and calls `run`).
     let method = doc["method"].as_array().unwrap().clone();
     let hypothesis = &doc["steady-state-hypothesis"];
     let state = json!({"status": "succeeded"});
@@ -440,7 +440,7 @@ async fn controls_run_their_hooks_in_order_with_scopes_and_interrupt() {
     assert_eq!(interrupted, Err(Interrupt("halted by control top".into())));
     controls.run(Hook::AfterMethod, &doc, Some(&json!([]))).await.unwrap();
     controls.run(Hook::AfterExperiment, &doc, Some(&json!({"status": "interrupted"}))).await.unwrap();
-    controls.cleanup().await;
+    controls.cleanup().await; // already done: nothing more
 
     let mut configuration = Map::new();
     let recorded = python

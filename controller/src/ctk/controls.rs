@@ -128,6 +128,10 @@ pub struct Controls {
     secrets: Map<String, Value>,
     /// Modules already reported missing.
     warned: HashSet<String>,
+    /// `configure_control` called (at the first hook, if not before).
+    initialized: bool,
+    /// `cleanup_control` called (after the after-experiment hooks, if not before).
+    cleaned: bool,
 }
 
 impl Controls {
@@ -156,6 +160,8 @@ impl Controls {
             configuration: Map::new(),
             secrets: Map::new(),
             warned: HashSet::new(),
+            initialized: false,
+            cleaned: false,
         })
     }
 
@@ -179,15 +185,23 @@ impl Controls {
     }
 
     /// Calls each control's `configure_control` once per control name (chaoslib's `initialize_controls`);
-    /// failures are logged.
+    /// failures are logged. [`Controls::run`] does it (after [`Controls::validate`]) at the first hook when
+    /// it was not done before.
     pub async fn initialize(&mut self) {
+        if std::mem::replace(&mut self.initialized, true) {
+            return;
+        }
         for control in self.all_controls() {
             let _ = self.call(&control, "configure_control", Value::Null, Value::Null).await;
         }
     }
 
-    /// Calls each control's `cleanup_control` once per control name; failures are logged.
+    /// Calls each control's `cleanup_control` once per control name; failures are logged. [`Controls::run`]
+    /// does it after the after-experiment hooks; later calls do nothing.
     pub async fn cleanup(&mut self) {
+        if std::mem::replace(&mut self.cleaned, true) {
+            return;
+        }
         for control in self.all_controls() {
             let _ = self.call(&control, "cleanup_control", Value::Null, Value::Null).await;
         }
@@ -199,15 +213,27 @@ impl Controls {
         if self.python.is_none() {
             return Ok(());
         }
+        if !self.initialized {
+            self.validate().await;
+            self.initialize().await;
+        }
         let scope = if hook.is_before() { "before" } else { "after" };
+        let mut result = Ok(());
         for control in self.in_scope(hook.level(), context) {
             if control.get("scope").and_then(Value::as_str).is_some_and(|s| s != scope) {
                 continue;
             }
-            self.call(&control, hook.function(), context.clone(), state.cloned().unwrap_or(Value::Null))
-                .await?;
+            result = self
+                .call(&control, hook.function(), context.clone(), state.cloned().unwrap_or(Value::Null))
+                .await;
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(())
+        if hook == Hook::AfterExperiment {
+            self.cleanup().await;
+        }
+        result
     }
 
     /// The controls applying at `level` for `context` (chaoslib's `get_context_controls`, deduplicated).
