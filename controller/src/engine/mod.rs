@@ -26,6 +26,7 @@ pub use detection::{Detected, firing_query};
 pub use journal::journal;
 pub use judge::{FIRE_AND_FORGET, NO_FAULT_TO_DETECT, NOTHING_JUDGED, Observed, judge};
 pub use run::{ExecuteOptions, Outcome, Verdict, execute, execute_with, source_key};
+pub(crate) use run::{ExternalMethod, execute_external};
 pub use watch::{Guard, guards, watch_tick};
 
 use std::collections::BTreeMap;
