@@ -10,6 +10,9 @@
 //! Chaos Toolkit's own result is also checked against the status and deviated the case expects, so a corpus
 //! file that stops proving what it is named for fails too.
 //!
+//! `CTK_ONLY=text` runs only the cases whose id (file, or `file [label]`) contains text; `CTK_KEEP=1` keeps
+//! both runners' directories and journals and prints where.
+//!
 //! Needs python3 with the venv module and PyPI the first time (CHAOS_TEST_SKIP=python3 skips when python3 is
 //! missing; a failing pip fails).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -66,7 +69,8 @@ impl Case {
 }
 
 fn cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(harness::ctk_dir().join("cases.json")).expect("read tests/ctk/cases.json");
+    let text =
+        std::fs::read_to_string(harness::ctk_dir().join("cases.json")).expect("read tests/ctk/cases.json");
     let doc: Value = serde_json::from_str(&text).expect("tests/ctk/cases.json is JSON");
     let strings = |v: Option<&Value>| -> Vec<String> {
         v.and_then(Value::as_array)
@@ -84,7 +88,9 @@ fn cases() -> Vec<Case> {
             env: c
                 .get("env")
                 .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().expect("env value").to_string())).collect())
+                .map(|m| {
+                    m.iter().map(|(k, v)| (k.clone(), v.as_str().expect("env value").to_string())).collect()
+                })
                 .unwrap_or_default(),
             interrupt: c.get("interrupt").and_then(Value::as_bool).unwrap_or(false),
             expect_status: c["expect"][0].as_str().expect("expect[0]").to_string(),
@@ -151,7 +157,13 @@ enum Runner {
 }
 
 /// Runs `case` with `runner` in a fresh directory under `root`: the process and its journal.
-fn run_case(env: &Env, service: &Service, case: &Case, runner: Runner, root: &Path) -> (Finished, Option<Value>, PathBuf) {
+fn run_case(
+    env: &Env,
+    service: &Service,
+    case: &Case,
+    runner: Runner,
+    root: &Path,
+) -> (Finished, Option<Value>, PathBuf) {
     let work = root.join(match runner {
         Runner::ChaosToolkit => "ctk",
         Runner::Chaos => "chaos",
@@ -198,10 +210,8 @@ fn normalise(journal: &Value, work: &Path) -> Value {
         })
     };
     let ss = &journal["steady_states"];
-    let during: BTreeSet<String> = ss["during"]
-        .as_array()
-        .map(|a| a.iter().map(|s| state(s).to_string()).collect())
-        .unwrap_or_default();
+    let during: BTreeSet<String> =
+        ss["during"].as_array().map(|a| a.iter().map(|s| state(s).to_string()).collect()).unwrap_or_default();
     json!({
         "status": journal.get("status").cloned().unwrap_or(Value::Null),
         "deviated": journal.get("deviated").cloned().unwrap_or(Value::Null),
@@ -283,7 +293,10 @@ fn diff(path: &str, ctk: &Value, ours: &Value, out: &mut Vec<(String, String)>) 
             }
             for (k, w) in b {
                 if !a.contains_key(k) {
-                    out.push((format!("{path}.{k}"), format!("chaos run has {w}, Chaos Toolkit has no such key")));
+                    out.push((
+                        format!("{path}.{k}"),
+                        format!("chaos run has {w}, Chaos Toolkit has no such key"),
+                    ));
                 }
             }
         }
@@ -316,13 +329,27 @@ fn diff(path: &str, ctk: &Value, ours: &Value, out: &mut Vec<(String, String)>) 
 }
 
 /// Runs one case under both runners; the problems found (empty when they agree).
-fn compare_case(env: &Env, service: &Service, case: &Case, tmp: &Path, n: usize) -> (Vec<String>, Vec<String>) {
+fn compare_case(
+    env: &Env,
+    service: &Service,
+    case: &Case,
+    tmp: &Path,
+    n: usize,
+) -> (Vec<String>, Vec<String>) {
     let id = case.id();
     let root = tmp.join(format!("{n:02}"));
     let (ctk, ctk_journal, ctk_work) = run_case(env, service, case, Runner::ChaosToolkit, &root);
     let (ours, our_journal, our_work) = run_case(env, service, case, Runner::Chaos, &root);
     let mut problems = Vec::new();
     let mut expected = Vec::new();
+    for (who, run) in [("Chaos Toolkit", &ctk), ("chaos run", &ours)] {
+        if run.marker_missed {
+            problems.push(format!(
+                "{id}: {who} exited before the interrupt marker appeared (no SIGINT sent):\n{}",
+                run.text()
+            ));
+        }
+    }
     let Some(ctk_journal) = ctk_journal else {
         problems.push(format!("{id}: Chaos Toolkit wrote no journal (exit {}):\n{}", ctk.code(), ctk.text()));
         return (problems, expected);
@@ -384,6 +411,8 @@ fn corpus_runs_the_same_under_chaos_toolkit_and_chaos_run() {
     let service = Service::start().expect("start the corpus' HTTP service");
     let env = Env { venv: &venv, base: service.url(), closed: service::refused_url().unwrap() };
     let tmp = TempDir::new("ctk-diff");
+    // CTK_KEEP=1 keeps both runners' directories and journals (printed) for a look after the run.
+    let keep = std::env::var_os("CTK_KEEP").is_some();
     // CTK_ONLY=substring runs the matching cases only (while working on one file).
     let only = std::env::var("CTK_ONLY").ok();
     let mut problems = Vec::new();
@@ -400,6 +429,10 @@ fn corpus_runs_the_same_under_chaos_toolkit_and_chaos_run() {
         ran += 1;
     }
     assert!(ran > 0, "CTK_ONLY={only:?} matches no case");
+    if keep {
+        eprintln!("journals kept under {}", tmp.path().display());
+        std::mem::forget(tmp);
+    }
     let mut report = String::new();
     for e in &expected {
         let _ = writeln!(report, "  expected divergence: {e}");
@@ -411,7 +444,11 @@ fn corpus_runs_the_same_under_chaos_toolkit_and_chaos_run() {
     for p in &problems {
         let _ = writeln!(text, "- {p}");
     }
-    assert!(problems.is_empty(), "{} mismatches between Chaos Toolkit and chaos run:\n{text}", problems.len());
+    assert!(
+        problems.is_empty(),
+        "{} mismatches between Chaos Toolkit and chaos run:\n{text}",
+        problems.len()
+    );
 }
 
 #[test]
@@ -444,8 +481,10 @@ fn corpus_and_cases_cover_each_other() {
 #[test]
 fn the_comparison_reports_every_difference() {
     let work = Path::new("/tmp/w");
-    let record = |out: Value, met: bool| json!({"activity": {"name": "p", "type": "probe"}, "output": out,
-        "status": "succeeded", "tolerance_met": met, "start": "x", "duration": 0.1});
+    let record = |out: Value, met: bool| {
+        json!({"activity": {"name": "p", "type": "probe"}, "output": out,
+        "status": "succeeded", "tolerance_met": met, "start": "x", "duration": 0.1})
+    };
     let http = |date: &str| json!({"status": 200, "headers": {"Content-Type": "text/plain", "Date": date}, "body": "ok"});
     let a = json!({"status": "completed", "deviated": false, "steady_states": {"before": {"steady_state_met": true,
         "probes": [record(http("Mon"), true)]}, "after": null, "during": []},
@@ -469,7 +508,12 @@ fn the_comparison_reports_every_difference() {
     let paths: Vec<&str> = d.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(
         paths,
-        [".status", ".steady_states.before.probes[0:p].tolerance_met", ".run[0:p].output.stdout", ".rollbacks"],
+        [
+            ".status",
+            ".steady_states.before.probes[0:p].tolerance_met",
+            ".run[0:p].output.stdout",
+            ".rollbacks"
+        ],
         "{d:?}"
     );
 }
