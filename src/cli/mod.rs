@@ -1,7 +1,8 @@
 //! The command groups of the `chaos` binary, one module each: flags (clap `Args`), the calls they make, and
 //! what they print. `main.rs` holds the command tree and dispatches here.
 //!
-//! - `run`: `chaos run` (local), `validate`, `schema`, `faults`; `remote_run`: `chaos run --controller`.
+//! - `run`: `chaos run` (local), `validate`, `schema`, `faults`; `remote_run`: `chaos run --controller`;
+//!   `ctk_run`: `chaos run` of a Chaos Toolkit experiment.
 //! - `report`: `chaos report JOURNAL`, the reports (HTML, Markdown, JUnit) rendered again from a journal.
 //! - `proxies`: `chaos proxies` / `tp`, the toxiproxy-cli work-alike.
 //! - `agent`: `chaos agent inject|status|revert-all|capabilities|serve`.
@@ -17,6 +18,7 @@ pub mod args;
 pub mod certs;
 pub mod client;
 pub mod controller;
+pub mod ctk_run;
 pub mod halt;
 pub mod proxies;
 pub mod remote_run;

@@ -1,6 +1,6 @@
 //! `chaos run`, `chaos validate`, `chaos schema` and `chaos faults`: the experiment commands. Results on
 //! stdout, live progress on stderr, and the exit code is the verdict (0 passed, 1 failed, 2 invalid,
-//! 3 inconclusive).
+//! 3 inconclusive). A Chaos Toolkit experiment goes to [`super::ctk_run`] instead.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -12,9 +12,12 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// The experiment file (YAML or JSON, `apiVersion: chaos/v1`).
+    /// The experiment file (YAML or JSON, `apiVersion: chaos/v1`), or a Chaos Toolkit experiment (`.json`,
+    /// `.yaml`, `.yml` with `title`, `description` and `method`), run with Chaos Toolkit's semantics: exit 0
+    /// completed and not deviated, 1 deviated, failed or aborted, 2 invalid, 3 interrupted.
     file: PathBuf,
-    /// Override a variable: `--var app=http://127.0.0.1:8080` (repeatable).
+    /// Override a variable: `--var app=http://127.0.0.1:8080` (repeatable). For a Chaos Toolkit experiment,
+    /// a configuration value: `--var key[:type]=value`, type `str` (default), `int`, `float` or `bytes`.
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     vars: Vec<(String, String)>,
     /// Seed for every random choice (target selection; recorded in the journal). Random when absent.
@@ -56,6 +59,8 @@ pub struct RunArgs {
     /// back here as for a local run.
     #[command(flatten)]
     remote: super::client::ClientArgs,
+    #[command(flatten)]
+    ctk: super::ctk_run::CtkArgs,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -136,6 +141,16 @@ async fn run_remote_with_html(args: RunArgs) -> anyhow::Result<u8> {
 
 /// Runs one experiment file; returns the process exit code.
 pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
+    if chaos_controller::ctk::load::is_ctk_file(&args.file) {
+        return run_ctk(args).await;
+    }
+    if let Some(flag) = args.ctk.given().first() {
+        eprintln!(
+            "chaos run: {flag} is a flag for Chaos Toolkit experiments; {} is a chaos experiment; nothing was run",
+            args.file.display()
+        );
+        return Ok(Verdict::Invalid.exit_code());
+    }
     if let Err(e) = check_outputs(&[
         ("journal", &args.journal),
         ("junit", &args.junit),
@@ -160,6 +175,34 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         Reports { journal: args.journal, junit: args.junit, summary: args.summary, html: args.html, host };
     let seed = args.seed.unwrap_or_else(rand::random);
     run_experiment(&exp, &args.file.display().to_string(), seed, args.dry_run, &reports, !args.quiet).await
+}
+
+/// `chaos run` of a Chaos Toolkit experiment; the native-only flags are refused.
+async fn run_ctk(args: RunArgs) -> anyhow::Result<u8> {
+    let native = [
+        ("--controller", args.remote.controller.is_some()),
+        ("--seed", args.seed.is_some()),
+        ("--dry-run", args.dry_run),
+        ("--junit", args.junit.is_some()),
+        ("--summary", args.summary.is_some()),
+        ("--html", args.html.is_some()),
+        ("--agent-policy", args.agent_policy.is_some()),
+    ];
+    if let Some((flag, _)) = native.iter().find(|(_, given)| *given) {
+        eprintln!(
+            "chaos run: {flag} is not available for Chaos Toolkit experiments ({}); nothing was run",
+            args.file.display()
+        );
+        return Ok(Verdict::Invalid.exit_code());
+    }
+    super::ctk_run::run(super::ctk_run::CtkRun {
+        file: &args.file,
+        vars: &args.vars,
+        args: args.ctk,
+        journal: args.journal,
+        quiet: args.quiet,
+    })
+    .await
 }
 
 /// Resolves, runs and reports a validated experiment; returns the exit code (the verdict's).
@@ -315,6 +358,16 @@ pub struct ValidateArgs {
 pub fn validate(args: ValidateArgs) -> u8 {
     let mut ok = true;
     for file in &args.files {
+        if let Some(checked) = super::ctk_run::validate(file) {
+            match checked {
+                Ok(()) => println!("{}: ok", file.display()),
+                Err(diagnostics) => {
+                    ok = false;
+                    eprintln!("{diagnostics}");
+                }
+            }
+            continue;
+        }
         let loaded = if file.as_os_str() == "-" {
             read_stdin()
                 .and_then(|text| experiment::parse("<stdin>", &text, &args.vars).map_err(|d| d.to_string()))

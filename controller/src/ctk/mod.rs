@@ -3,12 +3,24 @@
 //! semantics (`../shared/reference/chaostoolkit-format.md`).
 //!
 //! - [`model`]: the file as written.
+//! - [`load`]: reading and validating a file, every problem at its `file:line:column`.
+//! - [`config`]: configuration, secrets, `--var`/`--var-file` and `${…}` substitution.
+//! - [`tolerance`]: whether a probe's output is within its tolerance.
+//! - [`providers`]: the `http` and `process` providers.
 //! - [`python`]: python providers, run by the host's Python through a driver this binary ships.
 //! - [`controls`]: python controls through the same driver.
+//! - [`run`]: the runner (strategies, statuses, deviation, rollbacks, dry modes, interrupts).
+//! - [`journal`]: the Chaos Toolkit-shaped `journal.json`.
 
+pub mod config;
 pub mod controls;
+pub mod journal;
+pub mod load;
 pub mod model;
+pub mod providers;
 pub mod python;
+pub mod run;
+pub mod tolerance;
 
 /// Why an activity failed, as Chaos Toolkit journals it: the `exception` lines (a traceback, or one line).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,241 @@
+//! `chaos run FILE` for a Chaos Toolkit experiment (`title`, `description`, `method`, no `apiVersion`):
+//! Chaos Toolkit's flags, the run by `chaos_controller::ctk`, `journal.json`, one progress line per
+//! activity on stderr and the exit code (0 completed and not deviated, 1 deviated, failed or aborted,
+//! 2 invalid, 3 interrupted).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chaos_controller::ctk::config::{self, Overrides};
+use chaos_controller::ctk::controls::Controls;
+use chaos_controller::ctk::load;
+use chaos_controller::ctk::python::Python;
+use chaos_controller::ctk::run::{self, Dry, HypothesisStrategy, Options};
+use tokio_util::sync::CancellationToken;
+
+/// Exit code of an invalid experiment or bad usage.
+const INVALID: u8 = 2;
+
+/// Chaos Toolkit's `chaos run` flags (only for Chaos Toolkit experiments).
+#[derive(clap::Args, Debug, Default)]
+#[command(next_help_heading = "Chaos Toolkit experiments")]
+pub struct CtkArgs {
+    /// Where to write the Chaos Toolkit journal [default: ./journal.json].
+    #[arg(long, value_name = "FILE")]
+    pub journal_path: Option<PathBuf>,
+    /// Dry mode: `activities` (run nothing), `actions` (probes only), `probes` (actions only), `pause`
+    /// (no pauses).
+    #[arg(long, value_name = "MODE", value_parser = ["activities", "actions", "probes", "pause"])]
+    pub dry: Option<String>,
+    /// Skip the experiment's validation (the file must still have its parts in shape).
+    #[arg(long)]
+    pub no_validation: bool,
+    /// Accepted for compatibility: Chaos Toolkit applies it to downloading the experiment only, and this
+    /// command reads local files (each http provider keeps its own `verify_tls`).
+    #[arg(long)]
+    pub no_verify_tls: bool,
+    /// When rollbacks are played: `default` (unless failed or interrupted), `always`, `never`, `deviated`.
+    /// Any other value plays none, as Chaos Toolkit does. Beats the experiment's `runtime`.
+    #[arg(long, value_name = "STRATEGY")]
+    pub rollback_strategy: Option<String>,
+    /// When the steady-state hypothesis is checked: `default` (before and after the method),
+    /// `before-method-only`, `after-method-only`, `during-method-only`, `continuously` (before, during and
+    /// after). Beats the experiment's `runtime`.
+    #[arg(long, value_name = "STRATEGY", value_parser = [
+        "default", "before-method-only", "after-method-only", "during-method-only", "continuously", "continously",
+    ])]
+    pub hypothesis_strategy: Option<String>,
+    /// Seconds slept between two hypotheses during the method [default: 1].
+    #[arg(long, value_name = "SECONDS")]
+    pub hypothesis_frequency: Option<f64>,
+    /// End the during-method hypothesis at its first miss and fail the run.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Overrides from a file: JSON or YAML with `configuration:` and `secrets:` blocks, or a `.env` file
+    /// (repeatable; later files win, `--var` beats them all).
+    #[arg(long, value_name = "FILE")]
+    pub var_file: Vec<PathBuf>,
+    /// Global controls from a file (Chaos Toolkit's `--control-file`).
+    #[arg(long, value_name = "FILE")]
+    pub control_file: Vec<PathBuf>,
+}
+
+impl CtkArgs {
+    /// The flags given, by name: they only apply to Chaos Toolkit experiments.
+    pub fn given(&self) -> Vec<&'static str> {
+        let mut flags = Vec::new();
+        let mut note = |on: bool, name| {
+            if on {
+                flags.push(name);
+            }
+        };
+        note(self.journal_path.is_some(), "--journal-path");
+        note(self.dry.is_some(), "--dry");
+        note(self.no_validation, "--no-validation");
+        note(self.no_verify_tls, "--no-verify-tls");
+        note(self.rollback_strategy.is_some(), "--rollback-strategy");
+        note(self.hypothesis_strategy.is_some(), "--hypothesis-strategy");
+        note(self.hypothesis_frequency.is_some(), "--hypothesis-frequency");
+        note(self.fail_fast, "--fail-fast");
+        note(!self.var_file.is_empty(), "--var-file");
+        note(!self.control_file.is_empty(), "--control-file");
+        flags
+    }
+}
+
+/// What `chaos run` passes on for a Chaos Toolkit file.
+pub struct CtkRun<'a> {
+    pub file: &'a Path,
+    /// `--var key[:type]=value`, split at the first `=`.
+    pub vars: &'a [(String, String)],
+    pub args: CtkArgs,
+    /// `--journal`, accepted as `--journal-path`.
+    pub journal: Option<PathBuf>,
+    pub quiet: bool,
+}
+
+/// Runs a Chaos Toolkit experiment; the exit code.
+pub async fn run(ctk: CtkRun<'_>) -> anyhow::Result<u8> {
+    let CtkRun { file, vars, args, journal, quiet } = ctk;
+    if !args.control_file.is_empty() {
+        eprintln!(
+            "chaos run: --control-file: global controls from a file are not supported yet; declare the \
+             controls in the experiment (`controls:`) instead; nothing was run"
+        );
+        return Ok(INVALID);
+    }
+    let journal_path = args.journal_path.or(journal).unwrap_or_else(|| PathBuf::from("journal.json"));
+    if let Err(e) = super::run::check_outputs(&[("journal-path", &Some(journal_path.clone()))]) {
+        eprintln!("chaos run: {e}; nothing was run");
+        return Ok(INVALID);
+    }
+    let mut overrides = Overrides::default();
+    for path in &args.var_file {
+        if let Err(e) = config::read_var_file(path, &mut overrides) {
+            eprintln!("chaos run: {e}");
+            return Ok(INVALID);
+        }
+    }
+    for (name, value) in vars {
+        match config::parse_var(name, value) {
+            Ok((key, value)) => {
+                overrides.configuration.insert(key, value);
+            }
+            Err(e) => {
+                eprintln!("chaos run: {e}");
+                return Ok(INVALID);
+            }
+        }
+    }
+    let frequency = match args.hypothesis_frequency {
+        Some(f) if !f.is_finite() || f < 0.0 => {
+            eprintln!("chaos run: --hypothesis-frequency {f}: expected a number of seconds, 0 or more");
+            return Ok(INVALID);
+        }
+        other => other,
+    };
+    let loaded = match load::load(file, !args.no_validation) {
+        Ok(loaded) => loaded,
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            return Ok(INVALID);
+        }
+    };
+    let python = Python::default();
+    if !args.no_validation
+        && let Err(diagnostics) = load::validate_python(&loaded, &python).await
+    {
+        eprintln!("{diagnostics}");
+        return Ok(INVALID);
+    }
+    let resolved = match loaded.resolve(&overrides) {
+        Ok(resolved) => resolved,
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            return Ok(INVALID);
+        }
+    };
+    let progress: Option<run::Progress> = if quiet {
+        None
+    } else {
+        Some(Arc::new(|line: String| {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }))
+    };
+    let options = Options {
+        dry: args.dry.as_deref().and_then(Dry::parse),
+        hypothesis_strategy: args.hypothesis_strategy.as_deref().and_then(HypothesisStrategy::parse),
+        rollback_strategy: args.rollback_strategy,
+        hypothesis_frequency: frequency,
+        fail_fast: args.fail_fast,
+        env: overrides.env.clone(),
+        progress,
+    };
+    if !quiet {
+        let title = resolved.substitute(&serde_json::Value::String(loaded.experiment.title.clone()));
+        eprintln!("chaos run: {} (Chaos Toolkit experiment)", title.as_str().unwrap_or_default());
+    }
+    let interrupt = CancellationToken::new();
+    let stop_rollbacks = CancellationToken::new();
+    let signals = tokio::spawn(on_signal(interrupt.clone(), stop_rollbacks.clone()));
+    let result =
+        run::run(&loaded, resolved, python, Controls::default(), options, interrupt, stop_rollbacks).await;
+    signals.abort();
+    let journal = match result {
+        Ok(journal) => journal,
+        Err(e) => {
+            eprintln!("chaos run: {e}");
+            return Ok(1);
+        }
+    };
+    use anyhow::Context as _;
+    journal
+        .write(&journal_path)
+        .with_context(|| format!("writing the journal {}", journal_path.display()))?;
+    let deviated = if journal.deviated { ", deviated" } else { "" };
+    println!("{}: {}{deviated}", title(&journal.experiment), journal.status.as_str());
+    println!("  journal: {}", journal_path.display());
+    Ok(journal.exit_code())
+}
+
+fn title(experiment: &serde_json::Value) -> String {
+    match experiment.get("title") {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+/// Cancels `interrupt` on SIGINT or SIGTERM (the run ends `interrupted`, rollbacks per strategy), and
+/// `stop_rollbacks` on a second one.
+async fn on_signal(interrupt: CancellationToken, stop_rollbacks: CancellationToken) {
+    crate::shutdown_signal().await;
+    tracing::warn!("interrupted: the run stops (interrupt again to stop the rollbacks too)");
+    interrupt.cancel();
+    crate::shutdown_signal().await;
+    tracing::warn!("interrupted again: stopping the rollbacks");
+    stop_rollbacks.cancel();
+}
+
+/// `chaos validate` of a Chaos Toolkit file: `None` when the file is not one. Python providers are
+/// checked with the host's Python, as Chaos Toolkit's `validate` imports their modules.
+pub fn validate(file: &Path) -> Option<Result<(), String>> {
+    if !load::is_ctk_file(file) {
+        return None;
+    }
+    let loaded = match load::load(file, true) {
+        Ok(l) => l,
+        Err(d) => return Some(Err(d.to_string())),
+    };
+    let python = Python::default();
+    let check = load::validate_python(&loaded, &python);
+    let checked = match tokio::runtime::Handle::try_current() {
+        Ok(handle) => tokio::task::block_in_place(|| handle.block_on(check)),
+        Err(_) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(check),
+            Err(e) => return Some(Err(format!("cannot start the async runtime: {e}"))),
+        },
+    };
+    Some(checked.map_err(|d| d.to_string()))
+}
