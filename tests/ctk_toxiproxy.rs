@@ -1,0 +1,205 @@
+//! chaostoolkit-toxiproxy, the published Chaos Toolkit extension, driving a real `chaos proxy` through the python
+//! providers of a Chaos Toolkit experiment (controller/src/ctk/python.rs and its driver): `create_proxy` (which
+//! stores `<name>_PORT` in the configuration), `create_latency_toxic`, the `proxy_exist` probe, `delete_toxic` and
+//! `delete_proxy`, validated first as `chaos run` validates them, against a server on port 0 named by the
+//! configuration's `toxiproxy_url`.
+//!
+//! Needs python3 with the venv module and PyPI the first time: chaostoolkit-toxiproxy (and chaostoolkit-lib, its
+//! dependency) are installed into `target/py-ctk-toxiproxy`, reused afterwards. A failed install fails the test;
+//! only `CHAOS_TEST_SKIP=python3` skips it when python3 is missing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chaos_controller::ctk::python::{Python, PythonCall};
+use chaos_test_support::skip;
+use serde_json::{Map, Value, json};
+use support::{ChaosProxy, connect, echo_server, http_json, round_trip};
+
+/// The versions these checks were written against (their source was read to write them).
+const PACKAGES: &[&str] = &["chaostoolkit-toxiproxy==0.3.1", "chaostoolkit-lib==1.44.0"];
+
+/// Runs `cmd` within `deadline`; its success and combined output.
+fn run(cmd: &mut Command, deadline: Duration) -> (bool, String) {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let end = Instant::now() + deadline;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.success(), out.join().unwrap() + &err.join().unwrap())
+}
+
+fn imports_chaostoxi(python: &Path) -> bool {
+    python.exists()
+        && run(
+            Command::new(python).args(["-c", "import chaostoxi.proxy.actions, chaoslib"]),
+            Duration::from_secs(60),
+        )
+        .0
+}
+
+/// The venv's Python with chaostoolkit-toxiproxy importable, made (as tests/compat_python.rs makes its own) when
+/// needed.
+fn venv_python() -> PathBuf {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").to_path_buf();
+    let venv = target.join("py-ctk-toxiproxy");
+    let python = venv.join("bin").join("python");
+    if imports_chaostoxi(&python) {
+        return python;
+    }
+    if !python.exists() {
+        // Built under a private name and renamed into place, so a concurrent run never sees half a venv.
+        let scratch = target.join(format!("py-ctk-toxiproxy.tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        let (made, output) =
+            run(Command::new("python3").arg("-m").arg("venv").arg(&scratch), Duration::from_secs(120));
+        assert!(
+            made,
+            "`python3 -m venv {}` failed (python3 with venv is required):\n{output}",
+            scratch.display()
+        );
+        if std::fs::rename(&scratch, &venv).is_err() {
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
+    }
+    let (installed, output) = run(
+        Command::new(&python)
+            .args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet"])
+            .args(PACKAGES)
+            .env("PIP_NO_INPUT", "1"),
+        Duration::from_secs(300),
+    );
+    assert!(
+        installed,
+        "`pip install {PACKAGES:?}` into {} failed (PyPI must be reachable):\n{output}",
+        venv.display()
+    );
+    assert!(
+        imports_chaostoxi(&python),
+        "chaostoxi still does not import in {} after pip install",
+        venv.display()
+    );
+    python
+}
+
+/// Runs one step of the method as `chaos run` would: the configuration is the run's, changes written back.
+async fn call(python: &Python, step: &(&str, &str, Value), configuration: &mut Map<String, Value>) -> Value {
+    let (module, func, arguments) = step;
+    python
+        .call(PythonCall {
+            module,
+            func,
+            arguments: args(arguments.clone()),
+            configuration,
+            secrets: Map::new(),
+            timeout: Some(Duration::from_secs(30)),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{func}: {e:?}"))
+}
+
+fn args(value: Value) -> Map<String, Value> {
+    value.as_object().cloned().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaostoolkit_toxiproxy_drives_chaos_proxy() {
+    if !skip::require("python3", skip::program("python3")) {
+        return;
+    }
+    let python = Python::new(tokio::task::spawn_blocking(venv_python).await.unwrap());
+    let upstream = echo_server();
+    let server = ChaosProxy::start(&[]);
+    let mut configuration = args(json!({"toxiproxy_url": server.url()}));
+
+    // The experiment's method, as `chaos run` would run it: each activity validated, then called.
+    let create = json!({"proxy_name": "ctkpy", "upstream_host": "127.0.0.1", "upstream_port": upstream.port(),
+                        "listen_host": "127.0.0.1"});
+    let latency = json!({"for_proxy": "ctkpy", "toxic_name": "lag", "latency": 300});
+    let steps = [
+        ("chaostoxi.proxy.actions", "create_proxy", create),
+        ("chaostoxi.toxic.actions", "create_latency_toxic", latency),
+        ("chaostoxi.proxy.probes", "proxy_exist", json!({"proxy_name": "ctkpy"})),
+        ("chaostoxi.toxic.actions", "delete_toxic", json!({"for_proxy": "ctkpy", "toxic_name": "lag"})),
+        ("chaostoxi.proxy.actions", "delete_proxy", json!({"proxy_name": "ctkpy"})),
+    ];
+    for (module, func, arguments) in &steps {
+        python
+            .validate(module, func, &args(arguments.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{func}: {e}"));
+    }
+    let refused = python
+        .validate("chaostoxi.toxic.actions", "create_latency_toxic", &args(json!({"for_proxy": "x"})))
+        .await;
+    assert_eq!(
+        refused,
+        Err("required argument 'toxic_name' is missing from activity 'create_latency_toxic'".into())
+    );
+
+    // create_proxy: the proxy exists on the server and its port is in the configuration, as chaostoxi stores it.
+    assert_eq!(call(&python, &steps[0], &mut configuration).await, json!(true));
+    let (status, proxy) = http_json(server.api, "GET", "/proxies/ctkpy", None);
+    assert_eq!(status, 200, "{proxy}");
+    let port =
+        configuration.get("ctkpy_PORT").and_then(Value::as_str).expect("ctkpy_PORT in the configuration");
+    assert_eq!(proxy["listen"].as_str().unwrap().rsplit(':').next().unwrap(), port);
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut stream = connect(listen);
+    round_trip(&mut stream, b"before");
+
+    // The latency toxic is on the proxy and delays the echo by at least its latency.
+    let toxic = call(&python, &steps[1], &mut configuration).await;
+    assert_eq!(toxic["type"], json!("latency"), "{toxic}");
+    let (_, toxics) = http_json(server.api, "GET", "/proxies/ctkpy/toxics", None);
+    assert_eq!(toxics[0]["name"], json!("lag"), "{toxics}");
+    assert_eq!(toxics[0]["attributes"]["latency"], json!(300), "{toxics}");
+    let mut slowed = connect(listen);
+    let took = tokio::task::spawn_blocking(move || round_trip(&mut slowed, b"during")).await.unwrap();
+    assert!(took >= Duration::from_millis(300), "the latency toxic did not delay the echo: {took:?}");
+
+    assert_eq!(call(&python, &steps[2], &mut configuration).await, json!(true));
+    call(&python, &steps[3], &mut configuration).await;
+    let (_, toxics) = http_json(server.api, "GET", "/proxies/ctkpy/toxics", None);
+    assert_eq!(toxics, json!([]));
+    call(&python, &steps[4], &mut configuration).await;
+    let (status, _) = http_json(server.api, "GET", "/proxies/ctkpy", None);
+    assert_eq!(status, 404);
+    assert_eq!(
+        call(&python, &steps[2], &mut configuration).await,
+        json!(false),
+        "proxy_exist after delete_proxy"
+    );
+    python.shutdown().await;
+}
