@@ -88,7 +88,11 @@ fn regex(
     let rx = regex::Regex::new(&pattern)
         .map_err(|e| ToleranceError(format!("invalid regex pattern {pattern:?}: {e}")))?;
     match targeted(spec, value)? {
-        Value::String(text) => Ok(rx.is_match(text)),
+        // Python's `$` (re.search, no MULTILINE) also matches just before a final newline: `world$` holds
+        // for "hello world\n".
+        Value::String(text) => {
+            Ok(rx.is_match(text) || text.strip_suffix('\n').is_some_and(|t| rx.is_match(t)))
+        }
         other => Err(ToleranceError(format!(
             "expected string or bytes-like object, got {} ({})",
             py_type(other),
