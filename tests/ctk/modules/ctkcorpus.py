@@ -9,8 +9,13 @@ def greet(name="world"):
     return "hello " + name
 
 
-def number(n=5):
-    return n
+def number(amount=5):
+    return amount
+
+
+def values(a=None, b=None, c=None, d=None, e=None, f=None):
+    """Its arguments back, to show how the experiment's YAML scalars were read."""
+    return [a, b, c, d, e, f]
 
 
 def json_text():
