@@ -118,6 +118,8 @@ pub fn run(chaos_bin: &Path, sizes: &Sizes) -> Result<Ctk> {
         "chaos binary not found at {}: build it or pass --chaos-bin PATH",
         chaos_bin.display()
     );
+    // Each run's working directory is its own: a relative --chaos-bin must not depend on it.
+    let chaos_bin = &std::fs::canonicalize(chaos_bin).with_context(|| format!("{}", chaos_bin.display()))?;
     let venv = venv().context("Chaos Toolkit (the baseline of the ctk benchmark)")?;
     let ctk = venv.join("bin/chaos");
     let version = Command::new(&ctk)
