@@ -56,7 +56,8 @@ pub struct CtkArgs {
     /// (repeatable; later files win, `--var` beats them all).
     #[arg(long, value_name = "FILE")]
     pub var_file: Vec<PathBuf>,
-    /// Global controls from a file (Chaos Toolkit's `--control-file`).
+    /// Global controls from a file (Chaos Toolkit's `--control-file`): not supported yet, refused (exit 2);
+    /// declare controls in the experiment instead.
     #[arg(long, value_name = "FILE")]
     pub control_file: Vec<PathBuf>,
 }
@@ -106,10 +107,6 @@ pub async fn run(ctk: CtkRun<'_>) -> anyhow::Result<u8> {
         return Ok(INVALID);
     }
     let journal_path = args.journal_path.or(journal).unwrap_or_else(|| PathBuf::from("journal.json"));
-    if let Err(e) = super::run::check_outputs(&[("journal-path", &Some(journal_path.clone()))]) {
-        eprintln!("chaos run: {e}; nothing was run");
-        return Ok(INVALID);
-    }
     let mut overrides = Overrides::default();
     for path in &args.var_file {
         if let Err(e) = config::read_var_file(path, &mut overrides) {
@@ -156,6 +153,11 @@ pub async fn run(ctk: CtkRun<'_>) -> anyhow::Result<u8> {
             return Ok(INVALID);
         }
     };
+    // Checked (and created) only once everything else is known to be right.
+    if let Err(e) = super::run::check_outputs(&[("journal-path", &Some(journal_path.clone()))]) {
+        eprintln!("chaos run: {e}; nothing was run");
+        return Ok(INVALID);
+    }
     let progress: Option<run::Progress> = if quiet {
         None
     } else {
@@ -207,15 +209,35 @@ fn title(experiment: &serde_json::Value) -> String {
     }
 }
 
-/// Cancels `interrupt` on SIGINT or SIGTERM (the run ends `interrupted`, rollbacks per strategy), and
-/// `stop_rollbacks` on a second one.
+/// Cancels `interrupt` on SIGINT, SIGTERM or SIGUSR1 (the run ends `interrupted`, rollbacks per
+/// strategy), and `stop_rollbacks` on a second one; SIGUSR2 cancels both at once (no rollbacks even with
+/// `always`), as Chaos Toolkit's signal handlers do.
 async fn on_signal(interrupt: CancellationToken, stop_rollbacks: CancellationToken) {
-    crate::shutdown_signal().await;
-    tracing::warn!("interrupted: the run stops (interrupt again to stop the rollbacks too)");
-    interrupt.cancel();
-    crate::shutdown_signal().await;
-    tracing::warn!("interrupted again: stopping the rollbacks");
-    stop_rollbacks.cancel();
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut usr1 = signal(SignalKind::user_defined1()).ok();
+    let mut usr2 = signal(SignalKind::user_defined2()).ok();
+    let mut interrupted = false;
+    loop {
+        let leave_now = tokio::select! {
+            _ = crate::shutdown_signal() => false,
+            Some(()) = async { usr1.as_mut()?.recv().await } => false,
+            Some(()) = async { usr2.as_mut()?.recv().await } => true,
+        };
+        if leave_now {
+            tracing::warn!("SIGUSR2: leaving now, without rollbacks");
+            interrupt.cancel();
+            stop_rollbacks.cancel();
+            return;
+        }
+        if interrupted {
+            tracing::warn!("interrupted again: stopping the rollbacks");
+            stop_rollbacks.cancel();
+            return;
+        }
+        tracing::warn!("interrupted: the run stops (interrupt again to stop the rollbacks too)");
+        interrupt.cancel();
+        interrupted = true;
+    }
 }
 
 /// `chaos validate` of a Chaos Toolkit file: `None` when the file is not one. Python providers are

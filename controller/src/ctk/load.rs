@@ -431,9 +431,6 @@ impl Checker<'_> {
                 ),
             },
         }
-        if place == Place::Hypothesis && a.get("type").and_then(str_of) == Some("action") {
-            self.report(Self::key_pos(a, "type"), "the steady-state hypothesis may only hold probes");
-        }
         match a.get("name") {
             Some(n) if str_of(n).is_some_and(|s| !s.is_empty()) => {}
             Some(n) => self.report(n.pos, "an activity must have a name (cannot be empty)"),

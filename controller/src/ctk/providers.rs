@@ -453,7 +453,7 @@ pub async fn process(call: ProcessCall<'_>) -> Result<Value, ActivityFailure> {
         Some(limit) => match tokio::time::timeout(limit, work).await {
             Ok(done) => done,
             // `child` is dropped with the future: kill_on_drop ends the process.
-            Err(_) => return Err(activity_failed("process activity took too long to complete")),
+            Err(_) => return Err(activity_failed("process activity took too long")),
         },
     };
     let status = status.map_err(|e| activity_failed(format!("waiting for {path}: {e}")))?;

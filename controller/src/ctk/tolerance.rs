@@ -88,8 +88,7 @@ fn regex(
     let rx = regex::Regex::new(&pattern)
         .map_err(|e| ToleranceError(format!("invalid regex pattern {pattern:?}: {e}")))?;
     match targeted(spec, value)? {
-        // Python's `$` (re.search, no MULTILINE) also matches just before a final newline: `world$` holds
-        // for "hello world\n".
+        // Python's `$` also matches just before a final newline (`^ok$` finds "ok\n").
         Value::String(text) => {
             Ok(rx.is_match(text) || text.strip_suffix('\n').is_some_and(|t| rx.is_match(t)))
         }
