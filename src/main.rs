@@ -36,6 +36,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Check experiment files without touching anything (exit 0 valid, 2 invalid).
     Validate(cli::run::ValidateArgs),
+    /// Write the native experiment equivalent to a Chaos Toolkit experiment, listing what has no equivalent.
+    Convert(cli::convert::ConvertArgs),
     /// Render a run's reports from its journal (`chaos run --journal FILE`): a self-contained HTML report with
     /// charts, the Markdown summary, JUnit XML. Exit 0 when written, 2 for a journal that cannot be read.
     Report(cli::report::ReportArgs),
@@ -198,6 +200,7 @@ fn main() -> ExitCode {
             Command::Slo(args) => return cli::slo::slo(args).await.map(ExitCode::from),
             Command::Certs(args) => cli::certs::certs(args),
             Command::Validate(args) => return Ok(ExitCode::from(cli::run::validate(args))),
+            Command::Convert(args) => return Ok(ExitCode::from(cli::convert::convert(args))),
             Command::Report(args) => return Ok(ExitCode::from(cli::report::report(args))),
             Command::Schema => cli::run::schema(),
             Command::Faults => cli::run::faults(),

@@ -181,7 +181,7 @@ async fn chaostoolkit_toxiproxy_drives_chaos_proxy() {
 
     // The latency toxic is on the proxy and delays the echo by at least its latency.
     let toxic = call(&python, &steps[1], &mut configuration).await;
-    assert_eq!(toxic["type"], json!("latency"), "{toxic}");
+    assert_eq!(toxic, json!(true), "create_latency_toxic returns whether the toxic was created");
     let (_, toxics) = http_json(server.api, "GET", "/proxies/ctkpy/toxics", None);
     assert_eq!(toxics[0]["name"], json!("lag"), "{toxics}");
     assert_eq!(toxics[0]["attributes"]["latency"], json!(300), "{toxics}");
@@ -202,4 +202,75 @@ async fn chaostoolkit_toxiproxy_drives_chaos_proxy() {
         "proxy_exist after delete_proxy"
     );
     python.shutdown().await;
+}
+
+/// The same extension through `chaos run` of a Chaos Toolkit file (the runner picks the venv's Python from
+/// `CHAOS_PYTHON`): create the proxy, a latency toxic, probes that see both, the toxic deleted, the proxy deleted
+/// by the rollback; the port `create_proxy` stored in the configuration reaches a later activity's `${…}`.
+#[test]
+fn chaos_run_of_a_chaos_toolkit_file_drives_chaos_proxy() {
+    if !skip::require("python3", skip::program("python3")) {
+        return;
+    }
+    let python = venv_python();
+    let upstream = echo_server();
+    let server = ChaosProxy::start(&[]);
+    let dir = support::temp_dir("ctk-toxiproxy", "run");
+    let python_step = |kind: &str, name: &str, module: &str, func: &str, arguments: Value| {
+        json!({"type": kind, "name": name,
+               "provider": {"type": "python", "module": module, "func": func, "arguments": arguments}})
+    };
+    let experiment = json!({
+        "title": "chaostoolkit-toxiproxy drives chaos proxy",
+        "description": "Unchanged Chaos Toolkit actions against chaos proxy.",
+        "configuration": {"toxiproxy_url": server.url()},
+        "method": [
+            python_step("action", "create", "chaostoxi.proxy.actions", "create_proxy",
+                json!({"proxy_name": "ctkrun", "upstream_host": "127.0.0.1", "upstream_port": upstream.port(),
+                       "listen_host": "127.0.0.1"})),
+            python_step("action", "lag", "chaostoxi.toxic.actions", "create_latency_toxic",
+                json!({"for_proxy": "ctkrun", "toxic_name": "lag", "latency": 50})),
+            python_step("probe", "exists", "chaostoxi.proxy.probes", "proxy_exist", json!({"proxy_name": "ctkrun"})),
+            python_step("probe", "toxics", "chaostoxi.proxy.probes", "get_proxy_attribute",
+                json!({"proxy_name": "ctkrun", "attribute": "toxics"})),
+            {"type": "probe", "name": "port", "provider": {"type": "process", "path": "echo",
+                                                             "arguments": ["${ctkrun_PORT}"]}},
+            python_step("action", "unlag", "chaostoxi.toxic.actions", "delete_toxic",
+                json!({"for_proxy": "ctkrun", "toxic_name": "lag"}))
+        ],
+        "rollbacks": [python_step("action", "drop", "chaostoxi.proxy.actions", "delete_proxy",
+                                  json!({"proxy_name": "ctkrun"}))]
+    });
+    let file = dir.join("experiment.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&experiment).unwrap()).unwrap();
+    let journal_path = dir.join("journal.json");
+    let (ok, output) = run(
+        Command::new(support::chaos_bin())
+            .arg("run")
+            .arg("--journal-path")
+            .arg(&journal_path)
+            .arg(&file)
+            .env("CHAOS_PYTHON", &python)
+            .env("NO_PROXY", "127.0.0.1,localhost"),
+        Duration::from_secs(120),
+    );
+    assert!(ok, "chaos run failed:\n{output}");
+    let journal: Value = serde_json::from_str(&std::fs::read_to_string(&journal_path).unwrap()).unwrap();
+    assert_eq!(journal["status"], json!("completed"), "{journal:#}");
+    assert_eq!(journal["deviated"], json!(false));
+    let runs = journal["run"].as_array().unwrap();
+    assert!(runs.iter().all(|r| r["status"] == json!("succeeded")), "{runs:#?}");
+    assert_eq!(runs[0]["output"], json!(true));
+    assert_eq!(runs[2]["output"], json!(true), "proxy_exist");
+    let toxics = runs[3]["output"].as_array().expect("the proxy's toxics");
+    assert_eq!(toxics[0]["name"], json!("lag"), "{toxics:?}");
+    assert_eq!(toxics[0]["attributes"]["latency"], json!(50));
+    let port = runs[4]["output"]["stdout"].as_str().unwrap().trim();
+    assert!(
+        port.parse::<u16>().is_ok(),
+        "create_proxy's <name>_PORT did not reach ${{ctkrun_PORT}}: {port:?}"
+    );
+    assert_eq!(journal["rollbacks"][0]["status"], json!("succeeded"));
+    let (status, _) = http_json(server.api, "GET", "/proxies/ctkrun", None);
+    assert_eq!(status, 404, "the rollback deleted the proxy");
 }

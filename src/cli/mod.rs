@@ -3,6 +3,7 @@
 //!
 //! - `run`: `chaos run` (local), `validate`, `schema`, `faults`; `remote_run`: `chaos run --controller`;
 //!   `ctk_run`: `chaos run` of a Chaos Toolkit experiment.
+//! - `convert`: `chaos convert`, the native equivalent of a Chaos Toolkit experiment.
 //! - `report`: `chaos report JOURNAL`, the reports (HTML, Markdown, JUnit) rendered again from a journal.
 //! - `proxies`: `chaos proxies` / `tp`, the toxiproxy-cli work-alike.
 //! - `agent`: `chaos agent inject|status|revert-all|capabilities|serve`.
@@ -18,6 +19,7 @@ pub mod args;
 pub mod certs;
 pub mod client;
 pub mod controller;
+pub mod convert;
 pub mod ctk_run;
 pub mod halt;
 pub mod proxies;

@@ -9,14 +9,18 @@
 //! - [`providers`]: the `http` and `process` providers.
 //! - [`python`]: python providers, run by the host's Python through a driver this binary ships.
 //! - [`controls`]: python controls through the same driver.
+//! - [`native`]: `extensions: chaos`, the native engine around the Chaos Toolkit method.
+//! - [`convert`]: `chaos convert`, the native equivalent of a Chaos Toolkit experiment.
 //! - [`run`]: the runner (strategies, statuses, deviation, rollbacks, dry modes, interrupts).
 //! - [`journal`]: the Chaos Toolkit-shaped `journal.json`.
 
 pub mod config;
 pub mod controls;
+pub mod convert;
 pub mod journal;
 pub mod load;
 pub mod model;
+pub mod native;
 pub mod providers;
 pub mod python;
 pub mod run;

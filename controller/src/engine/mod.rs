@@ -24,6 +24,7 @@ mod watch;
 pub use journal::journal;
 pub use judge::{FIRE_AND_FORGET, NOTHING_JUDGED, Observed, judge};
 pub use run::{ExecuteOptions, Outcome, Verdict, execute, execute_with, source_key};
+pub(crate) use run::{ExternalMethod, execute_external};
 pub use watch::{Guard, guards, watch_tick};
 
 use std::collections::BTreeMap;

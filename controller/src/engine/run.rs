@@ -94,6 +94,33 @@ pub async fn execute_with(
     interrupt: CancellationToken,
     options: ExecuteOptions,
 ) -> Outcome {
+    execute_external(exp, plan, config, interrupt, options, None).await
+}
+
+/// A method the engine does not run itself (a Chaos Toolkit method under `extensions: chaos`,
+/// [`crate::ctk::native`]): the engine does everything around it (proxies, preflight, signals, baseline,
+/// guardrails, recovery, SLOs, verdict), cancels `entered` when its method window opens (or when the run
+/// stops before it), holds the window open until `ended` is cancelled, and cancels `tripped` when a guardrail
+/// trips (or an interrupt arrives) during it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ExternalMethod {
+    pub entered: CancellationToken,
+    pub ended: CancellationToken,
+    pub tripped: CancellationToken,
+}
+
+/// [`execute_with`], the method window held open by `external` (after the experiment's own steps, if any).
+pub(crate) async fn execute_external(
+    exp: &Checked,
+    plan: Plan,
+    config: &RunConfig,
+    interrupt: CancellationToken,
+    options: ExecuteOptions,
+    external: Option<ExternalMethod>,
+) -> Outcome {
+    // Whatever the exit path, whoever waits for the method window is let go; a run that stops before its
+    // method cancels `tripped` first, so the waiter can tell.
+    let _guards = external.as_ref().map(|e| (e.tripped.clone().drop_guard(), e.entered.clone().drop_guard()));
     let run_start = Instant::now();
     let ExecuteOptions { timing, driver, signals } = options;
     let driver = driver.unwrap_or_else(|| {
@@ -141,7 +168,7 @@ pub async fn execute_with(
 
     let baseline = baseline(&ctx, exp).await;
     let method_start = run_start.elapsed();
-    let mut method_result = method(&ctx, exp, &collection.logs, baseline, config).await;
+    let mut method_result = method(&ctx, exp, &collection.logs, baseline, config, external.as_ref()).await;
     // Every exit path reverts: normal end, guardrail trip, error, interrupt.
     ctx.revert_all().await;
     let method_end = run_start.elapsed();
@@ -248,6 +275,7 @@ async fn method(
     logs: &Logs,
     baseline: (Duration, Duration),
     config: &RunConfig,
+    external: Option<&ExternalMethod>,
 ) -> Result<(), Abort> {
     if ctx.abort.is_cancelled() {
         return Err(Abort::Interrupted);
@@ -264,7 +292,7 @@ async fn method(
     ));
     let burn = tokio::spawn(super::slo_gate::burn_guardrail(ctx.clone(), exp.clone()));
     let (steps_ctx, steps) = (ctx.clone(), exp.method().to_vec());
-    let result = match tokio::spawn(async move { run_steps(&steps_ctx, &steps).await }).await {
+    let mut result = match tokio::spawn(async move { run_steps(&steps_ctx, &steps).await }).await {
         Ok(result) => result,
         Err(e) => {
             let abort = Abort::Error(EngineError::StepPanicked(e.to_string()));
@@ -272,6 +300,21 @@ async fn method(
             Err(abort)
         }
     };
+    if let Some(external) = external {
+        external.entered.cancel();
+        if result.is_ok() {
+            tokio::select! {
+                _ = external.ended.cancelled() => {}
+                _ = ctx.abort.cancelled() => {}
+            }
+        }
+        if result.is_ok() && ctx.abort.is_cancelled() && !external.ended.is_cancelled() {
+            result = Err(ctx.abort_reason());
+        }
+        if result.is_err() {
+            external.tripped.cancel();
+        }
+    }
     guard.abort();
     burn.abort();
     result
