@@ -76,17 +76,35 @@ pub fn to_json(node: &Node) -> Value {
     }
 }
 
-/// Whether `text` (named `name`) is a Chaos Toolkit experiment: a mapping without `apiVersion` that has
-/// `title`, `description` and `method`, or a key only Chaos Toolkit has (`description`,
-/// `steady-state-hypothesis`), so a Chaos Toolkit file missing its title or method gets Chaos Toolkit's
-/// reasons. Unreadable text is not (the native reader reports it).
+/// Whether `text` (named `name`) is a Chaos Toolkit experiment: a mapping with `title`, `description` and
+/// `method`, and no `apiVersion`. Unreadable text is not (the native reader reports it).
 pub fn is_ctk(name: &str, text: &str) -> bool {
     let parsed =
         if crate::experiment::is_json(name, text) { node::from_json(text) } else { node::from_yaml(text) };
     parsed.is_ok_and(|root| {
-        root.get("apiVersion").is_none()
-            && (["title", "description", "method"].iter().all(|k| root.get(k).is_some())
-                || ["description", "steady-state-hypothesis"].iter().any(|k| root.get(k).is_some()))
+        ["title", "description", "method"].iter().all(|k| root.get(k).is_some())
+            && root.get("apiVersion").is_none()
+    })
+}
+
+/// Whether the file at `path` is meant as a Chaos Toolkit experiment though [`is_ctk`] says no: a mapping
+/// without `apiVersion` with a key only Chaos Toolkit has (`description`, `steady-state-hypothesis`). `chaos
+/// run` reads it as one, so a file missing its title or method gets Chaos Toolkit's reason at its position
+/// instead of the native reader's "unknown field `description`".
+pub fn is_ctk_shaped_file(path: &Path) -> bool {
+    if std::fs::metadata(path).map_or(true, |m| m.len() > MAX_FILE_BYTES) {
+        return false;
+    }
+    std::fs::read_to_string(path).is_ok_and(|text| {
+        let parsed = if crate::experiment::is_json(&path.display().to_string(), &text) {
+            node::from_json(&text)
+        } else {
+            node::from_yaml(&text)
+        };
+        parsed.is_ok_and(|root| {
+            root.get("apiVersion").is_none()
+                && ["description", "steady-state-hypothesis"].iter().any(|k| root.get(k).is_some())
+        })
     })
 }
 
