@@ -8,6 +8,7 @@ mod backend;
 mod chaos;
 mod chaos_run;
 mod console;
+mod ctk;
 mod fleet;
 mod haproxy;
 mod http;
@@ -107,6 +108,8 @@ enum Bench {
     Console,
     /// `chaos slo rules`: rule file and promtool tests for 1,000 SLOs (time, size) vs reading the SLO file.
     SloRules,
+    /// The Chaos Toolkit corpus (tests/ctk/corpus) under Chaos Toolkit and under `chaos run`: wall time, ratio.
+    Ctk,
 }
 
 fn main() -> Result<()> {
@@ -170,6 +173,10 @@ fn main() -> Result<()> {
     }
     let report_html = has(Bench::ReportHtml).then(|| report_html::run(cli.quick));
     let slo_rules = has(Bench::SloRules).then(|| slo_rules::run(&slo_rules::Sizes::new(cli.quick)));
+    let ctk = has(Bench::Ctk).then(|| {
+        let chaos_bin = cli.chaos_bin.clone().unwrap_or_else(targets::default_chaos_bin);
+        ctk::run(&chaos_bin, &ctk::Sizes::new(cli.quick))
+    });
     let mut markdown = report::render(&mut results);
     if let Some(f) = &fleet {
         markdown.push_str(&fleet::render(f));
@@ -185,6 +192,9 @@ fn main() -> Result<()> {
     }
     if let Some(r) = &slo_rules {
         markdown.push_str(&slo_rules::render_section(r));
+    }
+    if let Some(r) = &ctk {
+        markdown.push_str(&ctk::render(r));
     }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(markdown.as_bytes())?;
@@ -209,6 +219,9 @@ fn main() -> Result<()> {
         }
         if let (Some(Ok(r)), Some(object)) = (&slo_rules, json.as_object_mut()) {
             object.insert("slo_rules".to_string(), serde_json::to_value(r)?);
+        }
+        if let (Some(Ok(r)), Some(object)) = (&ctk, json.as_object_mut()) {
+            object.insert("ctk".to_string(), serde_json::to_value(r)?);
         }
         let json = serde_json::to_string_pretty(&json)?;
         std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;

@@ -141,7 +141,11 @@ async fn run_remote_with_html(args: RunArgs) -> anyhow::Result<u8> {
 
 /// Runs one experiment file; returns the process exit code.
 pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
-    if chaos_controller::ctk::load::is_ctk_file(&args.file) {
+    let ctk_flags = !args.ctk.given().is_empty();
+    if chaos_controller::ctk::load::is_ctk_file(&args.file)
+        || chaos_controller::ctk::load::is_ctk_shaped_file(&args.file)
+        || (ctk_flags && chaos_controller::ctk::load::is_unparsable_file(&args.file))
+    {
         return run_ctk(args).await;
     }
     if let Some(flag) = args.ctk.given().first() {

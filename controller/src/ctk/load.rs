@@ -75,6 +75,43 @@ pub fn is_ctk(name: &str, text: &str) -> bool {
     })
 }
 
+/// Whether the file at `path` is meant as a Chaos Toolkit experiment though [`is_ctk`] says no: a mapping
+/// without `apiVersion` with a key only Chaos Toolkit has (`description`, `steady-state-hypothesis`). `chaos
+/// run` reads it as one, so a file missing its title or method gets Chaos Toolkit's reason at its position
+/// instead of the native reader's "unknown field `description`".
+pub fn is_ctk_shaped_file(path: &Path) -> bool {
+    if std::fs::metadata(path).map_or(true, |m| m.len() > MAX_FILE_BYTES) {
+        return false;
+    }
+    std::fs::read_to_string(path).is_ok_and(|text| {
+        let parsed = if crate::experiment::is_json(&path.display().to_string(), &text) {
+            node::from_json(&text)
+        } else {
+            node::from_yaml(&text)
+        };
+        parsed.is_ok_and(|root| {
+            root.get("apiVersion").is_none()
+                && ["description", "steady-state-hypothesis"].iter().any(|k| root.get(k).is_some())
+        })
+    })
+}
+
+/// Whether the file at `path` is readable but not JSON/YAML at all: with Chaos Toolkit flags it is read as a
+/// Chaos Toolkit file, so its syntax error is reported with its position.
+pub fn is_unparsable_file(path: &Path) -> bool {
+    if std::fs::metadata(path).map_or(true, |m| m.len() > MAX_FILE_BYTES) {
+        return false;
+    }
+    std::fs::read_to_string(path).is_ok_and(|text| {
+        let name = path.display().to_string();
+        if crate::experiment::is_json(&name, &text) {
+            node::from_json(&text).is_err()
+        } else {
+            node::from_yaml(&text).is_err()
+        }
+    })
+}
+
 /// Whether the file at `path` is a Chaos Toolkit experiment ([`is_ctk`]); false when it cannot be read.
 pub fn is_ctk_file(path: &Path) -> bool {
     if std::fs::metadata(path).map_or(true, |m| m.len() > MAX_FILE_BYTES) {
