@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chaos_controller::ctk::config::{self, Overrides};
 use chaos_controller::ctk::controls::Controls;
 use chaos_controller::ctk::load;
+use chaos_controller::ctk::native::{NativeExtension, NativeOutcome};
 use chaos_controller::ctk::python::Python;
 use chaos_controller::ctk::run::{self, Dry, HypothesisStrategy, Options};
 use tokio_util::sync::CancellationToken;
@@ -56,10 +57,14 @@ pub struct CtkArgs {
     /// (repeatable; later files win, `--var` beats them all).
     #[arg(long, value_name = "FILE")]
     pub var_file: Vec<PathBuf>,
-    /// Global controls from a file (Chaos Toolkit's `--control-file`): not supported yet, refused (exit 2);
-    /// declare controls in the experiment instead.
+    /// Global controls from a file (Chaos Toolkit's `--control-file`: a JSON or YAML mapping of name →
+    /// control), run beside the experiment's own (repeatable).
     #[arg(long, value_name = "FILE")]
     pub control_file: Vec<PathBuf>,
+    /// The Python that runs `python` providers and controls (through the driver this binary ships)
+    /// [default: $CHAOS_PYTHON, else python3].
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
 }
 
 impl CtkArgs {
@@ -81,6 +86,7 @@ impl CtkArgs {
         note(self.fail_fast, "--fail-fast");
         note(!self.var_file.is_empty(), "--var-file");
         note(!self.control_file.is_empty(), "--control-file");
+        note(self.python.is_some(), "--python");
         flags
     }
 }
@@ -94,18 +100,46 @@ pub struct CtkRun<'a> {
     /// `--journal`, accepted as `--journal-path`.
     pub journal: Option<PathBuf>,
     pub quiet: bool,
+    /// The native half's options (`extensions: chaos` only).
+    pub native: NativeReports,
+}
+
+/// `chaos run`'s native options that apply to the native half of a Chaos Toolkit experiment with
+/// `extensions: chaos`: its seed and its reports (the native journal is always written, next to the Chaos
+/// Toolkit one: `journal.chaos.json` beside `journal.json`).
+#[derive(Debug, Default)]
+pub struct NativeReports {
+    pub seed: Option<u64>,
+    pub junit: Option<PathBuf>,
+    pub summary: Option<PathBuf>,
+    pub html: Option<PathBuf>,
+    pub state_dir: PathBuf,
+}
+
+impl NativeReports {
+    fn given(&self) -> Option<&'static str> {
+        [
+            ("--seed", self.seed.is_some()),
+            ("--junit", self.junit.is_some()),
+            ("--summary", self.summary.is_some()),
+            ("--html", self.html.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(flag, given)| given.then_some(flag))
+    }
+}
+
+/// Where the native journal of `extensions: chaos` goes: beside the Chaos Toolkit journal, `.chaos` before
+/// its extension (`journal.json` → `journal.chaos.json`).
+pub fn native_journal_path(journal: &Path) -> PathBuf {
+    let stem = journal.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = journal.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    journal.with_file_name(format!("{stem}.chaos{ext}"))
 }
 
 /// Runs a Chaos Toolkit experiment; the exit code.
 pub async fn run(ctk: CtkRun<'_>) -> anyhow::Result<u8> {
-    let CtkRun { file, vars, args, journal, quiet } = ctk;
-    if !args.control_file.is_empty() {
-        eprintln!(
-            "chaos run: --control-file: global controls from a file are not supported yet; declare the \
-             controls in the experiment (`controls:`) instead; nothing was run"
-        );
-        return Ok(INVALID);
-    }
+    let CtkRun { file, vars, args, journal, quiet, native: native_reports } = ctk;
     let journal_path = args.journal_path.or(journal).unwrap_or_else(|| PathBuf::from("journal.json"));
     let mut overrides = Overrides::default();
     for path in &args.var_file {
@@ -139,11 +173,43 @@ pub async fn run(ctk: CtkRun<'_>) -> anyhow::Result<u8> {
             return Ok(INVALID);
         }
     };
-    let python = Python::default();
+    let python = Python::from_option(args.python.as_deref());
     if !args.no_validation
         && let Err(diagnostics) = load::validate_python(&loaded, &python).await
     {
         eprintln!("{diagnostics}");
+        return Ok(INVALID);
+    }
+    let mut controls = match Controls::load(python.clone(), &loaded.experiment, &args.control_file) {
+        Ok(controls) => controls,
+        Err(e) => {
+            match e.pointer.strip_prefix('/') {
+                Some(pointer) => {
+                    let path: Vec<String> =
+                        pointer.split('/').map(|s| s.replace("~1", "/").replace("~0", "~")).collect();
+                    eprintln!("{}", loaded.diagnostic(&path, e.message));
+                }
+                None => eprintln!("chaos run: {e}"),
+            }
+            return Ok(INVALID);
+        }
+    };
+    let source = std::fs::read_to_string(file).unwrap_or_default();
+    let mut native = match NativeExtension::from_experiment(&loaded.experiment, &loaded.file, &source) {
+        Ok(native) => native,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(INVALID);
+        }
+    };
+    if native.is_none()
+        && let Some(flag) = native_reports.given()
+    {
+        eprintln!(
+            "chaos run: {flag} applies to the native half of a Chaos Toolkit experiment (`extensions: [{{name: \
+             chaos, ...}}]`), which {} does not have; nothing was run",
+            file.display()
+        );
         return Ok(INVALID);
     }
     let resolved = match loaded.resolve(&overrides) {
@@ -165,7 +231,9 @@ pub async fn run(ctk: CtkRun<'_>) -> anyhow::Result<u8> {
             let _ = writeln!(std::io::stderr(), "{line}");
         }))
     };
+    controls.set_configuration(&resolved.configuration, &resolved.secrets);
     let options = Options {
+        method_window: native.as_ref().map(NativeExtension::method_window),
         dry: args.dry.as_deref().and_then(Dry::parse),
         hypothesis_strategy: args.hypothesis_strategy.as_deref().and_then(HypothesisStrategy::parse),
         rollback_strategy: args.rollback_strategy,
@@ -181,16 +249,65 @@ pub async fn run(ctk: CtkRun<'_>) -> anyhow::Result<u8> {
     let interrupt = CancellationToken::new();
     let stop_rollbacks = CancellationToken::new();
     let signals = tokio::spawn(on_signal(interrupt.clone(), stop_rollbacks.clone()));
+    let seed = native_reports.seed.unwrap_or_else(rand::random);
+    let mut start_error = None;
+    if let Some(native) = native.as_mut() {
+        if !quiet {
+            eprintln!(
+                "chaos run: the native half (extensions: chaos): baseline, load and signals (seed {seed})"
+            );
+        }
+        let started = tokio::select! {
+            started = native.start(seed, Some(native_reports.state_dir.clone())) => started,
+            () = interrupt.cancelled() => Err("interrupted before the method".to_string()),
+        };
+        start_error = started.err();
+    }
+    if let Some(e) = start_error
+        && let Some(half) = native.take()
+    {
+        // Nothing of the Chaos Toolkit experiment ran: the native half is ended and reported alone.
+        half.interrupt();
+        signals.abort();
+        let outcome = half.finish().await;
+        eprintln!(
+            "chaos run: the native half stopped before the Chaos Toolkit method: {e}; nothing else was run"
+        );
+        print_native(&outcome);
+        write_native(&outcome, &journal_path, &native_reports)?;
+        return Ok(if interrupt.is_cancelled() { 3 } else { 1 });
+    }
     let result =
-        run::run(&loaded, resolved, python, Controls::default(), options, interrupt, stop_rollbacks).await;
+        run::run(&loaded, resolved, python.clone(), controls, options, interrupt.clone(), stop_rollbacks)
+            .await;
     signals.abort();
-    let journal = match result {
+    python.shutdown().await;
+    if interrupt.is_cancelled()
+        && let Some(native) = &native
+    {
+        native.interrupt();
+    }
+    let native = match native {
+        Some(native) => Some(native.finish().await),
+        None => None,
+    };
+    let mut journal = match result {
         Ok(journal) => journal,
         Err(e) => {
             eprintln!("chaos run: {e}");
             return Ok(1);
         }
     };
+    if let Some(native) = &native {
+        let native_path = native_journal_path(&journal_path);
+        journal.chaos = Some(serde_json::json!({
+            "verdict": native.verdict.as_str(),
+            "reasons": native.reasons,
+            "slos": serde_json::to_value(&native.slos).unwrap_or_default(),
+            "journal": native_path.display().to_string(),
+        }));
+        write_native(native, &journal_path, &native_reports)?;
+    }
     use anyhow::Context as _;
     journal
         .write(&journal_path)
@@ -198,7 +315,39 @@ pub async fn run(ctk: CtkRun<'_>) -> anyhow::Result<u8> {
     let deviated = if journal.deviated { ", deviated" } else { "" };
     println!("{}: {}{deviated}", title(&journal.experiment), journal.status.as_str());
     println!("  journal: {}", journal_path.display());
+    if let Some(native) = &native {
+        print_native(native);
+    }
     Ok(journal.exit_code())
+}
+
+/// Prints the native half's verdict and reasons.
+fn print_native(native: &NativeOutcome) {
+    println!("  native verdict (extensions: chaos): {}", native.verdict.as_str());
+    for reason in &native.reasons {
+        println!("    - {reason}");
+    }
+}
+
+/// Writes the native half's journal beside the Chaos Toolkit one, and the reports asked for.
+fn write_native(native: &NativeOutcome, journal_path: &Path, reports: &NativeReports) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let path = native_journal_path(journal_path);
+    chaos_controller::report::write_journal(&path, &native.journal)
+        .with_context(|| format!("writing the native journal {}", path.display()))?;
+    if let Some(path) = &reports.junit {
+        chaos_controller::report::write_junit(path, &native.journal)
+            .with_context(|| format!("writing the JUnit report {}", path.display()))?;
+    }
+    if let Some(path) = &reports.summary {
+        std::fs::write(path, chaos_controller::report::render_markdown(&native.journal))
+            .with_context(|| format!("writing the summary {}", path.display()))?;
+    }
+    if let Some(path) = &reports.html {
+        chaos_controller::report::write_html(path, &native.journal)
+            .with_context(|| format!("writing the HTML report {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Makes sure the journal can be written before anything is touched (missing directories are created):

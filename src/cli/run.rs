@@ -183,13 +183,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
 
 /// `chaos run` of a Chaos Toolkit experiment; the native-only flags are refused.
 async fn run_ctk(args: RunArgs) -> anyhow::Result<u8> {
+    // `--seed`, `--junit`, `--summary` and `--html` are the native half's (`extensions: chaos`): checked there.
     let native = [
         ("--controller", args.remote.controller.is_some()),
-        ("--seed", args.seed.is_some()),
         ("--dry-run", args.dry_run),
-        ("--junit", args.junit.is_some()),
-        ("--summary", args.summary.is_some()),
-        ("--html", args.html.is_some()),
         ("--agent-policy", args.agent_policy.is_some()),
     ];
     if let Some((flag, _)) = native.iter().find(|(_, given)| *given) {
@@ -199,12 +196,24 @@ async fn run_ctk(args: RunArgs) -> anyhow::Result<u8> {
         );
         return Ok(Verdict::Invalid.exit_code());
     }
+    if let Err(e) = check_outputs(&[("junit", &args.junit), ("summary", &args.summary), ("html", &args.html)])
+    {
+        eprintln!("chaos run: {e}; nothing was run");
+        return Ok(Verdict::Invalid.exit_code());
+    }
     super::ctk_run::run(super::ctk_run::CtkRun {
         file: &args.file,
         vars: &args.vars,
         args: args.ctk,
         journal: args.journal,
         quiet: args.quiet,
+        native: super::ctk_run::NativeReports {
+            seed: args.seed,
+            junit: args.junit,
+            summary: args.summary,
+            html: args.html,
+            state_dir: args.state_dir,
+        },
     })
     .await
 }

@@ -99,6 +99,9 @@ pub struct Journal {
     pub during: Vec<State>,
     pub run: Vec<RunRecord>,
     pub rollbacks: Vec<RunRecord>,
+    /// The native verdict of `extensions: chaos` (`{verdict, reasons, slos, journal}`), when the experiment has
+    /// one: written under the key `chaos`, which Chaos Toolkit's journal does not have.
+    pub chaos: Option<Value>,
 }
 
 impl Journal {
@@ -122,14 +125,20 @@ impl Journal {
         m.insert("rollbacks".into(), Value::Array(self.rollbacks.iter().map(RunRecord::to_json).collect()));
         m.insert("end".into(), Value::String(iso(self.end)));
         m.insert("duration".into(), Value::from(seconds(self.start, self.end)));
+        if let Some(chaos) = &self.chaos {
+            m.insert("chaos".into(), chaos.clone());
+        }
         Value::Object(m)
     }
 
-    /// The exit code: 0 completed and not deviated, 3 interrupted, 1 otherwise (deviated, failed, aborted).
+    /// The exit code: 0 completed and not deviated (and, with `extensions: chaos`, the native verdict passed), 3
+    /// interrupted, 1 otherwise (deviated, failed, aborted, the native verdict not passed).
     pub fn exit_code(&self) -> u8 {
+        let native_passed =
+            self.chaos.as_ref().is_none_or(|c| c.get("verdict").and_then(Value::as_str) == Some("passed"));
         match self.status {
             Status::Interrupted => 3,
-            Status::Completed if !self.deviated => 0,
+            Status::Completed if !self.deviated && native_passed => 0,
             _ => 1,
         }
     }

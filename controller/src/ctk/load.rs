@@ -150,7 +150,10 @@ pub fn parse(name: &str, text: &str, validate: bool) -> Result<Loaded, Diagnosti
         }]));
     };
     let parsed = if json { node::from_json(text) } else { node::from_yaml(text) };
-    let root = parsed.map_err(|e| Diagnostics(vec![at(name, e.pos, e.message)]))?;
+    let mut root = parsed.map_err(|e| Diagnostics(vec![at(name, e.pos, e.message)]))?;
+    if !json {
+        pyyaml_booleans(&mut root, text);
+    }
     if !matches!(root.value, N::Map(_)) {
         return Err(Diagnostics(vec![at(
             name,
@@ -766,4 +769,53 @@ fn show(node: &Node) -> String {
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The plain scalars PyYAML (Chaos Toolkit's YAML reader) reads as booleans: YAML 1.1's set without `y`
+/// and `n`, in lower, title and upper case only.
+const PYYAML_BOOLEANS: [&str; 18] = [
+    "true", "True", "TRUE", "false", "False", "FALSE", "yes", "Yes", "YES", "no", "No", "NO", "on", "On",
+    "ON", "off", "Off", "OFF",
+];
+
+/// Turns back into strings the booleans our YAML reader found where PyYAML sees text (`y`, `N`, `yEs`...):
+/// a Chaos Toolkit file must mean what it means to Chaos Toolkit.
+fn pyyaml_booleans(node: &mut Node, text: &str) {
+    match &mut node.value {
+        N::Bool(_) => {
+            if let Some(token) = plain_scalar_at(text, node.pos.line, node.pos.column)
+                && !PYYAML_BOOLEANS.contains(&token)
+            {
+                node.value = N::Str(token.to_string());
+            }
+        }
+        N::Seq(items) => items.iter_mut().for_each(|n| pyyaml_booleans(n, text)),
+        N::Map(entries) => entries.iter_mut().for_each(|(_, n)| pyyaml_booleans(n, text)),
+        _ => {}
+    }
+}
+
+/// The plain scalar written at 1-based `line` and `column` of `text`: up to a flow indicator, a comment
+/// or the end of the line.
+fn plain_scalar_at(text: &str, line: usize, column: usize) -> Option<&str> {
+    let line = text.lines().nth(line.checked_sub(1)?)?;
+    let start = line.char_indices().nth(column.checked_sub(1)?).map(|(i, _)| i)?;
+    let rest = &line[start..];
+    let end = rest.find([',', ']', '}', '#']).unwrap_or(rest.len());
+    let token = rest[..end].trim();
+    (!token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod pyyaml_tests {
+    use super::*;
+
+    /// `y`, `N` and friends stay text, as PyYAML reads them; PyYAML's own booleans stay booleans.
+    #[test]
+    fn only_pyyaml_booleans_are_booleans() {
+        let text = "title: t\ndescription: d\nmethod: []\nflow: [y, N, yes, Off]\nblock:\n  a: n\n  b: TRUE  # c\n  c: Y\n";
+        let loaded = parse("e.yaml", text, false).unwrap();
+        assert_eq!(loaded.raw["flow"], serde_json::json!(["y", "N", true, false]));
+        assert_eq!(loaded.raw["block"], serde_json::json!({"a": "n", "b": true, "c": "Y"}));
+    }
 }

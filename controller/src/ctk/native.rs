@@ -167,6 +167,12 @@ impl NativeExtension {
         self.external.tripped.clone()
     }
 
+    /// The window the Chaos Toolkit runner reports its method through ([`super::run::Options::method_window`]):
+    /// its end ends the native method window, and a guardrail trip stops the method.
+    pub fn method_window(&self) -> super::run::MethodWindow {
+        super::run::MethodWindow { ended: self.external.ended.clone(), stop: self.external.tripped.clone() }
+    }
+
     /// Interrupts the native run (SIGINT/SIGTERM of the Chaos Toolkit run): everything is reverted.
     pub fn interrupt(&self) {
         self.interrupt.cancel();

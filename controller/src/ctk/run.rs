@@ -105,6 +105,18 @@ pub struct Options {
     /// Variables of `.env` var files, given to process activities.
     pub env: Vec<(String, String)>,
     pub progress: Option<Progress>,
+    /// The method's window, for `extensions: chaos` ([`super::native`]): told when the method ends, and
+    /// stopping it when cancelled (a native guardrail trip).
+    pub method_window: Option<MethodWindow>,
+}
+
+/// Around the Chaos Toolkit method: `ended` is cancelled when the method has ended (background activities
+/// included); cancelling `stop` during the method cuts it like an interrupt, but the run goes on (after
+/// hypothesis, rollbacks) and ends `failed`.
+#[derive(Clone, Debug, Default)]
+pub struct MethodWindow {
+    pub ended: CancellationToken,
+    pub stop: CancellationToken,
 }
 
 impl std::fmt::Debug for Options {
@@ -256,6 +268,7 @@ pub async fn run(
         during: Vec::new(),
         run: Vec::new(),
         rollbacks: Vec::new(),
+        chaos: None,
     };
     let hypothesis = loaded.raw.get("steady-state-hypothesis").cloned();
     let method: Vec<Value> = loaded.raw.get("method").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -320,7 +333,32 @@ pub async fn run(
             shared.interrupted(&interrupt, &i.0);
         }
         if !interrupted(&shared) {
-            journal.run = shared.method(&method, &interrupt).await;
+            // A native guardrail trip (`extensions: chaos`) cuts the method as an interrupt would.
+            let method_cancel = interrupt.child_token();
+            let stopper = options.method_window.as_ref().map(|w| {
+                let (stop, cancel) = (w.stop.clone(), method_cancel.clone());
+                tokio::spawn(async move {
+                    stop.cancelled().await;
+                    cancel.cancel();
+                })
+            });
+            journal.run = shared.method(&method, &method_cancel).await;
+            if let Some(stopper) = stopper {
+                stopper.abort();
+            }
+        }
+        let tripped = options.method_window.as_ref().is_some_and(|w| w.stop.is_cancelled())
+            && !interrupt.is_cancelled();
+        if tripped {
+            shared.note(
+                Phase::Method,
+                "guardrail",
+                "a native guardrail tripped: the method was stopped",
+                Some(false),
+            );
+        }
+        if let Some(window) = &options.method_window {
+            window.ended.cancel();
         }
         let runs = Value::Array(journal.run.iter().map(RunRecord::to_json).collect());
         if let Err(i) = shared.control(Hook::AfterMethod, &method_json, Some(&runs)).await {
@@ -354,6 +392,9 @@ pub async fn run(
                 }
             }
             journal.after = state;
+        }
+        if tripped {
+            shared.set_status(Status::Failed);
         }
     }
     if interrupt.is_cancelled() {
