@@ -212,6 +212,14 @@ pub async fn run(ctk: CtkRun<'_>) -> anyhow::Result<u8> {
         );
         return Ok(INVALID);
     }
+    if let Err(e) = super::run::check_outputs(&[
+        ("junit", &native_reports.junit),
+        ("summary", &native_reports.summary),
+        ("html", &native_reports.html),
+    ]) {
+        eprintln!("chaos run: {e}; nothing was run");
+        return Ok(INVALID);
+    }
     let resolved = match loaded.resolve(&overrides) {
         Ok(resolved) => resolved,
         Err(diagnostics) => {

@@ -281,6 +281,9 @@ pub async fn run(
     let interrupted = |s: &Shared| interrupt.is_cancelled() || s.status() == Some(Status::Interrupted);
 
     let mut method_runs = true;
+    // A native guardrail (`extensions: chaos`) stopped the method: the run ends `failed`, once its rollbacks
+    // (which a failed status would skip under the default strategy) have undone what the method did.
+    let mut tripped = false;
     if !interrupted(&shared) && hypothesis_strategy.before() {
         let state = shared.hypothesis(hypothesis.as_ref(), Phase::Before, &interrupt).await;
         if let Some(state) = &state {
@@ -347,7 +350,7 @@ pub async fn run(
                 stopper.abort();
             }
         }
-        let tripped = options.method_window.as_ref().is_some_and(|w| w.stop.is_cancelled())
+        tripped = options.method_window.as_ref().is_some_and(|w| w.stop.is_cancelled())
             && !interrupt.is_cancelled();
         if tripped {
             shared.note(
@@ -393,9 +396,6 @@ pub async fn run(
             }
             journal.after = state;
         }
-        if tripped {
-            shared.set_status(Status::Failed);
-        }
     }
     if interrupt.is_cancelled() {
         shared.set_status(Status::Interrupted);
@@ -438,6 +438,9 @@ pub async fn run(
             &format!("not played (strategy {rollback_strategy})"),
             None,
         );
+    }
+    if tripped {
+        shared.set_status(Status::Failed);
     }
     journal.end = now();
     journal.status = shared.status().unwrap_or(Status::Completed);
