@@ -16,7 +16,7 @@ fn convert(doc: Value) -> Conversion {
 /// Both serialisations validate as native experiments (`SHOP_URL` set in their environment); the checked
 /// experiment (from the YAML).
 fn validated(conversion: &Conversion) -> experiment::Checked {
-    let env = |var: &str| (var == "SHOP_URL").then(|| "http://127.0.0.1:8080".to_string());
+    let env = |var: &str| (var == "SHOP_URL").then(|| "http://192.0.2.10:8080".to_string());
     let json = conversion.to_json();
     experiment::parse_with_env("out.json", &json, &[], &env).unwrap_or_else(|e| panic!("{e}\n{json}"));
     let yaml = conversion.to_yaml().unwrap();
@@ -28,14 +28,14 @@ fn toxiproxy_actions_become_proxy_faults_on_a_proxy_target() {
     let conversion = convert(json!({
         "title": "Checkout survives a slow database",
         "description": "Latency on the database proxy.",
-        "configuration": {"toxiproxy_url": "http://127.0.0.1:8474", "base": {"type": "env", "key": "SHOP_URL"}},
+        "configuration": {"toxiproxy_url": "http://192.0.2.10:8474", "base": {"type": "env", "key": "SHOP_URL"}},
         "steady-state-hypothesis": {"title": "healthy", "probes": [
             {"type": "probe", "name": "health", "tolerance": 200,
-             "provider": {"type": "http", "url": "http://127.0.0.1:8080/health", "timeout": [1, 2]}}]},
+             "provider": {"type": "http", "url": "http://192.0.2.10:8080/health", "timeout": [1, 2]}}]},
         "method": [
             {"type": "action", "name": "proxy-db", "provider": {"type": "python", "module": "chaostoxi.proxy.actions",
-             "func": "create_proxy", "arguments": {"proxy_name": "db", "upstream_host": "127.0.0.1",
-             "upstream_port": 5432, "listen_host": "127.0.0.1", "listen_port": 15432}}},
+             "func": "create_proxy", "arguments": {"proxy_name": "db", "upstream_host": "192.0.2.10",
+             "upstream_port": 5432, "listen_host": "192.0.2.10", "listen_port": 15432}}},
             {"type": "action", "name": "slow-db", "pauses": {"after": 5},
              "provider": {"type": "python", "module": "chaostoxi.toxic.actions", "func": "create_latency_toxic",
                           "arguments": {"for_proxy": "db", "toxic_name": "lag", "latency": 300, "jitter": 20}}},
@@ -55,8 +55,8 @@ fn toxiproxy_actions_become_proxy_faults_on_a_proxy_target() {
     let db = &conversion.native["targets"]["db"]["proxy"];
     assert_eq!(
         db,
-        &json!({"api": "http://127.0.0.1:8474", "name": "db", "listen": "127.0.0.1:15432",
-                           "upstream": "127.0.0.1:5432"})
+        &json!({"api": "http://192.0.2.10:8474", "name": "db", "listen": "192.0.2.10:15432",
+                           "upstream": "192.0.2.10:5432"})
     );
     assert_eq!(conversion.native["vars"]["base"], json!("${env:SHOP_URL}"));
     let method = conversion.native["method"].as_array().unwrap();
@@ -81,7 +81,7 @@ fn process_kills_become_kill_faults_and_the_rest_is_listed() {
             {"type": "probe", "name": "range", "tolerance": {"type": "range", "range": [0, 1]},
              "provider": {"type": "process", "path": "echo", "arguments": "0"}},
             {"type": "probe", "name": "two-statuses", "tolerance": [200, 503],
-             "provider": {"type": "http", "url": "http://127.0.0.1:8080/"}}]},
+             "provider": {"type": "http", "url": "http://192.0.2.10:8080/"}}]},
         "method": [
             {"type": "action", "name": "kill-worker", "pauses": {"after": 1},
              "provider": {"type": "process", "path": "/bin/kill", "arguments": ["-9", "4242"]}},
@@ -91,7 +91,7 @@ fn process_kills_become_kill_faults_and_the_rest_is_listed() {
              "provider": {"type": "process", "path": "killall", "arguments": ["-s", "HUP", "shop"]}},
             {"type": "action", "name": "py", "provider": {"type": "python", "module": "os", "func": "rename",
              "arguments": {"src": "a", "dst": "b"}}},
-            {"type": "probe", "name": "look", "provider": {"type": "http", "url": "http://127.0.0.1:8080/"}}
+            {"type": "probe", "name": "look", "provider": {"type": "http", "url": "http://192.0.2.10:8080/"}}
         ]
     }));
     let checked = validated(&conversion);
@@ -122,15 +122,15 @@ fn the_chaos_extension_is_folded_in() {
                                  "func": "create_latency_toxic",
                                  "arguments": {"for_proxy": "shop", "toxic_name": "l", "latency": 100}}}],
         "extensions": [{"name": "chaos",
-            "targets": {"shop": {"proxy": {"api": "http://127.0.0.1:9999", "name": "shop"}}},
-            "load": [{"name": "shoppers", "http": {"url": "http://127.0.0.1:18080/"}, "rate": "20/s"}],
+            "targets": {"shop": {"proxy": {"api": "http://192.0.2.10:9999", "name": "shop"}}},
+            "load": [{"name": "shoppers", "http": {"url": "http://192.0.2.10:18080/"}, "rate": "20/s"}],
             "slos": [{"name": "ok", "signal": "errors", "objective": "99%", "source": {"load": "shoppers"}}],
             "guardrails": {"budget": "5%"}}]
     }));
     let checked = validated(&conversion);
     assert_eq!(checked.slos.len(), 1);
     // The extension's target wins over the one the toxic implied (same name).
-    assert_eq!(conversion.native["targets"]["shop"]["proxy"]["api"], json!("http://127.0.0.1:9999"));
+    assert_eq!(conversion.native["targets"]["shop"]["proxy"]["api"], json!("http://192.0.2.10:9999"));
     assert!(conversion.converted.iter().any(|l| l.starts_with("extensions.chaos.slos")));
 }
 

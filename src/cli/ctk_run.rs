@@ -212,7 +212,7 @@ pub async fn run(ctk: CtkRun<'_>) -> anyhow::Result<u8> {
         );
         return Ok(INVALID);
     }
-    if let Err(e) = super::run::check_outputs(&[
+    if let Err(e) = super::args::check_outputs(&[
         ("junit", &native_reports.junit),
         ("summary", &native_reports.summary),
         ("html", &native_reports.html),

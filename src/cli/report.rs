@@ -34,7 +34,7 @@ pub fn report(args: ReportArgs) -> u8 {
         }
     };
     let outputs = [("html", &args.html), ("summary", &args.summary), ("junit", &args.junit)];
-    if let Err(e) = super::run::check_outputs(&outputs) {
+    if let Err(e) = super::args::check_outputs(&outputs) {
         eprintln!("chaos report: {e}; nothing was written");
         return 2;
     }

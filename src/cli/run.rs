@@ -80,29 +80,6 @@ pub struct Reports {
     pub host: HostOptions,
 }
 
-/// Makes sure every report can be written before anything is touched: creates missing parent directories (as
-/// `chaos demo --reports` does) and opens each file for writing. A path that cannot be written is bad usage
-/// (exit 2), found before the run, not after the faults came and went.
-pub(crate) fn check_outputs(outputs: &[(&str, &Option<PathBuf>)]) -> Result<(), String> {
-    for (flag, path) in outputs {
-        let Some(path) = path else { continue };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                format!("--{flag} {}: cannot create the directory {}: {e}", path.display(), dir.display())
-            })?;
-        }
-        if path.is_dir() {
-            return Err(format!("--{flag} {}: is a directory, expected a file name", path.display()));
-        }
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(|e| format!("--{flag} {}: cannot write there: {e}", path.display()))?;
-    }
-    Ok(())
-}
-
 /// `chaos run --controller`: the controller sends the journal back; the HTML report is rendered from it here
 /// (through a journal file next to the report when `--journal` was not asked for, removed afterwards).
 async fn run_remote_with_html(args: RunArgs) -> anyhow::Result<u8> {
@@ -155,7 +132,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         );
         return Ok(Verdict::Invalid.exit_code());
     }
-    if let Err(e) = check_outputs(&[
+    if let Err(e) = super::args::check_outputs(&[
         ("journal", &args.journal),
         ("junit", &args.junit),
         ("summary", &args.summary),

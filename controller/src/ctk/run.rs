@@ -105,7 +105,7 @@ pub struct Options {
     /// Variables of `.env` var files, given to process activities.
     pub env: Vec<(String, String)>,
     pub progress: Option<Progress>,
-    /// The method's window, for `extensions: chaos` ([`super::native`]): told when the method ends, and
+    /// The method's window, for `extensions: chaos` (`ctk/native.rs`): told when the method ends, and
     /// stopping it when cancelled (a native guardrail trip).
     pub method_window: Option<MethodWindow>,
 }

@@ -98,7 +98,7 @@ pub async fn execute_with(
 }
 
 /// A method the engine does not run itself (a Chaos Toolkit method under `extensions: chaos`,
-/// [`crate::ctk::native`]): the engine does everything around it (proxies, preflight, signals, baseline,
+/// `ctk/native.rs`): the engine does everything around it (proxies, preflight, signals, baseline,
 /// guardrails, recovery, SLOs, verdict), cancels `entered` when its method window opens (or when the run
 /// stops before it), holds the window open until `ended` is cancelled, and cancels `tripped` when a guardrail
 /// trips (or an interrupt arrives) during it.
