@@ -199,7 +199,7 @@ impl Client {
 
 /// The error and its causes in one line: hyper-util's own message ("client error (Connect)") says little,
 /// the OS error at the bottom of the chain says what happened.
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

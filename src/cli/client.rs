@@ -60,8 +60,9 @@ impl ClientArgs {
         }
     }
 
-    /// A connected client (one attempt).
-    pub async fn connect(&self) -> anyhow::Result<Client> {
+    /// A connected channel to the controller and the interceptor that adds the token (one attempt), for any
+    /// of its services' clients.
+    pub async fn channel(&self) -> anyhow::Result<(Channel, WithToken)> {
         let url = self.controller.clone().unwrap_or_else(|| DEFAULT_CONTROLLER.to_string());
         let config = ClientConfig {
             url: url.clone(),
@@ -74,12 +75,20 @@ impl ClientArgs {
             .await
             .with_context(|| format!("connecting to the controller at {url}"))?;
         let token = self.token()?;
-        let interceptor = WithToken::new(token.as_deref())?;
+        Ok((channel, WithToken::new(token.as_deref())?))
+    }
+
+    /// A connected `ControllerService` client (one attempt).
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        let (channel, interceptor) = self.channel().await?;
         Ok(ControllerServiceClient::with_interceptor(channel, interceptor)
-            .max_decoding_message_size(64 * 1024 * 1024)
-            .max_encoding_message_size(64 * 1024 * 1024))
+            .max_decoding_message_size(MAX_REPLY)
+            .max_encoding_message_size(MAX_REPLY))
     }
 }
+
+/// The largest message a client sends or takes (a run's journal, a game day's experiments).
+pub const MAX_REPLY: usize = 64 * 1024 * 1024;
 
 /// A gRPC error for people: the status message, with what to do for the usual ones.
 pub fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {

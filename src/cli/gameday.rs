@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use chaos_controller::gameday::plan;
 use chaos_controller::gameday::review::{self, Review};
-use chaos_proto::transport::{ClientConfig, WithToken};
+use chaos_proto::transport::WithToken;
 use chaos_proto::v1::{self, game_day_service_client::GameDayServiceClient};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use super::client::{ClientArgs, DEFAULT_CONTROLLER, status_error, time};
+use super::client::{ClientArgs, status_error, time};
 
 #[derive(clap::Args)]
 pub struct GameDayArgs {
@@ -90,21 +90,10 @@ fn parse_override(arg: &str) -> Result<(String, String), String> {
 type Client = GameDayServiceClient<InterceptedService<Channel, WithToken>>;
 
 async fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
-    let url = args.controller.clone().unwrap_or_else(|| DEFAULT_CONTROLLER.to_string());
-    let config = ClientConfig {
-        url: url.clone(),
-        ca: args.ca.clone(),
-        cert: args.cert.clone(),
-        key: args.key.clone(),
-        domain: args.tls_domain.clone(),
-    };
-    let channel = chaos_proto::transport::channel(&config)
-        .await
-        .with_context(|| format!("connecting to the controller at {url}"))?;
-    let interceptor = WithToken::new(args.token()?.as_deref())?;
+    let (channel, interceptor) = args.channel().await?;
     Ok(GameDayServiceClient::with_interceptor(channel, interceptor)
-        .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024))
+        .max_decoding_message_size(super::client::MAX_REPLY)
+        .max_encoding_message_size(super::client::MAX_REPLY))
 }
 
 pub async fn gameday(args: GameDayArgs) -> anyhow::Result<u8> {

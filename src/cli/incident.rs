@@ -170,21 +170,10 @@ enum IncidentCommand {
 type Client = IncidentServiceClient<InterceptedService<Channel, WithToken>>;
 
 async fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
-    let url = args.controller.clone().unwrap_or_else(|| super::client::DEFAULT_CONTROLLER.to_string());
-    let config = chaos_proto::transport::ClientConfig {
-        url: url.clone(),
-        ca: args.ca.clone(),
-        cert: args.cert.clone(),
-        key: args.key.clone(),
-        domain: args.tls_domain.clone(),
-    };
-    let channel = chaos_proto::transport::channel(&config)
-        .await
-        .with_context(|| format!("connecting to the controller at {url}"))?;
-    let interceptor = WithToken::new(args.token()?.as_deref())?;
+    let (channel, interceptor) = args.channel().await?;
     Ok(IncidentServiceClient::with_interceptor(channel, interceptor)
-        .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024))
+        .max_decoding_message_size(super::client::MAX_REPLY)
+        .max_encoding_message_size(super::client::MAX_REPLY))
 }
 
 fn now_ms() -> i64 {

@@ -1,14 +1,13 @@
 //! `chaos notify log|test|channels`: the controller's on-call notifications — the delivery log with every
 //! attempt, a test message to one channel or all, and the configured channels (never their secrets).
 
-use anyhow::Context as _;
-use chaos_proto::transport::{ClientConfig, WithToken};
+use chaos_proto::transport::WithToken;
 use chaos_proto::v1;
 use chaos_proto::v1::notify_service_client::NotifyServiceClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use super::client::{ClientArgs, DEFAULT_CONTROLLER, status_error, time};
+use super::client::{ClientArgs, status_error, time};
 
 #[derive(clap::Args)]
 pub struct NotifyArgs {
@@ -63,18 +62,7 @@ enum NotifyCommand {
 type Client = NotifyServiceClient<InterceptedService<Channel, WithToken>>;
 
 async fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
-    let url = args.controller.clone().unwrap_or_else(|| DEFAULT_CONTROLLER.to_string());
-    let config = ClientConfig {
-        url: url.clone(),
-        ca: args.ca.clone(),
-        cert: args.cert.clone(),
-        key: args.key.clone(),
-        domain: args.tls_domain.clone(),
-    };
-    let channel = chaos_proto::transport::channel(&config)
-        .await
-        .with_context(|| format!("connecting to the controller at {url}"))?;
-    let interceptor = WithToken::new(args.token()?.as_deref())?;
+    let (channel, interceptor) = args.channel().await?;
     Ok(NotifyServiceClient::with_interceptor(channel, interceptor))
 }
 

@@ -20,6 +20,7 @@ use super::load::Loaded;
 use super::providers::{self, HttpCall, ProcessCall, activity_failed};
 use super::python::{Python, PythonCall};
 use super::tolerance;
+use crate::engine::lock;
 
 /// `--dry`: what is not run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,10 +151,6 @@ struct Shared {
     /// A status set during the run (fail-fast, a control's interrupt).
     status: Mutex<Option<Status>>,
     deviated: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// One phase of the run, for progress lines.

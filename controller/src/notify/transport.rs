@@ -18,6 +18,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls;
 
+use crate::http::describe;
+
 /// How much of a receiver's answer is kept (for the delivery log); the rest is never read.
 pub const BODY_CAP: usize = 4096;
 
@@ -136,21 +138,6 @@ where
     .await;
     driver.abort();
     result
-}
-
-/// The error and its causes in one line.
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
 }
 
 /// The TLS client: the system's root certificates, loaded once.
