@@ -70,7 +70,8 @@ struct Inner {
 #[derive(Debug)]
 struct Driver {
     child: Mutex<Option<Child>>,
-    stdin: tokio::sync::Mutex<ChildStdin>,
+    /// `None` once [`Driver::stop`] closed it (the driver's end of file).
+    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
     pending: Arc<Mutex<Pending>>,
     next_id: AtomicU64,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
@@ -333,7 +334,7 @@ impl Driver {
         tokio::spawn(log_stderr(BufReader::new(stderr), stderr_tail.clone(), stderr_done));
         Ok(Driver {
             child: Mutex::new(Some(child)),
-            stdin: tokio::sync::Mutex::new(stdin),
+            stdin: tokio::sync::Mutex::new(Some(stdin)),
             pending,
             next_id: AtomicU64::new(1),
             stderr_tail,
@@ -370,6 +371,9 @@ impl Driver {
         }
         let written = async {
             let mut stdin = self.stdin.lock().await;
+            let Some(stdin) = stdin.as_mut() else {
+                return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the driver was stopped"));
+            };
             stdin.write_all(&line).await?;
             stdin.flush().await
         }
@@ -424,7 +428,9 @@ impl Driver {
     }
 
     async fn stop(&self) {
-        let _ = self.stdin.lock().await.shutdown().await;
+        // Dropping the pipe's end closes it: the driver reads end of file and leaves (a shutdown() alone only
+        // flushes a pipe, and the driver would wait out the timeout below).
+        drop(self.stdin.lock().await.take());
         let child = self.child.lock().ok().and_then(|mut c| c.take());
         if let Some(mut child) = child
             && tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err()
