@@ -10,13 +10,11 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use chaos_test_support::skip;
+use chaos_test_support::{skip, venv};
 use support::{ChaosProxy, Netns};
 
 /// The client version these checks were written against (its source was read to write them).
@@ -30,90 +28,16 @@ struct Finished {
     output: String,
 }
 
-/// Runs `cmd` to completion within `deadline`, killing it if it overruns, and collects stdout and stderr.
+/// Runs `cmd` to completion within `deadline`, killing it if it overruns; stdout and stderr together.
 fn run(cmd: &mut Command, deadline: Duration) -> Finished {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let stdout = drain(child.stdout.take().expect("piped stdout"));
-    let stderr = drain(child.stderr.take().expect("piped stderr"));
-    let end = Instant::now() + deadline;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for child") {
-            break status;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let output = stdout.join().unwrap() + &stderr.join().unwrap();
-    Finished { success: status.success(), output }
+    let done = venv::run_within(cmd, deadline);
+    Finished { success: done.success(), output: done.stdout + &done.stderr }
 }
 
-/// Reads a child's pipe to the end on its own thread, so the child never blocks on a full pipe.
-fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    })
-}
-
-fn imports_toxiproxy(python: &Path) -> bool {
-    python.exists()
-        && run(Command::new(python).args(["-c", "import toxiproxy"]), Duration::from_secs(60)).success
-}
-
-/// Returns the venv's Python with toxiproxy-python importable, creating the venv and installing it when needed.
+/// Returns the venv's Python (`target/py-venv`) with toxiproxy-python importable, built once under a lock.
 fn venv_python() -> PathBuf {
-    // CARGO_TARGET_TMPDIR is `<target dir>/tmp`; the venv sits beside it as `<target dir>/py-venv`.
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").to_path_buf();
-    let venv = target.join("py-venv");
-    let python = venv.join("bin").join("python");
-    if imports_toxiproxy(&python) {
-        return python;
-    }
-    if !python.exists() {
-        // Build it under a private name and rename it into place, so a concurrent run never sees half a venv; if
-        // another run got there first the rename fails and its venv is used.
-        let scratch = target.join(format!("py-venv.tmp-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&scratch);
-        let made = run(Command::new("python3").arg("-m").arg("venv").arg(&scratch), Duration::from_secs(120));
-        assert!(
-            made.success,
-            "`python3 -m venv {}` failed (python3 with venv is required):\n{}",
-            scratch.display(),
-            made.output
-        );
-        if std::fs::rename(&scratch, &venv).is_err() {
-            let _ = std::fs::remove_dir_all(&scratch);
-        }
-    }
-    let pip = run(
-        Command::new(&python)
-            .args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet", PACKAGE])
-            .env("PIP_NO_INPUT", "1"),
-        Duration::from_secs(300),
-    );
-    assert!(
-        pip.success,
-        "`pip install {PACKAGE}` into {} failed (PyPI must be reachable):\n{}",
-        venv.display(),
-        pip.output
-    );
-    assert!(
-        imports_toxiproxy(&python),
-        "`import toxiproxy` still fails in {} after pip install",
-        venv.display()
-    );
-    python
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir");
+    venv::ensure(target, "py-venv", &[PACKAGE], |v| v.runs("import toxiproxy")).python()
 }
 
 #[test]

@@ -195,7 +195,7 @@ fn run_case(
     let file = harness::ctk_dir().join("corpus").join(&case.file);
     let mut cmd = match runner {
         Runner::ChaosToolkit => {
-            let mut c = Command::new(env.venv.ctk());
+            let mut c = Command::new(harness::ctk(env.venv));
             c.args(["--no-version-check", "--no-log-file", "run"]);
             c
         }

@@ -89,7 +89,7 @@ fn invalid_files_exit_2_with_file_line_and_column() {
         let file = dir.join(case.file);
         let journal = tmp.path().join("journal.json");
         let ctk = harness::run(
-            Command::new(venv.ctk())
+            Command::new(harness::ctk(&venv))
                 .args(["--no-version-check", "--no-log-file", "run", "--journal-path"])
                 .arg(&journal)
                 .arg(&file)

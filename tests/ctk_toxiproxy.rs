@@ -4,113 +4,28 @@
 //! `delete_proxy`, validated first as `chaos run` validates them, against a server on port 0 named by the
 //! configuration's `toxiproxy_url`.
 //!
-//! Needs python3 with the venv module and PyPI the first time: chaostoolkit-toxiproxy (and chaostoolkit-lib, its
-//! dependency) are installed into `target/py-ctk-toxiproxy`, reused afterwards. A failed install fails the test;
-//! only `CHAOS_TEST_SKIP=python3` skips it when python3 is missing.
+//! Needs python3 with the venv module and PyPI the first time: the extension comes from the Chaos Toolkit tests'
+//! venv (`target/ctk-venv`, tests/ctk/harness.rs: chaostoolkit-toxiproxy 0.3.1 with chaostoolkit-lib 1.44.0),
+//! built once under a lock and reused afterwards. A failed install fails the test; only `CHAOS_TEST_SKIP=python3`
+//! skips it when python3 is missing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "ctk/harness.rs"]
+mod harness;
 mod support;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
 
 use chaos_controller::ctk::python::{Python, PythonCall};
 use chaos_test_support::skip;
 use serde_json::{Map, Value, json};
 use support::{ChaosProxy, connect, echo_server, http_json, round_trip};
 
-/// The versions these checks were written against (their source was read to write them).
-const PACKAGES: &[&str] = &["chaostoolkit-toxiproxy==0.3.1", "chaostoolkit-lib==1.44.0"];
-
-/// Runs `cmd` within `deadline`; its success and combined output.
-fn run(cmd: &mut Command, deadline: Duration) -> (bool, String) {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let end = Instant::now() + deadline;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status.success(), out.join().unwrap() + &err.join().unwrap())
-}
-
-fn imports_chaostoxi(python: &Path) -> bool {
-    python.exists()
-        && run(
-            Command::new(python).args(["-c", "import chaostoxi.proxy.actions, chaoslib"]),
-            Duration::from_secs(60),
-        )
-        .0
-}
-
-/// The venv's Python with chaostoolkit-toxiproxy importable, made (as tests/compat_python.rs makes its own) when
-/// needed.
+/// The venv's Python, with chaostoolkit-toxiproxy importable.
 fn venv_python() -> PathBuf {
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").to_path_buf();
-    let venv = target.join("py-ctk-toxiproxy");
-    let python = venv.join("bin").join("python");
-    if imports_chaostoxi(&python) {
-        return python;
-    }
-    if !python.exists() {
-        // Built under a private name and renamed into place, so a concurrent run never sees half a venv.
-        let scratch = target.join(format!("py-ctk-toxiproxy.tmp-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&scratch);
-        let (made, output) =
-            run(Command::new("python3").arg("-m").arg("venv").arg(&scratch), Duration::from_secs(120));
-        assert!(
-            made,
-            "`python3 -m venv {}` failed (python3 with venv is required):\n{output}",
-            scratch.display()
-        );
-        if std::fs::rename(&scratch, &venv).is_err() {
-            let _ = std::fs::remove_dir_all(&scratch);
-        }
-    }
-    let (installed, output) = run(
-        Command::new(&python)
-            .args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet"])
-            .args(PACKAGES)
-            .env("PIP_NO_INPUT", "1"),
-        Duration::from_secs(300),
-    );
-    assert!(
-        installed,
-        "`pip install {PACKAGES:?}` into {} failed (PyPI must be reachable):\n{output}",
-        venv.display()
-    );
-    assert!(
-        imports_chaostoxi(&python),
-        "chaostoxi still does not import in {} after pip install",
-        venv.display()
-    );
-    python
+    harness::venv().python()
 }
 
 /// Runs one step of the method as `chaos run` would: the configuration is the run's, changes written back.
@@ -244,7 +159,7 @@ fn chaos_run_of_a_chaos_toolkit_file_drives_chaos_proxy() {
     let file = dir.join("experiment.json");
     std::fs::write(&file, serde_json::to_string_pretty(&experiment).unwrap()).unwrap();
     let journal_path = dir.join("journal.json");
-    let (ok, output) = run(
+    let done = harness::run(
         Command::new(support::chaos_bin())
             .arg("run")
             .arg("--journal-path")
@@ -254,7 +169,7 @@ fn chaos_run_of_a_chaos_toolkit_file_drives_chaos_proxy() {
             .env("NO_PROXY", "127.0.0.1,localhost"),
         Duration::from_secs(120),
     );
-    assert!(ok, "chaos run failed:\n{output}");
+    assert!(done.success(), "chaos run failed:\n{}", done.text());
     let journal: Value = serde_json::from_str(&std::fs::read_to_string(&journal_path).unwrap()).unwrap();
     assert_eq!(journal["status"], json!("completed"), "{journal:#}");
     assert_eq!(journal["deviated"], json!(false));

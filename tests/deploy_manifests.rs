@@ -21,16 +21,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use chaos_test_support::net::NetnsPair;
 use chaos_test_support::process::{children_named, process_state};
-use chaos_test_support::{TempDir, Victim, sh, skip, wait_until};
+use chaos_test_support::venv::drain;
+use chaos_test_support::{TempDir, Victim, sh, skip, venv, wait_until};
 use serde_json::{Value, json};
 
 /// The validator, and the versions of what it pulls in, pinned (read when these tests were written).
@@ -232,90 +231,27 @@ struct Finished {
     output: String,
 }
 
-/// Runs `cmd` to completion within `deadline`, killing it if it overruns.
+/// Runs `cmd` to completion within `deadline`, killing it if it overruns; stdout and stderr together.
 fn run(cmd: &mut Command, deadline: Duration) -> Finished {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let stdout = drain(child.stdout.take().expect("piped stdout"));
-    let stderr = drain(child.stderr.take().expect("piped stderr"));
-    let end = Instant::now() + deadline;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for child") {
-            break status;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let output = stdout.join().unwrap() + &stderr.join().unwrap();
-    Finished { success: status.success(), output }
+    let done = venv::run_within(cmd, deadline);
+    Finished { success: done.success(), output: done.stdout + &done.stderr }
 }
 
-/// Reads a child's pipe to the end on its own thread, so the child never blocks on a full pipe.
-fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    })
-}
-
-fn has_validator(python: &Path) -> bool {
-    python.exists()
-        && run(Command::new(python).args(["-m", "kubernetes_validate", "--version"]), Duration::from_secs(60))
-            .output
-            .contains("1.37.0")
-}
-
-/// The venv's Python with the pinned validator, built on first use (once per test process).
+/// The venv's Python (`target/py-kubernetes-validate`) with the pinned validator, built once under a lock.
 fn validator_python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").to_path_buf();
-        let venv = target.join("py-kubernetes-validate");
-        let python = venv.join("bin").join("python");
-        if has_validator(&python) {
-            return python;
-        }
-        // Complete under a private name, then renamed into place (the venv is called through `python -m`, so
-        // the scripts' shebangs naming the private path do not matter).
-        let scratch = target.join(format!("py-kubernetes-validate.tmp-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&scratch);
-        let made = run(Command::new("python3").arg("-m").arg("venv").arg(&scratch), Duration::from_secs(120));
-        assert!(made.success, "`python3 -m venv {}` failed:\n{}", scratch.display(), made.output);
-        let pip = run(
-            Command::new(scratch.join("bin").join("python"))
-                .args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet"])
-                .args(VALIDATOR)
-                .env("PIP_NO_INPUT", "1"),
-            Duration::from_secs(300),
-        );
-        assert!(pip.success, "`pip install {VALIDATOR:?}` failed (PyPI must be reachable):\n{}", pip.output);
-        if venv.exists() {
-            // A stale venv without the validator (or another run's, complete by now): replace it.
-            if has_validator(&python) {
-                let _ = std::fs::remove_dir_all(&scratch);
-                return python;
-            }
-            let _ = std::fs::remove_dir_all(&venv);
-        }
-        if std::fs::rename(&scratch, &venv).is_err() {
-            let _ = std::fs::remove_dir_all(&scratch);
-        }
-        assert!(
-            has_validator(&python),
-            "no kubernetes-validate 1.37.0 in {} after pip install",
-            venv.display()
-        );
-        python
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir");
+        let has_validator = |v: &venv::Venv| {
+            v.python().is_file()
+                && run(
+                    Command::new(v.python()).args(["-m", "kubernetes_validate", "--version"]),
+                    Duration::from_secs(60),
+                )
+                .output
+                .contains("1.37.0")
+        };
+        venv::ensure(target, "py-kubernetes-validate", VALIDATOR, has_validator).python()
     })
 }
 

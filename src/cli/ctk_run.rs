@@ -401,8 +401,9 @@ async fn on_signal(interrupt: CancellationToken, stop_rollbacks: CancellationTok
         };
         if leave_now {
             tracing::warn!("SIGUSR2: leaving now, without rollbacks");
-            interrupt.cancel();
+            // Rollbacks first: the run may reach its rollbacks the moment `interrupt` is cancelled.
             stop_rollbacks.cancel();
+            interrupt.cancel();
             return;
         }
         if interrupted {

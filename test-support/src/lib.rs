@@ -20,6 +20,8 @@
 //!   clustering, whose receiver sends nothing.
 //! - [`mutate`]: seeded mutation of documents for the parsers' fuzz tests.
 //! - [`kill`]: [`KillRng`], the seeded generator of the kill matrices' moments.
+//! - [`venv`]: Python venvs in the build directory, built once under a lock and reused, and
+//!   [`venv::run_within`], a command run to completion within a deadline.
 //!
 //! What it does *not* hold: fixtures of one crate (a controller on its own runtime, the proxy's in-process API
 //! client, the binary's `chaos proxy` child); those stay in that crate's tests, built on these.
@@ -32,6 +34,7 @@ pub mod net;
 pub mod process;
 pub mod prometheus;
 pub mod skip;
+pub mod venv;
 pub mod wait;
 
 pub use dir::{TempDir, nonce};
