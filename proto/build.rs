@@ -1,4 +1,4 @@
-//! Compiles `chaos/v1/*.proto` with protox (a pure-Rust protobuf compiler: no system `protoc`) and generates
+//! Compiles `chaos/v1/*.proto` (and the CRI subset, `cri/runtime/v1/api.proto`) with protox (a pure-Rust protobuf compiler: no system `protoc`) and generates
 //! the prost messages and tonic clients and servers.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,5 +20,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_transport(false)
         .compile_fds(descriptors)?;
+
+    // The Container Runtime Interface: chaos is only ever its client.
+    let cri = "cri/runtime/v1/api.proto";
+    println!("cargo:rerun-if-changed={cri}");
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(false)
+        .build_transport(false)
+        .compile_fds(protox::compile([cri], ["cri"])?)?;
     Ok(())
 }

@@ -342,8 +342,8 @@ fn a_manifest_made_invalid_fails_validation() {
         (
             "agent.yaml",
             &agent,
-            "type: DirectoryOrCreate",
-            "type: DirectoryOrCreate\n            mode: 0700",
+            "path: /var/lib/chaos/agent\n            type: DirectoryOrCreate",
+            "path: /var/lib/chaos/agent\n            type: DirectoryOrCreate\n            mode: 0700",
             "'mode' was unexpected",
         ),
     ];
@@ -512,9 +512,22 @@ fn the_agent_journal_is_on_the_host_at_its_state_dir_and_it_sees_the_host() {
     assert_eq!(mount["readOnly"], true);
     assert_eq!(volume["secret"]["items"], json!([{ "key": "agent.token", "path": "agent.token" }]));
     assert!(token_file.ends_with("/agent.token"));
-    let (mount, volume) = volume_of(pod, container, "/run/containerd/containerd.sock");
+    let (mount, volume) = volume_of(pod, container, chaos_proto::cri::DEFAULT_SOCKET);
     assert_eq!(mount["readOnly"], true);
     assert_eq!(volume["hostPath"]["type"], "Socket");
+    // Pods' network namespaces appear after the agent starts: propagated from the host.
+    let (mount, volume) = volume_of(pod, container, "/run/netns");
+    assert_eq!(
+        (mount["mountPropagation"].as_str(), volume["hostPath"]["path"].as_str()),
+        (Some("HostToContainer"), Some("/run/netns"))
+    );
+    // Stress workers join a container's cgroup: the node's cgroup tree, writable.
+    let (mount, volume) = volume_of(pod, container, "/sys/fs/cgroup");
+    assert_ne!(
+        mount["readOnly"], true,
+        "stress workers cannot join a pod's cgroup through a read-only mount"
+    );
+    assert_eq!(volume["hostPath"]["path"], "/sys/fs/cgroup");
     let url = env_value(container, "CHAOS_CONTROLLER").expect("CHAOS_CONTROLLER");
     assert_eq!(url, "http://chaos-controller.chaos.svc.cluster.local:7400", "the controller's Service");
 }

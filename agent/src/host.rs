@@ -17,7 +17,8 @@ use crate::net::Capabilities;
 use crate::policy::AgentPolicy;
 use crate::process::{self, ProcessId};
 use crate::spec::FaultSpec;
-use crate::{AgentError, Signal, faults};
+use crate::stress::StressHandle;
+use crate::{AgentError, Signal, faults, pods};
 
 /// How many times a lease tries to revert its fault before leaving it to `revert_all` and the journal.
 const LEASE_REVERT_ATTEMPTS: u32 = 5;
@@ -146,6 +147,38 @@ impl HostAgent {
         duration: Option<Duration>,
         seed: u64,
     ) -> Result<Applied, AgentError> {
+        self.apply_placed(spec, duration, seed, None)
+    }
+
+    /// `spec` inside `container` of `pod` (found by [`pods::find`]): confined there by [`pods::in_pod`] (the
+    /// container's processes, the pod's network namespace), stress workers moved into the container's cgroup,
+    /// with the policy's pod rules checked first. Leased, journaled and reverted like any host fault.
+    pub fn apply_in_pod(
+        &self,
+        spec: &FaultSpec,
+        pod: &pods::Pod,
+        container: &pods::PodContainer,
+        duration: Option<Duration>,
+        seed: u64,
+    ) -> Result<Applied, AgentError> {
+        self.inner.policy.check_pod_namespace(&pod.namespace)?;
+        let confined = pods::in_pod(spec, pod, container)?;
+        let mut applied = self.apply_placed(&confined, duration, seed, Some(&container.cgroup))?;
+        applied.description = format!(
+            "{} (pod {}/{}, container {})",
+            applied.description, pod.namespace, pod.name, container.name
+        );
+        Ok(applied)
+    }
+
+    /// [`HostAgent::apply_seeded`], with stress workers moved into the cgroup `place` when given.
+    fn apply_placed(
+        &self,
+        spec: &FaultSpec,
+        duration: Option<Duration>,
+        seed: u64,
+        place: Option<&str>,
+    ) -> Result<Applied, AgentError> {
         self.check(spec, duration)?;
         // A kill has nothing to revert, so no lease: it needs no runtime.
         let duration = match spec {
@@ -193,7 +226,7 @@ impl HostAgent {
                 (Arc::new(handle), description)
             }
             FaultSpec::CpuStress(s) => {
-                let handle = s.apply(journal)?;
+                let handle = placed(s.apply(journal)?, place)?;
                 let description = format!(
                     "{} cpu workers at {}% ({})",
                     s.effective_workers(),
@@ -203,7 +236,7 @@ impl HostAgent {
                 (Arc::new(handle), description)
             }
             FaultSpec::MemoryStress(s) => {
-                let handle = s.apply(journal)?;
+                let handle = placed(s.apply(journal)?, place)?;
                 let description = format!("{} bytes held by {}", s.bytes()?, workers(handle.workers()));
                 (Arc::new(handle), description)
             }
@@ -213,7 +246,7 @@ impl HostAgent {
                 (Arc::new(handle), format!("filled {}", files.join(", ")))
             }
             FaultSpec::IoStress(s) => {
-                let handle = s.apply(journal)?;
+                let handle = placed(s.apply(journal)?, place)?;
                 let description = format!(
                     "{} io workers ({}) writing in {}",
                     s.workers,
@@ -343,6 +376,19 @@ impl HostAgent {
         // Entries are pushed and removed whole; a panic elsewhere cannot leave one half-written.
         self.inner.active.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// `handle`'s workers moved into the cgroup `place` (when given); on failure the fault is reverted first.
+fn placed(handle: StressHandle, place: Option<&str>) -> Result<StressHandle, AgentError> {
+    let Some(cgroup) = place else { return Ok(handle) };
+    let pids: Vec<i32> = handle.workers().iter().map(|w| w.pid).collect();
+    if let Err(e) = pods::place(&pids, cgroup) {
+        if let Err(revert) = handle.revert() {
+            tracing::warn!(error = %revert, "reverting stress workers that could not join the pod's cgroup failed");
+        }
+        return Err(e);
+    }
+    Ok(handle)
 }
 
 /// [`HostAgent::plan`] for a caller with no agent started (a dry run must not replay the journal): the same

@@ -18,6 +18,8 @@
 //!   the [`faults::Lease`] that reverts at a deadline, and the [`faults::FaultRegistry`] that reverts everything.
 //! - [`stress`]: CPU, memory, disk fill and IO stress with forked workers; [`net`]: nftables and tc faults and
 //!   the capability probe; [`sample`]: host and per-process saturation via sysinfo.
+//! - [`pods`]: pods as targets through the node's container runtime (CRI): finding them, and a host fault
+//!   confined to one container (its cgroup, its pod's network namespace).
 //! - [`watchdog`]: the process that reverts a dead (or hung) owner's journaled faults, outside it (through
 //!   [`undo`]); its owner side (`watchdog/guard.rs`) is what a journal starts.
 //! - [`Signal`]: signal names and numbers; [`AgentError`]: every refusal and failure.
@@ -32,7 +34,7 @@
 //!
 //! # Not yet
 //! No pidfd (a microsecond window remains between the start-time
-//! check and `kill(2)`), no container or cgroup targeting, no forwarded-traffic (router) network faults.
+//! check and `kill(2)`), no disk fill inside a pod, no forwarded-traffic (router) network faults.
 
 extern crate self as chaos_agent;
 
@@ -42,6 +44,7 @@ pub mod faults;
 pub mod host;
 pub mod journal;
 pub mod net;
+pub mod pods;
 pub mod policy;
 pub mod process;
 pub mod remote;

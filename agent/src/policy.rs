@@ -17,6 +17,9 @@
 //!   max_disk_fill: 10GiB        # bytes, or percent of the free space; default 95%
 //!   fill_paths: [/tmp, /var/tmp]  # where disk fill and IO stress may write; the default
 //!   max_io_workers: 4           # default 16
+//! pods:                         # pod targets (through the node's container runtime)
+//!   protected_namespaces: [kube-system]   # never targeted; the default
+//!   allowed_namespaces: [shop, staging]   # empty (the default): any namespace not protected
 //! probe_commands:               # command probes the controller may run here; default: none
 //!   - [/usr/bin/systemctl, is-active]   # an argv prefix: `systemctl is-active nginx` is allowed
 //!   - [/usr/bin/test, -f, /srv/shop/ready]
@@ -48,6 +51,7 @@ pub struct AgentPolicy {
     pub max_duration: String,
     pub processes: ProcessRules,
     pub stress: StressLimits,
+    pub pods: PodRules,
     /// Command probes a controller may run on this host (`command: { run: [...], agent: ID }`), each an argv
     /// prefix whose program is an absolute path: a probe runs only if its argv starts with one of them. Empty
     /// (the default): none, so a controller cannot run programs here unless the host owner says which.
@@ -88,6 +92,22 @@ pub struct StressLimits {
     pub max_io_workers: u32,
 }
 
+/// Which Kubernetes namespaces pod faults may reach.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PodRules {
+    /// Never targeted, whatever `allowed_namespaces` says. Default: `kube-system`.
+    pub protected_namespaces: Vec<String>,
+    /// When not empty, the only namespaces a pod fault may reach.
+    pub allowed_namespaces: Vec<String>,
+}
+
+impl Default for PodRules {
+    fn default() -> Self {
+        PodRules { protected_namespaces: vec!["kube-system".into()], allowed_namespaces: Vec::new() }
+    }
+}
+
 // === impl AgentPolicy ===
 
 impl Default for AgentPolicy {
@@ -97,6 +117,7 @@ impl Default for AgentPolicy {
             max_duration: "1h".into(),
             processes: ProcessRules::default(),
             stress: StressLimits::default(),
+            pods: PodRules::default(),
             probe_commands: Vec::new(),
         }
     }
@@ -146,6 +167,27 @@ impl AgentPolicy {
             max_count: rules.max_count,
             pidfile_dirs: rules.pidfile_dirs.clone(),
         }
+    }
+
+    /// Refuses a fault in a pod of `namespace` when the namespace is protected or not among the allowed ones.
+    pub fn check_pod_namespace(&self, namespace: &str) -> Result<(), AgentError> {
+        let rules = &self.pods;
+        if rules.protected_namespaces.iter().any(|n| n == namespace) {
+            return Err(forbid(
+                "protected-namespaces",
+                format!("namespace {namespace} is protected ({})", rules.protected_namespaces.join(", ")),
+            ));
+        }
+        if !rules.allowed_namespaces.is_empty() && !rules.allowed_namespaces.iter().any(|n| n == namespace) {
+            return Err(forbid(
+                "allowed-namespaces",
+                format!(
+                    "namespace {namespace} is not in the allowed namespaces ({})",
+                    rules.allowed_namespaces.join(", ")
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Refuses `spec` held for `duration` if a rule forbids it. Process targets are checked when they are

@@ -19,7 +19,7 @@ use chaos_agent::faults::FaultKind;
 use chaos_agent::host::HostAgent;
 use chaos_agent::journal;
 use chaos_agent::net::{Bandwidth, Direction, Filter, Latency, Loss, Partition, Protocol};
-use chaos_agent::policy::{AgentPolicy, ProcessRules, StressLimits};
+use chaos_agent::policy::{AgentPolicy, PodRules, ProcessRules, StressLimits};
 use chaos_agent::process::ProcessSelector;
 use chaos_agent::spec::{CountSpec, FaultSpec};
 use chaos_agent::stress::{CpuStress, DiskFill, IoStress, MIB, MemoryStress, Size};
@@ -664,6 +664,9 @@ stress:
   max_disk_fill: 10GiB        # bytes, or percent of the free space; default 95%
   fill_paths: [/tmp, /var/tmp]  # where disk fill and IO stress may write; the default
   max_io_workers: 4           # default 16
+pods:                         # pod targets (through the node's container runtime)
+  protected_namespaces: [kube-system]   # never targeted; the default
+  allowed_namespaces: [shop, staging]   # empty (the default): any namespace not protected
 ";
 
 #[test]
@@ -691,9 +694,23 @@ fn a_policy_file_loads_and_its_errors_point_at_the_line() {
             fill_paths: vec!["/tmp".into(), "/var/tmp".into()],
             max_io_workers: 4,
         },
+        pods: PodRules {
+            protected_namespaces: vec!["kube-system".into()],
+            allowed_namespaces: vec!["shop".into(), "staging".into()],
+        },
         probe_commands: Vec::new(),
     };
     assert_eq!(policy, expected);
+    policy.check_pod_namespace("shop").unwrap();
+    for (namespace, rule) in [("kube-system", "protected-namespaces"), ("prod", "allowed-namespaces")] {
+        let refused = policy.check_pod_namespace(namespace).unwrap_err().to_string();
+        assert!(refused.contains(&format!("policy rule '{rule}'")), "{namespace}: {refused}");
+    }
+    AgentPolicy::default().check_pod_namespace("prod").unwrap();
+    assert!(
+        AgentPolicy::default().check_pod_namespace("kube-system").is_err(),
+        "kube-system is protected by default"
+    );
     assert_eq!(policy.max_duration().unwrap(), Duration::from_secs(1800));
     // An empty map is the default policy.
     std::fs::write(&path, "{}\n").unwrap();

@@ -4,9 +4,12 @@
 //!
 //! - [`v1::agent_service_client`] / [`v1::agent_service_server`]: the `Connect` stream an agent dials.
 //! - [`v1::controller_service_client`] / [`v1::controller_service_server`]: the API for people and CI.
+//! - [`cri`]: a client of the Kubernetes Container Runtime Interface (`runtime.v1`) on a node's runtime
+//!   socket, for the agent's pod targets.
 //! - [`transport`]: dialling a controller (TLS, mutual TLS, bearer token) and checking tokens on the server.
 
 pub mod certs;
+pub mod cri;
 pub mod transport;
 
 /// The generated `chaos.v1` messages, clients and servers.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chaos_agent::host::HostAgent;
 use chaos_agent::journal::{self, ReplayMode, ReplayReport};
+use chaos_agent::pods::{self, PodSelector};
 use chaos_agent::policy::{AgentPolicy, parse_duration};
 use chaos_agent::spec::FaultSpec;
 use chaos_agent::undo;
@@ -94,6 +95,9 @@ enum AgentCommand {
     /// Internal: the process that reverts the faults of a `chaos` process that died (started by chaos itself).
     #[command(hide = true)]
     Watchdog(WatchdogArgs),
+    /// List the pods on this node that a selector matches, through the container runtime's CRI socket: each
+    /// pod's sandbox, IP and network namespace, and each running container's task pid and cgroup.
+    Pods(PodsArgs),
     /// Probe which network fault kinds this host's kernel and tools support (in a throwaway namespace).
     Capabilities {
         /// Print JSON instead of a table.
@@ -146,6 +150,29 @@ struct StateArgs {
     state_dir: PathBuf,
 }
 
+/// Where pods are found: the node's container runtime.
+#[derive(clap::Args)]
+struct CriArgs {
+    /// The container runtime's CRI socket (containerd's; CRI-O's is /var/run/crio/crio.sock).
+    #[arg(long, env = "CHAOS_CRI_SOCKET", value_name = "PATH", default_value = chaos_proto::cri::DEFAULT_SOCKET)]
+    cri_socket: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct PodsArgs {
+    /// Which pods: `NAMESPACE` or `NAMESPACE/KEY=VALUE,…` (every label given must be on the pod).
+    #[arg(long, value_name = "NAMESPACE[/LABELS]")]
+    pod: String,
+    /// Only this container of each pod.
+    #[arg(long, value_name = "NAME")]
+    container: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    cri: CriArgs,
+}
+
 #[derive(clap::Args)]
 struct InjectArgs {
     /// Fault spec file (YAML or JSON): one mapping with `kind:`, or a list of them. `-` reads stdin.
@@ -164,6 +191,16 @@ struct InjectArgs {
     /// Seed for choosing among matching processes.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Apply each fault inside the pods of this node that match, instead of on the host: `NAMESPACE` or
+    /// `NAMESPACE/KEY=VALUE,…`. Process faults reach only the container's processes, network faults the pod's
+    /// network namespace, stress workers join the container's cgroup. See `chaos agent pods`.
+    #[arg(long, value_name = "NAMESPACE[/LABELS]")]
+    pod: Option<String>,
+    /// With --pod: only this container of each pod (default: every running container).
+    #[arg(long, value_name = "NAME", requires = "pod")]
+    container: Option<String>,
+    #[command(flatten)]
+    cri: CriArgs,
     #[command(flatten)]
     state: StateArgs,
 }
@@ -184,6 +221,7 @@ fn duration_arg(text: &str) -> Result<Duration, String> {
 pub async fn run(args: AgentArgs) -> anyhow::Result<u8> {
     match args.command {
         AgentCommand::Inject(args) => inject(args).await,
+        AgentCommand::Pods(args) => list_pods(args).await,
         AgentCommand::RevertAll(state) => {
             let report = tokio::task::spawn_blocking(move || undo::replay(&state.state_dir, ReplayMode::All))
                 .await
@@ -273,6 +311,30 @@ async fn inject(args: InjectArgs) -> anyhow::Result<u8> {
         Some(d) => d,
         None => policy.max_duration()?,
     };
+    // Pods are found before anything starts: a selector matching nothing changes nothing.
+    let targets = match &args.pod {
+        None => vec![Target::Host],
+        Some(text) => {
+            let selector = match PodSelector::parse(text, args.container.clone()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("chaos: --pod {text}: {e}");
+                    return Ok(2);
+                }
+            };
+            let found = pods::find(&args.cri.cri_socket, &selector).await?;
+            if found.is_empty() {
+                eprintln!("chaos: no running pod on this node matches {selector}");
+                return Ok(1);
+            }
+            found
+                .into_iter()
+                .flat_map(|pod| {
+                    pod.containers.clone().into_iter().map(move |c| Target::Pod(Box::new((pod.clone(), c))))
+                })
+                .collect()
+        }
+    };
     let state_dir = args.state.state_dir.clone();
     let seed = args.seed;
     let (agent, replay) = tokio::task::spawn_blocking(move || HostAgent::start(state_dir, policy, seed))
@@ -280,11 +342,53 @@ async fn inject(args: InjectArgs) -> anyhow::Result<u8> {
         .context("the agent start panicked")??;
     print_replay(&replay, "reverted, left by a previous process");
 
-    // Check every spec before applying any, so a bad second fault does not leave the first applied.
+    // One application per spec and target; a network fault is pod-wide, so once per pod.
+    let mut work = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
-        let agent = agent.clone();
-        let spec = spec.clone();
-        let planned = tokio::task::spawn_blocking(move || agent.plan(&spec, Some(lease))).await?;
+        let mut pods_done = std::collections::BTreeSet::new();
+        for target in &targets {
+            if let Target::Pod(p) = target
+                && spec.kind().is_network()
+                && !pods_done.insert(p.0.sandbox_id.clone())
+            {
+                continue;
+            }
+            work.push((i, spec.clone(), target.clone()));
+        }
+    }
+    // Check every spec before applying any, so a bad second fault does not leave the first applied.
+    for (i, spec, target) in &work {
+        let planned = match target {
+            Target::Host => {
+                let (agent, spec) = (agent.clone(), spec.clone());
+                tokio::task::spawn_blocking(move || agent.plan(&spec, Some(lease))).await?
+            }
+            Target::Pod(p) => {
+                let (pod, container) = &**p;
+                let checked = agent
+                    .policy()
+                    .check_pod_namespace(&pod.namespace)
+                    .and_then(|()| pods::in_pod(spec, pod, container));
+                match checked {
+                    Ok(confined) => {
+                        let agent = agent.clone();
+                        tokio::task::spawn_blocking(move || agent.plan(&confined, Some(lease))).await?.map(|plan| {
+                            format!(
+                                "{plan} in pod {}/{} (sandbox {}), container {} (pid {}, cgroup {}), netns {}",
+                                pod.namespace,
+                                pod.name,
+                                short(&pod.sandbox_id),
+                                container.name,
+                                container.pid,
+                                container.cgroup,
+                                pod.netns.as_deref().unwrap_or("the node's")
+                            )
+                        })
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
         match planned {
             Ok(plan) if args.dry_run => println!("would apply fault {}: {plan}", i + 1),
             Ok(_) => {}
@@ -297,9 +401,13 @@ async fn inject(args: InjectArgs) -> anyhow::Result<u8> {
     if args.dry_run {
         return Ok(0);
     }
-    for spec in specs {
+    for (_, spec, target) in work {
         let for_apply = agent.clone();
-        let applied = tokio::task::spawn_blocking(move || for_apply.apply(&spec, Some(lease))).await?;
+        let applied = tokio::task::spawn_blocking(move || match &target {
+            Target::Host => for_apply.apply(&spec, Some(lease)),
+            Target::Pod(p) => for_apply.apply_in_pod(&spec, &p.0, &p.1, Some(lease), seed),
+        })
+        .await?;
         match applied {
             Ok(applied) => {
                 let id = applied.id.map_or_else(|| "-".to_string(), |id| id.to_string());
@@ -328,6 +436,56 @@ async fn inject(args: InjectArgs) -> anyhow::Result<u8> {
     }
     if !ok {
         bail!("some faults could not be reverted; `chaos agent revert-all` retries from the journal");
+    }
+    Ok(0)
+}
+
+/// Where `chaos agent inject` applies a fault.
+#[derive(Clone)]
+enum Target {
+    Host,
+    Pod(Box<(pods::Pod, pods::PodContainer)>),
+}
+
+/// The first 13 characters of a runtime id, as `crictl` shows them.
+fn short(id: &str) -> &str {
+    id.get(..13).unwrap_or(id)
+}
+
+async fn list_pods(args: PodsArgs) -> anyhow::Result<u8> {
+    let selector = match PodSelector::parse(&args.pod, args.container.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chaos: --pod {}: {e}", args.pod);
+            return Ok(2);
+        }
+    };
+    let found = pods::find(&args.cri.cri_socket, &selector).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+        return Ok(0);
+    }
+    if found.is_empty() {
+        println!("no running pod on this node matches {selector}");
+        return Ok(0);
+    }
+    println!(
+        "{:<24} {:<14} {:<16} {:<18} {:<16} {:>8}  CGROUP",
+        "POD", "SANDBOX", "IP", "NETNS", "CONTAINER", "PID"
+    );
+    for pod in &found {
+        for c in &pod.containers {
+            println!(
+                "{:<24} {:<14} {:<16} {:<18} {:<16} {:>8}  {}",
+                format!("{}/{}", pod.namespace, pod.name),
+                short(&pod.sandbox_id),
+                pod.ip,
+                pod.netns.as_deref().unwrap_or("(node)"),
+                c.name,
+                c.pid,
+                c.cgroup
+            );
+        }
     }
     Ok(0)
 }

@@ -18,6 +18,8 @@
 //!   through promtool, and `promtool` itself.
 //! - [`alertmanager`]: a real Alertmanager (Debian's `prometheus-alertmanager`) on a kernel-chosen port, without
 //!   clustering, whose receiver sends nothing.
+//! - [`containerd`]: a real containerd with its own root, state and socket, CNI bridge networking and a
+//!   busybox image imported locally, for the pod tests; everything it started is gone on drop.
 //! - [`mutate`]: seeded mutation of documents for the parsers' fuzz tests.
 //! - [`kill`]: [`KillRng`], the seeded generator of the kill matrices' moments.
 //! - [`venv`]: Python venvs in the build directory, built once under a lock and reused, and
@@ -27,6 +29,7 @@
 //! client, the binary's `chaos proxy` child); those stay in that crate's tests, built on these.
 
 pub mod alertmanager;
+pub mod containerd;
 pub mod dir;
 pub mod kill;
 pub mod mutate;

@@ -20,6 +20,11 @@ pub const PARTS: &[(&str, &str)] = &[
     ),
     ("python3", "python3 with the venv module (tests/compat_python.rs: toxiproxy-python)"),
     (
+        "containerd",
+        "Debian's containerd, runc, containernetworking-plugins and busybox-static (tests/pods_cri.rs: pods \
+         through the CRI)",
+    ),
+    (
         "chromium",
         "Debian's chromium and chromium-driver, headless (tests/report_html.rs: the HTML report; \
          controller/tests/console_browser.rs: the web console)",

@@ -72,6 +72,17 @@ impl FaultKind {
     }
 
     /// The kind named `name` (as [`FaultKind::as_str`] writes it).
+    /// A network fault: it acts on a whole network namespace (a pod's, when in a pod).
+    pub fn is_network(self) -> bool {
+        matches!(
+            self,
+            FaultKind::NetworkPartition
+                | FaultKind::NetworkLoss
+                | FaultKind::NetworkBandwidth
+                | FaultKind::NetworkLatency
+        )
+    }
+
     pub fn parse(name: &str) -> Result<FaultKind, AgentError> {
         FaultKind::ALL.into_iter().find(|k| k.as_str() == name).ok_or_else(|| {
             let names: Vec<&str> = FaultKind::ALL.iter().map(|k| k.as_str()).collect();

@@ -48,6 +48,13 @@ pub(crate) fn effective_uid(pid: i32) -> Result<Option<u32>, AgentError> {
         })
 }
 
+/// The cgroup paths of a process, one per hierarchy line of `/proc/PID/cgroup` (`ID:CONTROLLERS:PATH`);
+/// `Ok(None)` when the process has gone.
+pub(crate) fn cgroups(pid: i32) -> Result<Option<Vec<String>>, AgentError> {
+    let Some(text) = read_if_alive(Path::new(&format!("/proc/{pid}/cgroup")))? else { return Ok(None) };
+    Ok(Some(text.lines().filter_map(|line| line.splitn(3, ':').nth(2)).map(str::to_string).collect()))
+}
+
 /// Every pid listed in `/proc` (thread group leaders only; threads live under `/proc/PID/task`).
 pub(crate) fn pids() -> Result<Vec<i32>, AgentError> {
     let path = Path::new("/proc");

@@ -33,6 +33,10 @@ pub struct ProcessSelector {
     pub pidfile: Option<PathBuf>,
     /// Owner: a user name or a numeric uid, matched against the effective uid.
     pub user: Option<String>,
+    /// A cgroup path as `/proc/PID/cgroup` shows it (a container's, `/k8s.io/ID`): the process must be in it
+    /// or beneath it, in any hierarchy. A pod target sets it to the chosen container's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
 }
 
 /// A selector resolved against the current host: regex compiled, pidfile read, user looked up.
@@ -43,6 +47,7 @@ pub(crate) struct Matcher {
     /// Pids named by `pid` and `pidfile`; both must agree when both are given.
     pids: Vec<i32>,
     uid: Option<u32>,
+    cgroup: Option<String>,
 }
 
 // === impl ProcessSelector ===
@@ -56,10 +61,20 @@ impl ProcessSelector {
             && self.pid.is_none()
             && self.pidfile.is_none()
             && self.user.is_none()
+            && self.cgroup.is_none()
         {
             return Err(invalid(
-                "expected at least one of name, cmdline, pid, pidfile, user; found none".into(),
+                "expected at least one of name, cmdline, pid, pidfile, user, cgroup; found none".into(),
             ));
+        }
+        if let Some(cgroup) = &self.cgroup
+            && (!cgroup.starts_with('/')
+                || cgroup.split('/').any(|c| c == ".." || c == ".")
+                || cgroup.len() > 4096)
+        {
+            return Err(invalid(format!(
+                "expected an absolute cgroup path without . or .., found '{cgroup}'"
+            )));
         }
         if let Some(pattern) = &self.cmdline {
             Regex::new(pattern).map_err(|e| invalid(format!("cmdline regex /{pattern}/: {e}")))?;
@@ -94,7 +109,8 @@ impl ProcessSelector {
             pids.push(read_pidfile(path, pidfile_dirs)?);
         }
         let uid = self.user.as_deref().map(resolve_user).transpose()?;
-        Ok(Matcher { name: self.name.clone(), cmdline, pids, uid })
+        let cgroup = self.cgroup.as_ref().map(|c| c.trim_end_matches('/').to_string());
+        Ok(Matcher { name: self.name.clone(), cmdline, pids, uid, cgroup })
     }
 }
 
@@ -115,6 +131,9 @@ impl fmt::Display for ProcessSelector {
         }
         if let Some(user) = &self.user {
             parts.push(format!("user={user}"));
+        }
+        if let Some(cgroup) = &self.cgroup {
+            parts.push(format!("cgroup={cgroup}"));
         }
         write!(f, "{{{}}}", parts.join(", "))
     }
@@ -146,6 +165,14 @@ impl Matcher {
             && procfs::effective_uid(stat.pid)? != Some(uid)
         {
             return Ok(false);
+        }
+        if let Some(cgroup) = &self.cgroup {
+            let inside = |path: &str| {
+                path == cgroup || (path.starts_with(cgroup.as_str()) && path[cgroup.len()..].starts_with('/'))
+            };
+            if !procfs::cgroups(stat.pid)?.is_some_and(|paths| paths.iter().any(|p| inside(p))) {
+                return Ok(false);
+            }
         }
         if let Some(re) = &self.cmdline {
             return Ok(procfs::cmdline(stat.pid)?.is_some_and(|line| re.is_match(&line)));
@@ -220,8 +247,43 @@ mod tests {
             pid: Some(7),
             pidfile: Some("/run/x.pid".into()),
             user: Some("root".into()),
+            cgroup: Some("/k8s.io/abc".into()),
         };
-        assert_eq!(sel.to_string(), "{name=sleep, cmdline=/x.*y/, pid=7, pidfile=/run/x.pid, user=root}");
+        assert_eq!(
+            sel.to_string(),
+            "{name=sleep, cmdline=/x.*y/, pid=7, pidfile=/run/x.pid, user=root, cgroup=/k8s.io/abc}"
+        );
+    }
+
+    #[test]
+    fn a_cgroup_must_be_absolute_and_plain() {
+        for bad in ["k8s.io/x", "/a/../b", "/a/./b"] {
+            let sel = ProcessSelector { cgroup: Some(bad.into()), ..Default::default() };
+            assert!(sel.validate().unwrap_err().to_string().contains("cgroup path"), "{bad}");
+        }
+        let only = ProcessSelector { cgroup: Some("/k8s.io/x".into()), ..Default::default() };
+        only.validate().unwrap();
+    }
+
+    #[test]
+    fn the_cgroup_criterion_matches_the_cgroup_and_beneath_it_only() {
+        // This test process's own cgroup (whatever hierarchy): it matches itself, and a sibling prefix does not.
+        let me = std::process::id() as i32;
+        let paths = procfs::cgroups(me).unwrap().unwrap();
+        let own = paths.iter().find(|p| p.as_str() != "/").cloned().unwrap_or_else(|| "/".into());
+        let stat = procfs::stat(me).unwrap().unwrap();
+        let matches = |cgroup: &str| {
+            ProcessSelector { cgroup: Some(cgroup.into()), ..Default::default() }
+                .matcher(&[])
+                .unwrap()
+                .matches(&stat)
+                .unwrap()
+        };
+        assert!(matches(&own), "{own} in {paths:?}");
+        if own != "/" {
+            assert!(!matches(&format!("{own}x")), "a prefix that is not a parent matched");
+            assert!(!matches("/no-such-cgroup"));
+        }
     }
 
     #[test]

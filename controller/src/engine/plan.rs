@@ -613,6 +613,7 @@ pub(crate) fn agent_selector(s: &ProcessSelector) -> chaos_agent::process::Proce
         pid: s.pid.and_then(|p| i32::try_from(p).ok()),
         pidfile: s.pidfile.clone().map(Into::into),
         user: s.user.clone(),
+        cgroup: None,
     }
 }
 

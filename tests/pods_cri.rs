@@ -1,0 +1,324 @@
+//! Pods as targets through the container runtime, with a real containerd (chaos_test_support::containerd: its
+//! own root, state and socket, CNI bridge networking, a busybox image imported locally). Pods are created through
+//! the CRI with labels; `chaos agent pods` finds exactly the selected ones; `chaos agent inject --pod` confines
+//! each fault to them: a partition inside the pod's network namespace only (a pod beside it still reaches its
+//! neighbours), CPU stress workers in the pod's cgroup, a pause and a kill of the selected containers'
+//! processes only; a SIGKILLed agent's faults are reverted by its watchdog with no manual step; a pod removed
+//! while faulted is no error on revert; a protected namespace is refused before anything changes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::BufRead as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chaos_proto::cri::{self, RuntimeServiceClient, v1};
+use chaos_test_support::containerd::{Containerd, IMAGE};
+use chaos_test_support::net::nft_tables;
+use chaos_test_support::{TempDir, containerd, process_state, skip, wait_until};
+use serde_json::Value;
+use tonic::transport::Channel;
+
+type Cri = RuntimeServiceClient<Channel>;
+
+/// A pod the test made: its sandbox and its one container.
+struct TestPod {
+    sandbox: String,
+    config: v1::PodSandboxConfig,
+}
+
+async fn run_pod(cri: &mut Cri, fixture: &Containerd, namespace: &str, name: &str, app: &str) -> TestPod {
+    let config = v1::PodSandboxConfig {
+        metadata: Some(v1::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}-{}", chaos_test_support::nonce()),
+            namespace: namespace.into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        labels: HashMap::from([("app".to_string(), app.to_string())]),
+        linux: Some(v1::LinuxPodSandboxConfig { cgroup_parent: fixture.cgroup_parent.clone() }),
+        ..Default::default()
+    };
+    let sandbox = cri
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox {namespace}/{name}: {e}\n{}", fixture.log()))
+        .into_inner()
+        .pod_sandbox_id;
+    let container = v1::ContainerConfig {
+        metadata: Some(v1::ContainerMetadata { name: app.into(), attempt: 0 }),
+        image: Some(v1::ImageSpec { image: IMAGE.into() }),
+        command: vec!["/bin/sh".into()],
+        args: vec!["-c".into(), format!("echo {name} > /index.html; exec httpd -f -p 8080 -h /")],
+        ..Default::default()
+    };
+    let id = cri
+        .create_container(v1::CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(container),
+            sandbox_config: Some(config.clone()),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("CreateContainer in {name}: {e}\n{}", fixture.log()))
+        .into_inner()
+        .container_id;
+    cri.start_container(v1::StartContainerRequest { container_id: id })
+        .await
+        .unwrap_or_else(|e| panic!("StartContainer in {name}: {e}\n{}", fixture.log()));
+    TestPod { sandbox, config }
+}
+
+async fn remove_pod(cri: &mut Cri, pod: &TestPod) {
+    cri.stop_pod_sandbox(v1::StopPodSandboxRequest { pod_sandbox_id: pod.sandbox.clone() }).await.unwrap();
+    cri.remove_pod_sandbox(v1::RemovePodSandboxRequest { pod_sandbox_id: pod.sandbox.clone() })
+        .await
+        .unwrap();
+}
+
+fn chaos(fixture: &Containerd, args: &[&str]) -> Command {
+    let mut cmd = Command::new(support::chaos_bin());
+    cmd.args(args).env("CHAOS_CRI_SOCKET", &fixture.socket).env_remove("CHAOS_STATE_DIR");
+    cmd
+}
+
+/// `chaos agent pods --json` for `selector`.
+fn pods(fixture: &Containerd, selector: &str) -> Vec<Value> {
+    let out =
+        support::output_within(&mut chaos(fixture, &["agent", "pods", "--pod", selector, "--json"]), WAIT);
+    assert!(out.status.success(), "{}", support::describe_output(&out));
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Whether curl from inside network namespace `from` gets an answer from `ip`:8080 within 2 s.
+fn reaches(from: &str, ip: &str) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", from, "curl", "-sf", "-m", "2", "-o", "/dev/null"])
+        .arg(format!("http://{ip}:8080/"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// A running `chaos agent inject`, SIGKILLed on drop; its stdout lines as they come.
+struct Inject {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Inject {
+    fn start(fixture: &Containerd, spec: &Path, state: &Path, extra: &[&str]) -> Inject {
+        let mut child = chaos(fixture, &["agent", "inject"])
+            .arg(spec)
+            .arg("--state-dir")
+            .arg(state)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Inject { child, lines }
+    }
+
+    /// Waits for `n` "injected" lines; returns them.
+    fn injected(&mut self, n: usize) -> Vec<String> {
+        let end = Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        while seen.len() < n {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with("injected ") => seen.push(line),
+                Ok(_) => {}
+                Err(_) => panic!("chaos agent inject applied {seen:?}, not {n} faults"),
+            }
+        }
+        seen
+    }
+
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let end = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < end, "chaos agent inject did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Inject {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ppid(pid: i32) -> Option<i32> {
+    chaos_test_support::process::stat_fields(pid).and_then(|f| f.get(1).and_then(|p| p.parse().ok()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_reach_exactly_the_selected_pods_and_go_with_a_killed_agent() {
+    if !skip::require("containerd", containerd::available().and_then(|()| skip::program("curl"))) {
+        return;
+    }
+    let fixture = Containerd::start();
+    let mut cri = cri::connect(&fixture.socket, Duration::from_secs(10)).await.unwrap();
+    let cart = run_pod(&mut cri, &fixture, "shop", "cart-1", "cart").await;
+    let web1 = run_pod(&mut cri, &fixture, "shop", "web-1", "web").await;
+    let web2 = run_pod(&mut cri, &fixture, "shop", "web-2", "web").await;
+    let system = run_pod(&mut cri, &fixture, "kube-system", "cart-sys", "cart").await;
+    let dir = TempDir::new("pods-cri");
+
+    // Found by namespace and labels, with the container's task, cgroup and the pod's namespace.
+    let found = pods(&fixture, "shop/app=cart");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(
+        (found[0]["name"].as_str(), found[0]["sandbox_id"].as_str()),
+        (Some("cart-1"), Some(cart.sandbox.as_str()))
+    );
+    let container = &found[0]["containers"][0];
+    assert_eq!(container["name"], "cart");
+    let cart_pid = container["pid"].as_i64().unwrap() as i32;
+    let cart_cgroup = container["cgroup"].as_str().unwrap().to_string();
+    assert!(cart_cgroup.starts_with(&fixture.cgroup_parent), "{cart_cgroup}");
+    let cart_netns = found[0]["netns"].as_str().unwrap().to_string();
+    let cart_ip = found[0]["ip"].as_str().unwrap().to_string();
+    let webs = pods(&fixture, "shop/app=web");
+    assert_eq!(webs.iter().map(|p| p["name"].as_str().unwrap()).collect::<Vec<_>>(), ["web-1", "web-2"]);
+    let (web1_netns, web2_ip) =
+        (webs[0]["netns"].as_str().unwrap().to_string(), webs[1]["ip"].as_str().unwrap().to_string());
+    let web_pids: Vec<i32> =
+        webs.iter().map(|p| p["containers"][0]["pid"].as_i64().unwrap() as i32).collect();
+    assert!(pods(&fixture, "shop/app=none").is_empty());
+    wait_until("web-1 reaches cart-1 and web-2", WAIT, || {
+        reaches(&web1_netns, &cart_ip) && reaches(&web1_netns, &web2_ip)
+    });
+
+    // A protected namespace is refused before anything changes.
+    let partition = dir.path().join("partition.yaml");
+    std::fs::write(&partition, "- kind: network-partition\n- kind: cpu-stress\n  workers: 1\n  load: 5\n")
+        .unwrap();
+    let refused = support::output_within(
+        chaos(
+            &fixture,
+            &["agent", "inject", "--pod", "kube-system/app=cart", "--duration", "30s", "--state-dir"],
+        )
+        .arg(dir.path().join("state"))
+        .arg(&partition),
+        WAIT,
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", support::describe_output(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("protected-namespaces"),
+        "{}",
+        support::describe_output(&refused)
+    );
+
+    // The dry run names pod, container, pid, cgroup and namespace.
+    let planned = support::output_within(
+        chaos(&fixture, &["agent", "inject", "--pod", "shop/app=cart", "--dry-run", "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg(&partition),
+        WAIT,
+    );
+    let plan = String::from_utf8_lossy(&planned.stdout);
+    assert!(planned.status.success(), "{}", support::describe_output(&planned));
+    assert!(
+        plan.contains("in pod shop/cart-1") && plan.contains(&cart_netns) && plan.contains(&cart_cgroup),
+        "{plan}"
+    );
+
+    // Partition and CPU stress in cart-1: its namespace only, its cgroup.
+    let state = dir.path().join("state");
+    let mut inject =
+        Inject::start(&fixture, &partition, &state, &["--pod", "shop/app=cart", "--duration", "120s"]);
+    let lines = inject.injected(2);
+    assert!(lines.iter().all(|l| l.contains("(pod shop/cart-1, container cart)")), "{lines:?}");
+    assert_eq!(nft_tables(&cart_netns, "chaos").len(), 1, "the partition's table in cart-1's namespace");
+    assert!(nft_tables(&web1_netns, "chaos").is_empty(), "nothing in web-1's namespace");
+    assert!(!reaches(&web1_netns, &cart_ip), "web-1 still reaches the partitioned cart-1");
+    assert!(reaches(&web1_netns, &web2_ip), "web-1 no longer reaches web-2: the partition leaked");
+    let agent_pid = inject.child.id() as i32;
+    let workers: Vec<i32> =
+        fixture.pids_in_cgroups().into_iter().filter(|p| ppid(*p) == Some(agent_pid)).collect();
+    assert_eq!(workers.len(), 1, "one CPU worker in the fixture's cgroups: {workers:?}");
+    let worker_cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", workers[0])).unwrap();
+    assert!(worker_cgroups.contains(&cart_cgroup), "the worker is not in cart-1's cgroup: {worker_cgroups}");
+
+    // SIGKILL the agent mid-fault: its watchdog reverts both, no manual step.
+    inject.child.kill().unwrap();
+    inject.wait();
+    wait_until("the partition reverted by the watchdog", WAIT, || {
+        nft_tables(&cart_netns, "chaos").is_empty()
+    });
+    wait_until("the CPU worker gone", WAIT, || process_state(workers[0]).is_none());
+    assert!(reaches(&web1_netns, &cart_ip), "cart-1 unreachable after the revert");
+
+    // A pause of the web containers: both web pods' processes, not cart's; resumed at the end.
+    let pause = dir.path().join("pause.yaml");
+    std::fs::write(&pause, "kind: process-pause\ntarget: { name: httpd }\ncount: 100%\n").unwrap();
+    let mut paused = Inject::start(
+        &fixture,
+        &pause,
+        &state,
+        &["--pod", "shop/app=web", "--container", "web", "--duration", "3s"],
+    );
+    paused.injected(2);
+    for pid in &web_pids {
+        assert_eq!(process_state(*pid), Some('T'), "web pid {pid} not paused");
+    }
+    assert_ne!(process_state(cart_pid), Some('T'), "cart-1 paused too");
+    assert!(paused.wait().success());
+    for pid in &web_pids {
+        assert_ne!(process_state(*pid), Some('T'), "web pid {pid} still paused after the revert");
+    }
+
+    // A pod removed while faulted: the revert finds its namespace gone and is no error.
+    let partition_only = dir.path().join("partition-only.yaml");
+    std::fs::write(&partition_only, "kind: network-partition\n").unwrap();
+    let mut held =
+        Inject::start(&fixture, &partition_only, &state, &["--pod", "shop/app=web", "--duration", "4s"]);
+    held.injected(2);
+    remove_pod(&mut cri, &web2).await;
+    let status = held.wait();
+    assert!(status.success(), "reverting faults in a removed pod failed: {status}");
+    assert!(nft_tables(&web1_netns, "chaos").is_empty());
+
+    // A kill reaches cart-1's process only.
+    let kill = dir.path().join("kill.yaml");
+    std::fs::write(&kill, "kind: process-kill\ntarget: { name: httpd }\n").unwrap();
+    let killed = support::output_within(
+        chaos(&fixture, &["agent", "inject", "--pod", "shop/app=cart", "--duration", "1s", "--state-dir"])
+            .arg(&state)
+            .arg(&kill),
+        WAIT,
+    );
+    assert!(killed.status.success(), "{}", support::describe_output(&killed));
+    wait_until("cart-1's httpd killed", WAIT, || process_state(cart_pid).is_none());
+    assert!(process_state(web_pids[0]).is_some(), "web-1 killed too");
+
+    for pod in [&cart, &web1, &system] {
+        remove_pod(&mut cri, pod).await;
+    }
+    let _ = web2.config;
+}
