@@ -10,10 +10,8 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::BufRead as _;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use chaos_proto::cri::{self, RuntimeServiceClient, v1};
 use chaos_test_support::containerd::{Containerd, IMAGE};
@@ -110,68 +108,6 @@ fn reaches(from: &str, ip: &str) -> bool {
         .success()
 }
 
-/// A running `chaos agent inject`, SIGKILLed on drop; its stdout lines as they come.
-struct Inject {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Inject {
-    fn start(fixture: &Containerd, spec: &Path, state: &Path, extra: &[&str]) -> Inject {
-        let mut child = chaos(fixture, &["agent", "inject"])
-            .arg(spec)
-            .arg("--state-dir")
-            .arg(state)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Inject { child, lines }
-    }
-
-    /// Waits for `n` "injected" lines; returns them.
-    fn injected(&mut self, n: usize) -> Vec<String> {
-        let end = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        while seen.len() < n {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with("injected ") => seen.push(line),
-                Ok(_) => {}
-                Err(_) => panic!("chaos agent inject applied {seen:?}, not {n} faults"),
-            }
-        }
-        seen
-    }
-
-    fn wait(&mut self) -> std::process::ExitStatus {
-        let end = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < end, "chaos agent inject did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Inject {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn ppid(pid: i32) -> Option<i32> {
     chaos_test_support::process::stat_fields(pid).and_then(|f| f.get(1).and_then(|p| p.parse().ok()))
 }
@@ -188,6 +124,7 @@ async fn faults_reach_exactly_the_selected_pods_and_go_with_a_killed_agent() {
     let web2 = run_pod(&mut cri, &fixture, "shop", "web-2", "web").await;
     let system = run_pod(&mut cri, &fixture, "kube-system", "cart-sys", "cart").await;
     let dir = TempDir::new("pods-cri");
+    let socket = fixture.socket.display().to_string();
 
     // Found by namespace and labels, with the container's task, cgroup and the pod's namespace.
     let found = pods(&fixture, "shop/app=cart");
@@ -250,9 +187,12 @@ async fn faults_reach_exactly_the_selected_pods_and_go_with_a_killed_agent() {
 
     // Partition and CPU stress in cart-1: its namespace only, its cgroup.
     let state = dir.path().join("state");
-    let mut inject =
-        Inject::start(&fixture, &partition, &state, &["--pod", "shop/app=cart", "--duration", "120s"]);
-    let lines = inject.injected(2);
+    let mut inject = support::Injector::start(
+        &partition,
+        &state,
+        &["--pod", "shop/app=cart", "--duration", "120s", "--cri-socket", &socket],
+    );
+    let lines = inject.expect("injected ", 2);
     assert!(lines.iter().all(|l| l.contains("(pod shop/cart-1, container cart)")), "{lines:?}");
     assert_eq!(nft_tables(&cart_netns, "chaos").len(), 1, "the partition's table in cart-1's namespace");
     assert!(nft_tables(&web1_netns, "chaos").is_empty(), "nothing in web-1's namespace");
@@ -277,13 +217,12 @@ async fn faults_reach_exactly_the_selected_pods_and_go_with_a_killed_agent() {
     // A pause of the web containers: both web pods' processes, not cart's; resumed at the end.
     let pause = dir.path().join("pause.yaml");
     std::fs::write(&pause, "kind: process-pause\ntarget: { name: httpd }\ncount: 100%\n").unwrap();
-    let mut paused = Inject::start(
-        &fixture,
+    let mut paused = support::Injector::start(
         &pause,
         &state,
-        &["--pod", "shop/app=web", "--container", "web", "--duration", "3s"],
+        &["--pod", "shop/app=web", "--container", "web", "--duration", "3s", "--cri-socket", &socket],
     );
-    paused.injected(2);
+    paused.expect("injected ", 2);
     for pid in &web_pids {
         assert_eq!(process_state(*pid), Some('T'), "web pid {pid} not paused");
     }
@@ -296,9 +235,12 @@ async fn faults_reach_exactly_the_selected_pods_and_go_with_a_killed_agent() {
     // A pod removed while faulted: the revert finds its namespace gone and is no error.
     let partition_only = dir.path().join("partition-only.yaml");
     std::fs::write(&partition_only, "kind: network-partition\n").unwrap();
-    let mut held =
-        Inject::start(&fixture, &partition_only, &state, &["--pod", "shop/app=web", "--duration", "4s"]);
-    held.injected(2);
+    let mut held = support::Injector::start(
+        &partition_only,
+        &state,
+        &["--pod", "shop/app=web", "--duration", "4s", "--cri-socket", &socket],
+    );
+    held.expect("injected ", 2);
     remove_pod(&mut cri, &web2).await;
     let status = held.wait();
     assert!(status.success(), "reverting faults in a removed pod failed: {status}");

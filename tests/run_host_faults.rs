@@ -7,9 +7,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{
@@ -259,57 +258,6 @@ fn after_a_sigkill_the_next_run_replays_the_journal_first() {
     assert_eq!(journal_records(&out.join("state")), 0);
 }
 
-/// `chaos agent inject SPEC --state-dir DIR` held until the test signals it; stdout lines are collected.
-struct Injector {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Injector {
-    fn start(spec: &Path, state: &Path, extra: &[&str]) -> Injector {
-        let mut child = Command::new(chaos_bin())
-            .args(["agent", "inject"])
-            .arg(spec)
-            .arg("--state-dir")
-            .arg(state)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Injector { child, lines }
-    }
-
-    /// Waits for `n` lines starting with `prefix`; returns them.
-    fn expect(&self, prefix: &str, n: usize) -> Vec<String> {
-        let end = Instant::now() + Duration::from_secs(15);
-        let mut found = Vec::new();
-        while found.len() < n {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with(prefix) => found.push(line),
-                Ok(_) => {}
-                Err(_) => panic!("expected {n} lines starting with {prefix:?}, got {found:?}"),
-            }
-        }
-        found
-    }
-}
-
-impl Drop for Injector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn agent_inject_holds_faults_and_sigterm_reverts_them_all() {
     let victim = Victim::start("3");
@@ -333,7 +281,7 @@ fn agent_inject_holds_faults_and_sigterm_reverts_them_all() {
     )
     .unwrap();
     let state = out.join("state");
-    let injector = Injector::start(&spec, &state, &[]);
+    let injector = support::Injector::start(&spec, &state, &[]);
     let injected = injector.expect("injected fault-", 5);
     assert!(injected[0].contains(&format!("stopped pid {}", victim.pid())), "{injected:?}");
     // SIGSTOP takes effect when the target is next scheduled, a moment after kill(2) returns.
@@ -371,7 +319,7 @@ fn break_glass_reverts_even_while_the_owner_is_alive() {
     let spec = out.join("pause.yaml");
     std::fs::write(&spec, format!("kind: process-pause\ntarget: {{ pid: {} }}\n", victim.pid())).unwrap();
     let state = out.join("state");
-    let injector = Injector::start(&spec, &state, &["--duration", "60s"]);
+    let injector = support::Injector::start(&spec, &state, &["--duration", "60s"]);
     injector.expect("injected fault-1", 1);
     // SIGSTOP takes effect when the target is next scheduled, a moment after kill(2) returns.
     wait_until("the victim to stop", Duration::from_secs(5), || process_state(victim.pid()) == Some('T'));

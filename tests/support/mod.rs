@@ -336,3 +336,69 @@ pub fn chaos_in(netns: Option<&str>) -> Command {
         None => Command::new(chaos_bin()),
     }
 }
+
+/// `chaos agent inject SPEC --state-dir DIR EXTRA…` held until the test signals it (SIGKILLed on drop); its stdout
+/// lines are collected as they come.
+pub struct Injector {
+    pub child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Injector {
+    pub fn start(spec: &std::path::Path, state: &std::path::Path, extra: &[&str]) -> Injector {
+        let mut child = Command::new(chaos_bin())
+            .args(["agent", "inject"])
+            .arg(spec)
+            .arg("--state-dir")
+            .arg(state)
+            .args(extra)
+            .env_remove("CHAOS_STATE_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Injector { child, lines }
+    }
+
+    /// Waits (up to 60 s) for `n` lines starting with `prefix`; returns them.
+    pub fn expect(&self, prefix: &str, n: usize) -> Vec<String> {
+        let end = Instant::now() + Duration::from_secs(60);
+        let mut found = Vec::new();
+        while found.len() < n {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => found.push(line),
+                Ok(_) => {}
+                Err(_) => panic!("expected {n} lines starting with {prefix:?}, got {found:?}"),
+            }
+        }
+        found
+    }
+
+    /// Waits (up to 60 s) for the process to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < end, "chaos agent inject did not exit within 60 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Injector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
