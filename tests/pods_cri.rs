@@ -264,3 +264,161 @@ async fn faults_reach_exactly_the_selected_pods_and_go_with_a_killed_agent() {
     }
     let _ = web2.config;
 }
+
+/// `chaos controller` on 127.0.0.1:0 with its data in `dir`, and `chaos agent serve` dialling it with the
+/// fixture's CRI socket; both SIGKILLed on drop.
+struct Fleet {
+    controller: std::process::Child,
+    agent: std::process::Child,
+    url: String,
+    token: String,
+}
+
+impl Fleet {
+    fn start(fixture: &Containerd, dir: &std::path::Path) -> Fleet {
+        use std::io::BufRead as _;
+        let data = dir.join("data");
+        let mut controller = Command::new(support::chaos_bin())
+            .args([
+                "controller",
+                "--listen",
+                "127.0.0.1:0",
+                "--heartbeat",
+                "500ms",
+                "--lease",
+                "2s",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .env_remove("CHAOS_CONTROLLER_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("controller.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let line = std::io::BufReader::new(controller.stdout.take().unwrap()).lines().next();
+        let line = line.expect("the controller printed nothing").unwrap();
+        let addr =
+            line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        let url = format!("http://{addr}");
+        let agent = Command::new(support::chaos_bin())
+            .args(["agent", "serve", "--controller", &url, "--id", "node-1", "--token-file"])
+            .arg(data.join("agent.token"))
+            .arg("--state-dir")
+            .arg(dir.join("agent-state"))
+            .arg("--cri-socket")
+            .arg(&fixture.socket)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("agent.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let token = std::fs::read_to_string(data.join("api.token")).unwrap().trim().to_string();
+        let fleet = Fleet { controller, agent, url, token };
+        wait_until("the agent connected", WAIT, || {
+            let out = fleet.client(&["agents", "--json"]).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).contains("\"node-1\"")
+        });
+        fleet
+    }
+
+    fn client(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(support::chaos_bin());
+        cmd.args(args)
+            .env("CHAOS_CONTROLLER", &self.url)
+            .env("CHAOS_TOKEN", &self.token)
+            .stdin(Stdio::null());
+        cmd
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for child in [&mut self.agent, &mut self.controller] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The example experiment targeting pods, through a controller and an agent: the dry run names the chosen pod,
+/// its node, container, pid, cgroup and namespace; the run partitions then freezes exactly one cart pod (the
+/// other cart pod and the web pod untouched), the shoppers of the web pod see no errors, and everything is
+/// reverted at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_pods_experiment_runs_through_a_controller_and_an_agent() {
+    if !skip::require("containerd", containerd::available().and_then(|()| skip::program("curl"))) {
+        return;
+    }
+    let fixture = Containerd::start();
+    let mut cri = cri::connect(&fixture.socket, Duration::from_secs(10)).await.unwrap();
+    let pods_made = [
+        run_pod(&mut cri, &fixture, "shop", "cart-1", "cart").await,
+        run_pod(&mut cri, &fixture, "shop", "cart-2", "cart").await,
+        run_pod(&mut cri, &fixture, "shop", "web-1", "web").await,
+    ];
+    let dir = TempDir::new("pods-e2e");
+    let carts = pods(&fixture, "shop/app=cart");
+    let web = &pods(&fixture, "shop/app=web")[0];
+    let web_url = format!("http://{}:8080", web["ip"].as_str().unwrap());
+    wait_until("the web pod answers the host", WAIT, || {
+        Command::new("curl").args(["-sf", "-m", "2", "-o", "/dev/null", &web_url]).status().unwrap().success()
+    });
+    let fleet = Fleet::start(&fixture, dir.path());
+    let example = support::repo_path("experiments/pods-partition.yaml");
+    let var = format!("web={web_url}");
+
+    let dry = support::output_within(
+        fleet.client(&["run"]).arg(&example).args(["--var", &var, "--seed", "3", "--dry-run"]),
+        WAIT,
+    );
+    let plan = String::from_utf8_lossy(&dry.stdout).to_string();
+    assert!(dry.status.success(), "{}", support::describe_output(&dry));
+    assert!(plan.contains("target cart: 1 pod (pods in shop with app=cart)"), "{plan}");
+    let chosen = carts
+        .iter()
+        .find(|p| plan.contains(&format!("pod shop/{} on agent node-1", p["name"].as_str().unwrap())))
+        .unwrap_or_else(|| panic!("no cart pod in the plan:\n{plan}"));
+    let other = carts.iter().find(|p| p["name"] != chosen["name"]).unwrap();
+    let container = &chosen["containers"][0];
+    for shown in [container["cgroup"].as_str().unwrap(), chosen["netns"].as_str().unwrap()] {
+        assert!(plan.contains(shown), "{shown} not in the plan:\n{plan}");
+    }
+    assert!(plan.contains(&format!("pid {}", container["pid"])), "{plan}");
+    assert!(plan.contains("network-partition") && plan.contains("process-pause"), "{plan}");
+
+    let journal = dir.path().join("journal.json");
+    let run = fleet
+        .client(&["run"])
+        .arg(&example)
+        .args(["--var", &var, "--seed", "3", "--journal"])
+        .arg(&journal)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (chosen_ns, other_ns, web_ns) = (
+        chosen["netns"].as_str().unwrap().to_string(),
+        other["netns"].as_str().unwrap().to_string(),
+        web["netns"].as_str().unwrap().to_string(),
+    );
+    wait_until("the chosen cart pod partitioned", WAIT, || nft_tables(&chosen_ns, "chaos").len() == 1);
+    assert!(nft_tables(&other_ns, "chaos").is_empty(), "the other cart pod was partitioned too");
+    assert!(nft_tables(&web_ns, "chaos").is_empty(), "the web pod was partitioned");
+    let (chosen_pid, other_pid) =
+        (container["pid"].as_i64().unwrap() as i32, other["containers"][0]["pid"].as_i64().unwrap() as i32);
+    wait_until("the chosen cart pod frozen", WAIT, || process_state(chosen_pid) == Some('T'));
+    assert!(nft_tables(&chosen_ns, "chaos").is_empty(), "the partition outlived its step");
+    assert_ne!(process_state(other_pid), Some('T'), "the other cart pod was frozen too");
+    let out = support::wait_within(run, Duration::from_secs(120));
+    assert_eq!(out.status.code(), Some(0), "{}", support::describe_output(&out));
+    assert_ne!(process_state(chosen_pid), Some('T'), "the cart pod is still frozen after the run");
+    let journal: Value = serde_json::from_str(&std::fs::read_to_string(&journal).unwrap()).unwrap();
+    assert_eq!(journal["verdict"], "passed", "{journal:#}");
+
+    drop(fleet);
+    for pod in &pods_made {
+        remove_pod(&mut cri, pod).await;
+    }
+}

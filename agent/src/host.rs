@@ -171,6 +171,30 @@ impl HostAgent {
         Ok(applied)
     }
 
+    /// [`HostAgent::plan_seeded`] of `spec` inside `container` of `pod`: the pod rules, the confinement, then
+    /// the plan of the confined fault, naming the pod.
+    pub fn plan_in_pod(
+        &self,
+        spec: &FaultSpec,
+        pod: &pods::Pod,
+        container: &pods::PodContainer,
+        duration: Option<Duration>,
+        seed: u64,
+    ) -> Result<String, AgentError> {
+        self.inner.policy.check_pod_namespace(&pod.namespace)?;
+        let confined = pods::in_pod(spec, pod, container)?;
+        let plan = self.plan_seeded(&confined, duration, seed)?;
+        Ok(format!(
+            "{plan} in pod {}/{}, container {} (pid {}, cgroup {}), netns {}",
+            pod.namespace,
+            pod.name,
+            container.name,
+            container.pid,
+            container.cgroup,
+            pod.netns.as_deref().unwrap_or("the node's")
+        ))
+    }
+
     /// [`HostAgent::apply_seeded`], with stress workers moved into the cgroup `place` when given.
     fn apply_placed(
         &self,

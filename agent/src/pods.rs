@@ -244,6 +244,56 @@ pub async fn find(socket: &Path, selector: &PodSelector) -> Result<Vec<Pod>, Age
     Ok(pods)
 }
 
+/// The pod and container `pod` names, as the runtime reports them now: refused when the pod is gone, when its
+/// sandbox is another one (recreated since it was chosen), or when the container is not running.
+pub async fn resolve(
+    socket: &Path,
+    pod: &chaos_proto::v1::PodRef,
+) -> Result<(Pod, PodContainer), AgentError> {
+    let selector = PodSelector {
+        namespace: pod.namespace.clone(),
+        labels: BTreeMap::new(),
+        container: Some(pod.container.clone()),
+    };
+    let gone = |why: &str| AgentError::Invalid {
+        what: "pod",
+        reason: format!("{}/{} (sandbox {}): {why}", pod.namespace, pod.name, pod.sandbox_id),
+    };
+    let found = find(socket, &selector).await?;
+    let Some(found) = found.into_iter().find(|p| p.name == pod.name) else {
+        return Err(gone("no such ready pod on this node"));
+    };
+    if found.sandbox_id != pod.sandbox_id {
+        return Err(gone(&format!("the pod was recreated (its sandbox is now {})", found.sandbox_id)));
+    }
+    let Some(container) = found.containers.iter().find(|c| c.name == pod.container).cloned() else {
+        return Err(gone(&format!("container {} is not running", pod.container)));
+    };
+    Ok((found, container))
+}
+
+/// A found pod as the agent protocol carries it.
+pub fn to_proto(pod: &Pod) -> chaos_proto::v1::PodInfo {
+    chaos_proto::v1::PodInfo {
+        namespace: pod.namespace.clone(),
+        name: pod.name.clone(),
+        uid: pod.uid.clone(),
+        sandbox_id: pod.sandbox_id.clone(),
+        ip: pod.ip.clone(),
+        netns: pod.netns.clone().unwrap_or_default(),
+        containers: pod
+            .containers
+            .iter()
+            .map(|c| chaos_proto::v1::PodContainer {
+                name: c.name.clone(),
+                id: c.id.clone(),
+                pid: c.pid,
+                cgroup: c.cgroup.clone(),
+            })
+            .collect(),
+    }
+}
+
 /// `spec` inside `container` of `pod`: see the module's documentation. Refused for a fault that cannot be
 /// confined to a pod (disk fill: not yet), for a network fault on a pod that uses the node's network, and
 /// for a spec that already names a network namespace or a cgroup of its own.

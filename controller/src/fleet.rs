@@ -149,6 +149,7 @@ struct Session {
 enum Reply {
     Status(FaultStatus),
     Probe(v1::ProbeResult),
+    Pods(v1::PodList),
 }
 
 /// A remote fault the controller applied and has not seen reverted.
@@ -234,7 +235,7 @@ impl FleetError {
     }
 }
 
-pub use crate::remote_fault::{ApplyRequest, Reverted};
+pub use crate::remote_fault::{ApplyRequest, PodRef, Reverted};
 
 /// What [`Fleet::halt_all`] got back.
 #[derive(Clone, Debug, Default)]
@@ -486,6 +487,11 @@ impl Fleet {
                         let _ = waiter.send(Reply::Probe(result));
                     }
                 }
+                Some(agent_message::Body::PodList(list)) => {
+                    if let Some(waiter) = lock(&session.pending).remove(&list.request_id) {
+                        let _ = waiter.send(Reply::Pods(list));
+                    }
+                }
                 Some(agent_message::Body::Hello(_)) => {
                     tracing::warn!(agent = %agent, "a second hello on one stream is ignored");
                 }
@@ -565,7 +571,7 @@ impl Fleet {
     ) -> Result<FaultStatus, FleetError> {
         match self.exchange(agent, body, self.inner.config.request_timeout).await? {
             Reply::Status(status) => Ok(status),
-            Reply::Probe(_) => Err(FleetError::WrongAnswer { agent: agent.to_string() }),
+            Reply::Probe(_) | Reply::Pods(_) => Err(FleetError::WrongAnswer { agent: agent.to_string() }),
         }
     }
 
@@ -578,6 +584,29 @@ impl Fleet {
             Reply::Status(status) => {
                 Err(FleetError::NoProbes { agent: agent.to_string(), detail: status.detail })
             }
+            Reply::Pods(_) => Err(FleetError::WrongAnswer { agent: agent.to_string() }),
+        }
+    }
+
+    /// The pods on `agent`'s node that `selector` matches, as the agent finds them through its container
+    /// runtime. An agent that cannot ask its runtime answers why, as a refusal.
+    pub async fn pods(
+        &self,
+        agent: &str,
+        selector: &chaos_agent::pods::PodSelector,
+    ) -> Result<Vec<chaos_agent::pods::Pod>, FleetError> {
+        let body = controller_message::Body::ListPods(v1::ListPods {
+            namespace: selector.namespace.clone(),
+            labels: selector.labels.clone().into_iter().collect(),
+            container: selector.container.clone().unwrap_or_default(),
+        });
+        match self.exchange(agent, body, self.inner.config.request_timeout).await? {
+            Reply::Pods(list) if list.error.is_empty() => Ok(list.pods.into_iter().map(pod_from).collect()),
+            Reply::Pods(list) => Err(FleetError::Refused { agent: agent.to_string(), detail: list.error }),
+            Reply::Status(status) => {
+                Err(FleetError::Refused { agent: agent.to_string(), detail: status.detail })
+            }
+            Reply::Probe(_) => Err(FleetError::WrongAnswer { agent: agent.to_string() }),
         }
     }
 
@@ -622,6 +651,7 @@ impl Fleet {
             lease_ms: millis(lease),
             seed: req.seed,
             actor: req.actor.clone(),
+            pod: req.pod.as_ref().map(pod_ref),
         });
         let applied_at = Instant::now();
         let result = self.request(&req.agent, body).await;
@@ -816,12 +846,14 @@ impl Fleet {
         spec_json: &str,
         duration: Option<Duration>,
         seed: u64,
+        pod: Option<&PodRef>,
     ) -> Result<String, FleetError> {
         let lease = duration.map_or(self.inner.config.lease, |d| d + self.inner.config.margin);
         let body = controller_message::Body::Plan(v1::Plan {
             spec_json: spec_json.to_string(),
             lease_ms: millis(lease),
             seed,
+            pod: pod.map(pod_ref),
         });
         let status = self.request(agent, body).await?;
         if status.state == FaultState::Planned as i32 {
@@ -1097,5 +1129,32 @@ impl crate::probes::Agents for Fleet {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<v1::ProbeResult, String>> + Send + 'a>>
     {
         Box::pin(async move { self.probe(agent, probe).await.map_err(|e| e.to_string()) })
+    }
+}
+
+/// A pod as the agent protocol carries it, back in the agent library's terms.
+fn pod_from(p: v1::PodInfo) -> chaos_agent::pods::Pod {
+    chaos_agent::pods::Pod {
+        namespace: p.namespace,
+        name: p.name,
+        uid: p.uid,
+        sandbox_id: p.sandbox_id,
+        labels: Default::default(),
+        ip: p.ip,
+        netns: (!p.netns.is_empty()).then_some(p.netns),
+        containers: p
+            .containers
+            .into_iter()
+            .map(|c| chaos_agent::pods::PodContainer { name: c.name, id: c.id, pid: c.pid, cgroup: c.cgroup })
+            .collect(),
+    }
+}
+
+fn pod_ref(p: &PodRef) -> v1::PodRef {
+    v1::PodRef {
+        namespace: p.namespace.clone(),
+        name: p.name.clone(),
+        sandbox_id: p.sandbox_id.clone(),
+        container: p.container.clone(),
     }
 }

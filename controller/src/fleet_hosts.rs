@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::engine::{AgentSample, ApplyRequest, BoxFuture, RemoteError, RemoteHosts, Reverted};
+use chaos_agent::pods::{Pod, PodSelector};
+
+use crate::engine::{AgentSample, ApplyRequest, BoxFuture, PodRef, RemoteError, RemoteHosts, Reverted};
 use crate::fleet::Fleet;
 
 // === impl RemoteHosts ===
@@ -26,17 +28,25 @@ impl RemoteHosts for Fleet {
         Fleet::lost_reason(self, fault_id)
     }
 
-    fn plan(
-        &self,
-        agent: &str,
-        spec_json: &str,
+    fn plan<'a>(
+        &'a self,
+        agent: &'a str,
+        spec_json: &'a str,
         duration: Option<Duration>,
         seed: u64,
-    ) -> BoxFuture<'_, Result<String, RemoteError>> {
-        let (agent, spec_json) = (agent.to_string(), spec_json.to_string());
-        Box::pin(
-            async move { Fleet::plan(self, &agent, &spec_json, duration, seed).await.map_err(remote_error) },
-        )
+        pod: Option<&'a PodRef>,
+    ) -> BoxFuture<'a, Result<String, RemoteError>> {
+        Box::pin(async move {
+            Fleet::plan(self, agent, spec_json, duration, seed, pod).await.map_err(remote_error)
+        })
+    }
+
+    fn pods<'a>(
+        &'a self,
+        agent: &'a str,
+        selector: &'a PodSelector,
+    ) -> BoxFuture<'a, Result<Vec<Pod>, RemoteError>> {
+        Box::pin(async move { Fleet::pods(self, agent, selector).await.map_err(remote_error) })
     }
 
     fn sample(&self, agent: &str) -> Option<AgentSample> {

@@ -28,4 +28,16 @@ pub struct ApplyRequest {
     pub seed: u64,
     /// Who started the run (audit).
     pub actor: String,
+    /// Inside this pod's container instead of on the agent's host (a `pods` target).
+    pub pod: Option<PodRef>,
+}
+
+/// One container of one pod on an agent's node, as the agent listed it: the agent refuses a fault on it when
+/// the pod's sandbox has changed since (the pod was recreated).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    pub sandbox_id: String,
+    pub container: String,
 }

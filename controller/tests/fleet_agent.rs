@@ -150,6 +150,7 @@ impl Rig {
             duration: Some(Duration::from_secs(60)),
             seed: 7,
             actor: "test".into(),
+            pod: None,
         }
     }
 
@@ -220,6 +221,7 @@ async fn a_lease_left_to_lapse_is_reverted_by_the_agent_and_reported_expired() {
         lease_ms: 1000,
         seed: 7,
         actor: "test".into(),
+        pod: None,
     });
     rig.fleet.request("web-1", apply).await.unwrap();
     rig.victim(true).await;

@@ -228,6 +228,7 @@ fn pause_request(agent: &str, fault_id: &str, duration: Duration) -> ApplyReques
         duration: Some(duration),
         seed: 7,
         actor: "test".into(),
+        pod: None,
     }
 }
 

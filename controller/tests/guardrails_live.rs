@@ -327,9 +327,11 @@ async fn a_proxy_source_counts_each_request_in_the_window_it_happened_in() {
     let (baseline_at, _) = phase("baseline");
     let log = outcome.logs.get("proxy:shop").expect("the proxy source's log");
     let hits = target.hits();
+    let mut method_counted = (0, 0);
     for (name, from, to) in [("baseline", baseline_at, method_start), ("method", method_start, method_end)] {
         let counted = log.between(from, to);
         let (counted_total, counted_bad) = (counted.len(), counted.iter().filter(|e| !e.ok).count());
+        method_counted = (counted_total, counted_bad);
         // From the target's log: sure inside, and near an edge (either side).
         let inside = |h: &&Hit| h.arrived >= origin + from + EDGE && h.arrived + EDGE < origin + to;
         let near = |h: &&Hit| {
@@ -358,8 +360,12 @@ async fn a_proxy_source_counts_each_request_in_the_window_it_happened_in() {
         );
         assert!(edge.len() <= 2, "{name}: {} requests at an edge, too many to judge exactly", edge.len());
     }
-    // Every error happened in the baseline: the method's verdict saw none.
+    // The method's verdict judged exactly the method window's requests: its errors are those the target
+    // answered in it (none, unless the heal, which follows the test seeing the method's phase line, came a
+    // request late on a busy machine: then the per-window checks above placed it at the edge).
     let slo = &outcome.slos[0];
-    assert_eq!(slo.good, slo.total, "{slo:?}");
+    let (total, bad) = method_counted;
+    assert_eq!((slo.total as usize, (slo.total - slo.good) as usize), (total, bad), "{slo:?}");
+    assert!(bad <= 2, "{bad} errors in the method: more than the edge allows ({slo:?})");
     assert!(slo.total >= 150, "{slo:?}");
 }

@@ -141,6 +141,9 @@ pub struct ServeArgs {
     policy: Option<PathBuf>,
     #[command(flatten)]
     state: StateArgs,
+    /// Where the controller's `pods` targets are found on this node.
+    #[command(flatten)]
+    cri: CriArgs,
 }
 
 #[derive(clap::Args)]
@@ -364,29 +367,9 @@ async fn inject(args: InjectArgs) -> anyhow::Result<u8> {
                 tokio::task::spawn_blocking(move || agent.plan(&spec, Some(lease))).await?
             }
             Target::Pod(p) => {
-                let (pod, container) = &**p;
-                let checked = agent
-                    .policy()
-                    .check_pod_namespace(&pod.namespace)
-                    .and_then(|()| pods::in_pod(spec, pod, container));
-                match checked {
-                    Ok(confined) => {
-                        let agent = agent.clone();
-                        tokio::task::spawn_blocking(move || agent.plan(&confined, Some(lease))).await?.map(|plan| {
-                            format!(
-                                "{plan} in pod {}/{} (sandbox {}), container {} (pid {}, cgroup {}), netns {}",
-                                pod.namespace,
-                                pod.name,
-                                short(&pod.sandbox_id),
-                                container.name,
-                                container.pid,
-                                container.cgroup,
-                                pod.netns.as_deref().unwrap_or("the node's")
-                            )
-                        })
-                    }
-                    Err(e) => Err(e),
-                }
+                let (agent, spec, p) = (agent.clone(), spec.clone(), p.clone());
+                tokio::task::spawn_blocking(move || agent.plan_in_pod(&spec, &p.0, &p.1, Some(lease), seed))
+                    .await?
             }
         };
         match planned {
@@ -570,6 +553,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         labels: args.labels.into_iter().collect(),
         backoff_min: chaos_agent::remote::DEFAULT_BACKOFF_MIN,
         backoff_max: chaos_agent::remote::DEFAULT_BACKOFF_MAX,
+        cri_socket: args.cri.cri_socket.clone(),
     };
     tracing::info!(agent = %agent_id, controller = %args.controller, "agent starting");
     let shutdown = tokio_util::sync::CancellationToken::new();

@@ -1,6 +1,6 @@
 //! A real containerd (Debian's `containerd` and `runc`) for the pod tests: started by the test with a root,
 //! state and socket of its own, its CRI plugin serving `runtime.v1` on that socket, CNI from Debian's
-//! `containernetworking-plugins` (a bridge of its own and host-local addresses, so every pod gets a network
+//! `containernetworking-plugins` (a bridge of its own, the host its gateway, and host-local addresses, so every pod gets a network
 //! namespace of its own under `/run/netns`), and one image, `chaos.test/busybox:1`, built here from Debian's
 //! `busybox-static` as an OCI layout and imported with `ctr` (no registry; it is the sandbox image too).
 //!
@@ -63,7 +63,7 @@ impl Containerd {
         std::fs::create_dir_all(&cni).unwrap_or_else(|e| panic!("create {}: {e}", cni.display()));
         let conflist = format!(
             r#"{{"cniVersion": "1.0.0", "name": "chaos-test", "plugins": [
-                {{"type": "bridge", "bridge": "{bridge}", "isGateway": false, "ipMasq": false,
+                {{"type": "bridge", "bridge": "{bridge}", "isGateway": true, "ipMasq": false,
                   "ipam": {{"type": "host-local", "ranges": [[{{"subnet": "{subnet}"}}]], "dataDir": "{}"}}}},
                 {{"type": "loopback"}}]}}"#,
             dir.path().join("ipam").display()

@@ -70,6 +70,9 @@ pub struct ServeOptions {
     pub backoff_min: Duration,
     /// The longest reconnect delay ([`DEFAULT_BACKOFF_MAX`]).
     pub backoff_max: Duration,
+    /// The node's container runtime (CRI) socket, where pod targets are found
+    /// ([`chaos_proto::cri::DEFAULT_SOCKET`]).
+    pub cri_socket: std::path::PathBuf,
 }
 
 /// Why [`serve`] stopped with an error.
@@ -135,7 +138,7 @@ async fn serve_with(
         .transpose()
         .map_err(|e| RemoteError::Token { reason: e.to_string() })?;
     let identity = Identity::of(&options, &agent);
-    let shared = Arc::new(Shared::new(agent, shutdown.clone()));
+    let shared = Arc::new(Shared::new(agent, shutdown.clone(), options.cri_socket.clone()));
     let mut backoff = Backoff::new(options.backoff_min, options.backoff_max);
     let mut rng = StdRng::from_os_rng();
     let mut welcomed_once = false;
@@ -188,6 +191,7 @@ impl ServeOptions {
             labels: BTreeMap::new(),
             backoff_min: DEFAULT_BACKOFF_MIN,
             backoff_max: DEFAULT_BACKOFF_MAX,
+            cri_socket: chaos_proto::cri::DEFAULT_SOCKET.into(),
         }
     }
 }

@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use chaos_agent::faults::FaultId;
 use chaos_agent::host::HostAgent;
+use chaos_agent::pods::{self, PodSelector};
 use chaos_agent::sample::Sampler;
 use chaos_agent::spec::FaultSpec;
 use chaos_proto::v1::controller_message::Body;
 use chaos_proto::v1::{
-    ActiveFault, AgentMessage, Apply, ControllerMessage, FaultState, FaultStatus, Plan, Renew, agent_message,
+    ActiveFault, AgentMessage, Apply, ControllerMessage, FaultState, FaultStatus, Plan, PodList, Renew,
+    agent_message,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -46,6 +48,8 @@ pub(super) struct Shared {
     pub(super) shutdown: CancellationToken,
     /// The secret of the last welcome, sent back in the next hello (empty before the first).
     pub(super) session_secret: Mutex<String>,
+    /// The container runtime's CRI socket (pod targets).
+    pub(super) cri_socket: std::path::PathBuf,
 }
 
 /// The controller's faults, by the controller's fault id.
@@ -76,7 +80,11 @@ pub(super) struct Turn {
 pub(super) type Outcome = (FaultState, String);
 
 impl Shared {
-    pub(super) fn new(agent: HostAgent, shutdown: CancellationToken) -> Shared {
+    pub(super) fn new(
+        agent: HostAgent,
+        shutdown: CancellationToken,
+        cri_socket: std::path::PathBuf,
+    ) -> Shared {
         Shared {
             agent,
             faults: Mutex::new(Faults::default()),
@@ -87,6 +95,7 @@ impl Shared {
             tasks: TaskTracker::new(),
             shutdown,
             session_secret: Mutex::new(String::new()),
+            cri_socket,
         }
     }
 
@@ -131,6 +140,26 @@ impl Shared {
             Some(Body::Plan(plan)) => {
                 let work = async move { shared.plan(plan).await };
                 self.spawn(self.answer(tx, request_id, String::new(), work));
+            }
+            Some(Body::ListPods(list)) => {
+                let (tx, stop) = (tx.clone(), self.shutdown.clone());
+                self.spawn(async move {
+                    let selector = PodSelector {
+                        namespace: list.namespace,
+                        labels: list.labels.into_iter().collect(),
+                        container: (!list.container.is_empty()).then_some(list.container),
+                    };
+                    let mut answer = PodList { request_id, ..PodList::default() };
+                    match pods::find(&shared.cri_socket, &selector).await {
+                        Ok(found) => answer.pods = found.iter().map(pods::to_proto).collect(),
+                        Err(e) => answer.error = e.to_string(),
+                    }
+                    let message = AgentMessage { body: Some(agent_message::Body::PodList(answer)) };
+                    tokio::select! {
+                        _ = tx.send(message) => {}
+                        () = stop.cancelled() => {}
+                    }
+                });
             }
             Some(Body::RunProbe(probe)) => {
                 let (tx, stop) = (tx.clone(), self.shutdown.clone());
@@ -202,7 +231,7 @@ impl Shared {
     }
 
     pub(super) async fn apply(self: Arc<Self>, apply: Apply, halts_on_receipt: u64) -> Outcome {
-        let Apply { fault_id, run_id, spec_json, lease_ms, seed, actor } = apply;
+        let Apply { fault_id, run_id, spec_json, lease_ms, seed, actor, pod } = apply;
         if fault_id.is_empty() {
             return (FaultState::Failed, "invalid apply: expected a fault id, found none".into());
         }
@@ -217,19 +246,31 @@ impl Shared {
             Ok(spec) => spec,
             Err(e) => return (FaultState::Failed, e.to_string()),
         };
+        // A pod target: the pod as the runtime reports it now (still the sandbox that was chosen).
+        let in_pod = match &pod {
+            Some(pod) => match pods::resolve(&self.cri_socket, pod).await {
+                Ok(found) => Some(found),
+                Err(e) => return (FaultState::Failed, e.to_string()),
+            },
+            None => None,
+        };
         if self.halts.load(Ordering::SeqCst) != halts_on_receipt {
             return (FaultState::Failed, "halted before it was applied; nothing was applied".into());
         }
         let agent = self.agent.clone();
-        let applied =
-            match tokio::task::spawn_blocking(move || agent.apply_seeded(&spec, Some(lease), seed)).await {
-                Ok(Ok(applied)) => applied,
-                Ok(Err(e)) => {
-                    tracing::warn!(fault_id, run_id, actor, error = %e, "apply refused");
-                    return (FaultState::Failed, e.to_string());
-                }
-                Err(e) => return (FaultState::Failed, format!("the apply task failed: {e}")),
-            };
+        let applied = match tokio::task::spawn_blocking(move || match &in_pod {
+            Some((pod, container)) => agent.apply_in_pod(&spec, pod, container, Some(lease), seed),
+            None => agent.apply_seeded(&spec, Some(lease), seed),
+        })
+        .await
+        {
+            Ok(Ok(applied)) => applied,
+            Ok(Err(e)) => {
+                tracing::warn!(fault_id, run_id, actor, error = %e, "apply refused");
+                return (FaultState::Failed, e.to_string());
+            }
+            Err(e) => return (FaultState::Failed, format!("the apply task failed: {e}")),
+        };
         let local_id = applied.id.map(|id| id.to_string());
         tracing::info!(
             fault_id,
@@ -392,8 +433,21 @@ impl Shared {
         };
         // No lease means the policy's longest, as for a local plan.
         let duration = (plan.lease_ms > 0).then(|| Duration::from_millis(plan.lease_ms));
+        let in_pod = match &plan.pod {
+            Some(pod) => match pods::resolve(&self.cri_socket, pod).await {
+                Ok(found) => Some(found),
+                Err(e) => return (FaultState::Failed, e.to_string()),
+            },
+            None => None,
+        };
         let agent = self.agent.clone();
-        match tokio::task::spawn_blocking(move || agent.plan_seeded(&spec, duration, plan.seed)).await {
+        let seed = plan.seed;
+        match tokio::task::spawn_blocking(move || match &in_pod {
+            Some((pod, container)) => agent.plan_in_pod(&spec, pod, container, duration, seed),
+            None => agent.plan_seeded(&spec, duration, seed),
+        })
+        .await
+        {
             Ok(Ok(text)) => (FaultState::Planned, text),
             Ok(Err(e)) => (FaultState::Failed, e.to_string()),
             Err(e) => (FaultState::Failed, format!("the plan task failed: {e}")),

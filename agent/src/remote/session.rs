@@ -181,5 +181,6 @@ pub(super) fn name(message: &ControllerMessage) -> &'static str {
         Some(Body::HaltAll(_)) => "halt_all",
         Some(Body::Plan(_)) => "plan",
         Some(Body::RunProbe(_)) => "run_probe",
+        Some(Body::ListPods(_)) => "list_pods",
     }
 }

@@ -300,6 +300,7 @@ fn apply(fault_id: &str, spec_json: String, lease_ms: u64) -> Body {
         lease_ms,
         seed: 1,
         actor: "test".into(),
+        pod: None,
     })
 }
 
@@ -451,12 +452,26 @@ async fn bad_requests_fail_with_the_reason_and_change_nothing() {
     assert!(victim.running());
 
     // A plan says what would be hit and changes nothing.
-    let plan = Plan { spec_json: pause(victim.pid()), lease_ms: 1000, seed: 1 };
+    let plan = Plan { spec_json: pause(victim.pid()), lease_ms: 1000, seed: 1, pod: None };
     let planned = rig.session.ask(Body::Plan(plan)).await;
     assert_eq!(state(&planned), FaultState::Planned, "{planned:?}");
     assert!(planned.detail.contains(&format!("process-pause on pid {}", victim.pid())), "{}", planned.detail);
-    let plan = Plan { spec_json: "{".into(), lease_ms: 0, seed: 1 };
+    let plan = Plan { spec_json: "{".into(), lease_ms: 0, seed: 1, pod: None };
     assert_eq!(state(&rig.session.ask(Body::Plan(plan)).await), FaultState::Failed);
+    // A pod this node's runtime does not have (or no runtime at all): refused, nothing applied.
+    let pod = chaos_proto::v1::PodRef {
+        namespace: "shop".into(),
+        name: "cart-1".into(),
+        sandbox_id: "sb-1".into(),
+        container: "cart".into(),
+    };
+    let mut in_pod = apply("f-5", r#"{"kind":"network-partition"}"#.into(), 1000);
+    if let Body::Apply(a) = &mut in_pod {
+        a.pod = Some(pod);
+    }
+    let refused = rig.session.ask(in_pod).await;
+    assert_eq!(state(&refused), FaultState::Failed, "{refused:?}");
+    assert!(refused.detail.contains("CRI") || refused.detail.contains("shop/cart-1"), "{}", refused.detail);
     assert!(rig.agent.active().is_empty());
     assert!(victim.running());
     rig.daemon.stop().await.unwrap();

@@ -258,7 +258,7 @@ where
 }
 
 fn plan_body() -> Body {
-    Body::Plan(v1::Plan { spec_json: CPU_SPEC.into(), lease_ms: 10_000, seed: 1 })
+    Body::Plan(v1::Plan { spec_json: CPU_SPEC.into(), lease_ms: 10_000, seed: 1, pod: None })
 }
 
 /// What the protocol clients are asked to apply (they do not).
@@ -273,6 +273,7 @@ fn apply_request(agent: &str, fault_id: &str, seed: usize) -> ApplyRequest {
         duration: Some(FAULT_DURATION),
         seed: seed as u64,
         actor: "chaos-bench".into(),
+        pod: None,
     }
 }
 
@@ -343,6 +344,7 @@ async fn pause_rounds(c: &InProcess, agent: &HostAgent, victim: &Victim, rounds:
             duration: Some(FAULT_DURATION),
             seed: 1,
             actor: "chaos-bench".into(),
+            pod: None,
         };
         let t = Instant::now();
         c.fleet.apply(request).await.map_err(|e| anyhow!("remote apply: {e}"))?;

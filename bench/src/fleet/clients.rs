@@ -234,8 +234,8 @@ impl ProtocolClient {
     /// The matching status for a request, at once; nothing on this host is touched.
     fn answer(&self, message: ControllerMessage) -> Option<AgentMessage> {
         let (fault_id, state) = match message.body? {
-            // Bench agents allow no probe command: they never answer one.
-            Body::Welcome(_) | Body::RunProbe(_) => return None,
+            // Bench agents allow no probe command and have no pods: they never answer either.
+            Body::Welcome(_) | Body::RunProbe(_) | Body::ListPods(_) => return None,
             Body::Apply(apply) => (apply.fault_id, FaultState::Applied),
             Body::Renew(renew) => (renew.fault_id, FaultState::Renewed),
             Body::Revert(revert) => (revert.fault_id, FaultState::Reverted),

@@ -9,7 +9,7 @@ use chaos_agent::spec::{CountSpec, FaultSpec};
 use super::error::FaultError;
 use super::faults::{self, Active, ActiveFault};
 use super::plan::{Plan, ResolvedTarget, agent_count, agent_selector};
-use super::remote::{ApplyRequest, BoxFuture};
+use super::remote::{ApplyRequest, BoxFuture, PodRef};
 use crate::experiment::checked::Fault;
 use crate::experiment::faults::FaultParams;
 
@@ -56,8 +56,8 @@ impl LiveDriver {
         let target = fault.target;
         let kind = fault.kind.name();
         let duration = fault.duration.map(|d| d.0);
-        if let Some((agents, spec)) = self.plan.remote_spec(fault) {
-            return self.apply_remote(&agents, &spec, duration).await.map_err(|e| e.on(kind, target));
+        if let Some(units) = self.plan.remote_spec(fault) {
+            return self.apply_remote(units, duration).await.map_err(|e| e.on(kind, target));
         }
         if let FaultParams::Host(spec) = &fault.params
             && target == crate::experiment::HOST_TARGET
@@ -125,30 +125,30 @@ impl LiveDriver {
         }
     }
 
-    /// Applies `spec` on every agent in `agents` at once, through the remote hosts. All or nothing: when one
-    /// agent refuses, the others are reverted and the step fails. A kill has nothing to revert.
+    /// Applies each unit (an agent, a pod container or none, a spec) at once, through the remote hosts. All or
+    /// nothing: when one refuses, the others are reverted and the step fails. A kill has nothing to revert.
     async fn apply_remote(
         &self,
-        agents: &[String],
-        spec: &FaultSpec,
+        units: Vec<(String, Option<PodRef>, FaultSpec)>,
         duration: Option<Duration>,
     ) -> Result<Applied, FaultError> {
         let remote = self.plan.remote.clone().ok_or(FaultError::NoController)?;
-        let kill = matches!(spec, FaultSpec::ProcessKill { .. });
+        let kill = units.iter().all(|(_, _, spec)| matches!(spec, FaultSpec::ProcessKill { .. }));
         if !kill && duration.is_none() {
             return Err(FaultError::NoDuration);
         }
-        let spec_json = serde_json::to_string(spec).map_err(|e| FaultError::Encode(e.to_string()))?;
         let mut applies = tokio::task::JoinSet::new();
-        for agent in agents {
+        for (agent, pod, spec) in units {
+            let spec_json = serde_json::to_string(&spec).map_err(|e| FaultError::Encode(e.to_string()))?;
             let request = ApplyRequest {
-                agent: agent.clone(),
+                fault_id: remote.fault_id(&agent),
+                agent,
                 run: remote.run_id.clone(),
-                fault_id: remote.fault_id(agent),
-                spec_json: spec_json.clone(),
+                spec_json,
                 duration: if kill { None } else { duration },
                 seed: self.seed,
                 actor: remote.actor.clone(),
+                pod,
             };
             let hosts = remote.hosts.clone();
             applies.spawn(async move {

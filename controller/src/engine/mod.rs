@@ -41,7 +41,7 @@ pub use driver::{Applied, FaultDriver, LiveDriver};
 pub use error::{EngineError, FaultError};
 pub use faults::ActiveFault;
 pub use plan::{CheckError, HostOptions, Plan, ResolvedTarget};
-pub use remote::{AgentSample, ApplyRequest, BoxFuture, Remote, RemoteError, RemoteHosts, Reverted};
+pub use remote::{AgentSample, ApplyRequest, BoxFuture, PodRef, Remote, RemoteError, RemoteHosts, Reverted};
 pub use timeline::EventKind;
 
 use crate::experiment::{CheckedKind, CheckedStep};

@@ -13,7 +13,7 @@ use chaos_agent::spec::{CountSpec, FaultSpec};
 use chaos_proxy_api::client::Client;
 
 use super::error::EngineError;
-use super::remote::Remote;
+use super::remote::{PodRef, Remote};
 use crate::deadline::DEADLINE_MARGIN;
 use crate::experiment::checked::Fault;
 use crate::experiment::faults::FaultParams;
@@ -44,7 +44,19 @@ pub enum ResolvedTarget {
     RemoteProcesses { selector: ProcessSelector, count: Option<Count>, agents: Vec<String> },
     /// Agents chosen by label (`hosts` alone): host faults apply on each of them, through the controller.
     Hosts { selector: BTreeMap<String, String>, agents: Vec<String> },
+    /// Pods on the agents' nodes (`pods`), chosen now with the seed among those the agents listed.
+    Pods { selector: chaos_agent::pods::PodSelector, chosen: Vec<ChosenPod> },
 }
+
+/// A pod a `pods` target chose: the agent on its node, and the pod as that agent listed it.
+#[derive(Clone, Debug)]
+pub struct ChosenPod {
+    pub agent: String,
+    pub pod: chaos_agent::pods::Pod,
+}
+
+/// One application of a remote fault: the agent, the container of a pod target if any, the spec it gets.
+pub(crate) type RemoteUnit = (String, Option<PodRef>, FaultSpec);
 
 /// Every target of an experiment, resolved.
 #[derive(Clone, Default)]
@@ -113,6 +125,24 @@ impl Plan {
     pub async fn resolve_with(exp: &Checked, seed: u64, remote: Option<Remote>) -> Result<Plan, CheckError> {
         let mut targets = BTreeMap::new();
         for (name, target) in &exp.targets {
+            if let Some(pods) = &target.pods {
+                let Some(remote) = &remote else {
+                    return Err(CheckError::File(format!(
+                        "target {name} selects pods (`pods`): run it through a controller (`chaos run --controller \
+                         URL`) whose agents run on the pods' nodes"
+                    )));
+                };
+                let selector = chaos_agent::pods::PodSelector {
+                    namespace: pods.namespace.clone(),
+                    labels: pods.labels.clone(),
+                    container: pods.container.clone(),
+                };
+                let chosen = choose_pods(remote, name, target.hosts.as_ref(), &selector, seed, target.count)
+                    .await
+                    .map_err(CheckError::Environment)?;
+                targets.insert(name.clone(), ResolvedTarget::Pods { selector, chosen });
+                continue;
+            }
             if let Some(labels) = &target.hosts {
                 let Some(remote) = &remote else {
                     return Err(CheckError::File(format!(
@@ -212,6 +242,7 @@ impl Plan {
                 ResolvedTarget::RemoteProcesses { agents, .. } | ResolvedTarget::Hosts { agents, .. } => {
                     agents.clone()
                 }
+                ResolvedTarget::Pods { chosen, .. } => chosen.iter().map(|c| c.agent.clone()).collect(),
                 _ => Vec::new(),
             })
             .collect();
@@ -256,15 +287,15 @@ impl Plan {
         let mut lines = Vec::new();
         for (number, step) in steps {
             let CheckedKind::Fault(fault) = step.kind() else { continue };
-            let Some((agents, spec)) = self.remote_spec(&fault) else { continue };
-            let json = serde_json::to_string(&spec)
-                .map_err(|e| EngineError::Plan { step: step.label(), reason: e.to_string() })?;
+            let Some(units) = self.remote_spec(&fault) else { continue };
             let duration = fault.duration.map(|d| d.0);
             let mut checks = tokio::task::JoinSet::new();
-            for agent in agents {
-                let (hosts, json, agent) = (remote.hosts.clone(), json.clone(), agent.clone());
+            for (agent, pod, spec) in units {
+                let json = serde_json::to_string(&spec)
+                    .map_err(|e| EngineError::Plan { step: step.label(), reason: e.to_string() })?;
+                let hosts = remote.hosts.clone();
                 checks.spawn(async move {
-                    let answer = hosts.plan(&agent, &json, duration, seed).await;
+                    let answer = hosts.plan(&agent, &json, duration, seed, pod.as_ref()).await;
                     (agent, answer)
                 });
             }
@@ -281,11 +312,15 @@ impl Plan {
         Ok(())
     }
 
-    /// For a fault step on another host: the agents and the spec each gets.
-    pub(crate) fn remote_spec(&self, fault: &Fault<'_>) -> Option<(Vec<String>, FaultSpec)> {
+    /// For a fault step on other hosts: each application (the agent, the pod container if the target is a
+    /// `pods` one, the spec it gets).
+    pub(crate) fn remote_spec(&self, fault: &Fault<'_>) -> Option<Vec<RemoteUnit>> {
+        let each = |agents: &[String], spec: FaultSpec| -> Vec<RemoteUnit> {
+            agents.iter().map(|a| (a.clone(), None, spec.clone())).collect()
+        };
         match (self.targets.get(fault.target)?, &fault.params) {
             (ResolvedTarget::Hosts { agents, .. }, FaultParams::Host(spec)) => {
-                Some((agents.clone(), spec.clone()))
+                Some(each(agents, spec.clone()))
             }
             (ResolvedTarget::RemoteProcesses { selector, count, agents }, FaultParams::Kill { signal }) => {
                 let spec = FaultSpec::ProcessKill {
@@ -293,15 +328,16 @@ impl Plan {
                     count: CountSpec(agent_count(*count)),
                     signal: signal.to_string(),
                 };
-                Some((agents.clone(), spec))
+                Some(each(agents, spec))
             }
             (ResolvedTarget::RemoteProcesses { selector, count, agents }, FaultParams::Pause) => {
                 let spec = FaultSpec::ProcessPause {
                     target: agent_selector(selector),
                     count: CountSpec(agent_count(*count)),
                 };
-                Some((agents.clone(), spec))
+                Some(each(agents, spec))
             }
+            (ResolvedTarget::Pods { chosen, .. }, params) => Some(pod_units(chosen, params)),
             _ => None,
         }
     }
@@ -456,6 +492,28 @@ impl Plan {
                         agents.join(", "),
                         labels.join(",")
                     );
+                }
+                ResolvedTarget::Pods { selector, chosen } => {
+                    let plural = if chosen.len() == 1 { "pod" } else { "pods" };
+                    let _ = writeln!(out, "  target {name}: {} {plural} ({selector})", chosen.len());
+                    for ChosenPod { agent, pod } in chosen {
+                        let netns = pod.netns.as_deref().unwrap_or("the node's network");
+                        let _ = writeln!(
+                            out,
+                            "    pod {}/{} on agent {agent} (sandbox {}, ip {}, netns {netns})",
+                            pod.namespace,
+                            pod.name,
+                            pod.sandbox_id.get(..13).unwrap_or(&pod.sandbox_id),
+                            pod.ip
+                        );
+                        for c in &pod.containers {
+                            let _ = writeln!(
+                                out,
+                                "      container {} (pid {}, cgroup {})",
+                                c.name, c.pid, c.cgroup
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -700,12 +758,117 @@ fn choose_agents(
     Ok(matching)
 }
 
+/// A fault on each chosen pod: per container for process faults and stress (a kill stops the container's
+/// main process, a pause every process of it), once per pod for network faults (a pod has one network
+/// namespace).
+fn pod_units(chosen: &[ChosenPod], params: &FaultParams) -> Vec<RemoteUnit> {
+    let mut units = Vec::new();
+    for ChosenPod { agent, pod } in chosen {
+        for (i, container) in pod.containers.iter().enumerate() {
+            let spec = match params {
+                FaultParams::Kill { signal } => FaultSpec::ProcessKill {
+                    target: chaos_agent::process::ProcessSelector {
+                        pid: Some(container.pid),
+                        ..Default::default()
+                    },
+                    count: CountSpec(chaos_agent::Count::Exactly(1)),
+                    signal: signal.to_string(),
+                },
+                FaultParams::Pause => FaultSpec::ProcessPause {
+                    // The cgroup alone (added by the agent) selects every process of the container.
+                    target: chaos_agent::process::ProcessSelector::default(),
+                    count: CountSpec(chaos_agent::Count::Percent(1.0)),
+                },
+                FaultParams::Host(spec) if spec.kind().is_network() && i > 0 => continue,
+                FaultParams::Host(spec) => spec.clone(),
+                _ => continue,
+            };
+            let pod_ref = PodRef {
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                sandbox_id: pod.sandbox_id.clone(),
+                container: container.name.clone(),
+            };
+            units.push((agent.clone(), Some(pod_ref), spec));
+        }
+    }
+    units
+}
+
+/// Asks every agent in scope (those with `hosts` labels, or every connected one) for its pods matching
+/// `selector`, then chooses `count` of them (all without it) with the seed.
+async fn choose_pods(
+    remote: &Remote,
+    target: &str,
+    hosts: Option<&BTreeMap<String, String>>,
+    selector: &chaos_agent::pods::PodSelector,
+    seed: u64,
+    count: Option<Count>,
+) -> Result<Vec<ChosenPod>, String> {
+    let mut agents = match hosts {
+        Some(labels) => remote.matching(labels),
+        None => remote.hosts.connected(),
+    };
+    agents.sort();
+    if agents.is_empty() {
+        return Err(format!("target {target}: no connected agent to ask for {selector}"));
+    }
+    let mut asks = tokio::task::JoinSet::new();
+    for agent in agents.clone() {
+        let (hosts, selector) = (remote.hosts.clone(), selector.clone());
+        asks.spawn(async move {
+            let found = hosts.pods(&agent, &selector).await;
+            (agent, found)
+        });
+    }
+    let mut found = Vec::new();
+    for (agent, answer) in asks.join_all().await {
+        match answer {
+            Ok(pods) => found.extend(pods.into_iter().map(|pod| ChosenPod { agent: agent.clone(), pod })),
+            Err(e) => return Err(format!("target {target}: agent {agent} could not list its pods: {e}")),
+        }
+    }
+    found.sort_by(|a, b| {
+        (&a.pod.namespace, &a.pod.name, &a.agent).cmp(&(&b.pod.namespace, &b.pod.name, &b.agent))
+    });
+    if found.is_empty() {
+        return Err(format!(
+            "target {target}: no running pod matches {selector} on agents {}",
+            agents.join(", ")
+        ));
+    }
+    let n = match count {
+        None => found.len(),
+        Some(Count::Exactly(n)) => {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            if n > found.len() {
+                return Err(format!(
+                    "target {target}: count {n} but only {} pods match {selector}",
+                    found.len()
+                ));
+            }
+            n
+        }
+        Some(Count::Percent(p)) => ((found.len() as f64 * p.0 / 100.0).ceil() as usize).clamp(1, found.len()),
+    };
+    let mixed = target.bytes().fold(seed, |h, b| h.rotate_left(5) ^ u64::from(b));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(mixed);
+    found.shuffle(&mut rng);
+    found.truncate(n);
+    found.sort_by(|a, b| {
+        (&a.pod.namespace, &a.pod.name, &a.agent).cmp(&(&b.pod.namespace, &b.pod.name, &b.agent))
+    });
+    Ok(found)
+}
+
 /// Whether a fault step acts on this host (through the local agent): host faults without a target, and
 /// pauses of local processes.
 fn is_local_host_fault(exp: &Checked, f: &Fault<'_>) -> bool {
     match f.params {
         FaultParams::Host(_) => f.target == crate::experiment::HOST_TARGET,
-        FaultParams::Pause => exp.targets.get(f.target).is_some_and(|t| t.hosts.is_none()),
+        FaultParams::Pause => {
+            exp.targets.get(f.target).is_some_and(|t| t.hosts.is_none() && t.pods.is_none())
+        }
         _ => false,
     }
 }

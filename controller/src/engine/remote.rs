@@ -20,7 +20,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[error("{0}")]
 pub struct RemoteError(pub String);
 
-pub use crate::remote_fault::{ApplyRequest, Reverted};
+pub use crate::remote_fault::{ApplyRequest, PodRef, Reverted};
 
 /// The latest saturation figures an agent reported, as fractions of its host.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -47,14 +47,22 @@ pub trait RemoteHosts: Agents {
     /// Why fault `fault_id` is known lost already, if it is (without taking it: [`RemoteHosts::revert`] does).
     fn lost_reason(&self, fault_id: &str) -> Option<String>;
 
-    /// Asks `agent` what a fault would do, changing nothing.
-    fn plan(
-        &self,
-        agent: &str,
-        spec_json: &str,
+    /// Asks `agent` what a fault would do (inside `pod` when given), changing nothing.
+    fn plan<'a>(
+        &'a self,
+        agent: &'a str,
+        spec_json: &'a str,
         duration: Option<Duration>,
         seed: u64,
-    ) -> BoxFuture<'_, Result<String, RemoteError>>;
+        pod: Option<&'a PodRef>,
+    ) -> BoxFuture<'a, Result<String, RemoteError>>;
+
+    /// The pods on `agent`'s node that `selector` matches, through its container runtime.
+    fn pods<'a>(
+        &'a self,
+        agent: &'a str,
+        selector: &'a chaos_agent::pods::PodSelector,
+    ) -> BoxFuture<'a, Result<Vec<chaos_agent::pods::Pod>, RemoteError>>;
 
     /// The latest saturation sample `agent` reported, if it is connected and has sent one.
     fn sample(&self, agent: &str) -> Option<AgentSample>;

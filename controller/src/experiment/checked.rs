@@ -257,16 +257,24 @@ pub enum TargetKind<'a> {
     /// Agents selected by their labels (`hosts: { role: web }` alone): host faults apply on each of them,
     /// through a controller.
     Hosts(&'a std::collections::BTreeMap<String, String>),
+    /// Pods on the agents' nodes, through a controller.
+    Pods(&'a super::model::PodsTarget),
 }
 
 impl Target {
     pub fn kind(&self) -> Result<TargetKind<'_>, String> {
+        if let Some(pods) = &self.pods {
+            return match (&self.proxy, &self.processes) {
+                (None, None) => Ok(TargetKind::Pods(pods)),
+                _ => Err("a `pods` target takes no `proxy` or `processes`".into()),
+            };
+        }
         match (&self.proxy, &self.processes) {
             (Some(proxy), None) => Ok(TargetKind::Proxy(proxy)),
             (None, Some(processes)) => Ok(TargetKind::Processes(processes)),
             (None, None) => match &self.hosts {
                 Some(hosts) => Ok(TargetKind::Hosts(hosts)),
-                None => Err("a target needs one of `proxy`, `processes` or `hosts`".into()),
+                None => Err("a target needs one of `proxy`, `processes`, `hosts` or `pods`".into()),
             },
             (Some(_), Some(_)) => {
                 Err("a target takes exactly one of `proxy` or `processes`, found both".into())
@@ -279,6 +287,7 @@ impl Target {
             Ok(TargetKind::Proxy(_)) => Some(TargetType::Proxy),
             Ok(TargetKind::Processes(_)) => Some(TargetType::Processes),
             Ok(TargetKind::Hosts(_)) => Some(TargetType::Host),
+            Ok(TargetKind::Pods(_)) => Some(TargetType::Pods),
             Err(_) => None,
         }
     }

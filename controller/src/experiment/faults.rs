@@ -57,6 +57,9 @@ pub enum TargetType {
     Processes,
     /// The host that runs the experiment: these faults take no `target`.
     Host,
+    /// Pods on the agents' nodes: host faults act inside their containers, and `kill` and `pause` on their
+    /// processes.
+    Pods,
 }
 
 impl fmt::Display for TargetType {
@@ -65,7 +68,21 @@ impl fmt::Display for TargetType {
             TargetType::Proxy => "proxy",
             TargetType::Processes => "process",
             TargetType::Host => "host",
+            TargetType::Pods => "pods",
         })
+    }
+}
+
+impl TargetType {
+    /// Whether a fault of `kind` may name a target of this type.
+    pub fn takes(self, kind: FaultKind) -> bool {
+        match self {
+            TargetType::Pods => {
+                matches!(kind.target_type(), TargetType::Processes | TargetType::Host)
+                    && kind != FaultKind::DiskFill
+            }
+            other => other == kind.target_type(),
+        }
     }
 }
 

@@ -122,10 +122,31 @@ pub struct Target {
     /// them (seeded).
     #[serde(default)]
     pub hosts: Option<BTreeMap<String, String>>,
-    /// How many of the matched processes (or, for a `hosts` target, agents) a fault hits: a number (`2`) or a
-    /// percentage (`"50%"`).
+    /// Kubernetes pods on the agents' nodes (`pods: { namespace: shop, labels: { app: cart } }`), found by each
+    /// agent through its container runtime, for runs through a controller. With `hosts`, only those agents are
+    /// asked; without, every connected agent. `count` picks how many of the matching pods (seeded); without
+    /// it, every one. Host faults act inside the chosen pods' containers; `kill` stops each chosen container's
+    /// main process, `pause` stops every process of the container.
+    #[serde(default)]
+    pub pods: Option<PodsTarget>,
+    /// How many of the matched processes (or, for a `hosts` target, agents; for a `pods` target, pods) a fault
+    /// hits: a number (`2`) or a percentage (`"50%"`).
     #[serde(default)]
     pub count: Option<Count>,
+}
+
+/// Which pods a `pods` target selects.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PodsTarget {
+    /// The pods' Kubernetes namespace.
+    pub namespace: String,
+    /// Labels every chosen pod has (as on the pod; the kubelet copies them onto its sandbox).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// One container of each pod by name; without it, every running container.
+    #[serde(default)]
+    pub container: Option<String>,
 }
 
 /// A proxy behind any Toxiproxy-compatible admin API. With `listen` and `upstream`, the run creates it and

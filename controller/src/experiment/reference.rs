@@ -21,8 +21,12 @@ pub fn fault_reference() -> String {
                 "a `proxy` target created with `protocol: http`"
             }
             TargetType::Proxy => "a `proxy` target",
-            TargetType::Processes => "a `processes` target",
-            TargetType::Host => "this host, or the agents of a `hosts` target",
+            TargetType::Processes => "a `processes` target, or the containers of a `pods` target",
+            TargetType::Host if kind == FaultKind::DiskFill => "this host, or the agents of a `hosts` target",
+            TargetType::Host => {
+                "this host, the agents of a `hosts` target, or the containers of a `pods` target"
+            }
+            TargetType::Pods => "a `pods` target",
         };
         let duration = if kind.needs_duration() { "needs a `duration`" } else { "takes no `duration`" };
         let _ = writeln!(out, "### `{kind}`\n\nActs on {target}; {duration}.\n");

@@ -210,6 +210,21 @@ impl Validator<'_> {
                 }
                 self.count(&path, target.count);
             }
+            Ok(TargetKind::Pods(pods)) => {
+                let p = join(&path, &[Seg::K("pods")]);
+                let selector = chaos_agent::pods::PodSelector {
+                    namespace: pods.namespace.clone(),
+                    labels: pods.labels.clone(),
+                    container: pods.container.clone(),
+                };
+                if let Err(e) = selector.validate() {
+                    self.at(&p, format!("target `{name}`: {e}"));
+                }
+                if target.hosts.as_ref().is_some_and(|h| h.is_empty()) {
+                    self.at(&join(&path, &[Seg::K("hosts")]), "`hosts` must name at least one label".into());
+                }
+                self.count(&path, target.count);
+            }
         }
     }
 
@@ -447,7 +462,7 @@ impl Validator<'_> {
             }
             SourceKind::Proxy(proxy) => match exp.targets.get(proxy).map(Target::target_type) {
                 Some(Some(TargetType::Proxy)) | Some(None) => {}
-                Some(Some(TargetType::Processes | TargetType::Host)) => {
+                Some(Some(TargetType::Processes | TargetType::Host | TargetType::Pods)) => {
                     self.at(
                         &join(path, &[Seg::K("proxy")]),
                         format!("target `{proxy}` is a process target, not a proxy"),
@@ -657,7 +672,11 @@ impl Validator<'_> {
                     let names = declared(exp.targets.keys().map(String::as_str));
                     self.at(&join(path, &[Seg::K("target")]), format!("unknown target `{target}` ({names})"));
                 }
-                Some(Some(actual)) if actual != kind.target_type() => self.at(
+                Some(Some(TargetType::Pods)) if kind == FaultKind::DiskFill => self.at(
+                    &join(path, &[Seg::K("fault")]),
+                    format!("fault `{kind}` is not supported inside pods yet (`{target}` is a pods target)"),
+                ),
+                Some(Some(actual)) if !actual.takes(kind) => self.at(
                     &join(path, &[Seg::K("fault")]),
                     format!(
                         "fault `{kind}` applies to {} targets, but `{target}` is a {actual} target",
