@@ -287,6 +287,8 @@ impl Fleet {
                 "500ms",
                 "--lease",
                 "2s",
+                "--max-pods-per-run",
+                "1",
                 "--data-dir",
             ])
             .arg(&data)
@@ -342,10 +344,11 @@ impl Drop for Fleet {
     }
 }
 
-/// The example experiment targeting pods, through a controller and an agent: the dry run names the chosen pod,
-/// its node, container, pid, cgroup and namespace; the run partitions then freezes exactly one cart pod (the
-/// other cart pod and the web pod untouched), the shoppers of the web pod see no errors, and everything is
-/// reverted at the end.
+/// The example experiment targeting pods, through a controller (at most one pod per run) and an agent: the dry
+/// run names the chosen pod, its node, container, pid, cgroup and namespace; the run partitions then freezes
+/// exactly one cart pod (the other cart pod and the web pod untouched), the shoppers of the web pod see no
+/// errors, and everything is reverted at the end; the same experiment asking for two pods is refused by the cap
+/// before anything is touched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_pods_experiment_runs_through_a_controller_and_an_agent() {
     if !skip::require("containerd", containerd::available().and_then(|()| skip::program("curl"))) {
@@ -387,6 +390,22 @@ async fn the_example_pods_experiment_runs_through_a_controller_and_an_agent() {
     }
     assert!(plan.contains(&format!("pid {}", container["pid"])), "{plan}");
     assert!(plan.contains("network-partition") && plan.contains("process-pause"), "{plan}");
+
+    // Two pods: above the controller's cap, refused before anything changes.
+    let both = dir.path().join("both-carts.yaml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    let text = text.replace("labels: { app: cart } }, count: 1 }", "labels: { app: cart } }, count: 2 }");
+    std::fs::write(&both, text).unwrap();
+    let refused = support::output_within(fleet.client(&["run"]).arg(&both).args(["--var", &var]), WAIT);
+    assert_eq!(refused.status.code(), Some(3), "{}", support::describe_output(&refused));
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("would touch 2 pods") && why.contains("cap of 1 per run"), "{why}");
+    for cart in &carts {
+        assert!(
+            nft_tables(cart["netns"].as_str().unwrap(), "chaos").is_empty(),
+            "the refused run touched a pod"
+        );
+    }
 
     let journal = dir.path().join("journal.json");
     let run = fleet

@@ -56,6 +56,9 @@ pub struct ControllerArgs {
     /// Refuse runs that would touch more than this share of the connected agents (percent).
     #[arg(long, value_name = "PERCENT")]
     max_fleet_percent: Option<f64>,
+    /// Refuse runs whose `pods` targets would choose more pods than this, all targets together.
+    #[arg(long, value_name = "N")]
+    max_pods_per_run: Option<usize>,
     /// RISK: let runs act on this controller's own host. Without it, runs act only on agents, and experiments
     /// with command probes lacking `agent`/`hosts`, process targets lacking `hosts`, host faults without a
     /// target, or `${env:NAME}` (this host's environment) are refused. With it, anyone holding an API token
@@ -98,6 +101,7 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         limits: Limits {
             max_agents_per_run: args.max_agents_per_run,
             max_fleet_percent: args.max_fleet_percent,
+            max_pods_per_run: args.max_pods_per_run,
             allow_local_effects: args.allow_local_effects,
         },
         notify,

@@ -233,6 +233,24 @@ impl Plan {
         self.remote.as_ref().map(|r| r.hosts.as_ref() as &dyn crate::probes::Agents)
     }
 
+    /// Every pod the plan's `pods` targets chose, as `namespace/name on agent`.
+    pub fn pods(&self) -> Vec<String> {
+        let mut pods: Vec<String> = self
+            .targets
+            .values()
+            .flat_map(|t| match t {
+                ResolvedTarget::Pods { chosen, .. } => chosen
+                    .iter()
+                    .map(|c| format!("{}/{} on {}", c.pod.namespace, c.pod.name, c.agent))
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        pods.sort();
+        pods.dedup();
+        pods
+    }
+
     /// Every agent the plan would touch, by id.
     pub fn agents(&self) -> Vec<String> {
         let mut agents: Vec<String> = self

@@ -28,6 +28,8 @@ pub struct Limits {
     pub max_agents_per_run: Option<usize>,
     /// The largest share of the connected fleet one run may touch, in percent.
     pub max_fleet_percent: Option<f64>,
+    /// The most pods one run's `pods` targets may choose, all targets together.
+    pub max_pods_per_run: Option<usize>,
     /// Let runs act on the controller's own host (local command probes, local process targets): off unless
     /// `chaos controller --allow-local-effects`, since anyone with an API token could then run programs and
     /// signal processes there as the controller's user (see [`super::local`]).
@@ -283,6 +285,7 @@ impl Runs {
         let agents = plan.agents();
         let proxies = plan.held_proxies(&exp);
         self.check_blast_radius(&agents)?;
+        self.check_pods(&plan.pods())?;
         plan.check_remote(&exp, seed)
             .await
             .map_err(|e| ApiError::FailedPrecondition(format!("preflight: {e}")))?;
@@ -415,6 +418,17 @@ impl Runs {
             )?;
         }
         Ok(())
+    }
+
+    fn check_pods(&self, pods: &[String]) -> Result<(), ApiError> {
+        match self.limits.max_pods_per_run {
+            Some(max) if pods.len() > max => Err(ApiError::FailedPrecondition(format!(
+                "blast radius: the run would touch {} pods ({}), above the cap of {max} per run",
+                pods.len(),
+                pods.join(", ")
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn check_blast_radius(&self, agents: &[String]) -> Result<(), ApiError> {
