@@ -265,47 +265,23 @@ async fn faults_reach_exactly_the_selected_pods_and_go_with_a_killed_agent() {
     let _ = web2.config;
 }
 
-/// `chaos controller` on 127.0.0.1:0 with its data in `dir`, and `chaos agent serve` dialling it with the
-/// fixture's CRI socket; both SIGKILLed on drop.
+/// `chaos controller` on 127.0.0.1:0 (at most one pod per run) with its data in `dir`, and `chaos agent serve`
+/// dialling it with the fixture's CRI socket; both SIGKILLed on drop.
 struct Fleet {
-    controller: std::process::Child,
     agent: std::process::Child,
-    url: String,
+    controller: support::LocalController,
     token: String,
 }
 
 impl Fleet {
     fn start(fixture: &Containerd, dir: &std::path::Path) -> Fleet {
-        use std::io::BufRead as _;
-        let data = dir.join("data");
-        let mut controller = Command::new(support::chaos_bin())
-            .args([
-                "controller",
-                "--listen",
-                "127.0.0.1:0",
-                "--heartbeat",
-                "500ms",
-                "--lease",
-                "2s",
-                "--max-pods-per-run",
-                "1",
-                "--data-dir",
-            ])
-            .arg(&data)
-            .env_remove("CHAOS_CONTROLLER_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join("controller.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let line = std::io::BufReader::new(controller.stdout.take().unwrap()).lines().next();
-        let line = line.expect("the controller printed nothing").unwrap();
-        let addr =
-            line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        let url = format!("http://{addr}");
+        let controller = support::LocalController::start(
+            dir,
+            &["--heartbeat", "500ms", "--lease", "2s", "--max-pods-per-run", "1"],
+        );
         let agent = Command::new(support::chaos_bin())
-            .args(["agent", "serve", "--controller", &url, "--id", "node-1", "--token-file"])
-            .arg(data.join("agent.token"))
+            .args(["agent", "serve", "--controller", &controller.url, "--id", "node-1", "--token-file"])
+            .arg(controller.data.join("agent.token"))
             .arg("--state-dir")
             .arg(dir.join("agent-state"))
             .arg("--cri-socket")
@@ -316,8 +292,8 @@ impl Fleet {
             .stderr(std::fs::File::create(dir.join("agent.log")).unwrap())
             .spawn()
             .unwrap();
-        let token = std::fs::read_to_string(data.join("api.token")).unwrap().trim().to_string();
-        let fleet = Fleet { controller, agent, url, token };
+        let token = controller.api_token();
+        let fleet = Fleet { agent, controller, token };
         wait_until("the agent connected", WAIT, || {
             let out = fleet.client(&["agents", "--json"]).output().unwrap();
             String::from_utf8_lossy(&out.stdout).contains("\"node-1\"")
@@ -328,7 +304,7 @@ impl Fleet {
     fn client(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(support::chaos_bin());
         cmd.args(args)
-            .env("CHAOS_CONTROLLER", &self.url)
+            .env("CHAOS_CONTROLLER", &self.controller.url)
             .env("CHAOS_TOKEN", &self.token)
             .stdin(Stdio::null());
         cmd
@@ -337,10 +313,9 @@ impl Fleet {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
-        for child in [&mut self.agent, &mut self.controller] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        // The agent first (its watchdog reverts whatever it still holds), then the controller (its own drop).
+        let _ = self.agent.kill();
+        let _ = self.agent.wait();
     }
 }
 

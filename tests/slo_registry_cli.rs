@@ -5,37 +5,23 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use support::{chaos_bin, describe_output, output_within, repo_path, temp_dir};
 
 /// `chaos controller` on 127.0.0.1:0 with its data in `dir`, killed when dropped.
 struct Controller {
-    child: Child,
+    _server: support::LocalController,
     url: String,
     dir: PathBuf,
 }
 
 impl Controller {
     fn start(dir: &Path) -> Controller {
-        let mut child = Command::new(chaos_bin())
-            .args(["controller", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.join("data"))
-            .env_remove("CHAOS_CONTROLLER_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join("controller.log")).unwrap())
-            .spawn()
-            .unwrap();
-        // The controller prints `listening on ADDR` once bound, and nothing else on stdout.
-        let line = BufReader::new(child.stdout.take().unwrap()).lines().next();
-        let line = line.expect("the controller printed nothing").unwrap();
-        let addr =
-            line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        Controller { child, url: format!("http://{addr}"), dir: dir.to_path_buf() }
+        let server = support::LocalController::start(dir, &[]);
+        Controller { url: server.url.clone(), _server: server, dir: dir.to_path_buf() }
     }
 
     /// `chaos slo ARGS... --controller URL --token-file DIR/api.token`.
@@ -57,13 +43,6 @@ impl Controller {
         let out = self.slo(args);
         assert_eq!(out.status.code(), Some(0), "chaos slo {args:?}: {}", describe_output(&out));
         String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

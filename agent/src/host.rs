@@ -161,8 +161,7 @@ impl HostAgent {
         duration: Option<Duration>,
         seed: u64,
     ) -> Result<Applied, AgentError> {
-        self.inner.policy.check_pod_namespace(&pod.namespace)?;
-        let confined = pods::in_pod(spec, pod, container)?;
+        let confined = self.confined(spec, pod, container)?;
         let mut applied = self.apply_placed(&confined, duration, seed, Some(&container.cgroup))?;
         applied.description = format!(
             "{} (pod {}/{}, container {})",
@@ -181,8 +180,7 @@ impl HostAgent {
         duration: Option<Duration>,
         seed: u64,
     ) -> Result<String, AgentError> {
-        self.inner.policy.check_pod_namespace(&pod.namespace)?;
-        let confined = pods::in_pod(spec, pod, container)?;
+        let confined = self.confined(spec, pod, container)?;
         let plan = self.plan_seeded(&confined, duration, seed)?;
         Ok(format!(
             "{plan} in pod {}/{}, container {} (pid {}, cgroup {}), netns {}",
@@ -193,6 +191,17 @@ impl HostAgent {
             container.cgroup,
             pod.netns.as_deref().unwrap_or("the node's")
         ))
+    }
+
+    /// `spec` confined to `container` of `pod`, once the policy's pod rules allow the pod's namespace.
+    fn confined(
+        &self,
+        spec: &FaultSpec,
+        pod: &pods::Pod,
+        container: &pods::PodContainer,
+    ) -> Result<FaultSpec, AgentError> {
+        self.inner.policy.check_pod_namespace(&pod.namespace)?;
+        pods::in_pod(spec, pod, container)
     }
 
     /// [`HostAgent::apply_seeded`], with stress workers moved into the cgroup `place` when given.

@@ -402,3 +402,48 @@ impl Drop for Injector {
         let _ = self.child.wait();
     }
 }
+
+/// `chaos controller --listen 127.0.0.1:0 --data-dir DIR/data EXTRA…` (its log in DIR/controller.log), once it
+/// listens; SIGKILLed on drop.
+pub struct LocalController {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`, as the controller printed it.
+    pub url: String,
+    /// Its data directory (tokens, store).
+    pub data: PathBuf,
+}
+
+impl LocalController {
+    pub fn start(dir: &std::path::Path, extra: &[&str]) -> LocalController {
+        let data = dir.join("data");
+        let mut child = Command::new(chaos_bin())
+            .args(["controller", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(&data)
+            .env_remove("CHAOS_CONTROLLER_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("controller.log")).unwrap())
+            .spawn()
+            .unwrap();
+        // The controller prints `listening on ADDR` once bound, and nothing else on stdout.
+        let line = BufReader::new(child.stdout.take().unwrap()).lines().next();
+        let line = line.expect("the controller printed nothing").unwrap();
+        let addr =
+            line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        LocalController { child, url: format!("http://{addr}"), data }
+    }
+
+    /// The API token it wrote.
+    pub fn api_token(&self) -> String {
+        std::fs::read_to_string(self.data.join("api.token")).unwrap().trim().to_string()
+    }
+}
+
+impl Drop for LocalController {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
