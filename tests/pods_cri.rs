@@ -147,6 +147,25 @@ async fn faults_reach_exactly_the_selected_pods_and_go_with_a_killed_agent() {
     let web_pids: Vec<i32> =
         webs.iter().map(|p| p["containers"][0]["pid"].as_i64().unwrap() as i32).collect();
     assert!(pods(&fixture, "shop/app=none").is_empty());
+    // What the controller chose, resolved again at apply time: the same sandbox only.
+    let pod_ref = |name: &str, sandbox: &str| chaos_proto::v1::PodRef {
+        namespace: "shop".into(),
+        name: name.into(),
+        sandbox_id: sandbox.into(),
+        container: "cart".into(),
+    };
+    let (pod, resolved) =
+        chaos_agent::pods::resolve(&fixture.socket, &pod_ref("cart-1", &cart.sandbox)).await.unwrap();
+    assert_eq!((pod.name.as_str(), resolved.pid), ("cart-1", cart_pid));
+    let stale =
+        chaos_agent::pods::resolve(&fixture.socket, &pod_ref("cart-1", "0123456789ab")).await.unwrap_err();
+    assert!(
+        stale.to_string().contains(&format!("recreated (its sandbox is now {})", cart.sandbox)),
+        "{stale}"
+    );
+    let gone =
+        chaos_agent::pods::resolve(&fixture.socket, &pod_ref("cart-9", "0123456789ab")).await.unwrap_err();
+    assert!(gone.to_string().contains("no such ready pod"), "{gone}");
     wait_until("web-1 reaches cart-1 and web-2", WAIT, || {
         reaches(&web1_netns, &cart_ip) && reaches(&web1_netns, &web2_ip)
     });

@@ -151,12 +151,22 @@ pub async fn runtime_version(socket: &Path) -> Result<String, AgentError> {
 /// The ready pods on this node that `selector` matches, each with its matching running containers (pods with
 /// none are left out), sorted by name.
 pub async fn find(socket: &Path, selector: &PodSelector) -> Result<Vec<Pod>, AgentError> {
+    find_in(socket, selector, None).await
+}
+
+/// [`find`], limited to the sandbox `sandbox_id` when given (the runtime filters by id, so applying a fault to
+/// one chosen pod reads that pod only, not its whole namespace).
+async fn find_in(
+    socket: &Path,
+    selector: &PodSelector,
+    sandbox_id: Option<&str>,
+) -> Result<Vec<Pod>, AgentError> {
     selector.validate()?;
     let mut client = connect(socket).await?;
     let filter = v1::PodSandboxFilter {
+        id: sandbox_id.unwrap_or_default().to_string(),
         state: Some(v1::PodSandboxStateValue { state: v1::PodSandboxState::SandboxReady as i32 }),
         label_selector: selector.labels.clone().into_iter().collect(),
-        ..Default::default()
     };
     let sandboxes = client
         .list_pod_sandbox(v1::ListPodSandboxRequest { filter: Some(filter) })
@@ -170,6 +180,7 @@ pub async fn find(socket: &Path, selector: &PodSelector) -> Result<Vec<Pod>, Age
         // The runtime filters on labels; the namespace is checked here (and the labels again: a runtime
         // that ignores the filter must not widen the selection).
         if meta.namespace != selector.namespace
+            || sandbox_id.is_some_and(|id| id != sandbox.id)
             || !selector.labels.iter().all(|(k, v)| sandbox.labels.get(k) == Some(v))
         {
             continue;
@@ -259,13 +270,15 @@ pub async fn resolve(
         what: "pod",
         reason: format!("{}/{} (sandbox {}): {why}", pod.namespace, pod.name, pod.sandbox_id),
     };
-    let found = find(socket, &selector).await?;
+    let found = find_in(socket, &selector, Some(&pod.sandbox_id)).await?;
     let Some(found) = found.into_iter().find(|p| p.name == pod.name) else {
-        return Err(gone("no such ready pod on this node"));
+        // Only on this path is the namespace read whole, to say why.
+        let now = find(socket, &selector).await?;
+        return Err(match now.into_iter().find(|p| p.name == pod.name) {
+            Some(p) => gone(&format!("the pod was recreated (its sandbox is now {})", p.sandbox_id)),
+            None => gone("no such ready pod on this node"),
+        });
     };
-    if found.sandbox_id != pod.sandbox_id {
-        return Err(gone(&format!("the pod was recreated (its sandbox is now {})", found.sandbox_id)));
-    }
     let Some(container) = found.containers.iter().find(|c| c.name == pod.container).cloned() else {
         return Err(gone(&format!("container {} is not running", pod.container)));
     };
