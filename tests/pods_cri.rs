@@ -2,7 +2,7 @@
 //! own root, state and socket, CNI bridge networking, a busybox image imported locally). Pods are created through
 //! the CRI with labels; `chaos agent pods` finds exactly the selected ones; `chaos agent inject --pod` confines
 //! each fault to them: a partition inside the pod's network namespace only (a pod beside it still reaches its
-//! neighbours), CPU stress workers in the pod's cgroup, a pause and a kill of the selected containers'
+//! neighbours), CPU and memory stress workers in the pod's cgroup (the memory charged to it), a pause and a kill of the selected containers'
 //! processes only; a SIGKILLed agent's faults are reverted by its watchdog with no manual step; a pod removed
 //! while faulted is no error on revert; a protected namespace is refused before anything changes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -108,6 +108,22 @@ fn reaches(from: &str, ip: &str) -> bool {
         .success()
 }
 
+/// The memory charged to the cgroup at `path`: `memory.current` (cgroup v2) or `memory.usage_in_bytes` (v1).
+fn memory_charged(path: &str) -> u64 {
+    let relative = path.trim_start_matches('/');
+    let candidates = [
+        format!("/sys/fs/cgroup/{relative}/memory.current"),
+        format!("/sys/fs/cgroup/memory/{relative}/memory.usage_in_bytes"),
+    ];
+    candidates
+        .iter()
+        .find_map(|file| std::fs::read_to_string(file).ok())
+        .unwrap_or_else(|| panic!("no memory accounting for cgroup {path}: {candidates:?}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 fn ppid(pid: i32) -> Option<i32> {
     chaos_test_support::process::stat_fields(pid).and_then(|f| f.get(1).and_then(|p| p.parse().ok()))
 }
@@ -172,8 +188,11 @@ async fn faults_reach_exactly_the_selected_pods_and_go_with_a_killed_agent() {
 
     // A protected namespace is refused before anything changes.
     let partition = dir.path().join("partition.yaml");
-    std::fs::write(&partition, "- kind: network-partition\n- kind: cpu-stress\n  workers: 1\n  load: 5\n")
-        .unwrap();
+    std::fs::write(
+        &partition,
+        "- kind: network-partition\n- kind: cpu-stress\n  workers: 1\n  load: 5\n- kind: memory-stress\n  size: 64MiB\n",
+    )
+    .unwrap();
     let refused = support::output_within(
         chaos(
             &fixture,
@@ -204,14 +223,15 @@ async fn faults_reach_exactly_the_selected_pods_and_go_with_a_killed_agent() {
         "{plan}"
     );
 
-    // Partition and CPU stress in cart-1: its namespace only, its cgroup.
+    // Partition, CPU and memory stress in cart-1: its namespace only, its cgroup, its memory accounting.
+    let memory_before = memory_charged(&cart_cgroup);
     let state = dir.path().join("state");
     let mut inject = support::Injector::start(
         &partition,
         &state,
         &["--pod", "shop/app=cart", "--duration", "120s", "--cri-socket", &socket],
     );
-    let lines = inject.expect("injected ", 2);
+    let lines = inject.expect("injected ", 3);
     assert!(lines.iter().all(|l| l.contains("(pod shop/cart-1, container cart)")), "{lines:?}");
     assert_eq!(nft_tables(&cart_netns, "chaos").len(), 1, "the partition's table in cart-1's namespace");
     assert!(nft_tables(&web1_netns, "chaos").is_empty(), "nothing in web-1's namespace");
@@ -220,9 +240,18 @@ async fn faults_reach_exactly_the_selected_pods_and_go_with_a_killed_agent() {
     let agent_pid = inject.child.id() as i32;
     let workers: Vec<i32> =
         fixture.pids_in_cgroups().into_iter().filter(|p| ppid(*p) == Some(agent_pid)).collect();
-    assert_eq!(workers.len(), 1, "one CPU worker in the fixture's cgroups: {workers:?}");
-    let worker_cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", workers[0])).unwrap();
-    assert!(worker_cgroups.contains(&cart_cgroup), "the worker is not in cart-1's cgroup: {worker_cgroups}");
+    assert_eq!(workers.len(), 2, "a CPU and a memory worker in the fixture's cgroups: {workers:?}");
+    for worker in &workers {
+        let cgroups = std::fs::read_to_string(format!("/proc/{worker}/cgroup")).unwrap();
+        assert!(cgroups.contains(&cart_cgroup), "worker {worker} is not in cart-1's cgroup: {cgroups}");
+    }
+    // The memory worker joined before it touched a page: the container is charged for all of it, so its own
+    // memory limit applies (a worker moved in afterwards would leave its pages charged to the agent's cgroup).
+    let memory_during = memory_charged(&cart_cgroup);
+    assert!(
+        memory_during >= memory_before + 64 * 1024 * 1024,
+        "cart-1's cgroup is charged {memory_during} bytes with the stress on, {memory_before} before"
+    );
 
     // SIGKILL the agent mid-fault: its watchdog reverts both, no manual step.
     inject.child.kill().unwrap();
@@ -230,7 +259,7 @@ async fn faults_reach_exactly_the_selected_pods_and_go_with_a_killed_agent() {
     wait_until("the partition reverted by the watchdog", WAIT, || {
         nft_tables(&cart_netns, "chaos").is_empty()
     });
-    wait_until("the CPU worker gone", WAIT, || process_state(workers[0]).is_none());
+    wait_until("the stress workers gone", WAIT, || workers.iter().all(|w| process_state(*w).is_none()));
     assert!(reaches(&web1_netns, &cart_ip), "cart-1 unreachable after the revert");
 
     // A pause of the web containers: both web pods' processes, not cart's; resumed at the end.

@@ -17,7 +17,7 @@ use crate::net::Capabilities;
 use crate::policy::AgentPolicy;
 use crate::process::{self, ProcessId};
 use crate::spec::FaultSpec;
-use crate::stress::StressHandle;
+use crate::stress::Placement;
 use crate::{AgentError, Signal, faults, pods};
 
 /// How many times a lease tries to revert its fault before leaving it to `revert_all` and the journal.
@@ -151,7 +151,7 @@ impl HostAgent {
     }
 
     /// `spec` inside `container` of `pod` (found by [`pods::find`]): confined there by [`pods::in_pod`] (the
-    /// container's processes, the pod's network namespace), stress workers moved into the container's cgroup,
+    /// container's processes, the pod's network namespace), stress workers in the container's cgroup from their first step,
     /// with the policy's pod rules checked first. Leased, journaled and reverted like any host fault.
     pub fn apply_in_pod(
         &self,
@@ -204,7 +204,7 @@ impl HostAgent {
         pods::in_pod(spec, pod, container)
     }
 
-    /// [`HostAgent::apply_seeded`], with stress workers moved into the cgroup `place` when given.
+    /// [`HostAgent::apply_seeded`], with stress workers in the cgroup `place` (from their first step) when given.
     fn apply_placed(
         &self,
         spec: &FaultSpec,
@@ -228,6 +228,18 @@ impl HostAgent {
         let journal = &self.inner.journal.leased(duration);
         let caps = &self.inner.capabilities;
         let kind = spec.kind();
+        // Opened before any worker starts: each joins the cgroup as its first step.
+        let placement = match place {
+            Some(cgroup)
+                if matches!(
+                    spec,
+                    FaultSpec::CpuStress(_) | FaultSpec::MemoryStress(_) | FaultSpec::IoStress(_)
+                ) =>
+            {
+                Some(Placement::open(cgroup)?)
+            }
+            _ => None,
+        };
         let (fault, description): (Arc<dyn ActiveFault>, String) = match spec {
             FaultSpec::ProcessKill { signal, .. } => {
                 let targets = self.select(spec, seed)?;
@@ -259,7 +271,7 @@ impl HostAgent {
                 (Arc::new(handle), description)
             }
             FaultSpec::CpuStress(s) => {
-                let handle = placed(s.apply(journal)?, place)?;
+                let handle = s.apply_in(journal, placement.as_ref())?;
                 let description = format!(
                     "{} cpu workers at {}% ({})",
                     s.effective_workers(),
@@ -269,7 +281,7 @@ impl HostAgent {
                 (Arc::new(handle), description)
             }
             FaultSpec::MemoryStress(s) => {
-                let handle = placed(s.apply(journal)?, place)?;
+                let handle = s.apply_in(journal, placement.as_ref())?;
                 let description = format!("{} bytes held by {}", s.bytes()?, workers(handle.workers()));
                 (Arc::new(handle), description)
             }
@@ -279,7 +291,7 @@ impl HostAgent {
                 (Arc::new(handle), format!("filled {}", files.join(", ")))
             }
             FaultSpec::IoStress(s) => {
-                let handle = placed(s.apply(journal)?, place)?;
+                let handle = s.apply_in(journal, placement.as_ref())?;
                 let description = format!(
                     "{} io workers ({}) writing in {}",
                     s.workers,
@@ -409,19 +421,6 @@ impl HostAgent {
         // Entries are pushed and removed whole; a panic elsewhere cannot leave one half-written.
         self.inner.active.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
-
-/// `handle`'s workers moved into the cgroup `place` (when given); on failure the fault is reverted first.
-fn placed(handle: StressHandle, place: Option<&str>) -> Result<StressHandle, AgentError> {
-    let Some(cgroup) = place else { return Ok(handle) };
-    let pids: Vec<i32> = handle.workers().iter().map(|w| w.pid).collect();
-    if let Err(e) = pods::place(&pids, cgroup) {
-        if let Err(revert) = handle.revert() {
-            tracing::warn!(error = %revert, "reverting stress workers that could not join the pod's cgroup failed");
-        }
-        return Err(e);
-    }
-    Ok(handle)
 }
 
 /// [`HostAgent::plan`] for a caller with no agent started (a dry run must not replay the journal): the same

@@ -34,8 +34,6 @@ const CRI_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_PODS: usize = 1_000;
 /// Where `ip netns` (and CNI) keep named network namespaces.
 const NETNS_DIRS: [&str; 2] = ["/run/netns", "/var/run/netns"];
-/// Where cgroup hierarchies are mounted.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Which pods: a namespace, labels that must all match, and optionally one container by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -351,38 +349,6 @@ fn set_netns(field: &mut Option<String>, netns: Option<String>) -> Result<(), Ag
     }
     *field = netns;
     Ok(())
-}
-
-/// Moves `pids` into the cgroup at `path` in every hierarchy mounted under `/sys/fs/cgroup` that has it (one
-/// unified hierarchy on cgroup v2; each controller's on v1). Fails, naming the hierarchy, when one that has
-/// the cgroup refuses a pid, or when none has it.
-pub fn place(pids: &[i32], path: &str) -> Result<Vec<PathBuf>, AgentError> {
-    let relative = path.trim_start_matches('/');
-    let mut hierarchies = vec![PathBuf::from(CGROUP_ROOT)];
-    if let Ok(entries) = std::fs::read_dir(CGROUP_ROOT) {
-        for entry in entries.flatten() {
-            hierarchies.push(entry.path());
-        }
-    }
-    let mut placed = Vec::new();
-    for hierarchy in hierarchies {
-        let procs = hierarchy.join(relative).join("cgroup.procs");
-        if relative.is_empty() || !procs.is_file() {
-            continue;
-        }
-        for pid in pids {
-            std::fs::write(&procs, pid.to_string())
-                .map_err(|e| AgentError::io(format!("moving pid {pid} into {}", procs.display()), e))?;
-        }
-        placed.push(procs);
-    }
-    if placed.is_empty() {
-        return Err(AgentError::Invalid {
-            what: "pod fault",
-            reason: format!("no cgroup hierarchy under {CGROUP_ROOT} has {path}"),
-        });
-    }
-    Ok(placed)
 }
 
 async fn connect(socket: &Path) -> Result<cri::RuntimeServiceClient<tonic::transport::Channel>, AgentError> {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Begun, MAX_WORKERS, StressHandle, check_workers, spawn};
+use super::{Begun, MAX_WORKERS, Placement, StressHandle, check_workers, spawn};
 use crate::AgentError;
 use crate::faults::{FaultId, FaultKind};
 use crate::journal::{Journal, Undo};
@@ -61,10 +61,19 @@ impl CpuStress {
 
     /// Validates, journals, then starts the workers; returns once each one runs.
     pub fn apply(&self, journal: &Journal) -> Result<StressHandle, AgentError> {
+        self.apply_in(journal, None)
+    }
+
+    /// [`Self::apply`] with every worker in `placement`'s cgroup from its first step, when given.
+    pub fn apply_in(
+        &self,
+        journal: &Journal,
+        placement: Option<&Placement>,
+    ) -> Result<StressHandle, AgentError> {
         self.validate()?;
         let (id, kind) = (FaultId::next(), self.kind());
         let entry = journal.begin(id, kind, vec![Undo::KillWorkers { workers: Vec::new() }])?;
         let work = (0..self.effective_workers()).map(|_| spawn::Work::Cpu { load: self.load }).collect();
-        Begun { id, kind, entry, files: Vec::new(), bytes: None }.start(work)
+        Begun { id, kind, entry, files: Vec::new(), bytes: None }.start(work, placement)
     }
 }

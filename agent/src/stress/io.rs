@@ -11,7 +11,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use super::size::{KIB, MIB, Size, human};
-use super::{Begun, StressHandle, check_dir, check_workers, free_space, spawn};
+use super::{Begun, Placement, StressHandle, check_dir, check_workers, free_space, spawn};
 use crate::AgentError;
 use crate::faults::{FaultId, FaultKind};
 use crate::journal::{Journal, Undo};
@@ -105,6 +105,15 @@ impl IoStress {
     /// Validates, refuses files larger than the free space, journals, creates the files, then starts the
     /// workers; returns once each has written and synced its first block.
     pub fn apply(&self, journal: &Journal) -> Result<StressHandle, AgentError> {
+        self.apply_in(journal, None)
+    }
+
+    /// [`Self::apply`] with every worker in `placement`'s cgroup from its first step, when given.
+    pub fn apply_in(
+        &self,
+        journal: &Journal,
+        placement: Option<&Placement>,
+    ) -> Result<StressHandle, AgentError> {
         self.validate()?;
         let (block, file_size, total) = (self.block_bytes()?, self.file_bytes()?, self.total_bytes()?);
         let free = free_space(&self.path)?;
@@ -147,6 +156,6 @@ impl IoStress {
             .zip(opened)
             .map(|(path, file)| spawn::Work::Io { file, path: path.clone(), block: block.clone(), file_size })
             .collect();
-        Begun { id, kind, entry, files, bytes: Some(total) }.start(work)
+        Begun { id, kind, entry, files, bytes: Some(total) }.start(work, placement)
     }
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::size::{Size, human};
-use super::{Begun, StressHandle, spawn};
+use super::{Begun, Placement, StressHandle, spawn};
 use crate::AgentError;
 use crate::faults::{FaultId, FaultKind};
 use crate::journal::{Journal, Undo};
@@ -48,6 +48,15 @@ impl MemoryStress {
     /// Validates, refuses more than MemTotal, journals, then starts the worker; returns once every page has
     /// been touched.
     pub fn apply(&self, journal: &Journal) -> Result<StressHandle, AgentError> {
+        self.apply_in(journal, None)
+    }
+
+    /// [`Self::apply`] with every worker in `placement`'s cgroup from its first step, when given.
+    pub fn apply_in(
+        &self,
+        journal: &Journal,
+        placement: Option<&Placement>,
+    ) -> Result<StressHandle, AgentError> {
         self.validate()?;
         let bytes = self.bytes()?;
         let total = mem_total()?;
@@ -63,7 +72,7 @@ impl MemoryStress {
         let (id, kind) = (FaultId::next(), self.kind());
         let entry = journal.begin(id, kind, vec![Undo::KillWorkers { workers: Vec::new() }])?;
         let work = vec![spawn::Work::Memory { bytes: len, page: spawn::page_size() }];
-        Begun { id, kind, entry, files: Vec::new(), bytes: Some(bytes) }.start(work)
+        Begun { id, kind, entry, files: Vec::new(), bytes: Some(bytes) }.start(work, placement)
     }
 }
 

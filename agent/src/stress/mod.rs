@@ -23,6 +23,7 @@ mod cpu;
 mod disk;
 mod io;
 mod memory;
+mod placement;
 mod size;
 mod spawn;
 
@@ -35,6 +36,7 @@ pub use disk::DiskFill;
 pub(crate) use disk::remove_recorded as remove_fill_file;
 pub use io::IoStress;
 pub use memory::{MemoryStress, mem_total};
+pub use placement::Placement;
 pub use size::{GIB, KIB, MIB, Size, TIB};
 
 use crate::AgentError;
@@ -224,11 +226,16 @@ impl Begun {
         self.handle(Vec::new(), Some(fill))
     }
 
-    /// Forks one worker per item of `work`, records their pids after the `RemoveFile` steps of `files` (so a
-    /// revert kills them before deleting the files), and waits until every worker is at work. On error, the
-    /// workers are killed and reaped and the files deleted before returning.
-    fn start(self, work: Vec<spawn::Work>) -> Result<StressHandle, AgentError> {
-        let spawned = match spawn::spawn(work) {
+    /// Forks one worker per item of `work` (each joins `placement`'s cgroup first, when given), records their
+    /// pids after the `RemoveFile` steps of `files` (so a revert kills them before deleting the files), and
+    /// waits until every worker is at work. On error, the workers are killed and reaped and the files deleted
+    /// before returning.
+    fn start(
+        self,
+        work: Vec<spawn::Work>,
+        placement: Option<&Placement>,
+    ) -> Result<StressHandle, AgentError> {
+        let spawned = match spawn::spawn(work, placement) {
             Ok(spawned) => spawned,
             Err(e) => return Err(self.undo(e)),
         };

@@ -31,6 +31,7 @@ use nix::sys::signal::{Signal as NixSignal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use super::placement::{MAX_HIERARCHIES, Placement};
 use super::size::human;
 use crate::process::{ProcessId, procfs};
 use crate::{AgentError, Signal};
@@ -44,6 +45,7 @@ const READY: u8 = 0;
 const FAILED_MAP: u8 = 1;
 const FAILED_WRITE: u8 = 2;
 const FAILED_SYNC: u8 = 3;
+const FAILED_CGROUP: u8 = 4;
 
 /// Exit status of a worker whose parent died between `fork` and `PR_SET_PDEATHSIG`.
 const EXIT_ORPHANED: i32 = 70;
@@ -84,6 +86,8 @@ pub(super) struct Spawned {
 /// A batch of work for the spawner thread and where to send the pids.
 struct Request {
     work: Vec<Work>,
+    /// `cgroup.procs` descriptors every worker writes itself into first (`-1` for none).
+    cgroups: [RawFd; MAX_HIERARCHIES],
     reply: mpsc::SyncSender<io::Result<Vec<Spawned>>>,
 }
 
@@ -94,9 +98,14 @@ struct Setup {
     name: &'static [u8],
     ready: RawFd,
     devnull: RawFd,
-    /// Descriptors the child keeps besides 0-2 (`-1` for none).
-    keep: [RawFd; 2],
+    /// `cgroup.procs` descriptors the child writes itself into before it starts its work (`-1` for none).
+    cgroups: [RawFd; MAX_HIERARCHIES],
+    /// Descriptors the child keeps besides 0-2 (`-1` for none): the report socket, the work's file, `cgroups`.
+    keep: [RawFd; KEEP],
 }
+
+/// How many descriptors a child keeps: its report socket, its work's file and the cgroups it joins.
+const KEEP: usize = 2 + MAX_HIERARCHIES;
 
 // === impl Work ===
 
@@ -135,12 +144,19 @@ impl Work {
 
 // === the spawner thread ===
 
-/// Forks one worker per item of `work` on the spawner thread and returns them in order. Either every worker
-/// is started or none is (those already forked are killed and reaped). Descriptors in `work` are closed in
-/// this process once forked.
-pub(super) fn spawn(work: Vec<Work>) -> Result<Vec<Spawned>, AgentError> {
+/// Forks one worker per item of `work` on the spawner thread and returns them in order; each joins
+/// `placement`'s cgroup (when given) before it does anything else. Either every worker is started or none is
+/// (those already forked are killed and reaped). Descriptors in `work` are closed in this process once forked.
+pub(super) fn spawn(work: Vec<Work>, placement: Option<&Placement>) -> Result<Vec<Spawned>, AgentError> {
+    let mut cgroups = [-1; MAX_HIERARCHIES];
+    if let Some(placement) = placement {
+        for (slot, fd) in cgroups.iter_mut().zip(placement.fds()) {
+            *slot = fd;
+        }
+    }
     let (reply, replies) = mpsc::sync_channel(1);
-    submit(Request { work, reply })?;
+    // `placement` outlives the request: the reply is awaited below.
+    submit(Request { work, cgroups, reply })?;
     let spawned = replies.recv().map_err(|_| {
         AgentError::io("starting stress workers", io::Error::other("the spawner thread stopped"))
     })?;
@@ -164,7 +180,7 @@ fn submit(request: Request) -> Result<(), AgentError> {
         .name("chaos-stress-spawner".into())
         .spawn(move || {
             for request in requests {
-                let result = fork_all(&request.work);
+                let result = fork_all(&request.work, request.cgroups);
                 // A caller that stopped waiting cannot revert what it never learnt of: take it back here.
                 if let Err(mpsc::SendError(Ok(orphans))) = request.reply.send(result) {
                     abandon(&orphans);
@@ -180,18 +196,23 @@ fn submit(request: Request) -> Result<(), AgentError> {
 }
 
 /// Runs on the spawner thread: forks one worker per item, or none.
-fn fork_all(work: &[Work]) -> io::Result<Vec<Spawned>> {
+fn fork_all(work: &[Work], cgroups: [RawFd; MAX_HIERARCHIES]) -> io::Result<Vec<Spawned>> {
     let devnull = OpenOptions::new().read(true).write(true).open("/dev/null")?;
     let parent = std::process::id() as libc::pid_t;
     let mut spawned: Vec<Spawned> = Vec::with_capacity(work.len());
     for item in work {
         let forked = UnixStream::pair().and_then(|(ours, theirs)| {
+            let mut keep = [-1; KEEP];
+            keep[0] = theirs.as_raw_fd();
+            keep[1] = item.fd();
+            keep[2..].copy_from_slice(&cgroups);
             let setup = Setup {
                 parent,
                 name: item.name(),
                 ready: theirs.as_raw_fd(),
                 devnull: devnull.as_raw_fd(),
-                keep: [theirs.as_raw_fd(), item.fd()],
+                cgroups,
+                keep,
             };
             // SAFETY: the child runs `worker`, which makes only async-signal-safe calls on memory prepared
             // before the fork and never returns; the parent only reads the result.
@@ -237,6 +258,7 @@ pub(super) fn wait_ready(spawned: &[Spawned], timeout: Duration) -> Result<(), A
                     FAILED_MAP => "mmap",
                     FAILED_WRITE => "pwrite",
                     FAILED_SYNC => "fdatasync",
+                    FAILED_CGROUP => "joining the cgroup (cgroup.procs)",
                     _ => "an unknown step",
                 };
                 return Err(AgentError::io(
@@ -364,6 +386,17 @@ fn worker(setup: &Setup, work: &Work) -> ! {
             }
         }
         close_all_but(setup.keep);
+        // Into the target's cgroup before the first page is touched or cycle spent, so its limits and its
+        // accounting see all of it (memory charged elsewhere first would stay charged there).
+        for fd in setup.cgroups {
+            if fd >= 0 {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    report(setup.ready, FAILED_CGROUP, errno());
+                    libc::_exit(EXIT_FAILED);
+                }
+                libc::close(fd);
+            }
+        }
     }
     match work {
         Work::Cpu { load } => cpu(setup.ready, *load),
@@ -478,10 +511,17 @@ fn report(ready: RawFd, status: u8, errno: i32) {
 ///
 /// # Safety
 /// Only in the forked child, where no other code uses the descriptors closed.
-unsafe fn close_all_but(keep: [RawFd; 2]) {
-    let (low, high) = if keep[0] <= keep[1] { (keep[0], keep[1]) } else { (keep[1], keep[0]) };
+unsafe fn close_all_but(mut keep: [RawFd; KEEP]) {
+    // An insertion sort on the stack: no allocation after fork.
+    for i in 1..KEEP {
+        let mut j = i;
+        while j > 0 && keep[j - 1] > keep[j] {
+            keep.swap(j - 1, j);
+            j -= 1;
+        }
+    }
     let mut next: RawFd = 3;
-    for fd in [low, high] {
+    for fd in keep {
         if fd >= next {
             if fd > next {
                 // SAFETY: forwarded from the caller.
