@@ -29,6 +29,18 @@ struct TestPod {
 }
 
 async fn run_pod(cri: &mut Cri, fixture: &Containerd, namespace: &str, name: &str, app: &str) -> TestPod {
+    let script = format!("echo {name} > /index.html; exec httpd -f -p 8080 -h /");
+    run_pod_with(cri, fixture, (namespace, name, app), &script, Vec::new()).await
+}
+
+/// A pod whose one container (named `app`) runs `script` with `mounts`.
+async fn run_pod_with(
+    cri: &mut Cri,
+    fixture: &Containerd,
+    (namespace, name, app): (&str, &str, &str),
+    script: &str,
+    mounts: Vec<v1::Mount>,
+) -> TestPod {
     let config = v1::PodSandboxConfig {
         metadata: Some(v1::PodSandboxMetadata {
             name: name.into(),
@@ -54,7 +66,8 @@ async fn run_pod(cri: &mut Cri, fixture: &Containerd, namespace: &str, name: &st
         metadata: Some(v1::ContainerMetadata { name: app.into(), attempt: 0 }),
         image: Some(v1::ImageSpec { image: IMAGE.into() }),
         command: vec!["/bin/sh".into()],
-        args: vec!["-c".into(), format!("echo {name} > /index.html; exec httpd -f -p 8080 -h /")],
+        args: vec!["-c".into(), script.into()],
+        mounts,
         ..Default::default()
     };
     let id = cri
@@ -311,6 +324,145 @@ async fn faults_reach_exactly_the_selected_pods_and_go_with_a_killed_agent() {
         remove_pod(&mut cri, pod).await;
     }
     let _ = web2.config;
+}
+
+/// The `chaos-fill-*` files directly in `dir`.
+fn fill_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("chaos-fill-")))
+        .collect()
+}
+
+/// Bytes allocated to `path` (`st_blocks` × 512).
+fn allocated(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_fill_lands_in_the_pods_volume_or_its_root_and_goes_with_a_killed_agent() {
+    if !skip::require("containerd", containerd::available()) {
+        return;
+    }
+    let fixture = Containerd::start();
+    let mut cri = cri::connect(&fixture.socket, Duration::from_secs(10)).await.unwrap();
+    let dir = TempDir::new("pods-fill");
+    let (volume, readonly) = (dir.path().join("volume"), dir.path().join("readonly"));
+    std::fs::create_dir_all(volume.join("cache")).unwrap();
+    std::fs::create_dir_all(&readonly).unwrap();
+    // What the pod may put in its volume: a symlink out of it, which a fill must not follow.
+    std::os::unix::fs::symlink("/etc", volume.join("escape")).unwrap();
+    let mount = |inside: &str, node: &std::path::Path, readonly: bool| v1::Mount {
+        container_path: inside.into(),
+        host_path: node.display().to_string(),
+        readonly,
+    };
+    // In its root: an absolute symlink, which resolves inside the container's root, not the node's.
+    let script = "mkdir -p /var/spool; ln -s /var/spool /spool; ln -s /etc /hostetc; exec sleep 3600";
+    let store = run_pod_with(
+        &mut cri,
+        &fixture,
+        ("shop", "store-1", "store"),
+        script,
+        vec![mount("/data", &volume, false), mount("/ro", &readonly, true)],
+    )
+    .await;
+    let found = pods(&fixture, "shop/app=store");
+    assert_eq!(found.len(), 1, "{found:?}");
+    let pid = found[0]["containers"][0]["pid"].as_i64().unwrap();
+    let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
+    wait_until("the container's symlinks", WAIT, || root.join("spool").exists());
+    let state = dir.path().join("state");
+    let socket = fixture.socket.display().to_string();
+    let spec = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        path
+    };
+    let inject_once = |file: &std::path::Path, extra: &[&str]| {
+        support::output_within(
+            chaos(&fixture, &["agent", "inject", "--pod", "shop/app=store", "--state-dir"])
+                .arg(&state)
+                .args(extra)
+                .arg(file),
+            WAIT,
+        )
+    };
+
+    // Refused before anything is written: a read-only volume, a symlink out of a volume, a relative path.
+    for (name, body, why) in [
+        ("ro.yaml", "kind: disk-fill\npath: /ro\nsize: 1MiB\n", "read-only volume of container store (/ro)"),
+        ("escape.yaml", "kind: disk-fill\npath: /data/escape\nsize: 1MiB\n", "is not under any allowed path"),
+        ("relative.yaml", "kind: disk-fill\npath: data\nsize: 1MiB\n", "absolute path inside the container"),
+    ] {
+        let out = inject_once(&spec(name, body), &["--duration", "5s"]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", support::describe_output(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(why),
+            "{name}: {}",
+            support::describe_output(&out)
+        );
+    }
+    assert!(fill_files(&readonly).is_empty() && fill_files(std::path::Path::new("/etc")).is_empty());
+
+    // The dry run says where each fill goes.
+    let fills = spec(
+        "fills.yaml",
+        "- kind: disk-fill\n  path: /data/cache\n  size: 8MiB\n- kind: disk-fill\n  path: /spool\n  size: 8MiB\n\
+         - kind: disk-fill\n  path: /hostetc\n  size: 1MiB\n",
+    );
+    let planned = inject_once(&fills, &["--dry-run"]);
+    assert!(planned.status.success(), "{}", support::describe_output(&planned));
+    let plan = String::from_utf8_lossy(&planned.stdout);
+    assert!(
+        plan.contains(&format!(
+            "/data/cache in the container (its volume at {} on the node",
+            volume.display()
+        )),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!("/spool in the container's root filesystem (through /proc/{pid}/root)")),
+        "{plan}"
+    );
+
+    // Applied: in the volume (seen on the node), in the container's root (its /var/spool, through the
+    // symlink), and in the container's /etc, never the node's.
+    let mut inject = support::Injector::start(
+        &fills,
+        &state,
+        &["--pod", "shop/app=store", "--duration", "120s", "--cri-socket", &socket],
+    );
+    inject.expect("injected ", 3);
+    let in_volume = fill_files(&volume.join("cache"));
+    assert_eq!(in_volume.len(), 1, "{in_volume:?}");
+    assert!(allocated(&in_volume[0]) >= 8 * 1024 * 1024, "{}", in_volume[0].display());
+    let in_root = fill_files(&root.join("var/spool"));
+    assert_eq!(in_root.len(), 1, "{in_root:?}");
+    assert!(allocated(&in_root[0]) >= 8 * 1024 * 1024);
+    assert_eq!(
+        fill_files(&root.join("etc")).len(),
+        1,
+        "the fill through /hostetc is in the container's /etc"
+    );
+    assert!(fill_files(std::path::Path::new("/etc")).is_empty(), "a fill reached the node's /etc");
+    assert!(
+        fill_files(std::path::Path::new("/var/spool")).is_empty(),
+        "a fill reached the node's /var/spool"
+    );
+
+    // SIGKILL the agent: its watchdog deletes all three, through the node's path and the container's root.
+    inject.child.kill().unwrap();
+    inject.wait();
+    wait_until("the fills reverted by the watchdog", WAIT, || {
+        fill_files(&volume.join("cache")).is_empty()
+            && fill_files(&root.join("var/spool")).is_empty()
+            && fill_files(&root.join("etc")).is_empty()
+    });
+    remove_pod(&mut cri, &store).await;
 }
 
 /// `chaos controller` on 127.0.0.1:0 (at most one pod per run) with its data in `dir`, and `chaos agent serve`

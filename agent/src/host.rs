@@ -181,7 +181,10 @@ impl HostAgent {
         seed: u64,
     ) -> Result<String, AgentError> {
         let confined = self.confined(spec, pod, container)?;
-        let plan = self.plan_seeded(&confined, duration, seed)?;
+        let mut plan = self.plan_seeded(&confined, duration, seed)?;
+        if let FaultSpec::DiskFill(fill) = &confined {
+            plan = format!("{plan}, filling {}", fill.location());
+        }
         Ok(format!(
             "{plan} in pod {}/{}, container {} (pid {}, cgroup {}), netns {}",
             pod.namespace,

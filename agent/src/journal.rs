@@ -82,6 +82,15 @@ pub enum Undo {
     /// Truncate and delete a fill file if `path` still holds the very file created (device and inode); see
     /// the disk stress (`stress/disk.rs`, `remove_recorded`) for what is done when it does not.
     RemoveFillFile { path: PathBuf, dev: u64, ino: u64 },
+    /// Truncate and delete a fill file in the root filesystem of the container whose task is `task`: `path`
+    /// is inside the container, reached through `/proc/PID/root` while the task is still the one recorded;
+    /// `file` is its identity once it was created. A task that is gone took the file with its writable layer.
+    RemoveContainerFile {
+        task: ProcessId,
+        path: PathBuf,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<FileIdentity>,
+    },
     /// Delete a whole nftables table of family `inet` that this fault created.
     DeleteNftTable {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,6 +107,14 @@ pub enum Undo {
     /// Delete proxy `name` through the Toxiproxy-compatible admin API at `api` (`http://host:port`): a proxy
     /// a run created on a server that cannot expire it by itself.
     DeleteProxy { api: String, name: String },
+}
+
+/// A file by identity: its device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
 }
 
 /// The record of one applied fault, as stored.

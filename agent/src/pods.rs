@@ -9,8 +9,11 @@
 //! - `process-kill` / `process-pause`: the target selector gains the container's cgroup (with no other
 //!   criterion, every process of the container matches), so only its processes are chosen;
 //! - network faults: the pod's network namespace (`/run/netns/cni-…`, as CNI names it) instead of the node's;
-//! - CPU, memory and IO stress: applied as on the host, then [`place`] moves the workers into the container's
-//!   cgroup (every hierarchy it has), so the container's own CPU and memory limits apply to them.
+//! - CPU, memory and IO stress: workers that join the container's cgroup (every hierarchy it has) as their
+//!   first step ([`crate::stress::Placement`]), so the container's own CPU, memory and IO limits apply to them;
+//! - disk fill: `path` is the container's: under one of its volumes, the volume's node path (beneath which the
+//!   fill must stay; a read-only volume is refused); anywhere else, the container's root filesystem through
+//!   its task's `/proc/PID/root` ([`crate::stress::FillRoot`]).
 //!
 //! What is applied is then the ordinary host fault, with its lease, undo record and watchdog: a pod that
 //! disappears while faulted takes its namespace and processes with it (a revert finds them gone and is not an
@@ -19,7 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use chaos_proto::cri::{self, v1};
@@ -72,6 +75,17 @@ pub struct PodContainer {
     pub pid: i32,
     /// The task's cgroup path (`/k8s.io/ID`, `/kubepods/…/ID`), as `/proc/PID/cgroup` shows it.
     pub cgroup: String,
+    /// The container's volumes as the runtime reports them (a disk fill under one writes to its node path).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<PodMount>,
+}
+
+/// A volume of a container: where the container sees it and where it is on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PodMount {
+    pub container_path: PathBuf,
+    pub host_path: PathBuf,
+    pub readonly: bool,
 }
 
 impl fmt::Display for PodSelector {
@@ -232,7 +246,21 @@ async fn find_in(
             };
             // A container that exited between the listing and now is not a target.
             let Some(cgroup) = container_cgroup(pid)? else { continue };
-            containers.push(PodContainer { name, id: container.id, pid, cgroup });
+            let mounts = status
+                .status
+                .as_ref()
+                .map(|s| {
+                    s.mounts
+                        .iter()
+                        .map(|m| PodMount {
+                            container_path: PathBuf::from(&m.container_path),
+                            host_path: PathBuf::from(&m.host_path),
+                            readonly: m.readonly,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            containers.push(PodContainer { name, id: container.id, pid, cgroup, mounts });
         }
         if containers.is_empty() {
             continue;
@@ -305,9 +333,9 @@ pub fn to_proto(pod: &Pod) -> chaos_proto::v1::PodInfo {
     }
 }
 
-/// `spec` inside `container` of `pod`: see the module's documentation. Refused for a fault that cannot be
-/// confined to a pod (disk fill: not yet), for a network fault on a pod that uses the node's network, and
-/// for a spec that already names a network namespace or a cgroup of its own.
+/// `spec` inside `container` of `pod`: see the module's documentation. Refused for a network fault on a pod
+/// that uses the node's network, for a spec that already names a network namespace or a cgroup of its own,
+/// and for a disk fill of a read-only volume or outside the container's absolute paths.
 pub fn in_pod(spec: &FaultSpec, pod: &Pod, container: &PodContainer) -> Result<FaultSpec, AgentError> {
     let refuse = |reason: String| AgentError::Invalid { what: "pod fault", reason };
     let netns = || match &pod.netns {
@@ -330,14 +358,51 @@ pub fn in_pod(spec: &FaultSpec, pod: &Pod, container: &PodContainer) -> Result<F
         FaultSpec::NetworkBandwidth(s) => set_netns(&mut s.netns, netns()?)?,
         FaultSpec::NetworkLatency(s) => set_netns(&mut s.netns, netns()?)?,
         FaultSpec::CpuStress(_) | FaultSpec::MemoryStress(_) | FaultSpec::IoStress(_) => {}
-        FaultSpec::DiskFill(_) => {
-            return Err(refuse(
-                "disk-fill inside a pod is not supported yet: fill a volume's host path with a host fault"
-                    .into(),
-            ));
-        }
+        FaultSpec::DiskFill(fill) => fill_in(fill, container)?,
     }
     Ok(spec)
+}
+
+/// Points a disk fill at `container`'s filesystem: the node path of the volume `fill.path` lies under (the
+/// innermost), or the container's root.
+fn fill_in(fill: &mut crate::stress::DiskFill, container: &PodContainer) -> Result<(), AgentError> {
+    use crate::stress::FillRoot;
+    let refuse = |reason: String| AgentError::Invalid { what: "pod fault", reason };
+    if fill.within.is_some() {
+        return Err(refuse("a disk fill is confined to one pod only once".into()));
+    }
+    let inside = fill.path.clone();
+    let plain = inside.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    if !inside.is_absolute() || !plain {
+        return Err(refuse(format!(
+            "a disk fill in a pod needs an absolute path inside the container without `..`, found {}",
+            inside.display()
+        )));
+    }
+    let volume = container
+        .mounts
+        .iter()
+        .filter(|m| inside.starts_with(&m.container_path) && m.host_path.is_absolute())
+        .max_by_key(|m| m.container_path.components().count());
+    fill.within = Some(match volume {
+        Some(m) if m.readonly => {
+            return Err(refuse(format!(
+                "{} is on a read-only volume of container {} ({})",
+                inside.display(),
+                container.name,
+                m.container_path.display()
+            )));
+        }
+        // Through the volume's node path where this agent sees it (in a pod: the kubelet's pods directory
+        // mounted), so the record outlives the container; else through the container's root like the rest.
+        Some(m) if m.host_path.is_dir() => {
+            let rest = inside.strip_prefix(&m.container_path).unwrap_or(Path::new(""));
+            fill.path = m.host_path.join(rest);
+            FillRoot::Volume { host_root: m.host_path.clone(), container_path: inside }
+        }
+        Some(_) | None => FillRoot::Container { task: crate::process::ProcessId::of(container.pid)? },
+    });
+    Ok(())
 }
 
 fn set_netns(field: &mut Option<String>, netns: Option<String>) -> Result<(), AgentError> {
@@ -495,8 +560,13 @@ mod tests {
             netns: Some("cni-1".into()),
             containers: vec![],
         };
-        let container =
-            PodContainer { name: "cart".into(), id: "c".into(), pid: 9, cgroup: "/k8s.io/c".into() };
+        let container = PodContainer {
+            name: "cart".into(),
+            id: "c".into(),
+            pid: 9,
+            cgroup: "/k8s.io/c".into(),
+            mounts: Vec::new(),
+        };
         let spec = |yaml: &str| -> FaultSpec { serde_saphyr::from_str(yaml).unwrap() };
         match in_pod(&spec("kind: process-pause\ntarget: { name: sleep }\n"), &pod, &container).unwrap() {
             FaultSpec::ProcessPause { target, .. } => {
@@ -516,7 +586,69 @@ mod tests {
         let host_network = Pod { netns: None, ..pod.clone() };
         let e = in_pod(&spec("kind: network-partition\n"), &host_network, &container).unwrap_err();
         assert!(e.to_string().contains("node's network"), "{e}");
-        let e = in_pod(&spec("kind: disk-fill\npath: /tmp\nsize: 1MiB\n"), &pod, &container).unwrap_err();
-        assert!(e.to_string().contains("not supported yet"), "{e}");
+    }
+
+    #[test]
+    fn a_disk_fill_in_a_pod_goes_to_the_volume_it_names_or_the_containers_root() {
+        use crate::stress::FillRoot;
+        let dir = chaos_test_support::TempDir::new("pods-fill-unit");
+        let volume = dir.path().join("volume");
+        std::fs::create_dir(&volume).unwrap();
+        let pod = Pod {
+            namespace: "shop".into(),
+            name: "cart-1".into(),
+            uid: "u".into(),
+            sandbox_id: "sb".into(),
+            labels: BTreeMap::new(),
+            ip: "10.88.0.2".into(),
+            netns: None,
+            containers: vec![],
+        };
+        let mount = |inside: &str, node: &str, readonly: bool| PodMount {
+            container_path: inside.into(),
+            host_path: node.into(),
+            readonly,
+        };
+        let container = PodContainer {
+            name: "cart".into(),
+            id: "c".into(),
+            pid: std::process::id() as i32,
+            cgroup: "/k8s.io/c".into(),
+            mounts: vec![
+                mount("/data", &volume.display().to_string(), false),
+                mount("/unseen", "/nonexistent/kubelet/volume", false),
+                mount("/data/ro", "/srv/ro", true),
+                mount("/etc/hosts", "/var/lib/kubelet/pods/u/etc-hosts", false),
+            ],
+        };
+        let fill = |path: &str| -> Result<crate::stress::DiskFill, AgentError> {
+            let spec: FaultSpec =
+                serde_saphyr::from_str(&format!("kind: disk-fill\npath: {path}\nsize: 1MiB\n")).unwrap();
+            match in_pod(&spec, &pod, &container)? {
+                FaultSpec::DiskFill(fill) => Ok(fill),
+                other => panic!("{other:?}"),
+            }
+        };
+        let filled = fill("/data/cache").unwrap();
+        assert_eq!(filled.path, volume.join("cache"));
+        assert_eq!(
+            filled.within,
+            Some(FillRoot::Volume { host_root: volume.clone(), container_path: "/data/cache".into() })
+        );
+        // A volume whose node path this agent does not see is reached through the container's root.
+        let unseen = fill("/unseen/x").unwrap();
+        assert_eq!(unseen.path, Path::new("/unseen/x"));
+        assert!(matches!(unseen.within, Some(FillRoot::Container { .. })));
+        // `/database` is not under `/data`: the container's root, through its task.
+        let root = fill("/database").unwrap();
+        assert_eq!(root.path, Path::new("/database"));
+        assert!(matches!(root.within, Some(FillRoot::Container { task }) if task.pid == container.pid));
+        assert!(root.location().contains("root filesystem"), "{}", root.location());
+        let e = fill("/data/ro/x").unwrap_err().to_string();
+        assert!(e.contains("read-only volume of container cart (/data/ro)"), "{e}");
+        for bad in ["tmp", "/data/../etc"] {
+            let e = fill(bad).unwrap_err().to_string();
+            assert!(e.contains("absolute path inside the container without `..`"), "{bad}: {e}");
+        }
     }
 }

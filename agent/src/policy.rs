@@ -237,9 +237,21 @@ impl AgentPolicy {
                 }
             }
             FaultSpec::DiskFill(fill) => {
-                self.check_path(&fill.path)?;
+                // Inside a pod the pod rules chose the container, and the fill stays in its filesystem: a
+                // volume's fill beneath the volume's node path (a symlink out of it is refused here).
+                match &fill.within {
+                    None => self.check_path(&fill.path)?,
+                    Some(crate::stress::FillRoot::Volume { host_root, .. }) => {
+                        crate::beneath::Beneath::find(
+                            &fill.path,
+                            std::slice::from_ref(host_root),
+                            "pod-volume",
+                        )?;
+                    }
+                    Some(crate::stress::FillRoot::Container { .. }) => {}
+                }
                 let asked = fill.bytes()?;
-                let max = limits.max_disk_fill.of(crate::stress::free_space(&fill.path)?);
+                let max = limits.max_disk_fill.of(fill.free_space()?);
                 if asked > max {
                     return Err(forbid(
                         "max-disk-fill",

@@ -198,11 +198,21 @@ impl FaultKind {
                 "1MiB",
             )],
             FaultKind::DiskFill => table![
-                Field::new("path", Unit::Path, "an existing directory the fill file is created in", "/tmp"),
+                Field::new(
+                    "path",
+                    Unit::Path,
+                    "an existing directory the fill file is created in (in a pod: the container's path, on one of its volumes or in its root filesystem)",
+                    "/tmp"
+                ),
                 Field::new("size", Unit::Size, "bytes allocated; a percentage is of the free space", "1MiB"),
             ],
             FaultKind::IoStress => table![
-                Field::new("path", Unit::Path, "an existing directory the workers write in", "/tmp"),
+                Field::new(
+                    "path",
+                    Unit::Path,
+                    "an existing directory the workers write in (the node's, also for a pod)",
+                    "/tmp"
+                ),
                 Field::new("workers", Unit::Count, "writing workers", "2").range(1.0, 1024.0).default("1"),
                 Field::new("block_size", Unit::Size, "bytes per write, at most file_size and 64 MiB", "4KiB")
                     .default("64KiB"),
@@ -314,6 +324,17 @@ impl FaultSpec {
             FaultSpec::NetworkLoss(s) => s.validate(),
             FaultSpec::NetworkBandwidth(s) => s.validate(),
             FaultSpec::NetworkLatency(s) => s.validate(),
+        }
+    }
+
+    /// [`Self::validate`] without what depends on the host that applies the fault (a fill or IO stress
+    /// directory existing there): what a controller can check of a fault another machine, or a container, will
+    /// apply.
+    pub fn validate_shape(&self) -> Result<(), AgentError> {
+        match self {
+            FaultSpec::DiskFill(s) => s.validate_shape(),
+            FaultSpec::IoStress(s) => s.validate_shape(),
+            other => other.validate(),
         }
     }
 

@@ -173,6 +173,9 @@ impl Undo {
                 Err(e) => Err(AgentError::io(format!("removing {}", path.display()), e)),
             },
             Undo::RemoveFillFile { path, dev, ino } => crate::stress::remove_fill_file(path, *dev, *ino),
+            Undo::RemoveContainerFile { task, path, file } => {
+                crate::stress::remove_container_file(task, path, *file)
+            }
             Undo::DeleteNftTable { netns, table } => crate::net::delete_table(netns.as_deref(), table),
             Undo::DeleteQdisc { netns, device, handle } => {
                 crate::net::delete_qdisc(netns.as_deref(), device, handle)

@@ -117,7 +117,7 @@ fn pause(pid: i32) -> FaultSpec {
 }
 
 fn fill(path: impl Into<PathBuf>, size: Size) -> FaultSpec {
-    FaultSpec::DiskFill(DiskFill { path: path.into(), size })
+    FaultSpec::DiskFill(DiskFill::new(path, size))
 }
 
 fn cpu(workers: u32, load: u8) -> FaultSpec {

@@ -12,7 +12,7 @@ use chaos_agent::faults::{ActiveFault, FaultKind};
 use chaos_agent::journal::{self, Journal, ReplayMode, Undo};
 use chaos_agent::process::ProcessId;
 use chaos_agent::stress::{
-    CpuStress, DiskFill, GIB, IoStress, MIB, MemoryStress, Size, StressHandle, free_space,
+    CpuStress, DiskFill, FillRoot, GIB, IoStress, MIB, MemoryStress, Size, StressHandle, free_space,
 };
 use chaos_agent::undo;
 use chaos_test_support::process::stat_fields;
@@ -169,7 +169,7 @@ fn memory_stress_percent_is_of_mem_total() {
 fn disk_fill_allocates_the_file_until_reverted() {
     use std::os::unix::fs::MetadataExt;
     let fixture = Fixture::new();
-    let handle = DiskFill { path: fixture.data(), size: Size::mib(8) }.apply(&fixture.journal).unwrap();
+    let handle = DiskFill::new(fixture.data(), Size::mib(8)).apply(&fixture.journal).unwrap();
     assert_eq!(handle.bytes(), Some(8 * MIB));
     assert!(handle.workers().is_empty());
     let [file] = handle.files() else { panic!("one file expected: {:?}", handle.files()) };
@@ -188,11 +188,11 @@ fn disk_fill_allocates_the_file_until_reverted() {
 fn disk_fill_percent_resolves_and_more_than_free_is_refused() {
     let fixture = Fixture::new();
     let free = free_space(&fixture.data()).unwrap();
-    let one_percent = DiskFill { path: fixture.data(), size: "1%".parse().unwrap() }.bytes().unwrap();
+    let one_percent = DiskFill::new(fixture.data(), "1%".parse().unwrap()).bytes().unwrap();
     // Others write to this disk meanwhile: the two readings of the free space may differ a little.
     assert!(one_percent > 0 && one_percent.abs_diff(free / 100) <= free / 1000, "{one_percent} of {free}");
 
-    let too_much = DiskFill { path: fixture.data(), size: Size::Bytes(free + 1024 * 1024 * MIB) };
+    let too_much = DiskFill::new(fixture.data(), Size::Bytes(free + 1024 * 1024 * MIB));
     assert_eq!(too_much.bytes().unwrap(), free + 1024 * 1024 * MIB);
     let err = too_much.apply(&fixture.journal).unwrap_err().to_string();
     assert!(err.starts_with("invalid size: expected at most the ") && err.contains(" free in "), "{err}");
@@ -240,7 +240,7 @@ fn a_forgotten_handle_is_reverted_by_replay() {
         IoStress { path: fixture.data(), workers: 1, block_size: Size::kib(4), file_size: Size::kib(16) }
             .apply(&fixture.journal)
             .unwrap();
-    let fill = DiskFill { path: fixture.data(), size: Size::mib(1) }.apply(&fixture.journal).unwrap();
+    let fill = DiskFill::new(fixture.data(), Size::mib(1)).apply(&fixture.journal).unwrap();
     let workers: Vec<ProcessId> = cpu.workers().iter().chain(io.workers()).copied().collect();
     let files: Vec<PathBuf> = io.files().iter().chain(fill.files()).cloned().collect();
     // As if the owner had crashed: nobody will revert these handles.
@@ -278,7 +278,7 @@ fn helper_stress_then_sleep() {
     let dir = PathBuf::from(dir);
     let journal = Journal::open(dir.join("state")).unwrap();
     let cpu = CpuStress { workers: Some(1), load: 20 }.apply(&journal).unwrap();
-    let fill = DiskFill { path: dir.join("data"), size: Size::mib(1) }.apply(&journal).unwrap();
+    let fill = DiskFill::new(dir.join("data"), Size::mib(1)).apply(&journal).unwrap();
     println!("worker {} {}", cpu.workers()[0].pid, cpu.workers()[0].start_time);
     println!("fill {}", fill.files()[0].display());
     println!("ready");
@@ -416,15 +416,15 @@ fn bad_input_is_refused_before_anything_changes() {
             "invalid size: expected at most MemTotal",
         ),
         (
-            Box::new(|j| DiskFill { path: missing.clone(), size: Size::mib(1) }.apply(j)),
+            Box::new(|j| DiskFill::new(missing.clone(), Size::mib(1)).apply(j)),
             "invalid path: expected an existing directory, found nothing at",
         ),
         (
-            Box::new(|j| DiskFill { path: not_a_dir.clone(), size: Size::mib(1) }.apply(j)),
+            Box::new(|j| DiskFill::new(not_a_dir.clone(), Size::mib(1)).apply(j)),
             "invalid path: expected an existing directory, found a file at",
         ),
         (
-            Box::new(|j| DiskFill { path: data.clone(), size: Size::Percent(0.0) }.apply(j)),
+            Box::new(|j| DiskFill::new(data.clone(), Size::Percent(0.0)).apply(j)),
             "invalid size: expected a percentage above 0% and at most 100%, found 0%",
         ),
         (
@@ -501,7 +501,7 @@ fn specs_read_with_defaults_and_round_trip() {
 fn a_fill_file_moved_away_is_an_error_on_revert_and_its_space_is_freed() {
     use std::os::unix::fs::MetadataExt;
     let fixture = Fixture::new();
-    let handle = DiskFill { path: fixture.data(), size: Size::mib(4) }.apply(&fixture.journal).unwrap();
+    let handle = DiskFill::new(fixture.data(), Size::mib(4)).apply(&fixture.journal).unwrap();
     let file = handle.files()[0].clone();
     let moved = fixture.dir.path.join("moved.bin");
     std::fs::rename(&file, &moved).unwrap();
@@ -525,7 +525,7 @@ fn a_fill_file_moved_away_is_an_error_on_revert_and_its_space_is_freed() {
 #[test]
 fn a_fill_file_replaced_by_another_is_left_alone_and_reported() {
     let fixture = Fixture::new();
-    let handle = DiskFill { path: fixture.data(), size: Size::mib(1) }.apply(&fixture.journal).unwrap();
+    let handle = DiskFill::new(fixture.data(), Size::mib(1)).apply(&fixture.journal).unwrap();
     let file = handle.files()[0].clone();
     std::fs::remove_file(&file).unwrap();
     std::fs::write(&file, b"someone else's").unwrap();
@@ -541,7 +541,7 @@ fn replay_frees_a_fill_file_by_identity_and_drops_a_record_whose_file_is_gone() 
     use std::os::unix::fs::MetadataExt;
     let fixture = Fixture::new();
     // Three forgotten fills: one in place, one moved away, one whose name now holds another file.
-    let apply = || DiskFill { path: fixture.data(), size: Size::mib(1) }.apply(&fixture.journal).unwrap();
+    let apply = || DiskFill::new(fixture.data(), Size::mib(1)).apply(&fixture.journal).unwrap();
     let (kept, moved, replaced) = (apply(), apply(), apply());
     let undo = fixture.journal.records().0.iter().flat_map(|(_, r)| r.undo.clone()).collect::<Vec<_>>();
     assert!(undo.iter().all(|step| matches!(step, Undo::RemoveFillFile { .. })), "{undo:?}");
@@ -563,4 +563,54 @@ fn replay_frees_a_fill_file_by_identity_and_drops_a_record_whose_file_is_gone() 
     assert_eq!(std::fs::read(&replaced_file).unwrap(), b"not ours");
     // Moved away, it is out of reach: not deleted, not truncated (only the owner's descriptor could).
     assert_eq!(std::fs::metadata(&away).unwrap().size(), MIB);
+}
+
+/// A fill in a container's root filesystem goes through the container's task (`/proc/PID/root`); here the
+/// task is a plain child process, whose root is this host's, so the paths are this host's too (the
+/// confinement inside a real container's root is tested with containerd in `tests/pods_cri.rs`).
+#[test]
+fn a_fill_in_a_containers_root_replays_through_its_task_and_a_gone_task_ends_the_record() {
+    let fixture = Fixture::new();
+    let mut sleeper = Owner(Command::new("sleep").arg("60").spawn().unwrap());
+    let task = ProcessId::of(sleeper.0.id() as i32).unwrap();
+    let fill = |size: u64| {
+        let mut fill = DiskFill::new(fixture.data(), Size::mib(size));
+        fill.within = Some(FillRoot::Container { task });
+        fill
+    };
+    assert!(fill(1).location().contains(&format!("root filesystem (through /proc/{}/root)", task.pid)));
+
+    // Applied and forgotten: the record names the task, the path inside its root and the file's identity.
+    let handle = fill(1).apply_within(&fixture.journal, &[]).unwrap();
+    let file = handle.files()[0].clone();
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), MIB);
+    std::mem::forget(handle);
+    let undo = fixture.journal.records().0.iter().flat_map(|(_, r)| r.undo.clone()).collect::<Vec<_>>();
+    assert!(
+        matches!(&undo[..], [Undo::RemoveContainerFile { task: t, file: Some(_), .. }] if *t == task),
+        "{undo:?}"
+    );
+    let report = undo::replay(fixture.state(), ReplayMode::All);
+    assert_eq!((report.reverted.len(), report.failed.len()), (1, 0), "{report:?}");
+    assert!(!file.exists(), "the replay did not delete {}", file.display());
+
+    // A task that is gone took a real container's writable layer with it: the record ends, nothing is
+    // touched (here the host's file stays, which shows the replay did not reach it by the host's path).
+    let handle = fill(1).apply_within(&fixture.journal, &[]).unwrap();
+    let file = handle.files()[0].clone();
+    std::mem::forget(handle);
+    sleeper.0.kill().unwrap();
+    sleeper.0.wait().unwrap();
+    let report = undo::replay(fixture.state(), ReplayMode::All);
+    assert_eq!((report.reverted.len(), report.failed.len()), (1, 0), "{report:?}");
+    assert_eq!(fixture.records(), 0);
+    assert!(file.exists());
+
+    // Bad container paths are refused before anything is written.
+    for bad in ["data", "/tmp/../etc"] {
+        let mut fill = fill(1);
+        fill.path = PathBuf::from(bad);
+        let e = fill.apply_within(&fixture.journal, &[]).unwrap_err().to_string();
+        assert!(e.contains("absolute path inside the container"), "{bad}: {e}");
+    }
 }

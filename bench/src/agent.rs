@@ -711,7 +711,7 @@ fn memory_case(env: &Env) -> Result<RevertCase> {
 /// Disk fill, 16 MiB in the temporary directory; baseline: `remove_file` of a 16 MiB fallocated file.
 fn disk_fill_case(env: &Env) -> Result<RevertCase> {
     let journal = env.journal.clone();
-    let spec = DiskFill { path: env.files.clone(), size: Size::Bytes(FILL_BYTES) };
+    let spec = DiskFill::new(env.files.clone(), Size::Bytes(FILL_BYTES));
     let raw_path = env.files.join("raw-fill.bin");
     Ok(stress_case(
         "`StressHandle::revert()`: `remove_file`, then the journal record deleted and its directory fsynced",

@@ -1145,7 +1145,14 @@ fn pod_from(p: v1::PodInfo) -> chaos_agent::pods::Pod {
         containers: p
             .containers
             .into_iter()
-            .map(|c| chaos_agent::pods::PodContainer { name: c.name, id: c.id, pid: c.pid, cgroup: c.cgroup })
+            // Volumes are the agent's business: it resolves the pod again when it applies.
+            .map(|c| chaos_agent::pods::PodContainer {
+                name: c.name,
+                id: c.id,
+                pid: c.pid,
+                cgroup: c.cgroup,
+                mounts: Vec::new(),
+            })
             .collect(),
     }
 }

@@ -85,6 +85,12 @@ impl IoStress {
     /// Refuses a worker count outside 1..=1024, sizes that are zero or percentages, a block above 64 MiB or
     /// above the file size, and a path that is not an existing directory.
     pub fn validate(&self) -> Result<(), AgentError> {
+        self.validate_shape()?;
+        check_dir(&self.path)
+    }
+
+    /// [`Self::validate`] without what depends on the host it runs on (the directory existing there).
+    pub fn validate_shape(&self) -> Result<(), AgentError> {
         check_workers(self.workers)?;
         let (block, file) = (self.block_bytes()?, self.file_bytes()?);
         if block > MAX_BLOCK_SIZE {
@@ -99,7 +105,7 @@ impl IoStress {
                 format!("expected at most file_size ({}), found {}", self.file_size, self.block_size),
             ));
         }
-        check_dir(&self.path)
+        Ok(())
     }
 
     /// Validates, refuses files larger than the free space, journals, creates the files, then starts the

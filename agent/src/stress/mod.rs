@@ -32,8 +32,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 pub use cpu::CpuStress;
-pub use disk::DiskFill;
-pub(crate) use disk::remove_recorded as remove_fill_file;
+pub use disk::{DiskFill, FillRoot};
+pub(crate) use disk::{remove_in_container as remove_container_file, remove_recorded as remove_fill_file};
 pub use io::IoStress;
 pub use memory::{MemoryStress, mem_total};
 pub use placement::Placement;

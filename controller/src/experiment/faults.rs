@@ -77,10 +77,7 @@ impl TargetType {
     /// Whether a fault of `kind` may name a target of this type.
     pub fn takes(self, kind: FaultKind) -> bool {
         match self {
-            TargetType::Pods => {
-                matches!(kind.target_type(), TargetType::Processes | TargetType::Host)
-                    && kind != FaultKind::DiskFill
-            }
+            TargetType::Pods => matches!(kind.target_type(), TargetType::Processes | TargetType::Host),
             other => other == kind.target_type(),
         }
     }
@@ -516,7 +513,8 @@ fn host_params(
         let key = message.split('`').nth(1).filter(|k| with.contains_key(*k)).map(str::to_string);
         ParamError { key, message: format!("`with`: {message}") }
     })?;
-    spec.validate().map_err(|e| {
+    // The directories a fill or IO stress names are the applying agent's (or a container's): it checks them.
+    spec.validate_shape().map_err(|e| {
         let key = match &e {
             chaos_agent::AgentError::Invalid { what, .. } if with.contains_key(*what) => {
                 Some((*what).to_string())

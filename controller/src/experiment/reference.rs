@@ -22,7 +22,6 @@ pub fn fault_reference() -> String {
             }
             TargetType::Proxy => "a `proxy` target",
             TargetType::Processes => "a `processes` target, or the containers of a `pods` target",
-            TargetType::Host if kind == FaultKind::DiskFill => "this host, or the agents of a `hosts` target",
             TargetType::Host => {
                 "this host, the agents of a `hosts` target, or the containers of a `pods` target"
             }

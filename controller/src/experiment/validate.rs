@@ -672,10 +672,23 @@ impl Validator<'_> {
                     let names = declared(exp.targets.keys().map(String::as_str));
                     self.at(&join(path, &[Seg::K("target")]), format!("unknown target `{target}` ({names})"));
                 }
-                Some(Some(TargetType::Pods)) if kind == FaultKind::DiskFill => self.at(
-                    &join(path, &[Seg::K("fault")]),
-                    format!("fault `{kind}` is not supported inside pods yet (`{target}` is a pods target)"),
-                ),
+                // Inside a pod the path is the container's: absolute, and no `..` to climb out of a volume.
+                Some(Some(TargetType::Pods)) if kind == FaultKind::DiskFill => {
+                    let inside =
+                        step.with.get("path").and_then(serde_json::Value::as_str).map(std::path::Path::new);
+                    if let Some(inside) = inside.filter(|p| {
+                        !p.is_absolute()
+                            || p.components().any(|c| matches!(c, std::path::Component::ParentDir))
+                    }) {
+                        self.at(
+                            &join(path, &[Seg::K("with"), Seg::K("path")]),
+                            format!(
+                                "expected an absolute path inside the containers of `{target}` without `..`, found {}",
+                                inside.display()
+                            ),
+                        );
+                    }
+                }
                 Some(Some(actual)) if !actual.takes(kind) => self.at(
                     &join(path, &[Seg::K("fault")]),
                     format!(
