@@ -187,6 +187,21 @@ fn only_container(pod: &Value) -> &Value {
     &containers[0]
 }
 
+/// The container of `pod` named `name`.
+fn container_named<'a>(pod: &'a Value, name: &str) -> &'a Value {
+    pod["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+/// Every container of `pod`.
+fn containers(pod: &Value) -> &[Value] {
+    pod["containers"].as_array().expect("containers")
+}
+
 fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
     container["env"].as_array()?.iter().find(|e| e["name"] == name).and_then(|e| e["value"].as_str())
 }
@@ -335,8 +350,8 @@ fn a_manifest_made_invalid_fails_validation() {
         (
             "agent.yaml",
             &agent,
-            "drop: [\"ALL\"]\n              add:",
-            "drop: [\"ALL\"]\n              addd:",
+            "drop: [\"ALL\"]\n              add:\n                - KILL # process-kill",
+            "drop: [\"ALL\"]\n              addd:\n                - KILL # process-kill",
             "'addd' was unexpected",
         ),
         (
@@ -387,14 +402,18 @@ fn help_flags(help: &str) -> BTreeSet<String> {
 fn every_flag_and_variable_the_manifests_give_exists_in_the_binary() {
     let controller_help = help(&["controller"]);
     let agent_help = help(&["agent", "serve"]);
+    let guard_help = help(&["agent", "guard"]);
     let mut checked = 0;
     for objects in [base_objects(), tls_objects()] {
-        for (workload, pod) in pod_specs(&objects) {
-            let container = only_container(pod);
+        for (workload, container) in pod_specs(&objects)
+            .into_iter()
+            .flat_map(|(w, pod)| containers(pod).iter().map(move |c| (format!("{w} {}", c["name"]), c)))
+        {
             let args = args(container);
             let (help, rest) = match args.as_slice() {
                 ["controller", rest @ ..] => (&controller_help, rest),
                 ["agent", "serve", rest @ ..] => (&agent_help, rest),
+                ["agent", "guard", rest @ ..] => (&guard_help, rest),
                 other => panic!("{workload}: runs chaos {other:?}, which these checks do not know"),
             };
             let flags = help_flags(help);
@@ -435,7 +454,7 @@ fn every_flag_and_variable_the_manifests_give_exists_in_the_binary() {
 fn the_agent_has_exactly_the_documented_capabilities() {
     let objects = base_objects();
     let agent = object(&objects, "DaemonSet", "chaos-agent");
-    let container = only_container(&agent["spec"]["template"]["spec"]);
+    let container = container_named(&agent["spec"]["template"]["spec"], "agent");
     let security = &container["securityContext"];
     assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
     let added: Vec<&str> = security["capabilities"]["add"]
@@ -467,6 +486,9 @@ fn the_agent_has_exactly_the_documented_capabilities() {
         agent["spec"]["template"]["spec"]["securityContext"]["seccompProfile"]["type"],
         "RuntimeDefault"
     );
+    // The guard undoes what the agent did: exactly the agent's security context, no more.
+    let guard = container_named(&agent["spec"]["template"]["spec"], "guard");
+    assert_eq!(guard["securityContext"], *security, "the guard's security context is the agent's");
 }
 
 #[test]
@@ -474,7 +496,8 @@ fn the_agent_journal_is_on_the_host_at_its_state_dir_and_it_sees_the_host() {
     let objects = base_objects();
     let agent = object(&objects, "DaemonSet", "chaos-agent");
     let pod = &agent["spec"]["template"]["spec"];
-    let container = only_container(pod);
+    let guard = container_named(pod, "guard");
+    let container = container_named(pod, "agent");
     assert_eq!(pod["hostPID"], true, "the agent signals the node's processes");
     assert_eq!(pod["hostNetwork"], true, "network faults act on the node's network");
     assert_eq!(pod["dnsPolicy"], "ClusterFirstWithHostNet", "the controller's Service name must resolve");
@@ -530,6 +553,23 @@ fn the_agent_journal_is_on_the_host_at_its_state_dir_and_it_sees_the_host() {
     assert_eq!(volume["hostPath"]["path"], "/sys/fs/cgroup");
     let url = env_value(container, "CHAOS_CONTROLLER").expect("CHAOS_CONTROLLER");
     assert_eq!(url, "http://chaos-controller.chaos.svc.cluster.local:7400", "the controller's Service");
+
+    // The guard reads the same journal, and reaches what a revert touches: the node's fill paths (fill files
+    // there) and the pods' network namespaces (their nftables tables). It needs no token, socket or cgroup.
+    assert_eq!(self::args(guard), ["agent", "guard"]);
+    assert_eq!(env_value(guard, "CHAOS_STATE_DIR"), Some(state_dir));
+    for path in [state_dir, "/run/netns"].into_iter().chain(fill_paths.iter().map(|p| p.as_str().unwrap())) {
+        let (mine, _) = volume_of(pod, container, path);
+        let (theirs, _) = volume_of(pod, guard, path);
+        assert_eq!(mine, theirs, "the guard mounts {path} as the agent does");
+    }
+    for path in [token_file, chaos_proto::cri::DEFAULT_SOCKET] {
+        let mounted = guard["volumeMounts"].as_array().unwrap().iter().any(|m| {
+            let at = m["mountPath"].as_str().unwrap();
+            path == at || path.starts_with(&format!("{at}/"))
+        });
+        assert!(!mounted, "the guard needs no {path}");
+    }
 }
 
 #[test]
@@ -614,9 +654,11 @@ fn no_service_account_token_no_rbac_no_latest_image_one_namespace() {
             pod["automountServiceAccountToken"], false,
             "{workload}: a ServiceAccount token is mounted"
         );
-        let image = only_container(pod)["image"].as_str().unwrap();
-        let tag = image.rsplit_once(':').map(|(_, tag)| tag).filter(|tag| !tag.contains('/'));
-        assert!(tag.is_some_and(|t| t != "latest"), "{workload}: image {image} has no pinned tag");
+        for container in containers(pod) {
+            let image = container["image"].as_str().unwrap();
+            let tag = image.rsplit_once(':').map(|(_, tag)| tag).filter(|tag| !tag.contains('/'));
+            assert!(tag.is_some_and(|t| t != "latest"), "{workload}: image {image} has no pinned tag");
+        }
     }
     let kustomization = documents(&kube_dir().join("kustomization.yaml")).remove(0);
     assert_eq!(kustomization["namespace"], "chaos");
@@ -1238,7 +1280,7 @@ fn the_manifests_commands_run_a_controller_and_an_agent_that_enrols() {
 
         let daemon = object(&objects, "DaemonSet", "chaos-agent");
         let pod = &daemon["spec"]["template"]["spec"];
-        let container = only_container(pod);
+        let container = container_named(pod, "agent");
         let agent_dir = dir.path().join("agent");
         std::fs::create_dir(&agent_dir).unwrap();
         let mounts = lay_out_volumes(pod, container, &objects, &secrets, &agent_dir);

@@ -50,7 +50,10 @@ async fn run_pod_with(
         }),
         hostname: name.into(),
         labels: HashMap::from([("app".to_string(), app.to_string())]),
-        linux: Some(v1::LinuxPodSandboxConfig { cgroup_parent: fixture.cgroup_parent.clone() }),
+        linux: Some(v1::LinuxPodSandboxConfig {
+            cgroup_parent: fixture.cgroup_parent.clone(),
+            security_context: None,
+        }),
         ..Default::default()
     };
     let sandbox = cri
@@ -463,6 +466,186 @@ async fn disk_fill_lands_in_the_pods_volume_or_its_root_and_goes_with_a_killed_a
             && fill_files(&root.join("etc")).is_empty()
     });
     remove_pod(&mut cri, &store).await;
+}
+
+/// A container of `sandbox` named `name` that runs `args` of the `chaos` binary under test in the node's PID
+/// namespace, with the binary, the C library it links and `work` (at `/work`) mounted, as the agent's
+/// DaemonSet runs it: root, with the host PID namespace, in a container of its own.
+async fn start_chaos_container(
+    cri: &mut Cri,
+    fixture: &Containerd,
+    pod: &TestPod,
+    (name, attempt): (&str, u32),
+    args: &[&str],
+    work: &std::path::Path,
+) -> String {
+    let bind = |host: &str, inside: &str| v1::Mount {
+        container_path: inside.into(),
+        host_path: host.into(),
+        readonly: true,
+    };
+    let binary = support::chaos_bin();
+    let mut mounts = vec![
+        bind(&binary.display().to_string(), "/chaos"),
+        bind("/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"),
+        bind("/lib64", "/lib64"),
+    ];
+    mounts.push(v1::Mount {
+        container_path: "/work".into(),
+        host_path: work.display().to_string(),
+        readonly: false,
+    });
+    let node = v1::NamespaceOption {
+        pid: v1::NamespaceMode::Node as i32,
+        network: v1::NamespaceMode::Node as i32,
+        ..Default::default()
+    };
+    let config = v1::ContainerConfig {
+        metadata: Some(v1::ContainerMetadata { name: name.into(), attempt }),
+        image: Some(v1::ImageSpec { image: IMAGE.into() }),
+        command: vec!["/chaos".into()],
+        args: args.iter().map(|a| a.to_string()).collect(),
+        envs: vec![v1::KeyValue { key: "RUST_LOG".into(), value: "info".into() }],
+        mounts,
+        linux: Some(v1::LinuxContainerConfig {
+            security_context: Some(v1::LinuxContainerSecurityContext {
+                namespace_options: Some(node),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = cri
+        .create_container(v1::CreateContainerRequest {
+            pod_sandbox_id: pod.sandbox.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.config.clone()),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}\n{}", fixture.log()))
+        .into_inner()
+        .container_id;
+    cri.start_container(v1::StartContainerRequest { container_id: id.clone() })
+        .await
+        .unwrap_or_else(|e| panic!("StartContainer {name}: {e}\n{}", fixture.log()));
+    id
+}
+
+/// The agent as its DaemonSet runs it: in a container (host PID and network namespaces), its undo journal on
+/// a node directory, and `chaos agent guard` in a second container of the same pod. SIGKILLing the agent's
+/// container (the runtime's stop with no grace) kills the agent and its own watchdog together; the guard,
+/// outside that container, reverts the fault at once. The control: the watchdog really died with the container,
+/// so nothing but the guard was left to revert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_container_killed_mid_fault_is_reverted_by_the_guard_beside_it() {
+    if !skip::require("containerd", containerd::available()) {
+        return;
+    }
+    let fixture = Containerd::start();
+    let mut cri = cri::connect(&fixture.socket, Duration::from_secs(10)).await.unwrap();
+    let work = TempDir::new("pods-guard");
+    let victim = chaos_test_support::process::Victim::sleep();
+    let victim_pid = victim.child.id() as i32;
+    std::fs::write(
+        work.path().join("pause.yaml"),
+        format!("kind: process-pause\ntarget: {{ pid: {victim_pid} }}\n"),
+    )
+    .unwrap();
+    let node = v1::NamespaceOption {
+        pid: v1::NamespaceMode::Node as i32,
+        network: v1::NamespaceMode::Node as i32,
+        ..Default::default()
+    };
+    let config = v1::PodSandboxConfig {
+        metadata: Some(v1::PodSandboxMetadata {
+            name: "chaos-agent-node1".into(),
+            uid: format!("uid-agent-{}", chaos_test_support::nonce()),
+            namespace: "chaos".into(),
+            attempt: 0,
+        }),
+        labels: HashMap::from([("app".to_string(), "chaos-agent".to_string())]),
+        linux: Some(v1::LinuxPodSandboxConfig {
+            cgroup_parent: fixture.cgroup_parent.clone(),
+            security_context: Some(v1::LinuxSandboxSecurityContext {
+                namespace_options: Some(node),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    };
+    let sandbox = cri
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", fixture.log()))
+        .into_inner()
+        .pod_sandbox_id;
+    let pod = TestPod { sandbox, config };
+    let state = "/work/state";
+    let journal_dir = work.path().join("state/journal");
+    let records = || std::fs::read_dir(&journal_dir).map_or(0, |d| d.count());
+    let inject = ["agent", "inject", "/work/pause.yaml", "--duration", "300s", "--state-dir", state];
+
+    // An agent container, its fault applied; then the container SIGKILLed with its watchdog. The runtime
+    // kills every process of the container at the same moment; a watchdog stopped first makes that exact (a
+    // running one may still revert in the instant between the agent's death and its own).
+    let kill_agent_container = |id: String| {
+        let found = pods(&fixture, "chaos/app=chaos-agent");
+        let agent_pid = found[0]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id.as_str())
+            .and_then(|c| c["pid"].as_i64())
+            .unwrap() as u32;
+        let watchdogs = support::watchdogs_of(agent_pid);
+        assert_eq!(watchdogs.len(), 1, "the agent in its container has its watchdog");
+        let watchdog = nix::unistd::Pid::from_raw(watchdogs[0] as i32);
+        nix::sys::signal::kill(watchdog, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        (id, watchdogs[0] as i32)
+    };
+    let agent = start_chaos_container(&mut cri, &fixture, &pod, ("agent", 0), &inject, work.path()).await;
+    wait_until("the victim paused by the agent in its container", WAIT, || {
+        process_state(victim_pid) == Some('T')
+    });
+    assert_eq!(records(), 1, "one undo record");
+    let (agent, watchdog) = kill_agent_container(agent);
+    cri.stop_container(v1::StopContainerRequest { container_id: agent, timeout: 0 }).await.unwrap();
+    wait_until("the watchdog killed with the container", WAIT, || {
+        process_state(watchdog).is_none_or(|s| s == 'Z')
+    });
+    // Nothing of the agent is left to revert: the fault stays (what the guard is for).
+    assert_eq!(process_state(victim_pid), Some('T'), "the pause went with the container");
+    assert_eq!(records(), 1);
+
+    // The guard, started now, reverts the orphaned record at once.
+    start_chaos_container(
+        &mut cri,
+        &fixture,
+        &pod,
+        ("guard", 0),
+        &["agent", "guard", "--state-dir", state],
+        work.path(),
+    )
+    .await;
+    wait_until("the orphaned pause reverted by the guard", WAIT, || process_state(victim_pid) != Some('T'));
+    wait_until("the record gone", WAIT, || records() == 0);
+
+    // With the guard running, a restarted agent container applies again and is SIGKILLed again: the guard
+    // reverts as soon as the agent is gone.
+    let agent = start_chaos_container(&mut cri, &fixture, &pod, ("agent", 1), &inject, work.path()).await;
+    wait_until("the victim paused again", WAIT, || process_state(victim_pid) == Some('T'));
+    let (agent, watchdog) = kill_agent_container(agent);
+    cri.stop_container(v1::StopContainerRequest { container_id: agent, timeout: 0 }).await.unwrap();
+    wait_until("the watchdog killed with the container", WAIT, || {
+        process_state(watchdog).is_none_or(|s| s == 'Z')
+    });
+    wait_until("the pause reverted by the guard", WAIT, || process_state(victim_pid) != Some('T'));
+    wait_until("the record gone", WAIT, || records() == 0);
+    remove_pod(&mut cri, &pod).await;
 }
 
 /// `chaos controller` on 127.0.0.1:0 (at most one pod per run) with its data in `dir`, and `chaos agent serve`

@@ -146,3 +146,56 @@ fn a_passed_deadline_is_enforced_while_the_owner_lives_and_a_renewal_moves_it() 
     drop(pipe);
     thread.join().unwrap().unwrap();
 }
+
+/// The journal guard (`chaos agent guard`) watches every owner of a journal: a pass reverts the records of an
+/// owner that is gone, of a live owner past its deadline plus the grace, and of another boot, and leaves a live
+/// owner's record before its deadline (naming that deadline as the next to watch).
+#[test]
+fn a_guard_pass_reverts_every_owner_s_orphaned_or_overdue_records_and_leaves_the_rest() {
+    let dir = TempDir::new();
+    let journal_dir = dir.path.join("journal");
+    let (live, dead) = (Victim::sleep(), Victim::sleep());
+    let dead_id = dead.id();
+    drop(dead);
+    let paused: Vec<Victim> = (0..4).map(|_| Victim::sleep()).collect();
+    for v in &paused {
+        stop(v);
+    }
+    let now = journal::boot_clock_ms();
+    let (far, overdue) = (now + 600_000, now.saturating_sub(watchdog::GRACE.as_millis() as u64 + 1_000));
+    let resume = |v: &Victim| vec![Undo::Resume { targets: vec![v.id()] }];
+    let orphan = write(&journal_dir, &record(dead_id, 1, 1, Some(far), resume(&paused[0])));
+    let late = write(&journal_dir, &record(live.id(), 1, 2, Some(overdue), resume(&paused[1])));
+    let kept = write(&journal_dir, &record(live.id(), 1, 3, Some(far), resume(&paused[2])));
+    let mut old = record(live.id(), 1, 4, Some(far), resume(&paused[3]));
+    old.boot_id = "another-boot".into();
+    let old = write(&journal_dir, &old);
+
+    let pass = watchdog::guard_pass(&dir.path);
+    assert!(pass.failed.is_empty(), "{:?}", pass.failed);
+    let mut why: Vec<(&str, &str)> = pass.reverted.iter().map(|(r, w)| (r.fault_id.as_str(), *w)).collect();
+    why.sort();
+    assert_eq!(
+        why,
+        [
+            ("fault-1", "its owner is gone"),
+            ("fault-2", "its lease deadline passed"),
+            ("fault-4", "it is from another boot")
+        ]
+    );
+    assert_eq!(pass.next_deadline_ms, Some(far));
+    assert!(is_running(paused[0].pid()) && !orphan.exists(), "the dead owner's fault stayed");
+    assert!(is_running(paused[1].pid()) && !late.exists(), "the overdue fault stayed");
+    assert!(
+        is_stopped(paused[2].pid()) && kept.exists(),
+        "a live owner's fault was reverted before its deadline"
+    );
+    // Another boot's pids mean nothing: its process steps are skipped, the record goes.
+    assert!(is_stopped(paused[3].pid()) && !old.exists());
+    for v in [&paused[2], &paused[3]] {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(v.pid()), nix::sys::signal::Signal::SIGCONT)
+            .unwrap();
+    }
+    // Nothing left to do: a second pass reverts nothing.
+    assert!(watchdog::guard_pass(&dir.path).reverted.is_empty());
+}

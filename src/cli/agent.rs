@@ -21,7 +21,7 @@ pub struct AgentArgs {
 impl AgentArgs {
     /// Whether this is the long-running daemon (which logs its work).
     pub fn is_daemon(&self) -> bool {
-        matches!(self.command, AgentCommand::Serve(_) | AgentCommand::Watchdog(_))
+        matches!(self.command, AgentCommand::Serve(_) | AgentCommand::Watchdog(_) | AgentCommand::Guard(_))
     }
 
     /// The watchdog's arguments when this is `chaos agent watchdog` (run before any runtime is built).
@@ -95,6 +95,11 @@ enum AgentCommand {
     /// Internal: the process that reverts the faults of a `chaos` process that died (started by chaos itself).
     #[command(hide = true)]
     Watchdog(WatchdogArgs),
+    /// Guard the undo journal for every agent that writes it, until stopped: revert at once each fault whose
+    /// owner is gone, and each fault past its lease deadline (plus 2 s of grace). For an agent in a container,
+    /// whose own watchdog dies with the container: run it as a second container of the agent's pod (same
+    /// journal, host PID namespace). It applies and holds nothing; SIGTERM ends it.
+    Guard(StateArgs),
     /// List the pods on this node that a selector matches, through the container runtime's CRI socket: each
     /// pod's sandbox, IP and network namespace, and each running container's task pid and cgroup.
     Pods(PodsArgs),
@@ -234,6 +239,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<u8> {
                 println!("nothing to revert");
             }
             Ok(if report.failed.is_empty() && report.unreadable.is_empty() { 0 } else { 1 })
+        }
+        AgentCommand::Guard(state) => {
+            tokio::task::spawn_blocking(move || chaos_agent::watchdog::guard(&state.state_dir))
+                .await
+                .context("the guard panicked")?
         }
         AgentCommand::Status { state, json } => {
             let (records, unreadable) = journal::list(&state.state_dir);

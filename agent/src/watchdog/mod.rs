@@ -20,9 +20,11 @@
 //! stay on disk for the next start's replay. The watchdog logs to `watchdog.log` beside the journal directory.
 //!
 //! Layout: this file is the watchdog process (its loop reverts through `crate::undo`); `guard.rs` is the
-//! owner's side, which the journal starts and which executes nothing.
+//! owner's side, which the journal starts and which executes nothing; `node.rs` is the journal guard, the
+//! watchdog of every owner of a journal for agents whose own watchdog can die with them (in a container).
 
 pub(crate) mod guard;
+mod node;
 
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -30,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use guard::{install, installed};
+pub use node::{GuardPass, guard, guard_pass};
 
 use crate::AgentError;
 use crate::journal::{self, Record};
