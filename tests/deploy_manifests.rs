@@ -48,8 +48,15 @@ const VALIDATOR: &[&str] = &[
 /// The Kubernetes releases validated against: the oldest the manifests support, and the newest bundled.
 const KUBERNETES_VERSIONS: &[&str] = &["1.31.0", "1.37.0"];
 /// The agent's capabilities and the faults that need each: what agent.yaml adds and documents, no more.
-const AGENT_CAPABILITIES: &[(&str, &str)] =
-    &[("KILL", "process-kill"), ("NET_ADMIN", "network-partition"), ("SYS_ADMIN", "network faults")];
+/// SYS_PTRACE and DAC_OVERRIDE are shown needed with the agent in a real container filling another user's
+/// container (tests/pods_cri.rs); the others below.
+const AGENT_CAPABILITIES: &[(&str, &str)] = &[
+    ("KILL", "process-kill"),
+    ("NET_ADMIN", "network-partition"),
+    ("SYS_ADMIN", "network faults"),
+    ("SYS_PTRACE", "disk-fill inside a pod"),
+    ("DAC_OVERRIDE", "disk-fill inside a pod"),
+];
 /// Kinds that would give a pod Kubernetes API rights: none may be shipped.
 const RBAC_KINDS: &[&str] = &["ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"];
 

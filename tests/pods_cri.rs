@@ -4,7 +4,10 @@
 //! each fault to them: a partition inside the pod's network namespace only (a pod beside it still reaches its
 //! neighbours), CPU and memory stress workers in the pod's cgroup (the memory charged to it), a pause and a kill of the selected containers'
 //! processes only; a SIGKILLed agent's faults are reverted by its watchdog with no manual step; a pod removed
-//! while faulted is no error on revert; a protected namespace is refused before anything changes.
+//! while faulted is no error on revert; a protected namespace is refused before anything changes. Disk fill
+//! lands in the pod's volume or its root filesystem (symlinks resolved inside the container), with exactly the
+//! DaemonSet's capabilities for another user's container; an agent container SIGKILLed with its watchdog is
+//! reverted by the guard container beside it. The agent and the guard run as containerd containers there.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -37,9 +40,21 @@ async fn run_pod(cri: &mut Cri, fixture: &Containerd, namespace: &str, name: &st
 async fn run_pod_with(
     cri: &mut Cri,
     fixture: &Containerd,
+    ids: (&str, &str, &str),
+    script: &str,
+    mounts: Vec<v1::Mount>,
+) -> TestPod {
+    run_pod_configured(cri, fixture, ids, script, mounts, v1::ContainerConfig::default()).await
+}
+
+/// [`run_pod_with`], the container's other settings taken from `base`.
+async fn run_pod_configured(
+    cri: &mut Cri,
+    fixture: &Containerd,
     (namespace, name, app): (&str, &str, &str),
     script: &str,
     mounts: Vec<v1::Mount>,
+    base: v1::ContainerConfig,
 ) -> TestPod {
     let config = v1::PodSandboxConfig {
         metadata: Some(v1::PodSandboxMetadata {
@@ -71,7 +86,7 @@ async fn run_pod_with(
         command: vec!["/bin/sh".into()],
         args: vec!["-c".into(), script.into()],
         mounts,
-        ..Default::default()
+        ..base
     };
     let id = cri
         .create_container(v1::CreateContainerRequest {
@@ -468,68 +483,260 @@ async fn disk_fill_lands_in_the_pods_volume_or_its_root_and_goes_with_a_killed_a
     remove_pod(&mut cri, &store).await;
 }
 
-/// A container of `sandbox` named `name` that runs `args` of the `chaos` binary under test in the node's PID
-/// namespace, with the binary, the C library it links and `work` (at `/work`) mounted, as the agent's
-/// DaemonSet runs it: root, with the host PID namespace, in a container of its own.
-async fn start_chaos_container(
-    cri: &mut Cri,
-    fixture: &Containerd,
-    pod: &TestPod,
-    (name, attempt): (&str, u32),
-    args: &[&str],
-    work: &std::path::Path,
-) -> String {
-    let bind = |host: &str, inside: &str| v1::Mount {
-        container_path: inside.into(),
-        host_path: host.into(),
-        readonly: true,
+/// A pod like the agent's DaemonSet makes: the node's PID and network namespaces, its containers' logs under
+/// `work/logs`.
+async fn run_node_pod(cri: &mut Cri, fixture: &Containerd, name: &str, work: &std::path::Path) -> TestPod {
+    let config = v1::PodSandboxConfig {
+        metadata: Some(v1::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}-{}", chaos_test_support::nonce()),
+            namespace: "chaos".into(),
+            attempt: 0,
+        }),
+        log_directory: work.join("logs").display().to_string(),
+        labels: HashMap::from([("app".to_string(), "chaos-agent".to_string())]),
+        linux: Some(v1::LinuxPodSandboxConfig {
+            cgroup_parent: fixture.cgroup_parent.clone(),
+            security_context: Some(v1::LinuxSandboxSecurityContext {
+                namespace_options: Some(node_namespaces()),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
     };
-    let binary = support::chaos_bin();
-    let mut mounts = vec![
-        bind(&binary.display().to_string(), "/chaos"),
-        bind("/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"),
-        bind("/lib64", "/lib64"),
-    ];
-    mounts.push(v1::Mount {
-        container_path: "/work".into(),
-        host_path: work.display().to_string(),
-        readonly: false,
-    });
-    let node = v1::NamespaceOption {
+    let sandbox = cri
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox {name}: {e}\n{}", fixture.log()))
+        .into_inner()
+        .pod_sandbox_id;
+    TestPod { sandbox, config }
+}
+
+fn node_namespaces() -> v1::NamespaceOption {
+    v1::NamespaceOption {
         pid: v1::NamespaceMode::Node as i32,
         network: v1::NamespaceMode::Node as i32,
         ..Default::default()
-    };
-    let config = v1::ContainerConfig {
-        metadata: Some(v1::ContainerMetadata { name: name.into(), attempt }),
-        image: Some(v1::ImageSpec { image: IMAGE.into() }),
-        command: vec!["/chaos".into()],
-        args: args.iter().map(|a| a.to_string()).collect(),
-        envs: vec![v1::KeyValue { key: "RUST_LOG".into(), value: "info".into() }],
-        mounts,
+    }
+}
+
+/// A container of a [`run_node_pod`] pod that runs the `chaos` binary under test, as the agent's DaemonSet
+/// runs it: root, the node's PID namespace, the binary and the C library it links mounted, `work` at `/work`,
+/// the runtime's CRI socket at `/cri.sock`, and `caps` as its capabilities (all others dropped) when given.
+struct ChaosContainer<'a> {
+    name: &'a str,
+    attempt: u32,
+    args: &'a [&'a str],
+    caps: Option<Vec<String>>,
+}
+
+impl ChaosContainer<'_> {
+    /// Creates and starts it; returns its id. Its output goes to `work/logs/NAME-ATTEMPT.log`.
+    async fn start(
+        &self,
+        cri: &mut Cri,
+        fixture: &Containerd,
+        pod: &TestPod,
+        work: &std::path::Path,
+    ) -> String {
+        let bind = |host: &str, inside: &str, readonly: bool| v1::Mount {
+            container_path: inside.into(),
+            host_path: host.into(),
+            readonly,
+        };
+        let mounts = vec![
+            bind(&support::chaos_bin().display().to_string(), "/chaos", true),
+            bind("/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", true),
+            bind("/lib64", "/lib64", true),
+            bind(&work.display().to_string(), "/work", false),
+            bind(&fixture.socket.display().to_string(), "/cri.sock", false),
+        ];
+        let capabilities = self.caps.as_ref().map(|caps| v1::Capability {
+            add_capabilities: caps.clone(),
+            drop_capabilities: vec!["ALL".into()],
+        });
+        let config = v1::ContainerConfig {
+            metadata: Some(v1::ContainerMetadata { name: self.name.into(), attempt: self.attempt }),
+            image: Some(v1::ImageSpec { image: IMAGE.into() }),
+            command: vec!["/chaos".into()],
+            args: self.args.iter().map(|a| a.to_string()).collect(),
+            envs: vec![v1::KeyValue { key: "RUST_LOG".into(), value: "info".into() }],
+            mounts,
+            log_path: self.log_name(),
+            linux: Some(v1::LinuxContainerConfig {
+                security_context: Some(v1::LinuxContainerSecurityContext {
+                    namespace_options: Some(node_namespaces()),
+                    capabilities,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let id = cri
+            .create_container(v1::CreateContainerRequest {
+                pod_sandbox_id: pod.sandbox.clone(),
+                config: Some(config),
+                sandbox_config: Some(pod.config.clone()),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("CreateContainer {}: {e}\n{}", self.name, fixture.log()))
+            .into_inner()
+            .container_id;
+        cri.start_container(v1::StartContainerRequest { container_id: id.clone() })
+            .await
+            .unwrap_or_else(|e| panic!("StartContainer {}: {e}\n{}", self.name, fixture.log()));
+        id
+    }
+
+    fn log_name(&self) -> String {
+        format!("{}-{}.log", self.name, self.attempt)
+    }
+
+    /// Starts it, waits until it exits, and returns its exit code and output.
+    async fn run(
+        &self,
+        cri: &mut Cri,
+        fixture: &Containerd,
+        pod: &TestPod,
+        work: &std::path::Path,
+    ) -> (i32, String) {
+        let id = self.start(cri, fixture, pod, work).await;
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let status = cri
+                .container_status(v1::ContainerStatusRequest { container_id: id.clone(), verbose: false })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+                .unwrap();
+            if status.state == v1::ContainerState::ContainerExited as i32 {
+                let log =
+                    std::fs::read_to_string(work.join("logs").join(self.log_name())).unwrap_or_default();
+                return (status.exit_code, log);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "container {} still running after {WAIT:?}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The capabilities the agent's DaemonSet adds (deploy/kubernetes/agent.yaml).
+fn daemonset_caps() -> Vec<String> {
+    let text = std::fs::read_to_string(support::repo_path("deploy/kubernetes/agent.yaml")).unwrap();
+    let daemonset = text
+        .split("\n---\n")
+        .map(|doc| serde_saphyr::from_str::<Value>(doc).unwrap())
+        .find(|doc| doc["kind"] == "DaemonSet")
+        .unwrap();
+    let agent = daemonset["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "agent")
+        .unwrap()
+        .clone();
+    agent["securityContext"]["capabilities"]["add"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Disk fill inside a pod whose container runs as another user, in a directory only that user may enter, by
+/// the agent in a container with exactly the DaemonSet's capabilities: it fills and reverts. Without
+/// `SYS_PTRACE` the container's root cannot be followed, without `DAC_OVERRIDE` its directory cannot be
+/// entered: each is needed, and each refusal changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_in_another_users_container_needs_exactly_the_daemonsets_capabilities() {
+    if !skip::require("containerd", containerd::available()) {
+        return;
+    }
+    let fixture = Containerd::start();
+    let mut cri = cri::connect(&fixture.socket, Duration::from_secs(10)).await.unwrap();
+    let work = TempDir::new("pods-caps");
+    let own = work.path().join("own");
+    std::fs::create_dir(&own).unwrap();
+    std::os::unix::fs::chown(&own, Some(1000), Some(1000)).unwrap();
+    std::fs::set_permissions(&own, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let target = v1::ContainerConfig {
         linux: Some(v1::LinuxContainerConfig {
             security_context: Some(v1::LinuxContainerSecurityContext {
-                namespace_options: Some(node),
+                run_as_user: Some(v1::Int64Value { value: 1000 }),
                 ..Default::default()
             }),
             ..Default::default()
         }),
         ..Default::default()
     };
-    let id = cri
-        .create_container(v1::CreateContainerRequest {
-            pod_sandbox_id: pod.sandbox.clone(),
-            config: Some(config),
-            sandbox_config: Some(pod.config.clone()),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}\n{}", fixture.log()))
-        .into_inner()
-        .container_id;
-    cri.start_container(v1::StartContainerRequest { container_id: id.clone() })
-        .await
-        .unwrap_or_else(|e| panic!("StartContainer {name}: {e}\n{}", fixture.log()));
-    id
+    let app = run_pod_configured(
+        &mut cri,
+        &fixture,
+        ("shop", "owned-1", "owned"),
+        "exec sleep 3600",
+        vec![v1::Mount {
+            container_path: "/own".into(),
+            host_path: own.display().to_string(),
+            readonly: false,
+        }],
+        target,
+    )
+    .await;
+    std::fs::write(work.path().join("fill.yaml"), "kind: disk-fill\npath: /own\nsize: 1MiB\n").unwrap();
+    let agent_pod = run_node_pod(&mut cri, &fixture, "chaos-agent-caps", work.path()).await;
+    let caps = daemonset_caps();
+    for needed in ["SYS_PTRACE", "DAC_OVERRIDE"] {
+        assert!(caps.iter().any(|c| c == needed), "the DaemonSet does not add {needed}: {caps:?}");
+    }
+    let inject = |state: &'static str| -> Vec<&'static str> {
+        vec![
+            "agent",
+            "inject",
+            "/work/fill.yaml",
+            "--pod",
+            "shop/app=owned",
+            "--duration",
+            "1s",
+            "--cri-socket",
+            "/cri.sock",
+            "--state-dir",
+            state,
+        ]
+    };
+
+    let args = inject("/work/state-all");
+    let (code, log) = ChaosContainer { name: "all", attempt: 0, args: &args, caps: Some(caps.clone()) }
+        .run(&mut cri, &fixture, &agent_pod, work.path())
+        .await;
+    assert_eq!(code, 0, "the fill with the DaemonSet's capabilities failed:\n{log}");
+    assert!(
+        log.contains("filled /own/chaos-fill-") && log.contains("(pod shop/owned-1, container owned)"),
+        "{log}"
+    );
+    assert_eq!(std::fs::read_dir(&own).unwrap().count(), 0, "the fill file was not reverted");
+
+    for (i, dropped) in ["SYS_PTRACE", "DAC_OVERRIDE"].into_iter().enumerate() {
+        let fewer: Vec<String> = caps.iter().filter(|c| *c != dropped).cloned().collect();
+        let args = inject(if i == 0 { "/work/state-ptrace" } else { "/work/state-dac" });
+        let (code, log) = ChaosContainer { name: dropped, attempt: 0, args: &args, caps: Some(fewer) }
+            .run(&mut cri, &fixture, &agent_pod, work.path())
+            .await;
+        assert_ne!(code, 0, "filled another user's container without {dropped}:\n{log}");
+        assert!(log.contains("Permission denied"), "without {dropped}: {log}");
+        assert_eq!(std::fs::read_dir(&own).unwrap().count(), 0, "a refused fill left a file");
+    }
+    remove_pod(&mut cri, &agent_pod).await;
+    remove_pod(&mut cri, &app).await;
 }
 
 /// The agent as its DaemonSet runs it: in a container (host PID and network namespaces), its undo journal on
@@ -552,38 +759,7 @@ async fn an_agent_container_killed_mid_fault_is_reverted_by_the_guard_beside_it(
         format!("kind: process-pause\ntarget: {{ pid: {victim_pid} }}\n"),
     )
     .unwrap();
-    let node = v1::NamespaceOption {
-        pid: v1::NamespaceMode::Node as i32,
-        network: v1::NamespaceMode::Node as i32,
-        ..Default::default()
-    };
-    let config = v1::PodSandboxConfig {
-        metadata: Some(v1::PodSandboxMetadata {
-            name: "chaos-agent-node1".into(),
-            uid: format!("uid-agent-{}", chaos_test_support::nonce()),
-            namespace: "chaos".into(),
-            attempt: 0,
-        }),
-        labels: HashMap::from([("app".to_string(), "chaos-agent".to_string())]),
-        linux: Some(v1::LinuxPodSandboxConfig {
-            cgroup_parent: fixture.cgroup_parent.clone(),
-            security_context: Some(v1::LinuxSandboxSecurityContext {
-                namespace_options: Some(node),
-                ..Default::default()
-            }),
-        }),
-        ..Default::default()
-    };
-    let sandbox = cri
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", fixture.log()))
-        .into_inner()
-        .pod_sandbox_id;
-    let pod = TestPod { sandbox, config };
+    let pod = run_node_pod(&mut cri, &fixture, "chaos-agent-node1", work.path()).await;
     let state = "/work/state";
     let journal_dir = work.path().join("state/journal");
     let records = || std::fs::read_dir(&journal_dir).map_or(0, |d| d.count());
@@ -607,7 +783,10 @@ async fn an_agent_container_killed_mid_fault_is_reverted_by_the_guard_beside_it(
         nix::sys::signal::kill(watchdog, nix::sys::signal::Signal::SIGSTOP).unwrap();
         (id, watchdogs[0] as i32)
     };
-    let agent = start_chaos_container(&mut cri, &fixture, &pod, ("agent", 0), &inject, work.path()).await;
+    let caps = Some(daemonset_caps());
+    let agent = ChaosContainer { name: "agent", attempt: 0, args: &inject, caps: caps.clone() }
+        .start(&mut cri, &fixture, &pod, work.path())
+        .await;
     wait_until("the victim paused by the agent in its container", WAIT, || {
         process_state(victim_pid) == Some('T')
     });
@@ -622,21 +801,22 @@ async fn an_agent_container_killed_mid_fault_is_reverted_by_the_guard_beside_it(
     assert_eq!(records(), 1);
 
     // The guard, started now, reverts the orphaned record at once.
-    start_chaos_container(
-        &mut cri,
-        &fixture,
-        &pod,
-        ("guard", 0),
-        &["agent", "guard", "--state-dir", state],
-        work.path(),
-    )
+    ChaosContainer {
+        name: "guard",
+        attempt: 0,
+        args: &["agent", "guard", "--state-dir", state],
+        caps: caps.clone(),
+    }
+    .start(&mut cri, &fixture, &pod, work.path())
     .await;
     wait_until("the orphaned pause reverted by the guard", WAIT, || process_state(victim_pid) != Some('T'));
     wait_until("the record gone", WAIT, || records() == 0);
 
     // With the guard running, a restarted agent container applies again and is SIGKILLed again: the guard
     // reverts as soon as the agent is gone.
-    let agent = start_chaos_container(&mut cri, &fixture, &pod, ("agent", 1), &inject, work.path()).await;
+    let agent = ChaosContainer { name: "agent", attempt: 1, args: &inject, caps }
+        .start(&mut cri, &fixture, &pod, work.path())
+        .await;
     wait_until("the victim paused again", WAIT, || process_state(victim_pid) == Some('T'));
     let (agent, watchdog) = kill_agent_container(agent);
     cri.stop_container(v1::StopContainerRequest { container_id: agent, timeout: 0 }).await.unwrap();

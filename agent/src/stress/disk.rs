@@ -31,7 +31,7 @@ pub struct DiskFill {
     /// An existing directory.
     pub path: PathBuf,
     pub size: Size,
-    /// Set by [`crate::pods::in_pod`] for a fill inside a container; never read from a file.
+    /// Set when the fill is confined to a pod's container (`pods::in_pod`); never read from a file.
     #[serde(skip)]
     pub within: Option<FillRoot>,
 }
