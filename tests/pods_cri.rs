@@ -71,15 +71,7 @@ async fn run_pod_configured(
         }),
         ..Default::default()
     };
-    let sandbox = cri
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("RunPodSandbox {namespace}/{name}: {e}\n{}", fixture.log()))
-        .into_inner()
-        .pod_sandbox_id;
+    let TestPod { sandbox, config } = run_sandbox(cri, fixture, config).await;
     let container = v1::ContainerConfig {
         metadata: Some(v1::ContainerMetadata { name: app.into(), attempt: 0 }),
         image: Some(v1::ImageSpec { image: IMAGE.into() }),
@@ -504,6 +496,12 @@ async fn run_node_pod(cri: &mut Cri, fixture: &Containerd, name: &str, work: &st
         }),
         ..Default::default()
     };
+    run_sandbox(cri, fixture, config).await
+}
+
+/// The sandbox of `config`, running.
+async fn run_sandbox(cri: &mut Cri, fixture: &Containerd, config: v1::PodSandboxConfig) -> TestPod {
+    let name = config.metadata.as_ref().map(|m| format!("{}/{}", m.namespace, m.name)).unwrap_or_default();
     let sandbox = cri
         .run_pod_sandbox(v1::RunPodSandboxRequest {
             config: Some(config.clone()),

@@ -548,18 +548,23 @@ mod tests {
         assert!(e.contains("not under /run/netns"), "{e}");
     }
 
-    #[test]
-    fn a_spec_in_a_pod_is_confined_to_its_container() {
-        let pod = Pod {
+    /// Pod shop/cart-1 with no containers listed, in network namespace `netns`.
+    fn test_pod(netns: Option<&str>) -> Pod {
+        Pod {
             namespace: "shop".into(),
             name: "cart-1".into(),
             uid: "u".into(),
             sandbox_id: "sb".into(),
             labels: BTreeMap::new(),
             ip: "10.88.0.2".into(),
-            netns: Some("cni-1".into()),
+            netns: netns.map(str::to_string),
             containers: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn a_spec_in_a_pod_is_confined_to_its_container() {
+        let pod = test_pod(Some("cni-1"));
         let container = PodContainer {
             name: "cart".into(),
             id: "c".into(),
@@ -594,16 +599,7 @@ mod tests {
         let dir = chaos_test_support::TempDir::new("pods-fill-unit");
         let volume = dir.path().join("volume");
         std::fs::create_dir(&volume).unwrap();
-        let pod = Pod {
-            namespace: "shop".into(),
-            name: "cart-1".into(),
-            uid: "u".into(),
-            sandbox_id: "sb".into(),
-            labels: BTreeMap::new(),
-            ip: "10.88.0.2".into(),
-            netns: None,
-            containers: vec![],
-        };
+        let pod = test_pod(None);
         let mount = |inside: &str, node: &str, readonly: bool| PodMount {
             container_path: inside.into(),
             host_path: node.into(),
