@@ -926,6 +926,7 @@ async fn the_example_pods_experiment_runs_through_a_controller_and_an_agent() {
     }
     assert!(plan.contains(&format!("pid {}", container["pid"])), "{plan}");
     assert!(plan.contains("network-partition") && plan.contains("process-pause"), "{plan}");
+    assert!(plan.contains("/tmp in the container's root filesystem"), "{plan}");
 
     // Two pods: above the controller's cap, refused before anything changes.
     let both = dir.path().join("both-carts.yaml");
@@ -966,9 +967,15 @@ async fn the_example_pods_experiment_runs_through_a_controller_and_an_agent() {
     wait_until("the chosen cart pod frozen", WAIT, || process_state(chosen_pid) == Some('T'));
     assert!(nft_tables(&chosen_ns, "chaos").is_empty(), "the partition outlived its step");
     assert_ne!(process_state(other_pid), Some('T'), "the other cart pod was frozen too");
+    // The fill lands in the chosen pod's own /tmp (its root filesystem), not the other's, not the node's.
+    let tmp_of = |pid: i32| std::path::PathBuf::from(format!("/proc/{pid}/root/tmp"));
+    wait_until("the chosen cart pod's /tmp filled", WAIT, || fill_files(&tmp_of(chosen_pid)).len() == 1);
+    assert!(fill_files(&tmp_of(other_pid)).is_empty(), "the other cart pod was filled too");
+    assert!(fill_files(std::path::Path::new("/tmp")).is_empty(), "the node's /tmp was filled");
     let out = support::wait_within(run, Duration::from_secs(120));
     assert_eq!(out.status.code(), Some(0), "{}", support::describe_output(&out));
     assert_ne!(process_state(chosen_pid), Some('T'), "the cart pod is still frozen after the run");
+    assert!(fill_files(&tmp_of(chosen_pid)).is_empty(), "the fill outlived the run");
     let journal: Value = serde_json::from_str(&std::fs::read_to_string(&journal).unwrap()).unwrap();
     assert_eq!(journal["verdict"], "passed", "{journal:#}");
 

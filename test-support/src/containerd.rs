@@ -136,6 +136,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             std::os::unix::fs::symlink("busybox", rootfs.join(applet))
                 .unwrap_or_else(|e| panic!("link {applet}: {e}"));
         }
+        // A /tmp as images have one (sticky, world-writable): the pods example fills it.
+        let tmp = work.join("rootfs/tmp");
+        std::fs::create_dir_all(&tmp).unwrap_or_else(|e| panic!("create {}: {e}", tmp.display()));
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", tmp.display()));
         let layer = work.join("layer.tar");
         crate::sh(&[
             "tar",
