@@ -565,7 +565,14 @@ fn the_agent_journal_is_on_the_host_at_its_state_dir_and_it_sees_the_host() {
     // there) and the pods' network namespaces (their nftables tables). It needs no token, socket or cgroup.
     assert_eq!(self::args(guard), ["agent", "guard"]);
     assert_eq!(env_value(guard, "CHAOS_STATE_DIR"), Some(state_dir));
-    for path in [state_dir, "/run/netns"].into_iter().chain(fill_paths.iter().map(|p| p.as_str().unwrap())) {
+    // Pod volumes at the kubelet's path, appearing after the agent starts: propagated from the host.
+    let (mount, volume) = volume_of(pod, container, "/var/lib/kubelet/pods");
+    assert_eq!(
+        (mount["mountPropagation"].as_str(), volume["hostPath"]["path"].as_str()),
+        (Some("HostToContainer"), Some("/var/lib/kubelet/pods"))
+    );
+    let kubelet = ["/var/lib/kubelet/pods", state_dir, "/run/netns"];
+    for path in kubelet.into_iter().chain(fill_paths.iter().map(|p| p.as_str().unwrap())) {
         let (mine, _) = volume_of(pod, container, path);
         let (theirs, _) = volume_of(pod, guard, path);
         assert_eq!(mine, theirs, "the guard mounts {path} as the agent does");

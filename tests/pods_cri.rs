@@ -677,11 +677,12 @@ async fn a_fill_in_another_users_container_needs_exactly_the_daemonsets_capabili
         }),
         ..Default::default()
     };
+    // The container's own directory, on its root filesystem: its user's, 0700.
     let app = run_pod_configured(
         &mut cri,
         &fixture,
         ("shop", "owned-1", "owned"),
-        "exec sleep 3600",
+        "mkdir /tmp/own && chmod 700 /tmp/own && exec sleep 3600",
         vec![v1::Mount {
             container_path: "/own".into(),
             host_path: own.display().to_string(),
@@ -690,17 +691,23 @@ async fn a_fill_in_another_users_container_needs_exactly_the_daemonsets_capabili
         target,
     )
     .await;
-    std::fs::write(work.path().join("fill.yaml"), "kind: disk-fill\npath: /own\nsize: 1MiB\n").unwrap();
+    std::fs::write(work.path().join("fill.yaml"), "kind: disk-fill\npath: /tmp/own\nsize: 1MiB\n").unwrap();
+    // Its volume, whose node path the agent's container does not see: reached through the container's root it
+    // is another filesystem, refused (a file there could outlive its record).
+    std::fs::write(work.path().join("volume.yaml"), "kind: disk-fill\npath: /own\nsize: 1MiB\n").unwrap();
+    let target_pid = pods(&fixture, "shop/app=owned")[0]["containers"][0]["pid"].as_i64().unwrap();
+    let own_dir = std::path::PathBuf::from(format!("/proc/{target_pid}/root/tmp/own"));
+    wait_until("the container's own directory", WAIT, || own_dir.is_dir());
     let agent_pod = run_node_pod(&mut cri, &fixture, "chaos-agent-caps", work.path()).await;
     let caps = daemonset_caps();
     for needed in ["SYS_PTRACE", "DAC_OVERRIDE"] {
         assert!(caps.iter().any(|c| c == needed), "the DaemonSet does not add {needed}: {caps:?}");
     }
-    let inject = |state: &'static str| -> Vec<&'static str> {
+    let inject = |file: &'static str, state: &'static str| -> Vec<&'static str> {
         vec![
             "agent",
             "inject",
-            "/work/fill.yaml",
+            file,
             "--pod",
             "shop/app=owned",
             "--duration",
@@ -711,27 +718,36 @@ async fn a_fill_in_another_users_container_needs_exactly_the_daemonsets_capabili
             state,
         ]
     };
+    let left = || std::fs::read_dir(&own_dir).unwrap().count() + std::fs::read_dir(&own).unwrap().count();
 
-    let args = inject("/work/state-all");
+    let args = inject("/work/fill.yaml", "/work/state-all");
     let (code, log) = ChaosContainer { name: "all", attempt: 0, args: &args, caps: Some(caps.clone()) }
         .run(&mut cri, &fixture, &agent_pod, work.path())
         .await;
     assert_eq!(code, 0, "the fill with the DaemonSet's capabilities failed:\n{log}");
     assert!(
-        log.contains("filled /own/chaos-fill-") && log.contains("(pod shop/owned-1, container owned)"),
+        log.contains("filled /tmp/own/chaos-fill-") && log.contains("(pod shop/owned-1, container owned)"),
         "{log}"
     );
-    assert_eq!(std::fs::read_dir(&own).unwrap().count(), 0, "the fill file was not reverted");
+    assert_eq!(left(), 0, "the fill file was not reverted");
+
+    let args = inject("/work/volume.yaml", "/work/state-volume");
+    let (code, log) = ChaosContainer { name: "volume", attempt: 0, args: &args, caps: Some(caps.clone()) }
+        .run(&mut cri, &fixture, &agent_pod, work.path())
+        .await;
+    assert_ne!(code, 0, "filled a volume the agent cannot reach at its node path:\n{log}");
+    assert!(log.contains("found another filesystem"), "{log}");
+    assert_eq!(left(), 0, "a refused fill left a file");
 
     for (i, dropped) in ["SYS_PTRACE", "DAC_OVERRIDE"].into_iter().enumerate() {
         let fewer: Vec<String> = caps.iter().filter(|c| *c != dropped).cloned().collect();
-        let args = inject(if i == 0 { "/work/state-ptrace" } else { "/work/state-dac" });
+        let args = inject("/work/fill.yaml", if i == 0 { "/work/state-ptrace" } else { "/work/state-dac" });
         let (code, log) = ChaosContainer { name: dropped, attempt: 0, args: &args, caps: Some(fewer) }
             .run(&mut cri, &fixture, &agent_pod, work.path())
             .await;
         assert_ne!(code, 0, "filled another user's container without {dropped}:\n{log}");
         assert!(log.contains("Permission denied"), "without {dropped}: {log}");
-        assert_eq!(std::fs::read_dir(&own).unwrap().count(), 0, "a refused fill left a file");
+        assert_eq!(left(), 0, "a refused fill left a file");
     }
     remove_pod(&mut cri, &agent_pod).await;
     remove_pod(&mut cri, &app).await;

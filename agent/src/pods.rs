@@ -394,15 +394,36 @@ fn fill_in(fill: &mut crate::stress::DiskFill, container: &PodContainer) -> Resu
             )));
         }
         // Through the volume's node path where this agent sees it (in a pod: the kubelet's pods directory
-        // mounted), so the record outlives the container; else through the container's root like the rest.
+        // mounted), so the record outlives the container; else through the container's root, where the apply
+        // refuses a directory off the container's root filesystem.
         Some(m) if m.host_path.is_dir() => {
             let rest = inside.strip_prefix(&m.container_path).unwrap_or(Path::new(""));
             fill.path = m.host_path.join(rest);
-            FillRoot::Volume { host_root: m.host_path.clone(), container_path: inside }
+            FillRoot::Volume {
+                host_root: m.host_path.clone(),
+                container_path: inside,
+                task: container_task(container)?,
+            }
         }
-        Some(_) | None => FillRoot::Container { task: crate::process::ProcessId::of(container.pid)? },
+        Some(_) | None => FillRoot::Container { task: container_task(container)? },
     });
     Ok(())
+}
+
+/// The container's task by identity (pid and start time), once its pid is checked to still be in the
+/// container's cgroup: a pid reused since the runtime reported it is refused.
+fn container_task(container: &PodContainer) -> Result<crate::process::ProcessId, AgentError> {
+    let task = crate::process::ProcessId::of(container.pid)?;
+    match container_cgroup(container.pid)? {
+        Some(cgroup) if cgroup == container.cgroup => Ok(task),
+        _ => Err(AgentError::Invalid {
+            what: "pod fault",
+            reason: format!(
+                "pid {} is no longer container {}'s task (it exited or was reused): try again",
+                container.pid, container.name
+            ),
+        }),
+    }
 }
 
 fn set_netns(field: &mut Option<String>, netns: Option<String>) -> Result<(), AgentError> {
@@ -609,7 +630,7 @@ mod tests {
             name: "cart".into(),
             id: "c".into(),
             pid: std::process::id() as i32,
-            cgroup: "/k8s.io/c".into(),
+            cgroup: container_cgroup(std::process::id() as i32).unwrap().unwrap(),
             mounts: vec![
                 mount("/data", &volume.display().to_string(), false),
                 mount("/unseen", "/nonexistent/kubelet/volume", false),
@@ -629,7 +650,11 @@ mod tests {
         assert_eq!(filled.path, volume.join("cache"));
         assert_eq!(
             filled.within,
-            Some(FillRoot::Volume { host_root: volume.clone(), container_path: "/data/cache".into() })
+            Some(FillRoot::Volume {
+                host_root: volume.clone(),
+                container_path: "/data/cache".into(),
+                task: crate::process::ProcessId::of(container.pid).unwrap()
+            })
         );
         // A volume whose node path this agent does not see is reached through the container's root.
         let unseen = fill("/unseen/x").unwrap();

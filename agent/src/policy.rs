@@ -20,6 +20,7 @@
 //! pods:                         # pod targets (through the node's container runtime)
 //!   protected_namespaces: [kube-system]   # never targeted; the default
 //!   allowed_namespaces: [shop, staging]   # empty (the default): any namespace not protected
+//!   volume_paths: [/var/lib/kubelet/pods] # pod volumes a disk fill may reach (and those under fill_paths)
 //! probe_commands:               # command probes the controller may run here; default: none
 //!   - [/usr/bin/systemctl, is-active]   # an argv prefix: `systemctl is-active nginx` is allowed
 //!   - [/usr/bin/test, -f, /srv/shop/ready]
@@ -92,7 +93,7 @@ pub struct StressLimits {
     pub max_io_workers: u32,
 }
 
-/// Which Kubernetes namespaces pod faults may reach.
+/// Which Kubernetes namespaces pod faults may reach, and which pod volumes a disk fill may.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PodRules {
@@ -100,11 +101,19 @@ pub struct PodRules {
     pub protected_namespaces: Vec<String>,
     /// When not empty, the only namespaces a pod fault may reach.
     pub allowed_namespaces: Vec<String>,
+    /// Where the node paths of the pod volumes a disk fill may reach lie (besides `stress.fill_paths`): the
+    /// kubelet's volumes. A pod's hostPath volume elsewhere is the node's own disk, under `fill_paths` or not
+    /// at all. Default: `/var/lib/kubelet/pods`.
+    pub volume_paths: Vec<PathBuf>,
 }
 
 impl Default for PodRules {
     fn default() -> Self {
-        PodRules { protected_namespaces: vec!["kube-system".into()], allowed_namespaces: Vec::new() }
+        PodRules {
+            protected_namespaces: vec!["kube-system".into()],
+            allowed_namespaces: Vec::new(),
+            volume_paths: vec![PathBuf::from("/var/lib/kubelet/pods")],
+        }
     }
 }
 
@@ -242,6 +251,9 @@ impl AgentPolicy {
                 match &fill.within {
                     None => self.check_path(&fill.path)?,
                     Some(crate::stress::FillRoot::Volume { host_root, .. }) => {
+                        let roots: Vec<PathBuf> =
+                            self.pods.volume_paths.iter().chain(&limits.fill_paths).cloned().collect();
+                        crate::beneath::Beneath::find(host_root, &roots, "volume-paths")?;
                         crate::beneath::Beneath::find(
                             &fill.path,
                             std::slice::from_ref(host_root),

@@ -33,7 +33,9 @@ fn replay_dir(dir: &Path, mode: ReplayMode, me: Option<ProcessId>) -> ReplayRepo
     records.reverse();
     let boot = boot_id().ok();
     for (path, record) in records {
-        let same_boot = boot.as_deref() == Some(record.boot_id.as_str());
+        // An unreadable boot id is taken as this boot's: the owner check and each step's identity checks still
+        // hold, whereas "another boot" would skip the process and namespace steps and drop the record.
+        let same_boot = boot.as_deref().is_none_or(|b| b == record.boot_id);
         let mine = me == Some(record.owner);
         if mode == ReplayMode::Orphaned && same_boot && (mine || record.owner.check().is_ok()) {
             report.live.push(record);
@@ -59,7 +61,8 @@ fn replay_dir(dir: &Path, mode: ReplayMode, me: Option<ProcessId>) -> ReplayRepo
 /// a record of another boot; network steps that must run in the owner's network namespace are refused (and
 /// the record kept) from any other namespace that still exists.
 pub fn revert_record(path: &Path, record: &Record) -> Result<(), AgentError> {
-    let same_boot = boot_id().is_ok_and(|b| b == record.boot_id);
+    // Unreadable, the boot id is taken as this boot's (see `replay_dir`).
+    let same_boot = boot_id().map_or(true, |b| b == record.boot_id);
     let netns_gone = check_netns(record, same_boot)?;
     run_steps(&record.undo, same_boot, netns_gone)?;
     remove_durably(path)
@@ -118,13 +121,16 @@ fn find_netns(id: &str) -> Option<String> {
     None
 }
 
-/// Runs `steps` backwards, attempting every one; returns the first error. Process steps are skipped when the
-/// record comes from another boot (its pids belong to other processes now); network steps of the owner's
+/// Runs `steps` backwards, attempting every one; returns the first error. Process steps (and a container's
+/// file, reached through its task) are skipped when the record comes from another boot (its pids belong to
+/// other processes now); network steps of the owner's
 /// namespace are skipped when that namespace is gone.
 fn run_steps(steps: &[Undo], same_boot: bool, netns_gone: bool) -> Result<(), AgentError> {
     let mut first_error = None;
     for step in steps.iter().rev() {
-        let process_step = matches!(step, Undo::Resume { .. } | Undo::KillWorkers { .. });
+        // A container's file is reached through its task's pid too.
+        let process_step =
+            matches!(step, Undo::Resume { .. } | Undo::KillWorkers { .. } | Undo::RemoveContainerFile { .. });
         if process_step && !same_boot {
             continue;
         }

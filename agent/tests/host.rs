@@ -697,6 +697,7 @@ fn a_policy_file_loads_and_its_errors_point_at_the_line() {
         pods: PodRules {
             protected_namespaces: vec!["kube-system".into()],
             allowed_namespaces: vec!["shop".into(), "staging".into()],
+            volume_paths: vec!["/var/lib/kubelet/pods".into()],
         },
         probe_commands: Vec::new(),
     };
@@ -1104,4 +1105,33 @@ fn plan_checks_devices_and_paths_without_changing_anything() {
     assert!(agent.plan(&fill(fixture.data(), Size::mib(1)), Some(LONG)).is_ok());
     assert!(fixture.data_files().is_empty());
     assert_eq!(fixture.records(), 0);
+}
+
+/// A disk fill on a pod's volume reaches the volume's node path only under the policy's `pods.volume_paths`
+/// (the kubelet's volumes) or `stress.fill_paths`: a hostPath volume elsewhere is the node's own disk.
+#[test]
+fn a_pod_volume_fill_is_refused_outside_the_volume_paths_and_fill_paths() {
+    use chaos_agent::process::ProcessId;
+    use chaos_agent::stress::FillRoot;
+    let dir = TempDir::new();
+    let allowed = dir.path.join("kubelet-pods");
+    let elsewhere = dir.path.join("node-disk");
+    for d in [&allowed, &elsewhere] {
+        std::fs::create_dir_all(d.join("vol")).unwrap();
+    }
+    let policy = AgentPolicy {
+        pods: PodRules { volume_paths: vec![allowed.clone()], ..PodRules::default() },
+        stress: StressLimits { fill_paths: Vec::new(), ..StressLimits::default() },
+        ..AgentPolicy::default()
+    };
+    let task = ProcessId::of(std::process::id() as i32).unwrap();
+    let on_volume = |root: &Path| {
+        let mut fill = DiskFill::new(root.join("vol"), Size::mib(1));
+        fill.within =
+            Some(FillRoot::Volume { host_root: root.join("vol"), container_path: "/data".into(), task });
+        FaultSpec::DiskFill(fill)
+    };
+    policy.check(&on_volume(&allowed), Some(Duration::from_secs(1))).unwrap();
+    let e = policy.check(&on_volume(&elsewhere), Some(Duration::from_secs(1))).unwrap_err().to_string();
+    assert!(e.contains("volume-paths") && e.contains("not under any allowed path"), "{e}");
 }

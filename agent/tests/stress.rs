@@ -570,11 +570,25 @@ fn replay_frees_a_fill_file_by_identity_and_drops_a_record_whose_file_is_gone() 
 /// confinement inside a real container's root is tested with containerd in `tests/pods_cri.rs`).
 #[test]
 fn a_fill_in_a_containers_root_replays_through_its_task_and_a_gone_task_ends_the_record() {
+    use std::os::unix::fs::MetadataExt;
     let fixture = Fixture::new();
     let mut sleeper = Owner(Command::new("sleep").arg("60").spawn().unwrap());
     let task = ProcessId::of(sleeper.0.id() as i32).unwrap();
+    // The task's root is this host's `/`: the fill must stay on that filesystem, like a container's on its
+    // writable layer. The fixture's directory when it is there, else one in the build directory.
+    let root_dev = std::fs::metadata("/").unwrap().dev();
+    let data = [
+        fixture.data(),
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("fill-{}", std::process::id())),
+    ]
+    .into_iter()
+    .find(|dir| {
+        let _ = std::fs::create_dir_all(dir);
+        std::fs::metadata(dir).is_ok_and(|m| m.dev() == root_dev)
+    })
+    .expect("a writable directory on the root filesystem (the fixture's, or the build directory)");
     let fill = |size: u64| {
-        let mut fill = DiskFill::new(fixture.data(), Size::mib(size));
+        let mut fill = DiskFill::new(data.clone(), Size::mib(size));
         fill.within = Some(FillRoot::Container { task });
         fill
     };
@@ -594,6 +608,14 @@ fn a_fill_in_a_containers_root_replays_through_its_task_and_a_gone_task_ends_the
     assert_eq!((report.reverted.len(), report.failed.len()), (1, 0), "{report:?}");
     assert!(!file.exists(), "the replay did not delete {}", file.display());
 
+    // A directory on another filesystem than the task's root (a volume, a tmpfs) is refused: a file there
+    // could outlive its record when the container goes.
+    let mut elsewhere = fill(1);
+    elsewhere.path = PathBuf::from("/proc");
+    let e = elsewhere.apply_within(&fixture.journal, &[]).unwrap_err().to_string();
+    assert!(e.contains("found another filesystem"), "{e}");
+    assert_eq!(fixture.records(), 0);
+
     // A task that is gone took a real container's writable layer with it: the record ends, nothing is
     // touched (here the host's file stays, which shows the replay did not reach it by the host's path).
     let handle = fill(1).apply_within(&fixture.journal, &[]).unwrap();
@@ -605,6 +627,7 @@ fn a_fill_in_a_containers_root_replays_through_its_task_and_a_gone_task_ends_the
     assert_eq!((report.reverted.len(), report.failed.len()), (1, 0), "{report:?}");
     assert_eq!(fixture.records(), 0);
     assert!(file.exists());
+    std::fs::remove_file(&file).unwrap();
 
     // Bad container paths are refused before anything is written.
     for bad in ["data", "/tmp/../etc"] {
@@ -612,5 +635,8 @@ fn a_fill_in_a_containers_root_replays_through_its_task_and_a_gone_task_ends_the
         fill.path = PathBuf::from(bad);
         let e = fill.apply_within(&fixture.journal, &[]).unwrap_err().to_string();
         assert!(e.contains("absolute path inside the container"), "{bad}: {e}");
+    }
+    if data != fixture.data() {
+        let _ = std::fs::remove_dir_all(&data);
     }
 }

@@ -43,10 +43,13 @@ pub enum FillRoot {
     /// volume's node path, the only directory the fill may reach); `container_path` is where the container
     /// sees that path. The record names the node's path, so the file is reverted even after the container
     /// is gone (the volume may outlive it).
-    Volume { host_root: PathBuf, container_path: PathBuf },
+    /// `task` is the container's: the node's directory must be the very one the container sees at
+    /// `container_path` (same device and inode), else the fill is refused.
+    Volume { host_root: PathBuf, container_path: PathBuf, task: ProcessId },
     /// The container's own root filesystem: [`DiskFill::path`] is a path inside the container, reached through
     /// its task's `/proc/PID/root` with symlinks resolved inside that root (`RESOLVE_IN_ROOT`). The file lives
-    /// in the container's writable layer and goes with it.
+    /// in the container's writable layer and goes with it: a directory on another filesystem (a volume the agent
+    /// does not see at its node path, a tmpfs) is refused, since a file there could outlive its record.
     Container { task: ProcessId },
 }
 
@@ -110,7 +113,7 @@ impl DiskFill {
     pub fn location(&self) -> String {
         match &self.within {
             None => self.path.display().to_string(),
-            Some(FillRoot::Volume { host_root, container_path }) => format!(
+            Some(FillRoot::Volume { host_root, container_path, .. }) => format!(
                 "{} in the container (its volume at {} on the node: {})",
                 container_path.display(),
                 host_root.display(),
@@ -146,15 +149,38 @@ impl DiskFill {
         let bytes = self.bytes()?;
         let (dir, dir_path) = match &self.within {
             None => self.open_beneath(allowed)?,
-            Some(FillRoot::Volume { host_root, .. }) => self.open_beneath(std::slice::from_ref(host_root))?,
+            Some(FillRoot::Volume { host_root, container_path, task }) => {
+                let (dir, dir_path) = self.open_beneath(std::slice::from_ref(host_root))?;
+                let seen = open_in_container(task, container_path)?;
+                if identity(&dir, &self.path)? != identity(&seen, container_path)? {
+                    return Err(AgentError::invalid(
+                        "path",
+                        format!(
+                            "expected {} on the node to be the directory the container sees at {}, found another \
+                             (is the volume mounted into the agent with HostToContainer propagation?)",
+                            self.path.display(),
+                            container_path.display()
+                        ),
+                    ));
+                }
+                (dir, dir_path)
+            }
             Some(FillRoot::Container { task }) => {
-                return self.fill(
-                    journal,
-                    bytes,
-                    open_in_container(task, &self.path)?,
-                    self.path.clone(),
-                    |path, id| Undo::RemoveContainerFile { task: *task, path: path.to_path_buf(), file: id },
-                );
+                let (root, dir) = open_in_container_root(task, &self.path)?;
+                if identity(&root, Path::new("/"))?.dev != identity(&dir, &self.path)?.dev {
+                    return Err(AgentError::invalid(
+                        "path",
+                        format!(
+                            "expected {} on the container's root filesystem, found another filesystem (a volume \
+                             whose node path this agent does not see, or a tmpfs): a fill there could outlive its \
+                             record; mount the kubelet's pods directory into the agent to fill volumes",
+                            self.path.display()
+                        ),
+                    ));
+                }
+                return self.fill(journal, bytes, dir, self.path.clone(), |path, id| {
+                    Undo::RemoveContainerFile { task: *task, path: path.to_path_buf(), file: id }
+                });
             }
         };
         self.fill(journal, bytes, dir, dir_path, |path, id| match id {
@@ -399,6 +425,11 @@ fn check_container_path(path: &Path) -> Result<(), AgentError> {
 /// lead out of it. The task is checked (pid and start time) before and after the root is opened: a pid reused
 /// meanwhile is refused ([`AgentError::Exited`] when the task is gone).
 fn open_in_container(task: &ProcessId, path: &Path) -> Result<OwnedFd, AgentError> {
+    open_in_container_root(task, path).map(|(_, dir)| dir)
+}
+
+/// [`open_in_container`], with the container's root directory opened too.
+fn open_in_container_root(task: &ProcessId, path: &Path) -> Result<(OwnedFd, OwnedFd), AgentError> {
     check_container_path(path)?;
     let gone = || AgentError::Exited(*task);
     let same_task = || -> Result<(), AgentError> {
@@ -420,16 +451,31 @@ fn open_in_container(task: &ProcessId, path: &Path) -> Result<OwnedFd, AgentErro
     let how = OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    openat2(&root, relative, how).map_err(|e| match e {
+    let dir = openat2(&root, relative, how).map_err(|e| match e {
         Errno::ENOENT | Errno::ENOTDIR => AgentError::invalid(
             "path",
             format!("expected an existing directory in the container, found none at {}", path.display()),
+        ),
+        // What the container holds may be a symlink loop or a magic link: refused, as anything it controls.
+        Errno::ELOOP | Errno::EXDEV => AgentError::invalid(
+            "path",
+            format!(
+                "expected a directory in the container, found {} leading through a link ({e})",
+                path.display()
+            ),
         ),
         e => AgentError::io(
             format!("opening {} in the container of pid {}", path.display(), task.pid),
             e.into(),
         ),
-    })
+    })?;
+    Ok((root, dir))
+}
+
+/// A descriptor's file identity.
+fn identity(fd: &OwnedFd, path: &Path) -> Result<FileIdentity, AgentError> {
+    let stat = fstat(fd).map_err(|e| AgentError::io(format!("reading {}", path.display()), e.into()))?;
+    Ok(FileIdentity { dev: stat.st_dev, ino: stat.st_ino })
 }
 
 /// The free space of the filesystem holding the opened directory.

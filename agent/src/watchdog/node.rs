@@ -36,11 +36,19 @@ pub struct GuardPass {
 /// that is orphaned or past its deadline plus the grace.
 pub fn guard_pass(state_dir: &Path) -> GuardPass {
     let mut pass = GuardPass::default();
+    // Without this boot's id every record would look like another boot's, and another boot's records skip their
+    // process and namespace steps: a live fault's record would go with its fault still applied. Wait instead.
+    let boot = match journal::boot_id() {
+        Ok(boot) => boot,
+        Err(e) => {
+            tracing::warn!(error = %e, "guard cannot read this boot's id; nothing reverted this tick");
+            return pass;
+        }
+    };
     let (records, _unreadable) = journal::read_all(&state_dir.join("journal"));
-    let boot = journal::boot_id().ok();
     let now = journal::boot_clock_ms();
     for (path, record) in records.into_iter().rev() {
-        let why = if boot.as_deref() != Some(record.boot_id.as_str()) {
+        let why = if boot != record.boot_id {
             "it is from another boot"
         } else if record.owner.check().is_err() {
             "its owner is gone"
