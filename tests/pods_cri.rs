@@ -269,10 +269,12 @@ async fn faults_reach_exactly_the_selected_pods_and_go_with_a_killed_agent() {
         assert!(cgroups.contains(&cart_cgroup), "worker {worker} is not in cart-1's cgroup: {cgroups}");
     }
     // The memory worker joined before it touched a page: the container is charged for all of it, so its own
-    // memory limit applies (a worker moved in afterwards would leave its pages charged to the agent's cgroup).
+    // memory limit applies (a worker moved in afterwards would leave its pages charged to the agent's cgroup,
+    // and the container's charge would stay near its own few hundred KiB; that charge itself moves by a few
+    // pages meanwhile, so the check is on the 64 MiB alone).
     let memory_during = memory_charged(&cart_cgroup);
     assert!(
-        memory_during >= memory_before + 64 * 1024 * 1024,
+        memory_during >= 64 * 1024 * 1024 && memory_before < 16 * 1024 * 1024,
         "cart-1's cgroup is charged {memory_during} bytes with the stress on, {memory_before} before"
     );
 
