@@ -157,6 +157,21 @@ impl AgentPolicy {
             check_probe_prefix(index, prefix)?;
         }
         self.process_policy().validate()?;
+        // Resolved against nothing but the root: a relative entry would depend on the agent's working directory.
+        for (index, path) in self.pods.volume_paths.iter().enumerate() {
+            let plain = path
+                .components()
+                .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+            if !path.is_absolute() || !plain {
+                return Err(AgentError::invalid(
+                    "pods.volume_paths",
+                    format!(
+                        "entry {index}: expected an absolute path without `..`, found {}",
+                        path.display()
+                    ),
+                ));
+            }
+        }
         check_cpu_load(self.stress.max_cpu_load)
     }
 
@@ -602,5 +617,14 @@ mod tests {
         assert!(relative.validate().unwrap_err().to_string().contains("absolute path"));
         let empty = AgentPolicy { probe_commands: vec![vec![]], ..AgentPolicy::default() };
         assert!(empty.validate().unwrap_err().to_string().contains("entry 0"));
+        for bad in ["kubelet/pods", "/var/lib/../tmp"] {
+            let policy = AgentPolicy {
+                pods: PodRules { volume_paths: vec![PathBuf::from(bad)], ..PodRules::default() },
+                ..AgentPolicy::default()
+            };
+            let e = policy.validate().unwrap_err().to_string();
+            assert!(e.contains("pods.volume_paths") && e.contains("entry 0") && e.contains(bad), "{e}");
+        }
+        AgentPolicy::default().validate().unwrap();
     }
 }
